@@ -1,0 +1,91 @@
+//! Opaque pagination cursors, shared by both stores so a cursor means the same thing everywhere.
+//!
+//! A cursor is `base64url(json position) "." base64url(tag)`, where the tag is a SHA-256 digest of
+//! the listing's scope (owner, filter) and the position. A cursor altered in any way, or presented
+//! to another listing (another owner, another filter), fails the check and is refused as
+//! [`StoreError::InvalidCursor`]. The tag is an integrity check, not a secret: cursors hold no
+//! data the caller may not see, and queries always use the caller's own partition.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::StoreError;
+
+const TAG_BYTES: usize = 12;
+
+fn tag(scope: &str, payload: &[u8]) -> [u8; TAG_BYTES] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"athena-cursor-v1\0");
+    hasher.update(scope.as_bytes());
+    hasher.update([0]);
+    hasher.update(payload);
+    let digest = hasher.finalize();
+    let mut out = [0u8; TAG_BYTES];
+    out.copy_from_slice(&digest[..TAG_BYTES]);
+    out
+}
+
+/// Encodes a position in the listing identified by `scope`.
+pub fn encode<P: Serialize>(scope: &str, position: &P) -> Result<String, StoreError> {
+    let payload = serde_json::to_vec(position).map_err(|e| StoreError::internal("encoding a cursor", e))?;
+    Ok(format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(&payload),
+        URL_SAFE_NO_PAD.encode(tag(scope, &payload))
+    ))
+}
+
+/// Decodes a cursor issued by [`encode`] for the same scope.
+pub fn decode<P: DeserializeOwned>(scope: &str, cursor: &str) -> Result<P, StoreError> {
+    let (payload, given) = cursor.split_once('.').ok_or(StoreError::InvalidCursor)?;
+    let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| StoreError::InvalidCursor)?;
+    let given = URL_SAFE_NO_PAD.decode(given).map_err(|_| StoreError::InvalidCursor)?;
+    if given.as_slice() != tag(scope, &payload) {
+        return Err(StoreError::InvalidCursor);
+    }
+    serde_json::from_slice(&payload).map_err(|_| StoreError::InvalidCursor)
+}
+
+/// The scope of an owner's conversation listing.
+pub fn conversations_scope(owner: &str, bucket: Option<&str>) -> String {
+    format!("conversations\0{owner}\0{}", bucket.unwrap_or("*"))
+}
+
+/// The scope of a conversation's message listing.
+pub fn messages_scope(owner: &str, conversation: &str) -> String {
+    format!("messages\0{owner}\0{conversation}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_decodes_in_its_own_scope_only() {
+        let c = encode("a", &(42i64, "x")).unwrap_or_default();
+        assert_eq!(decode::<(i64, String)>("a", &c).ok(), Some((42, "x".to_owned())));
+        assert!(matches!(
+            decode::<(i64, String)>("b", &c),
+            Err(StoreError::InvalidCursor)
+        ));
+    }
+
+    #[test]
+    fn any_altered_character_is_refused() {
+        let c = encode("scope", &(1_700_000_000_000i64, "01JD8X7Q9K3M5N7P9R1T3V5X7Z")).unwrap_or_default();
+        for i in 0..c.len() {
+            let mut bytes = c.clone().into_bytes();
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            let altered = String::from_utf8(bytes).unwrap_or_default();
+            if altered != c {
+                assert!(decode::<(i64, String)>("scope", &altered).is_err(), "position {i}");
+            }
+        }
+        for junk in ["", ".", "abc", "abc.def", "%%%.%%%"] {
+            assert!(decode::<(i64, String)>("scope", junk).is_err());
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! Storage port: the `Store` trait with every access pattern Athena needs, and its two adapters.
+//!
+//! - [`dynamo::DynamoStore`]: DynamoDB, the production store (tables keyed by conversation).
+//! - [`embedded::EmbeddedStore`]: SQLite in a file, the default when no table is configured.
+//!
+//! Both share the semantics defined here (ordering keys, cursors, size limits) and are held to them
+//! by one conformance suite (`tests/tests/store_conformance.rs`). `docs/data-model.md` lists every
+//! access pattern with its key condition and round trips.
+
+pub mod cursor;
+pub mod dynamo;
+pub mod embedded;
+pub mod schema;
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    AnalyticsEvent, ClientMessageId, Conversation, ConversationId, Message, MessageId, SolutionFilter, Timestamp,
+    UserId,
+};
+use crate::error::StoreError;
+
+/// Largest message content a store accepts, in bytes (UTF-8). DynamoDB items are limited to 400 KB,
+/// so the DynamoDB store splits content into chunk items written in the same transaction; a message
+/// above this bound is refused with [`StoreError::TooLarge`] before anything is written.
+pub const MAX_CONTENT_BYTES: usize = 2 * 1024 * 1024;
+/// Largest serialized `parts` (tool calls and results) of one message, in bytes.
+pub const MAX_PARTS_BYTES: usize = 128 * 1024;
+/// Largest page a listing returns.
+pub const MAX_PAGE: u32 = 100;
+/// Page size when the client does not ask for one.
+pub const DEFAULT_PAGE: u32 = 50;
+
+/// One page of a listing, with the cursor of the next page when there is one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page<T> {
+    /// The items of this page, in listing order.
+    pub items: Vec<T>,
+    /// Opaque cursor for the next page; `None` at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// Parameters of the per-owner conversation listing.
+#[derive(Clone, Debug, Default)]
+pub struct ListConversations {
+    /// Restrict to one solution (or the general chat).
+    pub solution: Option<SolutionFilter>,
+    /// Page size, 1..=[`MAX_PAGE`]; `None` means [`DEFAULT_PAGE`].
+    pub limit: Option<u32>,
+    /// Cursor from the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Parameters of a message listing.
+#[derive(Clone, Debug, Default)]
+pub struct ListMessages {
+    /// Page size, 1..=[`MAX_PAGE`]; `None` means every message.
+    pub limit: Option<u32>,
+    /// Cursor from the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The documented, mutable fields of a conversation. `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConversationPatch {
+    /// New title (already validated).
+    pub title: Option<String>,
+    /// Pin or unpin.
+    pub is_pinned: Option<bool>,
+    /// Share or unshare.
+    pub is_shared: Option<bool>,
+    /// New model id (already checked against the catalog).
+    pub model: Option<String>,
+}
+
+/// What appending a message changes on its conversation besides `updatedAt` and the preview.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Touch {
+    /// Set the title (the chat names a conversation after its first message).
+    pub title: Option<String>,
+}
+
+/// Result of an append.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Appended {
+    /// The message was stored.
+    Stored,
+    /// A message with the same client id was already stored: nothing was written. Carries its id.
+    Duplicate(MessageId),
+}
+
+/// Every access pattern of Athena's data. All reads and writes of a conversation are scoped to
+/// its owner: another owner's conversation answers [`StoreError::NotFound`], like a missing one.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates a conversation, with its first messages if any, atomically.
+    /// [`StoreError::Conflict`] when the id exists (whoever owns it).
+    async fn create_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError>;
+
+    /// One conversation, without its messages.
+    async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError>;
+
+    /// One conversation and all its messages in order (one Query on DynamoDB).
+    async fn get_conversation_with_messages(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+    ) -> Result<(Conversation, Vec<Message>), StoreError>;
+
+    /// The owner's conversations: pinned first, then newest `updatedAt` first.
+    async fn list_conversations(
+        &self,
+        owner: &UserId,
+        query: &ListConversations,
+    ) -> Result<Page<Conversation>, StoreError>;
+
+    /// Applies a patch and returns the updated conversation; `updatedAt` becomes `now`.
+    async fn update_conversation(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        patch: &ConversationPatch,
+        now: Timestamp,
+    ) -> Result<Conversation, StoreError>;
+
+    /// Deletes a conversation and every item belonging to it. Returns how many messages went with it.
+    async fn delete_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<u64, StoreError>;
+
+    /// Appends a message and touches its conversation (updatedAt, preview, count) atomically.
+    /// A message whose `client_id` was already stored in this conversation is not stored twice.
+    async fn append_message(&self, owner: &UserId, message: &Message, touch: &Touch) -> Result<Appended, StoreError>;
+
+    /// The conversation's messages, oldest first.
+    async fn list_messages(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        query: &ListMessages,
+    ) -> Result<Page<Message>, StoreError>;
+
+    /// Finds a message by the client's id.
+    async fn find_by_client_id(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        client_id: &ClientMessageId,
+    ) -> Result<Option<Message>, StoreError>;
+
+    /// Deletes one message (regenerating a reply replaces the last one).
+    async fn delete_message(&self, owner: &UserId, id: &ConversationId, message: &MessageId) -> Result<(), StoreError>;
+
+    /// Deletes every message of a conversation, keeping the conversation. Returns how many.
+    async fn clear_messages(&self, owner: &UserId, id: &ConversationId) -> Result<u64, StoreError>;
+
+    /// Records analytics events (batched).
+    async fn record_events(&self, events: &[AnalyticsEvent]) -> Result<(), StoreError>;
+
+    /// Analytics events of one UTC day (`YYYY-MM-DD`), for tests and exports.
+    async fn events_of_day(&self, day: &str) -> Result<Vec<AnalyticsEvent>, StoreError>;
+}
+
+/// Checks the size bounds every store shares, before anything is written.
+pub fn check_message_size(message: &Message) -> Result<(), StoreError> {
+    if message.content.len() > MAX_CONTENT_BYTES {
+        return Err(StoreError::TooLarge(format!(
+            "message content is {} bytes; the limit is {} bytes",
+            message.content.len(),
+            MAX_CONTENT_BYTES
+        )));
+    }
+    if !message.parts.is_empty() {
+        let parts = serde_json::to_vec(&message.parts).map_err(|e| StoreError::internal("serializing parts", e))?;
+        if parts.len() > MAX_PARTS_BYTES {
+            return Err(StoreError::TooLarge(format!(
+                "message parts are {} bytes; the limit is {} bytes",
+                parts.len(),
+                MAX_PARTS_BYTES
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Resolves a page size: the API refuses out-of-range values, the stores clamp defensively.
+pub fn page_size(limit: Option<u32>, default: u32) -> u32 {
+    limit.unwrap_or(default).clamp(1, MAX_PAGE)
+}
+
+/// The number that orders a conversation in its owner's listing, descending: pinned ones above
+/// every unpinned one, then by `updatedAt`, then by a tiebreak derived from the id so two
+/// conversations touched in the same millisecond still have a fixed order in both stores.
+/// `rank = pin_base(pinned, id) + updated_at_ms * 1000`; DynamoDB updates compute it in the update
+/// expression as `pinBase + :scaledNow`, which is why it is a sum.
+pub fn listing_rank(is_pinned: bool, id: &ConversationId, updated_at: Timestamp) -> i64 {
+    pin_base(is_pinned, id) + scaled_time(updated_at)
+}
+
+/// `updatedAt` in milliseconds times 1000, the time part of [`listing_rank`].
+pub fn scaled_time(updated_at: Timestamp) -> i64 {
+    updated_at.timestamp_millis().saturating_mul(1000)
+}
+
+/// The part of [`listing_rank`] fixed between updates: pinning and the id's tiebreak (0..1000).
+pub fn pin_base(is_pinned: bool, id: &ConversationId) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(id.as_str().as_bytes());
+    let tiebreak = i64::from(u16::from_be_bytes([digest[0], digest[1]]) % 1000);
+    if is_pinned {
+        PINNED_BASE + tiebreak
+    } else {
+        tiebreak
+    }
+}
+
+/// Above any scaled timestamp until the year 5138, far below `i64::MAX`.
+const PINNED_BASE: i64 = 100_000_000_000_000_000;
+
+/// Makes message ids: ULIDs, strictly increasing within a process even inside one millisecond, so
+/// messages appended in the same millisecond keep their order.
+#[derive(Default)]
+pub struct IdGenerator {
+    inner: std::sync::Mutex<ulid::Generator>,
+}
+
+impl std::fmt::Debug for IdGenerator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdGenerator")
+    }
+}
+
+impl IdGenerator {
+    /// A new generator.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next ULID (26 characters, Crockford base 32), greater than every one made before here.
+    pub fn next_ulid(&self) -> String {
+        let mut generator = match self.inner.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // `generate` fails only when 2^80 ids were made in one millisecond; a fresh ULID is then fine.
+        generator.generate().unwrap_or_else(|_| ulid::Ulid::new()).to_string()
+    }
+
+    /// A new message id.
+    pub fn message_id(&self) -> MessageId {
+        // A ULID is always a valid id.
+        MessageId::parse(&self.next_ulid()).unwrap_or_else(|_| unreachable_id())
+    }
+
+    /// A new conversation id.
+    pub fn conversation_id(&self) -> ConversationId {
+        ConversationId::parse(&self.next_ulid()).unwrap_or_else(|_| unreachable_id())
+    }
+}
+
+#[cold]
+fn unreachable_id() -> ! {
+    // ULIDs are 26 Crockford base-32 characters, which `valid_id` always accepts.
+    panic!("a ULID failed id validation")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn pinned_conversations_rank_above_any_unpinned_one() {
+        let old = chrono::Utc.timestamp_millis_opt(0).single().unwrap_or_default();
+        let new = chrono::Utc
+            .timestamp_millis_opt(4_000_000_000_000)
+            .single()
+            .unwrap_or_default();
+        let (a, b) = (
+            ConversationId::parse("a").unwrap_or_else(|_| unreachable_id()),
+            ConversationId::parse("b").unwrap_or_else(|_| unreachable_id()),
+        );
+        assert!(listing_rank(true, &a, old) > listing_rank(false, &b, new));
+        assert!(listing_rank(false, &a, new) > listing_rank(false, &b, old));
+        // One millisecond later always ranks higher, whatever the ids' tiebreaks.
+        let later = chrono::Utc.timestamp_millis_opt(1).single().unwrap_or_default();
+        assert!(listing_rank(false, &a, later) > listing_rank(false, &b, old));
+        assert!(listing_rank(false, &b, later) > listing_rank(false, &a, old));
+    }
+
+    #[test]
+    fn ids_made_in_one_millisecond_still_increase() {
+        let ids = IdGenerator::new();
+        let made: Vec<String> = (0..1000).map(|_| ids.next_ulid()).collect();
+        assert!(made.windows(2).all(|w| w[0] < w[1]));
+    }
+}

@@ -1,0 +1,171 @@
+//! Key formats and table definitions: the one place that knows how items are keyed.
+//!
+//! Table `athena` (env `ATHENA_TABLE`), keyed by conversation:
+//!
+//! | item | pk | sk | other keys |
+//! |---|---|---|---|
+//! | conversation | `CONV#<id>` | `META` | `gsi1pk = USER#<owner>`, `gsi2pk = USER#<owner>#SOL#<bucket>`, `gsi1sk = gsi2sk = rank` |
+//! | message | `CONV#<id>` | `MSG#<ulid>` | |
+//! | content chunk | `CONV#<id>` | `MSG#<ulid>#C<nnnn>` | |
+//! | client id marker | `CONV#<id>` | `CID#<client id>` | |
+//!
+//! Table `athena-events` (env `ATHENA_EVENTS_TABLE`): `pk = DAY#<yyyy-mm-dd>#<shard>`, `sk = <ulid>`,
+//! TTL attribute `expiresAt`.
+
+/// Partition key attribute of both tables.
+pub const PK: &str = "pk";
+/// Sort key attribute of both tables.
+pub const SK: &str = "sk";
+/// Owner index: every conversation of an owner.
+pub const GSI_OWNER: &str = "byOwner";
+/// Owner + solution index: one owner's conversations of one solution (or of the general chat).
+pub const GSI_OWNER_SOLUTION: &str = "byOwnerSolution";
+/// TTL attribute of the events table.
+pub const TTL_ATTRIBUTE: &str = "expiresAt";
+/// Sort key of a conversation's own item.
+pub const META: &str = "META";
+/// Prefix of message items' sort keys.
+pub const MSG_PREFIX: &str = "MSG#";
+/// Prefix of client-id marker items' sort keys.
+pub const CID_PREFIX: &str = "CID#";
+/// Number of partitions each day's events are spread over.
+pub const EVENT_SHARDS: u32 = 4;
+
+/// Partition key of a conversation's items.
+pub fn conversation_pk(id: &str) -> String {
+    format!("CONV#{id}")
+}
+
+/// Sort key of a message.
+pub fn message_sk(message_id: &str) -> String {
+    format!("{MSG_PREFIX}{message_id}")
+}
+
+/// Sort key of the `n`th (1-based) continuation chunk of a message's content.
+pub fn chunk_sk(message_id: &str, n: usize) -> String {
+    format!("{MSG_PREFIX}{message_id}#C{n:04}")
+}
+
+/// Sort key of a client-id marker.
+pub fn client_id_sk(client_id: &str) -> String {
+    format!("{CID_PREFIX}{client_id}")
+}
+
+/// Owner index partition key.
+pub fn owner_pk(owner: &str) -> String {
+    format!("USER#{owner}")
+}
+
+/// Owner + solution index partition key.
+pub fn owner_solution_pk(owner: &str, bucket: &str) -> String {
+    format!("USER#{owner}#SOL#{bucket}")
+}
+
+/// Events partition key for a day and shard.
+pub fn events_pk(day: &str, shard: u32) -> String {
+    format!("DAY#{day}#{shard}")
+}
+
+/// Attribute type of a key attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
+    /// `S`
+    String,
+    /// `N`
+    Number,
+}
+
+impl KeyType {
+    /// The CloudFormation / DynamoDB name of the type.
+    pub fn code(self) -> &'static str {
+        match self {
+            KeyType::String => "S",
+            KeyType::Number => "N",
+        }
+    }
+}
+
+/// A key: partition attribute and optional sort attribute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyDef {
+    /// Partition (HASH) attribute and type.
+    pub hash: (&'static str, KeyType),
+    /// Sort (RANGE) attribute and type.
+    pub range: Option<(&'static str, KeyType)>,
+}
+
+/// A global secondary index (projection ALL).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexDef {
+    /// Index name.
+    pub name: &'static str,
+    /// Its key.
+    pub key: KeyDef,
+}
+
+/// A table as the code uses it; `template.yaml` must declare exactly this (checked by a test).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableDef {
+    /// The template's logical id of the table.
+    pub logical_id: &'static str,
+    /// The environment variable carrying its name.
+    pub env: &'static str,
+    /// Its name when the variable is unset (local tests).
+    pub default_name: &'static str,
+    /// Primary key.
+    pub key: KeyDef,
+    /// Global secondary indexes.
+    pub indexes: Vec<IndexDef>,
+    /// TTL attribute, if any.
+    pub ttl: Option<&'static str>,
+}
+
+/// The conversations table (conversations, messages, chunks, markers).
+pub fn conversations_table() -> TableDef {
+    TableDef {
+        logical_id: "ConversationsTable",
+        env: "ATHENA_TABLE",
+        default_name: "athena",
+        key: KeyDef {
+            hash: (PK, KeyType::String),
+            range: Some((SK, KeyType::String)),
+        },
+        indexes: vec![
+            IndexDef {
+                name: GSI_OWNER,
+                key: KeyDef {
+                    hash: ("gsi1pk", KeyType::String),
+                    range: Some(("gsi1sk", KeyType::Number)),
+                },
+            },
+            IndexDef {
+                name: GSI_OWNER_SOLUTION,
+                key: KeyDef {
+                    hash: ("gsi2pk", KeyType::String),
+                    range: Some(("gsi2sk", KeyType::Number)),
+                },
+            },
+        ],
+        ttl: None,
+    }
+}
+
+/// The analytics events table.
+pub fn events_table() -> TableDef {
+    TableDef {
+        logical_id: "EventsTable",
+        env: "ATHENA_EVENTS_TABLE",
+        default_name: "athena-events",
+        key: KeyDef {
+            hash: (PK, KeyType::String),
+            range: Some((SK, KeyType::String)),
+        },
+        indexes: Vec::new(),
+        ttl: Some(TTL_ATTRIBUTE),
+    }
+}
+
+/// Every table of Athena.
+pub fn all_tables() -> Vec<TableDef> {
+    vec![conversations_table(), events_table()]
+}

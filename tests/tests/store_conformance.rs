@@ -1,0 +1,821 @@
+//! One conformance suite, run against both stores: the embedded SQLite store and the DynamoDB
+//! store on a real DynamoDB-API server (moto) started by the tests. Every behaviour the API
+//! relies on is pinned here, so the two stores cannot drift apart.
+
+use std::sync::Arc;
+
+use athena_tests::{dynamo_store, embedded_store, unique};
+use chrono::{Duration, TimeZone, Utc};
+use futures::{stream, StreamExt};
+use shared::domain::{
+    AnalyticsEvent, ClientMessageId, Conversation, ConversationId, FinishReason, Message, MessagePart, Role, Solution,
+    SolutionFilter, Timestamp, Usage, UserId,
+};
+use shared::error::StoreError;
+use shared::store::dynamo::DynamoStore;
+use shared::store::embedded::EmbeddedStore;
+use shared::store::{
+    Appended, ConversationPatch, IdGenerator, ListConversations, ListMessages, Store, Touch, MAX_CONTENT_BYTES,
+};
+
+/// A store under test plus a raw view of what it holds.
+#[async_trait::async_trait]
+trait Harness: Send + Sync {
+    fn store(&self) -> Arc<dyn Store>;
+    /// Items/rows stored for a conversation id, whoever owns it, read around the store's API.
+    async fn raw_count(&self, id: &ConversationId) -> u64;
+}
+
+struct Embedded(Arc<EmbeddedStore>);
+
+#[async_trait::async_trait]
+impl Harness for Embedded {
+    fn store(&self) -> Arc<dyn Store> {
+        self.0.clone()
+    }
+    async fn raw_count(&self, id: &ConversationId) -> u64 {
+        self.0.raw_row_count(id).await.expect("raw count")
+    }
+}
+
+struct Dynamo(Arc<DynamoStore>);
+
+#[async_trait::async_trait]
+impl Harness for Dynamo {
+    fn store(&self) -> Arc<dyn Store> {
+        self.0.clone()
+    }
+    async fn raw_count(&self, id: &ConversationId) -> u64 {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let out = self
+            .0
+            .client()
+            .query()
+            .table_name(&self.0.tables().conversations)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("CONV#{id}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("raw query");
+        out.count as u64
+    }
+}
+
+fn user(name: &str) -> UserId {
+    UserId::parse(name).expect("user id")
+}
+
+fn at(ms: i64) -> Timestamp {
+    Utc.timestamp_millis_opt(1_760_000_000_000 + ms)
+        .single()
+        .expect("timestamp")
+}
+
+fn conversation(ids: &IdGenerator, owner: &UserId, updated: Timestamp) -> Conversation {
+    Conversation {
+        id: ids.conversation_id(),
+        owner: owner.clone(),
+        title: "New conversation".to_owned(),
+        is_pinned: false,
+        is_shared: false,
+        model: "us.anthropic.claude-sonnet-4-5-20250929-v1:0".to_owned(),
+        solution_type: None,
+        created_at: updated,
+        updated_at: updated,
+        last_message: None,
+        message_count: 0,
+    }
+}
+
+fn text(ids: &IdGenerator, c: &Conversation, role: Role, content: &str, at: Timestamp) -> Message {
+    Message::text(ids.message_id(), c.id.clone(), role, content.to_owned(), at)
+}
+
+async fn created(h: &dyn Harness, ids: &IdGenerator, owner: &UserId) -> Conversation {
+    let c = conversation(ids, owner, shared::domain::now());
+    h.store().create_conversation(&c, &[]).await.expect("create");
+    c
+}
+
+async fn a_conversation_round_trips_with_every_field(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let alice = user(&unique("alice"));
+    let mut c = conversation(&ids, &alice, at(0));
+    c.title = "Ünïcødé 🚀 title".to_owned();
+    c.is_shared = true;
+    c.solution_type = Some(Solution::ChangeManagement);
+    let mut m = text(&ids, &c, Role::Assistant, "reply", at(5));
+    m.client_id = Some(ClientMessageId::parse("client-1").expect("id"));
+    m.model = Some("us.anthropic.claude-haiku-4-5-20251001-v1:0".to_owned());
+    m.usage = Some(Usage {
+        input_tokens: 12,
+        output_tokens: 34,
+        cache_read_tokens: 5,
+        cache_write_tokens: 0,
+    });
+    m.latency_ms = Some(987);
+    m.finish_reason = Some(FinishReason::ToolCalls);
+    m.error = Some("PROVIDER".to_owned());
+    m.parts = vec![
+        MessagePart::ToolCall {
+            tool_call_id: "t1".to_owned(),
+            tool_name: "webSearch".to_owned(),
+            input: serde_json::json!({"query": "MTBF", "n": 3, "nested": {"ok": true}}),
+        },
+        MessagePart::ToolResult {
+            tool_call_id: "t1".to_owned(),
+            tool_name: "webSearch".to_owned(),
+            output: serde_json::json!([{"title": "x", "score": 0.5}]),
+            is_error: false,
+        },
+    ];
+    h.store()
+        .create_conversation(&c, std::slice::from_ref(&m))
+        .await
+        .expect("create");
+    let (got, messages) = h
+        .store()
+        .get_conversation_with_messages(&alice, &c.id)
+        .await
+        .expect("get");
+    assert_eq!(got.title, c.title);
+    assert_eq!(got.solution_type, Some(Solution::ChangeManagement));
+    assert!(got.is_shared);
+    assert_eq!(got.message_count, 1);
+    assert_eq!(got.last_message.as_deref(), Some("reply"));
+    assert_eq!(got.updated_at, at(5));
+    assert_eq!(messages, vec![m]);
+}
+
+async fn listing_puts_pinned_first_then_newest(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let owner = user(&unique("lister"));
+    let store = h.store();
+    let mut made = Vec::new();
+    for i in 0..6 {
+        let c = conversation(&ids, &owner, at(i * 10));
+        store.create_conversation(&c, &[]).await.expect("create");
+        made.push(c);
+    }
+    // Pin the two oldest; touch the third by appending a message (it becomes the newest).
+    for c in &made[0..2] {
+        let patch = ConversationPatch {
+            is_pinned: Some(true),
+            ..Default::default()
+        };
+        store
+            .update_conversation(&owner, &c.id, &patch, at(100))
+            .await
+            .expect("pin");
+    }
+    let m = text(&ids, &made[2], Role::User, "bump", at(500));
+    store
+        .append_message(&owner, &m, &Touch::default())
+        .await
+        .expect("append");
+    let page = store
+        .list_conversations(&owner, &ListConversations::default())
+        .await
+        .expect("list");
+    let order: Vec<_> = page.items.iter().map(|c| c.id.clone()).collect();
+    assert_eq!(page.items.len(), 6);
+    assert!(page.items[0].is_pinned && page.items[1].is_pinned);
+    assert_eq!(
+        order[2], made[2].id,
+        "the conversation touched last comes first after the pinned ones"
+    );
+    assert_eq!(order[3..], [made[5].id.clone(), made[4].id.clone(), made[3].id.clone()]);
+    assert_eq!(page.items[2].last_message.as_deref(), Some("bump"));
+    for pair in page.items.windows(2) {
+        assert!(
+            (pair[0].is_pinned, pair[0].updated_at) >= (pair[1].is_pinned, pair[1].updated_at),
+            "out of order"
+        );
+    }
+    assert!(page.next_cursor.is_none());
+}
+
+async fn two_hundred_messages_in_one_millisecond_keep_their_order(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let owner = user(&unique("burst"));
+    let c = created(h, &ids, &owner).await;
+    let same = at(7);
+    for i in 0..200 {
+        let m = text(&ids, &c, Role::User, &format!("message {i}"), same);
+        h.store()
+            .append_message(&owner, &m, &Touch::default())
+            .await
+            .expect("append");
+    }
+    let (_, messages) = h
+        .store()
+        .get_conversation_with_messages(&owner, &c.id)
+        .await
+        .expect("get");
+    let contents: Vec<_> = messages.iter().map(|m| m.content.clone()).collect();
+    let expected: Vec<_> = (0..200).map(|i| format!("message {i}")).collect();
+    assert_eq!(contents, expected);
+    let listed = h
+        .store()
+        .list_messages(&owner, &c.id, &ListMessages::default())
+        .await
+        .expect("list");
+    assert_eq!(listed.items, messages);
+}
+
+async fn paging_through_a_thousand_conversations_has_no_duplicate_and_no_gap(h: &dyn Harness) {
+    let ids = Arc::new(IdGenerator::new());
+    let owner = user(&unique("pager"));
+    let store = h.store();
+    let base = shared::domain::now();
+    let made: Vec<ConversationId> = stream::iter(0..1000)
+        .map(|i| {
+            let (store, ids, owner) = (store.clone(), ids.clone(), owner.clone());
+            async move {
+                // Many share a millisecond on purpose; every tenth is pinned.
+                let mut c = conversation(&ids, &owner, base + Duration::milliseconds(i / 7));
+                c.is_pinned = i % 10 == 0;
+                store.create_conversation(&c, &[]).await.expect("create");
+                c.id
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list_conversations(
+                &owner,
+                &ListConversations {
+                    limit: Some(37),
+                    cursor: cursor.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("page");
+        pages += 1;
+        seen.extend(page.items);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 1000usize.div_ceil(37));
+    assert_eq!(seen.len(), 1000);
+    let mut unique_ids: Vec<_> = seen.iter().map(|c| c.id.clone()).collect();
+    unique_ids.sort();
+    unique_ids.dedup();
+    assert_eq!(unique_ids.len(), 1000, "a conversation was listed twice");
+    let mut expected = made.clone();
+    expected.sort();
+    assert_eq!(unique_ids, expected, "a conversation was never listed");
+    for pair in seen.windows(2) {
+        assert!((pair[0].is_pinned, pair[0].updated_at) >= (pair[1].is_pinned, pair[1].updated_at));
+    }
+    assert_eq!(seen.iter().filter(|c| c.is_pinned).count(), 100);
+}
+
+async fn a_tampered_or_foreign_cursor_is_refused(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let owner = user(&unique("cursor"));
+    for _ in 0..3 {
+        created(h, &ids, &owner).await;
+    }
+    let query = ListConversations {
+        limit: Some(1),
+        ..Default::default()
+    };
+    let page = h.store().list_conversations(&owner, &query).await.expect("page");
+    let cursor = page.next_cursor.expect("a next page");
+    let mut tampered = cursor.clone().into_bytes();
+    tampered[3] = if tampered[3] == b'x' { b'y' } else { b'x' };
+    for bad in [
+        String::from_utf8(tampered).expect("utf8"),
+        "garbage".to_owned(),
+        format!("{cursor}x"),
+    ] {
+        let q = ListConversations {
+            cursor: Some(bad),
+            ..query.clone()
+        };
+        let err = h.store().list_conversations(&owner, &q).await.expect_err("tampered");
+        assert!(matches!(err, StoreError::InvalidCursor), "{err:?}");
+    }
+    // A cursor is bound to its listing: another owner, or another filter, cannot use it.
+    let q = ListConversations {
+        cursor: Some(cursor.clone()),
+        ..query.clone()
+    };
+    let mallory = user(&unique("mallory"));
+    assert!(matches!(
+        h.store().list_conversations(&mallory, &q).await,
+        Err(StoreError::InvalidCursor)
+    ));
+    let filtered = ListConversations {
+        solution: Some(SolutionFilter::General),
+        ..q
+    };
+    assert!(matches!(
+        h.store().list_conversations(&owner, &filtered).await,
+        Err(StoreError::InvalidCursor)
+    ));
+}
+
+async fn creating_an_existing_id_is_a_conflict_and_changes_nothing(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let owner = user(&unique("conflict"));
+    let c = created(h, &ids, &owner).await;
+    let mut again = c.clone();
+    again.title = "Overwritten?".to_owned();
+    for who in [owner.clone(), user(&unique("other"))] {
+        again.owner = who;
+        let err = h.store().create_conversation(&again, &[]).await.expect_err("conflict");
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    }
+    let m = text(&ids, &again, Role::User, "hi", at(1));
+    let err = h
+        .store()
+        .create_conversation(&again, std::slice::from_ref(&m))
+        .await
+        .expect_err("conflict with messages");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let stored = h.store().get_conversation(&owner, &c.id).await.expect("get");
+    assert_eq!(stored.title, c.title);
+    assert_eq!(h.raw_count(&c.id).await, 1, "the failed create wrote no message");
+}
+
+async fn a_hundred_concurrent_appends_are_all_stored(h: &dyn Harness) {
+    let ids = Arc::new(IdGenerator::new());
+    let owner = user(&unique("concurrent"));
+    let c = created(h, &ids, &owner).await;
+    let store = h.store();
+    let results: Vec<_> = stream::iter(0..100)
+        .map(|i| {
+            let (store, ids, owner, c) = (store.clone(), ids.clone(), owner.clone(), c.clone());
+            async move {
+                let m = text(&ids, &c, Role::User, &format!("m{i}"), shared::domain::now());
+                store.append_message(&owner, &m, &Touch::default()).await
+            }
+        })
+        .buffer_unordered(100)
+        .collect()
+        .await;
+    assert!(results.iter().all(|r| matches!(r, Ok(Appended::Stored))), "{results:?}");
+    let (conv, messages) = store.get_conversation_with_messages(&owner, &c.id).await.expect("get");
+    assert_eq!(messages.len(), 100);
+    assert_eq!(conv.message_count, 100);
+    let mut contents: Vec<_> = messages.iter().map(|m| m.content.clone()).collect();
+    contents.sort();
+    let mut expected: Vec<_> = (0..100).map(|i| format!("m{i}")).collect();
+    expected.sort();
+    assert_eq!(contents, expected);
+}
+
+async fn deleting_a_conversation_removes_every_item(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let owner = user(&unique("cascade"));
+    let c = created(h, &ids, &owner).await;
+    let big = "x".repeat(700 * 1024); // spans chunk items in DynamoDB
+    for (i, content) in ["a", big.as_str(), "c"].into_iter().enumerate() {
+        let mut m = text(&ids, &c, Role::User, content, at(i as i64));
+        m.client_id = Some(ClientMessageId::parse(&format!("cid{i}")).expect("id"));
+        h.store()
+            .append_message(&owner, &m, &Touch::default())
+            .await
+            .expect("append");
+    }
+    for i in 0..40 {
+        let m = text(&ids, &c, Role::Assistant, &format!("r{i}"), at(10 + i));
+        h.store()
+            .append_message(&owner, &m, &Touch::default())
+            .await
+            .expect("append");
+    }
+    assert!(h.raw_count(&c.id).await >= 44);
+    // Someone else cannot delete it.
+    let err = h
+        .store()
+        .delete_conversation(&user("intruder"), &c.id)
+        .await
+        .expect_err("not theirs");
+    assert!(matches!(err, StoreError::NotFound));
+    assert!(h.raw_count(&c.id).await >= 44);
+    let deleted = h.store().delete_conversation(&owner, &c.id).await.expect("delete");
+    assert_eq!(deleted, 43);
+    assert_eq!(h.raw_count(&c.id).await, 0, "items left behind");
+    assert!(matches!(
+        h.store().get_conversation(&owner, &c.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        h.store().delete_conversation(&owner, &c.id).await,
+        Err(StoreError::NotFound)
+    ));
+    let listed = h
+        .store()
+        .list_conversations(&owner, &ListConversations::default())
+        .await
+        .expect("list");
+    assert!(listed.items.is_empty());
+}
+
+async fn another_owners_conversation_is_not_found_everywhere(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let alice = user(&unique("alice"));
+    let bob = user(&unique("bob"));
+    let c = created(h, &ids, &alice).await;
+    let m = text(&ids, &c, Role::User, "secret", at(1));
+    h.store()
+        .append_message(&alice, &m, &Touch::default())
+        .await
+        .expect("append");
+    let s = h.store();
+    let nf = |r: Result<(), StoreError>| assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+    nf(s.get_conversation(&bob, &c.id).await.map(drop));
+    nf(s.get_conversation_with_messages(&bob, &c.id).await.map(drop));
+    nf(s.update_conversation(&bob, &c.id, &ConversationPatch::default(), at(2))
+        .await
+        .map(drop));
+    nf(s.list_messages(&bob, &c.id, &ListMessages::default()).await.map(drop));
+    let mine = text(&ids, &c, Role::User, "injected", at(3));
+    nf(s.append_message(&bob, &mine, &Touch::default()).await.map(drop));
+    nf(s.clear_messages(&bob, &c.id).await.map(drop));
+    nf(s.delete_message(&bob, &c.id, &m.id).await);
+    nf(
+        s.find_by_client_id(&bob, &c.id, &ClientMessageId::parse("x").expect("id"))
+            .await
+            .map(drop),
+    );
+    nf(s.delete_conversation(&bob, &c.id).await.map(drop));
+    assert!(s
+        .list_conversations(&bob, &ListConversations::default())
+        .await
+        .expect("list")
+        .items
+        .is_empty());
+    let (_, messages) = s
+        .get_conversation_with_messages(&alice, &c.id)
+        .await
+        .expect("alice still has it");
+    assert_eq!(messages, vec![m]);
+}
+
+async fn unicode_and_large_contents_round_trip_byte_for_byte(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let owner = user(&unique("bytes"));
+    let c = created(h, &ids, &owner).await;
+    let unicode = "Zażółć gęślą jaźń — 日本語 — 🧪🔧⚙️ — \u{200d}\u{feff} — \"quotes\" \\ back\nslash\ttab";
+    let hundred_kb: String = unicode.chars().cycle().take(100 * 1024).collect();
+    let one_and_half_mb: String = "ab€🙂".chars().cycle().take(1_500_000 / 3).collect();
+    assert!(one_and_half_mb.len() > 400 * 1024);
+    let mut stored = Vec::new();
+    for (i, content) in [unicode.to_owned(), hundred_kb, one_and_half_mb]
+        .into_iter()
+        .enumerate()
+    {
+        let m = text(&ids, &c, Role::Assistant, &content, at(i as i64));
+        h.store()
+            .append_message(&owner, &m, &Touch::default())
+            .await
+            .expect("append");
+        stored.push(m);
+    }
+    let (conv, messages) = h
+        .store()
+        .get_conversation_with_messages(&owner, &c.id)
+        .await
+        .expect("get");
+    assert_eq!(messages.len(), 3);
+    for (a, b) in messages.iter().zip(&stored) {
+        assert_eq!(a.content.as_bytes(), b.content.as_bytes());
+    }
+    assert_eq!(conv.last_message.as_deref().map(|p| p.chars().count()), Some(280));
+    // Paged listing reassembles chunked messages too.
+    let mut cursor = None;
+    let mut paged = Vec::new();
+    loop {
+        let page = h
+            .store()
+            .list_messages(&owner, &c.id, &ListMessages { limit: Some(1), cursor })
+            .await
+            .expect("page");
+        paged.extend(page.items);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(paged, stored);
+}
+
+async fn an_oversized_message_is_refused_before_anything_is_written(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let owner = user(&unique("huge"));
+    let c = created(h, &ids, &owner).await;
+    let before = h.raw_count(&c.id).await;
+    let m = text(&ids, &c, Role::Assistant, &"z".repeat(MAX_CONTENT_BYTES + 1), at(1));
+    let err = h
+        .store()
+        .append_message(&owner, &m, &Touch::default())
+        .await
+        .expect_err("too large");
+    assert!(matches!(err, StoreError::TooLarge(_)), "{err:?}");
+    assert_eq!(h.raw_count(&c.id).await, before);
+    let conv = h.store().get_conversation(&owner, &c.id).await.expect("get");
+    assert_eq!(conv.message_count, 0);
+    // Exactly at the limit is fine.
+    let m = text(&ids, &c, Role::Assistant, &"z".repeat(MAX_CONTENT_BYTES), at(2));
+    h.store()
+        .append_message(&owner, &m, &Touch::default())
+        .await
+        .expect("at the limit");
+}
+
+async fn a_patch_changes_only_what_it_names(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let owner = user(&unique("patch"));
+    let c = created(h, &ids, &owner).await;
+    let patch = ConversationPatch {
+        title: Some("Renamed".to_owned()),
+        ..Default::default()
+    };
+    let later = c.updated_at + Duration::seconds(5);
+    let got = h
+        .store()
+        .update_conversation(&owner, &c.id, &patch, later)
+        .await
+        .expect("patch");
+    assert_eq!(got.title, "Renamed");
+    assert_eq!(got.model, c.model);
+    assert!(!got.is_pinned && !got.is_shared);
+    assert_eq!(got.updated_at, later);
+    assert_eq!(got.created_at, c.created_at);
+    let patch = ConversationPatch {
+        is_pinned: Some(true),
+        is_shared: Some(true),
+        model: Some("us.anthropic.claude-opus-4-5-20251101-v1:0".to_owned()),
+        ..Default::default()
+    };
+    let got = h
+        .store()
+        .update_conversation(&owner, &c.id, &patch, later)
+        .await
+        .expect("patch");
+    assert_eq!(got.title, "Renamed");
+    assert!(got.is_pinned && got.is_shared);
+    assert_eq!(got.model, "us.anthropic.claude-opus-4-5-20251101-v1:0");
+    assert_eq!(h.store().get_conversation(&owner, &c.id).await.expect("get"), got);
+    let missing = ConversationId::parse("does-not-exist").expect("id");
+    assert!(matches!(
+        h.store().update_conversation(&owner, &missing, &patch, later).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn listing_filters_by_solution(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let owner = user(&unique("solutions"));
+    for (i, solution) in [
+        None,
+        Some(Solution::Maintenance),
+        Some(Solution::Maintenance),
+        Some(Solution::Support),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut c = conversation(&ids, &owner, at(i as i64));
+        c.solution_type = solution;
+        h.store().create_conversation(&c, &[]).await.expect("create");
+    }
+    let count = |filter| {
+        let store = h.store();
+        let owner = owner.clone();
+        async move {
+            let q = ListConversations {
+                solution: filter,
+                ..Default::default()
+            };
+            store.list_conversations(&owner, &q).await.expect("list").items
+        }
+    };
+    assert_eq!(count(None).await.len(), 4);
+    assert_eq!(count(Some(SolutionFilter::General)).await.len(), 1);
+    let maintenance = count(Some(SolutionFilter::Only(Solution::Maintenance))).await;
+    assert_eq!(maintenance.len(), 2);
+    assert!(maintenance
+        .iter()
+        .all(|c| c.solution_type == Some(Solution::Maintenance)));
+    assert_eq!(count(Some(SolutionFilter::Only(Solution::Requirements))).await.len(), 0);
+}
+
+async fn clearing_messages_keeps_the_conversation(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let owner = user(&unique("clear"));
+    let c = created(h, &ids, &owner).await;
+    for i in 0..30 {
+        let mut m = text(&ids, &c, Role::User, &format!("m{i}"), at(i));
+        m.client_id = Some(ClientMessageId::parse(&format!("c{i}")).expect("id"));
+        h.store()
+            .append_message(&owner, &m, &Touch::default())
+            .await
+            .expect("append");
+    }
+    assert_eq!(h.store().clear_messages(&owner, &c.id).await.expect("clear"), 30);
+    let (conv, messages) = h
+        .store()
+        .get_conversation_with_messages(&owner, &c.id)
+        .await
+        .expect("get");
+    assert!(messages.is_empty());
+    assert_eq!(conv.message_count, 0);
+    assert_eq!(conv.last_message, None);
+    assert_eq!(h.raw_count(&c.id).await, 1, "only the conversation remains");
+    assert_eq!(h.store().clear_messages(&owner, &c.id).await.expect("clear again"), 0);
+    // Client ids are free again after a clear.
+    let mut m = text(&ids, &c, Role::User, "again", at(100));
+    m.client_id = Some(ClientMessageId::parse("c0").expect("id"));
+    assert_eq!(
+        h.store()
+            .append_message(&owner, &m, &Touch::default())
+            .await
+            .expect("append"),
+        Appended::Stored
+    );
+}
+
+async fn a_repeated_client_id_is_stored_once(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let owner = user(&unique("idem"));
+    let c = created(h, &ids, &owner).await;
+    let client_id = ClientMessageId::parse("ui-msg-1").expect("id");
+    let mut first = text(&ids, &c, Role::User, "hello", at(1));
+    first.client_id = Some(client_id.clone());
+    assert_eq!(
+        h.store()
+            .append_message(&owner, &first, &Touch::default())
+            .await
+            .expect("first"),
+        Appended::Stored
+    );
+    let mut retry = text(&ids, &c, Role::User, "hello", at(2));
+    retry.client_id = Some(client_id.clone());
+    assert_eq!(
+        h.store()
+            .append_message(&owner, &retry, &Touch::default())
+            .await
+            .expect("retry"),
+        Appended::Duplicate(first.id.clone())
+    );
+    let found = h
+        .store()
+        .find_by_client_id(&owner, &c.id, &client_id)
+        .await
+        .expect("find");
+    assert_eq!(found, Some(first));
+    let conv = h.store().get_conversation(&owner, &c.id).await.expect("get");
+    assert_eq!(conv.message_count, 1);
+}
+
+async fn deleting_the_last_message_repoints_the_preview(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let owner = user(&unique("regen"));
+    let c = created(h, &ids, &owner).await;
+    let q = text(&ids, &c, Role::User, "question", at(1));
+    let a = text(&ids, &c, Role::Assistant, "answer", at(2));
+    for m in [&q, &a] {
+        h.store()
+            .append_message(&owner, m, &Touch::default())
+            .await
+            .expect("append");
+    }
+    h.store().delete_message(&owner, &c.id, &a.id).await.expect("delete");
+    let (conv, messages) = h
+        .store()
+        .get_conversation_with_messages(&owner, &c.id)
+        .await
+        .expect("get");
+    assert_eq!(messages, vec![q.clone()]);
+    assert_eq!(conv.last_message.as_deref(), Some("question"));
+    assert_eq!(conv.message_count, 1);
+    assert!(matches!(
+        h.store().delete_message(&owner, &c.id, &a.id).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn a_touch_renames_the_conversation_with_the_append(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let owner = user(&unique("touch"));
+    let c = created(h, &ids, &owner).await;
+    let m = text(&ids, &c, Role::User, "How do I compute MTBF?", at(1));
+    let touch = Touch {
+        title: Some("How do I compute MTBF?".to_owned()),
+    };
+    h.store().append_message(&owner, &m, &touch).await.expect("append");
+    let conv = h.store().get_conversation(&owner, &c.id).await.expect("get");
+    assert_eq!(conv.title, "How do I compute MTBF?");
+}
+
+async fn analytics_events_are_recorded_and_read_back_by_day(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let day = Utc::now();
+    let tag = unique("evt");
+    let events: Vec<AnalyticsEvent> = (0..60)
+        .map(|i| AnalyticsEvent {
+            id: ids.next_ulid(),
+            event_type: if i % 2 == 0 { "api_call" } else { "message_sent" }.to_owned(),
+            solution_type: Some(Solution::Support),
+            user_id: Some(tag.clone()),
+            conversation_id: None,
+            model: Some("m".to_owned()),
+            metadata: serde_json::json!({"inputTokens": i, "costMicroUsd": 1234}),
+            timestamp: shared::domain::now(),
+        })
+        .collect();
+    h.store().record_events(&events).await.expect("record");
+    let read = h
+        .store()
+        .events_of_day(&day.format("%Y-%m-%d").to_string())
+        .await
+        .expect("read");
+    let mine: Vec<_> = read
+        .into_iter()
+        .filter(|e| e.user_id.as_deref() == Some(tag.as_str()))
+        .collect();
+    assert_eq!(mine, events);
+}
+
+macro_rules! conformance {
+    ($module:ident, $harness:expr) => {
+        mod $module {
+            use super::*;
+
+            async fn harness() -> Box<dyn Harness> {
+                Box::new($harness)
+            }
+
+            conformance!(@tests
+                a_conversation_round_trips_with_every_field,
+                listing_puts_pinned_first_then_newest,
+                two_hundred_messages_in_one_millisecond_keep_their_order,
+                paging_through_a_thousand_conversations_has_no_duplicate_and_no_gap,
+                a_tampered_or_foreign_cursor_is_refused,
+                creating_an_existing_id_is_a_conflict_and_changes_nothing,
+                a_hundred_concurrent_appends_are_all_stored,
+                deleting_a_conversation_removes_every_item,
+                another_owners_conversation_is_not_found_everywhere,
+                unicode_and_large_contents_round_trip_byte_for_byte,
+                an_oversized_message_is_refused_before_anything_is_written,
+                a_patch_changes_only_what_it_names,
+                listing_filters_by_solution,
+                clearing_messages_keeps_the_conversation,
+                a_repeated_client_id_is_stored_once,
+                deleting_the_last_message_repoints_the_preview,
+                a_touch_renames_the_conversation_with_the_append,
+                analytics_events_are_recorded_and_read_back_by_day
+            );
+        }
+    };
+    (@tests $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let h = harness().await;
+                super::$name(h.as_ref()).await;
+            }
+        )*
+    };
+}
+
+conformance!(embedded, Embedded(Arc::new(embedded_store())));
+conformance!(dynamodb, Dynamo(Arc::new(dynamo_store().await)));
+
+/// A store whose endpoint does not answer reports `Unavailable`, not an internal error.
+#[tokio::test]
+async fn an_unreachable_dynamodb_is_reported_as_unavailable() {
+    use aws_sdk_dynamodb::config::retry::RetryConfig;
+    let client = athena_tests::dynamo_client(&format!("http://127.0.0.1:{}", athena_tests::free_port())).await;
+    let config = client
+        .config()
+        .to_builder()
+        .retry_config(RetryConfig::standard().with_max_attempts(2))
+        .build();
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::from_conf(config),
+        shared::store::dynamo::Tables {
+            conversations: "t".to_owned(),
+            events: "e".to_owned(),
+        },
+    );
+    let err = store
+        .get_conversation(&user("u"), &ConversationId::parse("c").expect("id"))
+        .await
+        .expect_err("unreachable");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+}
