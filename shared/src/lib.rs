@@ -7,8 +7,20 @@
 //! - [`error`]: typed errors of the inner layers (validation, storage).
 //! - [`store`]: the `Store` port and its adapters: DynamoDB (production) and SQLite (embedded,
 //!   the local default), held to the same semantics by one conformance suite.
+//! - [`catalog`]: the Claude models on Bedrock, prices, the deployment's allowlist.
+//! - [`config`]: configuration from the environment, checked at cold start.
+//! - [`api`]: the HTTP layer: route table, handlers, strict input parsing, the one error mapping.
+//! - [`lambda`]: the Lambda adapter (API Gateway v1/v2, function URLs) every function's `main` calls.
+//! - [`local`]: the local gateway serving every route in one process.
+//! - [`telemetry`]: JSON logs with the request id on every line.
 #![warn(missing_docs)]
 
+pub mod api;
+pub mod catalog;
+pub mod config;
 pub mod domain;
 pub mod error;
+pub mod lambda;
+pub mod local;
 pub mod store;
+pub mod telemetry;

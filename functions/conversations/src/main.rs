@@ -1,1 +1,6 @@
-fn main() {}
+//! Lambda function serving `/api/conversations` and `/api/conversations/{id}`.
+
+#[tokio::main]
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::run("conversations").await
+}

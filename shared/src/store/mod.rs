@@ -159,6 +159,39 @@ pub trait Store: Send + Sync + 'static {
     async fn events_of_day(&self, day: &str) -> Result<Vec<AnalyticsEvent>, StoreError>;
 }
 
+/// The store the environment asks for: DynamoDB when `ATHENA_TABLE` is set, otherwise the
+/// embedded store in `ATHENA_DB` (default `.athena/athena.db`). Inside Lambda the embedded store
+/// is refused: `/tmp` does not outlive an instance. `ATHENA_EVENT_TTL_DAYS` (default 90) sets
+/// how long analytics events are kept.
+pub async fn from_env() -> Result<std::sync::Arc<dyn Store>, crate::config::ConfigError> {
+    use crate::config::ConfigError;
+    let days = match std::env::var("ATHENA_EVENT_TTL_DAYS") {
+        Err(_) => 90,
+        Ok(raw) => raw
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|d| *d > 0)
+            .ok_or_else(|| ConfigError(format!("ATHENA_EVENT_TTL_DAYS must be a positive integer, not {raw:?}")))?,
+    };
+    let ttl = std::time::Duration::from_secs(days * 24 * 3600);
+    if let Some(tables) = dynamo::Tables::from_env() {
+        let client = dynamo::client_from_env().await;
+        return Ok(std::sync::Arc::new(
+            dynamo::DynamoStore::new(client, tables).with_event_ttl(ttl),
+        ));
+    }
+    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+        return Err(ConfigError(
+            "ATHENA_TABLE must name the DynamoDB table inside Lambda".to_owned(),
+        ));
+    }
+    let path = std::env::var("ATHENA_DB").unwrap_or_else(|_| ".athena/athena.db".to_owned());
+    let store = embedded::EmbeddedStore::open(&path)
+        .map_err(|e| ConfigError(format!("opening the embedded store at {path}: {e}")))?;
+    Ok(std::sync::Arc::new(store.with_event_ttl(ttl)))
+}
+
 /// Checks the size bounds every store shares, before anything is written.
 pub fn check_message_size(message: &Message) -> Result<(), StoreError> {
     if message.content.len() > MAX_CONTENT_BYTES {

@@ -1,0 +1,156 @@
+//! `/api/conversations` and `/api/conversations/{id}`: list, create, get, patch, delete.
+
+use http::{header, HeaderValue, Response, StatusCode};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::views::{ConversationView, ConversationWithMessages, Success};
+use super::{input, json, with_cursor, ApiRequest, AppState, Body, Caller};
+use crate::domain::{self, Conversation, ConversationId, Solution, SolutionFilter, Title};
+use crate::error::{FieldError, ValidationError};
+use crate::store::{ConversationPatch, ListConversations, MAX_PAGE};
+
+/// `GET /api/conversations?limit&cursor&solutionType`: pinned first, then newest; the next page's
+/// cursor travels in `x-next-cursor` so the body stays the seed's array.
+pub async fn list(state: &AppState, caller: &Caller, req: &ApiRequest) -> Result<Response<Body>, ApiError> {
+    let solution = req
+        .query_param("solutionType")
+        .map(SolutionFilter::parse)
+        .transpose()
+        .map_err(|_| {
+            ValidationError::field(
+                "solutionType",
+                "must be general or one of manufacturing, maintenance, support, change-management, impact-analysis, requirements",
+            )
+        })?;
+    let query = ListConversations {
+        solution,
+        limit: Some(input::limit(req)?.unwrap_or(MAX_PAGE)),
+        cursor: input::cursor(req)?,
+    };
+    let page = state.store.list_conversations(&caller.user, &query).await?;
+    let views: Vec<ConversationView<'_>> = page.items.iter().map(ConversationView::from).collect();
+    Ok(with_cursor(json(StatusCode::OK, &views)?, page.next_cursor))
+}
+
+/// Body of `POST /api/conversations`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CreateBody {
+    id: Option<String>,
+    title: Option<String>,
+    model: Option<String>,
+    solution_type: Option<Solution>,
+}
+
+/// `POST /api/conversations`: 201 with the conversation; 409 when a client-chosen id is taken.
+pub async fn create(state: &AppState, caller: &Caller, req: &ApiRequest) -> Result<Response<Body>, ApiError> {
+    let body: CreateBody = input::json_body(req, true)?;
+    let mut problems = Vec::new();
+    let id = match body.id.as_deref() {
+        None => Some(state.ids.conversation_id()),
+        Some(raw) => collect(&mut problems, ConversationId::parse(raw)),
+    };
+    let title = match body.title.as_deref() {
+        None => Some(Title::default_title()),
+        Some(raw) => collect(&mut problems, Title::parse(raw)),
+    };
+    let model = match body.model.as_deref() {
+        None => Some(state.config.catalog.default_model()),
+        Some(raw) => collect(&mut problems, state.config.catalog.parse("model", raw)),
+    };
+    let (Some(id), Some(title), Some(model)) = (id, title, model) else {
+        return Err(ValidationError::fields(problems).into());
+    };
+    let now = domain::now();
+    let conversation = Conversation {
+        id,
+        owner: caller.user.clone(),
+        title: title.as_str().to_owned(),
+        is_pinned: false,
+        is_shared: false,
+        model: model.id.to_owned(),
+        solution_type: body.solution_type,
+        created_at: now,
+        updated_at: now,
+        last_message: None,
+        message_count: 0,
+    };
+    state.store.create_conversation(&conversation, &[]).await?;
+    let mut response = json(StatusCode::CREATED, &ConversationView::from(&conversation))?;
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/conversations/{}", conversation.id)) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+/// Keeps a parse result, or records its field errors.
+fn collect<T>(problems: &mut Vec<FieldError>, result: Result<T, ValidationError>) -> Option<T> {
+    match result {
+        Ok(v) => Some(v),
+        Err(e) => {
+            problems.extend(e.fields);
+            None
+        }
+    }
+}
+
+/// `GET /api/conversations/{id}`: the conversation with every message, oldest first.
+pub async fn get(state: &AppState, caller: &Caller, id: ConversationId) -> Result<Response<Body>, ApiError> {
+    let (conversation, messages) = state.store.get_conversation_with_messages(&caller.user, &id).await?;
+    json(StatusCode::OK, &ConversationWithMessages::new(&conversation, &messages))
+}
+
+/// Body of `PATCH /api/conversations/{id}`: only the documented fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PatchBody {
+    title: Option<String>,
+    is_pinned: Option<bool>,
+    is_shared: Option<bool>,
+    model: Option<String>,
+}
+
+/// `PATCH /api/conversations/{id}`: title, isPinned, isShared, model; nothing else.
+pub async fn update(
+    state: &AppState,
+    caller: &Caller,
+    id: ConversationId,
+    req: &ApiRequest,
+) -> Result<Response<Body>, ApiError> {
+    let body: PatchBody = input::json_body(req, false)?;
+    let mut problems = Vec::new();
+    let title = match body.title.as_deref() {
+        None => None,
+        Some(raw) => collect(&mut problems, Title::parse(raw)).map(|t| t.as_str().to_owned()),
+    };
+    let model = match body.model.as_deref() {
+        None => None,
+        Some(raw) => collect(&mut problems, state.config.catalog.parse("model", raw)).map(|m| m.id.to_owned()),
+    };
+    if !problems.is_empty() {
+        return Err(ValidationError::fields(problems).into());
+    }
+    let patch = ConversationPatch {
+        title,
+        is_pinned: body.is_pinned,
+        is_shared: body.is_shared,
+        model,
+    };
+    if patch == ConversationPatch::default() {
+        return Err(
+            ValidationError::body("nothing to update: send at least one of title, isPinned, isShared, model").into(),
+        );
+    }
+    let updated = state
+        .store
+        .update_conversation(&caller.user, &id, &patch, domain::now())
+        .await?;
+    json(StatusCode::OK, &ConversationView::from(&updated))
+}
+
+/// `DELETE /api/conversations/{id}`: the conversation and every message; `{"success": true}`.
+pub async fn delete(state: &AppState, caller: &Caller, id: ConversationId) -> Result<Response<Body>, ApiError> {
+    state.store.delete_conversation(&caller.user, &id).await?;
+    json(StatusCode::OK, &Success { success: true })
+}

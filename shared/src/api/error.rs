@@ -1,0 +1,206 @@
+//! The one place errors become HTTP: every failure is an [`ApiError`], answered as
+//! `{"error": {"code", "message", "requestId", "details"?}}` with the right status. Internal
+//! details (SDK messages, table names, SQL) are logged here, once, and never sent to the client.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use serde::Serialize;
+
+use super::{full, Body};
+use crate::error::{FieldError, StoreError, ValidationError};
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Missing or invalid credentials.
+    #[error("{0}")]
+    Auth(String),
+    /// Authenticated but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such route, or no such resource for this caller.
+    #[error("{0}")]
+    NotFound(String),
+    /// Invalid input.
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    /// The route exists, not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed {
+        /// Methods the route has.
+        allow: Vec<&'static str>,
+    },
+    /// The request conflicts with stored state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The body or an item is too large.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The body is not JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Too many requests.
+    #[error("{message}")]
+    RateLimited {
+        /// Explanation.
+        message: String,
+        /// Seconds until a retry may succeed.
+        retry_after: u64,
+    },
+    /// A token budget is spent.
+    #[error("{0}")]
+    Budget(String),
+    /// The model provider failed.
+    #[error("{0}")]
+    Provider(String),
+    /// A dependency is throttling or down; retry later.
+    #[error("service unavailable")]
+    Unavailable(#[source] Option<crate::error::BoxError>),
+    /// A bug or misconfiguration.
+    #[error("internal error")]
+    Internal(#[source] Option<crate::error::BoxError>),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::NotFound("conversation not found".to_owned()),
+            StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::InvalidCursor => {
+                ApiError::Validation(ValidationError::field("cursor", "is not a cursor this listing issued"))
+            }
+            StoreError::TooLarge(m) => ApiError::PayloadTooLarge(m),
+            StoreError::Unavailable(source) => ApiError::Unavailable(Some(source)),
+            other @ StoreError::Internal { .. } => ApiError::Internal(Some(Box::new(other))),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorDetail<'a> {
+    code: &'static str,
+    message: String,
+    request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a [FieldError]>,
+}
+
+/// Seconds a client should wait after a 503.
+pub const UNAVAILABLE_RETRY_AFTER: u64 = 1;
+
+impl ApiError {
+    /// The machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Auth(_) => "AUTH",
+            ApiError::Forbidden(_) => "FORBIDDEN",
+            ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::Validation(_) => "VALIDATION",
+            ApiError::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
+            ApiError::Conflict(_) => "CONFLICT",
+            ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            ApiError::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
+            ApiError::RateLimited { .. } => "RATE_LIMIT",
+            ApiError::Budget(_) => "BUDGET",
+            ApiError::Provider(_) => "PROVIDER",
+            ApiError::Unavailable(_) => "UNAVAILABLE",
+            ApiError::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Validation(_) => StatusCode::BAD_REQUEST,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RateLimited { .. } | ApiError::Budget(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Provider(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The message for the client: never an internal detail.
+    pub fn public_message(&self) -> String {
+        match self {
+            ApiError::MethodNotAllowed { allow } => format!("method not allowed; allowed: {}", allow.join(", ")),
+            ApiError::Unavailable(_) => "the service is temporarily unavailable; retry shortly".to_owned(),
+            ApiError::Internal(_) => "internal error; quote the request id when reporting it".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Logs the error once (server faults with their source chain) and builds the response.
+    pub fn into_response(self, request_id: &str) -> Response<Body> {
+        match &self {
+            ApiError::Internal(source) | ApiError::Unavailable(source) => {
+                let chain = source.as_deref().map(|e| error_chain(e)).unwrap_or_default();
+                if matches!(self, ApiError::Internal(_)) {
+                    tracing::error!(code = self.code(), error = %chain, "request failed");
+                } else {
+                    tracing::warn!(code = self.code(), error = %chain, "dependency unavailable");
+                }
+            }
+            _ => {}
+        }
+        let details = match &self {
+            ApiError::Validation(v) if !v.fields.is_empty() => Some(v.fields.as_slice()),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.public_message(),
+                request_id,
+                details,
+            },
+        };
+        let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| br#"{"error":{"code":"INTERNAL"}}"#.to_vec());
+        let mut response = Response::new(full(Bytes::from(bytes)));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        match &self {
+            ApiError::MethodNotAllowed { allow } => {
+                if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
+                    headers.insert(header::ALLOW, v);
+                }
+            }
+            ApiError::RateLimited { retry_after, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            ApiError::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(UNAVAILABLE_RETRY_AFTER));
+            }
+            ApiError::Auth(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// `error: cause: cause` for logs.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

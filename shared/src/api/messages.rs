@@ -1,0 +1,97 @@
+//! `/api/conversations/{id}/messages`: list, add, clear.
+
+use http::{Response, StatusCode};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::views::{Cleared, MessageView};
+use super::{input, json, with_cursor, ApiRequest, AppState, Body, Caller};
+use crate::domain::{self, ClientMessageId, ConversationId, Message, Role};
+use crate::error::ValidationError;
+use crate::store::{Appended, ListMessages, Touch};
+
+/// `GET /api/conversations/{id}/messages?limit&cursor`: oldest first; all of them without `limit`.
+pub async fn list(
+    state: &AppState,
+    caller: &Caller,
+    id: ConversationId,
+    req: &ApiRequest,
+) -> Result<Response<Body>, ApiError> {
+    let query = ListMessages {
+        limit: input::limit(req)?,
+        cursor: input::cursor(req)?,
+    };
+    let page = state.store.list_messages(&caller.user, &id, &query).await?;
+    let views: Vec<MessageView<'_>> = page.items.iter().map(MessageView::from).collect();
+    Ok(with_cursor(json(StatusCode::OK, &views)?, page.next_cursor))
+}
+
+/// Body of `POST /api/conversations/{id}/messages`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CreateBody {
+    role: Role,
+    content: String,
+    client_id: Option<String>,
+}
+
+/// `POST /api/conversations/{id}/messages`: 201 with the message; with a `clientId` already
+/// stored, 200 with the stored message and nothing written.
+pub async fn create(
+    state: &AppState,
+    caller: &Caller,
+    id: ConversationId,
+    req: &ApiRequest,
+) -> Result<Response<Body>, ApiError> {
+    let body: CreateBody = input::json_body(req, false)?;
+    let limits = &state.config.limits;
+    let max = match body.role {
+        Role::User | Role::System => limits.max_message_chars,
+        Role::Assistant | Role::Tool => limits.max_reply_chars,
+    };
+    input::message_content("content", &body.content, max)?;
+    let client_id = body
+        .client_id
+        .as_deref()
+        .map(ClientMessageId::parse)
+        .transpose()
+        .map_err(|_| ValidationError::field("clientId", "must be 1 to 64 characters of letters, digits, '_' or '-'"))?;
+    let mut message = Message::text(
+        state.ids.message_id(),
+        id.clone(),
+        body.role,
+        body.content,
+        domain::now(),
+    );
+    message.client_id = client_id.clone();
+    match state
+        .store
+        .append_message(&caller.user, &message, &Touch::default())
+        .await?
+    {
+        Appended::Stored => json(StatusCode::CREATED, &MessageView::from(&message)),
+        Appended::Duplicate(_) => {
+            let Some(client_id) = client_id else {
+                return Err(ApiError::Conflict(format!("message {} already exists", message.id)));
+            };
+            let stored = state
+                .store
+                .find_by_client_id(&caller.user, &id, &client_id)
+                .await?
+                .ok_or_else(|| ApiError::Conflict("the message was deleted while it was being resent".to_owned()))?;
+            json(StatusCode::OK, &MessageView::from(&stored))
+        }
+    }
+}
+
+/// `DELETE /api/conversations/{id}/messages`: `{"success": true, "deletedCount": n}`.
+pub async fn clear(state: &AppState, caller: &Caller, id: ConversationId) -> Result<Response<Body>, ApiError> {
+    let deleted = state.store.clear_messages(&caller.user, &id).await?;
+    json(
+        StatusCode::OK,
+        &Cleared {
+            success: true,
+            deleted_count: deleted,
+        },
+    )
+}

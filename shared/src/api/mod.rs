@@ -1,0 +1,274 @@
+//! The HTTP layer, independent of where requests come from: Lambda (through
+//! [`crate::lambda`]) and the local gateway (through [`crate::local`]) both build an
+//! [`ApiRequest`] and call [`handle`]. Handlers parse and validate, resolve the caller, call the
+//! store, and map errors in one place ([`error::ApiError`]).
+
+pub mod conversations;
+pub mod error;
+pub mod input;
+pub mod messages;
+pub mod routes;
+pub mod views;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tracing::Instrument;
+
+use crate::config::{AuthMode, Config};
+use crate::domain::UserId;
+use crate::store::{IdGenerator, Store};
+use error::ApiError;
+use routes::{Op, Scope};
+
+/// A response body: whole bytes or a stream (chat). Boxed so every handler returns one type.
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
+
+/// A whole body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed_unsync()
+}
+
+/// Everything a handler needs, built once per cold start and shared by every invocation.
+pub struct AppState {
+    /// Configuration.
+    pub config: Config,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Id generator (ULIDs, monotonic within the process).
+    pub ids: IdGenerator,
+}
+
+impl AppState {
+    /// State from parts.
+    pub fn new(config: Config, store: Arc<dyn Store>) -> Self {
+        Self {
+            config,
+            store,
+            ids: IdGenerator::new(),
+        }
+    }
+}
+
+/// A request as the handlers see it, whatever carried it.
+#[derive(Clone, Debug)]
+pub struct ApiRequest {
+    /// Method.
+    pub method: Method,
+    /// Path, without query string.
+    pub path: String,
+    /// Decoded query parameters, in order.
+    pub query: Vec<(String, String)>,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+    /// The request id (Lambda's, or one we made).
+    pub request_id: String,
+    /// Claims an API Gateway authorizer verified, when there is one.
+    pub claims: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl ApiRequest {
+    /// The first value of a query parameter.
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses a raw query string.
+pub fn parse_query(raw: Option<&str>) -> Vec<(String, String)> {
+    raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// Who is calling.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The user; owner of what they create.
+    pub user: UserId,
+}
+
+/// Resolves the caller from the request according to the auth mode.
+pub fn authenticate(config: &Config, req: &ApiRequest) -> Result<Caller, ApiError> {
+    match &config.auth {
+        AuthMode::None { user } => Ok(Caller { user: user.clone() }),
+        AuthMode::ApiGateway => {
+            let claims = req
+                .claims
+                .as_ref()
+                .ok_or_else(|| ApiError::Auth("no verified identity in the request".to_owned()))?;
+            let sub = claims
+                .get("sub")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| ApiError::Auth("the token has no subject".to_owned()))?;
+            // Subjects are UUIDs or similar; anything else is refused rather than stored as a key.
+            let user =
+                UserId::parse(sub).map_err(|_| ApiError::Auth("the token's subject is not usable".to_owned()))?;
+            Ok(Caller { user })
+        }
+    }
+}
+
+/// A short, stable, non-reversible tag of a user id for logs (never the id itself).
+pub fn user_tag(user: &UserId) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(user.as_str().as_bytes());
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Headers allowed in CORS requests.
+const CORS_ALLOW_HEADERS: &str = "authorization, content-type, x-request-id";
+/// Headers a browser may read.
+const CORS_EXPOSE_HEADERS: &str = "x-request-id, x-next-cursor, retry-after, location";
+
+/// Handles one request: routing, CORS, the handler, error mapping, common headers and one log line.
+pub async fn handle(state: &AppState, scope: Scope, req: ApiRequest) -> Response<Body> {
+    let span = tracing::info_span!("request", request_id = %req.request_id);
+    async move {
+        let started = Instant::now();
+        let method = req.method.clone();
+        let origin = req
+            .headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut route_label = "unmatched";
+        let mut user = None;
+        let result = route(state, scope, &req, &mut route_label, &mut user).await;
+        let mut response = match result {
+            Ok(r) => r,
+            Err(e) => e.into_response(&req.request_id),
+        };
+        finish_headers(state, &req, origin.as_deref(), &mut response);
+        tracing::info!(
+            method = %method,
+            route = route_label,
+            status = response.status().as_u16(),
+            latency_ms = started.elapsed().as_millis() as u64,
+            user = user.as_deref().unwrap_or("-"),
+            "request"
+        );
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+async fn route(
+    state: &AppState,
+    scope: Scope,
+    req: &ApiRequest,
+    label: &mut &'static str,
+    user: &mut Option<String>,
+) -> Result<Response<Body>, ApiError> {
+    let matched = routes::find(scope, &req.path).ok_or_else(|| ApiError::NotFound("no such route".to_owned()))?;
+    *label = matched.route.pattern;
+    if req.method == Method::OPTIONS {
+        return Ok(preflight(state, req, matched.route));
+    }
+    let op = matched
+        .route
+        .ops
+        .iter()
+        .find(|(m, _)| *m == req.method.as_str())
+        .map(|(_, op)| *op)
+        .ok_or_else(|| ApiError::MethodNotAllowed {
+            allow: allowed_methods(matched.route),
+        })?;
+    if req.body.len() > state.config.limits.max_body_bytes {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the body is {} bytes; the limit is {} bytes",
+            req.body.len(),
+            state.config.limits.max_body_bytes
+        )));
+    }
+    let caller = authenticate(&state.config, req)?;
+    *user = Some(user_tag(&caller.user));
+    let id = matched.id;
+    match op {
+        Op::ListConversations => conversations::list(state, &caller, req).await,
+        Op::CreateConversation => conversations::create(state, &caller, req).await,
+        Op::GetConversation => conversations::get(state, &caller, input::conversation_id(id)?).await,
+        Op::UpdateConversation => conversations::update(state, &caller, input::conversation_id(id)?, req).await,
+        Op::DeleteConversation => conversations::delete(state, &caller, input::conversation_id(id)?).await,
+        Op::ListMessages => messages::list(state, &caller, input::conversation_id(id)?, req).await,
+        Op::CreateMessage => messages::create(state, &caller, input::conversation_id(id)?, req).await,
+        Op::ClearMessages => messages::clear(state, &caller, input::conversation_id(id)?).await,
+    }
+}
+
+fn allowed_methods(route: &routes::Route) -> Vec<&'static str> {
+    let mut allow = route.methods();
+    allow.push("OPTIONS");
+    allow
+}
+
+fn preflight(state: &AppState, req: &ApiRequest, route: &routes::Route) -> Response<Body> {
+    let mut response = Response::new(full(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let allow = allowed_methods(route).join(", ");
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&allow) {
+        headers.insert(header::ALLOW, v.clone());
+        let origin = req.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+        if origin.and_then(|o| state.config.cors.allow(o)).is_some() {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, v);
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static(CORS_ALLOW_HEADERS),
+            );
+            headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        }
+    }
+    response
+}
+
+fn finish_headers(state: &AppState, req: &ApiRequest, origin: Option<&str>, response: &mut Response<Body>) {
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&req.request_id) {
+        headers.insert("x-request-id", v);
+    }
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    headers
+        .entry("content-security-policy")
+        .or_insert(HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
+    if let Some(allowed) = origin.and_then(|o| state.config.cors.allow(o)) {
+        if let Ok(v) = HeaderValue::from_str(&allowed) {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+            headers.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static(CORS_EXPOSE_HEADERS),
+            );
+            headers.append(header::VARY, HeaderValue::from_static("Origin"));
+        }
+    }
+}
+
+/// A JSON response.
+pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Result<Response<Body>, ApiError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| ApiError::Internal(Some(Box::new(e))))?;
+    let mut response = Response::new(full(bytes));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
+}
+
+/// Sets `x-next-cursor` when another page follows.
+pub fn with_cursor(mut response: Response<Body>, cursor: Option<String>) -> Response<Body> {
+    if let Some(v) = cursor.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().insert("x-next-cursor", v);
+    }
+    response
+}

@@ -1,0 +1,145 @@
+//! The route table: the single source of truth for which paths exist, which methods they take
+//! and which Lambda function serves them. The local gateway serves all of it; each function
+//! serves its own group; a test checks `template.yaml` declares exactly these routes.
+
+/// What a (route, method) does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `GET /api/conversations`
+    ListConversations,
+    /// `POST /api/conversations`
+    CreateConversation,
+    /// `GET /api/conversations/{id}`
+    GetConversation,
+    /// `PATCH /api/conversations/{id}`
+    UpdateConversation,
+    /// `DELETE /api/conversations/{id}`
+    DeleteConversation,
+    /// `GET /api/conversations/{id}/messages`
+    ListMessages,
+    /// `POST /api/conversations/{id}/messages`
+    CreateMessage,
+    /// `DELETE /api/conversations/{id}/messages`
+    ClearMessages,
+}
+
+/// A path pattern with its methods and function.
+#[derive(Clone, Copy, Debug)]
+pub struct Route {
+    /// Path pattern; `{id}` matches one segment.
+    pub pattern: &'static str,
+    /// The Lambda function (binary and template resource stem) serving it.
+    pub function: &'static str,
+    /// Methods and what each does.
+    pub ops: &'static [(&'static str, Op)],
+}
+
+impl Route {
+    /// The methods of this route.
+    pub fn methods(&self) -> Vec<&'static str> {
+        self.ops.iter().map(|(m, _)| *m).collect()
+    }
+}
+
+/// Every route of Athena.
+pub const ROUTES: &[Route] = &[
+    Route {
+        pattern: "/api/conversations",
+        function: "conversations",
+        ops: &[("GET", Op::ListConversations), ("POST", Op::CreateConversation)],
+    },
+    Route {
+        pattern: "/api/conversations/{id}",
+        function: "conversations",
+        ops: &[
+            ("GET", Op::GetConversation),
+            ("PATCH", Op::UpdateConversation),
+            ("DELETE", Op::DeleteConversation),
+        ],
+    },
+    Route {
+        pattern: "/api/conversations/{id}/messages",
+        function: "messages",
+        ops: &[
+            ("GET", Op::ListMessages),
+            ("POST", Op::CreateMessage),
+            ("DELETE", Op::ClearMessages),
+        ],
+    },
+];
+
+/// Which routes a process serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every route (the local gateway).
+    All,
+    /// One function's routes.
+    Function(&'static str),
+}
+
+/// A matched route and its `{id}` parameter.
+#[derive(Clone, Copy, Debug)]
+pub struct Matched<'a> {
+    /// The route.
+    pub route: &'static Route,
+    /// The `{id}` segment, raw.
+    pub id: Option<&'a str>,
+}
+
+/// Strips an API Gateway stage prefix (`/prod/api/...`) if one is left in the path.
+pub fn normalize(path: &str) -> &str {
+    if path.starts_with("/api/") || path == "/api" {
+        return path;
+    }
+    match path.find("/api/") {
+        Some(i) if !path[..i].is_empty() && !path[1..i].contains('/') => &path[i..],
+        _ => path,
+    }
+}
+
+/// Finds the route for a path within a scope.
+pub fn find(scope: Scope, path: &str) -> Option<Matched<'_>> {
+    let path = normalize(path);
+    let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+    let segments: Vec<&str> = path.split('/').collect();
+    ROUTES
+        .iter()
+        .filter(|r| match scope {
+            Scope::All => true,
+            Scope::Function(f) => r.function == f,
+        })
+        .find_map(|route| {
+            let pattern: Vec<&str> = route.pattern.split('/').collect();
+            if pattern.len() != segments.len() {
+                return None;
+            }
+            let mut id = None;
+            for (p, s) in pattern.iter().zip(&segments) {
+                if *p == "{id}" {
+                    if s.is_empty() {
+                        return None;
+                    }
+                    id = Some(*s);
+                } else if p != s {
+                    return None;
+                }
+            }
+            Some(Matched { route, id })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_their_routes_with_or_without_a_stage_or_trailing_slash() {
+        let m = find(Scope::All, "/api/conversations/abc/messages").map(|m| (m.route.function, m.id));
+        assert_eq!(m, Some(("messages", Some("abc"))));
+        assert!(find(Scope::All, "/prod/api/conversations").is_some());
+        assert!(find(Scope::All, "/api/conversations/").is_some());
+        assert!(find(Scope::All, "/api/conversations//messages").is_none());
+        assert!(find(Scope::All, "/api/other").is_none());
+        assert!(find(Scope::Function("messages"), "/api/conversations").is_none());
+    }
+}

@@ -1,0 +1,122 @@
+//! Response shapes, exactly the seed's JSON (camelCase, Prisma's timestamp format), plus the
+//! fields Athena adds (`solutionType`, `lastMessage`, `messageCount`, usage on messages).
+//! The owner is never part of a response.
+
+use serde::Serialize;
+
+use crate::domain::{ts, Conversation, FinishReason, Message, MessagePart, Role, Solution, Timestamp, Usage};
+
+/// A conversation as the API shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationView<'a> {
+    id: &'a str,
+    title: &'a str,
+    is_pinned: bool,
+    is_shared: bool,
+    model: &'a str,
+    solution_type: Option<Solution>,
+    #[serde(with = "ts")]
+    created_at: Timestamp,
+    #[serde(with = "ts")]
+    updated_at: Timestamp,
+    last_message: Option<&'a str>,
+    message_count: u64,
+}
+
+impl<'a> From<&'a Conversation> for ConversationView<'a> {
+    fn from(c: &'a Conversation) -> Self {
+        Self {
+            id: c.id.as_str(),
+            title: &c.title,
+            is_pinned: c.is_pinned,
+            is_shared: c.is_shared,
+            model: &c.model,
+            solution_type: c.solution_type,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            last_message: c.last_message.as_deref(),
+            message_count: c.message_count,
+        }
+    }
+}
+
+/// A conversation with its messages (`GET /api/conversations/{id}`).
+#[derive(Serialize)]
+pub struct ConversationWithMessages<'a> {
+    #[serde(flatten)]
+    conversation: ConversationView<'a>,
+    messages: Vec<MessageView<'a>>,
+}
+
+impl<'a> ConversationWithMessages<'a> {
+    /// Builds the view.
+    pub fn new(c: &'a Conversation, messages: &'a [Message]) -> Self {
+        Self {
+            conversation: c.into(),
+            messages: messages.iter().map(MessageView::from).collect(),
+        }
+    }
+}
+
+/// A message as the API shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView<'a> {
+    id: &'a str,
+    role: Role,
+    content: &'a str,
+    conversation_id: &'a str,
+    #[serde(with = "ts")]
+    created_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[MessagePart]>::is_empty")]
+    parts: &'a [MessagePart],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Usage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finish_reason: Option<FinishReason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+impl<'a> From<&'a Message> for MessageView<'a> {
+    fn from(m: &'a Message) -> Self {
+        Self {
+            id: m.id.as_str(),
+            role: m.role,
+            content: &m.content,
+            conversation_id: m.conversation_id.as_str(),
+            created_at: m.created_at,
+            client_id: m.client_id.as_ref().map(|c| c.as_str()),
+            parts: &m.parts,
+            model: m.model.as_deref(),
+            usage: m.usage,
+            latency_ms: m.latency_ms,
+            finish_reason: m.finish_reason,
+            error: m.error.as_deref(),
+        }
+    }
+}
+
+/// `{"success": true}`
+#[derive(Serialize)]
+pub struct Success {
+    /// Always true.
+    pub success: bool,
+}
+
+/// `{"success": true, "deletedCount": n}`
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cleared {
+    /// Always true.
+    pub success: bool,
+    /// How many messages were deleted.
+    pub deleted_count: u64,
+}

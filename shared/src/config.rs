@@ -1,0 +1,206 @@
+//! Configuration, read once from the environment at cold start. A bad value stops the function
+//! at init with a clear message instead of failing requests later.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `ATHENA_AUTH` | `none` (one local user), `apigw` (API Gateway authorizer claims) | `none` locally, `apigw` in Lambda |
+//! | `ATHENA_LOCAL_USER` | the user of `ATHENA_AUTH=none` | `local-user` |
+//! | `ATHENA_ALLOW_NO_AUTH` | `true` to allow `ATHENA_AUTH=none` inside Lambda | unset |
+//! | `ATHENA_CORS_ORIGINS` | comma-separated allowed origins, or `*` | none (no CORS headers) |
+//! | `ATHENA_MODELS` | comma-separated allowed model ids | the whole catalog |
+//! | `ATHENA_DEFAULT_MODEL` | default model id | the first allowed |
+//! | `ATHENA_MAX_MESSAGE_CHARS` | longest user/system message | 10000 |
+//! | `ATHENA_MAX_REPLY_CHARS` | longest assistant/tool message posted through the API | 200000 |
+//! | `ATHENA_MAX_BODY_BYTES` | largest request body | 1048576 |
+//! | `ATHENA_TABLE`, `ATHENA_EVENTS_TABLE` | DynamoDB tables; unset means the embedded store | unset |
+//! | `ATHENA_DB` | the embedded store's file | `.athena/athena.db` |
+
+use crate::catalog::Catalog;
+use crate::domain::UserId;
+
+/// A configuration error, reported at cold start.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// How callers are identified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    /// No authentication: every request is this one user. For the local gateway.
+    None {
+        /// The single user.
+        user: UserId,
+    },
+    /// API Gateway verified a JWT; its claims are in the request context and `sub` is the user.
+    ApiGateway,
+}
+
+/// Which origins may call from a browser.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cors {
+    /// No CORS headers at all (same-origin or API Gateway handles CORS).
+    Off,
+    /// Any origin (`*`); no credentials are involved, tokens travel in `Authorization`.
+    Any,
+    /// These exact origins.
+    Origins(Vec<String>),
+}
+
+impl Cors {
+    /// The `Access-Control-Allow-Origin` value for a request's `Origin`, if it is allowed.
+    pub fn allow(&self, origin: &str) -> Option<String> {
+        match self {
+            Cors::Off => None,
+            Cors::Any => Some("*".to_owned()),
+            Cors::Origins(list) => list.iter().find(|o| o.as_str() == origin).cloned(),
+        }
+    }
+}
+
+/// Size limits of requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest body, bytes.
+    pub max_body_bytes: usize,
+    /// Longest user or system message, characters.
+    pub max_message_chars: usize,
+    /// Longest assistant or tool message posted through the messages API, characters.
+    pub max_reply_chars: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_message_chars: 10_000,
+            max_reply_chars: 200_000,
+        }
+    }
+}
+
+/// Everything configurable.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Caller identification.
+    pub auth: AuthMode,
+    /// Browser origins.
+    pub cors: Cors,
+    /// Allowed models.
+    pub catalog: Catalog,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads configuration through `get` (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let in_lambda = get("AWS_LAMBDA_FUNCTION_NAME").is_some();
+        let local_user = get("ATHENA_LOCAL_USER").unwrap_or_else(|| "local-user".to_owned());
+        let local_user = UserId::parse(&local_user).map_err(|e| ConfigError(format!("ATHENA_LOCAL_USER: {e}")))?;
+        let auth = match get("ATHENA_AUTH").as_deref().map(str::trim) {
+            None | Some("") if in_lambda => AuthMode::ApiGateway,
+            None | Some("") | Some("none") => {
+                if in_lambda && get("ATHENA_ALLOW_NO_AUTH").as_deref() != Some("true") {
+                    return Err(ConfigError(
+                        "ATHENA_AUTH=none inside Lambda would make every caller the same user; set ATHENA_ALLOW_NO_AUTH=true to force it".to_owned(),
+                    ));
+                }
+                AuthMode::None { user: local_user }
+            }
+            Some("apigw") => AuthMode::ApiGateway,
+            Some("jwt") => {
+                return Err(ConfigError(
+                    "ATHENA_AUTH=jwt (verifying bearer tokens in the function) is not available in this build yet; use apigw behind an API Gateway JWT authorizer".to_owned(),
+                ))
+            }
+            Some(other) => return Err(ConfigError(format!("ATHENA_AUTH must be none or apigw, not {other:?}"))),
+        };
+        let cors = match get("ATHENA_CORS_ORIGINS").as_deref().map(str::trim) {
+            None | Some("") => Cors::Off,
+            Some("*") => Cors::Any,
+            Some(list) => Cors::Origins(
+                list.split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_owned())
+                    .filter(|o| !o.is_empty())
+                    .collect(),
+            ),
+        };
+        let catalog = Catalog::from_config(get("ATHENA_MODELS").as_deref(), get("ATHENA_DEFAULT_MODEL").as_deref())
+            .map_err(ConfigError)?;
+        let number = |key: &str, default: usize| -> Result<usize, ConfigError> {
+            match get(key) {
+                None => Ok(default),
+                Some(raw) => raw
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| ConfigError(format!("{key} must be a positive integer, not {raw:?}"))),
+            }
+        };
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_body_bytes: number("ATHENA_MAX_BODY_BYTES", defaults.max_body_bytes)?,
+            max_message_chars: number("ATHENA_MAX_MESSAGE_CHARS", defaults.max_message_chars)?,
+            max_reply_chars: number("ATHENA_MAX_REPLY_CHARS", defaults.max_reply_chars)?,
+        };
+        Ok(Self {
+            auth,
+            cors,
+            catalog,
+            limits,
+        })
+    }
+
+    /// A local configuration: no auth, any origin, the whole catalog (tests).
+    pub fn local() -> Self {
+        Self {
+            auth: AuthMode::None {
+                user: UserId::parse("local-user").unwrap_or_else(|_| unreachable!("a valid literal id")),
+            },
+            cors: Cors::Any,
+            catalog: Catalog::all(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn no_auth_is_the_local_default_and_refused_in_lambda_unless_forced() {
+        assert!(matches!(config(&[]).map(|c| c.auth), Ok(AuthMode::None { .. })));
+        let lambda = [("AWS_LAMBDA_FUNCTION_NAME", "f")];
+        assert!(matches!(config(&lambda).map(|c| c.auth), Ok(AuthMode::ApiGateway)));
+        assert!(config(&[lambda[0], ("ATHENA_AUTH", "none")]).is_err());
+        assert!(config(&[lambda[0], ("ATHENA_AUTH", "none"), ("ATHENA_ALLOW_NO_AUTH", "true")]).is_ok());
+        assert!(config(&[("ATHENA_AUTH", "basic")]).is_err());
+    }
+
+    #[test]
+    fn limits_and_origins_are_parsed_strictly() {
+        assert!(config(&[("ATHENA_MAX_MESSAGE_CHARS", "ten")]).is_err());
+        assert!(config(&[("ATHENA_MAX_MESSAGE_CHARS", "0")]).is_err());
+        let c = config(&[("ATHENA_CORS_ORIGINS", "https://a.example, https://b.example/")]).map(|c| c.cors);
+        assert_eq!(
+            c.ok(),
+            Some(Cors::Origins(vec![
+                "https://a.example".to_owned(),
+                "https://b.example".to_owned()
+            ]))
+        );
+    }
+}

@@ -1,0 +1,104 @@
+//! The Lambda adapter: turns `lambda_http` events (API Gateway REST v1, HTTP API v2, function
+//! URLs) into [`ApiRequest`]s, runs [`api::handle`] and turns the answer back. Every function's
+//! `main` is one call to [`run`].
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http_body_util::BodyExt;
+use lambda_http::request::RequestContext;
+use lambda_http::{service_fn, RequestExt};
+
+use crate::api::routes::Scope;
+use crate::api::{self, ApiRequest, AppState};
+use crate::config::Config;
+use crate::{store, telemetry};
+
+/// The error a function's `main` returns.
+pub use lambda_http::Error;
+
+/// Initialises logging, configuration and the store once (failing the cold start on bad
+/// configuration), then serves `function`'s routes until Lambda stops the process.
+pub async fn run(function: &'static str) -> Result<(), lambda_http::Error> {
+    telemetry::init();
+    let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    let store = store::from_env()
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "store unavailable at init"))?;
+    let state = Arc::new(AppState::new(config, store));
+    lambda_http::run(service_fn(move |event: lambda_http::Request| {
+        let state = Arc::clone(&state);
+        async move { Ok::<_, Infallible>(respond(&state, function, event).await) }
+    }))
+    .await
+}
+
+/// Handles one event for `function` (tests feed `events/*.json` through this).
+pub async fn respond(
+    state: &AppState,
+    function: &'static str,
+    event: lambda_http::Request,
+) -> lambda_http::Response<lambda_http::Body> {
+    let request = from_event(event);
+    let response = api::handle(state, Scope::Function(function), request).await;
+    let (parts, body) = response.into_parts();
+    let bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    };
+    let body = if bytes.is_empty() {
+        lambda_http::Body::Empty
+    } else {
+        match String::from_utf8(bytes.to_vec()) {
+            Ok(text) => lambda_http::Body::Text(text),
+            Err(e) => lambda_http::Body::Binary(e.into_bytes()),
+        }
+    };
+    lambda_http::Response::from_parts(parts, body)
+}
+
+/// Converts a Lambda HTTP event into an [`ApiRequest`].
+pub fn from_event(event: lambda_http::Request) -> ApiRequest {
+    let request_id = event
+        .lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .filter(|id| !id.is_empty())
+        .or_else(|| match event.request_context_ref() {
+            Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+            Some(RequestContext::ApiGatewayV1(ctx)) => ctx.request_id.clone(),
+            _ => None,
+        })
+        .unwrap_or_else(|| ulid::Ulid::new().to_string());
+    let claims = match event.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.authorizer.as_ref().and_then(|a| a.jwt.as_ref()).map(|jwt| {
+            jwt.claims
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect()
+        }),
+        Some(RequestContext::ApiGatewayV1(ctx)) => {
+            ctx.authorizer.fields.get("claims").and_then(|c| c.as_object()).cloned()
+        }
+        _ => None,
+    };
+    let query = event
+        .query_string_parameters_ref()
+        .map(|q| q.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+        .unwrap_or_default();
+    let (parts, body) = event.into_parts();
+    let body = match body {
+        lambda_http::Body::Empty => bytes::Bytes::new(),
+        lambda_http::Body::Text(t) => bytes::Bytes::from(t),
+        lambda_http::Body::Binary(b) => bytes::Bytes::from(b),
+        _ => bytes::Bytes::new(),
+    };
+    ApiRequest {
+        method: parts.method,
+        path: parts.uri.path().to_owned(),
+        query,
+        headers: parts.headers,
+        body,
+        request_id,
+        claims,
+    }
+}

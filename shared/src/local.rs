@@ -1,0 +1,144 @@
+//! The local gateway: every route of the route table in one process, over HTTP/1.1 with hyper,
+//! on the same handlers the Lambda functions run. `athena-local` is this plus `main`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use crate::api::error::ApiError;
+use crate::api::routes::Scope;
+use crate::api::{self, parse_query, ApiRequest, AppState, Body};
+
+/// Serves until `shutdown` resolves. Connections in flight finish on their own.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: log, breathe, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let _ = stream.set_nodelay(true);
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let state = Arc::clone(&state);
+                async move { Ok::<_, std::convert::Infallible>(respond(&state, req).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// A request id: the client's `x-request-id` when it is short and plain, else a new ULID.
+fn request_id(headers: &http::HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| ulid::Ulid::new().to_string())
+}
+
+async fn respond(state: &AppState, req: http::Request<Incoming>) -> http::Response<Body> {
+    let (parts, body) = req.into_parts();
+    let id = request_id(&parts.headers);
+    let limit = state.config.limits.max_body_bytes;
+    let body: Bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            let error = if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                ApiError::PayloadTooLarge(format!("the body exceeds {limit} bytes"))
+            } else {
+                ApiError::Validation(crate::error::ValidationError::body("the body could not be read"))
+            };
+            return error.into_response(&id);
+        }
+    };
+    let request = ApiRequest {
+        method: parts.method,
+        path: parts.uri.path().to_owned(),
+        query: parse_query(parts.uri.query()),
+        headers: parts.headers,
+        body,
+        request_id: id,
+        claims: None,
+    };
+    api::handle(state, Scope::All, request).await
+}
+
+/// Binds an address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// What can stop the local gateway from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// `ATHENA_ADDR` is not an address.
+    #[error("ATHENA_ADDR must be host:port, e.g. 127.0.0.1:3000, not {0:?}")]
+    Addr(String),
+    /// The port is taken or not ours.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server failed.
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// `athena-local`: reads the environment, opens the store, listens on `ATHENA_ADDR`
+/// (default `127.0.0.1:3000`) and serves until Ctrl-C.
+pub async fn run_from_env() -> Result<(), StartError> {
+    let raw = std::env::var("ATHENA_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let addr: SocketAddr = raw.parse().map_err(|_| StartError::Addr(raw.clone()))?;
+    let config = crate::config::Config::from_env()?;
+    let store = crate::store::from_env().await?;
+    let listener = bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+    let local = listener.local_addr().unwrap_or(addr);
+    let store_name = match std::env::var("ATHENA_TABLE") {
+        Ok(table) => format!("DynamoDB table {table}"),
+        Err(_) => format!(
+            "embedded {}",
+            std::env::var("ATHENA_DB").unwrap_or_else(|_| ".athena/athena.db".to_owned())
+        ),
+    };
+    tracing::info!(address = %local, store = %store_name, "athena-local listening");
+    eprintln!("athena-local listening on http://{local} (store: {store_name}); Ctrl-C stops it");
+    let state = Arc::new(AppState::new(config, store));
+    serve(state, listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .map_err(StartError::Serve)
+}
