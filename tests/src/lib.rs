@@ -50,6 +50,9 @@ pub fn moto_endpoint() -> &'static str {
             binary.display(),
             parent = std::process::id()
         );
+        // The watchdog shell outlives nothing: it exits (stopping moto) when this process ends,
+        // so there is no child to wait for.
+        #[allow(clippy::zombie_processes)]
         Command::new("sh")
             .arg("-c")
             .arg(script)
@@ -105,4 +108,104 @@ pub async fn dynamo_store() -> DynamoStore {
 /// An embedded store in memory.
 pub fn embedded_store() -> EmbeddedStore {
     EmbeddedStore::in_memory().expect("opening an in-memory SQLite store")
+}
+
+pub mod openapi;
+
+use std::sync::Arc;
+
+use shared::api::AppState;
+use shared::config::Config;
+use shared::store::Store;
+
+/// A running in-process gateway (the same `serve` the `athena-local` binary runs) on a free port.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// A plain HTTP client.
+    pub client: reqwest::Client,
+    /// The store behind it.
+    pub store: Arc<dyn Store>,
+    openapi: Arc<openapi::OpenApi>,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+/// A response, its body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status.
+    pub status: u16,
+    /// Headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// Body as JSON (`Null` when empty or not JSON).
+    pub json: serde_json::Value,
+    /// Body as text.
+    pub text: String,
+}
+
+impl Reply {
+    /// A header as a string.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The error code of an error body.
+    pub fn code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+/// Starts a gateway on `store` with `config`.
+pub async fn spawn_app(store: Arc<dyn Store>, config: Config) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let state = Arc::new(AppState::new(config, Arc::clone(&store)));
+    tokio::spawn(shared::local::serve(state, listener, async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        store,
+        openapi: openapi::OpenApi::shared(),
+        _shutdown: tx,
+    }
+}
+
+impl TestApp {
+    /// Sends a request with an optional JSON body; checks the response against `docs/openapi.yaml`.
+    pub async fn call(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.client.request(method.clone(), format!("{}{path}", self.base));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        self.send(req).await
+    }
+
+    /// Sends a prepared request; checks the response against `docs/openapi.yaml`.
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+        let req = req.build().expect("request");
+        let method = req.method().as_str().to_owned();
+        let path = req.url().path().to_owned();
+        let res = self.client.execute(req).await.expect("send");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        let reply = Reply {
+            status,
+            headers,
+            json,
+            text,
+        };
+        if let Err(problem) = self.openapi.check(&method, &path, &reply) {
+            panic!(
+                "{method} {path} -> {status} does not match docs/openapi.yaml: {problem}\nbody: {}",
+                reply.text
+            );
+        }
+        reply
+    }
 }

@@ -120,7 +120,7 @@ impl DynamoStore {
     }
 
     /// Creates the tables from their definitions (tests and the local DynamoDB setup; production
-    /// tables come from `template.yaml`). Waits until they are active.
+    /// tables come from `template.yaml`), skipping tables that exist. Waits until they are active.
     pub async fn create_tables(&self) -> Result<(), StoreError> {
         for (def, name) in [
             (schema::conversations_table(), &self.tables.conversations),
@@ -292,6 +292,7 @@ impl DynamoStore {
     }
 
     fn conversation_items(
+        table: &str,
         conversation: &Conversation,
         messages: &[Message],
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
@@ -308,7 +309,7 @@ impl DynamoStore {
             meta.gsi1sk = rank;
             meta.gsi2sk = rank;
         }
-        Ok(vec![put_if_absent(&"", to_item(&meta)?)])
+        Ok(vec![put_if_absent(table, to_item(&meta)?)])
     }
 }
 
@@ -336,7 +337,6 @@ fn from_item<'a, T: Deserialize<'a>>(item: Item) -> Result<T, StoreError> {
 }
 
 fn put_if_absent(table: &str, item: Item) -> TransactWriteItem {
-    // The table name is filled in by `with_table` before sending.
     let put = Put::builder()
         .table_name(table)
         .set_item(Some(item))
@@ -447,7 +447,12 @@ async fn create_table(client: &Client, def: &TableDef, name: &str) -> Result<(),
                 .map_err(|e| StoreError::internal("index definition", e))?,
         );
     }
-    req.send().await.map_err(|e| classify("CreateTable", e))?;
+    match req.send().await {
+        Ok(_) => {}
+        // Already there (a second start of the local gateway): nothing to do.
+        Err(SdkError::ServiceError(e)) if e.err().is_resource_in_use_exception() => return Ok(()),
+        Err(e) => return Err(classify("CreateTable", e)),
+    }
     if let Some(ttl) = def.ttl {
         client
             .update_time_to_live()
@@ -735,18 +740,6 @@ fn head_into_domain(head: MessageItem) -> Result<Message, StoreError> {
     })
 }
 
-fn with_table(items: Vec<TransactWriteItem>, table: &str) -> Vec<TransactWriteItem> {
-    items
-        .into_iter()
-        .map(|mut item| {
-            if let Some(put) = item.put.as_mut() {
-                put.table_name = table.to_owned();
-            }
-            item
-        })
-        .collect()
-}
-
 /// A cursor position in an owner's listing: the rank and id of the last conversation returned.
 #[derive(Serialize, Deserialize)]
 struct ListPosition(i64, String);
@@ -755,11 +748,10 @@ struct ListPosition(i64, String);
 impl Store for DynamoStore {
     async fn create_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError> {
         let table = &self.tables.conversations;
-        let mut items = Self::conversation_items(conversation, messages)?;
+        let mut items = Self::conversation_items(table, conversation, messages)?;
         for m in messages {
             items.extend(message_items(table, m)?);
         }
-        let items = with_table(items, table);
         if items.len() == 1 {
             // A lone conversation: a conditional PutItem costs half a transaction.
             let put = items.into_iter().next().and_then(|i| i.put);
@@ -1028,7 +1020,7 @@ impl Store for DynamoStore {
             .build()
             .map_err(|e| StoreError::internal("building the conversation update", e))?;
         let mut items = vec![TransactWriteItem::builder().update(update).build()];
-        items.extend(with_table(message_items(table, message)?, table));
+        items.extend(message_items(table, message)?);
         match self.transact(items).await? {
             Ok(()) => Ok(Appended::Stored),
             Err(codes) => {
@@ -1053,6 +1045,14 @@ impl Store for DynamoStore {
         id: &ConversationId,
         query: &ListMessages,
     ) -> Result<Page<Message>, StoreError> {
+        if query.limit.is_none() && query.cursor.is_none() {
+            // Every message: one Query of the whole partition checks the owner and reads them all.
+            let (_, messages) = self.get_conversation_with_messages(owner, id).await?;
+            return Ok(Page {
+                items: messages,
+                next_cursor: None,
+            });
+        }
         self.get_meta(owner, id).await?;
         let scope = cursor::messages_scope(owner.as_str(), id.as_str());
         let after: Option<String> = match &query.cursor {

@@ -162,7 +162,8 @@ pub trait Store: Send + Sync + 'static {
 /// The store the environment asks for: DynamoDB when `ATHENA_TABLE` is set, otherwise the
 /// embedded store in `ATHENA_DB` (default `.athena/athena.db`). Inside Lambda the embedded store
 /// is refused: `/tmp` does not outlive an instance. `ATHENA_EVENT_TTL_DAYS` (default 90) sets
-/// how long analytics events are kept.
+/// how long analytics events are kept; `ATHENA_CREATE_TABLES=true` creates missing tables (for
+/// local DynamoDB-API servers).
 pub async fn from_env() -> Result<std::sync::Arc<dyn Store>, crate::config::ConfigError> {
     use crate::config::ConfigError;
     let days = match std::env::var("ATHENA_EVENT_TTL_DAYS") {
@@ -177,9 +178,15 @@ pub async fn from_env() -> Result<std::sync::Arc<dyn Store>, crate::config::Conf
     let ttl = std::time::Duration::from_secs(days * 24 * 3600);
     if let Some(tables) = dynamo::Tables::from_env() {
         let client = dynamo::client_from_env().await;
-        return Ok(std::sync::Arc::new(
-            dynamo::DynamoStore::new(client, tables).with_event_ttl(ttl),
-        ));
+        let store = dynamo::DynamoStore::new(client, tables).with_event_ttl(ttl);
+        if std::env::var("ATHENA_CREATE_TABLES").is_ok_and(|v| v == "true") {
+            // For local DynamoDB-API servers; production tables come from template.yaml.
+            store
+                .create_tables()
+                .await
+                .map_err(|e| ConfigError(format!("creating the DynamoDB tables: {e}")))?;
+        }
+        return Ok(std::sync::Arc::new(store));
     }
     if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
         return Err(ConfigError(

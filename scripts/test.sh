@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs the pinned Python test tools into .venv
+# (once), then checks formatting, lints (clippy -D warnings), checks the SAM template, and runs
+# every test: unit tests, the storage conformance suite on both stores (DynamoDB through a moto
+# server the tests start), the HTTP API, the sample events and the template/route checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/tools.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+if [ -f template.yaml ]; then
+  echo "== cfn-lint / sam validate"
+  .venv/bin/cfn-lint template.yaml
+  AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test SAM_CLI_TELEMETRY=0 \
+    .venv/bin/sam validate --lint -t template.yaml
+fi
+echo "== cargo test"
+MOTO_SERVER="$PWD/.venv/bin/moto_server" cargo test --workspace --locked

@@ -1,0 +1,514 @@
+//! The conversations and messages API over real HTTP (reqwest) against the gateway, on both
+//! stores. Every response is also checked against `docs/openapi.yaml`.
+
+use std::sync::Arc;
+
+use athena_tests::{dynamo_store, embedded_store, spawn_app, TestApp};
+use serde_json::{json, Value};
+use shared::config::{Config, Cors};
+use shared::store::Store;
+
+const SONNET: &str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+const HAIKU: &str = "us.anthropic.claude-haiku-4-5-20251001-v1:0";
+
+async fn the_seed_flow_works_end_to_end(app: TestApp) {
+    // Create, as the seed frontend does.
+    let created = app
+        .call(
+            "POST",
+            "/api/conversations",
+            Some(json!({"title": "New conversation", "model": SONNET})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.json["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        created.header("location"),
+        Some(format!("/api/conversations/{id}").as_str())
+    );
+    assert_eq!(created.json["title"], "New conversation");
+    assert_eq!(created.json["isPinned"], false);
+    assert_eq!(created.json["isShared"], false);
+    assert_eq!(created.json["model"], SONNET);
+    assert_eq!(created.json["solutionType"], Value::Null);
+    assert_eq!(created.json["lastMessage"], Value::Null);
+    assert!(created.json["createdAt"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z') && t.len() == 24));
+
+    // Add messages.
+    let messages_path = format!("/api/conversations/{id}/messages");
+    let first = app
+        .call(
+            "POST",
+            &messages_path,
+            Some(json!({"role": "user", "content": "Hello, Claude!"})),
+        )
+        .await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    assert_eq!(first.json["role"], "user");
+    assert_eq!(first.json["content"], "Hello, Claude!");
+    assert_eq!(first.json["conversationId"], id.as_str());
+    let second = app
+        .call(
+            "POST",
+            &messages_path,
+            Some(json!({"role": "assistant", "content": "Hi there!"})),
+        )
+        .await;
+    assert_eq!(second.status, 201);
+
+    // List: the conversation carries its last message.
+    let list = app.call("GET", "/api/conversations", None).await;
+    assert_eq!(list.status, 200);
+    let listed = list.json.as_array().expect("array");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["lastMessage"], "Hi there!");
+    assert_eq!(listed[0]["messageCount"], 2);
+    assert!(list.header("x-next-cursor").is_none());
+
+    // Messages in order.
+    let messages = app.call("GET", &messages_path, None).await;
+    let contents: Vec<&str> = messages
+        .json
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    assert_eq!(contents, ["Hello, Claude!", "Hi there!"]);
+
+    // Patch.
+    let path = format!("/api/conversations/{id}");
+    let patched = app
+        .call(
+            "PATCH",
+            &path,
+            Some(json!({"title": "Updated title", "isPinned": true, "isShared": true, "model": HAIKU})),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    assert_eq!(patched.json["title"], "Updated title");
+    assert_eq!(patched.json["isPinned"], true);
+    assert_eq!(patched.json["isShared"], true);
+    assert_eq!(patched.json["model"], HAIKU);
+    assert!(patched.json["updatedAt"].as_str() >= created.json["updatedAt"].as_str());
+
+    // Get with messages.
+    let got = app.call("GET", &path, None).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json["title"], "Updated title");
+    assert_eq!(got.json["messages"].as_array().map(Vec::len), Some(2));
+    assert_eq!(got.json["messages"][0]["content"], "Hello, Claude!");
+
+    // Clear.
+    let cleared = app.call("DELETE", &messages_path, None).await;
+    assert_eq!(cleared.status, 200);
+    assert_eq!(cleared.json, json!({"success": true, "deletedCount": 2}));
+    let got = app.call("GET", &path, None).await;
+    assert_eq!(got.json["messages"], json!([]));
+
+    // Delete.
+    let deleted = app.call("DELETE", &path, None).await;
+    assert_eq!(deleted.json, json!({"success": true}));
+    let gone = app.call("GET", &path, None).await;
+    assert_eq!(gone.status, 404);
+    assert_eq!(gone.code(), "NOT_FOUND");
+    assert_eq!(app.call("DELETE", &path, None).await.status, 404);
+}
+
+async fn invalid_input_is_refused_with_field_details_and_nothing_is_stored(app: TestApp) {
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"title": ""}), "title"),
+        (json!({"title": "x".repeat(101)}), "title"),
+        (json!({"model": "gpt-4"}), "model"),
+        (json!({"solutionType": "finance"}), "solutionType"),
+        (json!({"title": 5}), "title"),
+        (json!({"id": "../../etc"}), "id"),
+        (json!({"ownerId": "someone-else"}), "ownerId"),
+    ];
+    for (body, field) in cases {
+        let r = app.call("POST", "/api/conversations", Some(body.clone())).await;
+        assert_eq!(r.status, 400, "{body} -> {}", r.text);
+        assert_eq!(r.code(), "VALIDATION");
+        assert_eq!(r.json["error"]["details"][0]["field"], field, "{body}");
+        assert!(r.json["error"]["requestId"].as_str().is_some_and(|s| !s.is_empty()));
+        assert_eq!(r.header("x-request-id"), r.json["error"]["requestId"].as_str());
+    }
+    // Several problems at once are all reported.
+    let r = app
+        .call(
+            "POST",
+            "/api/conversations",
+            Some(json!({"title": "", "model": "gpt-4"})),
+        )
+        .await;
+    assert_eq!(r.json["error"]["details"].as_array().map(Vec::len), Some(2));
+    let listed = app.call("GET", "/api/conversations", None).await;
+    assert_eq!(listed.json, json!([]), "nothing was stored");
+
+    let created = app.call("POST", "/api/conversations", None).await;
+    assert_eq!(
+        created.status, 201,
+        "an empty body creates with defaults: {}",
+        created.text
+    );
+    assert_eq!(created.json["title"], "New conversation");
+    assert_eq!(created.json["model"], SONNET);
+    let id = created.json["id"].as_str().expect("id").to_owned();
+    let path = format!("/api/conversations/{id}");
+
+    for (body, field) in [
+        (json!({"isPinned": "yes"}), "isPinned"),
+        (json!({"ownerId": "x"}), "ownerId"),
+        (json!({"createdAt": "2020-01-01T00:00:00.000Z"}), "createdAt"),
+        (json!({"model": "gpt-4"}), "model"),
+        (json!({"title": "   "}), "title"),
+    ] {
+        let r = app.call("PATCH", &path, Some(body.clone())).await;
+        assert_eq!(r.status, 400, "{body}");
+        assert_eq!(r.json["error"]["details"][0]["field"], field, "{body}");
+    }
+    let r = app.call("PATCH", &path, Some(json!({}))).await;
+    assert_eq!(r.status, 400);
+
+    let messages = format!("{path}/messages");
+    for (body, field) in [
+        (json!({"role": "hacker", "content": "x"}), "role"),
+        (json!({"role": "user", "content": ""}), "content"),
+        (json!({"role": "user", "content": "a\u{0}b"}), "content"),
+        (json!({"role": "user", "content": "x".repeat(10_001)}), "content"),
+        (json!({"role": "user"}), "content"),
+        (
+            json!({"role": "user", "content": "ok", "conversationId": "other"}),
+            "conversationId",
+        ),
+        (
+            json!({"role": "user", "content": "ok", "clientId": "bad id!"}),
+            "clientId",
+        ),
+    ] {
+        let r = app.call("POST", &messages, Some(body.clone())).await;
+        assert_eq!(r.status, 400, "{body} -> {}", r.text);
+        assert_eq!(r.json["error"]["details"][0]["field"], field, "{body} -> {}", r.text);
+    }
+    // Exactly at the limit is accepted, multi-byte characters counted as characters.
+    let at_limit = "é".repeat(10_000);
+    let r = app
+        .call("POST", &messages, Some(json!({"role": "user", "content": at_limit})))
+        .await;
+    assert_eq!(r.status, 201);
+    let got = app.call("GET", &path, None).await;
+    assert_eq!(
+        got.json["title"], "New conversation",
+        "the failed patches changed nothing"
+    );
+    assert_eq!(got.json["messages"].as_array().map(Vec::len), Some(1));
+
+    // Bad ids, limits and cursors.
+    for bad in ["/api/conversations/bad%20id", "/api/conversations/%2e%2e%2fx/messages"] {
+        let r = app.call("GET", bad, None).await;
+        assert_eq!(r.status, 400, "{bad}");
+    }
+    for query in [
+        "limit=0",
+        "limit=101",
+        "limit=abc",
+        "cursor=not-a-cursor",
+        "solutionType=finance",
+    ] {
+        let r = app.call("GET", &format!("/api/conversations?{query}"), None).await;
+        assert_eq!(r.status, 400, "{query}");
+        assert_eq!(r.code(), "VALIDATION");
+    }
+}
+
+async fn malformed_bodies_get_clear_errors(app: TestApp) {
+    let url = format!("{}/api/conversations", app.base);
+    let send = |body: Vec<u8>, content_type: Option<&'static str>| {
+        let mut req = app.client.post(&url).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        app.send(req)
+    };
+    let r = send(b"{\"title\": ".to_vec(), Some("application/json")).await;
+    assert_eq!((r.status, r.code()), (400, "VALIDATION"));
+    let r = send(b"[1, 2]".to_vec(), Some("application/json")).await;
+    assert_eq!((r.status, r.code()), (400, "VALIDATION"));
+    let r = send(b"{\"title\": \"a\"} trailing".to_vec(), Some("application/json")).await;
+    assert_eq!(r.status, 400);
+    let r = send(
+        b"{\"title\": \"a\", \"title\": \"b\"}".to_vec(),
+        Some("application/json"),
+    )
+    .await;
+    assert_eq!(r.status, 400, "duplicate keys are refused");
+    let r = send(
+        vec![b'{', b'"', b't', 0xff, 0xfe, b'"', b':', b'1', b'}'],
+        Some("application/json"),
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (400, "VALIDATION"));
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let r = send(format!("{{\"title\": {deep}}}").into_bytes(), Some("application/json")).await;
+    assert_eq!(r.status, 400);
+    let r = send(b"title=x".to_vec(), Some("application/x-www-form-urlencoded")).await;
+    assert_eq!((r.status, r.code()), (415, "UNSUPPORTED_MEDIA_TYPE"));
+    let r = send(b"{\"title\": \"x\"}".to_vec(), None).await;
+    assert_eq!(r.status, 415);
+    let r = send(b"{\"title\": \"x\"}".to_vec(), Some("application/json; charset=utf-8")).await;
+    assert_eq!(r.status, 201);
+    let huge = format!("{{\"title\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
+    let r = send(huge.into_bytes(), Some("application/json")).await;
+    assert_eq!((r.status, r.code()), (413, "PAYLOAD_TOO_LARGE"));
+    let listed = app.call("GET", "/api/conversations", None).await;
+    assert_eq!(
+        listed.json.as_array().map(Vec::len),
+        Some(2),
+        "only the two valid creates were stored"
+    );
+}
+
+async fn unknown_routes_and_methods_are_answered_precisely(app: TestApp) {
+    let r = app.call("GET", "/api/nothing-here", None).await;
+    assert_eq!((r.status, r.code()), (404, "NOT_FOUND"));
+    let r = app.call("PUT", "/api/conversations", None).await;
+    assert_eq!((r.status, r.code()), (405, "METHOD_NOT_ALLOWED"));
+    assert_eq!(r.header("allow"), Some("GET, POST, OPTIONS"));
+    let r = app.call("POST", "/api/conversations/abc", None).await;
+    assert_eq!(r.header("allow"), Some("GET, PATCH, DELETE, OPTIONS"));
+    let r = app.call("PATCH", "/api/conversations/abc/messages", None).await;
+    assert_eq!(r.header("allow"), Some("GET, POST, DELETE, OPTIONS"));
+    let r = app.call("GET", "/api/conversations", None).await;
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+}
+
+async fn a_client_chosen_id_is_kept_and_a_taken_one_conflicts(app: TestApp) {
+    let r = app
+        .call(
+            "POST",
+            "/api/conversations",
+            Some(json!({"id": "chat_Xy9-abc", "solutionType": "maintenance"})),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json["id"], "chat_Xy9-abc");
+    assert_eq!(r.json["solutionType"], "maintenance");
+    let again = app
+        .call(
+            "POST",
+            "/api/conversations",
+            Some(json!({"id": "chat_Xy9-abc", "title": "Overwrite"})),
+        )
+        .await;
+    assert_eq!((again.status, again.code()), (409, "CONFLICT"));
+    let got = app.call("GET", "/api/conversations/chat_Xy9-abc", None).await;
+    assert_eq!(got.json["title"], "New conversation");
+}
+
+async fn a_repeated_client_message_id_is_stored_once(app: TestApp) {
+    let id = app.call("POST", "/api/conversations", None).await.json["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let path = format!("/api/conversations/{id}/messages");
+    let body = json!({"role": "user", "content": "submit once", "clientId": "ui-1"});
+    let first = app.call("POST", &path, Some(body.clone())).await;
+    assert_eq!(first.status, 201);
+    let retry = app.call("POST", &path, Some(body)).await;
+    assert_eq!(retry.status, 200);
+    assert_eq!(retry.json["id"], first.json["id"]);
+    assert_eq!(
+        app.call("GET", &path, None).await.json.as_array().map(Vec::len),
+        Some(1)
+    );
+}
+
+async fn lists_page_with_a_cursor_header(app: TestApp) {
+    for i in 0..7 {
+        let solution = if i % 2 == 0 { json!("support") } else { Value::Null };
+        let r = app
+            .call(
+                "POST",
+                "/api/conversations",
+                Some(json!({"title": format!("c{i}"), "solutionType": solution})),
+            )
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    let mut titles = Vec::new();
+    let mut next = Some("/api/conversations?limit=3".to_owned());
+    while let Some(path) = next.take() {
+        let r = app.call("GET", &path, None).await;
+        assert_eq!(r.status, 200);
+        titles.extend(
+            r.json
+                .as_array()
+                .expect("array")
+                .iter()
+                .map(|c| c["title"].as_str().unwrap_or("").to_owned()),
+        );
+        next = r
+            .header("x-next-cursor")
+            .map(|c| format!("/api/conversations?limit=3&cursor={c}"));
+    }
+    assert_eq!(titles, ["c6", "c5", "c4", "c3", "c2", "c1", "c0"]);
+    let support = app.call("GET", "/api/conversations?solutionType=support", None).await;
+    assert_eq!(support.json.as_array().map(Vec::len), Some(4));
+    let general = app.call("GET", "/api/conversations?solutionType=general", None).await;
+    assert_eq!(general.json.as_array().map(Vec::len), Some(3));
+
+    let id = app.call("POST", "/api/conversations", None).await.json["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let path = format!("/api/conversations/{id}/messages");
+    for i in 0..5 {
+        app.call("POST", &path, Some(json!({"role": "user", "content": format!("m{i}")})))
+            .await;
+    }
+    let page = app.call("GET", &format!("{path}?limit=2"), None).await;
+    let cursor = page.header("x-next-cursor").expect("cursor").to_owned();
+    let rest = app.call("GET", &format!("{path}?limit=10&cursor={cursor}"), None).await;
+    let contents: Vec<&str> = rest
+        .json
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    assert_eq!(contents, ["m2", "m3", "m4"]);
+    assert!(rest.header("x-next-cursor").is_none());
+    // A conversation-list cursor is not a message-list cursor.
+    let list_cursor = app.call("GET", "/api/conversations?limit=1", None).await;
+    let c = list_cursor.header("x-next-cursor").expect("cursor");
+    let r = app.call("GET", &format!("{path}?cursor={c}"), None).await;
+    assert_eq!(r.status, 400);
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let store: Arc<dyn Store> = Arc::new(embedded_store());
+                    super::$name(spawn_app(store, Config::local()).await).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let store: Arc<dyn Store> = Arc::new(dynamo_store().await);
+                    super::$name(spawn_app(store, Config::local()).await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    the_seed_flow_works_end_to_end,
+    invalid_input_is_refused_with_field_details_and_nothing_is_stored,
+    malformed_bodies_get_clear_errors,
+    unknown_routes_and_methods_are_answered_precisely,
+    a_client_chosen_id_is_kept_and_a_taken_one_conflicts,
+    a_repeated_client_message_id_is_stored_once,
+    lists_page_with_a_cursor_header,
+);
+
+#[tokio::test]
+async fn cors_answers_allowed_origins_only() {
+    let mut config = Config::local();
+    config.cors = Cors::Origins(vec!["https://app.example".to_owned()]);
+    let app = spawn_app(Arc::new(embedded_store()), config).await;
+    let preflight = |origin: &'static str| {
+        app.send(
+            app.client
+                .request(reqwest::Method::OPTIONS, format!("{}/api/conversations", app.base))
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .header("access-control-request-headers", "content-type"),
+        )
+    };
+    let ok = preflight("https://app.example").await;
+    assert_eq!(ok.status, 204);
+    assert_eq!(ok.header("access-control-allow-origin"), Some("https://app.example"));
+    assert_eq!(ok.header("access-control-allow-methods"), Some("GET, POST, OPTIONS"));
+    assert!(ok
+        .header("access-control-allow-headers")
+        .is_some_and(|h| h.contains("content-type")));
+    let evil = preflight("https://evil.example").await;
+    assert_eq!(evil.header("access-control-allow-origin"), None);
+    assert_eq!(evil.header("access-control-allow-methods"), None);
+    let get = app
+        .send(
+            app.client
+                .get(format!("{}/api/conversations", app.base))
+                .header("origin", "https://app.example"),
+        )
+        .await;
+    assert_eq!(get.header("access-control-allow-origin"), Some("https://app.example"));
+    assert!(get
+        .header("access-control-expose-headers")
+        .is_some_and(|h| h.contains("x-next-cursor")));
+}
+
+#[tokio::test]
+async fn an_unavailable_store_answers_503_with_retry_after_and_no_internals() {
+    use aws_sdk_dynamodb::config::retry::RetryConfig;
+    let client = athena_tests::dynamo_client(&format!("http://127.0.0.1:{}", athena_tests::free_port())).await;
+    let config = client
+        .config()
+        .to_builder()
+        .retry_config(RetryConfig::standard().with_max_attempts(1))
+        .build();
+    let store = shared::store::dynamo::DynamoStore::new(
+        aws_sdk_dynamodb::Client::from_conf(config),
+        shared::store::dynamo::Tables {
+            conversations: "secret-table-name".to_owned(),
+            events: "secret-events".to_owned(),
+        },
+    );
+    let app = spawn_app(Arc::new(store), Config::local()).await;
+    for (method, path) in [
+        ("GET", "/api/conversations"),
+        ("POST", "/api/conversations"),
+        ("GET", "/api/conversations/abc"),
+    ] {
+        let r = app.call(method, path, None).await;
+        assert_eq!((r.status, r.code()), (503, "UNAVAILABLE"), "{method} {path}");
+        assert_eq!(r.header("retry-after"), Some("1"));
+        for leak in ["secret-table-name", "dispatch", "127.0.0.1", "connect", "Dynamo"] {
+            assert!(!r.text.contains(leak), "{leak} leaked: {}", r.text);
+        }
+    }
+}
+
+#[tokio::test]
+async fn request_ids_are_taken_from_the_client_when_plain_and_made_otherwise() {
+    let app = spawn_app(Arc::new(embedded_store()), Config::local()).await;
+    let r = app
+        .send(
+            app.client
+                .get(format!("{}/api/conversations", app.base))
+                .header("x-request-id", "trace-123"),
+        )
+        .await;
+    assert_eq!(r.header("x-request-id"), Some("trace-123"));
+    let r = app
+        .send(
+            app.client
+                .get(format!("{}/api/conversations", app.base))
+                .header("x-request-id", "<script>"),
+        )
+        .await;
+    assert_ne!(r.header("x-request-id"), Some("<script>"));
+    assert_eq!(r.header("x-request-id").map(str::len), Some(26));
+}
