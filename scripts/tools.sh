@@ -10,3 +10,18 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
   touch "$stamp"
 fi
+# The AI SDK client versions the stream tests read with (tests/js/package-lock.json).
+jsstamp="tests/js/node_modules/.installed-$(sha256sum tests/js/package-lock.json | cut -c1-16)"
+if [ ! -f "$jsstamp" ]; then
+  echo "== installing the AI SDK test clients (tests/js)"
+  (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+  touch "$jsstamp"
+fi
+# Debian's Chromium, for the dashboard test (a real headless browser).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "== installing chromium (apt)"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi

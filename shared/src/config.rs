@@ -3,7 +3,9 @@
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
-//! | `ATHENA_AUTH` | `none` (one local user), `apigw` (API Gateway authorizer claims) | `none` locally, `apigw` in Lambda |
+//! | `ATHENA_AUTH` | `none` (one local user), `apigw` (API Gateway authorizer claims), `jwt` (verify bearer tokens here) | `none` locally, `apigw` in Lambda |
+//! | `ATHENA_JWT_ISSUER`, `ATHENA_JWT_AUDIENCE` | required `iss` and `aud` for `jwt` | unset |
+//! | `ATHENA_JWT_SECRET` / `ATHENA_JWKS_URL` | HS256 secret (≥ 32 bytes) or the issuer's JWKS URL for `jwt` | unset |
 //! | `ATHENA_LOCAL_USER` | the user of `ATHENA_AUTH=none` | `local-user` |
 //! | `ATHENA_ALLOW_NO_AUTH` | `true` to allow `ATHENA_AUTH=none` inside Lambda | unset |
 //! | `ATHENA_CORS_ORIGINS` | comma-separated allowed origins, or `*` | none (no CORS headers) |
@@ -12,6 +14,8 @@
 //! | `ATHENA_MAX_MESSAGE_CHARS` | longest user/system message | 10000 |
 //! | `ATHENA_MAX_REPLY_CHARS` | longest assistant/tool message posted through the API | 200000 |
 //! | `ATHENA_MAX_BODY_BYTES` | largest request body | 1048576 |
+//! | `ATHENA_ADMINS` | user ids allowed to read analytics (also: an `admin` group claim) | none |
+//! | `ATHENA_RATE_LIMIT_PER_MINUTE` | requests per user per minute, all instances together (0: off) | 100 |
 //! | `ATHENA_TABLE`, `ATHENA_EVENTS_TABLE` | DynamoDB tables; unset means the embedded store | unset |
 //! | `ATHENA_DB` | the embedded store's file | `.athena/athena.db` |
 
@@ -24,7 +28,7 @@ use crate::domain::UserId;
 pub struct ConfigError(pub String);
 
 /// How callers are identified.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum AuthMode {
     /// No authentication: every request is this one user. For the local gateway.
     None {
@@ -33,6 +37,8 @@ pub enum AuthMode {
     },
     /// API Gateway verified a JWT; its claims are in the request context and `sub` is the user.
     ApiGateway,
+    /// The function verifies the bearer JWT itself (function URLs, the local gateway).
+    Jwt(std::sync::Arc<crate::auth::JwtVerifier>),
 }
 
 /// Which origins may call from a browser.
@@ -89,6 +95,10 @@ pub struct Config {
     pub catalog: Catalog,
     /// Request limits.
     pub limits: Limits,
+    /// Requests a user may make per minute, across every instance (0: no limit).
+    pub rate_limit_per_minute: u64,
+    /// Users who may read analytics (`ATHENA_ADMINS`, comma-separated user ids).
+    pub admins: Vec<UserId>,
 }
 
 impl Config {
@@ -114,11 +124,48 @@ impl Config {
             }
             Some("apigw") => AuthMode::ApiGateway,
             Some("jwt") => {
-                return Err(ConfigError(
-                    "ATHENA_AUTH=jwt (verifying bearer tokens in the function) is not available in this build yet; use apigw behind an API Gateway JWT authorizer".to_owned(),
-                ))
+                let issuer = get("ATHENA_JWT_ISSUER")
+                    .filter(|v| !v.trim().is_empty())
+                    .ok_or_else(|| ConfigError("ATHENA_AUTH=jwt needs ATHENA_JWT_ISSUER".to_owned()))?;
+                let audience = get("ATHENA_JWT_AUDIENCE")
+                    .filter(|v| !v.trim().is_empty())
+                    .ok_or_else(|| ConfigError("ATHENA_AUTH=jwt needs ATHENA_JWT_AUDIENCE".to_owned()))?;
+                let verifier = match (get("ATHENA_JWT_SECRET"), get("ATHENA_JWKS_URL")) {
+                    (Some(_), Some(_)) => {
+                        return Err(ConfigError(
+                            "set ATHENA_JWT_SECRET (HS256) or ATHENA_JWKS_URL (RS256/ES256), not both".to_owned(),
+                        ))
+                    }
+                    (Some(secret), None) => {
+                        if secret.len() < 32 {
+                            return Err(ConfigError("ATHENA_JWT_SECRET must be at least 32 bytes".to_owned()));
+                        }
+                        crate::auth::JwtVerifier::hs256(secret.as_bytes(), issuer, audience)
+                    }
+                    (None, Some(url)) => {
+                        if !url.starts_with("https://")
+                            && !url.starts_with("http://127.")
+                            && !url.starts_with("http://localhost")
+                        {
+                            return Err(ConfigError(
+                                "ATHENA_JWKS_URL must be https (or a loopback http URL)".to_owned(),
+                            ));
+                        }
+                        crate::auth::JwtVerifier::jwks(url, issuer, audience)
+                    }
+                    (None, None) => {
+                        return Err(ConfigError(
+                            "ATHENA_AUTH=jwt needs ATHENA_JWT_SECRET or ATHENA_JWKS_URL".to_owned(),
+                        ))
+                    }
+                };
+                AuthMode::Jwt(std::sync::Arc::new(verifier))
             }
-            Some(other) => return Err(ConfigError(format!("ATHENA_AUTH must be none or apigw, not {other:?}"))),
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "ATHENA_AUTH must be none, apigw or jwt, not {other:?}"
+                )))
+            }
         };
         let cors = match get("ATHENA_CORS_ORIGINS").as_deref().map(str::trim) {
             None | Some("") => Cors::Off,
@@ -149,11 +196,28 @@ impl Config {
             max_message_chars: number("ATHENA_MAX_MESSAGE_CHARS", defaults.max_message_chars)?,
             max_reply_chars: number("ATHENA_MAX_REPLY_CHARS", defaults.max_reply_chars)?,
         };
+        let rate_limit_per_minute = number("ATHENA_RATE_LIMIT_PER_MINUTE", 100).or_else(|e| {
+            // 0 is allowed here: it switches the limit off.
+            if get("ATHENA_RATE_LIMIT_PER_MINUTE").is_some_and(|v| v.trim() == "0") {
+                Ok(0)
+            } else {
+                Err(e)
+            }
+        })? as u64;
+        let admins = get("ATHENA_ADMINS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| UserId::parse(s).map_err(|e| ConfigError(format!("ATHENA_ADMINS: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             auth,
             cors,
             catalog,
             limits,
+            rate_limit_per_minute,
+            admins,
         })
     }
 
@@ -166,6 +230,8 @@ impl Config {
             cors: Cors::Any,
             catalog: Catalog::all(),
             limits: Limits::default(),
+            rate_limit_per_minute: 100,
+            admins: Vec::new(),
         }
     }
 }

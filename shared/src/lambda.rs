@@ -21,11 +21,11 @@ pub use lambda_http::Error;
 /// configuration), then serves `function`'s routes until Lambda stops the process.
 pub async fn run(function: &'static str) -> Result<(), lambda_http::Error> {
     telemetry::init();
-    let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
-    let store = store::from_env()
-        .await
-        .inspect_err(|e| tracing::error!(error = %e, "store unavailable at init"))?;
-    let state = Arc::new(AppState::new(config, store));
+    let state = Arc::new(
+        init_state(function == "chat")
+            .await
+            .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?,
+    );
     lambda_http::run(service_fn(move |event: lambda_http::Request| {
         let state = Arc::clone(&state);
         async move { Ok::<_, Infallible>(respond(&state, function, event).await) }
@@ -33,9 +33,41 @@ pub async fn run(function: &'static str) -> Result<(), lambda_http::Error> {
     .await
 }
 
+/// The chat function: the same handler, run with Lambda response streaming so each delta is
+/// sent as it is produced (function URL with `InvokeMode: RESPONSE_STREAM`).
+pub async fn run_streaming(function: &'static str) -> Result<(), lambda_http::Error> {
+    telemetry::init();
+    let state = Arc::new(
+        init_state(true)
+            .await
+            .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?,
+    );
+    lambda_http::run_with_streaming_response(service_fn(move |event: lambda_http::Request| {
+        let state = Arc::clone(&state);
+        async move {
+            let request = from_event(event);
+            Ok::<_, Infallible>(api::handle(&state, Scope::Function(function), request).await)
+        }
+    }))
+    .await
+}
+
+/// Configuration, store and (for chat) the model provider, from the environment.
+pub async fn init_state(with_chat: bool) -> Result<AppState, crate::config::ConfigError> {
+    let config = Config::from_env()?;
+    let store = store::from_env().await?;
+    let mut state = AppState::new(config, store);
+    if with_chat {
+        let chat = crate::chat::ChatConfig::from_lookup(|k| std::env::var(k).ok(), &state.config.catalog)?;
+        let model = crate::llm::from_env().await?;
+        state = state.with_chat(model, chat);
+    }
+    Ok(state)
+}
+
 /// Handles one event for `function` (tests feed `events/*.json` through this).
 pub async fn respond(
-    state: &AppState,
+    state: &Arc<AppState>,
     function: &'static str,
     event: lambda_http::Request,
 ) -> lambda_http::Response<lambda_http::Body> {

@@ -63,7 +63,7 @@ fn request_id(headers: &http::HeaderMap) -> String {
         .unwrap_or_else(|| ulid::Ulid::new().to_string())
 }
 
-async fn respond(state: &AppState, req: http::Request<Incoming>) -> http::Response<Body> {
+async fn respond(state: &Arc<AppState>, req: http::Request<Incoming>) -> http::Response<Body> {
     let (parts, body) = req.into_parts();
     let id = request_id(&parts.headers);
     let limit = state.config.limits.max_body_bytes;
@@ -122,8 +122,7 @@ pub enum StartError {
 pub async fn run_from_env() -> Result<(), StartError> {
     let raw = std::env::var("ATHENA_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let addr: SocketAddr = raw.parse().map_err(|_| StartError::Addr(raw.clone()))?;
-    let config = crate::config::Config::from_env()?;
-    let store = crate::store::from_env().await?;
+    let state = crate::lambda::init_state(true).await?;
     let listener = bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
     let store_name = match std::env::var("ATHENA_TABLE") {
@@ -133,9 +132,12 @@ pub async fn run_from_env() -> Result<(), StartError> {
             std::env::var("ATHENA_DB").unwrap_or_else(|_| ".athena/athena.db".to_owned())
         ),
     };
-    tracing::info!(address = %local, store = %store_name, "athena-local listening");
-    eprintln!("athena-local listening on http://{local} (store: {store_name}); Ctrl-C stops it");
-    let state = Arc::new(AppState::new(config, store));
+    let provider = state.model.as_ref().map_or("none", |m| m.provider());
+    tracing::info!(address = %local, store = %store_name, provider, "athena-local listening");
+    eprintln!(
+        "athena-local listening on http://{local} (store: {store_name}, model provider: {provider}); Ctrl-C stops it"
+    );
+    let state = Arc::new(state);
     serve(state, listener, async {
         let _ = tokio::signal::ctrl_c().await;
     })

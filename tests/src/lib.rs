@@ -155,12 +155,24 @@ impl Reply {
     }
 }
 
-/// Starts a gateway on `store` with `config`.
+/// Starts a gateway on `store` with `config` (no model provider).
 pub async fn spawn_app(store: Arc<dyn Store>, config: Config) -> TestApp {
+    spawn_state(AppState::new(config, Arc::clone(&store)), store).await
+}
+
+/// Starts a gateway with the chat routes on the scripted model.
+pub async fn spawn_chat_app(store: Arc<dyn Store>, config: Config, chat: shared::chat::ChatConfig) -> TestApp {
+    let state =
+        AppState::new(config, Arc::clone(&store)).with_chat(Arc::new(shared::llm::scripted::ScriptedModel), chat);
+    spawn_state(state, store).await
+}
+
+/// Starts a gateway on a prepared state.
+pub async fn spawn_state(state: AppState, store: Arc<dyn Store>) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let state = Arc::new(AppState::new(config, Arc::clone(&store)));
+    let state = Arc::new(state);
     tokio::spawn(shared::local::serve(state, listener, async {
         let _ = rx.await;
     }));

@@ -29,7 +29,7 @@ fn expected_status(name: &str) -> u16 {
     }
 }
 
-async fn seeded_state() -> AppState {
+async fn seeded_state() -> Arc<AppState> {
     let store = Arc::new(embedded_store());
     let owner = UserId::parse(USER).expect("user");
     let now = shared::domain::now();
@@ -60,7 +60,7 @@ async fn seeded_state() -> AppState {
         .expect("seed");
     let mut config = Config::local();
     config.auth = AuthMode::ApiGateway;
-    AppState::new(config, store as Arc<dyn Store>)
+    Arc::new(AppState::new(config, store as Arc<dyn Store>))
 }
 
 #[tokio::test]

@@ -1,5 +1,7 @@
 //! `/api/conversations` and `/api/conversations/{id}`: list, create, get, patch, delete.
 
+use std::sync::Arc;
+
 use http::{header, HeaderValue, Response, StatusCode};
 use serde::Deserialize;
 
@@ -44,7 +46,7 @@ struct CreateBody {
 }
 
 /// `POST /api/conversations`: 201 with the conversation; 409 when a client-chosen id is taken.
-pub async fn create(state: &AppState, caller: &Caller, req: &ApiRequest) -> Result<Response<Body>, ApiError> {
+pub async fn create(state: &Arc<AppState>, caller: &Caller, req: &ApiRequest) -> Result<Response<Body>, ApiError> {
     let body: CreateBody = input::json_body(req, true)?;
     let mut problems = Vec::new();
     let id = match body.id.as_deref() {
@@ -77,11 +79,35 @@ pub async fn create(state: &AppState, caller: &Caller, req: &ApiRequest) -> Resu
         message_count: 0,
     };
     state.store.create_conversation(&conversation, &[]).await?;
+    record(
+        state,
+        "conversation_created",
+        caller,
+        &conversation,
+        serde_json::json!({"title": conversation.title}),
+    );
     let mut response = json(StatusCode::CREATED, &ConversationView::from(&conversation))?;
     if let Ok(v) = HeaderValue::from_str(&format!("/api/conversations/{}", conversation.id)) {
         response.headers_mut().insert(header::LOCATION, v);
     }
     Ok(response)
+}
+
+/// Records an analytics event in the background: it never delays or fails the request.
+fn record(state: &Arc<AppState>, event: &'static str, caller: &Caller, c: &Conversation, metadata: serde_json::Value) {
+    let state = Arc::clone(state);
+    let (user, solution, id, model) = (caller.user.clone(), c.solution_type, c.id.to_string(), c.model.clone());
+    tokio::spawn(async move {
+        let input = crate::analytics::EventInput {
+            event_type: event,
+            user,
+            solution,
+            conversation_id: id,
+            model,
+            metadata,
+        };
+        crate::analytics::record_event(state.store.as_ref(), &state.ids, input).await;
+    });
 }
 
 /// Keeps a parse result, or records its field errors.
@@ -113,7 +139,7 @@ struct PatchBody {
 
 /// `PATCH /api/conversations/{id}`: title, isPinned, isShared, model; nothing else.
 pub async fn update(
-    state: &AppState,
+    state: &Arc<AppState>,
     caller: &Caller,
     id: ConversationId,
     req: &ApiRequest,
@@ -146,6 +172,15 @@ pub async fn update(
         .store
         .update_conversation(&caller.user, &id, &patch, domain::now())
         .await?;
+    if patch.model.is_some() {
+        record(
+            state,
+            "model_switched",
+            caller,
+            &updated,
+            serde_json::json!({"reason": "user"}),
+        );
+    }
     json(StatusCode::OK, &ConversationView::from(&updated))
 }
 

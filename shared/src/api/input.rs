@@ -72,6 +72,18 @@ pub fn json_body<T: DeserializeOwned>(req: &ApiRequest, empty_ok: bool) -> Resul
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = clean_serde_message(&inner);
+        // serde names a missing field only in its message, at the path of the enclosing object.
+        if let Some(field) = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            let full = if path == "." {
+                field.to_owned()
+            } else {
+                format!("{path}.{field}")
+            };
+            return ValidationError::field(full, "is required");
+        }
         if inner.is_syntax() || inner.is_eof() || path == "." {
             ValidationError::body(format!("the body is not a valid JSON object: {message}"))
         } else {

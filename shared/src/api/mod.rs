@@ -3,6 +3,7 @@
 //! [`ApiRequest`] and call [`handle`]. Handlers parse and validate, resolve the caller, call the
 //! store, and map errors in one place ([`error::ApiError`]).
 
+pub mod analytics;
 pub mod conversations;
 pub mod error;
 pub mod input;
@@ -19,8 +20,10 @@ use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tracing::Instrument;
 
+use crate::chat::{self, ChatConfig};
 use crate::config::{AuthMode, Config};
 use crate::domain::UserId;
+use crate::llm::ChatModel;
 use crate::store::{IdGenerator, Store};
 use error::ApiError;
 use routes::{Op, Scope};
@@ -41,16 +44,29 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Id generator (ULIDs, monotonic within the process).
     pub ids: IdGenerator,
+    /// The model provider (chat routes only).
+    pub model: Option<Arc<dyn ChatModel>>,
+    /// Chat settings.
+    pub chat: ChatConfig,
 }
 
 impl AppState {
-    /// State from parts.
+    /// State from parts, without a model provider.
     pub fn new(config: Config, store: Arc<dyn Store>) -> Self {
         Self {
             config,
             store,
             ids: IdGenerator::new(),
+            model: None,
+            chat: ChatConfig::default(),
         }
+    }
+
+    /// Adds the model provider and chat settings.
+    pub fn with_chat(mut self, model: Arc<dyn ChatModel>, chat: ChatConfig) -> Self {
+        self.model = Some(model);
+        self.chat = chat;
+        self
     }
 }
 
@@ -91,27 +107,55 @@ pub fn parse_query(raw: Option<&str>) -> Vec<(String, String)> {
 pub struct Caller {
     /// The user; owner of what they create.
     pub user: UserId,
+    /// Whether they may read analytics (`ATHENA_ADMINS`, an `admin` group claim, or the local user).
+    pub admin: bool,
 }
 
 /// Resolves the caller from the request according to the auth mode.
-pub fn authenticate(config: &Config, req: &ApiRequest) -> Result<Caller, ApiError> {
-    match &config.auth {
-        AuthMode::None { user } => Ok(Caller { user: user.clone() }),
-        AuthMode::ApiGateway => {
-            let claims = req
-                .claims
-                .as_ref()
-                .ok_or_else(|| ApiError::Auth("no verified identity in the request".to_owned()))?;
-            let sub = claims
-                .get("sub")
-                .and_then(|v| v.as_str())
-                .ok_or_else(|| ApiError::Auth("the token has no subject".to_owned()))?;
-            // Subjects are UUIDs or similar; anything else is refused rather than stored as a key.
-            let user =
-                UserId::parse(sub).map_err(|_| ApiError::Auth("the token's subject is not usable".to_owned()))?;
-            Ok(Caller { user })
+pub async fn authenticate(config: &Config, req: &ApiRequest) -> Result<Caller, ApiError> {
+    let claims = match &config.auth {
+        AuthMode::None { user } => {
+            return Ok(Caller {
+                user: user.clone(),
+                admin: true,
+            })
         }
-    }
+        AuthMode::ApiGateway => req
+            .claims
+            .clone()
+            .ok_or_else(|| ApiError::Auth("no verified identity in the request".to_owned()))?,
+        AuthMode::Jwt(verifier) => {
+            let header = req
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            let token = crate::auth::bearer(header).map_err(|e| ApiError::Auth(e.to_string()))?;
+            verifier.verify(token).await.map_err(|e| match e {
+                crate::auth::AuthError::KeysUnavailable(_) => ApiError::Unavailable(Some(Box::new(e))),
+                other => ApiError::Auth(other.to_string()),
+            })?
+        }
+    };
+    let sub = claims
+        .get("sub")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| ApiError::Auth("the token has no subject".to_owned()))?;
+    // Subjects are UUIDs or similar; anything else is refused rather than stored as a key.
+    let user = UserId::parse(sub).map_err(|_| ApiError::Auth("the token's subject is not usable".to_owned()))?;
+    let admin = config.admins.contains(&user) || is_admin_claim(&claims);
+    Ok(Caller { user, admin })
+}
+
+/// `cognito:groups` or `groups` containing `admin` (a list, or API Gateway's stringified list).
+fn is_admin_claim(claims: &serde_json::Map<String, serde_json::Value>) -> bool {
+    ["cognito:groups", "groups"].iter().any(|key| match claims.get(*key) {
+        Some(serde_json::Value::Array(groups)) => groups.iter().any(|g| g == "admin"),
+        Some(serde_json::Value::String(groups)) => groups
+            .trim_matches(|c| c == '[' || c == ']')
+            .split([',', ' '])
+            .any(|g| g.trim_matches('"') == "admin"),
+        _ => false,
+    })
 }
 
 /// A short, stable, non-reversible tag of a user id for logs (never the id itself).
@@ -127,7 +171,7 @@ const CORS_ALLOW_HEADERS: &str = "authorization, content-type, x-request-id";
 const CORS_EXPOSE_HEADERS: &str = "x-request-id, x-next-cursor, retry-after, location";
 
 /// Handles one request: routing, CORS, the handler, error mapping, common headers and one log line.
-pub async fn handle(state: &AppState, scope: Scope, req: ApiRequest) -> Response<Body> {
+pub async fn handle(state: &Arc<AppState>, scope: Scope, req: ApiRequest) -> Response<Body> {
     let span = tracing::info_span!("request", request_id = %req.request_id);
     async move {
         let started = Instant::now();
@@ -160,7 +204,7 @@ pub async fn handle(state: &AppState, scope: Scope, req: ApiRequest) -> Response
 }
 
 async fn route(
-    state: &AppState,
+    state: &Arc<AppState>,
     scope: Scope,
     req: &ApiRequest,
     label: &mut &'static str,
@@ -180,6 +224,10 @@ async fn route(
         .ok_or_else(|| ApiError::MethodNotAllowed {
             allow: allowed_methods(matched.route),
         })?;
+    if op == Op::Dashboard {
+        // A static page: the data it shows comes from the admin-only summary route.
+        return analytics::dashboard();
+    }
     if req.body.len() > state.config.limits.max_body_bytes {
         return Err(ApiError::PayloadTooLarge(format!(
             "the body is {} bytes; the limit is {} bytes",
@@ -187,8 +235,9 @@ async fn route(
             state.config.limits.max_body_bytes
         )));
     }
-    let caller = authenticate(&state.config, req)?;
+    let caller = authenticate(&state.config, req).await?;
     *user = Some(user_tag(&caller.user));
+    rate_limit(state, &caller).await?;
     let id = matched.id;
     match op {
         Op::ListConversations => conversations::list(state, &caller, req).await,
@@ -199,7 +248,38 @@ async fn route(
         Op::ListMessages => messages::list(state, &caller, input::conversation_id(id)?, req).await,
         Op::CreateMessage => messages::create(state, &caller, input::conversation_id(id)?, req).await,
         Op::ClearMessages => messages::clear(state, &caller, input::conversation_id(id)?).await,
+        Op::ChatInfo(solution) => chat::info(state, solution),
+        Op::Chat(solution) => chat::post(state, &caller, solution, req).await,
+        Op::AnalyticsSummary => analytics::summary(state, &caller, req).await,
+        Op::Dashboard => unreachable_route(),
     }
+}
+
+/// Counts the request against the caller's per-minute budget (one atomic counter per user and
+/// minute, shared by every instance through the store).
+async fn rate_limit(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+    let limit = state.config.rate_limit_per_minute;
+    if limit == 0 {
+        return Ok(());
+    }
+    let now = chrono::Utc::now().timestamp();
+    let window = now - now.rem_euclid(60);
+    let count = state
+        .store
+        .increment_counter(&format!("rpm#{}", caller.user), window, 120)
+        .await?;
+    if count > limit {
+        return Err(ApiError::RateLimited {
+            message: format!("at most {limit} requests per minute; retry after the minute ends"),
+            retry_after: u64::try_from(window + 60 - now).unwrap_or(1).max(1),
+        });
+    }
+    Ok(())
+}
+
+/// The dashboard is answered before authentication; it never reaches the handler dispatch.
+fn unreachable_route() -> Result<Response<Body>, ApiError> {
+    Err(ApiError::NotFound("no such route".to_owned()))
 }
 
 fn allowed_methods(route: &routes::Route) -> Vec<&'static str> {

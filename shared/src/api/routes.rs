@@ -2,6 +2,8 @@
 //! and which Lambda function serves them. The local gateway serves all of it; each function
 //! serves its own group; a test checks `template.yaml` declares exactly these routes.
 
+use crate::domain::Solution;
+
 /// What a (route, method) does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -21,6 +23,14 @@ pub enum Op {
     CreateMessage,
     /// `DELETE /api/conversations/{id}/messages`
     ClearMessages,
+    /// `GET /api/chat[/solution]`: models, solution, capabilities.
+    ChatInfo(Option<Solution>),
+    /// `POST /api/chat[/solution]`: a streamed reply.
+    Chat(Option<Solution>),
+    /// `GET /api/analytics/summary` (admins).
+    AnalyticsSummary,
+    /// `GET /dashboard`: the analytics page.
+    Dashboard,
 }
 
 /// A path pattern with its methods and function.
@@ -65,6 +75,69 @@ pub const ROUTES: &[Route] = &[
             ("POST", Op::CreateMessage),
             ("DELETE", Op::ClearMessages),
         ],
+    },
+    Route {
+        pattern: "/api/chat",
+        function: "chat",
+        ops: &[("GET", Op::ChatInfo(None)), ("POST", Op::Chat(None))],
+    },
+    Route {
+        pattern: "/api/chat/manufacturing",
+        function: "chat",
+        ops: &[
+            ("GET", Op::ChatInfo(Some(Solution::Manufacturing))),
+            ("POST", Op::Chat(Some(Solution::Manufacturing))),
+        ],
+    },
+    Route {
+        pattern: "/api/chat/maintenance",
+        function: "chat",
+        ops: &[
+            ("GET", Op::ChatInfo(Some(Solution::Maintenance))),
+            ("POST", Op::Chat(Some(Solution::Maintenance))),
+        ],
+    },
+    Route {
+        pattern: "/api/chat/support",
+        function: "chat",
+        ops: &[
+            ("GET", Op::ChatInfo(Some(Solution::Support))),
+            ("POST", Op::Chat(Some(Solution::Support))),
+        ],
+    },
+    Route {
+        pattern: "/api/chat/change-management",
+        function: "chat",
+        ops: &[
+            ("GET", Op::ChatInfo(Some(Solution::ChangeManagement))),
+            ("POST", Op::Chat(Some(Solution::ChangeManagement))),
+        ],
+    },
+    Route {
+        pattern: "/api/chat/impact-analysis",
+        function: "chat",
+        ops: &[
+            ("GET", Op::ChatInfo(Some(Solution::ImpactAnalysis))),
+            ("POST", Op::Chat(Some(Solution::ImpactAnalysis))),
+        ],
+    },
+    Route {
+        pattern: "/api/chat/requirements",
+        function: "chat",
+        ops: &[
+            ("GET", Op::ChatInfo(Some(Solution::Requirements))),
+            ("POST", Op::Chat(Some(Solution::Requirements))),
+        ],
+    },
+    Route {
+        pattern: "/api/analytics/summary",
+        function: "analytics",
+        ops: &[("GET", Op::AnalyticsSummary)],
+    },
+    Route {
+        pattern: "/dashboard",
+        function: "analytics",
+        ops: &[("GET", Op::Dashboard)],
     },
 ];
 

@@ -1318,6 +1318,175 @@ impl Store for DynamoStore {
         events.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(events)
     }
+
+    async fn increment_counter(&self, key: &str, window_start: i64, ttl_secs: i64) -> Result<u64, StoreError> {
+        self.add_to_counter(key, window_start, ttl_secs).await
+    }
+
+    async fn add_stats(
+        &self,
+        day: &str,
+        solution: &str,
+        model: &str,
+        delta: &crate::analytics::StatsDelta,
+    ) -> Result<(), StoreError> {
+        let mut adds: Vec<String> = Vec::new();
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.tables.events)
+            .key(schema::PK, s(schema::stats_pk(day)))
+            .key(schema::SK, s(format!("{solution}#{model}")));
+        let scalars = [
+            ("requests", delta.requests),
+            ("errors", delta.errors),
+            ("conversations", delta.conversations),
+            ("messages", delta.messages),
+            ("inputTokens", delta.input_tokens),
+            ("outputTokens", delta.output_tokens),
+            ("cacheReadTokens", delta.cache_read_tokens),
+            ("cacheWriteTokens", delta.cache_write_tokens),
+            ("costNanoUsd", delta.cost_nano_usd),
+        ];
+        let hist = delta
+            .latency
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("l{i}"), *v))
+            .chain(delta.ttft.iter().enumerate().map(|(i, v)| (format!("t{i}"), *v)));
+        for (name, value) in scalars.iter().map(|(n, v)| ((*n).to_owned(), *v)).chain(hist) {
+            if value == 0 {
+                continue;
+            }
+            adds.push(format!("#{name} :{name}"));
+            req = req
+                .expression_attribute_names(format!("#{name}"), &name)
+                .expression_attribute_values(format!(":{name}"), n(value));
+        }
+        if !delta.users.is_empty() {
+            adds.push("#users :users".to_owned());
+            req = req
+                .expression_attribute_names("#users", "users")
+                .expression_attribute_values(":users", AttributeValue::Ss(delta.users.iter().cloned().collect()));
+        }
+        let expires = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+            .map(|d| d.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp()) + 400 * 24 * 3600)
+            .unwrap_or(0);
+        let mut expression = "SET #day = :day, #solution = :solution, #model = :model, #ttl = :expires".to_owned();
+        if !adds.is_empty() {
+            expression.push_str(" ADD ");
+            expression.push_str(&adds.join(", "));
+        }
+        req.update_expression(expression)
+            .expression_attribute_names("#day", "day")
+            .expression_attribute_names("#solution", "solution")
+            .expression_attribute_names("#model", "model")
+            .expression_attribute_names("#ttl", schema::TTL_ATTRIBUTE)
+            .expression_attribute_values(":day", s(day))
+            .expression_attribute_values(":solution", s(solution))
+            .expression_attribute_values(":model", s(model))
+            .expression_attribute_values(":expires", n(expires))
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem stats", e))?;
+        Ok(())
+    }
+
+    async fn stats_between(&self, from: &str, to: &str) -> Result<Vec<crate::analytics::StatsRow>, StoreError> {
+        use futures::StreamExt;
+        let days = super::days_between(from, to);
+        let pages: Vec<Result<Vec<crate::analytics::StatsRow>, StoreError>> = futures::stream::iter(days)
+            .map(|day| async move {
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.tables.events)
+                    .key_condition_expression("#pk = :pk")
+                    .expression_attribute_names("#pk", schema::PK)
+                    .expression_attribute_values(":pk", s(schema::stats_pk(&day)))
+                    .send()
+                    .await
+                    .map_err(|e| classify("Query stats", e))?;
+                Ok(out.items.unwrap_or_default().iter().map(stats_row).collect())
+            })
+            .buffered(8)
+            .collect()
+            .await;
+        let mut rows = Vec::new();
+        for page in pages {
+            rows.extend(page?);
+        }
+        Ok(rows)
+    }
+}
+
+/// Reads a counter item (numbers, histogram attributes `l<i>`/`t<i>`, the user set).
+fn stats_row(item: &Item) -> crate::analytics::StatsRow {
+    let text = |k: &str| match item.get(k) {
+        Some(AttributeValue::S(v)) => v.clone(),
+        _ => String::new(),
+    };
+    let num = |k: &str| match item.get(k) {
+        Some(AttributeValue::N(v)) => v.parse::<u64>().unwrap_or(0),
+        _ => 0,
+    };
+    let hist = |prefix: &str| -> Vec<u64> {
+        let values: Vec<u64> = (0..=crate::analytics::BUCKETS_MS.len())
+            .map(|i| num(&format!("{prefix}{i}")))
+            .collect();
+        if values.iter().all(|v| *v == 0) {
+            Vec::new()
+        } else {
+            values
+        }
+    };
+    crate::analytics::StatsRow {
+        day: text("day"),
+        solution: text("solution"),
+        model: text("model"),
+        stats: crate::analytics::StatsDelta {
+            requests: num("requests"),
+            errors: num("errors"),
+            conversations: num("conversations"),
+            messages: num("messages"),
+            input_tokens: num("inputTokens"),
+            output_tokens: num("outputTokens"),
+            cache_read_tokens: num("cacheReadTokens"),
+            cache_write_tokens: num("cacheWriteTokens"),
+            cost_nano_usd: num("costNanoUsd"),
+            latency: hist("l"),
+            ttft: hist("t"),
+            users: match item.get("users") {
+                Some(AttributeValue::Ss(set)) => set.iter().cloned().collect(),
+                _ => Default::default(),
+            },
+        },
+    }
+}
+
+impl DynamoStore {
+    /// One `UpdateItem ... ADD` on the events table (it has the TTL): `pk = CTR#<key>#<window>`.
+    async fn add_to_counter(&self, key: &str, window_start: i64, ttl_secs: i64) -> Result<u64, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.tables.events)
+            .key(schema::PK, s(schema::counter_pk(key, window_start)))
+            .key(schema::SK, s("-"))
+            .update_expression("ADD #count :one SET #ttl = if_not_exists(#ttl, :expires)")
+            .expression_attribute_names("#count", "count")
+            .expression_attribute_names("#ttl", schema::TTL_ATTRIBUTE)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":expires", n(window_start + ttl_secs))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem counter", e))?;
+        match out.attributes.as_ref().and_then(|a| a.get("count")) {
+            Some(AttributeValue::N(count)) => count.parse().map_err(|e| StoreError::internal("counter value", e)),
+            _ => Err(StoreError::internal("counter value", "missing")),
+        }
+    }
 }
 
 /// The shard of an event: spread by its id so one busy day does not make one hot partition.

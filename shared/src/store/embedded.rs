@@ -66,6 +66,18 @@ CREATE TABLE IF NOT EXISTS events (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_day ON events (day, id);
+CREATE TABLE IF NOT EXISTS stats (
+    day      TEXT NOT NULL,
+    solution TEXT NOT NULL,
+    model    TEXT NOT NULL,
+    body     TEXT NOT NULL,
+    PRIMARY KEY (day, solution, model)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (
+    key        TEXT PRIMARY KEY,
+    count      INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
 "#;
 
 /// The SQLite store.
@@ -115,11 +127,11 @@ impl EmbeddedStore {
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(sql_err("busy timeout"))?;
         conn.execute_batch(SCHEMA).map_err(sql_err("creating the schema"))?;
-        conn.execute(
-            "DELETE FROM events WHERE expires_at < ?1",
-            params![chrono::Utc::now().timestamp()],
-        )
-        .map_err(sql_err("expiring events"))?;
+        let now = chrono::Utc::now().timestamp();
+        conn.execute("DELETE FROM events WHERE expires_at < ?1", params![now])
+            .map_err(sql_err("expiring events"))?;
+        conn.execute("DELETE FROM counters WHERE expires_at < ?1", params![now])
+            .map_err(sql_err("expiring counters"))?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             event_ttl: Duration::from_secs(90 * 24 * 3600),
@@ -706,6 +718,86 @@ impl Store for EmbeddedStore {
                 out.push(serde_json::from_str(&body).map_err(|e| StoreError::internal("stored event", e))?);
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn add_stats(
+        &self,
+        day: &str,
+        solution: &str,
+        model: &str,
+        delta: &crate::analytics::StatsDelta,
+    ) -> Result<(), StoreError> {
+        let (day, solution, model, delta) = (day.to_owned(), solution.to_owned(), model.to_owned(), delta.clone());
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql_err("begin"))?;
+            let current: Option<String> = tx
+                .query_row(
+                    "SELECT body FROM stats WHERE day = ?1 AND solution = ?2 AND model = ?3",
+                    params![day, solution, model],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql_err("reading stats"))?;
+            let mut stats: crate::analytics::StatsDelta = match current {
+                Some(body) => serde_json::from_str(&body).map_err(|e| StoreError::internal("stored stats", e))?,
+                None => Default::default(),
+            };
+            stats.merge(&delta);
+            let body = serde_json::to_string(&stats).map_err(|e| StoreError::internal("serializing stats", e))?;
+            tx.execute(
+                "INSERT INTO stats (day, solution, model, body) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (day, solution, model) DO UPDATE SET body = excluded.body",
+                params![day, solution, model, body],
+            )
+            .map_err(sql_err("writing stats"))?;
+            tx.commit().map_err(sql_err("commit"))
+        })
+        .await
+    }
+
+    async fn stats_between(&self, from: &str, to: &str) -> Result<Vec<crate::analytics::StatsRow>, StoreError> {
+        let (from, to) = (from.to_owned(), to.to_owned());
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT day, solution, model, body FROM stats WHERE day >= ?1 AND day <= ?2 ORDER BY day, solution, model",
+                )
+                .map_err(sql_err("reading stats"))?;
+            let rows = stmt
+                .query_map(params![from, to], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+                })
+                .map_err(sql_err("reading stats"))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (day, solution, model, body) = row.map_err(sql_err("reading stats"))?;
+                out.push(crate::analytics::StatsRow {
+                    day,
+                    solution,
+                    model,
+                    stats: serde_json::from_str(&body).map_err(|e| StoreError::internal("stored stats", e))?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn increment_counter(&self, key: &str, window_start: i64, ttl_secs: i64) -> Result<u64, StoreError> {
+        let key = crate::store::schema::counter_pk(key, window_start);
+        self.with(move |conn| {
+            conn.query_row(
+                "INSERT INTO counters (key, count, expires_at) VALUES (?1, 1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET count = count + 1 RETURNING count",
+                params![key, window_start + ttl_secs],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(sql_err("incrementing a counter"))
         })
         .await
     }

@@ -157,6 +157,40 @@ pub trait Store: Send + Sync + 'static {
 
     /// Analytics events of one UTC day (`YYYY-MM-DD`), for tests and exports.
     async fn events_of_day(&self, day: &str) -> Result<Vec<AnalyticsEvent>, StoreError>;
+
+    /// Adds one to the counter `key` of the window starting at `window_start` (epoch seconds) and
+    /// returns the new count. Atomic across every instance; counters expire after `ttl_secs`.
+    /// Rate limits are built on it.
+    async fn increment_counter(&self, key: &str, window_start: i64, ttl_secs: i64) -> Result<u64, StoreError>;
+
+    /// Adds to the analytics counters of one day × solution × model, atomically.
+    async fn add_stats(
+        &self,
+        day: &str,
+        solution: &str,
+        model: &str,
+        delta: &crate::analytics::StatsDelta,
+    ) -> Result<(), StoreError>;
+
+    /// The analytics counters of the days `from..=to` (`YYYY-MM-DD`), one row per day × solution × model.
+    async fn stats_between(&self, from: &str, to: &str) -> Result<Vec<crate::analytics::StatsRow>, StoreError>;
+}
+
+/// Every day from `from` to `to` inclusive (`YYYY-MM-DD`); empty if either does not parse.
+pub fn days_between(from: &str, to: &str) -> Vec<String> {
+    let parse = |d: &str| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok();
+    let (Some(mut day), Some(last)) = (parse(from), parse(to)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    while day <= last {
+        out.push(day.format("%Y-%m-%d").to_string());
+        match day.succ_opt() {
+            Some(next) => day = next,
+            None => break,
+        }
+    }
+    out
 }
 
 /// The store the environment asks for: DynamoDB when `ATHENA_TABLE` is set, otherwise the

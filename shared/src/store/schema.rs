@@ -9,8 +9,9 @@
 //! | content chunk | `CONV#<id>` | `MSG#<ulid>#C<nnnn>` | |
 //! | client id marker | `CONV#<id>` | `CID#<client id>` | |
 //!
-//! Table `athena-events` (env `ATHENA_EVENTS_TABLE`): `pk = DAY#<yyyy-mm-dd>#<shard>`, `sk = <ulid>`,
-//! TTL attribute `expiresAt`.
+//! Table `athena-events` (env `ATHENA_EVENTS_TABLE`): events at `pk = DAY#<yyyy-mm-dd>#<shard>`,
+//! `sk = <ulid>`; counters (rate limits) at `pk = CTR#<key>#<window start>`, `sk = -`; both expire
+//! through the TTL attribute `expiresAt`.
 
 /// Partition key attribute of both tables.
 pub const PK: &str = "pk";
@@ -59,6 +60,16 @@ pub fn owner_pk(owner: &str) -> String {
 /// Owner + solution index partition key.
 pub fn owner_solution_pk(owner: &str, bucket: &str) -> String {
     format!("USER#{owner}#SOL#{bucket}")
+}
+
+/// Counter partition key (events table, expires by TTL): a key and its window.
+pub fn counter_pk(key: &str, window_start: i64) -> String {
+    format!("CTR#{key}#{window_start}")
+}
+
+/// Analytics counters partition key (events table): one partition per day, `sk = <solution>#<model>`.
+pub fn stats_pk(day: &str) -> String {
+    format!("STAT#{day}")
 }
 
 /// Events partition key for a day and shard.

@@ -1,0 +1,231 @@
+//! A deterministic model for tests and offline demos (`ATHENA_PROVIDER=scripted`). It answers
+//! the last user message; directives in that message script its behaviour:
+//!
+//! | directive | effect |
+//! |---|---|
+//! | `#deltas:N` | reply with exactly N text deltas `w0 `, `w1 `, … |
+//! | `#delay:MS` | wait MS milliseconds before each delta |
+//! | `#first-delay:MS` | wait MS milliseconds before the first delta |
+//! | `#throttle:SUBSTR` | refuse with a throttling error before streaming when the model id contains SUBSTR |
+//! | `#refuse` | refuse the request (not fallback-worthy) |
+//! | `#fail-after:N` | break the stream after N deltas |
+//! | `#search:QUERY` | first call the `webSearch` tool with QUERY (when offered), then answer with its result |
+//!
+//! Without directives it streams `Scripted reply to: <message>` word by word. Usage is exact
+//! and predictable: input tokens = characters of system prompt and context / 4 (rounded up),
+//! output tokens = number of text deltas.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use serde_json::json;
+
+use super::{ChatModel, ModelContent, ModelEvent, ModelRequest, ModelRole, ModelStream, ProviderError, StopReason};
+use crate::domain::Usage;
+
+/// The scripted provider.
+#[derive(Clone, Debug, Default)]
+pub struct ScriptedModel;
+
+fn directive<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!("#{name}:");
+    let start = text.find(&key)? + key.len();
+    let rest = &text[start..];
+    Some(rest.split_whitespace().next().unwrap_or(""))
+}
+
+fn number(text: &str, name: &str) -> Option<u64> {
+    directive(text, name).and_then(|v| v.parse().ok())
+}
+
+/// The input-token count the scripted model reports for a request.
+pub fn input_tokens(request: &ModelRequest) -> u64 {
+    let mut chars = request.system.chars().count();
+    for m in &request.messages {
+        for c in &m.content {
+            chars += match c {
+                ModelContent::Text(t) => t.chars().count(),
+                ModelContent::ToolUse { input, .. } => input.to_string().chars().count(),
+                ModelContent::ToolResult { content, .. } => content.to_string().chars().count(),
+            };
+        }
+    }
+    (chars as u64).div_ceil(4)
+}
+
+#[async_trait]
+impl ChatModel for ScriptedModel {
+    fn provider(&self) -> &'static str {
+        "scripted"
+    }
+
+    async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ProviderError> {
+        let last_user_text = request
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == ModelRole::User && m.content.iter().any(|c| matches!(c, ModelContent::Text(_))))
+            .and_then(|m| {
+                m.content.iter().find_map(|c| match c {
+                    ModelContent::Text(t) => Some(t.clone()),
+                    _ => None,
+                })
+            })
+            .unwrap_or_default();
+        if let Some(substr) = directive(&last_user_text, "throttle") {
+            if !substr.is_empty() && request.model.contains(substr) {
+                return Err(ProviderError::Throttled(format!(
+                    "scripted throttling of {}",
+                    request.model
+                )));
+            }
+        }
+        if last_user_text.contains("#refuse") {
+            return Err(ProviderError::Refused("scripted refusal".to_owned()));
+        }
+        let input = input_tokens(&request);
+        // A tool round: call the tool unless its result is already in the context.
+        let tool_result = request.messages.iter().rev().find_map(|m| {
+            m.content.iter().find_map(|c| match c {
+                ModelContent::ToolResult { content, .. } => Some(content.clone()),
+                _ => None,
+            })
+        });
+        if let (Some(query), None) = (directive(&last_user_text, "search"), &tool_result) {
+            if request.tools.iter().any(|t| t.name == "webSearch") {
+                let events = vec![
+                    Ok(ModelEvent::ToolUse {
+                        id: "tooluse_scripted_1".to_owned(),
+                        name: "webSearch".to_owned(),
+                        input: json!({"query": query.replace('_', " ")}),
+                    }),
+                    Ok(ModelEvent::Stop(StopReason::ToolUse)),
+                    Ok(ModelEvent::Usage(Usage {
+                        input_tokens: input,
+                        output_tokens: 1,
+                        ..Usage::default()
+                    })),
+                ];
+                return Ok(futures::stream::iter(events).boxed());
+            }
+        }
+        let deltas: Vec<String> = match (number(&last_user_text, "deltas"), &tool_result) {
+            (_, Some(result)) => format!("Search said: {result}")
+                .split_inclusive(' ')
+                .map(str::to_owned)
+                .collect(),
+            (Some(n), None) => (0..n).map(|i| format!("w{i} ")).collect(),
+            (None, None) => format!("Scripted reply to: {last_user_text}")
+                .split_inclusive(' ')
+                .map(str::to_owned)
+                .collect(),
+        };
+        let delay = number(&last_user_text, "delay").map(Duration::from_millis);
+        let first_delay = number(&last_user_text, "first-delay").map(Duration::from_millis);
+        let fail_after = number(&last_user_text, "fail-after");
+        let count = deltas.len() as u64;
+        let stream = async_stream(deltas, delay, first_delay, fail_after, input, count);
+        Ok(stream)
+    }
+}
+
+fn async_stream(
+    deltas: Vec<String>,
+    delay: Option<Duration>,
+    first_delay: Option<Duration>,
+    fail_after: Option<u64>,
+    input: u64,
+    count: u64,
+) -> ModelStream {
+    let texts = futures::stream::iter(deltas.into_iter().enumerate()).then(move |(i, text)| async move {
+        if i == 0 {
+            if let Some(d) = first_delay {
+                tokio::time::sleep(d).await;
+            }
+        }
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        if fail_after.is_some_and(|n| i as u64 >= n) {
+            return Err(ProviderError::Stream("scripted stream failure".to_owned()));
+        }
+        Ok(ModelEvent::TextDelta(text))
+    });
+    // Stop after the first error, like a real broken stream.
+    let texts = texts.scan(false, |failed, item| {
+        if *failed {
+            return futures::future::ready(None);
+        }
+        *failed = item.is_err();
+        futures::future::ready(Some(item))
+    });
+    let tail = futures::stream::iter(vec![
+        Ok(ModelEvent::Stop(StopReason::EndTurn)),
+        Ok(ModelEvent::Usage(Usage {
+            input_tokens: input,
+            output_tokens: count,
+            ..Usage::default()
+        })),
+    ]);
+    let failing = fail_after.is_some_and(|n| n < count);
+    if failing {
+        texts.boxed()
+    } else {
+        texts.chain(tail).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::ModelMessage;
+
+    fn request(text: &str, model: &str) -> ModelRequest {
+        ModelRequest {
+            model: model.to_owned(),
+            system: "sys!".to_owned(),
+            messages: vec![ModelMessage {
+                role: ModelRole::User,
+                content: vec![ModelContent::Text(text.to_owned())],
+            }],
+            max_tokens: 100,
+            tools: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn directives_script_deltas_failures_and_throttling() {
+        let model = ScriptedModel;
+        let events: Vec<_> = model
+            .stream(request("#deltas:3", "m"))
+            .await
+            .map(|s| s.collect::<Vec<_>>())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .await;
+        assert_eq!(events.len(), 5);
+        assert_eq!(events[0], Ok(ModelEvent::TextDelta("w0 ".to_owned())));
+        assert_eq!(
+            events[4],
+            Ok(ModelEvent::Usage(Usage {
+                // "sys!" and "#deltas:3": 13 characters, 4 tokens at 4 characters per token.
+                input_tokens: 4,
+                output_tokens: 3,
+                ..Usage::default()
+            }))
+        );
+        let failing: Vec<_> = model
+            .stream(request("#deltas:5 #fail-after:2", "m"))
+            .await
+            .map(|s| s.collect::<Vec<_>>())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .await;
+        assert_eq!(failing.len(), 3);
+        assert!(failing[2].is_err());
+        assert!(matches!(
+            model.stream(request("#throttle:sonnet", "claude-sonnet")).await,
+            Err(ProviderError::Throttled(_))
+        ));
+        assert!(model.stream(request("#throttle:sonnet", "claude-haiku")).await.is_ok());
+    }
+}

@@ -1,0 +1,394 @@
+//! Analytics: a scripted workload across all seven chat routes with known token counts yields
+//! exactly the expected counts, costs (to the nano-dollar) and error rates in the summary, on both
+//! stores; the dashboard renders those figures in a real headless browser; analytics failures
+//! never fail the chat.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use athena_tests::{dynamo_store, embedded_store, spawn_chat_app, TestApp};
+use serde_json::{json, Value};
+use shared::analytics::{StatsDelta, StatsRow};
+use shared::catalog::MODELS;
+use shared::chat::ChatConfig;
+use shared::config::Config;
+use shared::domain::{
+    AnalyticsEvent, ClientMessageId, Conversation, ConversationId, Message, MessageId, Role, Timestamp, UserId,
+};
+use shared::error::StoreError;
+use shared::store::{Appended, ConversationPatch, ListConversations, ListMessages, Page, Store, Touch};
+
+const ROUTES: [(&str, &str); 7] = [
+    ("/api/chat", "general"),
+    ("/api/chat/manufacturing", "manufacturing"),
+    ("/api/chat/maintenance", "maintenance"),
+    ("/api/chat/support", "support"),
+    ("/api/chat/change-management", "change-management"),
+    ("/api/chat/impact-analysis", "impact-analysis"),
+    ("/api/chat/requirements", "requirements"),
+];
+
+async fn turn(app: &TestApp, path: &str, id: &str, model: &str, text: &str) {
+    let res = app
+        .client
+        .post(format!("{}{path}", app.base))
+        .json(&json!({"id": id, "model": model, "messages": [{"role": "user", "content": text}]}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status().as_u16(), 200);
+    res.text().await.expect("body");
+}
+
+/// Expected figures per solution, computed from what the store holds and the catalog's prices
+/// (not through the code under test's cost function).
+#[derive(Default, Debug, PartialEq)]
+struct Expected {
+    requests: u64,
+    errors: u64,
+    conversations: u64,
+    input: u64,
+    output: u64,
+    cost_nano: u64,
+}
+
+async fn run_workload(store: Arc<dyn Store>) -> (TestApp, BTreeMap<String, Expected>) {
+    let app = spawn_chat_app(store, Config::local(), ChatConfig::default()).await;
+    let user = UserId::parse("local-user").expect("user");
+    let mut expected: BTreeMap<String, Expected> = BTreeMap::new();
+    for (i, (path, solution)) in ROUTES.iter().enumerate() {
+        // Per route: i+1 conversations; each gets one or two turns; every third turn fails.
+        for c in 0..=i {
+            let id = format!("wl-{solution}-{c}");
+            let model = &MODELS[(i + c) % 2];
+            let turns = 1 + (c % 2);
+            for t in 0..turns {
+                let n = 3 + i + c + t;
+                let failing = (i + c + t) % 3 == 0;
+                let text = if failing {
+                    format!("turn {t} #deltas:{n} #fail-after:2")
+                } else {
+                    format!("turn {t} #deltas:{n}")
+                };
+                turn(&app, path, &id, model.id, &text).await;
+                let e = expected.entry((*solution).to_owned()).or_default();
+                e.requests += 1;
+                e.errors += u64::from(failing);
+                e.conversations += u64::from(t == 0);
+            }
+            // Input tokens as the stored replies report them (failed turns report none).
+            let (_, messages) = app
+                .store
+                .get_conversation_with_messages(&user, &ConversationId::parse(&id).expect("id"))
+                .await
+                .expect("stored");
+            let e = expected.entry((*solution).to_owned()).or_default();
+            for m in messages.iter().filter(|m| m.role == Role::Assistant) {
+                let usage = m.usage.expect("usage");
+                e.input += usage.input_tokens;
+                e.output += usage.output_tokens;
+                let model = MODELS.iter().find(|x| Some(x.id) == m.model.as_deref()).expect("model");
+                e.cost_nano += usage.input_tokens * model.input_micro_usd_per_mtok / 1000
+                    + usage.output_tokens * model.output_micro_usd_per_mtok / 1000;
+            }
+        }
+    }
+    (app, expected)
+}
+
+async fn the_summary_shows_exactly_the_workload(store: Arc<dyn Store>) {
+    let (app, expected) = run_workload(store).await;
+    let summary = app.call("GET", "/api/analytics/summary", None).await;
+    assert_eq!(summary.status, 200, "{}", summary.text);
+    let by_solution: BTreeMap<String, &Value> = summary.json["bySolution"]
+        .as_array()
+        .expect("bySolution")
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap_or_default().to_owned(), s))
+        .collect();
+    assert_eq!(by_solution.len(), 7);
+    let mut total = Expected::default();
+    for (solution, e) in &expected {
+        let s = by_solution[solution];
+        assert_eq!(s["requests"], e.requests, "{solution}");
+        assert_eq!(s["errors"], e.errors, "{solution}");
+        assert_eq!(s["conversations"], e.conversations, "{solution}");
+        assert_eq!(s["inputTokens"], e.input, "{solution}");
+        assert_eq!(s["outputTokens"], e.output, "{solution}");
+        assert_eq!(s["costNanoUsd"], e.cost_nano, "{solution}");
+        assert_eq!(s["costMicroUsd"], (e.cost_nano + 500) / 1000, "{solution}");
+        assert_eq!(s["activeUsers"], 1);
+        let rate = s["errorRate"].as_f64().expect("rate");
+        assert!((rate - e.errors as f64 / e.requests as f64).abs() < 1e-12, "{solution}");
+        assert!(s["latencyMs"]["p50"].as_u64().is_some());
+        total.requests += e.requests;
+        total.errors += e.errors;
+        total.cost_nano += e.cost_nano;
+        total.conversations += e.conversations;
+    }
+    // Most popular first (by conversations created).
+    assert_eq!(summary.json["bySolution"][0]["name"], "requirements");
+    assert_eq!(summary.json["totals"]["requests"], total.requests);
+    assert_eq!(summary.json["totals"]["errors"], total.errors);
+    assert_eq!(summary.json["totals"]["costNanoUsd"], total.cost_nano);
+    assert_eq!(summary.json["totals"]["conversations"], total.conversations);
+    let models: u64 = summary.json["byModel"]
+        .as_array()
+        .expect("byModel")
+        .iter()
+        .map(|m| m["requests"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(models, total.requests);
+    // Filters.
+    let one = app
+        .call("GET", "/api/analytics/summary?solutionType=support", None)
+        .await;
+    assert_eq!(one.json["totals"]["requests"], expected["support"].requests);
+    let bad = app
+        .call("GET", "/api/analytics/summary?from=2026-01-01&to=2025-01-01", None)
+        .await;
+    assert_eq!(bad.status, 400);
+    // Events were recorded too, with hashed users only.
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let events = app.store.events_of_day(&today).await.expect("events");
+    let api_calls = events.iter().filter(|e| e.event_type == "api_call").count() as u64;
+    assert_eq!(api_calls, total.requests);
+    assert_eq!(
+        events.iter().filter(|e| e.event_type == "conversation_created").count() as u64,
+        total.conversations
+    );
+    assert!(events.iter().all(|e| e.user_id.as_deref() != Some("local-user")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_summary_shows_exactly_the_workload_on_the_embedded_store() {
+    the_summary_shows_exactly_the_workload(Arc::new(embedded_store())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_summary_shows_exactly_the_workload_on_dynamodb() {
+    the_summary_shows_exactly_the_workload(Arc::new(dynamo_store().await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analytics_are_for_admins_only() {
+    use shared::config::AuthMode;
+    let mut config = Config::local();
+    config.auth = AuthMode::None {
+        user: UserId::parse("not-an-admin").expect("user"),
+    };
+    // AuthMode::None makes the single local user an admin; a JWT caller without the claim is not.
+    let app = spawn_chat_app(Arc::new(embedded_store()), config, ChatConfig::default()).await;
+    let ok = app.call("GET", "/api/analytics/summary", None).await;
+    assert_eq!(ok.status, 200);
+    let mut jwt = Config::local();
+    jwt.auth = AuthMode::Jwt(Arc::new(shared::auth::JwtVerifier::hs256(
+        b"test-secret-test-secret-test-secret!",
+        "iss",
+        "aud",
+    )));
+    let app = spawn_chat_app(Arc::new(embedded_store()), jwt, ChatConfig::default()).await;
+    let claims = |groups: Value| {
+        let c = json!({"sub": "u1", "iss": "iss", "aud": "aud", "exp": chrono::Utc::now().timestamp() + 60, "cognito:groups": groups});
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &c,
+            &jsonwebtoken::EncodingKey::from_secret(b"test-secret-test-secret-test-secret!"),
+        )
+        .expect("sign")
+    };
+    let url = format!("{}/api/analytics/summary", app.base);
+    let user = app
+        .send(app.client.get(&url).bearer_auth(claims(json!(["staff"]))))
+        .await;
+    assert_eq!((user.status, user.code()), (403, "FORBIDDEN"));
+    let admin = app
+        .send(app.client.get(&url).bearer_auth(claims(json!(["staff", "admin"]))))
+        .await;
+    assert_eq!(admin.status, 200);
+}
+
+/// A store whose analytics writes always fail; everything else goes to the embedded store.
+struct BrokenAnalytics(shared::store::embedded::EmbeddedStore);
+
+fn down() -> StoreError {
+    StoreError::Unavailable("analytics store down".into())
+}
+
+#[async_trait]
+impl Store for BrokenAnalytics {
+    async fn create_conversation(&self, c: &Conversation, m: &[Message]) -> Result<(), StoreError> {
+        self.0.create_conversation(c, m).await
+    }
+    async fn get_conversation(&self, o: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
+        self.0.get_conversation(o, id).await
+    }
+    async fn get_conversation_with_messages(
+        &self,
+        o: &UserId,
+        id: &ConversationId,
+    ) -> Result<(Conversation, Vec<Message>), StoreError> {
+        self.0.get_conversation_with_messages(o, id).await
+    }
+    async fn list_conversations(&self, o: &UserId, q: &ListConversations) -> Result<Page<Conversation>, StoreError> {
+        self.0.list_conversations(o, q).await
+    }
+    async fn update_conversation(
+        &self,
+        o: &UserId,
+        id: &ConversationId,
+        p: &ConversationPatch,
+        now: Timestamp,
+    ) -> Result<Conversation, StoreError> {
+        self.0.update_conversation(o, id, p, now).await
+    }
+    async fn delete_conversation(&self, o: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
+        self.0.delete_conversation(o, id).await
+    }
+    async fn append_message(&self, o: &UserId, m: &Message, t: &Touch) -> Result<Appended, StoreError> {
+        self.0.append_message(o, m, t).await
+    }
+    async fn list_messages(
+        &self,
+        o: &UserId,
+        id: &ConversationId,
+        q: &ListMessages,
+    ) -> Result<Page<Message>, StoreError> {
+        self.0.list_messages(o, id, q).await
+    }
+    async fn find_by_client_id(
+        &self,
+        o: &UserId,
+        id: &ConversationId,
+        c: &ClientMessageId,
+    ) -> Result<Option<Message>, StoreError> {
+        self.0.find_by_client_id(o, id, c).await
+    }
+    async fn delete_message(&self, o: &UserId, id: &ConversationId, m: &MessageId) -> Result<(), StoreError> {
+        self.0.delete_message(o, id, m).await
+    }
+    async fn clear_messages(&self, o: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
+        self.0.clear_messages(o, id).await
+    }
+    async fn record_events(&self, _: &[AnalyticsEvent]) -> Result<(), StoreError> {
+        Err(down())
+    }
+    async fn events_of_day(&self, _: &str) -> Result<Vec<AnalyticsEvent>, StoreError> {
+        Err(down())
+    }
+    async fn increment_counter(&self, k: &str, w: i64, t: i64) -> Result<u64, StoreError> {
+        self.0.increment_counter(k, w, t).await
+    }
+    async fn add_stats(&self, _: &str, _: &str, _: &str, _: &StatsDelta) -> Result<(), StoreError> {
+        Err(down())
+    }
+    async fn stats_between(&self, _: &str, _: &str) -> Result<Vec<StatsRow>, StoreError> {
+        Err(down())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analytics_failures_never_fail_the_chat() {
+    let store: Arc<dyn Store> = Arc::new(BrokenAnalytics(embedded_store()));
+    let app = spawn_chat_app(Arc::clone(&store), Config::local(), ChatConfig::default()).await;
+    let res = app
+        .client
+        .post(format!("{}/api/chat/support", app.base))
+        .json(&json!({"id": "still-works", "messages": [{"role": "user", "content": "#deltas:3"}]}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status().as_u16(), 200);
+    let body = res.text().await.expect("body");
+    assert!(
+        body.contains("\"finish\"") && body.ends_with("data: [DONE]\n\n"),
+        "{body}"
+    );
+    let created = app
+        .call("POST", "/api/conversations", Some(json!({"title": "x"})))
+        .await;
+    assert_eq!(created.status, 201);
+    let user = UserId::parse("local-user").expect("user");
+    let (_, messages) = store
+        .get_conversation_with_messages(&user, &ConversationId::parse("still-works").expect("id"))
+        .await
+        .expect("stored");
+    assert_eq!(messages.len(), 2);
+    let summary = app.call("GET", "/api/analytics/summary", None).await;
+    assert_eq!(
+        summary.status, 503,
+        "reading analytics from a broken store is a clear 503"
+    );
+}
+
+/// Where Debian's Chromium is, if installed (CI installs it; see scripts/tools.sh).
+fn chromium() -> Option<std::path::PathBuf> {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_renders_the_workloads_figures_in_a_real_browser() {
+    let Some(browser) = chromium() else {
+        panic!("Chromium is not installed: run scripts/tools.sh (apt-get install chromium)");
+    };
+    let (app, expected) = run_workload(Arc::new(embedded_store())).await;
+    let requests: u64 = expected.values().map(|e| e.requests).sum();
+    let conversations: u64 = expected.values().map(|e| e.conversations).sum();
+    let cost_nano: u64 = expected.values().map(|e| e.cost_nano).sum();
+    let url = format!("{}/dashboard", app.base);
+    let profile = std::env::temp_dir().join(format!("athena-chromium-{}", ulid::Ulid::new()));
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(url)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        dom.contains("data-loaded=\"true\""),
+        "the page did not load its data: {dom}"
+    );
+    let value = |testid: &str| -> String {
+        let marker = format!("data-testid=\"{testid}\">");
+        let start = dom.find(&marker).map(|i| i + marker.len()).unwrap_or(0);
+        dom[start..].split('<').next().unwrap_or_default().to_owned()
+    };
+    assert_eq!(value("total-requests"), requests.to_string());
+    assert_eq!(value("total-conversations"), conversations.to_string());
+    let micro = (cost_nano + 500) / 1000;
+    let shown = value("total-cost");
+    let expected_cost = if micro < 10_000 {
+        format!("${:.6}", micro as f64 / 1e6)
+    } else {
+        format!("${:.2}", micro as f64 / 1e6)
+    };
+    assert_eq!(shown, expected_cost);
+    let errors: u64 = expected.values().map(|e| e.errors).sum();
+    assert_eq!(
+        value("total-error-rate"),
+        format!("{:.1}%", errors as f64 / requests as f64 * 100.0)
+    );
+    // One table row per solution, and the charts were drawn.
+    assert_eq!(dom.matches("data-solution=").count(), 7);
+    assert!(dom.matches("<polyline").count() >= 7, "one usage line per solution");
+    assert!(dom.matches("<rect").count() >= 20, "bars for cost, latency and errors");
+}

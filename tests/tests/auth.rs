@@ -1,0 +1,327 @@
+//! Adversarial tests of identity and isolation over real HTTP: two users attacking each other's
+//! ids on every route (chat included), and forged, expired, not-yet-valid, wrong-issuer,
+//! wrong-audience, unsigned and malformed tokens; RS256 through a JWKS with key rotation.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use athena_tests::{embedded_store, spawn_state, workspace_root, Reply, TestApp};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use shared::api::AppState;
+use shared::auth::JwtVerifier;
+use shared::chat::ChatConfig;
+use shared::config::{AuthMode, Config};
+use shared::store::Store;
+
+const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
+const ISSUER: &str = "https://issuer.test";
+const AUDIENCE: &str = "athena-web";
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn claims(sub: &str) -> Value {
+    json!({"sub": sub, "iss": ISSUER, "aud": AUDIENCE, "exp": now() + 600, "iat": now()})
+}
+
+fn hs256(claims: &Value, secret: &[u8]) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("sign")
+}
+
+async fn jwt_app(verifier: JwtVerifier, store: Arc<dyn Store>) -> TestApp {
+    let mut config = Config::local();
+    config.auth = AuthMode::Jwt(Arc::new(verifier));
+    let state = AppState::new(config, Arc::clone(&store))
+        .with_chat(Arc::new(shared::llm::scripted::ScriptedModel), ChatConfig::default());
+    spawn_state(state, store).await
+}
+
+async fn as_user(app: &TestApp, token: &str, method: &str, path: &str, body: Option<Value>) -> Reply {
+    let mut req = app
+        .client
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
+            format!("{}{path}", app.base),
+        )
+        .bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    app.send(req).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_users_cannot_touch_each_others_conversations_on_any_route() {
+    let app = jwt_app(JwtVerifier::hs256(SECRET, ISSUER, AUDIENCE), Arc::new(embedded_store())).await;
+    let alice = hs256(&claims("alice-0001"), SECRET);
+    let bob = hs256(&claims("bob-0002"), SECRET);
+    let created = as_user(
+        &app,
+        &alice,
+        "POST",
+        "/api/conversations",
+        Some(json!({"title": "Alice's"})),
+    )
+    .await;
+    assert_eq!(created.status, 201);
+    let id = created.json["id"].as_str().expect("id").to_owned();
+    let added = as_user(
+        &app,
+        &alice,
+        "POST",
+        &format!("/api/conversations/{id}/messages"),
+        Some(json!({"role": "user", "content": "private"})),
+    )
+    .await;
+    assert_eq!(added.status, 201);
+    let conversation = format!("/api/conversations/{id}");
+    let messages = format!("{conversation}/messages");
+    let attacks: Vec<(&str, &str, Option<Value>)> = vec![
+        ("GET", &conversation, None),
+        ("PATCH", &conversation, Some(json!({"title": "pwned"}))),
+        ("DELETE", &conversation, None),
+        ("GET", &messages, None),
+        ("POST", &messages, Some(json!({"role": "user", "content": "injected"}))),
+        ("DELETE", &messages, None),
+    ];
+    for (method, path, body) in attacks {
+        let r = as_user(&app, &bob, method, path, body.clone()).await;
+        assert_eq!((r.status, r.code()), (404, "NOT_FOUND"), "bob {method} {path}");
+        // Exactly like a conversation that does not exist.
+        let missing = path.replace(&id, "01JDNOSUCHCONVERSATION0000");
+        let m = as_user(&app, &bob, method, &missing, body).await;
+        assert_eq!(m.status, r.status);
+        assert_eq!(m.json["error"]["message"], r.json["error"]["message"]);
+    }
+    for trigger in ["submit-message", "regenerate-message"] {
+        let r = as_user(
+            &app,
+            &bob,
+            "POST",
+            "/api/chat",
+            Some(json!({"id": id, "trigger": trigger, "messages": [{"role": "user", "content": "let me in"}]})),
+        )
+        .await;
+        assert_eq!(r.status, 404, "chat {trigger}");
+    }
+    let bobs_list = as_user(&app, &bob, "GET", "/api/conversations", None).await;
+    assert_eq!(bobs_list.json, json!([]));
+    let alices = as_user(&app, &alice, "GET", &conversation, None).await;
+    assert_eq!(alices.json["title"], "Alice's");
+    assert_eq!(alices.json["messages"].as_array().map(Vec::len), Some(1));
+    assert_eq!(alices.json["messages"][0]["content"], "private");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_are_refused_with_401_and_a_reason() {
+    let app = jwt_app(JwtVerifier::hs256(SECRET, ISSUER, AUDIENCE), Arc::new(embedded_store())).await;
+    let mut cases: Vec<(String, &str)> = Vec::new();
+    cases.push((
+        hs256(&claims("u"), b"a-different-secret-a-different-secret"),
+        "signature",
+    ));
+    let mut c = claims("u");
+    c["exp"] = json!(now() - 3600);
+    cases.push((hs256(&c, SECRET), "expired"));
+    let mut c = claims("u");
+    c["nbf"] = json!(now() + 3600);
+    cases.push((hs256(&c, SECRET), "not valid yet"));
+    let mut c = claims("u");
+    c["iss"] = json!("https://evil.test");
+    cases.push((hs256(&c, SECRET), "issuer"));
+    let mut c = claims("u");
+    c["aud"] = json!("someone-else");
+    cases.push((hs256(&c, SECRET), "audience"));
+    let mut c = claims("u");
+    c.as_object_mut().map(|o| o.remove("sub"));
+    cases.push((hs256(&c, SECRET), "subject"));
+    let mut c = claims("u");
+    c["sub"] = json!("../../admin");
+    cases.push((hs256(&c, SECRET), "subject"));
+    {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let body = URL_SAFE_NO_PAD.encode(claims("u").to_string());
+        cases.push((format!("{header}.{body}."), "malformed"));
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
+        cases.push((format!("{header}.{body}.c2ln"), "algorithm"));
+    }
+    cases.push(("garbage".to_owned(), "malformed"));
+    for (token, reason) in cases {
+        let r = as_user(&app, &token, "GET", "/api/conversations", None).await;
+        assert_eq!((r.status, r.code()), (401, "AUTH"), "{reason}");
+        assert!(
+            r.json["error"]["message"].as_str().is_some_and(|m| m.contains(reason)),
+            "{reason}: {}",
+            r.text
+        );
+        assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    }
+    let none = app.call("GET", "/api/conversations", None).await;
+    assert_eq!((none.status, none.code()), (401, "AUTH"));
+    let basic = app
+        .send(
+            app.client
+                .get(format!("{}/api/conversations", app.base))
+                .header("authorization", "Basic YTpi"),
+        )
+        .await;
+    assert_eq!(basic.status, 401);
+    let good = as_user(&app, &hs256(&claims("u"), SECRET), "GET", "/api/conversations", None).await;
+    assert_eq!(good.status, 200);
+}
+
+/// A JWKS endpoint whose key set can be switched (key rotation); counts fetches.
+async fn jwks_server() -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/.well-known/jwks.json", listener.local_addr().expect("addr"));
+    let which = Arc::new(AtomicUsize::new(0));
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let sets: Arc<Vec<String>> = Arc::new(
+        ["a", "b"]
+            .iter()
+            .map(|k| {
+                std::fs::read_to_string(workspace_root().join(format!("tests/fixtures/jwks-{k}.json"))).expect("jwks")
+            })
+            .collect(),
+    );
+    let (w, f) = (Arc::clone(&which), Arc::clone(&fetches));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (w, f, sets) = (Arc::clone(&w), Arc::clone(&f), Arc::clone(&sets));
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    let body = sets[w.load(Ordering::SeqCst)].clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from(body),
+                        )))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (url, which, fetches)
+}
+
+fn rs256(claims: &Value, key: &str) -> String {
+    let pem = std::fs::read(workspace_root().join(format!("tests/fixtures/rsa-{key}.pem"))).expect("pem");
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(format!("test-key-{key}"));
+    encode(&header, claims, &EncodingKey::from_rsa_pem(&pem).expect("rsa key")).expect("sign")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rs256_tokens_verify_through_the_jwks_and_rotation_needs_no_restart() {
+    let (url, which, fetches) = jwks_server().await;
+    let app = jwt_app(
+        JwtVerifier::jwks(url.clone(), ISSUER, AUDIENCE),
+        Arc::new(embedded_store()),
+    )
+    .await;
+    let ok = as_user(&app, &rs256(&claims("alice"), "a"), "GET", "/api/conversations", None).await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    // Cached: a second request does not fetch the keys again.
+    let again = as_user(&app, &rs256(&claims("alice"), "a"), "GET", "/api/conversations", None).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    // A token signed with an HS256 secret where RS256 keys are expected is refused.
+    let confused = as_user(
+        &app,
+        &hs256(&claims("alice"), SECRET),
+        "GET",
+        "/api/conversations",
+        None,
+    )
+    .await;
+    assert_eq!(confused.status, 401);
+    // Key b is not published: refused, and the unknown kid does not hammer the issuer.
+    for _ in 0..5 {
+        let early = as_user(&app, &rs256(&claims("alice"), "b"), "GET", "/api/conversations", None).await;
+        assert_eq!(early.status, 401);
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "refetches are rate-limited");
+
+    // Rotation: the issuer now publishes key b only. With refetching allowed, a token with the
+    // new kid triggers one refetch and is accepted; the retired key is refused from then on.
+    let rotating = jwt_app(
+        JwtVerifier::jwks_with_refresh(url, ISSUER, AUDIENCE, std::time::Duration::ZERO),
+        Arc::new(embedded_store()),
+    )
+    .await;
+    let before = as_user(
+        &rotating,
+        &rs256(&claims("alice"), "a"),
+        "GET",
+        "/api/conversations",
+        None,
+    )
+    .await;
+    assert_eq!(before.status, 200);
+    which.store(1, Ordering::SeqCst);
+    let after = as_user(
+        &rotating,
+        &rs256(&claims("alice"), "b"),
+        "GET",
+        "/api/conversations",
+        None,
+    )
+    .await;
+    assert_eq!(after.status, 200, "{}", after.text);
+    let retired = as_user(
+        &rotating,
+        &rs256(&claims("alice"), "a"),
+        "GET",
+        "/api/conversations",
+        None,
+    )
+    .await;
+    assert_eq!(retired.status, 401);
+}
+
+async fn the_rate_limit_is_counted_exactly_under_concurrency(store: Arc<dyn Store>) {
+    // Stay clear of a minute boundary so all requests fall into one window.
+    while chrono::Utc::now().timestamp().rem_euclid(60) > 45 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let mut config = Config::local();
+    config.rate_limit_per_minute = 10;
+    let app = athena_tests::spawn_app(store, config).await;
+    let replies = futures::future::join_all((0..30).map(|_| app.call("GET", "/api/conversations", None))).await;
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    let limited: Vec<&Reply> = replies.iter().filter(|r| r.status == 429).collect();
+    assert_eq!((ok, limited.len()), (10, 20));
+    for r in limited {
+        assert_eq!(r.code(), "RATE_LIMIT");
+        let retry: u64 = r
+            .header("retry-after")
+            .and_then(|v| v.parse().ok())
+            .expect("retry-after");
+        assert!((1..=60).contains(&retry));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_is_counted_exactly_under_concurrency_on_the_embedded_store() {
+    the_rate_limit_is_counted_exactly_under_concurrency(Arc::new(embedded_store())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_is_counted_exactly_under_concurrency_on_dynamodb() {
+    the_rate_limit_is_counted_exactly_under_concurrency(Arc::new(athena_tests::dynamo_store().await)).await;
+}
