@@ -141,6 +141,31 @@ fn the_routes_in_the_template_are_the_route_table() {
                 .exists(),
             "no crate for function {binary}"
         );
+        if binary == "chat" {
+            // Streaming chat: a function URL (RESPONSE_STREAM) per solution serves GET and POST of
+            // the solution's path; the solution comes from ATHENA_SOLUTION.
+            let props = &resource["Properties"];
+            assert_eq!(
+                props["FunctionUrlConfig"]["InvokeMode"].as_str(),
+                Some("RESPONSE_STREAM"),
+                "chat functions stream"
+            );
+            let solution = props["Environment"]["Variables"]["ATHENA_SOLUTION"]
+                .as_str()
+                .expect("ATHENA_SOLUTION");
+            let path = if solution == "general" {
+                "/api/chat".to_owned()
+            } else {
+                format!("/api/chat/{solution}")
+            };
+            for method in ["GET", "POST"] {
+                assert!(
+                    declared.insert((path.clone(), method.to_owned(), binary.clone())),
+                    "{path} is served twice"
+                );
+            }
+            continue;
+        }
         let Some(events) = resource["Properties"]["Events"].as_mapping() else {
             continue;
         };

@@ -71,7 +71,8 @@ pub struct DynamoStore {
 
 /// Builds a DynamoDB client from the environment (region, credentials, `AWS_ENDPOINT_URL_DYNAMODB`)
 /// with the SDK's standard retry mode (5 attempts, exponential backoff with jitter: throttling and
-/// 5xx are retried) and timeouts, so a stalled connection cannot eat a Lambda's whole budget.
+/// 5xx are retried) and timeouts (connect 2 s, attempt 3 s, whole operation 8 s: below the CRUD
+/// functions' 10 s Lambda timeout, so a stalled call ends as our own UNAVAILABLE error).
 pub async fn client_from_env() -> Client {
     use aws_config::retry::RetryConfig;
     use aws_config::timeout::TimeoutConfig;
@@ -84,8 +85,8 @@ pub async fn client_from_env() -> Client {
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(Duration::from_secs(5))
-                .operation_timeout(Duration::from_secs(15))
+                .operation_attempt_timeout(Duration::from_secs(3))
+                .operation_timeout(Duration::from_secs(8))
                 .build(),
         )
         .load()
