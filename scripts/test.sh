@@ -19,4 +19,4 @@ if [ -f template.yaml ]; then
     .venv/bin/sam validate --lint -t template.yaml
 fi
 echo "== cargo test"
-MOTO_SERVER="$PWD/.venv/bin/moto_server" cargo test --workspace --locked
+MOTO_PYTHON="$PWD/.venv/bin/python" cargo test --workspace --locked

@@ -779,7 +779,13 @@ impl Turn {
                 return outcome;
             }
             sink.send(encoder.finish_step()).await;
-            let reason = stop.unwrap_or(crate::llm::StopReason::EndTurn);
+            // A stream that ends without saying why was cut short: keep the partial reply, flag it.
+            let Some(reason) = stop else {
+                let e = ProviderError::Stream("the reply ended without a stop reason".to_owned());
+                outcome.finish = FinishReason::Error;
+                outcome.error = Some((e.code().to_owned(), public_provider_message(&e)));
+                return outcome;
+            };
             outcome.finish = reason.finish_reason();
             if tool_calls.is_empty() || step + 1 == MAX_STEPS {
                 return outcome;

@@ -27,27 +27,33 @@ pub fn free_port() -> u16 {
         .expect("no free loopback port")
 }
 
-fn moto_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("MOTO_SERVER") {
+/// The Python that has moto installed: `MOTO_PYTHON`, else the workspace's `.venv`, else `python3`.
+fn moto_python() -> PathBuf {
+    if let Ok(path) = std::env::var("MOTO_PYTHON") {
         return PathBuf::from(path);
     }
-    let venv = workspace_root().join(".venv/bin/moto_server");
+    let venv = workspace_root().join(".venv/bin/python");
     if venv.exists() {
         return venv;
     }
-    PathBuf::from("moto_server")
+    PathBuf::from("python3")
 }
 
-/// The endpoint of this test process's moto server, started on first use. The server is started
-/// through a small shell watchdog that stops it when the test process ends.
+/// The endpoint of this test process's moto server, started on first use. The server is moto's own
+/// application run by `tests/moto_serial.py`, which applies requests one at a time (moto's
+/// backends are not thread-safe; DynamoDB's per-item writes are atomic, and the concurrency tests
+/// rely on that). It is started through a small shell watchdog that stops it when the test
+/// process ends.
 pub fn moto_endpoint() -> &'static str {
     static ENDPOINT: OnceLock<String> = OnceLock::new();
     ENDPOINT.get_or_init(|| {
         let port = free_port();
-        let binary = moto_binary();
+        let python = moto_python();
+        let server = workspace_root().join("tests/moto_serial.py");
         let script = format!(
-            "'{}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill $m",
-            binary.display(),
+            "'{}' '{}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill $m",
+            python.display(),
+            server.display(),
             parent = std::process::id()
         );
         // The watchdog shell outlives nothing: it exits (stopping moto) when this process ends,
@@ -60,13 +66,13 @@ pub fn moto_endpoint() -> &'static str {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("could not start moto_server (run `bash .ci/run` once, or set MOTO_SERVER)");
+            .expect("could not start moto's server (run `scripts/test.sh` once, or set MOTO_PYTHON)");
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "moto_server ({}) did not listen on port {port} within 60 s",
-                binary.display()
+                "moto's server ({}) did not listen on port {port} within 60 s",
+                python.display()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -110,6 +116,7 @@ pub fn embedded_store() -> EmbeddedStore {
     EmbeddedStore::in_memory().expect("opening an in-memory SQLite store")
 }
 
+pub mod bedrock_mock;
 pub mod openapi;
 
 use std::sync::Arc;

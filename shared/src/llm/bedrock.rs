@@ -103,7 +103,11 @@ fn build_message(m: &super::ModelMessage) -> Result<Message, ProviderError> {
             ModelContent::ToolResult { id, content, is_error } => ContentBlock::ToolResult(
                 ToolResultBlock::builder()
                     .tool_use_id(id)
-                    .content(ToolResultContentBlock::Json(to_document(content)))
+                    // Bedrock wants a JSON object here: wrap anything else.
+                    .content(ToolResultContentBlock::Json(to_document(&match content {
+                        Value::Object(_) => content.clone(),
+                        other => serde_json::json!({ "result": other }),
+                    })))
                     .status(if *is_error {
                         ToolResultStatus::Error
                     } else {
@@ -152,6 +156,22 @@ fn classify<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(err: 
         }
         other => ProviderError::Unavailable(format!("{other:?}")),
     }
+}
+
+/// An exception frame inside the stream. Its kind is the `:exception-type` header, which the SDK
+/// turns into the variant; `code()` is NOT set from that header (the SDK parses the error metadata
+/// from the payload alone, and Bedrock's exception payloads are just `{"message"}`), so match on
+/// the variant and fall back to the code only for exceptions the SDK does not model.
+fn classify_stream_exception(e: &ConverseStreamOutputError) -> ProviderError {
+    let kind = match e {
+        ConverseStreamOutputError::ThrottlingException(_) => "throttlingException",
+        ConverseStreamOutputError::ModelStreamErrorException(_) => "modelStreamErrorException",
+        ConverseStreamOutputError::ServiceUnavailableException(_) => "serviceUnavailableException",
+        ConverseStreamOutputError::InternalServerException(_) => "internalServerException",
+        ConverseStreamOutputError::ValidationException(_) => "validationException",
+        other => other.code().unwrap_or("?"),
+    };
+    classify_code(Some(kind), format!("{kind}: {}", e.message().unwrap_or("")))
 }
 
 struct StreamState {
@@ -282,13 +302,7 @@ impl ChatModel for BedrockModel {
                     Err(err) => {
                         state.done = true;
                         let error = match &err {
-                            SdkError::ServiceError(se) => {
-                                let e = se.err();
-                                classify_code(
-                                    e.code(),
-                                    format!("{}: {}", e.code().unwrap_or("?"), e.message().unwrap_or("")),
-                                )
-                            }
+                            SdkError::ServiceError(se) => classify_stream_exception(se.err()),
                             other => ProviderError::Stream(format!("{other:?}")),
                         };
                         return Some((Err(error), state));
