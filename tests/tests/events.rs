@@ -1,6 +1,8 @@
 //! Every sample event in `events/` (the files `sam local invoke -e` and `cargo lambda invoke
 //! --data-file` use) goes through the real Lambda handler, and the answer is checked: status,
-//! and body against `docs/openapi.yaml`.
+//! and body against `docs/openapi.yaml`. The chat events are function-URL events carrying a real
+//! HS256 token (signed with the sample secret `events/README.md` names), answered by the chat
+//! function on the scripted model.
 
 use std::sync::Arc;
 
@@ -15,6 +17,10 @@ use shared::store::Store;
 /// The conversation id the events use, and the user their authorizer claims name.
 const CONVERSATION: &str = "01JDCONV0000000000000000AA";
 const USER: &str = "user-alice-0001";
+/// The HS256 secret, issuer and audience the chat events' bearer token was signed for.
+const SAMPLE_SECRET: &[u8] = b"athena-sample-events-secret-never-deploy-0001";
+const SAMPLE_ISSUER: &str = "https://auth.athena.example.com";
+const SAMPLE_AUDIENCE: &str = "athena-web";
 
 fn expected_status(name: &str) -> u16 {
     if name.contains("invalid") {
@@ -30,6 +36,21 @@ fn expected_status(name: &str) -> u16 {
 }
 
 async fn seeded_state() -> Arc<AppState> {
+    Arc::new(seeded(AuthMode::ApiGateway).await)
+}
+
+/// The chat function's state: function-URL auth (the function verifies the bearer token itself)
+/// and the scripted model.
+async fn seeded_chat_state() -> Arc<AppState> {
+    let verifier = shared::auth::JwtVerifier::hs256(SAMPLE_SECRET, SAMPLE_ISSUER, SAMPLE_AUDIENCE);
+    let state = seeded(AuthMode::Jwt(Arc::new(verifier))).await;
+    Arc::new(state.with_chat(
+        Arc::new(shared::llm::scripted::ScriptedModel),
+        shared::chat::ChatConfig::default(),
+    ))
+}
+
+async fn seeded(auth: AuthMode) -> AppState {
     let store = Arc::new(embedded_store());
     let owner = UserId::parse(USER).expect("user");
     let now = shared::domain::now();
@@ -59,8 +80,8 @@ async fn seeded_state() -> Arc<AppState> {
         .await
         .expect("seed");
     let mut config = Config::local();
-    config.auth = AuthMode::ApiGateway;
-    Arc::new(AppState::new(config, store as Arc<dyn Store>))
+    config.auth = auth;
+    AppState::new(config, store as Arc<dyn Store>)
 }
 
 #[tokio::test]
@@ -74,7 +95,7 @@ async fn every_sample_event_is_answered_as_documented() {
         .collect();
     files.sort();
     assert!(
-        files.len() >= 12,
+        files.len() >= 16,
         "expected a sample event for every route, found {}",
         files.len()
     );
@@ -85,6 +106,8 @@ async fn every_sample_event_is_answered_as_documented() {
             "messages"
         } else if name.starts_with("conversations-") {
             "conversations"
+        } else if name.starts_with("chat-") {
+            "chat"
         } else {
             panic!("{name}: event files are named <function>-<case>.json");
         };
@@ -93,7 +116,11 @@ async fn every_sample_event_is_answered_as_documented() {
             lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{name} is not a Lambda HTTP event: {e}"));
         let method = event.method().as_str().to_owned();
         let uri_path = shared::api::routes::normalize(event.uri().path()).to_owned();
-        let state = seeded_state().await;
+        let state = if function == "chat" {
+            seeded_chat_state().await
+        } else {
+            seeded_state().await
+        };
         let response = shared::lambda::respond(&state, function, event).await;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
@@ -118,7 +145,41 @@ async fn every_sample_event_is_answered_as_documented() {
             panic!("{name}: the answer does not match docs/openapi.yaml: {problem}");
         }
         assert!(reply.header("x-request-id").is_some_and(|id| !id.is_empty()), "{name}");
+        if function == "chat" && method == "POST" && status == 200 {
+            // A whole UI message stream, and both sides of the turn stored for the caller.
+            assert_eq!(
+                reply.header("x-vercel-ai-ui-message-stream"),
+                Some("v1"),
+                "{name}: {}",
+                reply.text
+            );
+            assert!(reply.text.contains(r#""type":"text-delta""#), "{name}: {}", reply.text);
+            assert!(reply.text.trim_end().ends_with("data: [DONE]"), "{name}: {}", reply.text);
+            let event_json: serde_json::Value = serde_json::from_str(&text).expect("json");
+            let body: serde_json::Value =
+                serde_json::from_str(event_json["body"].as_str().expect("a chat event has a body")).expect("body json");
+            let conversation = body["id"].as_str().or(body["conversationId"].as_str()).expect("conversation id");
+            let owner = UserId::parse(USER).expect("user");
+            let (_, messages) = state
+                .store
+                .get_conversation_with_messages(&owner, &ConversationId::parse(conversation).expect("id"))
+                .await
+                .expect("the conversation is stored");
+            let roles: Vec<Role> = messages.iter().rev().take(2).map(|m| m.role).collect();
+            assert_eq!(roles, vec![Role::Assistant, Role::User], "{name}");
+        }
     }
+}
+
+#[tokio::test]
+async fn a_chat_event_with_a_tampered_token_is_refused() {
+    let state = seeded_chat_state().await;
+    let text = std::fs::read_to_string(workspace_root().join("events/chat-stream.json")).expect("read");
+    let tampered = text.replace("Bearer eyJ", "Bearer eyX");
+    assert_ne!(text, tampered);
+    let event = lambda_http::request::from_str(&tampered).expect("event");
+    let response = shared::lambda::respond(&state, "chat", event).await;
+    assert_eq!(response.status().as_u16(), 401);
 }
 
 #[tokio::test]
