@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh clone: installs the pinned Python test tools into .venv
 # (once), then checks formatting, lints (clippy -D warnings), checks the SAM template, and runs
 # every test: unit tests, the storage conformance suite on both stores (DynamoDB through a moto
-# server the tests start), the HTTP API, the sample events and the template/route checks.
+# server the tests start), the HTTP API, the sample events and the template/route checks; then
+# builds every Lambda function for arm64 in release mode with cargo-lambda, as `sam build` would.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,3 +21,7 @@ if [ -f template.yaml ]; then
 fi
 echo "== cargo test"
 MOTO_PYTHON="$PWD/.venv/bin/python" cargo test --workspace --locked
+echo "== cargo lambda build --release --arm64 (every function)"
+PATH="$PWD/.venv/bin:$PATH" cargo lambda build --release --arm64 --locked \
+  -p conversations -p messages -p chat -p analytics
+ls -l target/lambda/*/bootstrap

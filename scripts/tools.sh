@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the pinned Python tools the tests use (moto's DynamoDB server, cfn-lint, SAM CLI)
-# into .venv, once per change of tests/requirements.txt.
+# Installs what the tests and builds use: the pinned Python tools (moto's DynamoDB server, boto3,
+# cfn-lint, SAM CLI, cargo-lambda and zig for the arm64 Lambda build) into .venv, once per change
+# of tests/requirements.txt; the AI SDK clients (npm); Debian's Chromium; the Rust arm64 target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stamp=".venv/.installed-$(sha256sum tests/requirements.txt | cut -c1-16)"
@@ -24,4 +25,9 @@ if ! command -v chromium >/dev/null 2>&1; then
   [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+# The Lambda functions are built for Graviton (arm64) with cargo-lambda and zig as the linker.
+if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+  echo "== adding the Rust target aarch64-unknown-linux-gnu"
+  rustup target add aarch64-unknown-linux-gnu
 fi

@@ -117,6 +117,20 @@ pub enum StartError {
     Serve(std::io::Error),
 }
 
+/// Whether the default AWS credential chain yields credentials (within 3 s), so a newcomer without
+/// AWS learns at start why chat would fail instead of from the first chat turn.
+async fn bedrock_credentials_resolve() -> bool {
+    use aws_sdk_dynamodb::config::ProvideCredentials;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    let Some(provider) = config.credentials_provider() else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(3), provider.provide_credentials()).await,
+        Ok(Ok(_))
+    )
+}
+
 /// `athena-local`: reads the environment, opens the store, listens on `ATHENA_ADDR`
 /// (default `127.0.0.1:3000`) and serves until Ctrl-C.
 pub async fn run_from_env() -> Result<(), StartError> {
@@ -137,6 +151,13 @@ pub async fn run_from_env() -> Result<(), StartError> {
     eprintln!(
         "athena-local listening on http://{local} (store: {store_name}, model provider: {provider}); Ctrl-C stops it"
     );
+    if provider == "bedrock" && !bedrock_credentials_resolve().await {
+        eprintln!(
+            "athena-local: no AWS credentials found, so chat turns will fail with PROVIDER_UNAVAILABLE. \
+             Give it credentials with Bedrock access (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, SSO) \
+             or run the offline demo model with ATHENA_PROVIDER=scripted."
+        );
+    }
     let state = Arc::new(state);
     serve(state, listener, async {
         let _ = tokio::signal::ctrl_c().await;

@@ -154,11 +154,18 @@ async fn every_sample_event_is_answered_as_documented() {
                 reply.text
             );
             assert!(reply.text.contains(r#""type":"text-delta""#), "{name}: {}", reply.text);
-            assert!(reply.text.trim_end().ends_with("data: [DONE]"), "{name}: {}", reply.text);
+            assert!(
+                reply.text.trim_end().ends_with("data: [DONE]"),
+                "{name}: {}",
+                reply.text
+            );
             let event_json: serde_json::Value = serde_json::from_str(&text).expect("json");
             let body: serde_json::Value =
                 serde_json::from_str(event_json["body"].as_str().expect("a chat event has a body")).expect("body json");
-            let conversation = body["id"].as_str().or(body["conversationId"].as_str()).expect("conversation id");
+            let conversation = body["id"]
+                .as_str()
+                .or(body["conversationId"].as_str())
+                .expect("conversation id");
             let owner = UserId::parse(USER).expect("user");
             let (_, messages) = state
                 .store
