@@ -159,8 +159,8 @@ pub struct TurnRecord {
     pub at: Timestamp,
 }
 
-/// Records a chat turn: events, counters and (in Lambda) an EMF line. Never fails.
-pub async fn record_turn(store: &dyn Store, ids: &IdGenerator, turn: &TurnRecord) {
+/// The analytics events of a chat turn.
+pub fn turn_events(ids: &IdGenerator, turn: &TurnRecord) -> Vec<AnalyticsEvent> {
     let user = user_hash(&turn.user);
     let cost = cost_nano_usd(turn.model, &turn.usage);
     let event = |event_type: &str, metadata: serde_json::Value| AnalyticsEvent {
@@ -173,7 +173,7 @@ pub async fn record_turn(store: &dyn Store, ids: &IdGenerator, turn: &TurnRecord
         metadata,
         timestamp: turn.at,
     };
-    let mut events = Vec::with_capacity(5);
+    let mut events = Vec::with_capacity(6);
     if turn.created_conversation {
         events.push(event("conversation_created", json!({})));
     }
@@ -202,9 +202,12 @@ pub async fn record_turn(store: &dyn Store, ids: &IdGenerator, turn: &TurnRecord
     if let Some(code) = &turn.error {
         events.push(event("error", json!({"errorCode": code})));
     }
-    if let Err(e) = store.record_events(&events).await {
-        tracing::warn!(error = %e, "recording analytics events failed");
-    }
+    events
+}
+
+/// The counters a chat turn adds: its day × solution × model row.
+pub fn turn_stats(turn: &TurnRecord) -> crate::store::StatsUpdate {
+    let cost = cost_nano_usd(turn.model, &turn.usage);
     let delta = StatsDelta {
         requests: 1,
         errors: u64::from(turn.error.is_some()),
@@ -217,18 +220,38 @@ pub async fn record_turn(store: &dyn Store, ids: &IdGenerator, turn: &TurnRecord
         cost_nano_usd: cost,
         latency: one_hot(turn.latency_ms),
         ttft: turn.ttft_ms.map(one_hot).unwrap_or_default(),
-        users: BTreeSet::from([user]),
+        users: BTreeSet::from([user_hash(&turn.user)]),
     };
-    let day = turn.at.format("%Y-%m-%d").to_string();
+    crate::store::StatsUpdate {
+        day: turn.at.format("%Y-%m-%d").to_string(),
+        solution: solution_key(turn.solution).to_owned(),
+        model: turn.model.id.to_owned(),
+        delta,
+    }
+}
+
+/// Prints the turn's CloudWatch EMF line when running in Lambda (or `ATHENA_EMF=true`).
+pub fn emit_metrics(turn: &TurnRecord) {
+    if emf_enabled() {
+        println!("{}", emf(turn, cost_nano_usd(turn.model, &turn.usage)));
+    }
+}
+
+/// Records a chat turn: events, counters and (in Lambda) an EMF line, in two store calls. Never
+/// fails. (The chat hot path writes the counters with the reply instead: `Store::finish_turn`.)
+pub async fn record_turn(store: &dyn Store, ids: &IdGenerator, turn: &TurnRecord) {
+    let events = turn_events(ids, turn);
+    if let Err(e) = store.record_events(&events).await {
+        tracing::warn!(error = %e, "recording analytics events failed");
+    }
+    let stats = turn_stats(turn);
     if let Err(e) = store
-        .add_stats(&day, solution_key(turn.solution), turn.model.id, &delta)
+        .add_stats(&stats.day, &stats.solution, &stats.model, &stats.delta)
         .await
     {
         tracing::warn!(error = %e, "updating analytics counters failed");
     }
-    if emf_enabled() {
-        println!("{}", emf(turn, cost));
-    }
+    emit_metrics(turn);
 }
 
 /// A non-chat event to record.

@@ -2,13 +2,19 @@
 //!
 //! 1. Parse the body (the seed's `{messages, model, conversationId, webSearch}` or the AI SDK's
 //!    `{id, messages[parts], trigger, messageId}`), validate, resolve the model.
-//! 2. Load the conversation with its history (one Query) and store the user message (one
-//!    transaction; idempotent by the client's message id) — or create the conversation with it
-//!    (title from the first message, solution set). Two round trips before the model is called.
+//! 2. Load the conversation with its history (one Query), then admit the turn in one atomic
+//!    write (`Store::begin_turn`): the per-minute rate limit, the day and month token budgets, a
+//!    stream slot (a lease) and the user's message (idempotent by the client's message id) — or
+//!    the new conversation with it (title from the first message, solution set), or for a
+//!    regenerate the removal of the last reply. Two round trips before the model is called; a
+//!    refusal (`RATE_LIMIT`, `BUDGET`, the stream cap, not found) is a JSON error, never a stream.
 //! 3. Stream the model: every delta is written out as it arrives (bounded channel, nothing
 //!    buffered whole). Fallback models are tried only before any output went out.
-//! 4. On finish, failure or client disconnect: store the assistant message (model, usage, latency,
-//!    finish reason, error; partial text kept) in one transaction, then `finish` and `[DONE]`.
+//! 4. On finish, failure or client disconnect: one atomic write (`Store::finish_turn`) stores the
+//!    assistant message (model, usage, latency, finish reason, error; partial text kept), charges
+//!    the reported tokens to the budgets, releases the slot and adds the analytics counters; then
+//!    `finish` and `[DONE]`; then one batch with the analytics events and the audit entry.
+//!    Four round trips in all.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,13 +37,15 @@ use crate::domain::{
 };
 use crate::error::{StoreError, ValidationError};
 use crate::llm::{ChatModel, ModelContent, ModelEvent, ModelMessage, ModelRequest, ModelRole, ProviderError, ToolSpec};
-use crate::store::Touch;
+use crate::store::{StreamLease, TurnFinish, TurnLimits, TurnStart, TurnWrite};
 use crate::stream::{Encoder, Protocol};
 
 /// Longest title made from a first message (seed 000: 50 characters).
 pub const TITLE_CHARS: usize = 50;
 /// Most model calls in one turn (tool-use loop), seed 000's `maxSteps: 5`.
 pub const MAX_STEPS: usize = 5;
+/// A stream slot's lease outlives the longest allowed reply by this much (seconds).
+pub const LEASE_MARGIN_SECS: i64 = 60;
 
 /// Chat settings, from the environment.
 #[derive(Clone, Debug)]
@@ -317,7 +325,8 @@ pub async fn post(
     };
     let now = domain::now();
     let created = existing.is_none();
-    let (conversation, mut history, model) = match (existing, &trigger) {
+    let regenerate = matches!(trigger, Trigger::Regenerate(_));
+    let (conversation, mut history, model, write) = match (existing, &trigger) {
         (Some((conversation, history)), Trigger::Submit) => {
             let model = requested_model
                 .or_else(|| state.config.catalog.get(&conversation.model))
@@ -326,16 +335,18 @@ pub async fn post(
             let mut message = Message::text(state.ids.message_id(), conversation.id.clone(), Role::User, text, now);
             message.client_id = client_id;
             let mut history = history;
-            match state
-                .store
-                .append_message(&caller.user, &message, &Touch::default())
-                .await?
-            {
-                crate::store::Appended::Stored => history.push(message),
-                // A resubmit of a stored message: the history has it already.
-                crate::store::Appended::Duplicate(_) => {}
-            }
-            (conversation, history, model)
+            // A resubmit of a stored message: the history has it already, only the turn is admitted.
+            let stored = message
+                .client_id
+                .as_ref()
+                .is_some_and(|c| history.iter().any(|m| m.client_id.as_ref() == Some(c)));
+            let write = if stored {
+                TurnWrite::Check
+            } else {
+                history.push(message.clone());
+                TurnWrite::Append { message }
+            };
+            (conversation, history, model, write)
         }
         (Some((conversation, mut history)), Trigger::Regenerate(target)) => {
             let model = requested_model
@@ -346,17 +357,15 @@ pub async fn post(
                 None => true,
                 Some(t) => m.id.as_str() == t || m.client_id.as_ref().is_some_and(|c| c.as_str() == t),
             };
+            let mut remove = None;
             if let Some(i) = last_assistant.filter(|i| *i + 1 == history.len() && target_matches(&history[*i])) {
-                let removed = history.remove(i);
-                state
-                    .store
-                    .delete_message(&caller.user, &conversation.id, &removed.id)
-                    .await?;
+                remove = Some(history.remove(i));
             }
             if history.last().map(|m| m.role) != Some(Role::User) {
                 return Err(ValidationError::field("messageId", "there is no reply to regenerate").into());
             }
-            (conversation, history, model)
+            let preview = history.last().map(|m| domain::preview(&m.content));
+            (conversation, history, model, TurnWrite::Regenerate { remove, preview })
         }
         (None, Trigger::Regenerate(_)) => return Err(ApiError::NotFound("conversation not found".to_owned())),
         (None, Trigger::Submit) => {
@@ -387,14 +396,34 @@ pub async fn post(
                     m
                 })
                 .collect();
-            match state.store.create_conversation(&conversation, &messages).await {
-                Ok(()) => {}
-                // The id exists but is not the caller's: answer as if it did not exist.
-                Err(StoreError::Conflict(_)) => return Err(ApiError::NotFound("conversation not found".to_owned())),
-                Err(e) => return Err(e.into()),
-            }
-            (conversation, messages, model)
+            let write = TurnWrite::Create {
+                conversation: conversation.clone(),
+                messages: messages.clone(),
+            };
+            (conversation, messages, model, write)
         }
+    };
+    // One atomic write admits the turn: rate limit, budgets, stream slot, the user's message.
+    let config = &state.config;
+    let start = TurnStart {
+        owner: caller.user.clone(),
+        conversation_id: conversation.id.clone(),
+        write,
+        limits: TurnLimits {
+            requests_per_minute: config.rate_limit_per_minute,
+            tokens_per_day: config.token_budget_day,
+            tokens_per_month: config.token_budget_month,
+            max_streams: config.max_concurrent_streams,
+            lease_secs: i64::try_from(state.chat.total_timeout.as_secs()).unwrap_or(240) + LEASE_MARGIN_SECS,
+        },
+        turn_id: state.ids.next_ulid(),
+        now,
+    };
+    let begun = match state.store.begin_turn(&start).await {
+        Ok(begun) => begun,
+        // The id exists but is not the caller's: answer as if it did not exist.
+        Err(StoreError::Conflict(_)) if created => return Err(ApiError::NotFound("conversation not found".to_owned())),
+        Err(e) => return Err(e.into()),
     };
     history.retain(|m| !(m.role == Role::Assistant && m.content.trim().is_empty() && m.parts.is_empty()));
     let tools = match (&state.chat.search, body.web_search) {
@@ -414,6 +443,10 @@ pub async fn post(
         protocol,
         solution,
         created,
+        regenerate,
+        lease: begun.lease,
+        started_at: now,
+        request_id: req.request_id.clone(),
     };
     Ok(turn.start())
 }
@@ -495,6 +528,41 @@ struct Turn {
     protocol: Protocol,
     solution: Option<Solution>,
     created: bool,
+    regenerate: bool,
+    lease: Option<StreamLease>,
+    started_at: domain::Timestamp,
+    request_id: String,
+}
+
+/// Frees a turn's stream slot if its task ends before `finish_turn` (a panic, a cancelled
+/// runtime), so the slot need not wait for the lease to expire.
+struct SlotGuard {
+    state: Arc<AppState>,
+    owner: crate::domain::UserId,
+    lease: Option<StreamLease>,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let Some(lease) = self.lease.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (state, owner) = (Arc::clone(&self.state), self.owner.clone());
+        runtime.spawn(async move {
+            let release = TurnFinish {
+                owner,
+                reply: None,
+                lease: Some(lease),
+                tokens: 0,
+                started: domain::now(),
+                stats: None,
+            };
+            if let Err(e) = state.store.finish_turn(&release).await {
+                tracing::warn!(error = %e, "releasing the stream slot of an interrupted turn failed");
+            }
+        });
+    }
 }
 
 /// How a turn ended.
@@ -532,7 +600,9 @@ impl Turn {
         let (tx, mut rx) = mpsc::channel::<Bytes>(32);
         let protocol = self.protocol;
         let conversation_id = self.conversation.id.to_string();
-        tokio::spawn(self.run(tx));
+        // The turn outlives the handler: it keeps the request's span (request id, user) so every
+        // log line it writes carries them.
+        tokio::spawn(tracing::Instrument::instrument(self.run(tx), tracing::Span::current()));
         let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
             .map(|bytes| Ok::<_, std::convert::Infallible>(http_body::Frame::data(bytes)));
         let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
@@ -545,6 +615,11 @@ impl Turn {
 
     async fn run(self, tx: mpsc::Sender<Bytes>) {
         let started = Instant::now();
+        let mut guard = SlotGuard {
+            state: Arc::clone(&self.state),
+            owner: self.caller.user.clone(),
+            lease: self.lease.clone(),
+        };
         let mut sink = Sink { tx, gone: false };
         let mut encoder = Encoder::new(self.protocol);
         sink.send(encoder.start(
@@ -560,7 +635,7 @@ impl Turn {
             outcome.finish
         };
         // Store what there is: a reply, a partial reply, or the record of a failure after output.
-        let stored = if !outcome.text.is_empty() || !outcome.parts.is_empty() {
+        let reply = (!outcome.text.is_empty() || !outcome.parts.is_empty()).then(|| {
             let mut reply = Message::text(
                 self.reply_id.clone(),
                 self.conversation.id.clone(),
@@ -574,20 +649,48 @@ impl Turn {
             reply.latency_ms = Some(latency.as_millis() as u64);
             reply.finish_reason = Some(finish);
             reply.error = outcome.error.as_ref().map(|(code, _)| code.clone());
-            match self
-                .state
-                .store
-                .append_message(&self.caller.user, &reply, &Touch::default())
-                .await
-            {
-                Ok(_) => true,
-                Err(e) => {
-                    tracing::error!(error = %e, "storing the reply failed");
-                    false
-                }
+            reply
+        });
+        let answered = self.state.config.catalog.get(&outcome.model).unwrap_or(self.model);
+        let record = crate::analytics::TurnRecord {
+            solution: self.solution,
+            user: self.caller.user.clone(),
+            conversation_id: self.conversation.id.to_string(),
+            model: answered,
+            fell_back_from: (answered.id != self.model.id).then(|| self.model.id.to_owned()),
+            usage: outcome.usage,
+            latency_ms: latency.as_millis() as u64,
+            ttft_ms: outcome.first_token.map(|d| d.as_millis() as u64),
+            error: outcome.error.as_ref().map(|(code, _)| code.clone()),
+            created_conversation: self.created,
+            at: domain::now(),
+        };
+        // One atomic write: the reply and the conversation's touch, the tokens charged to the
+        // budgets (from the usage the model reported), the stream slot released, the counters.
+        let config = &self.state.config;
+        let charge = config.token_budget_day > 0 || config.token_budget_month > 0;
+        let has_reply = reply.is_some();
+        let finishing = TurnFinish {
+            owner: self.caller.user.clone(),
+            reply,
+            lease: self.lease.clone(),
+            tokens: if charge {
+                outcome.usage.input_tokens + outcome.usage.output_tokens
+            } else {
+                0
+            },
+            started: self.started_at,
+            stats: Some(crate::analytics::turn_stats(&record)),
+        };
+        let ended = self.state.store.finish_turn(&finishing).await;
+        // Released with the reply (or, if that write failed, left to its lease's expiry).
+        guard.lease = None;
+        let stored = match ended {
+            Ok(()) => has_reply,
+            Err(e) => {
+                tracing::error!(error = %e, "storing the end of the turn failed");
+                false
             }
-        } else {
-            false
         };
         tracing::info!(
             conversation = %self.conversation.id,
@@ -612,29 +715,31 @@ impl Turn {
                 sink.send(chunks).await;
             }
         }
-        // The client has everything; record usage before the body closes (a Lambda instance may be
-        // frozen once it does), bounded so a slow store cannot hold the connection long.
-        let answered = self.state.config.catalog.get(&outcome.model).unwrap_or(self.model);
-        let record = crate::analytics::TurnRecord {
-            solution: self.solution,
-            user: self.caller.user.clone(),
-            conversation_id: self.conversation.id.to_string(),
-            model: answered,
-            fell_back_from: (answered.id != self.model.id).then(|| self.model.id.to_owned()),
-            usage: outcome.usage,
-            latency_ms: latency.as_millis() as u64,
-            ttft_ms: outcome.first_token.map(|d| d.as_millis() as u64),
-            error: outcome.error.as_ref().map(|(code, _)| code.clone()),
-            created_conversation: self.created,
-            at: domain::now(),
+        // The client has everything; record the events and the audit entry (one batch) before the
+        // body closes (a Lambda instance may be frozen once it does), bounded in time.
+        let events = crate::analytics::turn_events(&self.state.ids, &record);
+        let action = if self.regenerate {
+            crate::audit::action::CHAT_REGENERATE
+        } else {
+            crate::audit::action::CHAT_TURN
         };
-        let recording = crate::analytics::record_turn(self.state.store.as_ref(), &self.state.ids, &record);
-        if tokio::time::timeout(Duration::from_millis(1500), recording)
-            .await
-            .is_err()
-        {
-            tracing::warn!("recording analytics timed out");
+        let status = outcome.error.as_ref().map_or("ok", |(code, _)| code.as_str());
+        let audit = crate::audit::entry(
+            &self.state.ids,
+            &self.caller.user,
+            action,
+            Some(self.conversation.id.to_string()),
+            status,
+            Some(&self.request_id),
+            config.audit_retention_days,
+        );
+        let recording = self.state.store.record_activity(&events, std::slice::from_ref(&audit));
+        match tokio::time::timeout(Duration::from_millis(1500), recording).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "recording analytics and audit failed"),
+            Err(_) => tracing::warn!("recording analytics and audit timed out"),
         }
+        crate::analytics::emit_metrics(&record);
     }
 
     fn metadata(&self, outcome: &Outcome, finish: FinishReason, latency: Duration) -> Value {

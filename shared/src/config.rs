@@ -16,6 +16,10 @@
 //! | `ATHENA_MAX_BODY_BYTES` | largest request body | 1048576 |
 //! | `ATHENA_ADMINS` | user ids allowed to read analytics (also: an `admin` group claim) | none |
 //! | `ATHENA_RATE_LIMIT_PER_MINUTE` | requests per user per minute, all instances together (0: off) | 100 |
+//! | `ATHENA_TOKEN_BUDGET_DAY` | tokens (input + output) per user per UTC day (0: off) | 1000000 |
+//! | `ATHENA_TOKEN_BUDGET_MONTH` | tokens per user per UTC calendar month (0: off) | 20000000 |
+//! | `ATHENA_MAX_CONCURRENT_STREAMS` | chat streams a user may have open at once (0: off) | 3 |
+//! | `ATHENA_AUDIT_RETENTION_DAYS` | how long audit entries are kept | 365 |
 //! | `ATHENA_TABLE`, `ATHENA_EVENTS_TABLE` | DynamoDB tables; unset means the embedded store | unset |
 //! | `ATHENA_DB` | the embedded store's file | `.athena/athena.db` |
 
@@ -99,7 +103,24 @@ pub struct Config {
     pub rate_limit_per_minute: u64,
     /// Users who may read analytics (`ATHENA_ADMINS`, comma-separated user ids).
     pub admins: Vec<UserId>,
+    /// Tokens a user may spend per UTC day (0: no limit).
+    pub token_budget_day: u64,
+    /// Tokens a user may spend per UTC month (0: no limit).
+    pub token_budget_month: u64,
+    /// Chat streams a user may have open at once (0: no limit).
+    pub max_concurrent_streams: u32,
+    /// Days audit entries are kept.
+    pub audit_retention_days: u64,
 }
+
+/// Default daily token budget per user.
+pub const DEFAULT_TOKEN_BUDGET_DAY: u64 = 1_000_000;
+/// Default monthly token budget per user.
+pub const DEFAULT_TOKEN_BUDGET_MONTH: u64 = 20_000_000;
+/// Default cap on a user's concurrent chat streams.
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 3;
+/// Default audit retention, days.
+pub const DEFAULT_AUDIT_RETENTION_DAYS: u64 = 365;
 
 impl Config {
     /// Reads the process environment.
@@ -204,6 +225,23 @@ impl Config {
                 Err(e)
             }
         })? as u64;
+        let count = |key: &str, default: u64| -> Result<u64, ConfigError> {
+            match get(key) {
+                None => Ok(default),
+                Some(raw) => raw
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| ConfigError(format!("{key} must be a non-negative integer (0: off), not {raw:?}"))),
+            }
+        };
+        let token_budget_day = count("ATHENA_TOKEN_BUDGET_DAY", DEFAULT_TOKEN_BUDGET_DAY)?;
+        let token_budget_month = count("ATHENA_TOKEN_BUDGET_MONTH", DEFAULT_TOKEN_BUDGET_MONTH)?;
+        let max_concurrent_streams = u32::try_from(count(
+            "ATHENA_MAX_CONCURRENT_STREAMS",
+            u64::from(DEFAULT_MAX_CONCURRENT_STREAMS),
+        )?)
+        .map_err(|_| ConfigError("ATHENA_MAX_CONCURRENT_STREAMS is too large".to_owned()))?;
+        let audit_retention_days = number("ATHENA_AUDIT_RETENTION_DAYS", DEFAULT_AUDIT_RETENTION_DAYS as usize)? as u64;
         let admins = get("ATHENA_ADMINS")
             .unwrap_or_default()
             .split(',')
@@ -218,6 +256,10 @@ impl Config {
             limits,
             rate_limit_per_minute,
             admins,
+            token_budget_day,
+            token_budget_month,
+            max_concurrent_streams,
+            audit_retention_days,
         })
     }
 
@@ -232,6 +274,10 @@ impl Config {
             limits: Limits::default(),
             rate_limit_per_minute: 100,
             admins: Vec::new(),
+            token_budget_day: DEFAULT_TOKEN_BUDGET_DAY,
+            token_budget_month: DEFAULT_TOKEN_BUDGET_MONTH,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            audit_retention_days: DEFAULT_AUDIT_RETENTION_DAYS,
         }
     }
 }
@@ -254,6 +300,25 @@ mod tests {
         assert!(config(&[lambda[0], ("ATHENA_AUTH", "none")]).is_err());
         assert!(config(&[lambda[0], ("ATHENA_AUTH", "none"), ("ATHENA_ALLOW_NO_AUTH", "true")]).is_ok());
         assert!(config(&[("ATHENA_AUTH", "basic")]).is_err());
+    }
+
+    #[test]
+    fn budgets_and_the_stream_cap_default_and_switch_off_with_zero() {
+        let c = config(&[]).ok();
+        assert_eq!(c.as_ref().map(|c| c.token_budget_day), Some(DEFAULT_TOKEN_BUDGET_DAY));
+        assert_eq!(c.as_ref().map(|c| c.max_concurrent_streams), Some(3));
+        let off = config(&[
+            ("ATHENA_TOKEN_BUDGET_DAY", "0"),
+            ("ATHENA_TOKEN_BUDGET_MONTH", "0"),
+            ("ATHENA_MAX_CONCURRENT_STREAMS", "0"),
+        ])
+        .ok();
+        assert_eq!(
+            off.map(|c| (c.token_budget_day, c.token_budget_month, c.max_concurrent_streams)),
+            Some((0, 0, 0))
+        );
+        assert!(config(&[("ATHENA_TOKEN_BUDGET_DAY", "-1")]).is_err());
+        assert!(config(&[("ATHENA_AUDIT_RETENTION_DAYS", "0")]).is_err());
     }
 
     #[test]

@@ -79,6 +79,26 @@ pub enum StoreError {
     /// The item would exceed what the store can hold; nothing was written.
     #[error("too large: {0}")]
     TooLarge(String),
+    /// The per-minute request limit is reached (chat turns are counted by the store).
+    #[error("rate limit reached")]
+    RateLimited {
+        /// Seconds until the window ends.
+        retry_after: u64,
+    },
+    /// A token budget is spent.
+    #[error("the {window} token budget is spent")]
+    BudgetExceeded {
+        /// `day` or `month`.
+        window: &'static str,
+        /// Seconds until the window ends.
+        retry_after: u64,
+    },
+    /// The caller has as many chat streams open as allowed.
+    #[error("too many concurrent chat streams")]
+    TooManyStreams {
+        /// Seconds to wait.
+        retry_after: u64,
+    },
     /// The store is throttling or unreachable after retries; the caller may retry later.
     #[error("store unavailable")]
     Unavailable(#[source] BoxError),

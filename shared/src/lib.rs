@@ -22,6 +22,7 @@
 
 pub mod analytics;
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod chat;

@@ -286,6 +286,28 @@ impl Store for BrokenAnalytics {
     async fn stats_between(&self, _: &str, _: &str) -> Result<Vec<StatsRow>, StoreError> {
         Err(down())
     }
+    async fn begin_turn(&self, start: &shared::store::TurnStart) -> Result<shared::store::TurnBegun, StoreError> {
+        self.0.begin_turn(start).await
+    }
+    async fn finish_turn(&self, finish: &shared::store::TurnFinish) -> Result<(), StoreError> {
+        // The counters fail: the stores then write the rest without them (as DynamoDB's does).
+        let without_stats = shared::store::TurnFinish {
+            stats: None,
+            ..finish.clone()
+        };
+        self.0.finish_turn(&without_stats).await
+    }
+    async fn record_activity(&self, _: &[AnalyticsEvent], _: &[shared::store::AuditEntry]) -> Result<(), StoreError> {
+        Err(down())
+    }
+    async fn list_audit(
+        &self,
+        u: &UserId,
+        l: Option<u32>,
+        c: Option<&str>,
+    ) -> Result<Page<shared::store::AuditEntry>, StoreError> {
+        self.0.list_audit(u, l, c).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,8 @@ use shared::error::StoreError;
 use shared::store::dynamo::DynamoStore;
 use shared::store::embedded::EmbeddedStore;
 use shared::store::{
-    Appended, ConversationPatch, IdGenerator, ListConversations, ListMessages, Store, Touch, MAX_CONTENT_BYTES,
+    Appended, AuditEntry, ConversationPatch, IdGenerator, ListConversations, ListMessages, Store, StreamLease, Touch,
+    TurnBegun, TurnFinish, TurnLimits, TurnStart, TurnWrite, MAX_CONTENT_BYTES,
 };
 
 /// A store under test plus a raw view of what it holds.
@@ -751,6 +752,395 @@ async fn analytics_events_are_recorded_and_read_back_by_day(h: &dyn Harness) {
     assert_eq!(mine, events);
 }
 
+// ---------------------------------------------------------------- chat turn admission and audit
+
+fn limits(rpm: u64, day: u64, month: u64, streams: u32) -> TurnLimits {
+    TurnLimits {
+        requests_per_minute: rpm,
+        tokens_per_day: day,
+        tokens_per_month: month,
+        max_streams: streams,
+        lease_secs: 300,
+    }
+}
+
+fn turn(ids: &IdGenerator, c: &Conversation, write: TurnWrite, limits: TurnLimits) -> TurnStart {
+    TurnStart {
+        owner: c.owner.clone(),
+        conversation_id: c.id.clone(),
+        write,
+        limits,
+        turn_id: ids.next_ulid(),
+        now: shared::domain::now(),
+    }
+}
+
+fn charge(c: &Conversation, lease: Option<StreamLease>, tokens: u64) -> TurnFinish {
+    TurnFinish {
+        owner: c.owner.clone(),
+        reply: None,
+        lease,
+        tokens,
+        started: shared::domain::now(),
+        stats: None,
+    }
+}
+
+/// Waits until the current minute has at least 20 s left, so a test's turns share one window.
+async fn clear_of_minute_boundary() {
+    while Utc::now().timestamp().rem_euclid(60) > 40 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+async fn the_token_budget_is_exact_under_concurrent_turns(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let c = created(h, &ids, &user(&unique("budget"))).await;
+    // Budget 50 tokens a day, one stream at a time: twenty concurrent clients each run turns
+    // charging 10 tokens until refused. The slot serializes the turns, so exactly five fit.
+    let l = limits(0, 50, 1_000, 1);
+    let results: Vec<(u32, u32)> = stream::iter(0..20)
+        .map(|_| {
+            let (store, ids, c, l) = (h.store(), &ids, &c, l.clone());
+            async move {
+                let (mut ok, mut budget) = (0u32, 0u32);
+                loop {
+                    match store.begin_turn(&turn(ids, c, TurnWrite::Check, l.clone())).await {
+                        Ok(begun) => {
+                            ok += 1;
+                            store.finish_turn(&charge(c, begun.lease, 10)).await.expect("finish");
+                        }
+                        Err(StoreError::TooManyStreams { retry_after }) => {
+                            assert_eq!(retry_after, shared::store::STREAM_RETRY_AFTER);
+                            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                        }
+                        Err(StoreError::BudgetExceeded { window, retry_after }) => {
+                            assert_eq!(window, "day");
+                            assert!((1..=86_400).contains(&retry_after), "{retry_after}");
+                            budget += 1;
+                            return (ok, budget);
+                        }
+                        Err(e) => panic!("unexpected {e:?}"),
+                    }
+                }
+            }
+        })
+        .buffer_unordered(20)
+        .collect()
+        .await;
+    let ok: u32 = results.iter().map(|r| r.0).sum();
+    let refused: u32 = results.iter().map(|r| r.1).sum();
+    assert_eq!((ok, refused), (5, 20), "exactly 50 / 10 turns fit the budget");
+    // Charges are atomic: 40 concurrent charges of 1 token all count towards the month budget.
+    let c2 = created(h, &ids, &user(&unique("month"))).await;
+    stream::iter(0..40)
+        .map(|_| {
+            let store = h.store();
+            let c2 = &c2;
+            async move { store.finish_turn(&charge(c2, None, 1)).await.expect("charge") }
+        })
+        .buffer_unordered(20)
+        .collect::<Vec<_>>()
+        .await;
+    let under = h
+        .store()
+        .begin_turn(&turn(&ids, &c2, TurnWrite::Check, limits(0, 0, 41, 0)))
+        .await;
+    assert!(under.is_ok(), "40 < 41: {under:?}");
+    let over = h
+        .store()
+        .begin_turn(&turn(&ids, &c2, TurnWrite::Check, limits(0, 0, 40, 0)))
+        .await;
+    assert!(
+        matches!(over, Err(StoreError::BudgetExceeded { window: "month", .. })),
+        "{over:?}"
+    );
+}
+
+async fn the_stream_cap_is_exact_under_concurrency(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let c = created(h, &ids, &user(&unique("streams"))).await;
+    let l = limits(0, 0, 0, 3);
+    let results: Vec<Result<TurnBegun, StoreError>> = stream::iter(0..12)
+        .map(|_| {
+            let (store, ids, c, l) = (h.store(), &ids, &c, l.clone());
+            async move { store.begin_turn(&turn(ids, c, TurnWrite::Check, l)).await }
+        })
+        .buffer_unordered(12)
+        .collect()
+        .await;
+    let leases: Vec<StreamLease> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().and_then(|b| b.lease.clone()))
+        .collect();
+    let capped = results
+        .iter()
+        .filter(|r| matches!(r, Err(StoreError::TooManyStreams { .. })))
+        .count();
+    assert_eq!((leases.len(), capped), (3, 9), "{results:?}");
+    let mut slots: Vec<u32> = leases.iter().map(|l| l.slot).collect();
+    slots.sort_unstable();
+    assert_eq!(slots, [0, 1, 2]);
+    // Ending one turn frees exactly one slot.
+    h.store()
+        .finish_turn(&charge(&c, Some(leases[0].clone()), 0))
+        .await
+        .expect("release");
+    let again = h.store().begin_turn(&turn(&ids, &c, TurnWrite::Check, l.clone())).await;
+    assert!(matches!(&again, Ok(TurnBegun { lease: Some(_) })), "{again:?}");
+    let full = h.store().begin_turn(&turn(&ids, &c, TurnWrite::Check, l)).await;
+    assert!(matches!(full, Err(StoreError::TooManyStreams { .. })), "{full:?}");
+}
+
+async fn a_slot_is_released_when_the_turn_ends_in_error(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let owner = user(&unique("abort"));
+    let c = created(h, &ids, &owner).await;
+    let l = limits(0, 0, 0, 1);
+    let begun = h
+        .store()
+        .begin_turn(&turn(&ids, &c, TurnWrite::Check, l.clone()))
+        .await
+        .expect("admitted");
+    // The conversation is deleted while the reply streams: the reply cannot be stored, but the
+    // slot is still released and the tokens still charged.
+    h.store().delete_conversation(&owner, &c.id).await.expect("delete");
+    let mut reply = text(&ids, &c, Role::Assistant, "partial", shared::domain::now());
+    reply.finish_reason = Some(FinishReason::Aborted);
+    let end = TurnFinish {
+        reply: Some(reply),
+        ..charge(&c, begun.lease, 5)
+    };
+    h.store().finish_turn(&end).await.expect("finish without the reply");
+    assert_eq!(
+        h.raw_count(&c.id).await,
+        0,
+        "nothing was written for the deleted conversation"
+    );
+    let c2 = created(h, &ids, &owner).await;
+    let next = h.store().begin_turn(&turn(&ids, &c2, TurnWrite::Check, l)).await;
+    assert!(next.is_ok(), "the slot was released: {next:?}");
+}
+
+async fn an_expired_lease_is_reclaimed_and_its_late_end_frees_nothing(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let c = created(h, &ids, &user(&unique("lease"))).await;
+    let l = limits(0, 0, 0, 1);
+    // A turn that began 400 s ago on an instance that crashed: its 300 s lease has run out.
+    let crashed = TurnStart {
+        now: shared::domain::now() - Duration::seconds(400),
+        ..turn(&ids, &c, TurnWrite::Check, l.clone())
+    };
+    let old = h.store().begin_turn(&crashed).await.expect("admitted").lease;
+    let new = h
+        .store()
+        .begin_turn(&turn(&ids, &c, TurnWrite::Check, l.clone()))
+        .await
+        .expect("the expired lease is reclaimed")
+        .lease;
+    assert_eq!(old.as_ref().map(|l| l.slot), new.as_ref().map(|l| l.slot));
+    // The crashed turn's late end must not free the slot its successor holds.
+    h.store().finish_turn(&charge(&c, old, 0)).await.expect("late end");
+    let third = h.store().begin_turn(&turn(&ids, &c, TurnWrite::Check, l.clone())).await;
+    assert!(matches!(third, Err(StoreError::TooManyStreams { .. })), "{third:?}");
+    h.store().finish_turn(&charge(&c, new, 0)).await.expect("end");
+    assert!(h.store().begin_turn(&turn(&ids, &c, TurnWrite::Check, l)).await.is_ok());
+}
+
+async fn the_turn_rate_limit_is_exact_under_concurrency(h: &dyn Harness) {
+    clear_of_minute_boundary().await;
+    let ids = IdGenerator::new();
+    let owner = user(&unique("rpm"));
+    let c = created(h, &ids, &owner).await;
+    let l = limits(4, 0, 0, 0);
+    // The other routes count in the same per-minute counter.
+    let window = Utc::now().timestamp() - Utc::now().timestamp().rem_euclid(60);
+    h.store()
+        .increment_counter(&shared::store::schema::rate_key(owner.as_str()), window, 120)
+        .await
+        .expect("count");
+    let results: Vec<Result<TurnBegun, StoreError>> = stream::iter(0..10)
+        .map(|_| {
+            let (store, ids, c, l) = (h.store(), &ids, &c, l.clone());
+            async move { store.begin_turn(&turn(ids, c, TurnWrite::Check, l)).await }
+        })
+        .buffer_unordered(10)
+        .collect()
+        .await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let limited = results
+        .iter()
+        .filter(|r| matches!(r, Err(StoreError::RateLimited { retry_after }) if (1..=60).contains(retry_after)))
+        .count();
+    assert_eq!((ok, limited), (3, 7), "{results:?}");
+}
+
+async fn begin_turn_writes_what_it_admits_and_nothing_when_refused(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let alice = user(&unique("alice"));
+    let mallory = user(&unique("mallory"));
+    // Create with the first message.
+    let mut c = conversation(&ids, &alice, shared::domain::now());
+    c.title = "Press line".to_owned();
+    let mut first = text(&ids, &c, Role::User, "hello", shared::domain::now());
+    first.client_id = Some(ClientMessageId::parse("client-1").expect("client id"));
+    let create = TurnWrite::Create {
+        conversation: c.clone(),
+        messages: vec![first.clone()],
+    };
+    h.store()
+        .begin_turn(&turn(&ids, &c, create.clone(), limits(0, 0, 0, 0)))
+        .await
+        .expect("create");
+    let again = h.store().begin_turn(&turn(&ids, &c, create, limits(0, 0, 0, 0))).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    // Someone else's conversation is not found, and nothing is written.
+    let foreign = TurnStart {
+        owner: mallory.clone(),
+        ..turn(
+            &ids,
+            &c,
+            TurnWrite::Append {
+                message: text(&ids, &c, Role::User, "injected", shared::domain::now()),
+            },
+            limits(0, 0, 0, 0),
+        )
+    };
+    assert!(matches!(
+        h.store().begin_turn(&foreign).await,
+        Err(StoreError::NotFound)
+    ));
+    // A resubmitted client id is admitted without a second copy.
+    let mut resubmit = text(&ids, &c, Role::User, "hello", shared::domain::now());
+    resubmit.client_id = first.client_id.clone();
+    h.store()
+        .begin_turn(&turn(
+            &ids,
+            &c,
+            TurnWrite::Append { message: resubmit },
+            limits(0, 0, 0, 0),
+        ))
+        .await
+        .expect("resubmit admitted");
+    // The reply, then a regenerate that removes it.
+    let reply = text(&ids, &c, Role::Assistant, "a long answer", shared::domain::now());
+    h.store()
+        .finish_turn(&TurnFinish {
+            reply: Some(reply.clone()),
+            ..charge(&c, None, 0)
+        })
+        .await
+        .expect("reply");
+    let (stored, messages) = h
+        .store()
+        .get_conversation_with_messages(&alice, &c.id)
+        .await
+        .expect("read");
+    assert_eq!(
+        messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
+        ["hello", "a long answer"]
+    );
+    assert_eq!((stored.message_count, stored.title.as_str()), (2, "Press line"));
+    assert_eq!(stored.last_message.as_deref(), Some("a long answer"));
+    // A refused turn writes nothing: over the budget, the message is not appended.
+    h.store().finish_turn(&charge(&c, None, 10)).await.expect("charge");
+    let refused = h
+        .store()
+        .begin_turn(&turn(
+            &ids,
+            &c,
+            TurnWrite::Append {
+                message: text(&ids, &c, Role::User, "over budget", shared::domain::now()),
+            },
+            limits(0, 10, 0, 0),
+        ))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::BudgetExceeded { window: "day", .. })),
+        "{refused:?}"
+    );
+    let regenerate = TurnWrite::Regenerate {
+        remove: Some(reply),
+        preview: Some("hello".to_owned()),
+    };
+    h.store()
+        .begin_turn(&turn(&ids, &c, regenerate, limits(0, 0, 0, 0)))
+        .await
+        .expect("regenerate");
+    let (stored, messages) = h
+        .store()
+        .get_conversation_with_messages(&alice, &c.id)
+        .await
+        .expect("read");
+    assert_eq!(
+        messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
+        ["hello"]
+    );
+    assert_eq!(
+        (stored.message_count, stored.last_message.as_deref()),
+        (1, Some("hello"))
+    );
+    // Partition: conversation, message, client-id marker (DynamoDB) / conversation + message (SQLite).
+    assert!(h.raw_count(&c.id).await <= 3);
+}
+
+async fn audit_entries_are_listed_newest_first_paged_and_per_user(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let alice = user(&unique("alice"));
+    let bob = user(&unique("bob"));
+    let entry = |who: &UserId, n: usize| {
+        shared::audit::entry(
+            &ids,
+            who,
+            shared::audit::action::CONVERSATION_CREATE,
+            Some(format!("c{n}")),
+            if n % 2 == 0 { "ok" } else { "NOT_FOUND" },
+            Some("req"),
+            365,
+        )
+    };
+    let mine: Vec<AuditEntry> = (0..7).map(|n| entry(&alice, n)).collect();
+    let theirs: Vec<AuditEntry> = (0..2).map(|n| entry(&bob, n)).collect();
+    h.store().record_activity(&[], &mine[..4]).await.expect("record");
+    h.store().record_activity(&[], &theirs).await.expect("record");
+    h.store().record_activity(&[], &mine[4..]).await.expect("record");
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = h
+            .store()
+            .list_audit(&alice, Some(3), cursor.as_deref())
+            .await
+            .expect("page");
+        pages += 1;
+        seen.extend(page.items);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let mut expected = mine.clone();
+    expected.reverse();
+    let strip = |v: &[AuditEntry]| -> Vec<(String, String, Option<String>, String)> {
+        v.iter()
+            .map(|e| (e.id.clone(), e.user_id.clone(), e.resource.clone(), e.status.clone()))
+            .collect()
+    };
+    assert_eq!(strip(&seen), strip(&expected));
+    assert_eq!(pages, 3);
+    assert!(seen
+        .iter()
+        .all(|e| e.at == expected.iter().find(|x| x.id == e.id).map(|x| x.at).unwrap_or_default()));
+    // Bob sees only his own, and alice's cursor means nothing in bob's listing.
+    let bobs = h.store().list_audit(&bob, None, None).await.expect("bob");
+    assert_eq!(bobs.items.len(), 2);
+    assert!(bobs.items.iter().all(|e| e.user_id == bob.as_str()));
+    let first = h.store().list_audit(&alice, Some(3), None).await.expect("alice");
+    let foreign = h.store().list_audit(&bob, Some(3), first.next_cursor.as_deref()).await;
+    assert!(matches!(foreign, Err(StoreError::InvalidCursor)), "{foreign:?}");
+}
+
 macro_rules! conformance {
     ($module:ident, $harness:expr) => {
         mod $module {
@@ -778,7 +1168,14 @@ macro_rules! conformance {
                 a_repeated_client_id_is_stored_once,
                 deleting_the_last_message_repoints_the_preview,
                 a_touch_renames_the_conversation_with_the_append,
-                analytics_events_are_recorded_and_read_back_by_day
+                analytics_events_are_recorded_and_read_back_by_day,
+                the_token_budget_is_exact_under_concurrent_turns,
+                the_stream_cap_is_exact_under_concurrency,
+                a_slot_is_released_when_the_turn_ends_in_error,
+                an_expired_lease_is_reclaimed_and_its_late_end_frees_nothing,
+                the_turn_rate_limit_is_exact_under_concurrency,
+                begin_turn_writes_what_it_admits_and_nothing_when_refused,
+                audit_entries_are_listed_newest_first_paged_and_per_user
             );
         }
     };

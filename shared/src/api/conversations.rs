@@ -97,7 +97,7 @@ pub async fn create(state: &Arc<AppState>, caller: &Caller, req: &ApiRequest) ->
 fn record(state: &Arc<AppState>, event: &'static str, caller: &Caller, c: &Conversation, metadata: serde_json::Value) {
     let state = Arc::clone(state);
     let (user, solution, id, model) = (caller.user.clone(), c.solution_type, c.id.to_string(), c.model.clone());
-    tokio::spawn(async move {
+    let task = async move {
         let input = crate::analytics::EventInput {
             event_type: event,
             user,
@@ -107,7 +107,8 @@ fn record(state: &Arc<AppState>, event: &'static str, caller: &Caller, c: &Conve
             metadata,
         };
         crate::analytics::record_event(state.store.as_ref(), &state.ids, input).await;
-    });
+    };
+    tokio::spawn(tracing::Instrument::instrument(task, tracing::Span::current()));
 }
 
 /// Keeps a parse result, or records its field errors.

@@ -47,9 +47,20 @@ pub enum ApiError {
         /// Seconds until a retry may succeed.
         retry_after: u64,
     },
+    /// The caller has as many chat streams open as allowed (code `RATE_LIMIT`).
+    #[error("too many chat streams are open at once; wait for one to finish")]
+    TooManyStreams {
+        /// Seconds to wait.
+        retry_after: u64,
+    },
     /// A token budget is spent.
-    #[error("{0}")]
-    Budget(String),
+    #[error("{message}")]
+    Budget {
+        /// Explanation.
+        message: String,
+        /// Seconds until the budget's window ends.
+        retry_after: u64,
+    },
     /// The model provider failed.
     #[error("{0}")]
     Provider(String),
@@ -70,6 +81,15 @@ impl From<StoreError> for ApiError {
                 ApiError::Validation(ValidationError::field("cursor", "is not a cursor this listing issued"))
             }
             StoreError::TooLarge(m) => ApiError::PayloadTooLarge(m),
+            StoreError::RateLimited { retry_after } => ApiError::RateLimited {
+                message: "the per-minute request limit is reached; retry after the minute ends".to_owned(),
+                retry_after,
+            },
+            StoreError::BudgetExceeded { window, retry_after } => ApiError::Budget {
+                message: format!("your {window} token budget is spent; it renews when the {window} ends (UTC)"),
+                retry_after,
+            },
+            StoreError::TooManyStreams { retry_after } => ApiError::TooManyStreams { retry_after },
             StoreError::Unavailable(source) => ApiError::Unavailable(Some(source)),
             other @ StoreError::Internal { .. } => ApiError::Internal(Some(Box::new(other))),
         }
@@ -106,8 +126,8 @@ impl ApiError {
             ApiError::Conflict(_) => "CONFLICT",
             ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             ApiError::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
-            ApiError::RateLimited { .. } => "RATE_LIMIT",
-            ApiError::Budget(_) => "BUDGET",
+            ApiError::RateLimited { .. } | ApiError::TooManyStreams { .. } => "RATE_LIMIT",
+            ApiError::Budget { .. } => "BUDGET",
             ApiError::Provider(_) => "PROVIDER",
             ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL",
@@ -125,7 +145,9 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::RateLimited { .. } | ApiError::Budget(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::TooManyStreams { .. } | ApiError::Budget { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Provider(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -178,7 +200,9 @@ impl ApiError {
                     headers.insert(header::ALLOW, v);
                 }
             }
-            ApiError::RateLimited { retry_after, .. } => {
+            ApiError::RateLimited { retry_after, .. }
+            | ApiError::TooManyStreams { retry_after }
+            | ApiError::Budget { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             ApiError::Unavailable(_) => {

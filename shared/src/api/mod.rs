@@ -4,6 +4,7 @@
 //! store, and map errors in one place ([`error::ApiError`]).
 
 pub mod analytics;
+pub mod audit;
 pub mod conversations;
 pub mod error;
 pub mod input;
@@ -237,20 +238,122 @@ async fn route(
     }
     let caller = authenticate(&state.config, req).await?;
     *user = Some(user_tag(&caller.user));
+    if let Op::Chat(solution) = op {
+        // A chat turn is counted by the store in the write that admits it (one round trip for the
+        // rate limit, budgets, stream cap and the user's message): see `chat::post`.
+        let result = chat::post(state, &caller, solution, req).await;
+        if let Err(e) = &result {
+            audit_chat_refusal(state, &caller, req, e).await;
+        }
+        return result;
+    }
     rate_limit(state, &caller).await?;
     let id = matched.id;
+    let audited = audit_action(op);
+    let result = dispatch(state, &caller, req, op, id).await;
+    if let Some(action) = audited {
+        let status = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        };
+        let resource = match (&result, id) {
+            (_, Some(id)) => Some(id.to_owned()),
+            (Ok(response), None) => response
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| l.rsplit('/').next())
+                .map(str::to_owned),
+            // A refused create names its id in the body, if it gave one.
+            (Err(_), None) => serde_json::from_slice::<serde_json::Value>(&req.body)
+                .ok()
+                .and_then(|b| b.get("id").and_then(|v| v.as_str()).map(str::to_owned))
+                .filter(|id| crate::domain::ConversationId::parse(id).is_ok()),
+        };
+        let entry = crate::audit::entry(
+            &state.ids,
+            &caller.user,
+            action,
+            resource,
+            status,
+            Some(&req.request_id),
+            state.config.audit_retention_days,
+        );
+        crate::audit::record(state.store.as_ref(), &[entry]).await;
+    }
+    result
+}
+
+/// The audit action of a mutating route (chat turns are audited by the chat itself).
+fn audit_action(op: Op) -> Option<&'static str> {
+    use crate::audit::action;
     match op {
-        Op::ListConversations => conversations::list(state, &caller, req).await,
-        Op::CreateConversation => conversations::create(state, &caller, req).await,
-        Op::GetConversation => conversations::get(state, &caller, input::conversation_id(id)?).await,
-        Op::UpdateConversation => conversations::update(state, &caller, input::conversation_id(id)?, req).await,
-        Op::DeleteConversation => conversations::delete(state, &caller, input::conversation_id(id)?).await,
-        Op::ListMessages => messages::list(state, &caller, input::conversation_id(id)?, req).await,
-        Op::CreateMessage => messages::create(state, &caller, input::conversation_id(id)?, req).await,
-        Op::ClearMessages => messages::clear(state, &caller, input::conversation_id(id)?).await,
+        Op::CreateConversation => Some(action::CONVERSATION_CREATE),
+        Op::UpdateConversation => Some(action::CONVERSATION_UPDATE),
+        Op::DeleteConversation => Some(action::CONVERSATION_DELETE),
+        Op::CreateMessage => Some(action::MESSAGES_ADD),
+        Op::ClearMessages => Some(action::MESSAGES_CLEAR),
+        _ => None,
+    }
+}
+
+/// Audits a chat turn the store refused before streaming (budget, stream cap, not found,
+/// conflict). Requests refused by the rate limit or as malformed are not audited (only logged):
+/// they cost no write today, and a flood of them must not buy one each.
+async fn audit_chat_refusal(state: &AppState, caller: &Caller, req: &ApiRequest, e: &ApiError) {
+    if !matches!(
+        e,
+        ApiError::Budget { .. } | ApiError::TooManyStreams { .. } | ApiError::NotFound(_) | ApiError::Conflict(_)
+    ) {
+        return;
+    }
+    let body: Option<serde_json::Value> = serde_json::from_slice(&req.body).ok();
+    let field = |k: &str| {
+        body.as_ref()
+            .and_then(|b| b.get(k))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let resource = field("conversationId")
+        .or_else(|| field("id"))
+        .filter(|id| crate::domain::ConversationId::parse(id).is_ok());
+    let action = if field("trigger").as_deref() == Some("regenerate-message") {
+        crate::audit::action::CHAT_REGENERATE
+    } else {
+        crate::audit::action::CHAT_TURN
+    };
+    let entry = crate::audit::entry(
+        &state.ids,
+        &caller.user,
+        action,
+        resource,
+        e.code(),
+        Some(&req.request_id),
+        state.config.audit_retention_days,
+    );
+    crate::audit::record(state.store.as_ref(), &[entry]).await;
+}
+
+async fn dispatch(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    req: &ApiRequest,
+    op: Op,
+    id: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
+    match op {
+        Op::ListConversations => conversations::list(state, caller, req).await,
+        Op::CreateConversation => conversations::create(state, caller, req).await,
+        Op::GetConversation => conversations::get(state, caller, input::conversation_id(id)?).await,
+        Op::UpdateConversation => conversations::update(state, caller, input::conversation_id(id)?, req).await,
+        Op::DeleteConversation => conversations::delete(state, caller, input::conversation_id(id)?).await,
+        Op::ListMessages => messages::list(state, caller, input::conversation_id(id)?, req).await,
+        Op::CreateMessage => messages::create(state, caller, input::conversation_id(id)?, req).await,
+        Op::ClearMessages => messages::clear(state, caller, input::conversation_id(id)?).await,
         Op::ChatInfo(solution) => chat::info(state, solution),
-        Op::Chat(solution) => chat::post(state, &caller, solution, req).await,
-        Op::AnalyticsSummary => analytics::summary(state, &caller, req).await,
+        Op::Chat(solution) => chat::post(state, caller, solution, req).await,
+        Op::AnalyticsSummary => analytics::summary(state, caller, req).await,
+        Op::ListAudit => audit::list(state, caller, req).await,
         Op::Dashboard => unreachable_route(),
     }
 }
@@ -266,7 +369,7 @@ async fn rate_limit(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
     let window = now - now.rem_euclid(60);
     let count = state
         .store
-        .increment_counter(&format!("rpm#{}", caller.user), window, 120)
+        .increment_counter(&crate::store::schema::rate_key(caller.user.as_str()), window, 120)
         .await?;
     if count > limit {
         return Err(ApiError::RateLimited {

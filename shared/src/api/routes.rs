@@ -31,6 +31,8 @@ pub enum Op {
     AnalyticsSummary,
     /// `GET /dashboard`: the analytics page.
     Dashboard,
+    /// `GET /api/audit`: the caller's audit log (admins: anyone's).
+    ListAudit,
 }
 
 /// A path pattern with its methods and function.
@@ -133,6 +135,11 @@ pub const ROUTES: &[Route] = &[
         pattern: "/api/analytics/summary",
         function: "analytics",
         ops: &[("GET", Op::AnalyticsSummary)],
+    },
+    Route {
+        pattern: "/api/audit",
+        function: "analytics",
+        ops: &[("GET", Op::ListAudit)],
     },
     Route {
         pattern: "/dashboard",

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
-    check_message_size, cursor, listing_rank, page_size, Appended, ConversationPatch, ListConversations, ListMessages,
-    Page, Store, Touch, DEFAULT_PAGE,
+    check_message_size, cursor, listing_rank, page_size, Appended, AuditEntry, ConversationPatch, ListConversations,
+    ListMessages, Page, Store, StreamLease, Touch, TurnBegun, TurnFinish, TurnStart, TurnWrite, DEFAULT_PAGE,
 };
 use crate::domain::{
     self, ts, AnalyticsEvent, ClientMessageId, Conversation, ConversationId, Message, MessageId, Role, Solution,
@@ -78,6 +78,25 @@ CREATE TABLE IF NOT EXISTS counters (
     count      INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS budgets (
+    key        TEXT PRIMARY KEY,
+    tokens     INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stream_slots (
+    owner      TEXT NOT NULL,
+    slot       INTEGER NOT NULL,
+    turn       TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (owner, slot)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit (
+    owner      TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (owner, id)
+) WITHOUT ROWID;
 "#;
 
 /// The SQLite store.
@@ -130,8 +149,10 @@ impl EmbeddedStore {
         let now = chrono::Utc::now().timestamp();
         conn.execute("DELETE FROM events WHERE expires_at < ?1", params![now])
             .map_err(sql_err("expiring events"))?;
-        conn.execute("DELETE FROM counters WHERE expires_at < ?1", params![now])
-            .map_err(sql_err("expiring counters"))?;
+        for table in ["counters", "budgets", "stream_slots", "audit"] {
+            conn.execute(&format!("DELETE FROM {table} WHERE expires_at < ?1"), params![now])
+                .map_err(sql_err("expiring counters"))?;
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             event_ttl: Duration::from_secs(90 * 24 * 3600),
@@ -361,6 +382,99 @@ fn find_client(conn: &Connection, id: &str, client_id: &str) -> Result<Option<Me
     .transpose()
 }
 
+fn insert_conversation(
+    tx: &rusqlite::Transaction<'_>,
+    c: &Conversation,
+    messages: &[Message],
+) -> Result<(), StoreError> {
+    let updated = messages.last().map_or(c.updated_at, |m| c.updated_at.max(m.created_at));
+    let result = tx.execute(
+        &format!("INSERT INTO conversations ({CONVERSATION_COLUMNS}, bucket) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+        params![
+            c.id.as_str(),
+            c.owner.as_str(),
+            c.title,
+            c.is_pinned,
+            c.is_shared,
+            c.model,
+            c.solution_type.map(Solution::as_str),
+            ts::format(&c.created_at),
+            ts::format(&updated),
+            messages.last().map(|m| domain::preview(&m.content)).or(c.last_message.clone()),
+            if messages.is_empty() { i64::try_from(c.message_count).unwrap_or(0) } else { messages.len() as i64 },
+            listing_rank(c.is_pinned, &c.id, updated),
+            SolutionFilter::of(c.solution_type).bucket(),
+        ],
+    );
+    match result {
+        Ok(_) => {}
+        Err(rusqlite::Error::SqliteFailure(code, _)) if code.code == rusqlite::ErrorCode::ConstraintViolation => {
+            return Err(StoreError::Conflict(format!("conversation {} already exists", c.id)));
+        }
+        Err(e) => return Err(sql_err("creating a conversation")(e)),
+    }
+    for m in messages {
+        insert_message(tx, m).map_err(|e| match e {
+            StoreError::Conflict(_) => StoreError::Conflict("a message id or client message id is repeated".to_owned()),
+            other => other,
+        })?;
+    }
+    Ok(())
+}
+
+fn append_in(tx: &rusqlite::Transaction<'_>, owner: &str, m: &Message, touch: &Touch) -> Result<Appended, StoreError> {
+    let current = owned_conversation(tx, owner, m.conversation_id.as_str())?;
+    if let Some(client_id) = &m.client_id {
+        if let Some(existing) = find_client(tx, m.conversation_id.as_str(), client_id.as_str())? {
+            return Ok(Appended::Duplicate(existing.id));
+        }
+    }
+    insert_message(tx, m)?;
+    tx.execute(
+        "UPDATE conversations SET updated_at = ?1, last_message = ?2, message_count = message_count + 1, \
+         rank = ?3, title = COALESCE(?4, title) WHERE id = ?5",
+        params![
+            ts::format(&m.created_at),
+            domain::preview(&m.content),
+            listing_rank(current.is_pinned, &current.id, m.created_at),
+            touch.title,
+            m.conversation_id.as_str()
+        ],
+    )
+    .map_err(sql_err("touching a conversation"))?;
+    Ok(Appended::Stored)
+}
+
+fn stats_in(
+    tx: &rusqlite::Transaction<'_>,
+    day: &str,
+    solution: &str,
+    model: &str,
+    delta: &crate::analytics::StatsDelta,
+) -> Result<(), StoreError> {
+    let current: Option<String> = tx
+        .query_row(
+            "SELECT body FROM stats WHERE day = ?1 AND solution = ?2 AND model = ?3",
+            params![day, solution, model],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql_err("reading stats"))?;
+    let mut stats: crate::analytics::StatsDelta = match current {
+        Some(body) => serde_json::from_str(&body).map_err(|e| StoreError::internal("stored stats", e))?,
+        None => Default::default(),
+    };
+    stats.merge(delta);
+    let body = serde_json::to_string(&stats).map_err(|e| StoreError::internal("serializing stats", e))?;
+    tx.execute(
+        "INSERT INTO stats (day, solution, model, body) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (day, solution, model) DO UPDATE SET body = excluded.body",
+        params![day, solution, model, body],
+    )
+    .map_err(sql_err("writing stats"))?;
+    Ok(())
+}
+
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn create_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError> {
@@ -370,38 +484,7 @@ impl Store for EmbeddedStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql_err("begin"))?;
-            let updated = messages.last().map_or(c.updated_at, |m| c.updated_at.max(m.created_at));
-            let result = tx.execute(
-                &format!("INSERT INTO conversations ({CONVERSATION_COLUMNS}, bucket) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
-                params![
-                    c.id.as_str(),
-                    c.owner.as_str(),
-                    c.title,
-                    c.is_pinned,
-                    c.is_shared,
-                    c.model,
-                    c.solution_type.map(Solution::as_str),
-                    ts::format(&c.created_at),
-                    ts::format(&updated),
-                    messages.last().map(|m| domain::preview(&m.content)).or(c.last_message.clone()),
-                    if messages.is_empty() { i64::try_from(c.message_count).unwrap_or(0) } else { messages.len() as i64 },
-                    listing_rank(c.is_pinned, &c.id, updated),
-                    SolutionFilter::of(c.solution_type).bucket(),
-                ],
-            );
-            match result {
-                Ok(_) => {}
-                Err(rusqlite::Error::SqliteFailure(code, _)) if code.code == rusqlite::ErrorCode::ConstraintViolation => {
-                    return Err(StoreError::Conflict(format!("conversation {} already exists", c.id)));
-                }
-                Err(e) => return Err(sql_err("creating a conversation")(e)),
-            }
-            for m in &messages {
-                insert_message(&tx, m).map_err(|e| match e {
-                    StoreError::Conflict(_) => StoreError::Conflict("a message id or client message id is repeated".to_owned()),
-                    other => other,
-                })?;
-            }
+            insert_conversation(&tx, &c, &messages)?;
             tx.commit().map_err(sql_err("commit"))
         })
         .await
@@ -537,27 +620,9 @@ impl Store for EmbeddedStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql_err("begin"))?;
-            let current = owned_conversation(&tx, &owner, m.conversation_id.as_str())?;
-            if let Some(client_id) = &m.client_id {
-                if let Some(existing) = find_client(&tx, m.conversation_id.as_str(), client_id.as_str())? {
-                    return Ok(Appended::Duplicate(existing.id));
-                }
-            }
-            insert_message(&tx, &m)?;
-            tx.execute(
-                "UPDATE conversations SET updated_at = ?1, last_message = ?2, message_count = message_count + 1, \
-                 rank = ?3, title = COALESCE(?4, title) WHERE id = ?5",
-                params![
-                    ts::format(&m.created_at),
-                    domain::preview(&m.content),
-                    listing_rank(current.is_pinned, &current.id, m.created_at),
-                    touch.title,
-                    m.conversation_id.as_str()
-                ],
-            )
-            .map_err(sql_err("touching a conversation"))?;
+            let appended = append_in(&tx, &owner, &m, &touch)?;
             tx.commit().map_err(sql_err("commit"))?;
-            Ok(Appended::Stored)
+            Ok(appended)
         })
         .await
     }
@@ -734,26 +799,7 @@ impl Store for EmbeddedStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql_err("begin"))?;
-            let current: Option<String> = tx
-                .query_row(
-                    "SELECT body FROM stats WHERE day = ?1 AND solution = ?2 AND model = ?3",
-                    params![day, solution, model],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(sql_err("reading stats"))?;
-            let mut stats: crate::analytics::StatsDelta = match current {
-                Some(body) => serde_json::from_str(&body).map_err(|e| StoreError::internal("stored stats", e))?,
-                None => Default::default(),
-            };
-            stats.merge(&delta);
-            let body = serde_json::to_string(&stats).map_err(|e| StoreError::internal("serializing stats", e))?;
-            tx.execute(
-                "INSERT INTO stats (day, solution, model, body) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (day, solution, model) DO UPDATE SET body = excluded.body",
-                params![day, solution, model, body],
-            )
-            .map_err(sql_err("writing stats"))?;
+            stats_in(&tx, &day, &solution, &model, &delta)?;
             tx.commit().map_err(sql_err("commit"))
         })
         .await
@@ -800,5 +846,287 @@ impl Store for EmbeddedStore {
             .map_err(sql_err("incrementing a counter"))
         })
         .await
+    }
+
+    async fn begin_turn(&self, start: &TurnStart) -> Result<TurnBegun, StoreError> {
+        self.begin_turn_impl(start).await
+    }
+
+    async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
+        self.finish_turn_impl(finish).await
+    }
+
+    async fn record_activity(&self, events: &[AnalyticsEvent], audit: &[AuditEntry]) -> Result<(), StoreError> {
+        self.record_activity_impl(events, audit).await
+    }
+
+    async fn list_audit(
+        &self,
+        user: &UserId,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        self.list_audit_impl(user, limit, cursor).await
+    }
+}
+
+impl EmbeddedStore {
+    async fn begin_turn_impl(&self, start: &TurnStart) -> Result<TurnBegun, StoreError> {
+        let start = start.clone();
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql_err("begin"))?;
+            let owner = start.owner.as_str();
+            let id = start.conversation_id.as_str();
+            let limits = &start.limits;
+            let now = start.now.timestamp();
+            let (minute_end, day_end, month_end) = super::window_ends(start.now);
+            // The conversation first (as DynamoDB reports it first).
+            match &start.write {
+                TurnWrite::Create { .. } => {
+                    let exists: bool = tx
+                        .query_row("SELECT EXISTS (SELECT 1 FROM conversations WHERE id = ?1)", params![id], |r| r.get(0))
+                        .map_err(sql_err("reading a conversation"))?;
+                    if exists {
+                        return Err(StoreError::Conflict(format!("conversation {id} already exists")));
+                    }
+                }
+                _ => {
+                    owned_conversation(&tx, owner, id)?;
+                }
+            }
+            let rate_key = super::schema::counter_pk(&super::schema::rate_key(owner), minute_end - 60);
+            if limits.requests_per_minute > 0 {
+                let count: i64 = tx
+                    .query_row("SELECT count FROM counters WHERE key = ?1", params![rate_key], |r| r.get(0))
+                    .optional()
+                    .map_err(sql_err("reading a counter"))?
+                    .unwrap_or(0);
+                if u64::try_from(count).unwrap_or(0) >= limits.requests_per_minute {
+                    return Err(StoreError::RateLimited {
+                        retry_after: super::retry_after(start.now, minute_end),
+                    });
+                }
+            }
+            let (day_key, month_key) = super::schema::budget_pks(owner, &start.now);
+            for (key, budget, window, end) in [
+                (&day_key, limits.tokens_per_day, "day", day_end),
+                (&month_key, limits.tokens_per_month, "month", month_end),
+            ] {
+                if budget == 0 {
+                    continue;
+                }
+                let spent: i64 = tx
+                    .query_row("SELECT tokens FROM budgets WHERE key = ?1", params![key], |r| r.get(0))
+                    .optional()
+                    .map_err(sql_err("reading a budget"))?
+                    .unwrap_or(0);
+                if u64::try_from(spent).unwrap_or(0) >= budget {
+                    return Err(StoreError::BudgetExceeded {
+                        window,
+                        retry_after: super::retry_after(start.now, end),
+                    });
+                }
+            }
+            let lease = if limits.max_streams > 0 {
+                let mut held = std::collections::HashSet::new();
+                {
+                    let mut stmt = tx
+                        .prepare_cached("SELECT slot FROM stream_slots WHERE owner = ?1 AND expires_at >= ?2")
+                        .map_err(sql_err("reading stream slots"))?;
+                    let rows = stmt
+                        .query_map(params![owner, now], |r| r.get::<_, i64>(0))
+                        .map_err(sql_err("reading stream slots"))?;
+                    for row in rows {
+                        held.insert(row.map_err(sql_err("reading stream slots"))?);
+                    }
+                }
+                let free = (0..limits.max_streams).find(|n| !held.contains(&i64::from(*n)));
+                let Some(slot) = free else {
+                    return Err(StoreError::TooManyStreams {
+                        retry_after: super::STREAM_RETRY_AFTER,
+                    });
+                };
+                let lease = StreamLease {
+                    slot,
+                    turn_id: start.turn_id.clone(),
+                    expires_at: now + limits.lease_secs,
+                };
+                tx.execute(
+                    "INSERT INTO stream_slots (owner, slot, turn, expires_at) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (owner, slot) DO UPDATE SET turn = excluded.turn, expires_at = excluded.expires_at",
+                    params![owner, slot, lease.turn_id, lease.expires_at],
+                )
+                .map_err(sql_err("taking a stream slot"))?;
+                Some(lease)
+            } else {
+                None
+            };
+            if limits.requests_per_minute > 0 {
+                tx.execute(
+                    "INSERT INTO counters (key, count, expires_at) VALUES (?1, 1, ?2) \
+                     ON CONFLICT (key) DO UPDATE SET count = count + 1",
+                    params![rate_key, minute_end + 60],
+                )
+                .map_err(sql_err("incrementing a counter"))?;
+            }
+            match &start.write {
+                TurnWrite::Create { conversation, messages } => insert_conversation(&tx, conversation, messages)?,
+                TurnWrite::Append { message } => {
+                    append_in(&tx, owner, message, &Touch::default())?;
+                }
+                TurnWrite::Regenerate { remove, preview } => {
+                    if let Some(removed) = remove {
+                        let n = tx
+                            .execute(
+                                "DELETE FROM messages WHERE conversation_id = ?1 AND id = ?2",
+                                params![id, removed.id.as_str()],
+                            )
+                            .map_err(sql_err("deleting a message"))?;
+                        tx.execute(
+                            "UPDATE conversations SET last_message = ?1, message_count = message_count - ?2 WHERE id = ?3",
+                            params![preview, n as i64, id],
+                        )
+                        .map_err(sql_err("touching a conversation"))?;
+                    }
+                }
+                TurnWrite::Check => {}
+            }
+            tx.commit().map_err(sql_err("commit"))?;
+            Ok(TurnBegun { lease })
+        })
+        .await
+    }
+
+    async fn finish_turn_impl(&self, finish: &TurnFinish) -> Result<(), StoreError> {
+        if let Some(reply) = &finish.reply {
+            check_message_size(reply)?;
+        }
+        let finish = finish.clone();
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql_err("begin"))?;
+            let owner = finish.owner.as_str();
+            if let Some(reply) = &finish.reply {
+                match append_in(&tx, owner, reply, &Touch::default()) {
+                    Ok(_) => {}
+                    Err(StoreError::NotFound | StoreError::Conflict(_)) => {
+                        tracing::warn!("the conversation is gone or the reply exists: the reply is not stored");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if finish.tokens > 0 {
+                let (day_key, month_key) = super::schema::budget_pks(owner, &finish.started);
+                let (_, day_end, month_end) = super::window_ends(finish.started);
+                for (key, expires) in [(day_key, day_end + 2 * 86_400), (month_key, month_end + 2 * 86_400)] {
+                    tx.execute(
+                        "INSERT INTO budgets (key, tokens, expires_at) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (key) DO UPDATE SET tokens = tokens + excluded.tokens",
+                        params![key, i64::try_from(finish.tokens).unwrap_or(i64::MAX), expires],
+                    )
+                    .map_err(sql_err("charging a budget"))?;
+                }
+            }
+            if let Some(lease) = &finish.lease {
+                tx.execute(
+                    "DELETE FROM stream_slots WHERE owner = ?1 AND slot = ?2 AND turn = ?3",
+                    params![owner, lease.slot, lease.turn_id],
+                )
+                .map_err(sql_err("releasing a stream slot"))?;
+            }
+            if let Some(stats) = &finish.stats {
+                if let Err(e) = stats_in(&tx, &stats.day, &stats.solution, &stats.model, &stats.delta) {
+                    tracing::warn!(error = %e, "the turn's analytics counters failed; writing without them");
+                }
+            }
+            tx.commit().map_err(sql_err("commit"))
+        })
+        .await
+    }
+
+    async fn record_activity_impl(&self, events: &[AnalyticsEvent], audit: &[AuditEntry]) -> Result<(), StoreError> {
+        let ttl = self.event_ttl.as_secs() as i64;
+        let mut rows = Vec::with_capacity(events.len());
+        for e in events {
+            let body = serde_json::to_string(e).map_err(|err| StoreError::internal("serializing an event", err))?;
+            rows.push((
+                e.id.clone(),
+                e.timestamp.format("%Y-%m-%d").to_string(),
+                body,
+                e.timestamp.timestamp() + ttl,
+            ));
+        }
+        let mut entries = Vec::with_capacity(audit.len());
+        for a in audit {
+            let body =
+                serde_json::to_string(a).map_err(|err| StoreError::internal("serializing an audit entry", err))?;
+            entries.push((a.user_id.clone(), a.id.clone(), body, a.expires_at));
+        }
+        self.with(move |conn| {
+            let tx = conn.transaction().map_err(sql_err("begin"))?;
+            for (id, day, body, expires) in rows {
+                tx.execute(
+                    "INSERT OR REPLACE INTO events (id, day, body, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![id, day, body, expires],
+                )
+                .map_err(sql_err("recording events"))?;
+            }
+            for (owner, id, body, expires) in entries {
+                tx.execute(
+                    "INSERT OR REPLACE INTO audit (owner, id, body, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![owner, id, body, expires],
+                )
+                .map_err(sql_err("recording audit entries"))?;
+            }
+            tx.commit().map_err(sql_err("commit"))
+        })
+        .await
+    }
+
+    async fn list_audit_impl(
+        &self,
+        user: &UserId,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        let limit = page_size(limit, DEFAULT_PAGE);
+        let scope = format!("audit\0{user}");
+        let before: Option<String> = match cursor {
+            None => None,
+            Some(c) => Some(cursor::decode(&scope, c)?),
+        };
+        let owner = user.to_string();
+        let (mut items, more) = self
+            .with(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT body FROM audit WHERE owner = ?1 AND (?2 IS NULL OR id < ?2) AND expires_at >= ?3 \
+                         ORDER BY id DESC LIMIT ?4",
+                    )
+                    .map_err(sql_err("listing audit entries"))?;
+                let rows = stmt
+                    .query_map(
+                        params![owner, before, chrono::Utc::now().timestamp(), i64::from(limit) + 1],
+                        |r| r.get::<_, String>(0),
+                    )
+                    .map_err(sql_err("listing audit entries"))?;
+                let mut out: Vec<AuditEntry> = Vec::new();
+                for row in rows {
+                    let body = row.map_err(sql_err("listing audit entries"))?;
+                    out.push(serde_json::from_str(&body).map_err(|e| StoreError::internal("stored audit entry", e))?);
+                }
+                let more = out.len() > limit as usize;
+                Ok((out, more))
+            })
+            .await?;
+        items.truncate(limit as usize);
+        let next_cursor = match (more, items.last()) {
+            (true, Some(last)) => Some(cursor::encode(&scope, &last.id)?),
+            _ => None,
+        };
+        Ok(Page { items, next_cursor })
     }
 }

@@ -89,6 +89,180 @@ pub enum Appended {
     Duplicate(MessageId),
 }
 
+/// Per-user limits a chat turn is admitted under (from [`crate::config::Config`]); 0 switches one off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TurnLimits {
+    /// Requests per user per minute (the counter the other routes share).
+    pub requests_per_minute: u64,
+    /// Tokens (input + output) per user per UTC day.
+    pub tokens_per_day: u64,
+    /// Tokens per user per UTC calendar month.
+    pub tokens_per_month: u64,
+    /// Chat streams a user may have open at once.
+    pub max_streams: u32,
+    /// How long a stream slot is leased for (seconds): a crashed instance's slot frees itself then.
+    pub lease_secs: i64,
+}
+
+impl TurnLimits {
+    /// No limit at all.
+    pub fn none() -> Self {
+        Self {
+            requests_per_minute: 0,
+            tokens_per_day: 0,
+            tokens_per_month: 0,
+            max_streams: 0,
+            lease_secs: 300,
+        }
+    }
+}
+
+/// What admitting a chat turn writes besides the limits.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TurnWrite {
+    /// Create the conversation with its first messages (conflict if the id exists).
+    Create {
+        /// The new conversation.
+        conversation: Conversation,
+        /// Its first messages.
+        messages: Vec<Message>,
+    },
+    /// Append the user's message to the caller's conversation.
+    Append {
+        /// The message.
+        message: Message,
+    },
+    /// Regenerate: remove the last reply (if any) and re-point the preview.
+    Regenerate {
+        /// The reply to remove.
+        remove: Option<Message>,
+        /// The preview of the newest remaining message.
+        preview: Option<String>,
+    },
+    /// Only check the conversation is the caller's (a resubmitted message already stored).
+    Check,
+}
+
+/// A chat turn to admit: [`Store::begin_turn`].
+#[derive(Clone, Debug)]
+pub struct TurnStart {
+    /// The caller.
+    pub owner: UserId,
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// What to write.
+    pub write: TurnWrite,
+    /// The caller's limits.
+    pub limits: TurnLimits,
+    /// A unique id of this turn (the lease's owner).
+    pub turn_id: String,
+    /// When the turn starts (windows of the rate limit and budgets).
+    pub now: Timestamp,
+}
+
+/// A stream slot held by one turn until it is released or `expires_at` (epoch seconds) passes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamLease {
+    /// Slot number, `0..max_streams`.
+    pub slot: u32,
+    /// The turn holding it.
+    pub turn_id: String,
+    /// End of the lease, epoch seconds.
+    pub expires_at: i64,
+}
+
+/// An admitted turn.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TurnBegun {
+    /// The stream slot, when streams are capped.
+    pub lease: Option<StreamLease>,
+}
+
+/// Analytics counters to add in the same write as the reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatsUpdate {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    /// Solution bucket.
+    pub solution: String,
+    /// Model id.
+    pub model: String,
+    /// What to add.
+    pub delta: crate::analytics::StatsDelta,
+}
+
+/// The end of a chat turn: [`Store::finish_turn`].
+#[derive(Clone, Debug)]
+pub struct TurnFinish {
+    /// The caller.
+    pub owner: UserId,
+    /// The reply to store (with the conversation touched), if there is one.
+    pub reply: Option<Message>,
+    /// The slot to release.
+    pub lease: Option<StreamLease>,
+    /// Tokens to charge to the day and month budgets of `started` (0: none).
+    pub tokens: u64,
+    /// When the turn started: the budget windows charged.
+    pub started: Timestamp,
+    /// Analytics counters.
+    pub stats: Option<StatsUpdate>,
+}
+
+/// One audit log entry: who did what to which resource, how it ended, when.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    /// ULID (time-ordered).
+    pub id: String,
+    /// The acting user.
+    pub user_id: String,
+    /// `conversation.create`, `chat.turn`, ...
+    pub action: String,
+    /// The conversation concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// `ok` or the error code.
+    pub status: String,
+    /// The request id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// When.
+    #[serde(with = "crate::domain::ts")]
+    pub at: Timestamp,
+    /// Expiry, epoch seconds (retention); not part of the API view.
+    #[serde(default, skip_serializing)]
+    pub expires_at: i64,
+}
+
+/// Seconds from `now` to the end of the rate-limit minute, the UTC day and the UTC month.
+pub fn window_ends(now: Timestamp) -> (i64, i64, i64) {
+    use chrono::{Datelike, NaiveDate};
+    let t = now.timestamp();
+    let minute = t - t.rem_euclid(60) + 60;
+    let date = now.date_naive();
+    let day = date
+        .succ_opt()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map_or(t + 86_400, |d| d.and_utc().timestamp());
+    let (y, m) = if date.month() == 12 {
+        (date.year() + 1, 1)
+    } else {
+        (date.year(), date.month() + 1)
+    };
+    let month = NaiveDate::from_ymd_opt(y, m, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map_or(t + 31 * 86_400, |d| d.and_utc().timestamp());
+    (minute, day, month)
+}
+
+/// Seconds until `end` from `now`, at least 1.
+pub fn retry_after(now: Timestamp, end: i64) -> u64 {
+    u64::try_from(end - now.timestamp()).unwrap_or(1).max(1)
+}
+
+/// Seconds a client over the stream cap is asked to wait (a stream's end cannot be predicted).
+pub const STREAM_RETRY_AFTER: u64 = 5;
+
 /// Every access pattern of Athena's data. All reads and writes of a conversation are scoped to
 /// its owner: another owner's conversation answers [`StoreError::NotFound`], like a missing one.
 #[async_trait]
@@ -174,6 +348,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// The analytics counters of the days `from..=to` (`YYYY-MM-DD`), one row per day × solution × model.
     async fn stats_between(&self, from: &str, to: &str) -> Result<Vec<crate::analytics::StatsRow>, StoreError>;
+
+    /// Admits a chat turn in one atomic write (one DynamoDB `TransactWriteItems`): counts it
+    /// against the per-minute rate limit, checks the day and month token budgets, takes a stream
+    /// slot (a lease with an expiry) and writes the user's message (or creates the conversation).
+    /// Refusals: [`StoreError::RateLimited`], [`StoreError::BudgetExceeded`],
+    /// [`StoreError::TooManyStreams`], [`StoreError::NotFound`] (not the caller's conversation),
+    /// [`StoreError::Conflict`] (a create on an existing id). Nothing is written when refused.
+    async fn begin_turn(&self, start: &TurnStart) -> Result<TurnBegun, StoreError>;
+
+    /// Ends a chat turn in one atomic write: stores the reply and touches the conversation,
+    /// charges the tokens to the budgets, releases the stream slot (only if this turn still holds
+    /// it) and adds the analytics counters. A part that can no longer apply (the conversation was
+    /// deleted meanwhile, the lease was reclaimed) is dropped and the rest written.
+    async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError>;
+
+    /// Records analytics events and audit entries together (one `BatchWriteItem` for up to 25).
+    async fn record_activity(&self, events: &[AnalyticsEvent], audit: &[AuditEntry]) -> Result<(), StoreError>;
+
+    /// One user's audit entries, newest first.
+    async fn list_audit(
+        &self,
+        user: &UserId,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<AuditEntry>, StoreError>;
 }
 
 /// Every day from `from` to `to` inclusive (`YYYY-MM-DD`); empty if either does not parse.
@@ -358,6 +557,33 @@ mod tests {
         let later = chrono::Utc.timestamp_millis_opt(1).single().unwrap_or_default();
         assert!(listing_rank(false, &a, later) > listing_rank(false, &b, old));
         assert!(listing_rank(false, &b, later) > listing_rank(false, &a, old));
+    }
+
+    #[test]
+    fn windows_end_at_the_next_minute_utc_midnight_and_first_of_the_month() {
+        let at = chrono::Utc
+            .with_ymd_and_hms(2025, 12, 31, 23, 59, 30)
+            .single()
+            .unwrap_or_default();
+        let (minute, day, month) = window_ends(at);
+        let jan1 = chrono::Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .unwrap_or_default()
+            .timestamp();
+        assert_eq!((minute, day, month), (jan1, jan1, jan1));
+        assert_eq!(retry_after(at, day), 30);
+        let mid = chrono::Utc
+            .with_ymd_and_hms(2026, 2, 10, 12, 0, 0)
+            .single()
+            .unwrap_or_default();
+        let march1 = chrono::Utc
+            .with_ymd_and_hms(2026, 3, 1, 0, 0, 0)
+            .single()
+            .unwrap_or_default()
+            .timestamp();
+        assert_eq!(window_ends(mid).2, march1);
+        assert_eq!(retry_after(mid, mid.timestamp() - 5), 1, "never below one second");
     }
 
     #[test]

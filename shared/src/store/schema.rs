@@ -10,8 +10,10 @@
 //! | client id marker | `CONV#<id>` | `CID#<client id>` | |
 //!
 //! Table `athena-events` (env `ATHENA_EVENTS_TABLE`): events at `pk = DAY#<yyyy-mm-dd>#<shard>`,
-//! `sk = <ulid>`; counters (rate limits) at `pk = CTR#<key>#<window start>`, `sk = -`; both expire
-//! through the TTL attribute `expiresAt`.
+//! `sk = <ulid>`; counters (rate limits) at `pk = CTR#<key>#<window start>`, `sk = -`; token
+//! budgets at `pk = BUD#<user>#D#<yyyy-mm-dd>` / `BUD#<user>#M#<yyyy-mm>`, `sk = -`; stream slots
+//! at `pk = SLOT#<user>`, `sk = <n>`; audit entries at `pk = AUDIT#<user>`, `sk = <ulid>`; all
+//! expire through the TTL attribute `expiresAt`.
 
 /// Partition key attribute of both tables.
 pub const PK: &str = "pk";
@@ -65,6 +67,29 @@ pub fn owner_solution_pk(owner: &str, bucket: &str) -> String {
 /// Counter partition key (events table, expires by TTL): a key and its window.
 pub fn counter_pk(key: &str, window_start: i64) -> String {
     format!("CTR#{key}#{window_start}")
+}
+
+/// The rate-limit counter key of a user (shared by every route and the chat turn).
+pub fn rate_key(user: &str) -> String {
+    format!("rpm#{user}")
+}
+
+/// Day and month token-budget partition keys of a user at a time.
+pub fn budget_pks(user: &str, at: &chrono::DateTime<chrono::Utc>) -> (String, String) {
+    (
+        format!("BUD#{user}#D#{}", at.format("%Y-%m-%d")),
+        format!("BUD#{user}#M#{}", at.format("%Y-%m")),
+    )
+}
+
+/// Stream-slot partition key of a user (`sk` = the slot number).
+pub fn slot_pk(user: &str) -> String {
+    format!("SLOT#{user}")
+}
+
+/// Audit partition key of a user (`sk` = the entry's ULID).
+pub fn audit_pk(user: &str) -> String {
+    format!("AUDIT#{user}")
 }
 
 /// Analytics counters partition key (events table): one partition per day, `sk = <solution>#<model>`.

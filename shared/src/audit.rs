@@ -1,0 +1,65 @@
+//! The audit log (seed 002's `audit_logs`): every mutating action — creating, patching or
+//! deleting a conversation, adding or clearing messages, a chat turn, a regenerate — recorded with
+//! who (user id), what (action), which resource (conversation id), how it ended (`ok` or the
+//! error code) and when, kept `ATHENA_AUDIT_RETENTION_DAYS` (default 365) by TTL. Users read
+//! their own entries through `GET /api/audit`; admins may read anyone's.
+//!
+//! Recording never fails a request: it is written best-effort, bounded in time, failures logged.
+
+use std::time::Duration;
+
+use crate::domain::{self, UserId};
+use crate::store::{AuditEntry, IdGenerator, Store};
+
+/// Longest a request waits for its audit write.
+pub const WRITE_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// Audit action names.
+pub mod action {
+    /// `POST /api/conversations`
+    pub const CONVERSATION_CREATE: &str = "conversation.create";
+    /// `PATCH /api/conversations/{id}`
+    pub const CONVERSATION_UPDATE: &str = "conversation.update";
+    /// `DELETE /api/conversations/{id}`
+    pub const CONVERSATION_DELETE: &str = "conversation.delete";
+    /// `POST /api/conversations/{id}/messages`
+    pub const MESSAGES_ADD: &str = "messages.add";
+    /// `DELETE /api/conversations/{id}/messages`
+    pub const MESSAGES_CLEAR: &str = "messages.clear";
+    /// `POST /api/chat[/solution]`
+    pub const CHAT_TURN: &str = "chat.turn";
+    /// `POST /api/chat[/solution]` with `trigger: regenerate-message`
+    pub const CHAT_REGENERATE: &str = "chat.regenerate";
+}
+
+/// Builds an entry stamped now, kept `retention_days`.
+pub fn entry(
+    ids: &IdGenerator,
+    user: &UserId,
+    action: &str,
+    resource: Option<String>,
+    status: &str,
+    request_id: Option<&str>,
+    retention_days: u64,
+) -> AuditEntry {
+    let at = domain::now();
+    AuditEntry {
+        id: ids.next_ulid(),
+        user_id: user.to_string(),
+        action: action.to_owned(),
+        resource,
+        status: status.to_owned(),
+        request_id: request_id.map(str::to_owned),
+        at,
+        expires_at: at.timestamp() + i64::try_from(retention_days.saturating_mul(86_400)).unwrap_or(i64::MAX),
+    }
+}
+
+/// Writes entries best-effort: never fails, waits at most [`WRITE_TIMEOUT`].
+pub async fn record(store: &dyn Store, entries: &[AuditEntry]) {
+    match tokio::time::timeout(WRITE_TIMEOUT, store.record_activity(&[], entries)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "recording the audit log failed"),
+        Err(_) => tracing::warn!("recording the audit log timed out"),
+    }
+}

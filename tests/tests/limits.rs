@@ -1,0 +1,652 @@
+//! Token budgets, the concurrent-stream cap and the audit log over real HTTP (scripted model),
+//! and the chat turn's store round trips counted by an instrumented store, on both stores.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use athena_tests::{dynamo_store, embedded_store, spawn_chat_app, spawn_state, Reply, TestApp};
+use futures::StreamExt;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use shared::analytics::{StatsDelta, StatsRow};
+use shared::api::AppState;
+use shared::auth::JwtVerifier;
+use shared::chat::ChatConfig;
+use shared::config::{AuthMode, Config};
+use shared::domain::{
+    AnalyticsEvent, ClientMessageId, Conversation, ConversationId, Message, MessageId, Timestamp, UserId,
+};
+use shared::error::StoreError;
+use shared::store::{
+    Appended, AuditEntry, ConversationPatch, ListConversations, ListMessages, Page, Store, Touch, TurnBegun,
+    TurnFinish, TurnStart,
+};
+
+/// Parses an SSE body into its JSON chunks.
+fn parse_sse(body: &str) -> Vec<Value> {
+    body.split("\n\n")
+        .filter_map(|event| event.strip_prefix("data: "))
+        .map(|data| serde_json::from_str(data).unwrap_or(Value::String(data.to_owned())))
+        .collect()
+}
+
+async fn chat(app: &TestApp, body: Value) -> (u16, reqwest::header::HeaderMap, String) {
+    let res = app
+        .client
+        .post(format!("{}/api/chat", app.base))
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    (status, headers, res.text().await.expect("body"))
+}
+
+fn user_message(id: &str, text: &str) -> Value {
+    json!({"id": id, "messages": [{"role": "user", "content": text}]})
+}
+
+// ---------------------------------------------------------------- budgets
+
+async fn a_spent_budget_is_a_json_429_before_any_stream_byte_and_charges_reported_usage(store: Arc<dyn Store>) {
+    let app = spawn_chat_app(Arc::clone(&store), Config::local(), ChatConfig::default()).await;
+    let (status, _, body) = chat(&app, user_message("budget-1", "#deltas:4")).await;
+    assert_eq!(status, 200, "{body}");
+    let chunks = parse_sse(&body);
+    let finish = chunks.iter().find(|c| c["type"] == "finish").expect("finish chunk");
+    let usage = &finish["messageMetadata"]["usage"];
+    let spent = usage["inputTokens"].as_u64().expect("input") + usage["outputTokens"].as_u64().expect("output");
+    assert!(spent > 4, "{usage}");
+    // Exactly the reported usage was charged: a budget one above it still admits a turn...
+    let mut config = Config::local();
+    config.token_budget_day = spent + 1;
+    let roomy = spawn_chat_app(Arc::clone(&store), config, ChatConfig::default()).await;
+    let (status, _, _) = chat(&roomy, user_message("budget-2", "#deltas:1")).await;
+    assert_eq!(status, 200);
+    // ...and once it is spent, the next turn is refused before anything streams or is stored.
+    let mut config = Config::local();
+    config.token_budget_day = spent;
+    let tight = spawn_chat_app(Arc::clone(&store), config, ChatConfig::default()).await;
+    let refused = tight
+        .send(
+            tight
+                .client
+                .post(format!("{}/api/chat", tight.base))
+                .json(&user_message("budget-3", "one more")),
+        )
+        .await;
+    assert_eq!((refused.status, refused.code()), (429, "BUDGET"), "{}", refused.text);
+    assert_eq!(refused.header("content-type"), Some("application/json"));
+    assert!(!refused.text.contains("data:"), "never a half-started stream");
+    let retry: u64 = refused
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("retry-after");
+    assert!((1..=86_400).contains(&retry), "{retry}");
+    let user = UserId::parse("local-user").expect("user");
+    let missing = store
+        .get_conversation(&user, &ConversationId::parse("budget-3").expect("id"))
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound)),
+        "nothing stored: {missing:?}"
+    );
+    // The refusal is in the audit log.
+    let audit = tight.call("GET", "/api/audit?limit=1", None).await;
+    assert_eq!(audit.status, 200);
+    assert_eq!(audit.json[0]["action"], "chat.turn");
+    assert_eq!(audit.json[0]["status"], "BUDGET");
+    assert_eq!(audit.json[0]["resource"], "budget-3");
+    // A month budget spent answers the same way.
+    let mut config = Config::local();
+    config.token_budget_day = 0;
+    config.token_budget_month = spent;
+    let monthly = spawn_chat_app(Arc::clone(&store), config, ChatConfig::default()).await;
+    let (status, headers, body) = chat(&monthly, user_message("budget-4", "hi")).await;
+    assert_eq!(status, 429);
+    assert!(body.contains("month"), "{body}");
+    assert!(headers.contains_key("retry-after"));
+}
+
+// ---------------------------------------------------------------- stream cap
+
+async fn the_stream_cap_answers_429_and_an_aborted_stream_frees_its_slot(store: Arc<dyn Store>) {
+    let mut config = Config::local();
+    config.max_concurrent_streams = 1;
+    let app = spawn_chat_app(store, config, ChatConfig::default()).await;
+    let res = app
+        .client
+        .post(format!("{}/api/chat", app.base))
+        .json(&user_message("long-one", "#deltas:400 #delay:20"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status().as_u16(), 200);
+    let mut body = res.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("w1 ") {
+        let piece = body.next().await.expect("more").expect("chunk");
+        seen.push_str(&String::from_utf8_lossy(&piece));
+    }
+    let capped = app
+        .send(
+            app.client
+                .post(format!("{}/api/chat", app.base))
+                .json(&user_message("second", "#deltas:1")),
+        )
+        .await;
+    assert_eq!((capped.status, capped.code()), (429, "RATE_LIMIT"), "{}", capped.text);
+    assert_eq!(capped.header("retry-after"), Some("5"));
+    assert!(!capped.text.contains("data:"));
+    // The client goes away: the turn ends, stores its partial reply and releases the slot.
+    drop(body);
+    let mut admitted = false;
+    for _ in 0..100 {
+        let (status, _, _) = chat(&app, user_message("third", "#deltas:1")).await;
+        if status == 200 {
+            admitted = true;
+            break;
+        }
+        assert_eq!(status, 429);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(admitted, "the aborted stream's slot was released");
+}
+
+// ---------------------------------------------------------------- audit
+
+const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
+const ISSUER: &str = "https://issuer.test";
+const AUDIENCE: &str = "athena-web";
+
+fn token(sub: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": sub, "iss": ISSUER, "aud": AUDIENCE, "exp": now + 600, "iat": now}),
+        &EncodingKey::from_secret(SECRET),
+    )
+    .expect("sign")
+}
+
+async fn as_user(app: &TestApp, sub: &str, method: &str, path: &str, body: Option<Value>) -> Reply {
+    let mut req = app
+        .client
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
+            format!("{}{path}", app.base),
+        )
+        .bearer_auth(token(sub));
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    app.send(req).await
+}
+
+async fn the_audit_log_lists_a_users_own_actions_newest_first(store: Arc<dyn Store>) {
+    let mut config = Config::local();
+    config.auth = AuthMode::Jwt(Arc::new(JwtVerifier::hs256(
+        SECRET,
+        ISSUER.to_owned(),
+        AUDIENCE.to_owned(),
+    )));
+    config.admins = vec![UserId::parse("admin-1").expect("admin")];
+    let state = AppState::new(config, Arc::clone(&store))
+        .with_chat(Arc::new(shared::llm::scripted::ScriptedModel), ChatConfig::default());
+    let app = spawn_state(state, store).await;
+    let (alice, bob) = (athena_tests::unique("alice"), athena_tests::unique("bob"));
+    let created = as_user(&app, &alice, "POST", "/api/conversations", Some(json!({"title": "a"}))).await;
+    assert_eq!(created.status, 201);
+    let id = created.json["id"].as_str().expect("id").to_owned();
+    let patched = as_user(
+        &app,
+        &alice,
+        "PATCH",
+        &format!("/api/conversations/{id}"),
+        Some(json!({"title": "b"})),
+    )
+    .await;
+    assert_eq!(patched.status, 200);
+    let turn = app
+        .client
+        .post(format!("{}/api/chat", app.base))
+        .bearer_auth(token(&alice))
+        .json(&user_message(&id, "#deltas:2"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(turn.status().as_u16(), 200);
+    turn.text().await.expect("stream");
+    let added = as_user(
+        &app,
+        &alice,
+        "POST",
+        &format!("/api/conversations/{id}/messages"),
+        Some(json!({"role": "user", "content": "a note"})),
+    )
+    .await;
+    assert_eq!(added.status, 201, "{}", added.text);
+    let regenerated = app
+        .client
+        .post(format!("{}/api/chat", app.base))
+        .bearer_auth(token(&alice))
+        .json(&json!({"id": id, "messages": [], "trigger": "regenerate-message"}))
+        .send()
+        .await
+        .expect("send");
+    let status = regenerated.status().as_u16();
+    let text = regenerated.text().await.expect("stream");
+    assert_eq!(status, 200, "{text}");
+    let cleared = as_user(
+        &app,
+        &alice,
+        "DELETE",
+        &format!("/api/conversations/{id}/messages"),
+        None,
+    )
+    .await;
+    assert_eq!(cleared.status, 200, "{}", cleared.text);
+    let taken = as_user(
+        &app,
+        &bob,
+        "POST",
+        "/api/conversations",
+        Some(json!({"id": id, "title": "mine"})),
+    )
+    .await;
+    assert_eq!(taken.status, 409);
+    let missing = as_user(&app, &alice, "DELETE", "/api/conversations/nope", None).await;
+    assert_eq!(missing.status, 404);
+    let deleted = as_user(&app, &alice, "DELETE", &format!("/api/conversations/{id}"), None).await;
+    assert_eq!(deleted.status, 200);
+    let theirs = as_user(&app, &bob, "POST", "/api/conversations", Some(json!({"title": "b"}))).await;
+    assert_eq!(theirs.status, 201);
+
+    let log = as_user(&app, &alice, "GET", "/api/audit", None).await;
+    assert_eq!(log.status, 200, "{}", log.text);
+    let entries = log.json.as_array().expect("array");
+    let actions: Vec<(&str, &str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or(""),
+                e["resource"].as_str().unwrap_or(""),
+                e["status"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("conversation.delete", id.as_str(), "ok"),
+            ("conversation.delete", "nope", "NOT_FOUND"),
+            ("messages.clear", id.as_str(), "ok"),
+            ("chat.regenerate", id.as_str(), "ok"),
+            ("messages.add", id.as_str(), "ok"),
+            ("chat.turn", id.as_str(), "ok"),
+            ("conversation.update", id.as_str(), "ok"),
+            ("conversation.create", id.as_str(), "ok"),
+        ]
+    );
+    assert!(entries.iter().all(|e| e["userId"] == alice.as_str()));
+    assert!(entries
+        .iter()
+        .all(|e| e["requestId"].is_string() && e["at"].is_string()));
+    // Paged with the opaque cursor like the other listings.
+    let first = as_user(&app, &alice, "GET", "/api/audit?limit=5", None).await;
+    assert_eq!(first.json.as_array().map(Vec::len), Some(5));
+    let cursor = first.header("x-next-cursor").expect("cursor").to_owned();
+    let second = as_user(
+        &app,
+        &alice,
+        "GET",
+        &format!("/api/audit?limit=5&cursor={cursor}"),
+        None,
+    )
+    .await;
+    assert_eq!(second.json.as_array().map(Vec::len), Some(3));
+    assert!(second.header("x-next-cursor").is_none());
+    // Never another user's entries; only an admin may ask for someone else's.
+    let bobs = as_user(&app, &bob, "GET", "/api/audit", None).await;
+    let bobs_actions: Vec<(&str, &str)> = bobs
+        .json
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap_or(""), e["status"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        bobs_actions,
+        [("conversation.create", "ok"), ("conversation.create", "CONFLICT")]
+    );
+    assert_eq!(
+        bobs.json[1]["resource"],
+        id.as_str(),
+        "the refused create names the id it tried"
+    );
+    assert!(bobs
+        .json
+        .as_array()
+        .expect("array")
+        .iter()
+        .all(|e| e["userId"] == bob.as_str()));
+    let snooping = as_user(&app, &bob, "GET", &format!("/api/audit?userId={alice}"), None).await;
+    assert_eq!((snooping.status, snooping.code()), (403, "FORBIDDEN"));
+    let foreign_cursor = as_user(&app, &bob, "GET", &format!("/api/audit?cursor={cursor}"), None).await;
+    assert_eq!(foreign_cursor.status, 400);
+    let admin = as_user(&app, "admin-1", "GET", &format!("/api/audit?userId={alice}"), None).await;
+    assert_eq!(admin.status, 200);
+    assert_eq!(admin.json.as_array().map(Vec::len), Some(8));
+}
+
+// ---------------------------------------------------------------- round trips
+
+/// A store that delegates to another and records the name of every call.
+struct Counting {
+    inner: Arc<dyn Store>,
+    calls: Mutex<Vec<&'static str>>,
+}
+
+impl Counting {
+    fn note(&self, name: &'static str) {
+        match self.calls.lock() {
+            Ok(mut calls) => calls.push(name),
+            Err(poisoned) => poisoned.into_inner().push(name),
+        }
+    }
+    fn take(&self) -> Vec<&'static str> {
+        match self.calls.lock() {
+            Ok(mut calls) => std::mem::take(&mut *calls),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        }
+    }
+    fn snapshot(&self) -> Vec<&'static str> {
+        match self.calls.lock() {
+            Ok(calls) => calls.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for Counting {
+    async fn create_conversation(&self, c: &Conversation, m: &[Message]) -> Result<(), StoreError> {
+        self.note("create_conversation");
+        self.inner.create_conversation(c, m).await
+    }
+    async fn get_conversation(&self, o: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
+        self.note("get_conversation");
+        self.inner.get_conversation(o, id).await
+    }
+    async fn get_conversation_with_messages(
+        &self,
+        o: &UserId,
+        id: &ConversationId,
+    ) -> Result<(Conversation, Vec<Message>), StoreError> {
+        self.note("get_conversation_with_messages");
+        self.inner.get_conversation_with_messages(o, id).await
+    }
+    async fn list_conversations(&self, o: &UserId, q: &ListConversations) -> Result<Page<Conversation>, StoreError> {
+        self.note("list_conversations");
+        self.inner.list_conversations(o, q).await
+    }
+    async fn update_conversation(
+        &self,
+        o: &UserId,
+        id: &ConversationId,
+        p: &ConversationPatch,
+        now: Timestamp,
+    ) -> Result<Conversation, StoreError> {
+        self.note("update_conversation");
+        self.inner.update_conversation(o, id, p, now).await
+    }
+    async fn delete_conversation(&self, o: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
+        self.note("delete_conversation");
+        self.inner.delete_conversation(o, id).await
+    }
+    async fn append_message(&self, o: &UserId, m: &Message, t: &Touch) -> Result<Appended, StoreError> {
+        self.note("append_message");
+        self.inner.append_message(o, m, t).await
+    }
+    async fn list_messages(
+        &self,
+        o: &UserId,
+        id: &ConversationId,
+        q: &ListMessages,
+    ) -> Result<Page<Message>, StoreError> {
+        self.note("list_messages");
+        self.inner.list_messages(o, id, q).await
+    }
+    async fn find_by_client_id(
+        &self,
+        o: &UserId,
+        id: &ConversationId,
+        c: &ClientMessageId,
+    ) -> Result<Option<Message>, StoreError> {
+        self.note("find_by_client_id");
+        self.inner.find_by_client_id(o, id, c).await
+    }
+    async fn delete_message(&self, o: &UserId, id: &ConversationId, m: &MessageId) -> Result<(), StoreError> {
+        self.note("delete_message");
+        self.inner.delete_message(o, id, m).await
+    }
+    async fn clear_messages(&self, o: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
+        self.note("clear_messages");
+        self.inner.clear_messages(o, id).await
+    }
+    async fn record_events(&self, e: &[AnalyticsEvent]) -> Result<(), StoreError> {
+        self.note("record_events");
+        self.inner.record_events(e).await
+    }
+    async fn events_of_day(&self, d: &str) -> Result<Vec<AnalyticsEvent>, StoreError> {
+        self.note("events_of_day");
+        self.inner.events_of_day(d).await
+    }
+    async fn increment_counter(&self, k: &str, w: i64, t: i64) -> Result<u64, StoreError> {
+        self.note("increment_counter");
+        self.inner.increment_counter(k, w, t).await
+    }
+    async fn add_stats(&self, d: &str, s: &str, m: &str, delta: &StatsDelta) -> Result<(), StoreError> {
+        self.note("add_stats");
+        self.inner.add_stats(d, s, m, delta).await
+    }
+    async fn stats_between(&self, f: &str, t: &str) -> Result<Vec<StatsRow>, StoreError> {
+        self.note("stats_between");
+        self.inner.stats_between(f, t).await
+    }
+    async fn begin_turn(&self, start: &TurnStart) -> Result<TurnBegun, StoreError> {
+        self.note("begin_turn");
+        self.inner.begin_turn(start).await
+    }
+    async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
+        self.note("finish_turn");
+        self.inner.finish_turn(finish).await
+    }
+    async fn record_activity(&self, e: &[AnalyticsEvent], a: &[AuditEntry]) -> Result<(), StoreError> {
+        self.note("record_activity");
+        self.inner.record_activity(e, a).await
+    }
+    async fn list_audit(&self, u: &UserId, l: Option<u32>, c: Option<&str>) -> Result<Page<AuditEntry>, StoreError> {
+        self.note("list_audit");
+        self.inner.list_audit(u, l, c).await
+    }
+}
+
+async fn a_chat_turn_makes_two_store_calls_before_the_first_byte_and_four_in_all(store: Arc<dyn Store>) {
+    let counting = Arc::new(Counting {
+        inner: store,
+        calls: Mutex::new(Vec::new()),
+    });
+    // Budgets, the stream cap and the rate limit all on (the defaults), audit and analytics too.
+    let app = spawn_chat_app(
+        Arc::clone(&counting) as Arc<dyn Store>,
+        Config::local(),
+        ChatConfig::default(),
+    )
+    .await;
+    let id = athena_tests::unique("rt");
+    let regenerate = json!({"id": id, "messages": [], "trigger": "regenerate-message"});
+    for (case, body) in [
+        ("new conversation", user_message(&id, "#first-delay:300 #deltas:3")),
+        ("follow-up turn", user_message(&id, "#first-delay:300 #deltas:3 again")),
+        ("regenerate", regenerate),
+    ] {
+        counting.take();
+        let res = app
+            .client
+            .post(format!("{}/api/chat", app.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(res.status().as_u16(), 200, "{case}");
+        let mut body = res.bytes_stream();
+        let first = body.next().await.expect("a first byte").expect("chunk");
+        assert!(!first.is_empty());
+        // The model waits 300 ms before its first token: nothing else can have run yet.
+        let before = counting.snapshot();
+        while let Some(piece) = body.next().await {
+            piece.expect("chunk");
+        }
+        let all = counting.take();
+        assert_eq!(
+            before,
+            ["get_conversation_with_messages", "begin_turn"],
+            "{case}: before the first byte"
+        );
+        assert_eq!(
+            all,
+            [
+                "get_conversation_with_messages",
+                "begin_turn",
+                "finish_turn",
+                "record_activity"
+            ],
+            "{case}: the whole turn"
+        );
+    }
+    let user = UserId::parse("local-user").expect("user");
+    let (_, messages) = counting
+        .inner
+        .get_conversation_with_messages(&user, &ConversationId::parse(&id).expect("id"))
+        .await
+        .expect("stored");
+    assert_eq!(
+        messages.len(),
+        4,
+        "both turns stored both sides; the regenerate replaced the last reply"
+    );
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(std::sync::Arc::new(super::embedded_store())).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(std::sync::Arc::new(super::dynamo_store().await)).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    a_spent_budget_is_a_json_429_before_any_stream_byte_and_charges_reported_usage,
+    the_stream_cap_answers_429_and_an_aborted_stream_frees_its_slot,
+    the_audit_log_lists_a_users_own_actions_newest_first,
+    a_chat_turn_makes_two_store_calls_before_the_first_byte_and_four_in_all,
+);
+
+/// Counts the DynamoDB requests themselves (every attempt, by `X-Amz-Target`).
+#[derive(Debug)]
+struct CountRequests(Arc<Mutex<Vec<String>>>);
+
+impl aws_sdk_dynamodb::config::Intercept for CountRequests {
+    fn name(&self) -> &'static str {
+        "CountRequests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let target = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or("?")
+            .trim_start_matches("DynamoDB_20120810.")
+            .to_owned();
+        match self.0.lock() {
+            Ok(mut seen) => seen.push(target),
+            Err(poisoned) => poisoned.into_inner().push(target),
+        }
+        Ok(())
+    }
+}
+
+/// The same turn on DynamoDB, counting HTTP requests to DynamoDB rather than store calls:
+/// 2 before the first byte (Query, TransactWriteItems), 4 in all (+ TransactWriteItems,
+/// BatchWriteItem), rate limit, budgets, stream cap, analytics and audit included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_turn_makes_two_dynamodb_requests_before_the_first_byte_and_four_in_all() {
+    let tables = dynamo_store().await.tables().clone();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let client = athena_tests::dynamo_client(athena_tests::moto_endpoint()).await;
+    let config = client
+        .config()
+        .to_builder()
+        .interceptor(CountRequests(Arc::clone(&seen)))
+        .build();
+    let store = shared::store::dynamo::DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), tables);
+    let app = spawn_chat_app(Arc::new(store), Config::local(), ChatConfig::default()).await;
+    let take = || match seen.lock() {
+        Ok(mut s) => std::mem::take(&mut *s),
+        Err(p) => std::mem::take(&mut *p.into_inner()),
+    };
+    let id = athena_tests::unique("rt");
+    let regenerate = json!({"id": id, "messages": [], "trigger": "regenerate-message"});
+    for (case, body) in [
+        ("new conversation", user_message(&id, "#first-delay:300 #deltas:3")),
+        ("follow-up turn", user_message(&id, "#first-delay:300 #deltas:3")),
+        ("regenerate", regenerate),
+    ] {
+        take();
+        let res = app
+            .client
+            .post(format!("{}/api/chat", app.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        let mut body = res.bytes_stream();
+        body.next().await.expect("a first byte").expect("chunk");
+        let before = match seen.lock() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        while let Some(piece) = body.next().await {
+            piece.expect("chunk");
+        }
+        let all = take();
+        assert_eq!(before, ["Query", "TransactWriteItems"], "{case}");
+        assert_eq!(
+            all,
+            ["Query", "TransactWriteItems", "TransactWriteItems", "BatchWriteItem"],
+            "{case}"
+        );
+    }
+}
