@@ -124,10 +124,7 @@ impl JwtVerifier {
             audience: audience.into(),
             keys: Keys::Jwks {
                 url: url.into(),
-                http: reqwest::Client::builder()
-                    .timeout(Duration::from_secs(5))
-                    .build()
-                    .unwrap_or_default(),
+                http: crate::http::client(Some(Duration::from_secs(5))),
                 cache: RwLock::new(JwksCache::default()),
                 min_refresh,
             },

@@ -970,12 +970,7 @@ fn public_provider_message(e: &ProviderError) -> String {
 /// Calls the search API; the answer is trimmed to keep the context small.
 async fn web_search(search: &SearchConfig, query: &str) -> Result<Value, String> {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    let client = CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default()
-    });
+    let client = CLIENT.get_or_init(|| crate::http::client(Some(Duration::from_secs(10))));
     let mut req = client
         .post(&search.url)
         .json(&json!({"query": query, "max_results": 5}));

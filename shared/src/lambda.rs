@@ -56,6 +56,7 @@ pub async fn run_streaming(function: &'static str) -> Result<(), lambda_http::Er
 pub async fn init_state(with_chat: bool) -> Result<AppState, crate::config::ConfigError> {
     let config = Config::from_env()?;
     let store = store::from_env().await?;
+    warm_store(store.as_ref()).await;
     let mut state = AppState::new(config, store);
     if with_chat {
         let chat = crate::chat::ChatConfig::from_lookup(|k| std::env::var(k).ok(), &state.config.catalog)?;
@@ -63,6 +64,38 @@ pub async fn init_state(with_chat: bool) -> Result<AppState, crate::config::Conf
         state = state.with_chat(model, chat);
     }
     Ok(state)
+}
+
+/// Inside Lambda, opens the store's connection during init: one Query of a conversation that
+/// never exists (Query is what the chat, conversations and messages roles may do on the
+/// conversations table; the analytics role is refused, which opens the connection just the
+/// same), so the TCP + TLS handshake to DynamoDB (most of an unwarmed first call: ~750 ms of ~900 ms in
+/// published 128 MB measurements) happens in the init phase, not in the first request. Bounded
+/// to 2 s; whatever the answer (not found, access denied, timeout), only the pooled connection
+/// matters. `ATHENA_WARM_CONNECTIONS=false` turns it off. See `docs/performance.md`.
+async fn warm_store(store: &dyn store::Store) {
+    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_none()
+        || std::env::var("ATHENA_WARM_CONNECTIONS").is_ok_and(|v| v.trim() == "false")
+    {
+        return;
+    }
+    let (Ok(owner), Ok(id)) = (
+        crate::domain::UserId::parse("athena-warmup"),
+        crate::domain::ConversationId::parse("athena-warmup"),
+    ) else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        store.get_conversation_with_messages(&owner, &id),
+    )
+    .await;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        timed_out = outcome.is_err(),
+        "store connection warmed"
+    );
 }
 
 /// Handles one event for `function` (tests feed `events/*.json` through this).

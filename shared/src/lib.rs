@@ -8,6 +8,7 @@
 //! - [`store`]: the `Store` port and its adapters: DynamoDB (production) and SQLite (embedded,
 //!   the local default), held to the same semantics by one conformance suite.
 //! - [`analytics`]: usage events, daily counters (cost, tokens, latency histograms), EMF metrics.
+//! - [`http`]: the outbound HTTP client (one TLS stack, shared with the AWS SDK).
 //! - [`auth`]: bearer-JWT verification (HS256 secret or the issuer's JWKS) for `ATHENA_AUTH=jwt`.
 //! - [`catalog`]: the Claude models on Bedrock, prices, the deployment's allowlist.
 //! - [`config`]: configuration from the environment, checked at cold start.
@@ -29,6 +30,7 @@ pub mod chat;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod http;
 pub mod lambda;
 pub mod llm;
 pub mod local;

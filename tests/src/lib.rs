@@ -185,7 +185,7 @@ pub async fn spawn_state(state: AppState, store: Arc<dyn Store>) -> TestApp {
     }));
     TestApp {
         base,
-        client: reqwest::Client::new(),
+        client: shared::http::client(None),
         store,
         openapi: openapi::OpenApi::shared(),
         _shutdown: tx,

@@ -4,24 +4,18 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use athena_tests::{dynamo_store, embedded_store, spawn_chat_app, spawn_state, Reply, TestApp};
 use futures::StreamExt;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use shared::analytics::{StatsDelta, StatsRow};
 use shared::api::AppState;
 use shared::auth::JwtVerifier;
 use shared::chat::ChatConfig;
 use shared::config::{AuthMode, Config};
-use shared::domain::{
-    AnalyticsEvent, ClientMessageId, Conversation, ConversationId, Message, MessageId, Timestamp, UserId,
-};
+use shared::domain::{ConversationId, UserId};
 use shared::error::StoreError;
-use shared::store::{
-    Appended, AuditEntry, ConversationPatch, ListConversations, ListMessages, Page, Store, Touch, TurnBegun,
-    TurnFinish, TurnStart,
-};
+use shared::store::counting::CountingStore;
+use shared::store::Store;
 
 /// Parses an SSE body into its JSON chunks.
 fn parse_sse(body: &str) -> Vec<Value> {
@@ -343,142 +337,8 @@ async fn the_audit_log_lists_a_users_own_actions_newest_first(store: Arc<dyn Sto
 
 // ---------------------------------------------------------------- round trips
 
-/// A store that delegates to another and records the name of every call.
-struct Counting {
-    inner: Arc<dyn Store>,
-    calls: Mutex<Vec<&'static str>>,
-}
-
-impl Counting {
-    fn note(&self, name: &'static str) {
-        match self.calls.lock() {
-            Ok(mut calls) => calls.push(name),
-            Err(poisoned) => poisoned.into_inner().push(name),
-        }
-    }
-    fn take(&self) -> Vec<&'static str> {
-        match self.calls.lock() {
-            Ok(mut calls) => std::mem::take(&mut *calls),
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-        }
-    }
-    fn snapshot(&self) -> Vec<&'static str> {
-        match self.calls.lock() {
-            Ok(calls) => calls.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-}
-
-#[async_trait]
-impl Store for Counting {
-    async fn create_conversation(&self, c: &Conversation, m: &[Message]) -> Result<(), StoreError> {
-        self.note("create_conversation");
-        self.inner.create_conversation(c, m).await
-    }
-    async fn get_conversation(&self, o: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
-        self.note("get_conversation");
-        self.inner.get_conversation(o, id).await
-    }
-    async fn get_conversation_with_messages(
-        &self,
-        o: &UserId,
-        id: &ConversationId,
-    ) -> Result<(Conversation, Vec<Message>), StoreError> {
-        self.note("get_conversation_with_messages");
-        self.inner.get_conversation_with_messages(o, id).await
-    }
-    async fn list_conversations(&self, o: &UserId, q: &ListConversations) -> Result<Page<Conversation>, StoreError> {
-        self.note("list_conversations");
-        self.inner.list_conversations(o, q).await
-    }
-    async fn update_conversation(
-        &self,
-        o: &UserId,
-        id: &ConversationId,
-        p: &ConversationPatch,
-        now: Timestamp,
-    ) -> Result<Conversation, StoreError> {
-        self.note("update_conversation");
-        self.inner.update_conversation(o, id, p, now).await
-    }
-    async fn delete_conversation(&self, o: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
-        self.note("delete_conversation");
-        self.inner.delete_conversation(o, id).await
-    }
-    async fn append_message(&self, o: &UserId, m: &Message, t: &Touch) -> Result<Appended, StoreError> {
-        self.note("append_message");
-        self.inner.append_message(o, m, t).await
-    }
-    async fn list_messages(
-        &self,
-        o: &UserId,
-        id: &ConversationId,
-        q: &ListMessages,
-    ) -> Result<Page<Message>, StoreError> {
-        self.note("list_messages");
-        self.inner.list_messages(o, id, q).await
-    }
-    async fn find_by_client_id(
-        &self,
-        o: &UserId,
-        id: &ConversationId,
-        c: &ClientMessageId,
-    ) -> Result<Option<Message>, StoreError> {
-        self.note("find_by_client_id");
-        self.inner.find_by_client_id(o, id, c).await
-    }
-    async fn delete_message(&self, o: &UserId, id: &ConversationId, m: &MessageId) -> Result<(), StoreError> {
-        self.note("delete_message");
-        self.inner.delete_message(o, id, m).await
-    }
-    async fn clear_messages(&self, o: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
-        self.note("clear_messages");
-        self.inner.clear_messages(o, id).await
-    }
-    async fn record_events(&self, e: &[AnalyticsEvent]) -> Result<(), StoreError> {
-        self.note("record_events");
-        self.inner.record_events(e).await
-    }
-    async fn events_of_day(&self, d: &str) -> Result<Vec<AnalyticsEvent>, StoreError> {
-        self.note("events_of_day");
-        self.inner.events_of_day(d).await
-    }
-    async fn increment_counter(&self, k: &str, w: i64, t: i64) -> Result<u64, StoreError> {
-        self.note("increment_counter");
-        self.inner.increment_counter(k, w, t).await
-    }
-    async fn add_stats(&self, d: &str, s: &str, m: &str, delta: &StatsDelta) -> Result<(), StoreError> {
-        self.note("add_stats");
-        self.inner.add_stats(d, s, m, delta).await
-    }
-    async fn stats_between(&self, f: &str, t: &str) -> Result<Vec<StatsRow>, StoreError> {
-        self.note("stats_between");
-        self.inner.stats_between(f, t).await
-    }
-    async fn begin_turn(&self, start: &TurnStart) -> Result<TurnBegun, StoreError> {
-        self.note("begin_turn");
-        self.inner.begin_turn(start).await
-    }
-    async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
-        self.note("finish_turn");
-        self.inner.finish_turn(finish).await
-    }
-    async fn record_activity(&self, e: &[AnalyticsEvent], a: &[AuditEntry]) -> Result<(), StoreError> {
-        self.note("record_activity");
-        self.inner.record_activity(e, a).await
-    }
-    async fn list_audit(&self, u: &UserId, l: Option<u32>, c: Option<&str>) -> Result<Page<AuditEntry>, StoreError> {
-        self.note("list_audit");
-        self.inner.list_audit(u, l, c).await
-    }
-}
-
 async fn a_chat_turn_makes_two_store_calls_before_the_first_byte_and_four_in_all(store: Arc<dyn Store>) {
-    let counting = Arc::new(Counting {
-        inner: store,
-        calls: Mutex::new(Vec::new()),
-    });
+    let counting = Arc::new(CountingStore::new(store));
     // Budgets, the stream cap and the rate limit all on (the defaults), audit and analytics too.
     let app = spawn_chat_app(
         Arc::clone(&counting) as Arc<dyn Store>,
@@ -529,7 +389,7 @@ async fn a_chat_turn_makes_two_store_calls_before_the_first_byte_and_four_in_all
     }
     let user = UserId::parse("local-user").expect("user");
     let (_, messages) = counting
-        .inner
+        .inner()
         .get_conversation_with_messages(&user, &ConversationId::parse(&id).expect("id"))
         .await
         .expect("stored");

@@ -52,7 +52,7 @@ impl OpenAiModel {
     /// A provider for `base_url`.
     pub fn new(base_url: impl Into<String>, api_key: Option<String>, model_override: Option<String>) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: crate::http::client(None),
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             api_key,
             model_override,

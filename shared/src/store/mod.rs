@@ -7,8 +7,10 @@
 //! by one conformance suite (`tests/tests/store_conformance.rs`). `docs/data-model.md` lists every
 //! access pattern with its key condition and round trips.
 
+pub mod counting;
 pub mod cursor;
 pub mod dynamo;
+#[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod schema;
 
@@ -426,10 +428,23 @@ pub async fn from_env() -> Result<std::sync::Arc<dyn Store>, crate::config::Conf
             "ATHENA_TABLE must name the DynamoDB table inside Lambda".to_owned(),
         ));
     }
+    open_embedded(ttl)
+}
+
+#[cfg(feature = "embedded")]
+fn open_embedded(ttl: std::time::Duration) -> Result<std::sync::Arc<dyn Store>, crate::config::ConfigError> {
     let path = std::env::var("ATHENA_DB").unwrap_or_else(|_| ".athena/athena.db".to_owned());
     let store = embedded::EmbeddedStore::open(&path)
-        .map_err(|e| ConfigError(format!("opening the embedded store at {path}: {e}")))?;
+        .map_err(|e| crate::config::ConfigError(format!("opening the embedded store at {path}: {e}")))?;
     Ok(std::sync::Arc::new(store.with_event_ttl(ttl)))
+}
+
+/// Built without the embedded store (the Lambda functions): DynamoDB is the only store.
+#[cfg(not(feature = "embedded"))]
+fn open_embedded(_ttl: std::time::Duration) -> Result<std::sync::Arc<dyn Store>, crate::config::ConfigError> {
+    Err(crate::config::ConfigError(
+        "ATHENA_TABLE must name the DynamoDB table: this build has no embedded store".to_owned(),
+    ))
 }
 
 /// Checks the size bounds every store shares, before anything is written.

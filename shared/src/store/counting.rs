@@ -1,0 +1,188 @@
+//! A `Store` that delegates to another and records every call, in order, so a test or a
+//! benchmark can tell which calls happened before the first byte (or the first token) reached the
+//! client (the round-trip counts of `docs/performance.md` and `tests/tests/limits.rs`).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::analytics::{StatsDelta, StatsRow};
+use crate::domain::{
+    AnalyticsEvent, ClientMessageId, Conversation, ConversationId, Message, MessageId, Timestamp, UserId,
+};
+use crate::error::StoreError;
+use crate::store::{
+    Appended, AuditEntry, ConversationPatch, ListConversations, ListMessages, Page, Store, Touch, TurnBegun,
+    TurnFinish, TurnStart,
+};
+use async_trait::async_trait;
+
+/// The instrumented store.
+pub struct CountingStore {
+    inner: Arc<dyn Store>,
+    calls: Mutex<Vec<&'static str>>,
+}
+
+impl CountingStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        Self {
+            inner,
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn record(&self, name: &'static str) {
+        self.calls.lock().unwrap_or_else(PoisonError::into_inner).push(name);
+    }
+
+    /// How many calls so far.
+    pub fn count(&self) -> usize {
+        self.calls.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// The recorded calls so far, leaving the log as it is.
+    pub fn snapshot(&self) -> Vec<&'static str> {
+        self.calls.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The wrapped store (reads through it are not recorded).
+    pub fn inner(&self) -> &Arc<dyn Store> {
+        &self.inner
+    }
+
+    /// Takes the recorded calls, leaving the log empty.
+    pub fn take(&self) -> Vec<&'static str> {
+        std::mem::take(&mut *self.calls.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+#[async_trait]
+impl Store for CountingStore {
+    async fn create_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError> {
+        self.record("create_conversation");
+        self.inner.create_conversation(conversation, messages).await
+    }
+
+    async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
+        self.record("get_conversation");
+        self.inner.get_conversation(owner, id).await
+    }
+
+    async fn get_conversation_with_messages(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+    ) -> Result<(Conversation, Vec<Message>), StoreError> {
+        self.record("get_conversation_with_messages");
+        self.inner.get_conversation_with_messages(owner, id).await
+    }
+
+    async fn list_conversations(
+        &self,
+        owner: &UserId,
+        query: &ListConversations,
+    ) -> Result<Page<Conversation>, StoreError> {
+        self.record("list_conversations");
+        self.inner.list_conversations(owner, query).await
+    }
+
+    async fn update_conversation(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        patch: &ConversationPatch,
+        now: Timestamp,
+    ) -> Result<Conversation, StoreError> {
+        self.record("update_conversation");
+        self.inner.update_conversation(owner, id, patch, now).await
+    }
+
+    async fn delete_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
+        self.record("delete_conversation");
+        self.inner.delete_conversation(owner, id).await
+    }
+
+    async fn append_message(&self, owner: &UserId, message: &Message, touch: &Touch) -> Result<Appended, StoreError> {
+        self.record("append_message");
+        self.inner.append_message(owner, message, touch).await
+    }
+
+    async fn list_messages(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        query: &ListMessages,
+    ) -> Result<Page<Message>, StoreError> {
+        self.record("list_messages");
+        self.inner.list_messages(owner, id, query).await
+    }
+
+    async fn find_by_client_id(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        client_id: &ClientMessageId,
+    ) -> Result<Option<Message>, StoreError> {
+        self.record("find_by_client_id");
+        self.inner.find_by_client_id(owner, id, client_id).await
+    }
+
+    async fn delete_message(&self, owner: &UserId, id: &ConversationId, message: &MessageId) -> Result<(), StoreError> {
+        self.record("delete_message");
+        self.inner.delete_message(owner, id, message).await
+    }
+
+    async fn clear_messages(&self, owner: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
+        self.record("clear_messages");
+        self.inner.clear_messages(owner, id).await
+    }
+
+    async fn record_events(&self, events: &[AnalyticsEvent]) -> Result<(), StoreError> {
+        self.record("record_events");
+        self.inner.record_events(events).await
+    }
+
+    async fn events_of_day(&self, day: &str) -> Result<Vec<AnalyticsEvent>, StoreError> {
+        self.record("events_of_day");
+        self.inner.events_of_day(day).await
+    }
+
+    async fn increment_counter(&self, key: &str, window_start: i64, ttl_secs: i64) -> Result<u64, StoreError> {
+        self.record("increment_counter");
+        self.inner.increment_counter(key, window_start, ttl_secs).await
+    }
+
+    async fn add_stats(&self, day: &str, solution: &str, model: &str, delta: &StatsDelta) -> Result<(), StoreError> {
+        self.record("add_stats");
+        self.inner.add_stats(day, solution, model, delta).await
+    }
+
+    async fn stats_between(&self, from: &str, to: &str) -> Result<Vec<StatsRow>, StoreError> {
+        self.record("stats_between");
+        self.inner.stats_between(from, to).await
+    }
+
+    async fn begin_turn(&self, start: &TurnStart) -> Result<TurnBegun, StoreError> {
+        self.record("begin_turn");
+        self.inner.begin_turn(start).await
+    }
+
+    async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
+        self.record("finish_turn");
+        self.inner.finish_turn(finish).await
+    }
+
+    async fn record_activity(&self, events: &[AnalyticsEvent], audit: &[AuditEntry]) -> Result<(), StoreError> {
+        self.record("record_activity");
+        self.inner.record_activity(events, audit).await
+    }
+
+    async fn list_audit(
+        &self,
+        user: &UserId,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        self.record("list_audit");
+        self.inner.list_audit(user, limit, cursor).await
+    }
+}
