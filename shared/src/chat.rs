@@ -627,7 +627,7 @@ impl Turn {
             json!({"conversationId": self.conversation.id.as_str()}),
         ))
         .await;
-        let outcome = self.generate(&mut sink, &mut encoder, started).await;
+        let mut outcome = self.generate(&mut sink, &mut encoder, started).await;
         let latency = started.elapsed();
         let finish = if sink.gone {
             FinishReason::Aborted
@@ -635,15 +635,16 @@ impl Turn {
             outcome.finish
         };
         // Store what there is: a reply, a partial reply, or the record of a failure after output.
+        // The reply text and parts move into the stored message (a long reply is held once).
         let reply = (!outcome.text.is_empty() || !outcome.parts.is_empty()).then(|| {
             let mut reply = Message::text(
                 self.reply_id.clone(),
                 self.conversation.id.clone(),
                 Role::Assistant,
-                outcome.text.clone(),
+                std::mem::take(&mut outcome.text),
                 domain::now(),
             );
-            reply.parts = outcome.parts.clone();
+            reply.parts = std::mem::take(&mut outcome.parts);
             reply.model = Some(outcome.model.clone());
             reply.usage = Some(outcome.usage);
             reply.latency_ms = Some(latency.as_millis() as u64);
@@ -776,7 +777,8 @@ impl Turn {
         for step in 0..MAX_STEPS {
             sink.send(encoder.start_step()).await;
             let mut tool_calls: Vec<(String, String, Value)> = Vec::new();
-            let mut step_text = String::new();
+            // This step's text is the tail of the reply from here (no second copy while streaming).
+            let step_start = outcome.text.len();
             let mut stop = None;
             // Find a model that starts (fallback only while nothing has been emitted).
             let mut stream = None;
@@ -851,7 +853,6 @@ impl Turn {
                             outcome.first_token = Some(started.elapsed());
                         }
                         emitted = true;
-                        step_text.push_str(&delta);
                         outcome.text.push_str(&delta);
                         let chunks = encoder.text(&delta);
                         sink.send(chunks).await;
@@ -897,8 +898,9 @@ impl Turn {
             }
             // Run the tools and go round again with their results.
             let mut assistant = Vec::new();
+            let step_text = outcome.text.get(step_start..).unwrap_or_default();
             if !step_text.is_empty() {
-                assistant.push(ModelContent::Text(step_text));
+                assistant.push(ModelContent::Text(step_text.to_owned()));
             }
             let mut results = Vec::new();
             for (id, name, input) in tool_calls {

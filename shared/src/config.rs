@@ -22,6 +22,7 @@
 //! | `ATHENA_AUDIT_RETENTION_DAYS` | how long audit entries are kept | 365 |
 //! | `ATHENA_TABLE`, `ATHENA_EVENTS_TABLE` | DynamoDB tables; unset means the embedded store | unset |
 //! | `ATHENA_DB` | the embedded store's file | `.athena/athena.db` |
+//! | `ATHENA_WARM_CONNECTIONS` | `false`: no DynamoDB connection warm-up at Lambda init (`lambda::init_state`) | on |
 
 use crate::catalog::Catalog;
 use crate::domain::UserId;

@@ -25,6 +25,8 @@ const SAMPLE_AUDIENCE: &str = "athena-web";
 fn expected_status(name: &str) -> u16 {
     if name.contains("invalid") {
         400
+    } else if name.contains("forbidden") {
+        403
     } else if name.contains("function-url") {
         // A function URL carries no authorizer claims: under ATHENA_AUTH=apigw it is refused.
         401
@@ -108,6 +110,8 @@ async fn every_sample_event_is_answered_as_documented() {
             "conversations"
         } else if name.starts_with("chat-") {
             "chat"
+        } else if name.starts_with("analytics-") {
+            "analytics"
         } else {
             panic!("{name}: event files are named <function>-<case>.json");
         };
