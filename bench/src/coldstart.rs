@@ -145,6 +145,13 @@ impl Harness {
         command
             .env_clear()
             .env("AWS_LAMBDA_RUNTIME_API", self.addr.to_string())
+            // Where the system's root certificates are (the SDK loads them at client build):
+            // passed through so a run can mimic Lambda's layout (one bundle) on any host.
+            .envs(
+                ["SSL_CERT_FILE", "SSL_CERT_DIR"]
+                    .into_iter()
+                    .filter_map(|k| std::env::var(k).ok().map(|v| (k, v))),
+            )
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

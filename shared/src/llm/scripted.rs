@@ -110,35 +110,39 @@ impl ChatModel for ScriptedModel {
                 return Ok(futures::stream::iter(events).boxed());
             }
         }
-        let deltas: Vec<String> = match (number(&last_user_text, "deltas"), &tool_result) {
-            (_, Some(result)) => format!("Search said: {result}")
-                .split_inclusive(' ')
-                .map(str::to_owned)
-                .collect(),
-            (Some(n), None) => (0..n).map(|i| format!("w{i} ")).collect(),
-            (None, None) => format!("Scripted reply to: {last_user_text}")
-                .split_inclusive(' ')
-                .map(str::to_owned)
-                .collect(),
+        // Deltas are made as the stream is read (a long scripted reply is never held whole here).
+        let (deltas, count): (Deltas, u64) = match (number(&last_user_text, "deltas"), &tool_result) {
+            (_, Some(result)) => words(format!("Search said: {result}")),
+            (Some(n), None) => (Box::new((0..n).map(|i| format!("w{i} "))), n),
+            (None, None) => words(format!("Scripted reply to: {last_user_text}")),
         };
         let delay = number(&last_user_text, "delay").map(Duration::from_millis);
         let first_delay = number(&last_user_text, "first-delay").map(Duration::from_millis);
         let fail_after = number(&last_user_text, "fail-after");
-        let count = deltas.len() as u64;
         let stream = async_stream(deltas, delay, first_delay, fail_after, input, count);
         Ok(stream)
     }
 }
 
+/// The text deltas of a reply, made on demand.
+type Deltas = Box<dyn Iterator<Item = String> + Send>;
+
+/// A text split after each space, and how many pieces that makes.
+fn words(text: String) -> (Deltas, u64) {
+    let words: Vec<String> = text.split_inclusive(' ').map(str::to_owned).collect();
+    let count = words.len() as u64;
+    (Box::new(words.into_iter()), count)
+}
+
 fn async_stream(
-    deltas: Vec<String>,
+    deltas: Deltas,
     delay: Option<Duration>,
     first_delay: Option<Duration>,
     fail_after: Option<u64>,
     input: u64,
     count: u64,
 ) -> ModelStream {
-    let texts = futures::stream::iter(deltas.into_iter().enumerate()).then(move |(i, text)| async move {
+    let texts = futures::stream::iter(deltas.enumerate()).then(move |(i, text)| async move {
         if i == 0 {
             if let Some(d) = first_delay {
                 tokio::time::sleep(d).await;
