@@ -192,6 +192,13 @@ async fn run_coldstart(options: &Options) -> Result<Vec<Row>, String> {
             coldstart::http_event("POST", "/api/chat", Some(chat_body)),
         ),
         (
+            // As deployed behind a function URL: bearer JWTs checked against the issuer's JWKS
+            // (the client for it is built at init). The event carries no token: a 401, no fetch.
+            "chat (jwt, JWKS)",
+            release.join("chat"),
+            coldstart::http_event("POST", "/api/chat", Some(chat_body)),
+        ),
+        (
             "analytics",
             release.join("analytics"),
             coldstart::http_event("GET", "/api/analytics/summary", None),
@@ -228,6 +235,16 @@ async fn run_coldstart(options: &Options) -> Result<Vec<Row>, String> {
             let mut env = base_env(function, Some("bench-cold"), false);
             if name.ends_with("(no warm-up)") {
                 env.push(("ATHENA_WARM_CONNECTIONS".to_owned(), "false".to_owned()));
+            }
+            if name.ends_with("(jwt, JWKS)") {
+                for (k, v) in [
+                    ("ATHENA_AUTH", "jwt"),
+                    ("ATHENA_JWT_ISSUER", "https://auth.athena.example.com"),
+                    ("ATHENA_JWT_AUDIENCE", "athena-web"),
+                    ("ATHENA_JWKS_URL", "http://127.0.0.1:9/.well-known/jwks.json"),
+                ] {
+                    env.push((k.to_owned(), v.to_owned()));
+                }
             }
             let sample = harness.measure(binary, &env, event).await?;
             if run == 0 {

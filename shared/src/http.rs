@@ -1,6 +1,7 @@
 //! Outbound HTTP (JWKS fetches, OpenAI-compatible providers, web search): one way to build a
-//! client. TLS is rustls with the AWS SDK's own crypto provider (aws-lc-rs) and the system's root
-//! certificates, so the binaries carry one TLS stack, not two.
+//! client. TLS is rustls with the AWS SDK's own crypto provider (aws-lc-rs), so the binaries carry
+//! one TLS implementation, and the Mozilla root set compiled in (`webpki-roots`), so building a
+//! client at cold start reads no certificate files.
 
 use std::time::Duration;
 
@@ -22,9 +23,9 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 
 /// A client with an overall per-request `timeout` (`None`: none beyond the caller's own).
 ///
-/// Building fails only when the system's root store holds certificates and none of them parses;
-/// the client then trusts no built-in root (TLS calls fail with an unknown-issuer error, which
-/// callers report) rather than taking the process down.
+/// Building does not fail with the compiled-in roots; should it ever, the client trusts no
+/// built-in root (TLS calls then fail with an unknown-issuer error, which callers report) rather
+/// than taking the process down.
 pub fn client(timeout: Option<Duration>) -> reqwest::Client {
     let with_timeout = |b: reqwest::ClientBuilder| match timeout {
         Some(t) => b.timeout(t),
@@ -33,7 +34,7 @@ pub fn client(timeout: Option<Duration>) -> reqwest::Client {
     match with_timeout(client_builder()).build() {
         Ok(client) => client,
         Err(e) => {
-            tracing::warn!(error = %e, "the system's root certificates could not be loaded");
+            tracing::warn!(error = %e, "building the HTTP client with its root certificates failed");
             with_timeout(client_builder().tls_built_in_root_certs(false))
                 .build()
                 .unwrap_or_default()

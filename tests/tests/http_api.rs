@@ -388,6 +388,24 @@ async fn lists_page_with_a_cursor_header(app: TestApp) {
     assert_eq!(r.status, 400);
 }
 
+async fn the_health_check_reads_the_store_and_needs_no_credentials(app: TestApp) {
+    let r = app.call("GET", "/api/health", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["status"], "ok");
+    assert_eq!(r.json["checks"]["store"]["status"], "ok");
+    assert_eq!(r.json["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let r = app.call("POST", "/api/health", None).await;
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, OPTIONS")));
+    // Behind API Gateway a request without authorizer claims is refused everywhere else.
+    let mut config = Config::local();
+    config.auth = shared::config::AuthMode::ApiGateway;
+    let guarded = spawn_app(Arc::clone(&app.store), config).await;
+    assert_eq!(guarded.call("GET", "/api/conversations", None).await.status, 401);
+    let r = guarded.call("GET", "/api/health", None).await;
+    assert_eq!((r.status, r.json["status"].as_str()), (200, Some("ok")), "{}", r.text);
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod embedded {
@@ -421,6 +439,7 @@ on_both_stores!(
     a_client_chosen_id_is_kept_and_a_taken_one_conflicts,
     a_repeated_client_message_id_is_stored_once,
     lists_page_with_a_cursor_header,
+    the_health_check_reads_the_store_and_needs_no_credentials,
 );
 
 #[tokio::test]
@@ -488,6 +507,14 @@ async fn an_unavailable_store_answers_503_with_retry_after_and_no_internals() {
         for leak in ["secret-table-name", "dispatch", "127.0.0.1", "connect", "Dynamo"] {
             assert!(!r.text.contains(leak), "{leak} leaked: {}", r.text);
         }
+    }
+    let health = app.call("GET", "/api/health", None).await;
+    assert_eq!(health.status, 503, "{}", health.text);
+    assert_eq!(health.json["status"], "unavailable");
+    assert_eq!(health.json["checks"]["store"]["status"], "unavailable");
+    assert_eq!(health.header("retry-after"), Some("5"));
+    for leak in ["secret-table-name", "dispatch", "127.0.0.1", "connect", "Dynamo"] {
+        assert!(!health.text.contains(leak), "{leak} leaked: {}", health.text);
     }
 }
 

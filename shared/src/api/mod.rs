@@ -7,6 +7,7 @@ pub mod analytics;
 pub mod audit;
 pub mod conversations;
 pub mod error;
+pub mod health;
 pub mod input;
 pub mod messages;
 pub mod routes;
@@ -229,6 +230,10 @@ async fn route(
         // A static page: the data it shows comes from the admin-only summary route.
         return analytics::dashboard();
     }
+    if op == Op::Health {
+        // No caller and no user data: the version and whether the store answers.
+        return health::check(state).await;
+    }
     if req.body.len() > state.config.limits.max_body_bytes {
         return Err(ApiError::PayloadTooLarge(format!(
             "the body is {} bytes; the limit is {} bytes",
@@ -354,7 +359,7 @@ async fn dispatch(
         Op::Chat(solution) => chat::post(state, caller, solution, req).await,
         Op::AnalyticsSummary => analytics::summary(state, caller, req).await,
         Op::ListAudit => audit::list(state, caller, req).await,
-        Op::Dashboard => unreachable_route(),
+        Op::Dashboard | Op::Health => unreachable_route(),
     }
 }
 

@@ -33,6 +33,8 @@ pub enum Op {
     Dashboard,
     /// `GET /api/audit`: the caller's audit log (admins: anyone's).
     ListAudit,
+    /// `GET /api/health`: version and store reachability, no authentication.
+    Health,
 }
 
 /// A path pattern with its methods and function.
@@ -145,6 +147,11 @@ pub const ROUTES: &[Route] = &[
         pattern: "/dashboard",
         function: "analytics",
         ops: &[("GET", Op::Dashboard)],
+    },
+    Route {
+        pattern: "/api/health",
+        function: "conversations",
+        ops: &[("GET", Op::Health)],
     },
 ];
 
