@@ -66,34 +66,23 @@ pub async fn init_state(with_chat: bool) -> Result<AppState, crate::config::Conf
     Ok(state)
 }
 
-/// Inside Lambda, opens the store's connection during init: one Query of a conversation that
-/// never exists (Query is what the chat, conversations and messages roles may do on the
-/// conversations table; the analytics role is refused, which opens the connection just the
-/// same), so the TCP + TLS handshake to DynamoDB (most of an unwarmed first call: ~750 ms of ~900 ms in
+/// Inside Lambda, opens the store's connection during init with one [`store::probe`], so the
+/// TCP + TLS handshake to DynamoDB (most of an unwarmed first call: ~750 ms of ~900 ms in
 /// published 128 MB measurements) happens in the init phase, not in the first request. Bounded
-/// to 2 s; whatever the answer (not found, access denied, timeout), only the pooled connection
-/// matters. `ATHENA_WARM_CONNECTIONS=false` turns it off. See `docs/performance.md`.
+/// to 2 s; whatever the answer (not found, access denied for the analytics role, timeout), only
+/// the pooled connection matters. `ATHENA_WARM_CONNECTIONS=false` turns it off. See
+/// `docs/performance.md`.
 async fn warm_store(store: &dyn store::Store) {
     if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_none()
         || std::env::var("ATHENA_WARM_CONNECTIONS").is_ok_and(|v| v.trim() == "false")
     {
         return;
     }
-    let (Ok(owner), Ok(id)) = (
-        crate::domain::UserId::parse("athena-warmup"),
-        crate::domain::ConversationId::parse("athena-warmup"),
-    ) else {
-        return;
-    };
     let started = std::time::Instant::now();
-    let outcome = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        store.get_conversation_with_messages(&owner, &id),
-    )
-    .await;
+    let outcome = store::probe(store, std::time::Duration::from_secs(2)).await;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
-        timed_out = outcome.is_err(),
+        outcome = ?outcome,
         "store connection warmed"
     );
 }

@@ -1,5 +1,5 @@
 //! `GET /api/health`: is this deployment able to serve? Unauthenticated, no user data: the
-//! version and one bounded read of the store (a key that never exists; "not found" is healthy).
+//! version and one bounded read of the store ([`store::probe`]: a key that is never stored).
 //! 200 with `status: "ok"`, or 503 with `status: "unavailable"` and `Retry-After` when the
 //! store does not answer in time or answers with an error. Load balancers, uptime checks and
 //! the seed's `curl /api/health` use it.
@@ -10,8 +10,7 @@ use http::{HeaderValue, Response, StatusCode};
 use serde_json::json;
 
 use super::{AppState, Body};
-use crate::domain::{ConversationId, UserId};
-use crate::error::StoreError;
+use crate::store::{self, Probe};
 
 /// How long the store may take before the check says unavailable.
 const STORE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -19,21 +18,16 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The check.
 pub async fn check(state: &AppState) -> Result<Response<Body>, super::ApiError> {
     let started = Instant::now();
-    let store_ok = match (UserId::parse("athena-health"), ConversationId::parse("athena-health")) {
-        (Ok(owner), Ok(id)) => {
-            match tokio::time::timeout(STORE_TIMEOUT, state.store.get_conversation(&owner, &id)).await {
-                Ok(Ok(_)) | Ok(Err(StoreError::NotFound)) => true,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "health check: the store answered with an error");
-                    false
-                }
-                Err(_) => {
-                    tracing::warn!("health check: the store did not answer in time");
-                    false
-                }
-            }
+    let store_ok = match store::probe(state.store.as_ref(), STORE_TIMEOUT).await {
+        Probe::Answered => true,
+        Probe::Failed(e) => {
+            tracing::warn!(error = %e, "health check: the store answered with an error");
+            false
         }
-        _ => false,
+        Probe::TimedOut => {
+            tracing::warn!("health check: the store did not answer in time");
+            false
+        }
     };
     let latency_ms = started.elapsed().as_millis() as u64;
     let status = if store_ok { "ok" } else { "unavailable" };

@@ -447,6 +447,33 @@ fn open_embedded(_ttl: std::time::Duration) -> Result<std::sync::Arc<dyn Store>,
     ))
 }
 
+/// What [`probe`] found.
+#[derive(Debug)]
+pub enum Probe {
+    /// The store answered (the probed conversation is never stored, so "not found" is the
+    /// expected answer).
+    Answered,
+    /// The store answered with an error.
+    Failed(StoreError),
+    /// No answer within the bound.
+    TimedOut,
+}
+
+/// One bounded read of a conversation that is never stored (`athena-probe`): whether the store
+/// answers (the health check) and a way to open its connection early (the Lambda warm-up). One
+/// `Query` on DynamoDB, which every function role that reads conversations may do.
+pub async fn probe(store: &dyn Store, within: std::time::Duration) -> Probe {
+    let (owner, id) = match (UserId::parse("athena-probe"), ConversationId::parse("athena-probe")) {
+        (Ok(owner), Ok(id)) => (owner, id),
+        (Err(e), _) | (_, Err(e)) => return Probe::Failed(StoreError::internal("the probe's ids", e)),
+    };
+    match tokio::time::timeout(within, store.get_conversation_with_messages(&owner, &id)).await {
+        Ok(Ok(_)) | Ok(Err(StoreError::NotFound)) => Probe::Answered,
+        Ok(Err(e)) => Probe::Failed(e),
+        Err(_) => Probe::TimedOut,
+    }
+}
+
 /// Checks the size bounds every store shares, before anything is written.
 pub fn check_message_size(message: &Message) -> Result<(), StoreError> {
     if message.content.len() > MAX_CONTENT_BYTES {
