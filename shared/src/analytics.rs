@@ -13,17 +13,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use crate::catalog::ModelInfo;
-use crate::domain::{AnalyticsEvent, Solution, Timestamp, Usage, UserId};
-use crate::store::{IdGenerator, Store};
-
-/// Upper bounds (ms) of the latency histogram buckets; the last bucket is open-ended.
-pub const BUCKETS_MS: [u64; 17] = [
-    50, 100, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 7_500, 10_000, 15_000, 20_000, 30_000, 60_000,
-];
+use crate::domain::{AnalyticsEvent, IdGenerator, Solution, Timestamp, Usage, UserId};
+pub use crate::domain::{StatsDelta, StatsRow, BUCKETS_MS};
+use crate::store::Store;
 
 /// The bucket of a duration.
 pub fn bucket(ms: u64) -> usize {
@@ -44,63 +40,6 @@ pub fn user_hash(user: &UserId) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("athena-analytics\0{user}").as_bytes());
     digest[..10].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// What one counter update adds.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatsDelta {
-    /// Chat turns.
-    pub requests: u64,
-    /// Failed chat turns.
-    pub errors: u64,
-    /// Conversations created.
-    pub conversations: u64,
-    /// User messages sent.
-    pub messages: u64,
-    /// Input tokens.
-    pub input_tokens: u64,
-    /// Output tokens.
-    pub output_tokens: u64,
-    /// Cache-read tokens.
-    pub cache_read_tokens: u64,
-    /// Cache-write tokens.
-    pub cache_write_tokens: u64,
-    /// Cost, nano-dollars.
-    pub cost_nano_usd: u64,
-    /// Latency histogram (counts per bucket of [`BUCKETS_MS`], plus one open bucket).
-    pub latency: Vec<u64>,
-    /// Time-to-first-token histogram.
-    pub ttft: Vec<u64>,
-    /// Hashed users active.
-    pub users: BTreeSet<String>,
-}
-
-impl StatsDelta {
-    /// Adds another delta into this one.
-    pub fn merge(&mut self, other: &StatsDelta) {
-        self.requests += other.requests;
-        self.errors += other.errors;
-        self.conversations += other.conversations;
-        self.messages += other.messages;
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
-        self.cache_read_tokens += other.cache_read_tokens;
-        self.cache_write_tokens += other.cache_write_tokens;
-        self.cost_nano_usd += other.cost_nano_usd;
-        merge_hist(&mut self.latency, &other.latency);
-        merge_hist(&mut self.ttft, &other.ttft);
-        self.users.extend(other.users.iter().cloned());
-    }
-}
-
-fn merge_hist(into: &mut Vec<u64>, from: &[u64]) {
-    if into.len() < from.len() {
-        into.resize(from.len(), 0);
-    }
-    for (a, b) in into.iter_mut().zip(from) {
-        *a += b;
-    }
 }
 
 fn one_hot(ms: u64) -> Vec<u64> {
@@ -417,19 +356,6 @@ impl From<&StatsDelta> for Figures {
             time_to_first_token_ms: pct(&d.ttft),
         }
     }
-}
-
-/// One stored counter row.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StatsRow {
-    /// `YYYY-MM-DD`.
-    pub day: String,
-    /// Solution bucket (`general` or a solution).
-    pub solution: String,
-    /// Model id.
-    pub model: String,
-    /// The counters.
-    pub stats: StatsDelta,
 }
 
 /// The summary the analytics API returns.

@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use crate::domain::{self, UserId};
-use crate::store::{AuditEntry, IdGenerator, Store};
+use crate::domain::{self, AuditEntry, IdGenerator, UserId};
+use crate::store::Activity;
 
 /// Longest a request waits for its audit write.
 pub const WRITE_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -56,7 +56,7 @@ pub fn entry(
 }
 
 /// Writes entries best-effort: never fails, waits at most [`WRITE_TIMEOUT`].
-pub async fn record(store: &dyn Store, entries: &[AuditEntry]) {
+pub async fn record(store: &dyn Activity, entries: &[AuditEntry]) {
     match tokio::time::timeout(WRITE_TIMEOUT, store.record_activity(&[], entries)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "recording the audit log failed"),

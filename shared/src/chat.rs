@@ -323,7 +323,7 @@ pub async fn post(
         Some(id) => Some(state.config.catalog.parse("model", id)?),
         None => None,
     };
-    let now = domain::now();
+    let now = state.now();
     let created = existing.is_none();
     let regenerate = matches!(trigger, Trigger::Regenerate(_));
     let (conversation, mut history, model, write) = match (existing, &trigger) {
@@ -999,7 +999,7 @@ mod tests {
     use crate::catalog::MODELS;
 
     fn msg(role: Role, text: &str) -> Message {
-        let ids = crate::store::IdGenerator::new();
+        let ids = crate::domain::IdGenerator::new();
         Message::text(
             ids.message_id(),
             ConversationId::parse("c").unwrap_or_else(|_| unreachable!()),

@@ -13,11 +13,9 @@ use shared::analytics::{StatsDelta, StatsRow};
 use shared::catalog::MODELS;
 use shared::chat::ChatConfig;
 use shared::config::Config;
-use shared::domain::{
-    AnalyticsEvent, ClientMessageId, Conversation, ConversationId, Message, MessageId, Role, Timestamp, UserId,
-};
+use shared::domain::{AnalyticsEvent, ConversationId, Role, UserId};
 use shared::error::StoreError;
-use shared::store::{Appended, ConversationPatch, ListConversations, ListMessages, Page, Store, Touch};
+use shared::store::{Activity, Page, Stats, Store, StoreParts, Turns};
 
 const ROUTES: [(&str, &str); 7] = [
     ("/api/chat", "general"),
@@ -209,83 +207,48 @@ async fn analytics_are_for_admins_only() {
     assert_eq!(admin.status, 200);
 }
 
-/// A store whose analytics writes always fail; everything else goes to the embedded store.
-struct BrokenAnalytics(shared::store::embedded::EmbeddedStore);
+/// Analytics writes always fail (events, audit, the daily counters) and a turn ends without its
+/// counters (as the stores write it when the counters fail); every other capability is the
+/// embedded store's. Three capabilities are replaced, nothing else is written out.
+struct BrokenAnalytics(Arc<dyn Store>);
 
 fn down() -> StoreError {
     StoreError::Unavailable("analytics store down".into())
 }
 
 #[async_trait]
-impl Store for BrokenAnalytics {
-    async fn create_conversation(&self, c: &Conversation, m: &[Message]) -> Result<(), StoreError> {
-        self.0.create_conversation(c, m).await
-    }
-    async fn get_conversation(&self, o: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
-        self.0.get_conversation(o, id).await
-    }
-    async fn get_conversation_with_messages(
-        &self,
-        o: &UserId,
-        id: &ConversationId,
-    ) -> Result<(Conversation, Vec<Message>), StoreError> {
-        self.0.get_conversation_with_messages(o, id).await
-    }
-    async fn list_conversations(&self, o: &UserId, q: &ListConversations) -> Result<Page<Conversation>, StoreError> {
-        self.0.list_conversations(o, q).await
-    }
-    async fn update_conversation(
-        &self,
-        o: &UserId,
-        id: &ConversationId,
-        p: &ConversationPatch,
-        now: Timestamp,
-    ) -> Result<Conversation, StoreError> {
-        self.0.update_conversation(o, id, p, now).await
-    }
-    async fn delete_conversation(&self, o: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
-        self.0.delete_conversation(o, id).await
-    }
-    async fn append_message(&self, o: &UserId, m: &Message, t: &Touch) -> Result<Appended, StoreError> {
-        self.0.append_message(o, m, t).await
-    }
-    async fn list_messages(
-        &self,
-        o: &UserId,
-        id: &ConversationId,
-        q: &ListMessages,
-    ) -> Result<Page<Message>, StoreError> {
-        self.0.list_messages(o, id, q).await
-    }
-    async fn find_by_client_id(
-        &self,
-        o: &UserId,
-        id: &ConversationId,
-        c: &ClientMessageId,
-    ) -> Result<Option<Message>, StoreError> {
-        self.0.find_by_client_id(o, id, c).await
-    }
-    async fn delete_message(&self, o: &UserId, id: &ConversationId, m: &MessageId) -> Result<(), StoreError> {
-        self.0.delete_message(o, id, m).await
-    }
-    async fn clear_messages(&self, o: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
-        self.0.clear_messages(o, id).await
-    }
+impl Activity for BrokenAnalytics {
     async fn record_events(&self, _: &[AnalyticsEvent]) -> Result<(), StoreError> {
+        Err(down())
+    }
+    async fn record_activity(&self, _: &[AnalyticsEvent], _: &[shared::domain::AuditEntry]) -> Result<(), StoreError> {
         Err(down())
     }
     async fn events_of_day(&self, _: &str) -> Result<Vec<AnalyticsEvent>, StoreError> {
         Err(down())
     }
-    async fn increment_counter(&self, k: &str, w: i64, t: i64) -> Result<u64, StoreError> {
-        self.0.increment_counter(k, w, t).await
+    async fn list_audit(
+        &self,
+        u: &UserId,
+        l: Option<u32>,
+        c: Option<&str>,
+    ) -> Result<Page<shared::domain::AuditEntry>, StoreError> {
+        self.0.list_audit(u, l, c).await
     }
+}
+
+#[async_trait]
+impl Stats for BrokenAnalytics {
     async fn add_stats(&self, _: &str, _: &str, _: &str, _: &StatsDelta) -> Result<(), StoreError> {
         Err(down())
     }
     async fn stats_between(&self, _: &str, _: &str) -> Result<Vec<StatsRow>, StoreError> {
         Err(down())
     }
+}
+
+#[async_trait]
+impl Turns for BrokenAnalytics {
     async fn begin_turn(&self, start: &shared::store::TurnStart) -> Result<shared::store::TurnBegun, StoreError> {
         self.0.begin_turn(start).await
     }
@@ -297,22 +260,21 @@ impl Store for BrokenAnalytics {
         };
         self.0.finish_turn(&without_stats).await
     }
-    async fn record_activity(&self, _: &[AnalyticsEvent], _: &[shared::store::AuditEntry]) -> Result<(), StoreError> {
-        Err(down())
-    }
-    async fn list_audit(
-        &self,
-        u: &UserId,
-        l: Option<u32>,
-        c: Option<&str>,
-    ) -> Result<Page<shared::store::AuditEntry>, StoreError> {
-        self.0.list_audit(u, l, c).await
-    }
+}
+
+fn broken_analytics(inner: Arc<dyn Store>) -> Arc<dyn Store> {
+    let broken = Arc::new(BrokenAnalytics(Arc::clone(&inner)));
+    Arc::new(
+        StoreParts::of(inner)
+            .with_activity(broken.clone())
+            .with_stats(broken.clone())
+            .with_turns(broken),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn analytics_failures_never_fail_the_chat() {
-    let store: Arc<dyn Store> = Arc::new(BrokenAnalytics(embedded_store()));
+    let store: Arc<dyn Store> = broken_analytics(Arc::new(embedded_store()));
     let app = spawn_chat_app(Arc::clone(&store), Config::local(), ChatConfig::default()).await;
     let res = app
         .client

@@ -12,6 +12,7 @@ use http_body_util::BodyExt;
 use shared::api::AppState;
 use shared::config::{AuthMode, Config};
 use shared::domain::{Conversation, ConversationId, Message, Role, UserId};
+use shared::store::prelude::*;
 use shared::store::Store;
 
 /// The conversation id the events use, and the user their authorizer claims name.
@@ -69,7 +70,7 @@ async fn seeded(auth: AuthMode) -> AppState {
         last_message: None,
         message_count: 0,
     };
-    let ids = shared::store::IdGenerator::new();
+    let ids = shared::domain::IdGenerator::new();
     let message = Message::text(
         ids.message_id(),
         conversation.id.clone(),

@@ -8,15 +8,16 @@ use athena_tests::{dynamo_store, embedded_store, unique};
 use chrono::{Duration, TimeZone, Utc};
 use futures::{stream, StreamExt};
 use shared::domain::{
-    AnalyticsEvent, ClientMessageId, Conversation, ConversationId, FinishReason, Message, MessagePart, Role, Solution,
-    SolutionFilter, Timestamp, Usage, UserId,
+    AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, FinishReason, IdGenerator, Message,
+    MessagePart, Role, Solution, SolutionFilter, Timestamp, Usage, UserId,
 };
 use shared::error::StoreError;
 use shared::store::dynamo::DynamoStore;
 use shared::store::embedded::EmbeddedStore;
+use shared::store::prelude::*;
 use shared::store::{
-    Appended, AuditEntry, ConversationPatch, IdGenerator, ListConversations, ListMessages, Store, StreamLease, Touch,
-    TurnBegun, TurnFinish, TurnLimits, TurnStart, TurnWrite, MAX_CONTENT_BYTES,
+    Appended, ConversationPatch, ListConversations, ListMessages, Store, StreamLease, Touch, TurnBegun, TurnFinish,
+    TurnLimits, TurnStart, TurnWrite, MAX_CONTENT_BYTES,
 };
 
 /// A store under test plus a raw view of what it holds.

@@ -1,6 +1,6 @@
 //! `GET /api/analytics/summary` (admins only) and `GET /dashboard`, the page that charts it.
 
-use chrono::{Duration, NaiveDate, Utc};
+use chrono::{Duration, NaiveDate};
 use http::{header, HeaderValue, Response, StatusCode};
 
 use super::error::ApiError;
@@ -25,7 +25,7 @@ pub async fn summary(state: &AppState, caller: &Caller, req: &ApiRequest) -> Res
     if !caller.admin {
         return Err(ApiError::Forbidden("analytics are for administrators".to_owned()));
     }
-    let today = Utc::now().date_naive();
+    let today = state.now().date_naive();
     let to = day(req, "to", today)?;
     let from = day(req, "from", to - Duration::days(29))?;
     if from > to {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::views::{ConversationView, ConversationWithMessages, Success};
 use super::{input, json, with_cursor, ApiRequest, AppState, Body, Caller};
-use crate::domain::{self, Conversation, ConversationId, Solution, SolutionFilter, Title};
+use crate::domain::{Conversation, ConversationId, Solution, SolutionFilter, Title};
 use crate::error::{FieldError, ValidationError};
 use crate::store::{ConversationPatch, ListConversations, MAX_PAGE};
 
@@ -64,20 +64,15 @@ pub async fn create(state: &Arc<AppState>, caller: &Caller, req: &ApiRequest) ->
     let (Some(id), Some(title), Some(model)) = (id, title, model) else {
         return Err(ValidationError::fields(problems).into());
     };
-    let now = domain::now();
-    let conversation = Conversation {
+    let now = state.now();
+    let conversation = Conversation::new(
         id,
-        owner: caller.user.clone(),
-        title: title.as_str().to_owned(),
-        is_pinned: false,
-        is_shared: false,
-        model: model.id.to_owned(),
-        solution_type: body.solution_type,
-        created_at: now,
-        updated_at: now,
-        last_message: None,
-        message_count: 0,
-    };
+        caller.user.clone(),
+        title.as_str(),
+        model.id,
+        body.solution_type,
+        now,
+    );
     state.store.create_conversation(&conversation, &[]).await?;
     record(
         state,
@@ -171,7 +166,7 @@ pub async fn update(
     }
     let updated = state
         .store
-        .update_conversation(&caller.user, &id, &patch, domain::now())
+        .update_conversation(&caller.user, &id, &patch, state.now())
         .await?;
     if patch.model.is_some() {
         record(

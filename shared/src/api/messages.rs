@@ -6,7 +6,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::views::{Cleared, MessageView};
 use super::{input, json, with_cursor, ApiRequest, AppState, Body, Caller};
-use crate::domain::{self, ClientMessageId, ConversationId, Message, Role};
+use crate::domain::{ClientMessageId, ConversationId, Message, Role};
 use crate::error::ValidationError;
 use crate::store::{Appended, ListMessages, Touch};
 
@@ -56,13 +56,7 @@ pub async fn create(
         .map(ClientMessageId::parse)
         .transpose()
         .map_err(|_| ValidationError::field("clientId", "must be 1 to 64 characters of letters, digits, '_' or '-'"))?;
-    let mut message = Message::text(
-        state.ids.message_id(),
-        id.clone(),
-        body.role,
-        body.content,
-        domain::now(),
-    );
+    let mut message = Message::text(state.ids.message_id(), id.clone(), body.role, body.content, state.now());
     message.client_id = client_id.clone();
     match state
         .store

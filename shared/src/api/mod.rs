@@ -24,9 +24,9 @@ use tracing::Instrument;
 
 use crate::chat::{self, ChatConfig};
 use crate::config::{AuthMode, Config};
-use crate::domain::UserId;
+use crate::domain::{Clock, IdGenerator, SystemClock, UserId};
 use crate::llm::ChatModel;
-use crate::store::{IdGenerator, Store};
+use crate::store::Store;
 use error::ApiError;
 use routes::{Op, Scope};
 
@@ -50,6 +50,8 @@ pub struct AppState {
     pub model: Option<Arc<dyn ChatModel>>,
     /// Chat settings.
     pub chat: ChatConfig,
+    /// Where "now" comes from (the system clock; tests move a manual one).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl AppState {
@@ -61,7 +63,19 @@ impl AppState {
             ids: IdGenerator::new(),
             model: None,
             chat: ChatConfig::default(),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Replaces the clock (tests: a [`crate::domain::ManualClock`]).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Now, from the state's clock.
+    pub fn now(&self) -> crate::domain::Timestamp {
+        self.clock.now()
     }
 
     /// Adds the model provider and chat settings.
@@ -370,7 +384,7 @@ async fn rate_limit(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
     if limit == 0 {
         return Ok(());
     }
-    let now = chrono::Utc::now().timestamp();
+    let now = state.now().timestamp();
     let window = now - now.rem_euclid(60);
     let count = state
         .store

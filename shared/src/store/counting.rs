@@ -4,14 +4,14 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::analytics::{StatsDelta, StatsRow};
 use crate::domain::{
-    AnalyticsEvent, ClientMessageId, Conversation, ConversationId, Message, MessageId, Timestamp, UserId,
+    AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, Message, MessageId, StatsDelta,
+    StatsRow, Timestamp, UserId,
 };
 use crate::error::StoreError;
 use crate::store::{
-    Appended, AuditEntry, ConversationPatch, ListConversations, ListMessages, Page, Store, Touch, TurnBegun,
-    TurnFinish, TurnStart,
+    Activity, Appended, ConversationPatch, Conversations, Counters, ListConversations, ListMessages, Messages, Page,
+    Stats, Store, Touch, TurnBegun, TurnFinish, TurnStart, Turns,
 };
 use async_trait::async_trait;
 
@@ -56,7 +56,7 @@ impl CountingStore {
 }
 
 #[async_trait]
-impl Store for CountingStore {
+impl Conversations for CountingStore {
     async fn create_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError> {
         self.record("create_conversation");
         self.inner.create_conversation(conversation, messages).await
@@ -100,7 +100,10 @@ impl Store for CountingStore {
         self.record("delete_conversation");
         self.inner.delete_conversation(owner, id).await
     }
+}
 
+#[async_trait]
+impl Messages for CountingStore {
     async fn append_message(&self, owner: &UserId, message: &Message, touch: &Touch) -> Result<Appended, StoreError> {
         self.record("append_message");
         self.inner.append_message(owner, message, touch).await
@@ -135,32 +138,10 @@ impl Store for CountingStore {
         self.record("clear_messages");
         self.inner.clear_messages(owner, id).await
     }
+}
 
-    async fn record_events(&self, events: &[AnalyticsEvent]) -> Result<(), StoreError> {
-        self.record("record_events");
-        self.inner.record_events(events).await
-    }
-
-    async fn events_of_day(&self, day: &str) -> Result<Vec<AnalyticsEvent>, StoreError> {
-        self.record("events_of_day");
-        self.inner.events_of_day(day).await
-    }
-
-    async fn increment_counter(&self, key: &str, window_start: i64, ttl_secs: i64) -> Result<u64, StoreError> {
-        self.record("increment_counter");
-        self.inner.increment_counter(key, window_start, ttl_secs).await
-    }
-
-    async fn add_stats(&self, day: &str, solution: &str, model: &str, delta: &StatsDelta) -> Result<(), StoreError> {
-        self.record("add_stats");
-        self.inner.add_stats(day, solution, model, delta).await
-    }
-
-    async fn stats_between(&self, from: &str, to: &str) -> Result<Vec<StatsRow>, StoreError> {
-        self.record("stats_between");
-        self.inner.stats_between(from, to).await
-    }
-
+#[async_trait]
+impl Turns for CountingStore {
     async fn begin_turn(&self, start: &TurnStart) -> Result<TurnBegun, StoreError> {
         self.record("begin_turn");
         self.inner.begin_turn(start).await
@@ -170,10 +151,23 @@ impl Store for CountingStore {
         self.record("finish_turn");
         self.inner.finish_turn(finish).await
     }
+}
+
+#[async_trait]
+impl Activity for CountingStore {
+    async fn record_events(&self, events: &[AnalyticsEvent]) -> Result<(), StoreError> {
+        self.record("record_events");
+        self.inner.record_events(events).await
+    }
 
     async fn record_activity(&self, events: &[AnalyticsEvent], audit: &[AuditEntry]) -> Result<(), StoreError> {
         self.record("record_activity");
         self.inner.record_activity(events, audit).await
+    }
+
+    async fn events_of_day(&self, day: &str) -> Result<Vec<AnalyticsEvent>, StoreError> {
+        self.record("events_of_day");
+        self.inner.events_of_day(day).await
     }
 
     async fn list_audit(
@@ -184,5 +178,26 @@ impl Store for CountingStore {
     ) -> Result<Page<AuditEntry>, StoreError> {
         self.record("list_audit");
         self.inner.list_audit(user, limit, cursor).await
+    }
+}
+
+#[async_trait]
+impl Stats for CountingStore {
+    async fn add_stats(&self, day: &str, solution: &str, model: &str, delta: &StatsDelta) -> Result<(), StoreError> {
+        self.record("add_stats");
+        self.inner.add_stats(day, solution, model, delta).await
+    }
+
+    async fn stats_between(&self, from: &str, to: &str) -> Result<Vec<StatsRow>, StoreError> {
+        self.record("stats_between");
+        self.inner.stats_between(from, to).await
+    }
+}
+
+#[async_trait]
+impl Counters for CountingStore {
+    async fn increment_counter(&self, key: &str, window_start: i64, ttl_secs: i64) -> Result<u64, StoreError> {
+        self.record("increment_counter");
+        self.inner.increment_counter(key, window_start, ttl_secs).await
     }
 }

@@ -22,13 +22,13 @@ use serde::{Deserialize, Serialize};
 
 use super::schema::{self, KeyType, TableDef};
 use super::{
-    check_message_size, cursor, listing_rank, page_size, pin_base, scaled_time, Appended, AuditEntry,
-    ConversationPatch, ListConversations, ListMessages, Page, Store, StreamLease, Touch, TurnBegun, TurnFinish,
-    TurnStart, TurnWrite, DEFAULT_PAGE,
+    check_message_size, cursor, listing_rank, page_size, pin_base, scaled_time, Activity, Appended, ConversationPatch,
+    Conversations, Counters, ListConversations, ListMessages, Messages, Page, Stats, StreamLease, Touch, TurnBegun,
+    TurnFinish, TurnStart, TurnWrite, Turns, DEFAULT_PAGE,
 };
 use crate::domain::{
-    self, ts, AnalyticsEvent, ClientMessageId, Conversation, ConversationId, FinishReason, Message, MessageId,
-    MessagePart, Role, Solution, SolutionFilter, Timestamp, Usage, UserId,
+    self, ts, AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, FinishReason, Message,
+    MessageId, MessagePart, Role, Solution, SolutionFilter, StatsDelta, StatsRow, Timestamp, Usage, UserId,
 };
 use crate::error::{BoxError, StoreError};
 
@@ -747,7 +747,7 @@ fn head_into_domain(head: MessageItem) -> Result<Message, StoreError> {
 struct ListPosition(i64, String);
 
 #[async_trait]
-impl Store for DynamoStore {
+impl Conversations for DynamoStore {
     async fn create_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError> {
         let table = &self.tables.conversations;
         let mut items = Self::conversation_items(table, conversation, messages)?;
@@ -992,7 +992,10 @@ impl Store for DynamoStore {
             .map_err(|e| classify("DeleteItem conversation", e))?;
         Ok(messages)
     }
+}
 
+#[async_trait]
+impl Messages for DynamoStore {
     async fn append_message(&self, owner: &UserId, message: &Message, touch: &Touch) -> Result<Appended, StoreError> {
         let table = &self.tables.conversations;
         let id = &message.conversation_id;
@@ -1260,7 +1263,21 @@ impl Store for DynamoStore {
             })?;
         Ok(messages)
     }
+}
 
+#[async_trait]
+impl Turns for DynamoStore {
+    async fn begin_turn(&self, start: &TurnStart) -> Result<TurnBegun, StoreError> {
+        self.begin_turn_impl(start).await
+    }
+
+    async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
+        self.finish_turn_impl(finish).await
+    }
+}
+
+#[async_trait]
+impl Activity for DynamoStore {
     async fn record_events(&self, events: &[AnalyticsEvent]) -> Result<(), StoreError> {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
@@ -1292,6 +1309,10 @@ impl Store for DynamoStore {
         Ok(())
     }
 
+    async fn record_activity(&self, events: &[AnalyticsEvent], audit: &[AuditEntry]) -> Result<(), StoreError> {
+        self.record_activity_impl(events, audit).await
+    }
+
     async fn events_of_day(&self, day: &str) -> Result<Vec<AnalyticsEvent>, StoreError> {
         let mut events = Vec::new();
         for shard in 0..schema::EVENT_SHARDS {
@@ -1321,17 +1342,19 @@ impl Store for DynamoStore {
         Ok(events)
     }
 
-    async fn increment_counter(&self, key: &str, window_start: i64, ttl_secs: i64) -> Result<u64, StoreError> {
-        self.add_to_counter(key, window_start, ttl_secs).await
-    }
-
-    async fn add_stats(
+    async fn list_audit(
         &self,
-        day: &str,
-        solution: &str,
-        model: &str,
-        delta: &crate::analytics::StatsDelta,
-    ) -> Result<(), StoreError> {
+        user: &UserId,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        self.list_audit_impl(user, limit, cursor).await
+    }
+}
+
+#[async_trait]
+impl Stats for DynamoStore {
+    async fn add_stats(&self, day: &str, solution: &str, model: &str, delta: &StatsDelta) -> Result<(), StoreError> {
         let (key, expression, names, values) = stats_expression(day, solution, model, delta);
         self.client
             .update_item()
@@ -1346,10 +1369,10 @@ impl Store for DynamoStore {
         Ok(())
     }
 
-    async fn stats_between(&self, from: &str, to: &str) -> Result<Vec<crate::analytics::StatsRow>, StoreError> {
+    async fn stats_between(&self, from: &str, to: &str) -> Result<Vec<StatsRow>, StoreError> {
         use futures::StreamExt;
         let days = super::days_between(from, to);
-        let pages: Vec<Result<Vec<crate::analytics::StatsRow>, StoreError>> = futures::stream::iter(days)
+        let pages: Vec<Result<Vec<StatsRow>, StoreError>> = futures::stream::iter(days)
             .map(|day| async move {
                 let out = self
                     .client
@@ -1372,31 +1395,17 @@ impl Store for DynamoStore {
         }
         Ok(rows)
     }
+}
 
-    async fn begin_turn(&self, start: &TurnStart) -> Result<TurnBegun, StoreError> {
-        self.begin_turn_impl(start).await
-    }
-
-    async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
-        self.finish_turn_impl(finish).await
-    }
-
-    async fn record_activity(&self, events: &[AnalyticsEvent], audit: &[AuditEntry]) -> Result<(), StoreError> {
-        self.record_activity_impl(events, audit).await
-    }
-
-    async fn list_audit(
-        &self,
-        user: &UserId,
-        limit: Option<u32>,
-        cursor: Option<&str>,
-    ) -> Result<Page<AuditEntry>, StoreError> {
-        self.list_audit_impl(user, limit, cursor).await
+#[async_trait]
+impl Counters for DynamoStore {
+    async fn increment_counter(&self, key: &str, window_start: i64, ttl_secs: i64) -> Result<u64, StoreError> {
+        self.add_to_counter(key, window_start, ttl_secs).await
     }
 }
 
 /// Reads a counter item (numbers, histogram attributes `l<i>`/`t<i>`, the user set).
-fn stats_row(item: &Item) -> crate::analytics::StatsRow {
+fn stats_row(item: &Item) -> StatsRow {
     let text = |k: &str| match item.get(k) {
         Some(AttributeValue::S(v)) => v.clone(),
         _ => String::new(),
@@ -1406,7 +1415,7 @@ fn stats_row(item: &Item) -> crate::analytics::StatsRow {
         _ => 0,
     };
     let hist = |prefix: &str| -> Vec<u64> {
-        let values: Vec<u64> = (0..=crate::analytics::BUCKETS_MS.len())
+        let values: Vec<u64> = (0..=crate::domain::BUCKETS_MS.len())
             .map(|i| num(&format!("{prefix}{i}")))
             .collect();
         if values.iter().all(|v| *v == 0) {
@@ -1415,11 +1424,11 @@ fn stats_row(item: &Item) -> crate::analytics::StatsRow {
             values
         }
     };
-    crate::analytics::StatsRow {
+    StatsRow {
         day: text("day"),
         solution: text("solution"),
         model: text("model"),
-        stats: crate::analytics::StatsDelta {
+        stats: StatsDelta {
             requests: num("requests"),
             errors: num("errors"),
             conversations: num("conversations"),
@@ -1938,7 +1947,7 @@ fn stats_expression(
     day: &str,
     solution: &str,
     model: &str,
-    delta: &crate::analytics::StatsDelta,
+    delta: &StatsDelta,
 ) -> (Item, String, HashMap<String, String>, Item) {
     let mut names: HashMap<String, String> = HashMap::new();
     let mut values: Item = HashMap::new();

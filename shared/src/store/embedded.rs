@@ -13,12 +13,13 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
-    check_message_size, cursor, listing_rank, page_size, Appended, AuditEntry, ConversationPatch, ListConversations,
-    ListMessages, Page, Store, StreamLease, Touch, TurnBegun, TurnFinish, TurnStart, TurnWrite, DEFAULT_PAGE,
+    check_message_size, cursor, listing_rank, page_size, Activity, Appended, ConversationPatch, Conversations,
+    Counters, ListConversations, ListMessages, Messages, Page, Stats, StreamLease, Touch, TurnBegun, TurnFinish,
+    TurnStart, TurnWrite, Turns, DEFAULT_PAGE,
 };
 use crate::domain::{
-    self, ts, AnalyticsEvent, ClientMessageId, Conversation, ConversationId, Message, MessageId, Role, Solution,
-    SolutionFilter, Timestamp, UserId,
+    self, ts, AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, Message, MessageId, Role,
+    Solution, SolutionFilter, StatsDelta, StatsRow, Timestamp, UserId,
 };
 use crate::error::StoreError;
 
@@ -450,7 +451,7 @@ fn stats_in(
     day: &str,
     solution: &str,
     model: &str,
-    delta: &crate::analytics::StatsDelta,
+    delta: &StatsDelta,
 ) -> Result<(), StoreError> {
     let current: Option<String> = tx
         .query_row(
@@ -460,7 +461,7 @@ fn stats_in(
         )
         .optional()
         .map_err(sql_err("reading stats"))?;
-    let mut stats: crate::analytics::StatsDelta = match current {
+    let mut stats: StatsDelta = match current {
         Some(body) => serde_json::from_str(&body).map_err(|e| StoreError::internal("stored stats", e))?,
         None => Default::default(),
     };
@@ -476,7 +477,7 @@ fn stats_in(
 }
 
 #[async_trait]
-impl Store for EmbeddedStore {
+impl Conversations for EmbeddedStore {
     async fn create_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError> {
         let c = conversation.clone();
         let messages = messages.to_vec();
@@ -612,7 +613,10 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Messages for EmbeddedStore {
     async fn append_message(&self, owner: &UserId, message: &Message, touch: &Touch) -> Result<Appended, StoreError> {
         check_message_size(message)?;
         let (owner, m, touch) = (owner.to_string(), message.clone(), touch.clone());
@@ -734,7 +738,21 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Turns for EmbeddedStore {
+    async fn begin_turn(&self, start: &TurnStart) -> Result<TurnBegun, StoreError> {
+        self.begin_turn_impl(start).await
+    }
+
+    async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
+        self.finish_turn_impl(finish).await
+    }
+}
+
+#[async_trait]
+impl Activity for EmbeddedStore {
     async fn record_events(&self, events: &[AnalyticsEvent]) -> Result<(), StoreError> {
         let ttl = self.event_ttl.as_secs() as i64;
         let rows = events
@@ -768,6 +786,10 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn record_activity(&self, events: &[AnalyticsEvent], audit: &[AuditEntry]) -> Result<(), StoreError> {
+        self.record_activity_impl(events, audit).await
+    }
+
     async fn events_of_day(&self, day: &str) -> Result<Vec<AnalyticsEvent>, StoreError> {
         let day = day.to_owned();
         self.with(move |conn| {
@@ -787,13 +809,19 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn add_stats(
+    async fn list_audit(
         &self,
-        day: &str,
-        solution: &str,
-        model: &str,
-        delta: &crate::analytics::StatsDelta,
-    ) -> Result<(), StoreError> {
+        user: &UserId,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        self.list_audit_impl(user, limit, cursor).await
+    }
+}
+
+#[async_trait]
+impl Stats for EmbeddedStore {
+    async fn add_stats(&self, day: &str, solution: &str, model: &str, delta: &StatsDelta) -> Result<(), StoreError> {
         let (day, solution, model, delta) = (day.to_owned(), solution.to_owned(), model.to_owned(), delta.clone());
         self.with(move |conn| {
             let tx = conn
@@ -805,7 +833,7 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn stats_between(&self, from: &str, to: &str) -> Result<Vec<crate::analytics::StatsRow>, StoreError> {
+    async fn stats_between(&self, from: &str, to: &str) -> Result<Vec<StatsRow>, StoreError> {
         let (from, to) = (from.to_owned(), to.to_owned());
         self.with(move |conn| {
             let mut stmt = conn
@@ -821,7 +849,7 @@ impl Store for EmbeddedStore {
             let mut out = Vec::new();
             for row in rows {
                 let (day, solution, model, body) = row.map_err(sql_err("reading stats"))?;
-                out.push(crate::analytics::StatsRow {
+                out.push(StatsRow {
                     day,
                     solution,
                     model,
@@ -832,7 +860,10 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Counters for EmbeddedStore {
     async fn increment_counter(&self, key: &str, window_start: i64, ttl_secs: i64) -> Result<u64, StoreError> {
         let key = crate::store::schema::counter_pk(key, window_start);
         self.with(move |conn| {
@@ -846,27 +877,6 @@ impl Store for EmbeddedStore {
             .map_err(sql_err("incrementing a counter"))
         })
         .await
-    }
-
-    async fn begin_turn(&self, start: &TurnStart) -> Result<TurnBegun, StoreError> {
-        self.begin_turn_impl(start).await
-    }
-
-    async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
-        self.finish_turn_impl(finish).await
-    }
-
-    async fn record_activity(&self, events: &[AnalyticsEvent], audit: &[AuditEntry]) -> Result<(), StoreError> {
-        self.record_activity_impl(events, audit).await
-    }
-
-    async fn list_audit(
-        &self,
-        user: &UserId,
-        limit: Option<u32>,
-        cursor: Option<&str>,
-    ) -> Result<Page<AuditEntry>, StoreError> {
-        self.list_audit_impl(user, limit, cursor).await
     }
 }
 

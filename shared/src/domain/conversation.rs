@@ -1,0 +1,238 @@
+//! Conversations: titles, the solution chats, and the conversation itself.
+
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConversationId, Timestamp, UserId};
+use crate::error::ValidationError;
+
+/// Title bounds (characters), seed 000's zod schema: `z.string().min(1).max(100)`.
+pub const MAX_TITLE_CHARS: usize = 100;
+/// Title used when a conversation is created without one (seed 000).
+pub const DEFAULT_TITLE: &str = "New conversation";
+/// How many characters of the newest message a conversation keeps as its `lastMessage` preview.
+pub const PREVIEW_CHARS: usize = 280;
+
+/// A conversation title: 1..=100 characters, no control characters, surrounding whitespace trimmed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Title(String);
+
+impl Title {
+    /// Parses a user-supplied title.
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        let trimmed = raw.trim();
+        let chars = trimmed.chars().count();
+        if chars == 0 {
+            return Err(ValidationError::field("title", "must not be empty"));
+        }
+        if chars > MAX_TITLE_CHARS {
+            return Err(ValidationError::field("title", "must be at most 100 characters"));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(ValidationError::field("title", "must not contain control characters"));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// A title made from the first user message: whitespace folded, at most `max` characters.
+    pub fn from_first_message(text: &str, max: usize) -> Self {
+        let folded: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let cut: String = folded.chars().filter(|c| !c.is_control()).take(max).collect();
+        if cut.is_empty() {
+            Self(DEFAULT_TITLE.to_owned())
+        } else {
+            Self(cut)
+        }
+    }
+
+    /// The default title.
+    pub fn default_title() -> Self {
+        Self(DEFAULT_TITLE.to_owned())
+    }
+
+    /// The title as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The six solution chats. A conversation of the general chat has no solution (`null`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Solution {
+    /// Manufacturing reports and insights (MES + engineering).
+    Manufacturing,
+    /// Maintenance and reliability (MTBF / MTTR).
+    Maintenance,
+    /// Support and incident management (tickets + RCA + ops).
+    Support,
+    /// Change management (ECOs + process changes).
+    ChangeManagement,
+    /// Impact analysis (yield + cost + delivery).
+    ImpactAnalysis,
+    /// Requirements management (engineering + IT).
+    Requirements,
+}
+
+impl Solution {
+    /// Every solution, in the seed's order.
+    pub const ALL: [Solution; 6] = [
+        Solution::Manufacturing,
+        Solution::Maintenance,
+        Solution::Support,
+        Solution::ChangeManagement,
+        Solution::ImpactAnalysis,
+        Solution::Requirements,
+    ];
+
+    /// The wire name (`change-management`, ...), also the path segment of its chat route.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Solution::Manufacturing => "manufacturing",
+            Solution::Maintenance => "maintenance",
+            Solution::Support => "support",
+            Solution::ChangeManagement => "change-management",
+            Solution::ImpactAnalysis => "impact-analysis",
+            Solution::Requirements => "requirements",
+        }
+    }
+}
+
+impl FromStr for Solution {
+    type Err = ValidationError;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Solution::ALL.into_iter().find(|s| s.as_str() == raw).ok_or_else(|| {
+            ValidationError::field(
+                "solutionType",
+                "must be one of manufacturing, maintenance, support, change-management, impact-analysis, requirements",
+            )
+        })
+    }
+}
+
+/// Which conversations a listing wants: all of them, the general chat's, or one solution's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SolutionFilter {
+    /// Conversations with no solution (`solutionType=general` in the query string).
+    General,
+    /// Conversations of one solution.
+    Only(Solution),
+}
+
+impl SolutionFilter {
+    /// Parses the `solutionType` query parameter: `general` or a solution name.
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        if raw == "general" {
+            Ok(SolutionFilter::General)
+        } else {
+            raw.parse().map(SolutionFilter::Only)
+        }
+    }
+
+    /// The bucket name used in index keys: `general` or the solution's name.
+    pub fn bucket(self) -> &'static str {
+        match self {
+            SolutionFilter::General => "general",
+            SolutionFilter::Only(s) => s.as_str(),
+        }
+    }
+
+    /// The filter a conversation with this solution belongs to.
+    pub fn of(solution: Option<Solution>) -> Self {
+        solution.map_or(SolutionFilter::General, SolutionFilter::Only)
+    }
+}
+
+/// A conversation: its settings and a preview of its newest message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conversation {
+    /// Its id.
+    pub id: ConversationId,
+    /// Who owns it; every read and write is scoped to the owner.
+    pub owner: UserId,
+    /// Its title.
+    pub title: String,
+    /// Pinned conversations list first.
+    pub is_pinned: bool,
+    /// Whether it has been shared.
+    pub is_shared: bool,
+    /// The model id it uses.
+    pub model: String,
+    /// The solution chat it belongs to; `None` for the general chat.
+    pub solution_type: Option<Solution>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it or its messages last changed.
+    pub updated_at: Timestamp,
+    /// The first characters of its newest message.
+    pub last_message: Option<String>,
+    /// How many messages it holds.
+    pub message_count: u64,
+}
+
+impl Conversation {
+    /// A new, empty conversation created `at` (unpinned, unshared, no preview, no messages).
+    pub fn new(
+        id: ConversationId,
+        owner: UserId,
+        title: impl Into<String>,
+        model: impl Into<String>,
+        solution_type: Option<Solution>,
+        at: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            owner,
+            title: title.into(),
+            is_pinned: false,
+            is_shared: false,
+            model: model.into(),
+            solution_type,
+            created_at: at,
+            updated_at: at,
+            last_message: None,
+            message_count: 0,
+        }
+    }
+}
+
+/// The first `PREVIEW_CHARS` characters of a message, for the conversation list.
+pub fn preview(content: &str) -> String {
+    content.chars().take(PREVIEW_CHARS).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_are_trimmed_and_bounded() {
+        assert_eq!(Title::parse("  hi  ").map(|t| t.0), Ok("hi".to_owned()));
+        assert!(Title::parse("   ").is_err());
+        assert!(Title::parse(&"é".repeat(100)).is_ok());
+        assert!(Title::parse(&"é".repeat(101)).is_err());
+        assert!(Title::parse("a\u{7}b").is_err());
+    }
+
+    #[test]
+    fn a_title_from_a_first_message_folds_whitespace_and_cuts_at_the_limit() {
+        let t = Title::from_first_message("  How do\n I   build a chat app?  ", 50);
+        assert_eq!(t.as_str(), "How do I build a chat app?");
+        assert_eq!(
+            Title::from_first_message(&"ab".repeat(40), 50).as_str().chars().count(),
+            50
+        );
+        assert_eq!(Title::from_first_message(" \n ", 50).as_str(), DEFAULT_TITLE);
+    }
+
+    #[test]
+    fn solutions_round_trip_through_their_wire_names() {
+        for s in Solution::ALL {
+            assert_eq!(s.as_str().parse::<Solution>(), Ok(s));
+            assert_eq!(serde_json::to_value(s).ok(), Some(serde_json::Value::from(s.as_str())));
+        }
+        assert_eq!(SolutionFilter::parse("general"), Ok(SolutionFilter::General));
+        assert!(SolutionFilter::parse("finance").is_err());
+    }
+}

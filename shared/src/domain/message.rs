@@ -1,0 +1,168 @@
+//! Messages: roles, finish reasons, tool parts, usage, and the message itself.
+
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ClientMessageId, ConversationId, MessageId, Timestamp};
+use crate::error::ValidationError;
+
+/// Who wrote a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The person chatting.
+    User,
+    /// The model.
+    Assistant,
+    /// A system instruction.
+    System,
+    /// A tool's result.
+    Tool,
+}
+
+impl Role {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::System => "system",
+            Role::Tool => "tool",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = ValidationError;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        match raw {
+            "user" => Ok(Role::User),
+            "assistant" => Ok(Role::Assistant),
+            "system" => Ok(Role::System),
+            "tool" => Ok(Role::Tool),
+            _ => Err(ValidationError::field(
+                "role",
+                "must be one of user, assistant, system, tool",
+            )),
+        }
+    }
+}
+
+/// Why a reply ended (the AI SDK's finish reasons, plus `aborted` for a client that went away).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FinishReason {
+    /// The model finished its answer.
+    Stop,
+    /// The output token limit was reached.
+    Length,
+    /// A content filter or guardrail stopped it.
+    ContentFilter,
+    /// The model asked for tools.
+    ToolCalls,
+    /// The provider failed mid-reply; the partial text is kept.
+    Error,
+    /// The client disconnected or stopped the reply; the partial text is kept.
+    Aborted,
+    /// Anything else.
+    Other,
+}
+
+/// A structured part of a message besides its text: tool calls and their results.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum MessagePart {
+    /// The model called a tool.
+    #[serde(rename_all = "camelCase")]
+    ToolCall {
+        /// Id linking the call to its result.
+        tool_call_id: String,
+        /// The tool's name.
+        tool_name: String,
+        /// The arguments, as the model gave them.
+        input: serde_json::Value,
+    },
+    /// A tool answered.
+    #[serde(rename_all = "camelCase")]
+    ToolResult {
+        /// Id of the call this answers.
+        tool_call_id: String,
+        /// The tool's name.
+        tool_name: String,
+        /// What the tool returned.
+        output: serde_json::Value,
+        /// Whether the tool failed.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        is_error: bool,
+    },
+}
+
+/// Token usage as the provider reported it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+    /// Prompt tokens read from the provider's cache.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_read_tokens: u64,
+    /// Prompt tokens written to the provider's cache.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A message of a conversation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    /// Its id, a ULID: messages sort by id.
+    pub id: MessageId,
+    /// The conversation it belongs to.
+    pub conversation_id: ConversationId,
+    /// The client's id for it, when the client gave one (idempotent submits).
+    pub client_id: Option<ClientMessageId>,
+    /// Who wrote it.
+    pub role: Role,
+    /// Its text, stored verbatim.
+    pub content: String,
+    /// Tool calls and results, when there were any.
+    pub parts: Vec<MessagePart>,
+    /// The model that wrote it (assistant messages).
+    pub model: Option<String>,
+    /// Token usage (assistant messages).
+    pub usage: Option<Usage>,
+    /// Milliseconds from request to last token (assistant messages).
+    pub latency_ms: Option<u64>,
+    /// Why the reply ended (assistant messages).
+    pub finish_reason: Option<FinishReason>,
+    /// The error code when the reply failed part-way.
+    pub error: Option<String>,
+    /// When it was stored.
+    pub created_at: Timestamp,
+}
+
+impl Message {
+    /// A plain message with only text.
+    pub fn text(id: MessageId, conversation_id: ConversationId, role: Role, content: String, at: Timestamp) -> Self {
+        Self {
+            id,
+            conversation_id,
+            client_id: None,
+            role,
+            content,
+            parts: Vec::new(),
+            model: None,
+            usage: None,
+            latency_ms: None,
+            finish_reason: None,
+            error: None,
+            created_at: at,
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! Domain types: conversations, messages, analytics events, audit entries and ids, with the
+//! newtypes that parse raw input once at the edge (`ConversationId::parse`, `Title::parse`, ...),
+//! and the clock. JSON field names are the seeds' (camelCase); timestamps are RFC 3339 UTC with
+//! millisecond precision, as Prisma wrote them. Depends on nothing in the crate but [`crate::error`].
+
+mod activity;
+mod conversation;
+mod ids;
+mod message;
+mod time;
+
+pub use activity::{AnalyticsEvent, AuditEntry, StatsDelta, StatsRow, BUCKETS_MS};
+pub use conversation::{
+    preview, Conversation, Solution, SolutionFilter, Title, DEFAULT_TITLE, MAX_TITLE_CHARS, PREVIEW_CHARS,
+};
+pub use ids::{ClientMessageId, ConversationId, IdGenerator, MessageId, UserId, MAX_ID_LEN};
+pub use message::{FinishReason, Message, MessagePart, Role, Usage};
+pub use time::{now, ts, Clock, ManualClock, SystemClock, Timestamp};

@@ -1,0 +1,221 @@
+//! A store assembled from one implementation per capability. [`StoreParts::of`] takes every
+//! capability from one store; `with_*` replaces one, so a wrapper that injects faults or observes
+//! one capability implements that capability's few methods and nothing else:
+//!
+//! ```ignore
+//! let store = StoreParts::of(inner).with_activity(Arc::new(FailingActivity));
+//! ```
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::ports::{
+    Activity, Appended, ConversationPatch, Conversations, Counters, ListConversations, ListMessages, Messages, Page,
+    Stats, Store, Touch, TurnBegun, TurnFinish, TurnStart, Turns,
+};
+use crate::domain::{
+    AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, Message, MessageId, StatsDelta,
+    StatsRow, Timestamp, UserId,
+};
+use crate::error::StoreError;
+
+/// One implementation per capability; itself a [`Store`].
+#[derive(Clone)]
+pub struct StoreParts {
+    /// Conversations.
+    pub conversations: Arc<dyn Conversations>,
+    /// Messages.
+    pub messages: Arc<dyn Messages>,
+    /// Chat turns.
+    pub turns: Arc<dyn Turns>,
+    /// Events and audit.
+    pub activity: Arc<dyn Activity>,
+    /// Daily counters.
+    pub stats: Arc<dyn Stats>,
+    /// Windowed counters.
+    pub counters: Arc<dyn Counters>,
+}
+
+impl std::fmt::Debug for StoreParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreParts")
+    }
+}
+
+impl StoreParts {
+    /// Every capability from `store`.
+    pub fn of(store: Arc<dyn Store>) -> Self {
+        Self {
+            conversations: store.clone(),
+            messages: store.clone(),
+            turns: store.clone(),
+            activity: store.clone(),
+            stats: store.clone(),
+            counters: store,
+        }
+    }
+
+    /// Replaces the conversations capability.
+    pub fn with_conversations(mut self, part: Arc<dyn Conversations>) -> Self {
+        self.conversations = part;
+        self
+    }
+
+    /// Replaces the messages capability.
+    pub fn with_messages(mut self, part: Arc<dyn Messages>) -> Self {
+        self.messages = part;
+        self
+    }
+
+    /// Replaces the turns capability.
+    pub fn with_turns(mut self, part: Arc<dyn Turns>) -> Self {
+        self.turns = part;
+        self
+    }
+
+    /// Replaces the activity capability (events and audit).
+    pub fn with_activity(mut self, part: Arc<dyn Activity>) -> Self {
+        self.activity = part;
+        self
+    }
+
+    /// Replaces the stats capability.
+    pub fn with_stats(mut self, part: Arc<dyn Stats>) -> Self {
+        self.stats = part;
+        self
+    }
+
+    /// Replaces the counters capability.
+    pub fn with_counters(mut self, part: Arc<dyn Counters>) -> Self {
+        self.counters = part;
+        self
+    }
+}
+
+#[async_trait]
+impl Conversations for StoreParts {
+    async fn create_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError> {
+        self.conversations.create_conversation(conversation, messages).await
+    }
+
+    async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
+        self.conversations.get_conversation(owner, id).await
+    }
+
+    async fn get_conversation_with_messages(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+    ) -> Result<(Conversation, Vec<Message>), StoreError> {
+        self.conversations.get_conversation_with_messages(owner, id).await
+    }
+
+    async fn list_conversations(
+        &self,
+        owner: &UserId,
+        query: &ListConversations,
+    ) -> Result<Page<Conversation>, StoreError> {
+        self.conversations.list_conversations(owner, query).await
+    }
+
+    async fn update_conversation(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        patch: &ConversationPatch,
+        now: Timestamp,
+    ) -> Result<Conversation, StoreError> {
+        self.conversations.update_conversation(owner, id, patch, now).await
+    }
+
+    async fn delete_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
+        self.conversations.delete_conversation(owner, id).await
+    }
+}
+
+#[async_trait]
+impl Messages for StoreParts {
+    async fn append_message(&self, owner: &UserId, message: &Message, touch: &Touch) -> Result<Appended, StoreError> {
+        self.messages.append_message(owner, message, touch).await
+    }
+
+    async fn list_messages(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        query: &ListMessages,
+    ) -> Result<Page<Message>, StoreError> {
+        self.messages.list_messages(owner, id, query).await
+    }
+
+    async fn find_by_client_id(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        client_id: &ClientMessageId,
+    ) -> Result<Option<Message>, StoreError> {
+        self.messages.find_by_client_id(owner, id, client_id).await
+    }
+
+    async fn delete_message(&self, owner: &UserId, id: &ConversationId, message: &MessageId) -> Result<(), StoreError> {
+        self.messages.delete_message(owner, id, message).await
+    }
+
+    async fn clear_messages(&self, owner: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
+        self.messages.clear_messages(owner, id).await
+    }
+}
+
+#[async_trait]
+impl Turns for StoreParts {
+    async fn begin_turn(&self, start: &TurnStart) -> Result<TurnBegun, StoreError> {
+        self.turns.begin_turn(start).await
+    }
+
+    async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
+        self.turns.finish_turn(finish).await
+    }
+}
+
+#[async_trait]
+impl Activity for StoreParts {
+    async fn record_events(&self, events: &[AnalyticsEvent]) -> Result<(), StoreError> {
+        self.activity.record_events(events).await
+    }
+
+    async fn record_activity(&self, events: &[AnalyticsEvent], audit: &[AuditEntry]) -> Result<(), StoreError> {
+        self.activity.record_activity(events, audit).await
+    }
+
+    async fn events_of_day(&self, day: &str) -> Result<Vec<AnalyticsEvent>, StoreError> {
+        self.activity.events_of_day(day).await
+    }
+
+    async fn list_audit(
+        &self,
+        user: &UserId,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        self.activity.list_audit(user, limit, cursor).await
+    }
+}
+
+#[async_trait]
+impl Stats for StoreParts {
+    async fn add_stats(&self, day: &str, solution: &str, model: &str, delta: &StatsDelta) -> Result<(), StoreError> {
+        self.stats.add_stats(day, solution, model, delta).await
+    }
+
+    async fn stats_between(&self, from: &str, to: &str) -> Result<Vec<StatsRow>, StoreError> {
+        self.stats.stats_between(from, to).await
+    }
+}
+
+#[async_trait]
+impl Counters for StoreParts {
+    async fn increment_counter(&self, key: &str, window_start: i64, ttl_secs: i64) -> Result<u64, StoreError> {
+        self.counters.increment_counter(key, window_start, ttl_secs).await
+    }
+}

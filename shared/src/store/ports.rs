@@ -1,0 +1,318 @@
+//! The ports: one trait per capability, and the values they take and return. `Store` is their sum.
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, Message, MessageId, SolutionFilter,
+    StatsDelta, StatsRow, Timestamp, UserId,
+};
+use crate::error::StoreError;
+
+/// One page of a listing, with the cursor of the next page when there is one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page<T> {
+    /// The items of this page, in listing order.
+    pub items: Vec<T>,
+    /// Opaque cursor for the next page; `None` at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// Parameters of the per-owner conversation listing.
+#[derive(Clone, Debug, Default)]
+pub struct ListConversations {
+    /// Restrict to one solution (or the general chat).
+    pub solution: Option<SolutionFilter>,
+    /// Page size, 1..=[`MAX_PAGE`]; `None` means [`DEFAULT_PAGE`].
+    pub limit: Option<u32>,
+    /// Cursor from the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Parameters of a message listing.
+#[derive(Clone, Debug, Default)]
+pub struct ListMessages {
+    /// Page size, 1..=[`MAX_PAGE`]; `None` means every message.
+    pub limit: Option<u32>,
+    /// Cursor from the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The documented, mutable fields of a conversation. `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConversationPatch {
+    /// New title (already validated).
+    pub title: Option<String>,
+    /// Pin or unpin.
+    pub is_pinned: Option<bool>,
+    /// Share or unshare.
+    pub is_shared: Option<bool>,
+    /// New model id (already checked against the catalog).
+    pub model: Option<String>,
+}
+
+/// What appending a message changes on its conversation besides `updatedAt` and the preview.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Touch {
+    /// Set the title (the chat names a conversation after its first message).
+    pub title: Option<String>,
+}
+
+/// Result of an append.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Appended {
+    /// The message was stored.
+    Stored,
+    /// A message with the same client id was already stored: nothing was written. Carries its id.
+    Duplicate(MessageId),
+}
+
+/// Per-user limits a chat turn is admitted under (from [`crate::config::Config`]); 0 switches one off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TurnLimits {
+    /// Requests per user per minute (the counter the other routes share).
+    pub requests_per_minute: u64,
+    /// Tokens (input + output) per user per UTC day.
+    pub tokens_per_day: u64,
+    /// Tokens per user per UTC calendar month.
+    pub tokens_per_month: u64,
+    /// Chat streams a user may have open at once.
+    pub max_streams: u32,
+    /// How long a stream slot is leased for (seconds): a crashed instance's slot frees itself then.
+    pub lease_secs: i64,
+}
+
+impl TurnLimits {
+    /// No limit at all.
+    pub fn none() -> Self {
+        Self {
+            requests_per_minute: 0,
+            tokens_per_day: 0,
+            tokens_per_month: 0,
+            max_streams: 0,
+            lease_secs: 300,
+        }
+    }
+}
+
+/// What admitting a chat turn writes besides the limits.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TurnWrite {
+    /// Create the conversation with its first messages (conflict if the id exists).
+    Create {
+        /// The new conversation.
+        conversation: Conversation,
+        /// Its first messages.
+        messages: Vec<Message>,
+    },
+    /// Append the user's message to the caller's conversation.
+    Append {
+        /// The message.
+        message: Message,
+    },
+    /// Regenerate: remove the last reply (if any) and re-point the preview.
+    Regenerate {
+        /// The reply to remove.
+        remove: Option<Message>,
+        /// The preview of the newest remaining message.
+        preview: Option<String>,
+    },
+    /// Only check the conversation is the caller's (a resubmitted message already stored).
+    Check,
+}
+
+/// A chat turn to admit: [`Turns::begin_turn`].
+#[derive(Clone, Debug)]
+pub struct TurnStart {
+    /// The caller.
+    pub owner: UserId,
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// What to write.
+    pub write: TurnWrite,
+    /// The caller's limits.
+    pub limits: TurnLimits,
+    /// A unique id of this turn (the lease's owner).
+    pub turn_id: String,
+    /// When the turn starts (windows of the rate limit and budgets).
+    pub now: Timestamp,
+}
+
+/// A stream slot held by one turn until it is released or `expires_at` (epoch seconds) passes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamLease {
+    /// Slot number, `0..max_streams`.
+    pub slot: u32,
+    /// The turn holding it.
+    pub turn_id: String,
+    /// End of the lease, epoch seconds.
+    pub expires_at: i64,
+}
+
+/// An admitted turn.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TurnBegun {
+    /// The stream slot, when streams are capped.
+    pub lease: Option<StreamLease>,
+}
+
+/// Analytics counters to add in the same write as the reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatsUpdate {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    /// Solution bucket.
+    pub solution: String,
+    /// Model id.
+    pub model: String,
+    /// What to add.
+    pub delta: StatsDelta,
+}
+
+/// The end of a chat turn: [`Turns::finish_turn`].
+#[derive(Clone, Debug)]
+pub struct TurnFinish {
+    /// The caller.
+    pub owner: UserId,
+    /// The reply to store (with the conversation touched), if there is one.
+    pub reply: Option<Message>,
+    /// The slot to release.
+    pub lease: Option<StreamLease>,
+    /// Tokens to charge to the day and month budgets of `started` (0: none).
+    pub tokens: u64,
+    /// When the turn started: the budget windows charged.
+    pub started: Timestamp,
+    /// Analytics counters.
+    pub stats: Option<StatsUpdate>,
+}
+/// Conversations and their listing; every read and write scoped to the owner.
+#[async_trait]
+pub trait Conversations: Send + Sync {
+    /// Creates a conversation, with its first messages if any, atomically.
+    /// [`StoreError::Conflict`] when the id exists (whoever owns it).
+    async fn create_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError>;
+
+    /// One conversation, without its messages.
+    async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError>;
+
+    /// One conversation and all its messages in order (one Query on DynamoDB).
+    async fn get_conversation_with_messages(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+    ) -> Result<(Conversation, Vec<Message>), StoreError>;
+
+    /// The owner's conversations: pinned first, then newest `updatedAt` first.
+    async fn list_conversations(
+        &self,
+        owner: &UserId,
+        query: &ListConversations,
+    ) -> Result<Page<Conversation>, StoreError>;
+
+    /// Applies a patch and returns the updated conversation; `updatedAt` becomes `now`.
+    async fn update_conversation(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        patch: &ConversationPatch,
+        now: Timestamp,
+    ) -> Result<Conversation, StoreError>;
+
+    /// Deletes a conversation and every item belonging to it. Returns how many messages went with it.
+    async fn delete_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<u64, StoreError>;
+}
+
+/// A conversation's messages.
+#[async_trait]
+pub trait Messages: Send + Sync {
+    /// Appends a message and touches its conversation (updatedAt, preview, count) atomically.
+    /// A message whose `client_id` was already stored in this conversation is not stored twice.
+    async fn append_message(&self, owner: &UserId, message: &Message, touch: &Touch) -> Result<Appended, StoreError>;
+
+    /// The conversation's messages, oldest first.
+    async fn list_messages(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        query: &ListMessages,
+    ) -> Result<Page<Message>, StoreError>;
+
+    /// Finds a message by the client's id.
+    async fn find_by_client_id(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        client_id: &ClientMessageId,
+    ) -> Result<Option<Message>, StoreError>;
+
+    /// Deletes one message (regenerating a reply replaces the last one).
+    async fn delete_message(&self, owner: &UserId, id: &ConversationId, message: &MessageId) -> Result<(), StoreError>;
+
+    /// Deletes every message of a conversation, keeping the conversation. Returns how many.
+    async fn clear_messages(&self, owner: &UserId, id: &ConversationId) -> Result<u64, StoreError>;
+}
+
+/// Admitting and finishing a chat turn, each in one atomic write.
+#[async_trait]
+pub trait Turns: Send + Sync {
+    /// Admits a chat turn in one atomic write (one DynamoDB `TransactWriteItems`): counts it
+    /// against the per-minute rate limit, checks the day and month token budgets, takes a stream
+    /// slot (a lease with an expiry) and writes the user's message (or creates the conversation).
+    /// Refusals: [`StoreError::RateLimited`], [`StoreError::BudgetExceeded`],
+    /// [`StoreError::TooManyStreams`], [`StoreError::NotFound`] (not the caller's conversation),
+    /// [`StoreError::Conflict`] (a create on an existing id). Nothing is written when refused.
+    async fn begin_turn(&self, start: &TurnStart) -> Result<TurnBegun, StoreError>;
+
+    /// Ends a chat turn in one atomic write: stores the reply and touches the conversation,
+    /// charges the tokens to the budgets, releases the stream slot (only if this turn still holds
+    /// it) and adds the analytics counters. A part that can no longer apply (the conversation was
+    /// deleted meanwhile, the lease was reclaimed) is dropped and the rest written.
+    async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError>;
+}
+
+/// Analytics events and the audit log.
+#[async_trait]
+pub trait Activity: Send + Sync {
+    /// Records analytics events (batched).
+    async fn record_events(&self, events: &[AnalyticsEvent]) -> Result<(), StoreError>;
+
+    /// Records analytics events and audit entries together (one `BatchWriteItem` for up to 25).
+    async fn record_activity(&self, events: &[AnalyticsEvent], audit: &[AuditEntry]) -> Result<(), StoreError>;
+
+    /// Analytics events of one UTC day (`YYYY-MM-DD`), for tests and exports.
+    async fn events_of_day(&self, day: &str) -> Result<Vec<AnalyticsEvent>, StoreError>;
+
+    /// One user's audit entries, newest first.
+    async fn list_audit(
+        &self,
+        user: &UserId,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<AuditEntry>, StoreError>;
+}
+
+/// Daily analytics counters.
+#[async_trait]
+pub trait Stats: Send + Sync {
+    /// Adds to the analytics counters of one day × solution × model, atomically.
+    async fn add_stats(&self, day: &str, solution: &str, model: &str, delta: &StatsDelta) -> Result<(), StoreError>;
+
+    /// The analytics counters of the days `from..=to` (`YYYY-MM-DD`), one row per day × solution × model.
+    async fn stats_between(&self, from: &str, to: &str) -> Result<Vec<StatsRow>, StoreError>;
+}
+
+/// Windowed counters (rate limits).
+#[async_trait]
+pub trait Counters: Send + Sync {
+    /// Adds one to the counter `key` of the window starting at `window_start` (epoch seconds) and
+    /// returns the new count. Atomic across every instance; counters expire after `ttl_secs`.
+    /// Rate limits are built on it.
+    async fn increment_counter(&self, key: &str, window_start: i64, ttl_secs: i64) -> Result<u64, StoreError>;
+}
+
+/// Every capability: what an adapter implements and what the application state holds. Every
+/// read and write of a conversation is scoped to its owner: another owner's conversation answers
+/// [`StoreError::NotFound`], like a missing one. Implemented for anything that has all six
+/// capabilities; handlers and services take the one capability they use (`&dyn Conversations`).
+pub trait Store: Conversations + Messages + Turns + Activity + Stats + Counters + 'static {}
+
+impl<T: Conversations + Messages + Turns + Activity + Stats + Counters + 'static> Store for T {}
