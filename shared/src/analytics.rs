@@ -170,27 +170,10 @@ pub fn turn_stats(turn: &TurnRecord) -> crate::store::StatsUpdate {
 }
 
 /// Prints the turn's CloudWatch EMF line when running in Lambda (or `ATHENA_EMF=true`).
-pub fn emit_metrics(turn: &TurnRecord) {
-    if emf_enabled() {
+pub fn emit_metrics(turn: &TurnRecord, enabled: bool) {
+    if enabled {
         println!("{}", emf(turn, cost_nano_usd(turn.model, &turn.usage)));
     }
-}
-
-/// Records a chat turn: events, counters and (in Lambda) an EMF line, in two store calls. Never
-/// fails. (The chat hot path writes the counters with the reply instead: `Store::finish_turn`.)
-pub async fn record_turn(store: &dyn Store, ids: &IdGenerator, turn: &TurnRecord) {
-    let events = turn_events(ids, turn);
-    if let Err(e) = store.record_events(&events).await {
-        tracing::warn!(error = %e, "recording analytics events failed");
-    }
-    let stats = turn_stats(turn);
-    if let Err(e) = store
-        .add_stats(&stats.day, &stats.solution, &stats.model, &stats.delta)
-        .await
-    {
-        tracing::warn!(error = %e, "updating analytics counters failed");
-    }
-    emit_metrics(turn);
 }
 
 /// A non-chat event to record.
@@ -245,10 +228,6 @@ pub async fn record_event(store: &dyn Store, ids: &IdGenerator, input: EventInpu
             tracing::warn!(error = %e, "updating analytics counters failed");
         }
     }
-}
-
-fn emf_enabled() -> bool {
-    std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() || std::env::var("ATHENA_EMF").is_ok_and(|v| v == "true")
 }
 
 /// A CloudWatch Embedded Metric Format record for one turn.

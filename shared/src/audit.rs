@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::domain::{self, AuditEntry, IdGenerator, UserId};
+use crate::domain::{self, AuditEntry, IdGenerator, Timestamp, UserId};
 use crate::store::Activity;
 
 /// Longest a request waits for its audit write.
@@ -42,7 +42,30 @@ pub fn entry(
     request_id: Option<&str>,
     retention_days: u64,
 ) -> AuditEntry {
-    let at = domain::now();
+    entry_at(
+        ids,
+        user,
+        action,
+        resource,
+        status,
+        request_id,
+        retention_days,
+        domain::now(),
+    )
+}
+
+/// Builds an entry stamped `at` (the application clock's now), kept `retention_days`.
+#[allow(clippy::too_many_arguments)]
+pub fn entry_at(
+    ids: &IdGenerator,
+    user: &UserId,
+    action: &str,
+    resource: Option<String>,
+    status: &str,
+    request_id: Option<&str>,
+    retention_days: u64,
+    at: Timestamp,
+) -> AuditEntry {
     AuditEntry {
         id: ids.next_ulid(),
         user_id: user.to_string(),

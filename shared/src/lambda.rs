@@ -52,17 +52,20 @@ pub async fn run_streaming(function: &'static str) -> Result<(), lambda_http::Er
     .await
 }
 
-/// Configuration, store and (for chat) the model provider, from the environment.
+/// Configuration (read once), store and (for chat) the model provider.
 pub async fn init_state(with_chat: bool) -> Result<AppState, crate::config::ConfigError> {
     let config = Config::from_env()?;
-    let store = store::from_env().await?;
-    warm_store(store.as_ref()).await;
-    let mut state = AppState::new(config, store);
-    if with_chat {
-        let chat = crate::chat::ChatConfig::from_lookup(|k| std::env::var(k).ok(), &state.config.catalog)?;
-        let model = crate::llm::from_env().await?;
-        state = state.with_chat(model, chat);
+    let store = store::open(&config.store).await?;
+    if config.runtime.in_lambda && config.runtime.warm_connections {
+        warm_store(store.as_ref()).await;
     }
+    let model = if with_chat {
+        Some(crate::llm::from_config(&config.provider).await)
+    } else {
+        None
+    };
+    let mut state = AppState::new(config, store);
+    state.model = model;
     Ok(state)
 }
 
@@ -73,11 +76,6 @@ pub async fn init_state(with_chat: bool) -> Result<AppState, crate::config::Conf
 /// the pooled connection matters. `ATHENA_WARM_CONNECTIONS=false` turns it off. See
 /// `docs/performance.md`.
 async fn warm_store(store: &dyn store::Store) {
-    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_none()
-        || std::env::var("ATHENA_WARM_CONNECTIONS").is_ok_and(|v| v.trim() == "false")
-    {
-        return;
-    }
     let started = std::time::Instant::now();
     let outcome = store::probe(store, std::time::Duration::from_secs(2)).await;
     tracing::debug!(

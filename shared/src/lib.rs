@@ -34,6 +34,7 @@ pub mod http;
 pub mod lambda;
 pub mod llm;
 pub mod local;
+pub mod state;
 pub mod store;
 pub mod stream;
 pub mod telemetry;

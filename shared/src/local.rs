@@ -134,18 +134,12 @@ async fn bedrock_credentials_resolve() -> bool {
 /// `athena-local`: reads the environment, opens the store, listens on `ATHENA_ADDR`
 /// (default `127.0.0.1:3000`) and serves until Ctrl-C.
 pub async fn run_from_env() -> Result<(), StartError> {
-    let raw = std::env::var("ATHENA_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
-    let addr: SocketAddr = raw.parse().map_err(|_| StartError::Addr(raw.clone()))?;
     let state = crate::lambda::init_state(true).await?;
+    let raw = state.config.runtime.addr.clone();
+    let addr: SocketAddr = raw.parse().map_err(|_| StartError::Addr(raw.clone()))?;
     let listener = bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
-    let store_name = match std::env::var("ATHENA_TABLE") {
-        Ok(table) => format!("DynamoDB table {table}"),
-        Err(_) => format!(
-            "embedded {}",
-            std::env::var("ATHENA_DB").unwrap_or_else(|_| ".athena/athena.db".to_owned())
-        ),
-    };
+    let store_name = state.config.store.describe();
     let provider = state.model.as_ref().map_or("none", |m| m.provider());
     tracing::info!(address = %local, store = %store_name, provider, "athena-local listening");
     eprintln!(

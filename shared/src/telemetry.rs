@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 pub fn init() {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn,hyper=warn"));
-    let text = std::env::var("ATHENA_LOG_FORMAT").is_ok_and(|v| v == "text");
+    let text = crate::config::RuntimeConfig::text_logs(&crate::config::Env::process());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

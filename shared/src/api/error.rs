@@ -96,6 +96,19 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::chat::ChatError> for ApiError {
+    fn from(e: crate::chat::ChatError) -> Self {
+        use crate::chat::ChatError;
+        match e {
+            ChatError::Validation(v) => ApiError::Validation(v),
+            ChatError::NoSuchRoute => ApiError::NotFound("no such route".to_owned()),
+            ChatError::ConversationNotFound => ApiError::NotFound("conversation not found".to_owned()),
+            ChatError::NoProvider => ApiError::Internal(Some("no model provider configured".into())),
+            ChatError::Store(s) => s.into(),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: ErrorDetail<'a>,

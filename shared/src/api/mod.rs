@@ -5,6 +5,7 @@
 
 pub mod analytics;
 pub mod audit;
+pub mod chat;
 pub mod conversations;
 pub mod error;
 pub mod health;
@@ -22,11 +23,9 @@ use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tracing::Instrument;
 
-use crate::chat::{self, ChatConfig};
 use crate::config::{AuthMode, Config};
-use crate::domain::{Clock, IdGenerator, SystemClock, UserId};
-use crate::llm::ChatModel;
-use crate::store::Store;
+use crate::domain::UserId;
+pub use crate::state::AppState;
 use error::ApiError;
 use routes::{Op, Scope};
 
@@ -36,54 +35,6 @@ pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
 /// A whole body.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed_unsync()
-}
-
-/// Everything a handler needs, built once per cold start and shared by every invocation.
-pub struct AppState {
-    /// Configuration.
-    pub config: Config,
-    /// The store.
-    pub store: Arc<dyn Store>,
-    /// Id generator (ULIDs, monotonic within the process).
-    pub ids: IdGenerator,
-    /// The model provider (chat routes only).
-    pub model: Option<Arc<dyn ChatModel>>,
-    /// Chat settings.
-    pub chat: ChatConfig,
-    /// Where "now" comes from (the system clock; tests move a manual one).
-    pub clock: Arc<dyn Clock>,
-}
-
-impl AppState {
-    /// State from parts, without a model provider.
-    pub fn new(config: Config, store: Arc<dyn Store>) -> Self {
-        Self {
-            config,
-            store,
-            ids: IdGenerator::new(),
-            model: None,
-            chat: ChatConfig::default(),
-            clock: Arc::new(SystemClock),
-        }
-    }
-
-    /// Replaces the clock (tests: a [`crate::domain::ManualClock`]).
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// Now, from the state's clock.
-    pub fn now(&self) -> crate::domain::Timestamp {
-        self.clock.now()
-    }
-
-    /// Adds the model provider and chat settings.
-    pub fn with_chat(mut self, model: Arc<dyn ChatModel>, chat: ChatConfig) -> Self {
-        self.model = Some(model);
-        self.chat = chat;
-        self
-    }
 }
 
 /// A request as the handlers see it, whatever carried it.

@@ -195,16 +195,20 @@ pub trait ChatModel: Send + Sync + 'static {
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ProviderError>;
 }
 
-/// Which provider the environment asks for (`ATHENA_PROVIDER`: `bedrock` (default), `openai`,
-/// `scripted`). Unknown names are configuration errors.
-pub async fn from_env() -> Result<Arc<dyn ChatModel>, crate::config::ConfigError> {
-    use crate::config::ConfigError;
-    match std::env::var("ATHENA_PROVIDER").as_deref().map(str::trim) {
-        Err(_) | Ok("") | Ok("bedrock") => Ok(Arc::new(bedrock::BedrockModel::from_env().await)),
-        Ok("openai") => Ok(Arc::new(openai::OpenAiModel::from_env()?)),
-        Ok("scripted") => Ok(Arc::new(scripted::ScriptedModel)),
-        Ok(other) => Err(ConfigError(format!(
-            "ATHENA_PROVIDER must be bedrock, openai or scripted, not {other:?}"
-        ))),
+/// The configured provider ([`ProviderConfig`](crate::config::ProviderConfig)).
+pub async fn from_config(config: &crate::config::ProviderConfig) -> Arc<dyn ChatModel> {
+    use crate::config::ProviderConfig;
+    match config {
+        ProviderConfig::Bedrock => Arc::new(bedrock::BedrockModel::from_env().await),
+        ProviderConfig::OpenAi {
+            base_url,
+            api_key,
+            model,
+        } => Arc::new(openai::OpenAiModel::new(
+            base_url.clone(),
+            api_key.clone(),
+            model.clone(),
+        )),
+        ProviderConfig::Scripted => Arc::new(scripted::ScriptedModel),
     }
 }

@@ -16,7 +16,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{ChatModel, ModelContent, ModelEvent, ModelRequest, ModelRole, ModelStream, ProviderError, StopReason};
-use crate::config::ConfigError;
 use crate::domain::Usage;
 
 /// The OpenAI-compatible provider.
@@ -57,20 +56,6 @@ impl OpenAiModel {
             api_key,
             model_override,
         }
-    }
-
-    /// From `ATHENA_OPENAI_*`.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let base =
-            std::env::var("ATHENA_OPENAI_BASE_URL").unwrap_or_else(|_| "https://openrouter.ai/api/v1".to_owned());
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ConfigError(format!(
-                "ATHENA_OPENAI_BASE_URL must be an http(s) URL, not {base:?}"
-            )));
-        }
-        let key = std::env::var("ATHENA_OPENAI_API_KEY").ok().filter(|k| !k.is_empty());
-        let model = std::env::var("ATHENA_OPENAI_MODEL").ok().filter(|m| !m.is_empty());
-        Ok(Self::new(base, key, model))
     }
 
     fn body(&self, request: &ModelRequest) -> Value {

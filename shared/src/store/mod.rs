@@ -26,7 +26,7 @@ pub mod rules;
 pub mod schema;
 
 pub use compose::StoreParts;
-pub use open::{from_env, probe, Probe};
+pub use open::{from_env, open, probe, Probe};
 pub use ports::{
     Activity, Appended, ConversationPatch, Conversations, Counters, ListConversations, ListMessages, Messages, Page,
     Stats, StatsUpdate, Store, StreamLease, Touch, TurnBegun, TurnFinish, TurnLimits, TurnStart, TurnWrite, Turns,

@@ -1,58 +1,57 @@
 //! Opening the store the configuration names, and the bounded probe of the health check.
 
-use super::{dynamo, Store};
+use std::sync::Arc;
+
+use super::{dynamo, Conversations, Store};
+use crate::config::{ConfigError, Env, StoreConfig, StoreKind};
 use crate::domain::{ConversationId, UserId};
 use crate::error::StoreError;
 
-/// The store the environment asks for: DynamoDB when `ATHENA_TABLE` is set, otherwise the
-/// embedded store in `ATHENA_DB` (default `.athena/athena.db`). Inside Lambda the embedded store
-/// is refused: `/tmp` does not outlive an instance. `ATHENA_EVENT_TTL_DAYS` (default 90) sets
-/// how long analytics events are kept; `ATHENA_CREATE_TABLES=true` creates missing tables (for
-/// local DynamoDB-API servers).
-pub async fn from_env() -> Result<std::sync::Arc<dyn Store>, crate::config::ConfigError> {
-    use crate::config::ConfigError;
-    let days = match std::env::var("ATHENA_EVENT_TTL_DAYS") {
-        Err(_) => 90,
-        Ok(raw) => raw
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|d| *d > 0)
-            .ok_or_else(|| ConfigError(format!("ATHENA_EVENT_TTL_DAYS must be a positive integer, not {raw:?}")))?,
-    };
-    let ttl = std::time::Duration::from_secs(days * 24 * 3600);
-    if let Some(tables) = dynamo::Tables::from_env() {
-        let client = dynamo::client_from_env().await;
-        let store = dynamo::DynamoStore::new(client, tables).with_event_ttl(ttl);
-        if std::env::var("ATHENA_CREATE_TABLES").is_ok_and(|v| v == "true") {
-            // For local DynamoDB-API servers; production tables come from template.yaml.
-            store
-                .create_tables()
-                .await
-                .map_err(|e| ConfigError(format!("creating the DynamoDB tables: {e}")))?;
+/// Opens the configured store: DynamoDB (creating missing tables when asked, for local
+/// DynamoDB-API servers; production tables come from `template.yaml`) or the embedded store.
+pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, ConfigError> {
+    match &config.kind {
+        StoreKind::Dynamo {
+            conversations_table,
+            events_table,
+            create_tables,
+        } => {
+            let tables = dynamo::Tables {
+                conversations: conversations_table.clone(),
+                events: events_table.clone(),
+            };
+            let client = dynamo::client_from_env().await;
+            let store = dynamo::DynamoStore::new(client, tables).with_event_ttl(config.event_ttl);
+            if *create_tables {
+                store
+                    .create_tables()
+                    .await
+                    .map_err(|e| ConfigError(format!("creating the DynamoDB tables: {e}")))?;
+            }
+            Ok(Arc::new(store))
         }
-        return Ok(std::sync::Arc::new(store));
+        StoreKind::Embedded { path } => open_embedded(path, config.event_ttl),
     }
-    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
-        return Err(ConfigError(
-            "ATHENA_TABLE must name the DynamoDB table inside Lambda".to_owned(),
-        ));
-    }
-    open_embedded(ttl)
+}
+
+/// The store the process environment names ([`StoreConfig::read`], then [`open`]).
+pub async fn from_env() -> Result<Arc<dyn Store>, ConfigError> {
+    let env = Env::process();
+    let in_lambda = env.is_set("AWS_LAMBDA_FUNCTION_NAME");
+    open(&StoreConfig::read(&env, in_lambda)?).await
 }
 
 #[cfg(feature = "embedded")]
-fn open_embedded(ttl: std::time::Duration) -> Result<std::sync::Arc<dyn Store>, crate::config::ConfigError> {
-    let path = std::env::var("ATHENA_DB").unwrap_or_else(|_| ".athena/athena.db".to_owned());
-    let store = super::embedded::EmbeddedStore::open(&path)
-        .map_err(|e| crate::config::ConfigError(format!("opening the embedded store at {path}: {e}")))?;
-    Ok(std::sync::Arc::new(store.with_event_ttl(ttl)))
+fn open_embedded(path: &str, ttl: std::time::Duration) -> Result<Arc<dyn Store>, ConfigError> {
+    let store = super::embedded::EmbeddedStore::open(path)
+        .map_err(|e| ConfigError(format!("opening the embedded store at {path}: {e}")))?;
+    Ok(Arc::new(store.with_event_ttl(ttl)))
 }
 
 /// Built without the embedded store (the Lambda functions): DynamoDB is the only store.
 #[cfg(not(feature = "embedded"))]
-fn open_embedded(_ttl: std::time::Duration) -> Result<std::sync::Arc<dyn Store>, crate::config::ConfigError> {
-    Err(crate::config::ConfigError(
+fn open_embedded(_path: &str, _ttl: std::time::Duration) -> Result<Arc<dyn Store>, ConfigError> {
+    Err(ConfigError(
         "ATHENA_TABLE must name the DynamoDB table: this build has no embedded store".to_owned(),
     ))
 }
@@ -72,7 +71,7 @@ pub enum Probe {
 /// One bounded read of a conversation that is never stored (`athena-probe`): whether the store
 /// answers (the health check) and a way to open its connection early (the Lambda warm-up). One
 /// `Query` on DynamoDB, which every function role that reads conversations may do.
-pub async fn probe(store: &dyn Store, within: std::time::Duration) -> Probe {
+pub async fn probe(store: &dyn Conversations, within: std::time::Duration) -> Probe {
     let (owner, id) = match (UserId::parse("athena-probe"), ConversationId::parse("athena-probe")) {
         (Ok(owner), Ok(id)) => (owner, id),
         (Err(e), _) | (_, Err(e)) => return Probe::Failed(StoreError::internal("the probe's ids", e)),

@@ -1,28 +1,14 @@
-//! Configuration, read once from the environment at cold start. A bad value stops the function
-//! at init with a clear message instead of failing requests later.
-//!
-//! | variable | meaning | default |
-//! |---|---|---|
-//! | `ATHENA_AUTH` | `none` (one local user), `apigw` (API Gateway authorizer claims), `jwt` (verify bearer tokens here) | `none` locally, `apigw` in Lambda |
-//! | `ATHENA_JWT_ISSUER`, `ATHENA_JWT_AUDIENCE` | required `iss` and `aud` for `jwt` | unset |
-//! | `ATHENA_JWT_SECRET` / `ATHENA_JWKS_URL` | HS256 secret (≥ 32 bytes) or the issuer's JWKS URL for `jwt` | unset |
-//! | `ATHENA_LOCAL_USER` | the user of `ATHENA_AUTH=none` | `local-user` |
-//! | `ATHENA_ALLOW_NO_AUTH` | `true` to allow `ATHENA_AUTH=none` inside Lambda | unset |
-//! | `ATHENA_CORS_ORIGINS` | comma-separated allowed origins, or `*` | none (no CORS headers) |
-//! | `ATHENA_MODELS` | comma-separated allowed model ids | the whole catalog |
-//! | `ATHENA_DEFAULT_MODEL` | default model id | the first allowed |
-//! | `ATHENA_MAX_MESSAGE_CHARS` | longest user/system message | 10000 |
-//! | `ATHENA_MAX_REPLY_CHARS` | longest assistant/tool message posted through the API | 200000 |
-//! | `ATHENA_MAX_BODY_BYTES` | largest request body | 1048576 |
-//! | `ATHENA_ADMINS` | user ids allowed to read analytics (also: an `admin` group claim) | none |
-//! | `ATHENA_RATE_LIMIT_PER_MINUTE` | requests per user per minute, all instances together (0: off) | 100 |
-//! | `ATHENA_TOKEN_BUDGET_DAY` | tokens (input + output) per user per UTC day (0: off) | 1000000 |
-//! | `ATHENA_TOKEN_BUDGET_MONTH` | tokens per user per UTC calendar month (0: off) | 20000000 |
-//! | `ATHENA_MAX_CONCURRENT_STREAMS` | chat streams a user may have open at once (0: off) | 3 |
-//! | `ATHENA_AUDIT_RETENTION_DAYS` | how long audit entries are kept | 365 |
-//! | `ATHENA_TABLE`, `ATHENA_EVENTS_TABLE` | DynamoDB tables; unset means the embedded store | unset |
-//! | `ATHENA_DB` | the embedded store's file | `.athena/athena.db` |
-//! | `ATHENA_WARM_CONNECTIONS` | `false`: no DynamoDB connection warm-up at Lambda init (`lambda::init_state`) | on |
+//! Configuration: one typed [`Config`], read once from the environment at cold start (chat,
+//! store, provider and runtime settings included). A bad value stops the function at init with a
+//! clear message instead of failing requests later. Every variable, its default and its meaning
+//! are in [`env::VARIABLES`] (rendered in `docs/configuration.md`); each kind of value has one
+//! parser in [`env::Env`].
+
+pub mod env;
+mod sections;
+
+pub use env::{Env, Variable, VARIABLES};
+pub use sections::{ChatConfig, ProviderConfig, RuntimeConfig, SearchConfig, StoreConfig, StoreKind};
 
 use crate::catalog::Catalog;
 use crate::domain::UserId;
@@ -112,8 +98,18 @@ pub struct Config {
     pub max_concurrent_streams: u32,
     /// Days audit entries are kept.
     pub audit_retention_days: u64,
+    /// Chat settings (solution, fallback, timeouts, output cap, web search).
+    pub chat: ChatConfig,
+    /// Which store, and its settings.
+    pub store: StoreConfig,
+    /// Which model provider.
+    pub provider: ProviderConfig,
+    /// Where the process runs (Lambda or not) and its switches.
+    pub runtime: RuntimeConfig,
 }
 
+/// Default per-user requests per minute.
+pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u64 = 100;
 /// Default daily token budget per user.
 pub const DEFAULT_TOKEN_BUDGET_DAY: u64 = 1_000_000;
 /// Default monthly token budget per user.
@@ -126,18 +122,24 @@ pub const DEFAULT_AUDIT_RETENTION_DAYS: u64 = 365;
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
+        Self::read(&Env::process())
     }
 
     /// Reads configuration through `get` (tests pass a map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let in_lambda = get("AWS_LAMBDA_FUNCTION_NAME").is_some();
-        let local_user = get("ATHENA_LOCAL_USER").unwrap_or_else(|| "local-user".to_owned());
+        Self::read(&Env::from_lookup(get))
+    }
+
+    /// Reads every section from `env`.
+    pub fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let runtime = RuntimeConfig::read(env)?;
+        let in_lambda = runtime.in_lambda;
+        let local_user = env.text("ATHENA_LOCAL_USER").unwrap_or_else(|| "local-user".to_owned());
         let local_user = UserId::parse(&local_user).map_err(|e| ConfigError(format!("ATHENA_LOCAL_USER: {e}")))?;
-        let auth = match get("ATHENA_AUTH").as_deref().map(str::trim) {
-            None | Some("") if in_lambda => AuthMode::ApiGateway,
-            None | Some("") | Some("none") => {
-                if in_lambda && get("ATHENA_ALLOW_NO_AUTH").as_deref() != Some("true") {
+        let auth = match env.text("ATHENA_AUTH").as_deref() {
+            None if in_lambda => AuthMode::ApiGateway,
+            None | Some("none") => {
+                if in_lambda && !env.flag("ATHENA_ALLOW_NO_AUTH", false)? {
                     return Err(ConfigError(
                         "ATHENA_AUTH=none inside Lambda would make every caller the same user; set ATHENA_ALLOW_NO_AUTH=true to force it".to_owned(),
                     ));
@@ -145,122 +147,65 @@ impl Config {
                 AuthMode::None { user: local_user }
             }
             Some("apigw") => AuthMode::ApiGateway,
-            Some("jwt") => {
-                let issuer = get("ATHENA_JWT_ISSUER")
-                    .filter(|v| !v.trim().is_empty())
-                    .ok_or_else(|| ConfigError("ATHENA_AUTH=jwt needs ATHENA_JWT_ISSUER".to_owned()))?;
-                let audience = get("ATHENA_JWT_AUDIENCE")
-                    .filter(|v| !v.trim().is_empty())
-                    .ok_or_else(|| ConfigError("ATHENA_AUTH=jwt needs ATHENA_JWT_AUDIENCE".to_owned()))?;
-                let verifier = match (get("ATHENA_JWT_SECRET"), get("ATHENA_JWKS_URL")) {
-                    (Some(_), Some(_)) => {
-                        return Err(ConfigError(
-                            "set ATHENA_JWT_SECRET (HS256) or ATHENA_JWKS_URL (RS256/ES256), not both".to_owned(),
-                        ))
-                    }
-                    (Some(secret), None) => {
-                        if secret.len() < 32 {
-                            return Err(ConfigError("ATHENA_JWT_SECRET must be at least 32 bytes".to_owned()));
-                        }
-                        crate::auth::JwtVerifier::hs256(secret.as_bytes(), issuer, audience)
-                    }
-                    (None, Some(url)) => {
-                        if !url.starts_with("https://")
-                            && !url.starts_with("http://127.")
-                            && !url.starts_with("http://localhost")
-                        {
-                            return Err(ConfigError(
-                                "ATHENA_JWKS_URL must be https (or a loopback http URL)".to_owned(),
-                            ));
-                        }
-                        crate::auth::JwtVerifier::jwks(url, issuer, audience)
-                    }
-                    (None, None) => {
-                        return Err(ConfigError(
-                            "ATHENA_AUTH=jwt needs ATHENA_JWT_SECRET or ATHENA_JWKS_URL".to_owned(),
-                        ))
-                    }
-                };
-                AuthMode::Jwt(std::sync::Arc::new(verifier))
-            }
+            Some("jwt") => AuthMode::Jwt(std::sync::Arc::new(jwt_verifier(env)?)),
             Some(other) => {
                 return Err(ConfigError(format!(
                     "ATHENA_AUTH must be none, apigw or jwt, not {other:?}"
                 )))
             }
         };
-        let cors = match get("ATHENA_CORS_ORIGINS").as_deref().map(str::trim) {
-            None | Some("") => Cors::Off,
+        let cors = match env.text("ATHENA_CORS_ORIGINS").as_deref() {
+            None => Cors::Off,
             Some("*") => Cors::Any,
-            Some(list) => Cors::Origins(
-                list.split(',')
-                    .map(|o| o.trim().trim_end_matches('/').to_owned())
+            Some(_) => Cors::Origins(
+                env.list("ATHENA_CORS_ORIGINS")
+                    .into_iter()
+                    .map(|o| o.trim_end_matches('/').to_owned())
                     .filter(|o| !o.is_empty())
                     .collect(),
             ),
         };
-        let catalog = Catalog::from_config(get("ATHENA_MODELS").as_deref(), get("ATHENA_DEFAULT_MODEL").as_deref())
-            .map_err(ConfigError)?;
-        let number = |key: &str, default: usize| -> Result<usize, ConfigError> {
-            match get(key) {
-                None => Ok(default),
-                Some(raw) => raw
-                    .trim()
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| ConfigError(format!("{key} must be a positive integer, not {raw:?}"))),
-            }
-        };
+        let catalog = Catalog::from_config(
+            env.raw("ATHENA_MODELS").as_deref(),
+            env.raw("ATHENA_DEFAULT_MODEL").as_deref(),
+        )
+        .map_err(ConfigError)?;
         let defaults = Limits::default();
+        let size = |name: &str, default: usize| -> Result<usize, ConfigError> {
+            usize::try_from(env.positive(name, default as u64)?)
+                .map_err(|_| ConfigError(format!("{name} is too large")))
+        };
         let limits = Limits {
-            max_body_bytes: number("ATHENA_MAX_BODY_BYTES", defaults.max_body_bytes)?,
-            max_message_chars: number("ATHENA_MAX_MESSAGE_CHARS", defaults.max_message_chars)?,
-            max_reply_chars: number("ATHENA_MAX_REPLY_CHARS", defaults.max_reply_chars)?,
+            max_body_bytes: size("ATHENA_MAX_BODY_BYTES", defaults.max_body_bytes)?,
+            max_message_chars: size("ATHENA_MAX_MESSAGE_CHARS", defaults.max_message_chars)?,
+            max_reply_chars: size("ATHENA_MAX_REPLY_CHARS", defaults.max_reply_chars)?,
         };
-        let rate_limit_per_minute = number("ATHENA_RATE_LIMIT_PER_MINUTE", 100).or_else(|e| {
-            // 0 is allowed here: it switches the limit off.
-            if get("ATHENA_RATE_LIMIT_PER_MINUTE").is_some_and(|v| v.trim() == "0") {
-                Ok(0)
-            } else {
-                Err(e)
-            }
-        })? as u64;
-        let count = |key: &str, default: u64| -> Result<u64, ConfigError> {
-            match get(key) {
-                None => Ok(default),
-                Some(raw) => raw
-                    .trim()
-                    .parse::<u64>()
-                    .map_err(|_| ConfigError(format!("{key} must be a non-negative integer (0: off), not {raw:?}"))),
-            }
-        };
-        let token_budget_day = count("ATHENA_TOKEN_BUDGET_DAY", DEFAULT_TOKEN_BUDGET_DAY)?;
-        let token_budget_month = count("ATHENA_TOKEN_BUDGET_MONTH", DEFAULT_TOKEN_BUDGET_MONTH)?;
-        let max_concurrent_streams = u32::try_from(count(
+        let max_concurrent_streams = u32::try_from(env.count(
             "ATHENA_MAX_CONCURRENT_STREAMS",
             u64::from(DEFAULT_MAX_CONCURRENT_STREAMS),
         )?)
         .map_err(|_| ConfigError("ATHENA_MAX_CONCURRENT_STREAMS is too large".to_owned()))?;
-        let audit_retention_days = number("ATHENA_AUDIT_RETENTION_DAYS", DEFAULT_AUDIT_RETENTION_DAYS as usize)? as u64;
-        let admins = get("ATHENA_ADMINS")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
+        let admins = env
+            .list("ATHENA_ADMINS")
+            .iter()
             .map(|s| UserId::parse(s).map_err(|e| ConfigError(format!("ATHENA_ADMINS: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
+        let chat = ChatConfig::read(env, &catalog)?;
         Ok(Self {
             auth,
             cors,
             catalog,
             limits,
-            rate_limit_per_minute,
+            rate_limit_per_minute: env.count("ATHENA_RATE_LIMIT_PER_MINUTE", DEFAULT_RATE_LIMIT_PER_MINUTE)?,
             admins,
-            token_budget_day,
-            token_budget_month,
+            token_budget_day: env.count("ATHENA_TOKEN_BUDGET_DAY", DEFAULT_TOKEN_BUDGET_DAY)?,
+            token_budget_month: env.count("ATHENA_TOKEN_BUDGET_MONTH", DEFAULT_TOKEN_BUDGET_MONTH)?,
             max_concurrent_streams,
-            audit_retention_days,
+            audit_retention_days: env.positive("ATHENA_AUDIT_RETENTION_DAYS", DEFAULT_AUDIT_RETENTION_DAYS)?,
+            chat,
+            store: StoreConfig::read(env, in_lambda)?,
+            provider: ProviderConfig::read(env)?,
+            runtime,
         })
     }
 
@@ -273,13 +218,49 @@ impl Config {
             cors: Cors::Any,
             catalog: Catalog::all(),
             limits: Limits::default(),
-            rate_limit_per_minute: 100,
+            rate_limit_per_minute: DEFAULT_RATE_LIMIT_PER_MINUTE,
             admins: Vec::new(),
             token_budget_day: DEFAULT_TOKEN_BUDGET_DAY,
             token_budget_month: DEFAULT_TOKEN_BUDGET_MONTH,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             audit_retention_days: DEFAULT_AUDIT_RETENTION_DAYS,
+            chat: ChatConfig::default(),
+            store: StoreConfig::default(),
+            provider: ProviderConfig::Scripted,
+            runtime: RuntimeConfig::default(),
         }
+    }
+}
+
+/// The verifier of `ATHENA_AUTH=jwt`: issuer and audience, and an HS256 secret or a JWKS URL.
+fn jwt_verifier(env: &Env<'_>) -> Result<crate::auth::JwtVerifier, ConfigError> {
+    let issuer = env
+        .text("ATHENA_JWT_ISSUER")
+        .ok_or_else(|| ConfigError("ATHENA_AUTH=jwt needs ATHENA_JWT_ISSUER".to_owned()))?;
+    let audience = env
+        .text("ATHENA_JWT_AUDIENCE")
+        .ok_or_else(|| ConfigError("ATHENA_AUTH=jwt needs ATHENA_JWT_AUDIENCE".to_owned()))?;
+    match (env.secret("ATHENA_JWT_SECRET"), env.text("ATHENA_JWKS_URL")) {
+        (Some(_), Some(_)) => Err(ConfigError(
+            "set ATHENA_JWT_SECRET (HS256) or ATHENA_JWKS_URL (RS256/ES256), not both".to_owned(),
+        )),
+        (Some(secret), None) => {
+            if secret.len() < 32 {
+                return Err(ConfigError("ATHENA_JWT_SECRET must be at least 32 bytes".to_owned()));
+            }
+            Ok(crate::auth::JwtVerifier::hs256(secret.as_bytes(), issuer, audience))
+        }
+        (None, Some(url)) => {
+            if !url.starts_with("https://") && !url.starts_with("http://127.") && !url.starts_with("http://localhost") {
+                return Err(ConfigError(
+                    "ATHENA_JWKS_URL must be https (or a loopback http URL)".to_owned(),
+                ));
+            }
+            Ok(crate::auth::JwtVerifier::jwks(url, issuer, audience))
+        }
+        (None, None) => Err(ConfigError(
+            "ATHENA_AUTH=jwt needs ATHENA_JWT_SECRET or ATHENA_JWKS_URL".to_owned(),
+        )),
     }
 }
 

@@ -1,0 +1,190 @@
+//! The HTTP half of chat: `GET /api/chat[/solution]` (models, capabilities) and
+//! `POST /api/chat[/solution]`: the body (either client's shape) parsed and validated into a
+//! [`ChatRequest`], the wire protocol negotiated, the turn started ([`crate::chat::start`]) and
+//! its [`TurnEvent`]s encoded as the response streams (AI SDK UI message stream or plain text).
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::{input, ApiRequest, AppState, Body, Caller};
+use crate::chat::{self, ChatRequest, IncomingMessage, Trigger, TurnEvent, TurnStream};
+use crate::domain::{ClientMessageId, ConversationId, Role, Solution};
+use crate::error::ValidationError;
+use crate::stream::{Encoder, Protocol};
+
+/// `GET /api/chat[/solution]`: models, solution, capabilities.
+pub fn info(state: &AppState, solution: Option<Solution>) -> Result<Response<Body>, ApiError> {
+    chat::serves(state, solution)?;
+    let catalog = &state.config.catalog;
+    super::json(
+        StatusCode::OK,
+        &json!({
+            "models": catalog.models(),
+            "defaultModel": catalog.default_model().id,
+            "solutionType": solution,
+            "capabilities": chat::capabilities(solution),
+            "webSearch": state.config.chat.search.is_some(),
+        }),
+    )
+}
+
+/// `POST /api/chat[/solution]`.
+pub async fn post(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    solution: Option<Solution>,
+    req: &ApiRequest,
+) -> Result<Response<Body>, ApiError> {
+    chat::serves(state, solution)?;
+    let body: ChatBody = input::json_body(req, false)?;
+    let protocol = Protocol::negotiate(
+        req.query_param("protocol"),
+        req.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()),
+    );
+    let request = body.validate(state)?;
+    let turn = chat::start(state, &caller.user, solution, request, &req.request_id).await?;
+    Ok(streamed(turn, protocol))
+}
+
+/// A message as either client sends it.
+#[derive(Deserialize)]
+struct WireMessage {
+    id: Option<String>,
+    role: String,
+    content: Option<Value>,
+    parts: Option<Vec<Value>>,
+}
+
+impl WireMessage {
+    /// The text: the seed's `content` string, or the AI SDK's text parts joined.
+    fn text(&self) -> String {
+        if let Some(Value::String(s)) = &self.content {
+            return s.clone();
+        }
+        let mut out = String::new();
+        for part in self.parts.iter().flatten() {
+            if part["type"] == "text" {
+                out.push_str(part["text"].as_str().unwrap_or_default());
+            }
+        }
+        out
+    }
+}
+
+/// The chat body: both shapes, lenient about extra fields the frontend adds to its transport
+/// body, strict about the fields it reads.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ChatBody {
+    id: Option<String>,
+    #[serde(default)]
+    messages: Vec<WireMessage>,
+    model: Option<String>,
+    conversation_id: Option<String>,
+    #[serde(default)]
+    web_search: bool,
+    trigger: Option<String>,
+    message_id: Option<String>,
+}
+
+impl ChatBody {
+    /// Checks the trigger, the conversation id, every message's role and length, and the model.
+    fn validate(self, state: &AppState) -> Result<ChatRequest, ApiError> {
+        let trigger = match self.trigger.as_deref() {
+            None | Some("submit-message") => Trigger::Submit,
+            Some("regenerate-message") => Trigger::Regenerate(self.message_id.clone()),
+            Some(_) => {
+                return Err(ValidationError::field("trigger", "must be submit-message or regenerate-message").into())
+            }
+        };
+        let conversation_id = match self.conversation_id.as_deref().or(self.id.as_deref()) {
+            Some(raw) => ConversationId::parse(raw).map_err(|_| {
+                ValidationError::field(
+                    "conversationId",
+                    "must be 1 to 64 characters of letters, digits, '_' or '-'",
+                )
+            })?,
+            None => state.ids.conversation_id(),
+        };
+        let limits = &state.config.limits;
+        let mut messages = Vec::with_capacity(self.messages.len());
+        for (i, m) in self.messages.iter().enumerate() {
+            let role = match m.role.as_str() {
+                "user" => Role::User,
+                "assistant" => Role::Assistant,
+                _ => {
+                    return Err(ValidationError::field(
+                        format!("messages[{i}].role"),
+                        "must be user or assistant (the system prompt is the server's)",
+                    )
+                    .into())
+                }
+            };
+            let text = m.text();
+            let max = if role == Role::User {
+                limits.max_message_chars
+            } else {
+                limits.max_reply_chars
+            };
+            input::message_content(&format!("messages[{i}].content"), &text, max)?;
+            let client_id = m.id.as_deref().and_then(|id| ClientMessageId::parse(id).ok());
+            messages.push(IncomingMessage { role, text, client_id });
+        }
+        let model = match self.model.as_deref() {
+            Some(id) => Some(state.config.catalog.parse("model", id)?),
+            None => None,
+        };
+        Ok(ChatRequest {
+            conversation_id,
+            trigger,
+            messages,
+            model,
+            web_search: self.web_search,
+        })
+    }
+}
+
+/// The streamed response: each event encoded as it arrives; the turn sees the client go away
+/// when this body is dropped.
+fn streamed(turn: TurnStream, protocol: Protocol) -> Response<Body> {
+    let TurnStream {
+        conversation_id,
+        mut events,
+    } = turn;
+    let mut encoder = Encoder::new(protocol);
+    let stream = futures::stream::poll_fn(move |cx| events.poll_recv(cx))
+        .flat_map(move |event| futures::stream::iter(encode(&mut encoder, event)))
+        .map(|bytes| Ok::<_, std::convert::Infallible>(http_body::Frame::data(bytes)));
+    let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
+    *response.headers_mut() = protocol.headers();
+    if let Ok(v) = http::HeaderValue::from_str(conversation_id.as_str()) {
+        response.headers_mut().insert("x-conversation-id", v);
+    }
+    response
+}
+
+/// One event on the wire.
+fn encode(encoder: &mut Encoder, event: TurnEvent) -> Vec<bytes::Bytes> {
+    match event {
+        TurnEvent::Start { message_id, metadata } => encoder.start(message_id.as_str(), metadata).into_iter().collect(),
+        TurnEvent::StartStep => encoder.start_step().into_iter().collect(),
+        TurnEvent::Text(delta) => encoder.text(&delta),
+        TurnEvent::ToolCall { id, name, input } => encoder.tool_call(&id, &name, &input),
+        TurnEvent::ToolResult { id, output, is_error } => {
+            encoder.tool_result(&id, &output, is_error).into_iter().collect()
+        }
+        TurnEvent::FinishStep => encoder.finish_step(),
+        TurnEvent::Finish { metadata } => encoder.finish(metadata),
+        TurnEvent::Error { message } => {
+            let mut out = encoder.error(&message);
+            out.extend(encoder.done());
+            out
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! What a chat turn can fail with before it streams. `api::error` maps it to HTTP, once.
+
+use crate::error::{StoreError, ValidationError};
+
+/// A refused or failed chat turn (nothing was streamed).
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    /// The request is invalid.
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    /// This deployment does not serve that chat route.
+    #[error("no such route")]
+    NoSuchRoute,
+    /// The conversation does not exist or is not the caller's.
+    #[error("conversation not found")]
+    ConversationNotFound,
+    /// No model provider is configured (a function built without chat).
+    #[error("no model provider configured")]
+    NoProvider,
+    /// The store refused (rate limit, budget, stream cap, not found) or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

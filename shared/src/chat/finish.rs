@@ -1,0 +1,205 @@
+//! Finishing a turn: one atomic write (the reply, the tokens charged, the slot released, the
+//! counters), then the client's `finish` (or `error`), then the analytics events and the audit
+//! entry in one batch, bounded in time, before the body closes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::events::TurnEvent;
+use super::generate::{Outcome, Sink, Turn};
+use crate::analytics::TurnRecord;
+use crate::domain::{FinishReason, Message, Role, UserId};
+use crate::state::AppState;
+use crate::store::{StreamLease, TurnFinish};
+
+/// Longest the turn waits for its analytics and audit batch.
+const ACTIVITY_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// Frees a turn's stream slot if its task ends before the finishing write (a panic, a cancelled
+/// runtime), so the slot need not wait for the lease to expire.
+pub(super) struct SlotGuard {
+    state: Arc<AppState>,
+    owner: UserId,
+    lease: Option<StreamLease>,
+}
+
+impl SlotGuard {
+    pub(super) fn new(state: Arc<AppState>, owner: UserId, lease: Option<StreamLease>) -> Self {
+        Self { state, owner, lease }
+    }
+
+    /// The finishing write took care of the slot (or, if it failed, the lease's expiry will).
+    fn disarm(&mut self) {
+        self.lease = None;
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let Some(lease) = self.lease.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (state, owner) = (Arc::clone(&self.state), self.owner.clone());
+        runtime.spawn(async move {
+            let release = TurnFinish {
+                owner,
+                reply: None,
+                lease: Some(lease),
+                tokens: 0,
+                started: state.now(),
+                stats: None,
+            };
+            if let Err(e) = state.store.finish_turn(&release).await {
+                tracing::warn!(error = %e, "releasing the stream slot of an interrupted turn failed");
+            }
+        });
+    }
+}
+
+impl Turn {
+    /// Stores what there is (a reply, a partial reply, or the record of a failure after output),
+    /// tells the client how the turn ended and records the turn's activity.
+    #[tracing::instrument(name = "chat.finish", skip_all)]
+    pub(super) async fn finish(&self, mut outcome: Outcome, mut sink: Sink, mut guard: SlotGuard, latency: Duration) {
+        let finish = if sink.gone {
+            FinishReason::Aborted
+        } else {
+            outcome.finish
+        };
+        let reply = self.reply(&mut outcome, finish, latency);
+        let record = self.record(&outcome, latency);
+        let config = &self.state.config;
+        let charge = config.token_budget_day > 0 || config.token_budget_month > 0;
+        let has_reply = reply.is_some();
+        let finishing = TurnFinish {
+            owner: self.user.clone(),
+            reply,
+            lease: self.lease.clone(),
+            tokens: if charge {
+                outcome.usage.input_tokens + outcome.usage.output_tokens
+            } else {
+                0
+            },
+            started: self.plan.started_at,
+            stats: Some(crate::analytics::turn_stats(&record)),
+        };
+        let ended = self.state.store.finish_turn(&finishing).await;
+        guard.disarm();
+        let stored = match ended {
+            Ok(()) => has_reply,
+            Err(e) => {
+                tracing::error!(error = %e, "storing the end of the turn failed");
+                false
+            }
+        };
+        tracing::info!(
+            conversation = %self.plan.conversation.id,
+            model = %outcome.model,
+            finish = ?finish,
+            input_tokens = outcome.usage.input_tokens,
+            output_tokens = outcome.usage.output_tokens,
+            first_token_ms = outcome.first_token.map(|d| d.as_millis() as u64),
+            latency_ms = latency.as_millis() as u64,
+            stored,
+            error = outcome.error.as_ref().map(|(code, _)| code.as_str()),
+            "chat turn"
+        );
+        if !sink.gone {
+            let last = match &outcome.error {
+                Some((_, message)) => TurnEvent::Error {
+                    message: message.clone(),
+                },
+                None => TurnEvent::Finish {
+                    metadata: self.metadata(&outcome, finish, latency),
+                },
+            };
+            sink.send(last).await;
+        }
+        self.record_activity(&record, &outcome).await;
+        crate::analytics::emit_metrics(&record, config.runtime.emf);
+    }
+
+    /// The assistant message to store, if the model produced anything. The reply's text and
+    /// parts move into it (a long reply is held once).
+    fn reply(&self, outcome: &mut Outcome, finish: FinishReason, latency: Duration) -> Option<Message> {
+        if outcome.text.is_empty() && outcome.parts.is_empty() {
+            return None;
+        }
+        let mut reply = Message::text(
+            self.reply_id.clone(),
+            self.plan.conversation.id.clone(),
+            Role::Assistant,
+            std::mem::take(&mut outcome.text),
+            self.state.now(),
+        );
+        reply.parts = std::mem::take(&mut outcome.parts);
+        reply.model = Some(outcome.model.clone());
+        reply.usage = Some(outcome.usage);
+        reply.latency_ms = Some(latency.as_millis() as u64);
+        reply.finish_reason = Some(finish);
+        reply.error = outcome.error.as_ref().map(|(code, _)| code.clone());
+        Some(reply)
+    }
+
+    /// The turn as analytics sees it.
+    fn record(&self, outcome: &Outcome, latency: Duration) -> TurnRecord {
+        let asked = self.plan.model;
+        let answered = self.state.config.catalog.get(&outcome.model).unwrap_or(asked);
+        TurnRecord {
+            solution: self.solution,
+            user: self.user.clone(),
+            conversation_id: self.plan.conversation.id.to_string(),
+            model: answered,
+            fell_back_from: (answered.id != asked.id).then(|| asked.id.to_owned()),
+            usage: outcome.usage,
+            latency_ms: latency.as_millis() as u64,
+            ttft_ms: outcome.first_token.map(|d| d.as_millis() as u64),
+            error: outcome.error.as_ref().map(|(code, _)| code.clone()),
+            created_conversation: self.plan.created,
+            at: self.state.now(),
+        }
+    }
+
+    /// The `finish` metadata: model, finish reason, usage, latency, time to first token.
+    fn metadata(&self, outcome: &Outcome, finish: FinishReason, latency: Duration) -> Value {
+        json!({
+            "conversationId": self.plan.conversation.id.as_str(),
+            "model": outcome.model,
+            "finishReason": finish,
+            "usage": outcome.usage,
+            "latencyMs": latency.as_millis() as u64,
+            "firstTokenMs": outcome.first_token.map(|d| d.as_millis() as u64),
+        })
+    }
+
+    /// The client has everything; records the events and the audit entry (one batch) before the
+    /// body closes (a Lambda instance may be frozen once it does), bounded in time.
+    async fn record_activity(&self, record: &TurnRecord, outcome: &Outcome) {
+        let events = crate::analytics::turn_events(&self.state.ids, record);
+        let action = if self.plan.regenerate {
+            crate::audit::action::CHAT_REGENERATE
+        } else {
+            crate::audit::action::CHAT_TURN
+        };
+        let status = outcome.error.as_ref().map_or("ok", |(code, _)| code.as_str());
+        let audit = crate::audit::entry_at(
+            &self.state.ids,
+            &self.user,
+            action,
+            Some(self.plan.conversation.id.to_string()),
+            status,
+            Some(&self.request_id),
+            self.state.config.audit_retention_days,
+            self.state.now(),
+        );
+        let recording = self.state.store.record_activity(&events, std::slice::from_ref(&audit));
+        match tokio::time::timeout(ACTIVITY_TIMEOUT, recording).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "recording analytics and audit failed"),
+            Err(_) => tracing::warn!("recording analytics and audit timed out"),
+        }
+    }
+}

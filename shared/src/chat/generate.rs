@@ -1,0 +1,373 @@
+//! Generation: the admitted turn runs in its own task, streams the model (fallback chain, tool
+//! loop, timeouts) event by event into a bounded channel, then finishes (`finish`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::events::{TurnEvent, TurnStream};
+use super::plan::TurnPlan;
+use super::{tools, MAX_STEPS};
+use crate::domain::{FinishReason, MessageId, MessagePart, Solution, Usage, UserId};
+use crate::llm::{ChatModel, ModelContent, ModelEvent, ModelMessage, ModelRequest, ModelRole, ModelStream, ToolSpec};
+use crate::llm::{ProviderError, StopReason};
+use crate::state::AppState;
+use crate::store::StreamLease;
+
+/// Events buffered between the turn and a slow client.
+const CHANNEL_EVENTS: usize = 32;
+
+/// One admitted turn.
+pub(super) struct Turn {
+    pub(super) state: Arc<AppState>,
+    pub(super) model_port: Arc<dyn ChatModel>,
+    pub(super) user: UserId,
+    pub(super) plan: TurnPlan,
+    pub(super) system: &'static str,
+    pub(super) context: Vec<ModelMessage>,
+    pub(super) tools: Vec<ToolSpec>,
+    pub(super) reply_id: MessageId,
+    pub(super) solution: Option<Solution>,
+    pub(super) lease: Option<StreamLease>,
+    pub(super) request_id: String,
+}
+
+/// How the model part of a turn ended.
+pub(super) struct Outcome {
+    pub(super) text: String,
+    pub(super) parts: Vec<MessagePart>,
+    pub(super) usage: Usage,
+    pub(super) model: String,
+    pub(super) finish: FinishReason,
+    /// The error code and the message the client may see.
+    pub(super) error: Option<(String, String)>,
+    pub(super) first_token: Option<Duration>,
+}
+
+impl Outcome {
+    fn fail(&mut self, e: &ProviderError) {
+        self.finish = FinishReason::Error;
+        self.error = Some((e.code().to_owned(), public_provider_message(e)));
+    }
+}
+
+/// Sends events to the client; remembers when the client went away.
+pub(super) struct Sink {
+    tx: mpsc::Sender<TurnEvent>,
+    pub(super) gone: bool,
+}
+
+impl Sink {
+    pub(super) async fn send(&mut self, event: TurnEvent) {
+        if !self.gone && self.tx.send(event).await.is_err() {
+            self.gone = true;
+        }
+    }
+}
+
+impl Turn {
+    /// Starts the turn's task and returns its event stream.
+    pub(super) fn spawn(self) -> TurnStream {
+        let (tx, events) = mpsc::channel(CHANNEL_EVENTS);
+        let conversation_id = self.plan.conversation.id.clone();
+        // The turn outlives the handler: it keeps the request's span (request id, user) so every
+        // log line it writes carries them.
+        tokio::spawn(tracing::Instrument::instrument(self.run(tx), tracing::Span::current()));
+        TurnStream {
+            conversation_id,
+            events,
+        }
+    }
+
+    async fn run(self, tx: mpsc::Sender<TurnEvent>) {
+        let started = Instant::now();
+        let guard = super::finish::SlotGuard::new(Arc::clone(&self.state), self.user.clone(), self.lease.clone());
+        let mut sink = Sink { tx, gone: false };
+        sink.send(TurnEvent::Start {
+            message_id: self.reply_id.clone(),
+            metadata: json!({"conversationId": self.plan.conversation.id.as_str()}),
+        })
+        .await;
+        let outcome = self.generate(&mut sink, started).await;
+        self.finish(outcome, sink, guard, started.elapsed()).await;
+    }
+
+    /// Runs the model (fallback chain, tool loop, timeouts), streaming to the sink.
+    #[tracing::instrument(name = "chat.generate", skip_all, fields(model = self.plan.model.id))]
+    async fn generate(&self, sink: &mut Sink, started: Instant) -> Outcome {
+        let deadline = tokio::time::Instant::from_std(started + self.state.config.chat.total_timeout);
+        let mut outcome = Outcome {
+            text: String::new(),
+            parts: Vec::new(),
+            usage: Usage::default(),
+            model: self.plan.model.id.to_owned(),
+            finish: FinishReason::Stop,
+            error: None,
+            first_token: None,
+        };
+        let candidates = self.candidates();
+        let mut context = self.context.clone();
+        let mut emitted = false;
+        for step in 0..MAX_STEPS {
+            sink.send(TurnEvent::StartStep).await;
+            // This step's text is the tail of the reply from here (no second copy while streaming).
+            let step_start = outcome.text.len();
+            let (first, rest) = match self
+                .open_stream(&candidates, &context, &mut outcome, emitted, deadline)
+                .await
+            {
+                Ok(opened) => opened,
+                Err(e) => {
+                    outcome.fail(&e);
+                    return outcome;
+                }
+            };
+            let relayed = relay(first, rest, sink, &mut outcome, started, deadline).await;
+            emitted |= relayed.emitted;
+            if let Some(e) = relayed.error {
+                outcome.fail(&e);
+                return outcome;
+            }
+            if sink.gone {
+                outcome.finish = FinishReason::Aborted;
+                return outcome;
+            }
+            sink.send(TurnEvent::FinishStep).await;
+            // A stream that ends without saying why was cut short: keep the partial reply, flag it.
+            let Some(reason) = relayed.stop else {
+                outcome.fail(&ProviderError::Stream(
+                    "the reply ended without a stop reason".to_owned(),
+                ));
+                return outcome;
+            };
+            outcome.finish = reason.finish_reason();
+            if relayed.tool_calls.is_empty() || step + 1 == MAX_STEPS {
+                return outcome;
+            }
+            let step_text = outcome.text.get(step_start..).unwrap_or_default().to_owned();
+            let (assistant, results) = self.run_tools(relayed.tool_calls, step_text, sink, &mut outcome).await;
+            context.push(assistant);
+            context.push(results);
+        }
+        outcome
+    }
+
+    /// The chosen model, then the fallback models not already in the list.
+    fn candidates(&self) -> Vec<String> {
+        let mut candidates: Vec<String> = vec![self.plan.model.id.to_owned()];
+        for f in &self.state.config.chat.fallback {
+            if !candidates.contains(f) {
+                candidates.push(f.clone());
+            }
+        }
+        candidates
+    }
+
+    /// Finds a model that starts: the first event within the first-token timeout. Falls back to
+    /// the next candidate only while nothing has been emitted (an immediate throttle included).
+    async fn open_stream(
+        &self,
+        candidates: &[String],
+        context: &[ModelMessage],
+        outcome: &mut Outcome,
+        emitted: bool,
+        deadline: tokio::time::Instant,
+    ) -> Result<(ModelEvent, ModelStream), ProviderError> {
+        let chat = &self.state.config.chat;
+        let mut last_error = None;
+        for candidate in candidates {
+            if emitted && candidate != &outcome.model {
+                continue;
+            }
+            let request = ModelRequest {
+                model: candidate.clone(),
+                system: self.system.to_owned(),
+                messages: context.to_vec(),
+                max_tokens: chat.max_output_tokens.min(self.plan.model.max_output_tokens),
+                tools: self.tools.clone(),
+            };
+            let first_deadline = (tokio::time::Instant::now() + chat.first_token_timeout).min(deadline);
+            let attempt = tokio::time::timeout_at(first_deadline, async {
+                let mut s = self.model_port.stream(request).await?;
+                match s.next().await {
+                    Some(Ok(first)) => Ok((first, s)),
+                    Some(Err(e)) => Err(e),
+                    None => Err(ProviderError::Stream("the model ended without output".to_owned())),
+                }
+            })
+            .await
+            .unwrap_or_else(|_| Err(ProviderError::Timeout("no first token in time".to_owned())));
+            match attempt {
+                Ok(opened) => {
+                    if candidate != &outcome.model {
+                        tracing::warn!(from = %outcome.model, to = %candidate, "fell back to another model");
+                    }
+                    outcome.model = candidate.clone();
+                    return Ok(opened);
+                }
+                Err(e) if e.is_fallback_worthy() && !emitted => {
+                    tracing::warn!(model = %candidate, error = %e, "model failed before output");
+                    last_error = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| ProviderError::Unavailable("no model available".to_owned())))
+    }
+
+    /// Runs the step's tool calls, streams their results, keeps them as message parts, and returns
+    /// the assistant and tool-result messages the next step's context needs.
+    async fn run_tools(
+        &self,
+        calls: Vec<ToolCall>,
+        step_text: String,
+        sink: &mut Sink,
+        outcome: &mut Outcome,
+    ) -> (ModelMessage, ModelMessage) {
+        let mut assistant = Vec::new();
+        if !step_text.is_empty() {
+            assistant.push(ModelContent::Text(step_text));
+        }
+        let mut results = Vec::new();
+        for ToolCall { id, name, input } in calls {
+            let (output, is_error) = tools::run(&self.state.config.chat, &name, &input).await;
+            sink.send(TurnEvent::ToolResult {
+                id: id.clone(),
+                output: output.clone(),
+                is_error,
+            })
+            .await;
+            outcome.parts.push(MessagePart::ToolCall {
+                tool_call_id: id.clone(),
+                tool_name: name.clone(),
+                input: input.clone(),
+            });
+            outcome.parts.push(MessagePart::ToolResult {
+                tool_call_id: id.clone(),
+                tool_name: name.clone(),
+                output: output.clone(),
+                is_error,
+            });
+            assistant.push(ModelContent::ToolUse {
+                id: id.clone(),
+                name,
+                input,
+            });
+            results.push(ModelContent::ToolResult {
+                id,
+                content: output,
+                is_error,
+            });
+        }
+        (
+            ModelMessage {
+                role: ModelRole::Assistant,
+                content: assistant,
+            },
+            ModelMessage {
+                role: ModelRole::User,
+                content: results,
+            },
+        )
+    }
+}
+
+/// A tool call the model made in one step.
+struct ToolCall {
+    id: String,
+    name: String,
+    input: Value,
+}
+
+/// What relaying one model call produced.
+struct Relayed {
+    tool_calls: Vec<ToolCall>,
+    stop: Option<StopReason>,
+    error: Option<ProviderError>,
+    emitted: bool,
+}
+
+/// Relays one model call's events to the client as they arrive, until the model stops, fails,
+/// runs past the deadline, or the client goes away.
+async fn relay(
+    first: ModelEvent,
+    mut rest: ModelStream,
+    sink: &mut Sink,
+    outcome: &mut Outcome,
+    started: Instant,
+    deadline: tokio::time::Instant,
+) -> Relayed {
+    let mut relayed = Relayed {
+        tool_calls: Vec::new(),
+        stop: None,
+        error: None,
+        emitted: false,
+    };
+    let mut next = Some(Ok(first));
+    loop {
+        let event = match next.take() {
+            Some(e) => Some(e),
+            None => tokio::select! {
+                e = rest.next() => e,
+                () = tokio::time::sleep_until(deadline) => {
+                    Some(Err(ProviderError::Timeout("the reply took longer than allowed".to_owned())))
+                }
+                () = sink.tx.closed() => {
+                    sink.gone = true;
+                    None
+                }
+            },
+        };
+        let Some(event) = event else { break };
+        match event {
+            Ok(ModelEvent::TextDelta(delta)) => {
+                if outcome.first_token.is_none() {
+                    outcome.first_token = Some(started.elapsed());
+                }
+                relayed.emitted = true;
+                outcome.text.push_str(&delta);
+                sink.send(TurnEvent::Text(delta)).await;
+            }
+            Ok(ModelEvent::ToolUse { id, name, input }) => {
+                relayed.emitted = true;
+                sink.send(TurnEvent::ToolCall {
+                    id: id.clone(),
+                    name: name.clone(),
+                    input: input.clone(),
+                })
+                .await;
+                relayed.tool_calls.push(ToolCall { id, name, input });
+            }
+            Ok(ModelEvent::Stop(reason)) => relayed.stop = Some(reason),
+            Ok(ModelEvent::Usage(u)) => {
+                outcome.usage.input_tokens += u.input_tokens;
+                outcome.usage.output_tokens += u.output_tokens;
+                outcome.usage.cache_read_tokens += u.cache_read_tokens;
+                outcome.usage.cache_write_tokens += u.cache_write_tokens;
+            }
+            Err(e) => {
+                relayed.error = Some(e);
+                return relayed;
+            }
+        }
+        if sink.gone {
+            break;
+        }
+    }
+    relayed
+}
+
+/// What the client is told about a provider failure (no provider internals).
+fn public_provider_message(e: &ProviderError) -> String {
+    match e {
+        ProviderError::Throttled(_) => "The model is busy right now (throttled). Please retry in a moment.",
+        ProviderError::Unavailable(_) => "The model service is unavailable right now. Please retry.",
+        ProviderError::Timeout(_) => "The model did not answer in time.",
+        ProviderError::Refused(_) => "The model refused the request.",
+        ProviderError::Stream(_) => "The reply was interrupted by the model service.",
+    }
+    .to_owned()
+}

@@ -1,0 +1,150 @@
+//! The chat turn: the hot path of Athena. [`start`] reads like the turn's outline:
+//!
+//! 1. **Admission**: the caller's [`ChatRequest`] (already parsed and validated by the HTTP layer,
+//!    `api::chat`) and the conversation with its history (one Query).
+//! 2. **Plan** ([`plan_turn`], pure, unit-tested without a store): which conversation (existing,
+//!    or new with a title from the first message), which messages, which model, and what the
+//!    admitting write stores (append, create, regenerate, or only check a resubmit).
+//! 3. **Admit** in one atomic write ([`crate::store::Turns::begin_turn`]): the per-minute rate
+//!    limit, the day and month token budgets, a stream slot (a lease) and the user's message.
+//!    Two round trips before the model is called; a refusal is an error, never a stream.
+//! 4. **Context** ([`context_for`]): stored history to the model's alternating messages, trimmed
+//!    to its window, under the solution's system prompt ([`system_prompt`]).
+//! 5. **Generate** (`generate`): the model streamed event by event through a bounded channel,
+//!    with the fallback chain (before any output), the tool loop (at most [`MAX_STEPS`]) and
+//!    the first-token and total timeouts.
+//! 6. **Finish** (`finish`): one atomic write stores the reply (partial text kept), charges the
+//!    reported tokens, releases the slot and adds the counters; then `finish`; then one batch
+//!    with the analytics events and the audit entry. Four round trips in all.
+//!
+//! The turn speaks in [`TurnEvent`]s; `api::chat` encodes them for the wire (AI SDK UI message
+//! stream or plain text). Errors are [`ChatError`]s, mapped to HTTP once in `api::error`.
+
+mod context;
+mod error;
+mod events;
+mod finish;
+mod generate;
+mod plan;
+mod prompts;
+mod request;
+mod tools;
+
+use std::sync::Arc;
+
+pub use context::context_for;
+pub use error::ChatError;
+pub use events::{TurnEvent, TurnStream};
+pub use plan::{plan_turn, PlanInput, TurnPlan};
+pub use prompts::{capabilities, system_prompt};
+pub use request::{ChatRequest, IncomingMessage, Trigger};
+
+pub use crate::config::{ChatConfig, SearchConfig};
+use crate::domain::{Solution, UserId};
+use crate::error::StoreError;
+use crate::state::AppState;
+use crate::store::{TurnLimits, TurnStart};
+
+/// Longest title made from a first message (seed 000: 50 characters).
+pub const TITLE_CHARS: usize = 50;
+/// Most model calls in one turn (tool-use loop), seed 000's `maxSteps: 5`.
+pub const MAX_STEPS: usize = 5;
+/// A stream slot's lease outlives the longest allowed reply by this much (seconds).
+pub const LEASE_MARGIN_SECS: i64 = 60;
+
+/// Whether this deployment serves `solution`'s chat (`ATHENA_SOLUTION` pins one per function).
+pub fn serves(state: &AppState, solution: Option<Solution>) -> Result<(), ChatError> {
+    match state.config.chat.only {
+        Some(only) if only != solution => Err(ChatError::NoSuchRoute),
+        _ => Ok(()),
+    }
+}
+
+/// Runs a chat turn for `user` in `solution`'s chat: admits it (or refuses it before any
+/// output) and returns the stream of its events, produced by a task that outlives the call.
+#[tracing::instrument(name = "chat.turn", skip_all, fields(solution = solution.map_or("general", Solution::as_str)))]
+pub async fn start(
+    state: &Arc<AppState>,
+    user: &UserId,
+    solution: Option<Solution>,
+    request: ChatRequest,
+    request_id: &str,
+) -> Result<TurnStream, ChatError> {
+    serves(state, solution)?;
+    let model_port = state.model.clone().ok_or(ChatError::NoProvider)?;
+    let existing = load(state, user, &request).await?;
+    let plan = plan_turn(PlanInput {
+        owner: user,
+        solution,
+        request,
+        existing,
+        catalog: &state.config.catalog,
+        ids: &state.ids,
+        now: state.now(),
+    })?;
+    let lease = admit(state, user, &plan).await?;
+    let system = system_prompt(solution);
+    let turn = generate::Turn {
+        state: Arc::clone(state),
+        model_port,
+        user: user.clone(),
+        context: context_for(&plan.history, plan.model, system),
+        system,
+        tools: tools::offered(&state.config.chat, plan.web_search),
+        reply_id: state.ids.message_id(),
+        solution,
+        lease,
+        request_id: request_id.to_owned(),
+        plan,
+    };
+    Ok(turn.spawn())
+}
+
+/// The conversation with its history, if it exists and is the caller's (one Query).
+#[tracing::instrument(name = "chat.load", skip_all)]
+async fn load(
+    state: &AppState,
+    user: &UserId,
+    request: &ChatRequest,
+) -> Result<Option<(crate::domain::Conversation, Vec<crate::domain::Message>)>, ChatError> {
+    match state
+        .store
+        .get_conversation_with_messages(user, &request.conversation_id)
+        .await
+    {
+        Ok(found) => Ok(Some(found)),
+        Err(StoreError::NotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Admits the planned turn in one atomic write: rate limit, budgets, stream slot, the user's
+/// message (or the new conversation). Returns the stream slot's lease when streams are capped.
+#[tracing::instrument(name = "chat.admit", skip_all, fields(conversation = %plan.conversation.id))]
+async fn admit(
+    state: &AppState,
+    user: &UserId,
+    plan: &TurnPlan,
+) -> Result<Option<crate::store::StreamLease>, ChatError> {
+    let config = &state.config;
+    let start = TurnStart {
+        owner: user.clone(),
+        conversation_id: plan.conversation.id.clone(),
+        write: plan.write.clone(),
+        limits: TurnLimits {
+            requests_per_minute: config.rate_limit_per_minute,
+            tokens_per_day: config.token_budget_day,
+            tokens_per_month: config.token_budget_month,
+            max_streams: config.max_concurrent_streams,
+            lease_secs: i64::try_from(config.chat.total_timeout.as_secs()).unwrap_or(240) + LEASE_MARGIN_SECS,
+        },
+        turn_id: state.ids.next_ulid(),
+        now: plan.started_at,
+    };
+    match state.store.begin_turn(&start).await {
+        Ok(begun) => Ok(begun.lease),
+        // The id exists but is not the caller's: answer as if it did not exist.
+        Err(StoreError::Conflict(_)) if plan.created => Err(ChatError::ConversationNotFound),
+        Err(e) => Err(e.into()),
+    }
+}

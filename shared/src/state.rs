@@ -1,0 +1,55 @@
+//! The application state: everything a request needs, built once per cold start and shared by
+//! every invocation (configuration, the store, the id generator, the model provider, the clock).
+//! The services (chat, analytics, audit) and the HTTP layer read it; it depends on neither.
+
+use std::sync::Arc;
+
+use crate::config::{ChatConfig, Config};
+use crate::domain::{Clock, IdGenerator, SystemClock, Timestamp};
+use crate::llm::ChatModel;
+use crate::store::Store;
+
+/// Everything a handler needs.
+pub struct AppState {
+    /// Configuration (chat settings in `config.chat`).
+    pub config: Config,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Id generator (ULIDs, monotonic within the process).
+    pub ids: IdGenerator,
+    /// The model provider (chat routes only).
+    pub model: Option<Arc<dyn ChatModel>>,
+    /// Where "now" comes from (the system clock; tests move a manual one).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl AppState {
+    /// State from parts, without a model provider.
+    pub fn new(config: Config, store: Arc<dyn Store>) -> Self {
+        Self {
+            config,
+            store,
+            ids: IdGenerator::new(),
+            model: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Adds the model provider and chat settings.
+    pub fn with_chat(mut self, model: Arc<dyn ChatModel>, chat: ChatConfig) -> Self {
+        self.model = Some(model);
+        self.config.chat = chat;
+        self
+    }
+
+    /// Replaces the clock (tests: a [`crate::domain::ManualClock`]).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Now, from the state's clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}
