@@ -1,24 +1,22 @@
 //! # Athena's shared library
 //!
-//! Everything every Lambda function (and the local gateway) uses. Data flows one way:
+//! Everything every Lambda function (and the local gateway) uses. Dependencies point one way,
+//! from the bottom of this list up (checked by the `layering` tests: no top-level module uses one
+//! listed below it, no import cycle, no source file over 800 lines):
 //!
-//! ## Layout
-//! - [`domain`]: conversations, messages, analytics events, and the newtypes that parse raw input.
-//! - [`error`]: typed errors of the inner layers (validation, storage).
-//! - [`store`]: the `Store` port and its adapters: DynamoDB (production) and SQLite (embedded,
-//!   the local default), held to the same semantics by one conformance suite.
-//! - [`analytics`]: usage events, daily counters (cost, tokens, latency histograms), EMF metrics.
-//! - [`http`]: the outbound HTTP client (one TLS stack, shared with the AWS SDK).
-//! - [`auth`]: bearer-JWT verification (HS256 secret or the issuer's JWKS) for `ATHENA_AUTH=jwt`.
-//! - [`catalog`]: the Claude models on Bedrock, prices, the deployment's allowlist.
-//! - [`config`]: configuration from the environment, checked at cold start.
-//! - [`api`]: the HTTP layer: route table, handlers, strict input parsing, the one error mapping.
-//! - [`chat`]: the chat turn (history, persistence, fallback, tool loop, timeouts) and prompts.
-//! - [`llm`]: model providers behind one trait: Bedrock, OpenAI-compatible, scripted.
-//! - [`stream`]: the AI SDK UI message stream and plain-text encoders.
-//! - [`lambda`]: the Lambda adapter (API Gateway v1/v2, function URLs) every function's `main` calls.
-//! - [`local`]: the local gateway serving every route in one process.
-//! - [`telemetry`]: JSON logs with the request id on every line.
+//! - [`error`], [`domain`]: typed errors; conversations, messages, analytics events, audit
+//!   entries, stats rows, ids (with the ULID generator) and the [`domain::Clock`].
+//! - [`catalog`], [`http`], [`stream`]: the Claude models and prices; the outbound HTTP client;
+//!   the AI SDK UI message stream and plain-text encoders.
+//! - [`auth`], [`config`]: bearer-JWT verification; the one typed configuration, read once.
+//! - [`store`], [`llm`], [`telemetry`]: the store ports by capability and their adapters
+//!   (DynamoDB, embedded SQLite); model providers behind one trait; JSON logs.
+//! - [`state`]: the application state every request reads (config, store, ids, model, clock).
+//! - [`analytics`], [`audit`], [`chat`]: the services: usage events and counters, the audit log,
+//!   the chat turn (plan, admission, context, generation, finishing).
+//! - [`api`]: the HTTP layer: route table, handlers, strict input, the chat's HTTP half, the one
+//!   error mapping.
+//! - [`lambda`], [`local`]: the Lambda adapter every function's `main` calls; the local gateway.
 #![warn(missing_docs)]
 
 pub mod analytics;
@@ -38,3 +36,6 @@ pub mod state;
 pub mod store;
 pub mod stream;
 pub mod telemetry;
+
+#[cfg(test)]
+mod layering;

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use super::ConfigError;
 
+/// Where values come from: a name in, the raw value out.
+type Lookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
 /// One configuration variable.
 #[derive(Clone, Copy, Debug)]
 pub struct Variable {
@@ -76,7 +79,7 @@ pub fn variable(name: &str) -> Option<&'static Variable> {
 /// A source of variables: the process environment, or a map in tests. Every read goes through
 /// one of its typed parsers, each with one error wording.
 pub struct Env<'a> {
-    get: Box<dyn Fn(&str) -> Option<String> + 'a>,
+    get: Lookup<'a>,
 }
 
 impl std::fmt::Debug for Env<'_> {

@@ -118,6 +118,9 @@ pub enum StoreKind {
         /// The file.
         path: String,
     },
+    /// No table named inside Lambda, where the embedded store cannot live (`/tmp` does not
+    /// outlive an instance): opening the store fails the cold start with this explanation.
+    MissingTable,
 }
 
 /// The store's settings.
@@ -145,7 +148,7 @@ impl Default for StoreConfig {
 
 impl StoreConfig {
     /// DynamoDB when `ATHENA_TABLE` is set, otherwise the embedded store in `ATHENA_DB`; inside
-    /// Lambda the embedded store is refused (`/tmp` does not outlive an instance).
+    /// Lambda the embedded store is refused ([`StoreKind::MissingTable`]).
     pub fn read(env: &Env<'_>, in_lambda: bool) -> Result<Self, ConfigError> {
         let days = env.positive("ATHENA_EVENT_TTL_DAYS", DEFAULT_EVENT_TTL_DAYS)?;
         let event_ttl = Duration::from_secs(days.saturating_mul(86_400));
@@ -157,11 +160,7 @@ impl StoreConfig {
                 conversations_table: table,
                 create_tables: env.flag("ATHENA_CREATE_TABLES", false)?,
             },
-            None if in_lambda => {
-                return Err(ConfigError(
-                    "ATHENA_TABLE must name the DynamoDB table inside Lambda".to_owned(),
-                ))
-            }
+            None if in_lambda => StoreKind::MissingTable,
             None => StoreKind::Embedded {
                 path: env.text("ATHENA_DB").unwrap_or_else(|| ".athena/athena.db".to_owned()),
             },
@@ -176,6 +175,7 @@ impl StoreConfig {
                 conversations_table, ..
             } => format!("DynamoDB table {conversations_table}"),
             StoreKind::Embedded { path } => format!("embedded {path}"),
+            StoreKind::MissingTable => "no store (ATHENA_TABLE unset)".to_owned(),
         }
     }
 }

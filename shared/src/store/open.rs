@@ -31,6 +31,9 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, ConfigError> {
             Ok(Arc::new(store))
         }
         StoreKind::Embedded { path } => open_embedded(path, config.event_ttl),
+        StoreKind::MissingTable => Err(ConfigError(
+            "ATHENA_TABLE must name the DynamoDB table inside Lambda".to_owned(),
+        )),
     }
 }
 
