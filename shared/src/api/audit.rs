@@ -4,14 +4,14 @@
 use http::{Response, StatusCode};
 
 use super::error::ApiError;
-use super::{input, json, with_cursor, ApiRequest, AppState, Body, Caller};
+use super::{input, json, with_cursor, ApiRequest, Body, Caller};
 use crate::domain::UserId;
 use crate::error::ValidationError;
-use crate::store::MAX_PAGE;
+use crate::store::{Activity, MAX_PAGE};
 
 /// The audit list: an array of entries, newest first; the next page's cursor in `x-next-cursor`
 /// (like the other listings).
-pub async fn list(state: &AppState, caller: &Caller, req: &ApiRequest) -> Result<Response<Body>, ApiError> {
+pub async fn list(store: &dyn Activity, caller: &Caller, req: &ApiRequest) -> Result<Response<Body>, ApiError> {
     let user = match req.query_param("userId") {
         None => caller.user.clone(),
         Some(raw) => {
@@ -27,6 +27,6 @@ pub async fn list(state: &AppState, caller: &Caller, req: &ApiRequest) -> Result
     };
     let limit = input::limit(req)?.unwrap_or(MAX_PAGE);
     let cursor = input::cursor(req)?;
-    let page = state.store.list_audit(&user, Some(limit), cursor.as_deref()).await?;
+    let page = store.list_audit(&user, Some(limit), cursor.as_deref()).await?;
     Ok(with_cursor(json(StatusCode::OK, &page.items)?, page.next_cursor))
 }

@@ -10,7 +10,7 @@ use super::views::{ConversationView, ConversationWithMessages, Success};
 use super::{input, json, with_cursor, ApiRequest, AppState, Body, Caller};
 use crate::domain::{Conversation, ConversationId, Solution, SolutionFilter, Title};
 use crate::error::{FieldError, ValidationError};
-use crate::store::{ConversationPatch, ListConversations, MAX_PAGE};
+use crate::store::{ConversationPatch, Conversations, ListConversations, MAX_PAGE};
 
 /// `GET /api/conversations?limit&cursor&solutionType`: pinned first, then newest; the next page's
 /// cursor travels in `x-next-cursor` so the body stays the seed's array.
@@ -118,8 +118,8 @@ fn collect<T>(problems: &mut Vec<FieldError>, result: Result<T, ValidationError>
 }
 
 /// `GET /api/conversations/{id}`: the conversation with every message, oldest first.
-pub async fn get(state: &AppState, caller: &Caller, id: ConversationId) -> Result<Response<Body>, ApiError> {
-    let (conversation, messages) = state.store.get_conversation_with_messages(&caller.user, &id).await?;
+pub async fn get(store: &dyn Conversations, caller: &Caller, id: ConversationId) -> Result<Response<Body>, ApiError> {
+    let (conversation, messages) = store.get_conversation_with_messages(&caller.user, &id).await?;
     json(StatusCode::OK, &ConversationWithMessages::new(&conversation, &messages))
 }
 
@@ -181,7 +181,7 @@ pub async fn update(
 }
 
 /// `DELETE /api/conversations/{id}`: the conversation and every message; `{"success": true}`.
-pub async fn delete(state: &AppState, caller: &Caller, id: ConversationId) -> Result<Response<Body>, ApiError> {
-    state.store.delete_conversation(&caller.user, &id).await?;
+pub async fn delete(store: &dyn Conversations, caller: &Caller, id: ConversationId) -> Result<Response<Body>, ApiError> {
+    store.delete_conversation(&caller.user, &id).await?;
     json(StatusCode::OK, &Success { success: true })
 }

@@ -8,11 +8,11 @@ use super::views::{Cleared, MessageView};
 use super::{input, json, with_cursor, ApiRequest, AppState, Body, Caller};
 use crate::domain::{ClientMessageId, ConversationId, Message, Role};
 use crate::error::ValidationError;
-use crate::store::{Appended, ListMessages, Touch};
+use crate::store::{Appended, ListMessages, Messages, Touch};
 
 /// `GET /api/conversations/{id}/messages?limit&cursor`: oldest first; all of them without `limit`.
 pub async fn list(
-    state: &AppState,
+    store: &dyn Messages,
     caller: &Caller,
     id: ConversationId,
     req: &ApiRequest,
@@ -21,7 +21,7 @@ pub async fn list(
         limit: input::limit(req)?,
         cursor: input::cursor(req)?,
     };
-    let page = state.store.list_messages(&caller.user, &id, &query).await?;
+    let page = store.list_messages(&caller.user, &id, &query).await?;
     let views: Vec<MessageView<'_>> = page.items.iter().map(MessageView::from).collect();
     Ok(with_cursor(json(StatusCode::OK, &views)?, page.next_cursor))
 }
@@ -79,8 +79,8 @@ pub async fn create(
 }
 
 /// `DELETE /api/conversations/{id}/messages`: `{"success": true, "deletedCount": n}`.
-pub async fn clear(state: &AppState, caller: &Caller, id: ConversationId) -> Result<Response<Body>, ApiError> {
-    let deleted = state.store.clear_messages(&caller.user, &id).await?;
+pub async fn clear(store: &dyn Messages, caller: &Caller, id: ConversationId) -> Result<Response<Body>, ApiError> {
+    let deleted = store.clear_messages(&caller.user, &id).await?;
     json(
         StatusCode::OK,
         &Cleared {

@@ -314,16 +314,16 @@ async fn dispatch(
     match op {
         Op::ListConversations => conversations::list(state, caller, req).await,
         Op::CreateConversation => conversations::create(state, caller, req).await,
-        Op::GetConversation => conversations::get(state, caller, input::conversation_id(id)?).await,
+        Op::GetConversation => conversations::get(state.store.as_ref(), caller, input::conversation_id(id)?).await,
         Op::UpdateConversation => conversations::update(state, caller, input::conversation_id(id)?, req).await,
-        Op::DeleteConversation => conversations::delete(state, caller, input::conversation_id(id)?).await,
-        Op::ListMessages => messages::list(state, caller, input::conversation_id(id)?, req).await,
+        Op::DeleteConversation => conversations::delete(state.store.as_ref(), caller, input::conversation_id(id)?).await,
+        Op::ListMessages => messages::list(state.store.as_ref(), caller, input::conversation_id(id)?, req).await,
         Op::CreateMessage => messages::create(state, caller, input::conversation_id(id)?, req).await,
-        Op::ClearMessages => messages::clear(state, caller, input::conversation_id(id)?).await,
+        Op::ClearMessages => messages::clear(state.store.as_ref(), caller, input::conversation_id(id)?).await,
         Op::ChatInfo(solution) => chat::info(state, solution),
         Op::Chat(solution) => chat::post(state, caller, solution, req).await,
         Op::AnalyticsSummary => analytics::summary(state, caller, req).await,
-        Op::ListAudit => audit::list(state, caller, req).await,
+        Op::ListAudit => audit::list(state.store.as_ref(), caller, req).await,
         Op::Dashboard | Op::Health => unreachable_route(),
     }
 }
