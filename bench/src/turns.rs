@@ -53,6 +53,7 @@ fn chat_request(user: &str, body: serde_json::Value) -> ApiRequest {
         body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
         request_id: format!("bench-{user}"),
         claims: Some(claims),
+        any_content_type: false,
     }
 }
 

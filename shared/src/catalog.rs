@@ -137,17 +137,104 @@ impl Catalog {
         &self.allowed
     }
 
-    /// Looks up an allowed model.
+    /// Looks up an allowed model by its id or one of its [`aliases`](Catalog::aliases).
     pub fn get(&self, id: &str) -> Option<&'static ModelInfo> {
-        self.allowed.iter().copied().find(|m| m.id == id)
+        self.allowed
+            .iter()
+            .copied()
+            .find(|m| m.id == id)
+            .or_else(|| self.aliases().into_iter().find(|(alias, _)| alias == id).map(|(_, m)| m))
     }
 
-    /// Parses a model id from a request: it must be allowed here.
+    /// Parses a model id (or alias) from a request: it must be allowed here. Answers the
+    /// catalog's model, whose canonical id is what gets stored.
     pub fn parse(&self, field: &str, id: &str) -> Result<&'static ModelInfo, ValidationError> {
         self.get(id).ok_or_else(|| {
             let ids: Vec<&str> = self.allowed.iter().map(|m| m.id).collect();
-            ValidationError::field(field, format!("must be one of: {}", ids.join(", ")))
+            ValidationError::field(
+                field,
+                format!(
+                    "must be one of: {} (or an alias such as claude-sonnet, listed by GET /api/chat)",
+                    ids.join(", ")
+                ),
+            )
         })
+    }
+
+    /// Other names clients use for the allowed models, each with the model it stands for:
+    /// the id without its region prefix (`anthropic.claude-...-v1:0`), without the provider
+    /// (`claude-sonnet-4-5-20250929-v1:0`), without the version suffix
+    /// (`claude-sonnet-4-5-20250929`), the short name (`claude-sonnet-4-5`, as seed 000's client
+    /// code writes it), and the family (`claude-sonnet`, `claude-haiku`, `claude-opus`) for the
+    /// newest allowed model of that family (by the release date in its id).
+    pub fn aliases(&self) -> Vec<(String, &'static ModelInfo)> {
+        let mut out: Vec<(String, &'static ModelInfo)> = Vec::new();
+        let mut push = |alias: String, m: &'static ModelInfo| {
+            if alias != m.id && !out.iter().any(|(a, _)| *a == alias) {
+                out.push((alias, m));
+            }
+        };
+        for m in &self.allowed {
+            let parts = NameParts::of(m.id);
+            push(parts.without_region.to_owned(), m);
+            push(parts.bare.to_owned(), m);
+            push(parts.dated.to_owned(), m);
+            push(parts.short.to_owned(), m);
+        }
+        let mut families: Vec<(&str, &'static ModelInfo)> = Vec::new();
+        for m in &self.allowed {
+            let parts = NameParts::of(m.id);
+            match families.iter_mut().find(|(family, _)| *family == parts.family) {
+                Some(entry) if NameParts::of(entry.1.id).date < parts.date => entry.1 = m,
+                Some(_) => {}
+                None => families.push((parts.family, m)),
+            }
+        }
+        for (family, m) in families {
+            push(family.to_owned(), m);
+        }
+        out
+    }
+}
+
+/// The pieces of a Bedrock inference-profile id such as
+/// `us.anthropic.claude-sonnet-4-5-20250929-v1:0`.
+struct NameParts<'a> {
+    /// `anthropic.claude-sonnet-4-5-20250929-v1:0`
+    without_region: &'a str,
+    /// `claude-sonnet-4-5-20250929-v1:0`
+    bare: &'a str,
+    /// `claude-sonnet-4-5-20250929`
+    dated: &'a str,
+    /// `claude-sonnet-4-5`
+    short: &'a str,
+    /// `claude-sonnet`
+    family: &'a str,
+    /// `20250929`
+    date: &'a str,
+}
+
+impl<'a> NameParts<'a> {
+    fn of(id: &'a str) -> Self {
+        let without_region = id.split_once('.').filter(|(r, _)| r.len() <= 4).map_or(id, |(_, rest)| rest);
+        let bare = without_region.split_once('.').map_or(without_region, |(_, rest)| rest);
+        let dated = bare.rsplit_once("-v").map_or(bare, |(head, _)| head);
+        let (short, date) = match dated.rsplit_once('-') {
+            Some((head, tail)) if tail.len() == 8 && tail.bytes().all(|b| b.is_ascii_digit()) => (head, tail),
+            _ => (dated, ""),
+        };
+        let family_end = short
+            .char_indices()
+            .find(|(i, c)| c.is_ascii_digit() && short[..*i].ends_with('-'))
+            .map_or(short.len(), |(i, _)| i - 1);
+        Self {
+            without_region,
+            bare,
+            dated,
+            short,
+            family: &short[..family_end],
+            date,
+        }
     }
 }
 
@@ -167,6 +254,32 @@ mod tests {
         assert!(c
             .parse("model", "us.anthropic.claude-sonnet-4-5-20250929-v1:0")
             .is_err());
+    }
+
+    #[test]
+    fn aliases_name_the_newest_model_of_a_family_and_the_seeds_short_names() {
+        let c = Catalog::all();
+        let id = |alias: &str| c.get(alias).map(|m| m.id);
+        assert_eq!(id("claude-sonnet"), Some("us.anthropic.claude-sonnet-4-5-20250929-v1:0"));
+        assert_eq!(id("claude-haiku"), Some("us.anthropic.claude-haiku-4-5-20251001-v1:0"));
+        assert_eq!(id("claude-opus"), Some("us.anthropic.claude-opus-4-5-20251101-v1:0"));
+        assert_eq!(id("claude-sonnet-4-5"), Some("us.anthropic.claude-sonnet-4-5-20250929-v1:0"));
+        assert_eq!(id("claude-sonnet-4"), Some("us.anthropic.claude-sonnet-4-20250514-v1:0"));
+        assert_eq!(
+            id("anthropic.claude-sonnet-4-20250514-v1:0"),
+            Some("us.anthropic.claude-sonnet-4-20250514-v1:0")
+        );
+        assert_eq!(id("claude-haiku-4-5-20251001"), Some("us.anthropic.claude-haiku-4-5-20251001-v1:0"));
+        assert_eq!(id("claude"), None);
+        assert_eq!(id("gpt-4"), None);
+        // Only allowed models have aliases: the family names the newest one still allowed.
+        let older = Catalog::from_config(Some("us.anthropic.claude-sonnet-4-20250514-v1:0"), None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            older.get("claude-sonnet").map(|m| m.id),
+            Some("us.anthropic.claude-sonnet-4-20250514-v1:0")
+        );
+        assert!(older.get("claude-sonnet-4-5").is_none());
     }
 
     #[test]

@@ -152,5 +152,6 @@ pub fn from_event(event: lambda_http::Request) -> ApiRequest {
         body,
         request_id,
         claims,
+        any_content_type: false,
     }
 }

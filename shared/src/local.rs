@@ -86,6 +86,7 @@ async fn respond(state: &Arc<AppState>, req: http::Request<Incoming>) -> http::R
         body,
         request_id: id,
         claims: None,
+        any_content_type: false,
     };
     api::handle(state, Scope::All, request).await
 }

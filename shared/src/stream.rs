@@ -20,17 +20,20 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    /// `?protocol=text` or `Accept: text/plain` (without `text/event-stream`) selects plain text.
-    pub fn negotiate(query: Option<&str>, accept: Option<&str>) -> Self {
+    /// `?protocol=text` (or `ui-message`) decides; without it, `Accept: text/plain` (without
+    /// `text/event-stream`) selects plain text. Any other `protocol` value is refused: `Err`
+    /// carries it back.
+    pub fn negotiate<'a>(query: Option<&'a str>, accept: Option<&str>) -> Result<Self, &'a str> {
         match query {
-            Some("text") => return Protocol::Text,
-            Some(_) => return Protocol::UiMessage,
+            Some("text") => return Ok(Protocol::Text),
+            Some("ui-message") => return Ok(Protocol::UiMessage),
+            Some(other) => return Err(other),
             None => {}
         }
-        match accept {
+        Ok(match accept {
             Some(a) if a.contains("text/plain") && !a.contains("text/event-stream") => Protocol::Text,
             _ => Protocol::UiMessage,
-        }
+        })
     }
 
     /// The response headers of this encoding.
@@ -224,12 +227,17 @@ mod tests {
 
     #[test]
     fn the_protocol_is_negotiated_from_query_or_accept() {
-        assert_eq!(Protocol::negotiate(Some("text"), None), Protocol::Text);
-        assert_eq!(Protocol::negotiate(None, Some("text/plain")), Protocol::Text);
+        assert_eq!(Protocol::negotiate(Some("text"), None), Ok(Protocol::Text));
+        assert_eq!(Protocol::negotiate(None, Some("text/plain")), Ok(Protocol::Text));
         assert_eq!(
             Protocol::negotiate(None, Some("text/event-stream, text/plain")),
-            Protocol::UiMessage
+            Ok(Protocol::UiMessage)
         );
-        assert_eq!(Protocol::negotiate(None, None), Protocol::UiMessage);
+        assert_eq!(Protocol::negotiate(None, None), Ok(Protocol::UiMessage));
+        assert_eq!(
+            Protocol::negotiate(Some("ui-message"), Some("text/plain")),
+            Ok(Protocol::UiMessage)
+        );
+        assert_eq!(Protocol::negotiate(Some("AAA"), None), Err("AAA"));
     }
 }

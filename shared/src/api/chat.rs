@@ -30,6 +30,11 @@ pub fn info(state: &AppState, solution: Option<Solution>) -> Result<Response<Bod
             "solutionType": solution,
             "capabilities": chat::capabilities(solution),
             "webSearch": state.config.chat.search.is_some(),
+            "aliases": catalog
+                .aliases()
+                .into_iter()
+                .map(|(alias, m)| (alias, Value::from(m.id)))
+                .collect::<serde_json::Map<String, Value>>(),
         }),
     )
 }
@@ -46,7 +51,8 @@ pub async fn post(
     let protocol = Protocol::negotiate(
         req.query_param("protocol"),
         req.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()),
-    );
+    )
+    .map_err(|_| ValidationError::field("protocol", "must be text or ui-message"))?;
     let request = body.validate(state)?;
     let turn = chat::start(state, &caller.user, solution, request, &req.request_id).await?;
     Ok(streamed(turn, protocol))
@@ -78,17 +84,16 @@ impl WireMessage {
 }
 
 /// The chat body: both shapes, lenient about extra fields the frontend adds to its transport
-/// body, strict about the fields it reads.
+/// body, strict about the fields it reads. Like every optional field of every body, `null`
+/// means the same as leaving the field out.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ChatBody {
     id: Option<String>,
-    #[serde(default)]
-    messages: Vec<WireMessage>,
+    messages: Option<Vec<WireMessage>>,
     model: Option<String>,
     conversation_id: Option<String>,
-    #[serde(default)]
-    web_search: bool,
+    web_search: Option<bool>,
     trigger: Option<String>,
     message_id: Option<String>,
 }
@@ -113,8 +118,9 @@ impl ChatBody {
             None => state.ids.conversation_id(),
         };
         let limits = &state.config.limits;
-        let mut messages = Vec::with_capacity(self.messages.len());
-        for (i, m) in self.messages.iter().enumerate() {
+        let wire = self.messages.unwrap_or_default();
+        let mut messages = Vec::with_capacity(wire.len());
+        for (i, m) in wire.iter().enumerate() {
             let role = match m.role.as_str() {
                 "user" => Role::User,
                 "assistant" => Role::Assistant,
@@ -145,7 +151,7 @@ impl ChatBody {
             trigger,
             messages,
             model,
-            web_search: self.web_search,
+            web_search: self.web_search.unwrap_or(false),
         })
     }
 }

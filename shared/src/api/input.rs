@@ -54,6 +54,8 @@ pub fn json_body<T: DeserializeOwned>(req: &ApiRequest, empty_ok: bool) -> Resul
     } else {
         match content_type {
             Some(ct) if is_json(ct) => &req.body,
+            // A bearer-token (or local) request: JSON whatever the content type says.
+            _ if req.any_content_type => &req.body,
             Some(ct) => {
                 return Err(ApiError::UnsupportedMediaType(format!(
                     "content-type must be application/json, not {ct}"
@@ -67,6 +69,10 @@ pub fn json_body<T: DeserializeOwned>(req: &ApiRequest, empty_ok: bool) -> Resul
         }
     };
     let text = std::str::from_utf8(bytes).map_err(|_| ValidationError::body("the body is not valid UTF-8"))?;
+    // serde reads a struct from an array positionally; a body is an object or nothing.
+    if !text.trim_start().starts_with('{') {
+        return Err(ValidationError::body("the body must be a JSON object").into());
+    }
     let mut de = serde_json::Deserializer::from_str(text);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

@@ -54,6 +54,11 @@ pub struct ApiRequest {
     pub request_id: String,
     /// Claims an API Gateway authorizer verified, when there is one.
     pub claims: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Whether a JSON body is read whatever its content type. Set by [`handle`] when the request
+    /// carries a bearer token (or the deployment has no authentication): no cookies are ever
+    /// involved, so a cross-site form or `fetch` cannot carry credentials, and the seed's own
+    /// client posts JSON without a content type. Adapters leave it `false`.
+    pub any_content_type: bool,
 }
 
 impl ApiRequest {
@@ -113,6 +118,17 @@ pub async fn authenticate(config: &Config, req: &ApiRequest) -> Result<Caller, A
     Ok(Caller { user, admin })
 }
 
+/// Whether the request authenticates with a bearer token (or needs none): then its body is not a
+/// cross-site simple request's, and JSON is read whatever the content type says.
+fn carries_credentials(config: &Config, req: &ApiRequest) -> bool {
+    let bearer = req
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
+    bearer || req.claims.is_some() || matches!(config.auth, AuthMode::None { .. })
+}
+
 /// `cognito:groups` or `groups` containing `admin` (a list, or API Gateway's stringified list).
 fn is_admin_claim(claims: &serde_json::Map<String, serde_json::Value>) -> bool {
     ["cognito:groups", "groups"].iter().any(|key| match claims.get(*key) {
@@ -138,8 +154,9 @@ const CORS_ALLOW_HEADERS: &str = "authorization, content-type, x-request-id";
 const CORS_EXPOSE_HEADERS: &str = "x-request-id, x-next-cursor, retry-after, location";
 
 /// Handles one request: routing, CORS, the handler, error mapping, common headers and one log line.
-pub async fn handle(state: &Arc<AppState>, scope: Scope, req: ApiRequest) -> Response<Body> {
+pub async fn handle(state: &Arc<AppState>, scope: Scope, mut req: ApiRequest) -> Response<Body> {
     let span = tracing::info_span!("request", request_id = %req.request_id);
+    req.any_content_type = carries_credentials(&state.config, &req);
     async move {
         let started = Instant::now();
         let method = req.method.clone();
@@ -180,6 +197,10 @@ async fn route(
     let matched = routes::find(scope, &req.path).ok_or_else(|| ApiError::NotFound("no such route".to_owned()))?;
     *label = matched.route.pattern;
     if req.method == Method::OPTIONS {
+        if let Some(id) = matched.id {
+            // A malformed id is a 400 for the preflight too, as for every other method.
+            input::conversation_id(Some(id))?;
+        }
         return Ok(preflight(state, req, matched.route));
     }
     let op = matched
