@@ -35,15 +35,40 @@ impl Title {
         Ok(Self(trimmed.to_owned()))
     }
 
-    /// A title made from the first user message: whitespace folded, at most `max` characters.
+    /// A title made from the first user message: whitespace folded, control characters
+    /// dropped, at most `max` characters, cut at the last word boundary that fits (a single word
+    /// longer than `max` is cut inside it), trailing spaces and punctuation that ends a clause
+    /// (`,;:`) trimmed.
     pub fn from_first_message(text: &str, max: usize) -> Self {
-        let folded: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        let cut: String = folded.chars().filter(|c| !c.is_control()).take(max).collect();
-        if cut.is_empty() {
+        let folded: String = text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect();
+        let cut: String = if folded.chars().count() <= max {
+            folded
+        } else {
+            let head: String = folded.chars().take(max).collect();
+            let next_is_space = folded.chars().nth(max) == Some(' ');
+            match head.rfind(' ') {
+                Some(space) if !next_is_space && space > 0 => head[..space].to_owned(),
+                _ => head,
+            }
+        };
+        let trimmed = cut.trim_end_matches([' ', ',', ';', ':']);
+        if trimmed.is_empty() {
             Self(DEFAULT_TITLE.to_owned())
         } else {
-            Self(cut)
+            Self(trimmed.to_owned())
         }
+    }
+
+    /// Whether a conversation with this title still has the default one (a first message may
+    /// then name it).
+    pub fn is_default(title: &str) -> bool {
+        title == DEFAULT_TITLE
     }
 
     /// The default title.
@@ -224,6 +249,15 @@ mod tests {
             50
         );
         assert_eq!(Title::from_first_message(" \n ", 50).as_str(), DEFAULT_TITLE);
+        let question = "How do I compute MTBF for press line 2 when two failures were logged this month?";
+        assert_eq!(
+            Title::from_first_message(question, 50).as_str(),
+            "How do I compute MTBF for press line 2 when two"
+        );
+        // A word ending exactly at the limit is kept whole.
+        assert_eq!(Title::from_first_message("aaaa bbbb cccc", 9).as_str(), "aaaa bbbb");
+        assert_eq!(Title::from_first_message("Line 3, yield: why?", 7).as_str(), "Line 3");
+        assert_eq!(Title::from_first_message("héllo wörld", 8).as_str(), "héllo");
     }
 
     #[test]
