@@ -6,12 +6,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use athena_tests::tokens::{self, claims, hs256, unix_now, AUDIENCE, ISSUER, SECRET};
-use athena_tests::{embedded_store, spawn_chat_app, stub_server, with_bearer, workspace_root, Reply, TestApp};
+use athena_tests::{
+    embedded_store, mid_minute, spawn_chat_app, spawn_state, stub_server, with_bearer, workspace_root, Reply, TestApp,
+};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
+use shared::api::AppState;
 use shared::auth::JwtVerifier;
 use shared::chat::ChatConfig;
 use shared::config::Config;
+use shared::domain::ManualClock;
 use shared::store::Store;
 
 async fn jwt_app(verifier: JwtVerifier, store: Arc<dyn Store>) -> TestApp {
@@ -233,13 +237,11 @@ async fn rs256_tokens_verify_through_the_jwks_and_rotation_needs_no_restart() {
 }
 
 async fn the_rate_limit_is_counted_exactly_under_concurrency(store: Arc<dyn Store>) {
-    // Stay clear of a minute boundary so all requests fall into one window.
-    while chrono::Utc::now().timestamp().rem_euclid(60) > 45 {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+    // The gateway's clock stands still 15 s into a minute: all requests fall into one window.
     let mut config = Config::local();
     config.rate_limit_per_minute = 10;
-    let app = athena_tests::spawn_app(store, config).await;
+    let state = AppState::new(config, Arc::clone(&store)).with_clock(Arc::new(ManualClock::new(mid_minute())));
+    let app = spawn_state(state, store).await;
     let replies = futures::future::join_all((0..30).map(|_| app.call("GET", "/api/conversations", None))).await;
     let ok = replies.iter().filter(|r| r.status == 200).count();
     let limited: Vec<&Reply> = replies.iter().filter(|r| r.status == 429).collect();

@@ -782,13 +782,6 @@ fn charge(c: &Conversation, lease: Option<StreamLease>, tokens: u64) -> TurnFini
     }
 }
 
-/// Waits until the current minute has at least 20 s left, so a test's turns share one window.
-async fn clear_of_minute_boundary() {
-    while Utc::now().timestamp().rem_euclid(60) > 40 {
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
-}
-
 async fn the_token_budget_is_exact_under_concurrent_turns(h: &dyn Harness) {
     let ids = IdGenerator::new();
     let c = created(h, &ids, &user(&unique("budget"))).await;
@@ -944,13 +937,14 @@ async fn an_expired_lease_is_reclaimed_and_its_late_end_frees_nothing(h: &dyn Ha
 }
 
 async fn the_turn_rate_limit_is_exact_under_concurrency(h: &dyn Harness) {
-    clear_of_minute_boundary().await;
+    // Every turn at one instant, 15 s into its minute: all fall into one window.
+    let now = athena_tests::mid_minute();
     let ids = IdGenerator::new();
     let owner = user(&unique("rpm"));
     let c = created(h, &ids, &owner).await;
     let l = limits(4, 0, 0, 0);
     // The other routes count in the same per-minute counter.
-    let window = Utc::now().timestamp() - Utc::now().timestamp().rem_euclid(60);
+    let window = now.timestamp() - now.timestamp().rem_euclid(60);
     h.store()
         .increment_counter(&shared::store::schema::rate_key(owner.as_str()), window, 120)
         .await
@@ -958,7 +952,13 @@ async fn the_turn_rate_limit_is_exact_under_concurrency(h: &dyn Harness) {
     let results: Vec<Result<TurnBegun, StoreError>> = stream::iter(0..10)
         .map(|_| {
             let (store, ids, c, l) = (h.store(), &ids, &c, l.clone());
-            async move { store.begin_turn(&turn(ids, c, TurnWrite::Check, l)).await }
+            async move {
+                let start = TurnStart {
+                    now,
+                    ..turn(ids, c, TurnWrite::Check, l)
+                };
+                store.begin_turn(&start).await
+            }
         })
         .buffer_unordered(10)
         .collect()

@@ -151,6 +151,18 @@ use shared::config::Config;
 use shared::domain::{ConversationId, Message, UserId};
 use shared::store::Store;
 
+/// A fixed instant 15 s into a minute (2026-03-02T09:30:15Z). Tests of the per-minute windows run
+/// at it (a `ManualClock` in the gateway's state, `TurnStart::now` for the stores), so all their
+/// requests fall into one window whenever the test runs, instead of waiting for a minute boundary
+/// to pass.
+pub fn mid_minute() -> shared::domain::Timestamp {
+    use chrono::TimeZone;
+    chrono::Utc
+        .with_ymd_and_hms(2026, 3, 2, 9, 30, 15)
+        .single()
+        .expect("a valid instant")
+}
+
 /// The user every request is made as under `Config::local()` (no authentication).
 pub fn local_user() -> UserId {
     UserId::parse("local-user").expect("user")
