@@ -1,5 +1,9 @@
-//! Helpers shared by Athena's integration tests: a real DynamoDB-API server (moto) started on a
-//! free loopback port, fresh tables per test, and both stores ready to be driven by one suite.
+//! The toolkit of Athena's integration tests (`tests/api`, `tests/bedrock_env`): a real
+//! DynamoDB-API server (moto) started on a free loopback port, fresh tables per test, both stores
+//! ready to be driven by one suite ([`on_both_stores!`]), an in-process gateway whose every answer is
+//! checked against `docs/openapi.yaml` ([`TestApp`]), chat posting and stream parsing ([`sse`]),
+//! bearer tokens ([`tokens`]), stub servers ([`stub`]) and a mock Bedrock endpoint
+//! ([`bedrock_mock`]).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -116,14 +120,53 @@ pub fn embedded_store() -> EmbeddedStore {
     EmbeddedStore::in_memory().expect("opening an in-memory SQLite store")
 }
 
+/// A DynamoDB store whose endpoint does not answer (a free loopback port): every call fails after
+/// `max_attempts` attempts.
+pub async fn unreachable_dynamo_store(max_attempts: u32, tables: Tables) -> DynamoStore {
+    use aws_sdk_dynamodb::config::retry::RetryConfig;
+    let client = dynamo_client(&format!("http://127.0.0.1:{}", free_port())).await;
+    let config = client
+        .config()
+        .to_builder()
+        .retry_config(RetryConfig::standard().with_max_attempts(max_attempts))
+        .build();
+    DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), tables)
+}
+
 pub mod bedrock_mock;
+mod both;
 pub mod openapi;
+pub mod sse;
+pub mod stub;
+pub mod tokens;
+
+pub use sse::{chunk_types, parse_sse, post_chat, text_of};
+pub use stub::stub_server;
+pub use tokens::{as_user, with_bearer};
 
 use std::sync::Arc;
 
 use shared::api::AppState;
 use shared::config::Config;
+use shared::domain::{ConversationId, Message, UserId};
 use shared::store::Store;
+
+/// A fixed instant 15 s into a minute (2026-03-02T09:30:15Z). Tests of the per-minute windows run
+/// at it (a `ManualClock` in the gateway's state, `TurnStart::now` for the stores), so all their
+/// requests fall into one window whenever the test runs, instead of waiting for a minute boundary
+/// to pass.
+pub fn mid_minute() -> shared::domain::Timestamp {
+    use chrono::TimeZone;
+    chrono::Utc
+        .with_ymd_and_hms(2026, 3, 2, 9, 30, 15)
+        .single()
+        .expect("a valid instant")
+}
+
+/// The user every request is made as under `Config::local()` (no authentication).
+pub fn local_user() -> UserId {
+    UserId::parse("local-user").expect("user")
+}
 
 /// A running in-process gateway (the same `serve` the `athena-local` binary runs) on a free port.
 pub struct TestApp {
@@ -201,6 +244,16 @@ impl TestApp {
             req = req.json(&body);
         }
         self.send(req).await
+    }
+
+    /// The messages stored in the local user's conversation `id` (read from the store itself).
+    pub async fn stored(&self, id: &str) -> Vec<Message> {
+        let id = ConversationId::parse(id).expect("id");
+        self.store
+            .get_conversation_with_messages(&local_user(), &id)
+            .await
+            .expect("conversation stored")
+            .1
     }
 
     /// Sends a prepared request; checks the response against `docs/openapi.yaml`.

@@ -1,6 +1,6 @@
 //! A `Store` that delegates to another and records every call, in order, so a test or a
 //! benchmark can tell which calls happened before the first byte (or the first token) reached the
-//! client (the round-trip counts of `docs/performance.md` and `tests/tests/limits.rs`).
+//! client (the round-trip counts of `docs/performance.md` and `tests/api/limits.rs`).
 
 use std::sync::{Arc, Mutex, PoisonError};
 

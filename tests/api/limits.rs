@@ -4,39 +4,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use athena_tests::{dynamo_store, embedded_store, spawn_chat_app, spawn_state, Reply, TestApp};
+use athena_tests::{as_user, dynamo_store, local_user, parse_sse, post_chat, spawn_chat_app, tokens};
 use futures::StreamExt;
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use shared::api::AppState;
-use shared::auth::JwtVerifier;
 use shared::chat::ChatConfig;
-use shared::config::{AuthMode, Config};
+use shared::config::Config;
 use shared::domain::{ConversationId, UserId};
 use shared::error::StoreError;
 use shared::store::counting::CountingStore;
 use shared::store::Store;
-
-/// Parses an SSE body into its JSON chunks.
-fn parse_sse(body: &str) -> Vec<Value> {
-    body.split("\n\n")
-        .filter_map(|event| event.strip_prefix("data: "))
-        .map(|data| serde_json::from_str(data).unwrap_or(Value::String(data.to_owned())))
-        .collect()
-}
-
-async fn chat(app: &TestApp, body: Value) -> (u16, reqwest::header::HeaderMap, String) {
-    let res = app
-        .client
-        .post(format!("{}/api/chat", app.base))
-        .json(&body)
-        .send()
-        .await
-        .expect("send");
-    let status = res.status().as_u16();
-    let headers = res.headers().clone();
-    (status, headers, res.text().await.expect("body"))
-}
 
 fn user_message(id: &str, text: &str) -> Value {
     json!({"id": id, "messages": [{"role": "user", "content": text}]})
@@ -46,7 +22,7 @@ fn user_message(id: &str, text: &str) -> Value {
 
 async fn a_spent_budget_is_a_json_429_before_any_stream_byte_and_charges_reported_usage(store: Arc<dyn Store>) {
     let app = spawn_chat_app(Arc::clone(&store), Config::local(), ChatConfig::default()).await;
-    let (status, _, body) = chat(&app, user_message("budget-1", "#deltas:4")).await;
+    let (status, _, body) = post_chat(&app, "/api/chat", user_message("budget-1", "#deltas:4")).await;
     assert_eq!(status, 200, "{body}");
     let chunks = parse_sse(&body);
     let finish = chunks.iter().find(|c| c["type"] == "finish").expect("finish chunk");
@@ -57,7 +33,7 @@ async fn a_spent_budget_is_a_json_429_before_any_stream_byte_and_charges_reporte
     let mut config = Config::local();
     config.token_budget_day = spent + 1;
     let roomy = spawn_chat_app(Arc::clone(&store), config, ChatConfig::default()).await;
-    let (status, _, _) = chat(&roomy, user_message("budget-2", "#deltas:1")).await;
+    let (status, _, _) = post_chat(&roomy, "/api/chat", user_message("budget-2", "#deltas:1")).await;
     assert_eq!(status, 200);
     // ...and once it is spent, the next turn is refused before anything streams or is stored.
     let mut config = Config::local();
@@ -79,7 +55,7 @@ async fn a_spent_budget_is_a_json_429_before_any_stream_byte_and_charges_reporte
         .and_then(|v| v.parse().ok())
         .expect("retry-after");
     assert!((1..=86_400).contains(&retry), "{retry}");
-    let user = UserId::parse("local-user").expect("user");
+    let user = local_user();
     let missing = store
         .get_conversation(&user, &ConversationId::parse("budget-3").expect("id"))
         .await;
@@ -98,7 +74,7 @@ async fn a_spent_budget_is_a_json_429_before_any_stream_byte_and_charges_reporte
     config.token_budget_day = 0;
     config.token_budget_month = spent;
     let monthly = spawn_chat_app(Arc::clone(&store), config, ChatConfig::default()).await;
-    let (status, headers, body) = chat(&monthly, user_message("budget-4", "hi")).await;
+    let (status, headers, body) = post_chat(&monthly, "/api/chat", user_message("budget-4", "hi")).await;
     assert_eq!(status, 429);
     assert!(body.contains("month"), "{body}");
     assert!(headers.contains_key("retry-after"));
@@ -138,7 +114,7 @@ async fn the_stream_cap_answers_429_and_an_aborted_stream_frees_its_slot(store: 
     drop(body);
     let mut admitted = false;
     for _ in 0..100 {
-        let (status, _, _) = chat(&app, user_message("third", "#deltas:1")).await;
+        let (status, _, _) = post_chat(&app, "/api/chat", user_message("third", "#deltas:1")).await;
         if status == 200 {
             admitted = true;
             break;
@@ -151,45 +127,10 @@ async fn the_stream_cap_answers_429_and_an_aborted_stream_frees_its_slot(store: 
 
 // ---------------------------------------------------------------- audit
 
-const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
-const ISSUER: &str = "https://issuer.test";
-const AUDIENCE: &str = "athena-web";
-
-fn token(sub: &str) -> String {
-    let now = chrono::Utc::now().timestamp();
-    encode(
-        &Header::new(Algorithm::HS256),
-        &json!({"sub": sub, "iss": ISSUER, "aud": AUDIENCE, "exp": now + 600, "iat": now}),
-        &EncodingKey::from_secret(SECRET),
-    )
-    .expect("sign")
-}
-
-async fn as_user(app: &TestApp, sub: &str, method: &str, path: &str, body: Option<Value>) -> Reply {
-    let mut req = app
-        .client
-        .request(
-            reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
-            format!("{}{path}", app.base),
-        )
-        .bearer_auth(token(sub));
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    app.send(req).await
-}
-
 async fn the_audit_log_lists_a_users_own_actions_newest_first(store: Arc<dyn Store>) {
-    let mut config = Config::local();
-    config.auth = AuthMode::Jwt(Arc::new(JwtVerifier::hs256(
-        SECRET,
-        ISSUER.to_owned(),
-        AUDIENCE.to_owned(),
-    )));
+    let mut config = tokens::jwt_config(tokens::verifier());
     config.admins = vec![UserId::parse("admin-1").expect("admin")];
-    let state = AppState::new(config, Arc::clone(&store))
-        .with_chat(Arc::new(shared::llm::scripted::ScriptedModel), ChatConfig::default());
-    let app = spawn_state(state, store).await;
+    let app = spawn_chat_app(store, config, ChatConfig::default()).await;
     let (alice, bob) = (athena_tests::unique("alice"), athena_tests::unique("bob"));
     let created = as_user(&app, &alice, "POST", "/api/conversations", Some(json!({"title": "a"}))).await;
     assert_eq!(created.status, 201);
@@ -206,7 +147,7 @@ async fn the_audit_log_lists_a_users_own_actions_newest_first(store: Arc<dyn Sto
     let turn = app
         .client
         .post(format!("{}/api/chat", app.base))
-        .bearer_auth(token(&alice))
+        .bearer_auth(tokens::token(&alice))
         .json(&user_message(&id, "#deltas:2"))
         .send()
         .await
@@ -225,7 +166,7 @@ async fn the_audit_log_lists_a_users_own_actions_newest_first(store: Arc<dyn Sto
     let regenerated = app
         .client
         .post(format!("{}/api/chat", app.base))
-        .bearer_auth(token(&alice))
+        .bearer_auth(tokens::token(&alice))
         .json(&json!({"id": id, "messages": [], "trigger": "regenerate-message"}))
         .send()
         .await
@@ -387,7 +328,7 @@ async fn a_chat_turn_makes_two_store_calls_before_the_first_byte_and_four_in_all
             "{case}: the whole turn"
         );
     }
-    let user = UserId::parse("local-user").expect("user");
+    let user = local_user();
     let (_, messages) = counting
         .inner()
         .get_conversation_with_messages(&user, &ConversationId::parse(&id).expect("id"))
@@ -400,33 +341,12 @@ async fn a_chat_turn_makes_two_store_calls_before_the_first_byte_and_four_in_all
     );
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(std::sync::Arc::new(super::embedded_store())).await;
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(std::sync::Arc::new(super::dynamo_store().await)).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_stores!(
+athena_tests::on_both_stores!([
     a_spent_budget_is_a_json_429_before_any_stream_byte_and_charges_reported_usage,
     the_stream_cap_answers_429_and_an_aborted_stream_frees_its_slot,
     the_audit_log_lists_a_users_own_actions_newest_first,
     a_chat_turn_makes_two_store_calls_before_the_first_byte_and_four_in_all,
-);
+]);
 
 /// Counts the DynamoDB requests themselves (every attempt, by `X-Amz-Target`).
 #[derive(Debug)]

@@ -10,7 +10,7 @@ use athena_tests::{embedded_store, spawn_chat_app, workspace_root, TestApp};
 use serde_json::{json, Value};
 use shared::chat::ChatConfig;
 use shared::config::Config;
-use shared::domain::{ConversationId, Role, UserId};
+use shared::domain::Role;
 
 const VERSIONS: [&str; 3] = ["ai-6-0-48", "ai-6-latest", "ai-5"];
 
@@ -54,13 +54,8 @@ fn text_parts(message: &Value) -> String {
 }
 
 async fn stored_reply(app: &TestApp, chat_id: &str) -> shared::domain::Message {
-    let user = UserId::parse("local-user").expect("user");
-    let (_, messages) = app
-        .store
-        .get_conversation_with_messages(&user, &ConversationId::parse(chat_id).expect("id"))
+    app.stored(chat_id)
         .await
-        .expect("stored");
-    messages
         .into_iter()
         .rev()
         .find(|m| m.role == Role::Assistant)

@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
-use athena_tests::{dynamo_store, embedded_store, spawn_app, TestApp};
+use athena_tests::{embedded_store, spawn_app, TestApp};
 use serde_json::{json, Value};
 use shared::config::{Config, Cors};
-use shared::store::Store;
 
 const SONNET: &str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
 const HAIKU: &str = "us.anthropic.claude-haiku-4-5-20251001-v1:0";
@@ -406,40 +405,18 @@ async fn the_health_check_reads_the_store_and_needs_no_credentials(app: TestApp)
     assert_eq!((r.status, r.json["status"].as_str()), (200, Some("ok")), "{}", r.text);
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let store: Arc<dyn Store> = Arc::new(embedded_store());
-                    super::$name(spawn_app(store, Config::local()).await).await;
-                }
-            )*
-        }
-        mod dynamodb {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let store: Arc<dyn Store> = Arc::new(dynamo_store().await);
-                    super::$name(spawn_app(store, Config::local()).await).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_stores!(
-    the_seed_flow_works_end_to_end,
-    invalid_input_is_refused_with_field_details_and_nothing_is_stored,
-    malformed_bodies_get_clear_errors,
-    unknown_routes_and_methods_are_answered_precisely,
-    a_client_chosen_id_is_kept_and_a_taken_one_conflicts,
-    a_repeated_client_message_id_is_stored_once,
-    lists_page_with_a_cursor_header,
-    the_health_check_reads_the_store_and_needs_no_credentials,
+athena_tests::on_both_stores!(
+    |store| spawn_app(Arc::new(store), Config::local()).await,
+    [
+        the_seed_flow_works_end_to_end,
+        invalid_input_is_refused_with_field_details_and_nothing_is_stored,
+        malformed_bodies_get_clear_errors,
+        unknown_routes_and_methods_are_answered_precisely,
+        a_client_chosen_id_is_kept_and_a_taken_one_conflicts,
+        a_repeated_client_message_id_is_stored_once,
+        lists_page_with_a_cursor_header,
+        the_health_check_reads_the_store_and_needs_no_credentials,
+    ]
 );
 
 #[tokio::test]
@@ -481,20 +458,14 @@ async fn cors_answers_allowed_origins_only() {
 
 #[tokio::test]
 async fn an_unavailable_store_answers_503_with_retry_after_and_no_internals() {
-    use aws_sdk_dynamodb::config::retry::RetryConfig;
-    let client = athena_tests::dynamo_client(&format!("http://127.0.0.1:{}", athena_tests::free_port())).await;
-    let config = client
-        .config()
-        .to_builder()
-        .retry_config(RetryConfig::standard().with_max_attempts(1))
-        .build();
-    let store = shared::store::dynamo::DynamoStore::new(
-        aws_sdk_dynamodb::Client::from_conf(config),
+    let store = athena_tests::unreachable_dynamo_store(
+        1,
         shared::store::dynamo::Tables {
             conversations: "secret-table-name".to_owned(),
             events: "secret-events".to_owned(),
         },
-    );
+    )
+    .await;
     let app = spawn_app(Arc::new(store), Config::local()).await;
     for (method, path) in [
         ("GET", "/api/conversations"),

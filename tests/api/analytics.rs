@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use athena_tests::{dynamo_store, embedded_store, spawn_chat_app, TestApp};
+use athena_tests::{embedded_store, local_user, post_chat, spawn_chat_app, tokens, TestApp};
 use serde_json::{json, Value};
 use shared::analytics::{StatsDelta, StatsRow};
 use shared::catalog::MODELS;
@@ -28,15 +28,9 @@ const ROUTES: [(&str, &str); 7] = [
 ];
 
 async fn turn(app: &TestApp, path: &str, id: &str, model: &str, text: &str) {
-    let res = app
-        .client
-        .post(format!("{}{path}", app.base))
-        .json(&json!({"id": id, "model": model, "messages": [{"role": "user", "content": text}]}))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(res.status().as_u16(), 200);
-    res.text().await.expect("body");
+    let body = json!({"id": id, "model": model, "messages": [{"role": "user", "content": text}]});
+    let (status, _, _) = post_chat(app, path, body).await;
+    assert_eq!(status, 200);
 }
 
 /// Expected figures per solution, computed from what the store holds and the catalog's prices
@@ -53,7 +47,6 @@ struct Expected {
 
 async fn run_workload(store: Arc<dyn Store>) -> (TestApp, BTreeMap<String, Expected>) {
     let app = spawn_chat_app(store, Config::local(), ChatConfig::default()).await;
-    let user = UserId::parse("local-user").expect("user");
     let mut expected: BTreeMap<String, Expected> = BTreeMap::new();
     for (i, (path, solution)) in ROUTES.iter().enumerate() {
         // Per route: i+1 conversations; each gets one or two turns; every third turn fails.
@@ -76,11 +69,7 @@ async fn run_workload(store: Arc<dyn Store>) -> (TestApp, BTreeMap<String, Expec
                 e.conversations += u64::from(t == 0);
             }
             // Input tokens as the stored replies report them (failed turns report none).
-            let (_, messages) = app
-                .store
-                .get_conversation_with_messages(&user, &ConversationId::parse(&id).expect("id"))
-                .await
-                .expect("stored");
+            let messages = app.stored(&id).await;
             let e = expected.entry((*solution).to_owned()).or_default();
             for m in messages.iter().filter(|m| m.role == Role::Assistant) {
                 let usage = m.usage.expect("usage");
@@ -159,15 +148,7 @@ async fn the_summary_shows_exactly_the_workload(store: Arc<dyn Store>) {
     assert!(events.iter().all(|e| e.user_id.as_deref() != Some("local-user")));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_summary_shows_exactly_the_workload_on_the_embedded_store() {
-    the_summary_shows_exactly_the_workload(Arc::new(embedded_store())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_summary_shows_exactly_the_workload_on_dynamodb() {
-    the_summary_shows_exactly_the_workload(Arc::new(dynamo_store().await)).await;
-}
+athena_tests::on_both_stores!([the_summary_shows_exactly_the_workload]);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn analytics_are_for_admins_only() {
@@ -180,21 +161,12 @@ async fn analytics_are_for_admins_only() {
     let app = spawn_chat_app(Arc::new(embedded_store()), config, ChatConfig::default()).await;
     let ok = app.call("GET", "/api/analytics/summary", None).await;
     assert_eq!(ok.status, 200);
-    let mut jwt = Config::local();
-    jwt.auth = AuthMode::Jwt(Arc::new(shared::auth::JwtVerifier::hs256(
-        b"test-secret-test-secret-test-secret!",
-        "iss",
-        "aud",
-    )));
+    let jwt = tokens::jwt_config(tokens::verifier());
     let app = spawn_chat_app(Arc::new(embedded_store()), jwt, ChatConfig::default()).await;
     let claims = |groups: Value| {
-        let c = json!({"sub": "u1", "iss": "iss", "aud": "aud", "exp": chrono::Utc::now().timestamp() + 60, "cognito:groups": groups});
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::default(),
-            &c,
-            &jsonwebtoken::EncodingKey::from_secret(b"test-secret-test-secret-test-secret!"),
-        )
-        .expect("sign")
+        let mut c = tokens::claims("u1");
+        c["cognito:groups"] = groups;
+        tokens::hs256(&c, tokens::SECRET)
     };
     let url = format!("{}/api/analytics/summary", app.base);
     let user = app
@@ -293,7 +265,7 @@ async fn analytics_failures_never_fail_the_chat() {
         .call("POST", "/api/conversations", Some(json!({"title": "x"})))
         .await;
     assert_eq!(created.status, 201);
-    let user = UserId::parse("local-user").expect("user");
+    let user = local_user();
     let (_, messages) = store
         .get_conversation_with_messages(&user, &ConversationId::parse("still-works").expect("id"))
         .await

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use athena_tests::{dynamo_store, embedded_store, unique};
+use athena_tests::unique;
 use chrono::{Duration, TimeZone, Utc};
 use futures::{stream, StreamExt};
 use shared::domain::{
@@ -28,32 +28,27 @@ trait Harness: Send + Sync {
     async fn raw_count(&self, id: &ConversationId) -> u64;
 }
 
-struct Embedded(Arc<EmbeddedStore>);
-
 #[async_trait::async_trait]
-impl Harness for Embedded {
+impl Harness for Arc<EmbeddedStore> {
     fn store(&self) -> Arc<dyn Store> {
-        self.0.clone()
+        self.clone()
     }
     async fn raw_count(&self, id: &ConversationId) -> u64 {
-        self.0.raw_row_count(id).await.expect("raw count")
+        self.raw_row_count(id).await.expect("raw count")
     }
 }
 
-struct Dynamo(Arc<DynamoStore>);
-
 #[async_trait::async_trait]
-impl Harness for Dynamo {
+impl Harness for Arc<DynamoStore> {
     fn store(&self) -> Arc<dyn Store> {
-        self.0.clone()
+        self.clone()
     }
     async fn raw_count(&self, id: &ConversationId) -> u64 {
         use aws_sdk_dynamodb::types::AttributeValue;
         let out = self
-            .0
             .client()
             .query()
-            .table_name(&self.0.tables().conversations)
+            .table_name(&self.tables().conversations)
             .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", AttributeValue::S(format!("CONV#{id}")))
             .consistent_read(true)
@@ -787,13 +782,6 @@ fn charge(c: &Conversation, lease: Option<StreamLease>, tokens: u64) -> TurnFini
     }
 }
 
-/// Waits until the current minute has at least 20 s left, so a test's turns share one window.
-async fn clear_of_minute_boundary() {
-    while Utc::now().timestamp().rem_euclid(60) > 40 {
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
-}
-
 async fn the_token_budget_is_exact_under_concurrent_turns(h: &dyn Harness) {
     let ids = IdGenerator::new();
     let c = created(h, &ids, &user(&unique("budget"))).await;
@@ -949,13 +937,14 @@ async fn an_expired_lease_is_reclaimed_and_its_late_end_frees_nothing(h: &dyn Ha
 }
 
 async fn the_turn_rate_limit_is_exact_under_concurrency(h: &dyn Harness) {
-    clear_of_minute_boundary().await;
+    // Every turn at one instant, 15 s into its minute: all fall into one window.
+    let now = athena_tests::mid_minute();
     let ids = IdGenerator::new();
     let owner = user(&unique("rpm"));
     let c = created(h, &ids, &owner).await;
     let l = limits(4, 0, 0, 0);
     // The other routes count in the same per-minute counter.
-    let window = Utc::now().timestamp() - Utc::now().timestamp().rem_euclid(60);
+    let window = now.timestamp() - now.timestamp().rem_euclid(60);
     h.store()
         .increment_counter(&shared::store::schema::rate_key(owner.as_str()), window, 120)
         .await
@@ -963,7 +952,13 @@ async fn the_turn_rate_limit_is_exact_under_concurrency(h: &dyn Harness) {
     let results: Vec<Result<TurnBegun, StoreError>> = stream::iter(0..10)
         .map(|_| {
             let (store, ids, c, l) = (h.store(), &ids, &c, l.clone());
-            async move { store.begin_turn(&turn(ids, c, TurnWrite::Check, l)).await }
+            async move {
+                let start = TurnStart {
+                    now,
+                    ..turn(ids, c, TurnWrite::Check, l)
+                };
+                store.begin_turn(&start).await
+            }
         })
         .buffer_unordered(10)
         .collect()
@@ -1142,75 +1137,48 @@ async fn audit_entries_are_listed_newest_first_paged_and_per_user(h: &dyn Harnes
     assert!(matches!(foreign, Err(StoreError::InvalidCursor)), "{foreign:?}");
 }
 
-macro_rules! conformance {
-    ($module:ident, $harness:expr) => {
-        mod $module {
-            use super::*;
-
-            async fn harness() -> Box<dyn Harness> {
-                Box::new($harness)
-            }
-
-            conformance!(@tests
-                a_conversation_round_trips_with_every_field,
-                listing_puts_pinned_first_then_newest,
-                two_hundred_messages_in_one_millisecond_keep_their_order,
-                paging_through_a_thousand_conversations_has_no_duplicate_and_no_gap,
-                a_tampered_or_foreign_cursor_is_refused,
-                creating_an_existing_id_is_a_conflict_and_changes_nothing,
-                a_hundred_concurrent_appends_are_all_stored,
-                deleting_a_conversation_removes_every_item,
-                another_owners_conversation_is_not_found_everywhere,
-                unicode_and_large_contents_round_trip_byte_for_byte,
-                an_oversized_message_is_refused_before_anything_is_written,
-                a_patch_changes_only_what_it_names,
-                listing_filters_by_solution,
-                clearing_messages_keeps_the_conversation,
-                a_repeated_client_id_is_stored_once,
-                deleting_the_last_message_repoints_the_preview,
-                a_touch_renames_the_conversation_with_the_append,
-                analytics_events_are_recorded_and_read_back_by_day,
-                the_token_budget_is_exact_under_concurrent_turns,
-                the_stream_cap_is_exact_under_concurrency,
-                a_slot_is_released_when_the_turn_ends_in_error,
-                an_expired_lease_is_reclaimed_and_its_late_end_frees_nothing,
-                the_turn_rate_limit_is_exact_under_concurrency,
-                begin_turn_writes_what_it_admits_and_nothing_when_refused,
-                audit_entries_are_listed_newest_first_paged_and_per_user
-            );
-        }
-    };
-    (@tests $($name:ident),*) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let h = harness().await;
-                super::$name(h.as_ref()).await;
-            }
-        )*
-    };
-}
-
-conformance!(embedded, Embedded(Arc::new(embedded_store())));
-conformance!(dynamodb, Dynamo(Arc::new(dynamo_store().await)));
+athena_tests::on_both_stores!(
+    |store| &Arc::new(store),
+    [
+        a_conversation_round_trips_with_every_field,
+        listing_puts_pinned_first_then_newest,
+        two_hundred_messages_in_one_millisecond_keep_their_order,
+        paging_through_a_thousand_conversations_has_no_duplicate_and_no_gap,
+        a_tampered_or_foreign_cursor_is_refused,
+        creating_an_existing_id_is_a_conflict_and_changes_nothing,
+        a_hundred_concurrent_appends_are_all_stored,
+        deleting_a_conversation_removes_every_item,
+        another_owners_conversation_is_not_found_everywhere,
+        unicode_and_large_contents_round_trip_byte_for_byte,
+        an_oversized_message_is_refused_before_anything_is_written,
+        a_patch_changes_only_what_it_names,
+        listing_filters_by_solution,
+        clearing_messages_keeps_the_conversation,
+        a_repeated_client_id_is_stored_once,
+        deleting_the_last_message_repoints_the_preview,
+        a_touch_renames_the_conversation_with_the_append,
+        analytics_events_are_recorded_and_read_back_by_day,
+        the_token_budget_is_exact_under_concurrent_turns,
+        the_stream_cap_is_exact_under_concurrency,
+        a_slot_is_released_when_the_turn_ends_in_error,
+        an_expired_lease_is_reclaimed_and_its_late_end_frees_nothing,
+        the_turn_rate_limit_is_exact_under_concurrency,
+        begin_turn_writes_what_it_admits_and_nothing_when_refused,
+        audit_entries_are_listed_newest_first_paged_and_per_user,
+    ]
+);
 
 /// A store whose endpoint does not answer reports `Unavailable`, not an internal error.
 #[tokio::test]
 async fn an_unreachable_dynamodb_is_reported_as_unavailable() {
-    use aws_sdk_dynamodb::config::retry::RetryConfig;
-    let client = athena_tests::dynamo_client(&format!("http://127.0.0.1:{}", athena_tests::free_port())).await;
-    let config = client
-        .config()
-        .to_builder()
-        .retry_config(RetryConfig::standard().with_max_attempts(2))
-        .build();
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::from_conf(config),
+    let store = athena_tests::unreachable_dynamo_store(
+        2,
         shared::store::dynamo::Tables {
             conversations: "t".to_owned(),
             events: "e".to_owned(),
         },
-    );
+    )
+    .await;
     let err = store
         .get_conversation(&user("u"), &ConversationId::parse("c").expect("id"))
         .await

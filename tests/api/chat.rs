@@ -6,69 +6,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use athena_tests::{dynamo_store, embedded_store, spawn_chat_app, TestApp};
+use athena_tests::{
+    chunk_types, embedded_store, local_user, parse_sse, post_chat, spawn_chat_app, stub_server, text_of, TestApp,
+};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use shared::chat::ChatConfig;
 use shared::config::{AuthMode, Config};
-use shared::domain::{ConversationId, FinishReason, Message, Role, UserId};
+use shared::domain::{ConversationId, FinishReason, Role, UserId};
 use shared::store::Store;
 
 const SONNET: &str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
 const HAIKU: &str = "us.anthropic.claude-haiku-4-5-20251001-v1:0";
-
-/// Parses an SSE body into its JSON chunks (and `[DONE]` as a string).
-fn parse_sse(body: &str) -> Vec<Value> {
-    body.split("\n\n")
-        .filter_map(|event| event.strip_prefix("data: "))
-        .map(|data| serde_json::from_str(data).unwrap_or(Value::String(data.to_owned())))
-        .collect()
-}
-
-fn types(chunks: &[Value]) -> Vec<String> {
-    chunks
-        .iter()
-        .map(|c| {
-            c["type"]
-                .as_str()
-                .map_or_else(|| c.as_str().unwrap_or("?").to_owned(), str::to_owned)
-        })
-        .collect()
-}
-
-fn text_of(chunks: &[Value]) -> String {
-    chunks
-        .iter()
-        .filter(|c| c["type"] == "text-delta")
-        .filter_map(|c| c["delta"].as_str())
-        .collect()
-}
-
-async fn post_chat(app: &TestApp, path: &str, body: Value) -> (u16, reqwest::header::HeaderMap, String) {
-    let res = app
-        .client
-        .post(format!("{}{path}", app.base))
-        .json(&body)
-        .send()
-        .await
-        .expect("send");
-    let status = res.status().as_u16();
-    let headers = res.headers().clone();
-    (status, headers, res.text().await.expect("body"))
-}
-
-fn local_user() -> UserId {
-    UserId::parse("local-user").expect("user")
-}
-
-async fn stored(app: &TestApp, id: &str) -> Vec<Message> {
-    let id = ConversationId::parse(id).expect("id");
-    app.store
-        .get_conversation_with_messages(&local_user(), &id)
-        .await
-        .expect("conversation stored")
-        .1
-}
 
 async fn app_on(store: Arc<dyn Store>, chat: ChatConfig) -> TestApp {
     spawn_chat_app(store, Config::local(), chat).await
@@ -87,8 +36,8 @@ async fn a_seed_body_creates_the_conversation_and_stores_both_sides(store: Arc<d
     assert_eq!(headers["content-type"], "text/event-stream");
     assert_eq!(headers["x-vercel-ai-ui-message-stream"], "v1");
     let chunks = parse_sse(&body);
-    assert_eq!(types(&chunks).first().map(String::as_str), Some("start"));
-    assert_eq!(types(&chunks).last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(chunk_types(&chunks).first().map(String::as_str), Some("start"));
+    assert_eq!(chunk_types(&chunks).last().map(String::as_str), Some("[DONE]"));
     let reply = text_of(&chunks);
     assert_eq!(reply, format!("Scripted reply to: {question}"));
     let id = headers["x-conversation-id"].to_str().expect("id").to_owned();
@@ -101,7 +50,7 @@ async fn a_seed_body_creates_the_conversation_and_stores_both_sides(store: Arc<d
     assert!(question.starts_with(&conversation.title));
     assert_eq!(conversation.solution_type, Some(shared::domain::Solution::Maintenance));
     assert_eq!(conversation.model, HAIKU);
-    let messages = stored(&app, &id).await;
+    let messages = app.stored(&id).await;
     assert_eq!(messages.len(), 2);
     assert_eq!((messages[0].role, messages[0].content.as_str()), (Role::User, question));
     let answer = &messages[1];
@@ -131,7 +80,7 @@ async fn the_ai_sdk_body_uses_the_chat_id_and_a_resubmit_is_stored_once(store: A
     let (status, _, first) = post_chat(&app, "/api/chat", body.clone()).await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(text_of(&parse_sse(&first)), "w0 w1 ");
-    let messages = stored(&app, "chat-abc_123").await;
+    let messages = app.stored("chat-abc_123").await;
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[0].client_id.as_ref().map(|c| c.as_str()), Some("msg-user-1"));
     // The second turn sends the whole history; only the new message is stored.
@@ -140,11 +89,11 @@ async fn the_ai_sdk_body_uses_the_chat_id_and_a_resubmit_is_stored_once(store: A
     let body = json!({"id": "chat-abc_123", "messages": [user_message, assistant, second.clone()], "trigger": "submit-message"});
     let (status, _, _) = post_chat(&app, "/api/chat", body.clone()).await;
     assert_eq!(status, 200);
-    assert_eq!(stored(&app, "chat-abc_123").await.len(), 4);
+    assert_eq!(app.stored("chat-abc_123").await.len(), 4);
     // A retried submit of the same message does not store it twice.
     let (status, _, _) = post_chat(&app, "/api/chat", body).await;
     assert_eq!(status, 200);
-    let messages = stored(&app, "chat-abc_123").await;
+    let messages = app.stored("chat-abc_123").await;
     assert_eq!(messages.iter().filter(|m| m.role == Role::User).count(), 2);
 }
 
@@ -187,7 +136,7 @@ async fn a_client_that_goes_away_leaves_the_partial_reply_stored_as_aborted(stor
     // Wait (bounded) for the turn to notice and store what it had.
     let mut reply = None;
     for _ in 0..200 {
-        let messages = stored(&app, "abort-me").await;
+        let messages = app.stored("abort-me").await;
         if let Some(m) = messages.into_iter().find(|m| m.role == Role::Assistant) {
             reply = Some(m);
             break;
@@ -210,7 +159,7 @@ async fn a_provider_failure_mid_stream_sends_an_error_chunk_and_keeps_the_partia
     .await;
     assert_eq!(status, 200);
     let chunks = parse_sse(&body);
-    let kinds = types(&chunks);
+    let kinds = chunk_types(&chunks);
     assert!(kinds.contains(&"error".to_owned()), "{kinds:?}");
     assert!(!kinds.contains(&"finish".to_owned()));
     let error = chunks.iter().find(|c| c["type"] == "error").expect("error");
@@ -218,7 +167,7 @@ async fn a_provider_failure_mid_stream_sends_an_error_chunk_and_keeps_the_partia
         !error["errorText"].as_str().unwrap_or("").contains("scripted"),
         "no provider internals"
     );
-    let messages = stored(&app, "fails").await;
+    let messages = app.stored("fails").await;
     let reply = messages.last().expect("reply");
     assert_eq!(reply.role, Role::Assistant);
     assert_eq!(reply.content, "w0 w1 ");
@@ -242,7 +191,7 @@ async fn a_throttled_model_falls_back_before_the_first_token(store: Arc<dyn Stor
     assert_eq!(text_of(&chunks), "w0 w1 w2 ");
     let finish = chunks.iter().find(|c| c["type"] == "finish").expect("finish");
     assert_eq!(finish["messageMetadata"]["model"], HAIKU);
-    let reply = stored(&app, "fallback").await.pop().expect("reply");
+    let reply = app.stored("fallback").await.pop().expect("reply");
     assert_eq!(reply.model.as_deref(), Some(HAIKU));
     assert_eq!(reply.finish_reason, Some(FinishReason::Stop));
 }
@@ -258,7 +207,7 @@ async fn without_a_fallback_a_throttled_model_is_a_clear_error_and_only_the_ques
     let chunks = parse_sse(&body);
     let error = chunks.iter().find(|c| c["type"] == "error").expect("error chunk");
     assert!(error["errorText"].as_str().is_some_and(|t| t.contains("busy")));
-    let messages = stored(&app, "no-fallback").await;
+    let messages = app.stored("no-fallback").await;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].role, Role::User);
 }
@@ -282,7 +231,7 @@ async fn timeouts_end_the_turn_with_a_clear_error(store: Arc<dyn Store>) {
         .find(|c| c["type"] == "error")
         .expect("first-token timeout");
     assert!(error["errorText"].as_str().is_some_and(|t| t.contains("in time")));
-    assert_eq!(stored(&app, "slow-start").await.len(), 1);
+    assert_eq!(app.stored("slow-start").await.len(), 1);
 
     let (_, _, body) = post_chat(
         &app,
@@ -291,8 +240,8 @@ async fn timeouts_end_the_turn_with_a_clear_error(store: Arc<dyn Store>) {
     )
     .await;
     let chunks = parse_sse(&body);
-    assert!(types(&chunks).contains(&"error".to_owned()));
-    let reply = stored(&app, "too-long").await.pop().expect("partial reply");
+    assert!(chunk_types(&chunks).contains(&"error".to_owned()));
+    let reply = app.stored("too-long").await.pop().expect("partial reply");
     assert_eq!(reply.error.as_deref(), Some("PROVIDER_TIMEOUT"));
     assert!(reply.content.starts_with("w0 "));
     assert!(!reply.content.contains("w999"));
@@ -307,7 +256,7 @@ async fn regenerate_replaces_the_last_reply(store: Arc<dyn Store>) {
         json!({"id": "regen", "messages": [user.clone()], "trigger": "submit-message"}),
     )
     .await;
-    let before = stored(&app, "regen").await;
+    let before = app.stored("regen").await;
     assert_eq!(before.len(), 2);
     let old_reply = before[1].id.clone();
     let (status, _, body) = post_chat(
@@ -317,7 +266,7 @@ async fn regenerate_replaces_the_last_reply(store: Arc<dyn Store>) {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let after = stored(&app, "regen").await;
+    let after = app.stored("regen").await;
     assert_eq!(after.len(), 2);
     assert_eq!(after[0].id, before[0].id);
     assert_ne!(after[1].id, old_reply);
@@ -410,34 +359,11 @@ async fn another_users_conversation_cannot_be_chatted_into(store: Arc<dyn Store>
             .await;
         assert_eq!((r.status, r.code()), (404, "NOT_FOUND"), "{trigger}");
     }
-    let messages = stored(&alice, "alices").await;
+    let messages = alice.stored("alices").await;
     assert_eq!(messages.len(), 2, "nothing was added to alice's conversation");
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(Arc::new(embedded_store())).await;
-                }
-            )*
-        }
-        mod dynamodb {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(Arc::new(dynamo_store().await)).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_stores!(
+athena_tests::on_both_stores!([
     a_seed_body_creates_the_conversation_and_stores_both_sides,
     the_ai_sdk_body_uses_the_chat_id_and_a_resubmit_is_stored_once,
     a_reply_arrives_chunk_by_chunk,
@@ -450,46 +376,20 @@ on_both_stores!(
     plain_text_streaming_sends_only_the_text,
     invalid_chat_requests_are_refused_before_streaming,
     another_users_conversation_cannot_be_chatted_into,
-);
+]);
 
 /// A local search API: answers every POST with fixed results and records the queries.
 async fn search_server() -> (String, Arc<std::sync::Mutex<Vec<Value>>>) {
-    use http_body_util::BodyExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/search", listener.local_addr().expect("addr"));
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = Arc::clone(&seen);
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let record = Arc::clone(&record);
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let record = Arc::clone(&record);
-                    async move {
-                        let body = req
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        if let Ok(v) = serde_json::from_slice::<Value>(&body) {
-                            record.lock().expect("lock").push(v);
-                        }
-                        let answer = json!({"results": [{"title": "MTBF", "url": "https://example.org/mtbf", "content": "mean time between failures"}]});
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
-                            bytes::Bytes::from(answer.to_string()),
-                        )))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
+    let url = stub_server("/search", move |body| {
+        if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+            record.lock().expect("lock").push(v);
         }
-    });
+        json!({"results": [{"title": "MTBF", "url": "https://example.org/mtbf", "content": "mean time between failures"}]})
+            .to_string()
+    })
+    .await;
     (url, seen)
 }
 
@@ -508,7 +408,7 @@ async fn web_search_runs_a_tool_loop_against_the_configured_search_api() {
     )
     .await;
     let chunks = parse_sse(&body);
-    let kinds = types(&chunks);
+    let kinds = chunk_types(&chunks);
     for kind in [
         "tool-input-start",
         "tool-input-available",
@@ -522,7 +422,7 @@ async fn web_search_runs_a_tool_loop_against_the_configured_search_api() {
         seen.lock().expect("lock").as_slice(),
         [json!({"query": "mtbf definition", "max_results": 5})]
     );
-    let reply = stored(&app, "searching").await.pop().expect("reply");
+    let reply = app.stored("searching").await.pop().expect("reply");
     assert_eq!(
         reply.parts.len(),
         2,
@@ -535,5 +435,5 @@ async fn web_search_runs_a_tool_loop_against_the_configured_search_api() {
         json!({"id": "not-searching", "messages": [{"role": "user", "content": "#search:x"}]}),
     )
     .await;
-    assert!(!types(&parse_sse(&body)).contains(&"tool-input-available".to_owned()));
+    assert!(!chunk_types(&parse_sse(&body)).contains(&"tool-input-available".to_owned()));
 }

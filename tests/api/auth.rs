@@ -5,64 +5,29 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use athena_tests::{embedded_store, spawn_state, workspace_root, Reply, TestApp};
+use athena_tests::tokens::{self, claims, hs256, unix_now, AUDIENCE, ISSUER, SECRET};
+use athena_tests::{
+    embedded_store, mid_minute, spawn_chat_app, spawn_state, stub_server, with_bearer, workspace_root, Reply, TestApp,
+};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use shared::api::AppState;
 use shared::auth::JwtVerifier;
 use shared::chat::ChatConfig;
-use shared::config::{AuthMode, Config};
+use shared::config::Config;
+use shared::domain::ManualClock;
 use shared::store::Store;
 
-const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
-const ISSUER: &str = "https://issuer.test";
-const AUDIENCE: &str = "athena-web";
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-fn claims(sub: &str) -> Value {
-    json!({"sub": sub, "iss": ISSUER, "aud": AUDIENCE, "exp": now() + 600, "iat": now()})
-}
-
-fn hs256(claims: &Value, secret: &[u8]) -> String {
-    encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(secret),
-    )
-    .expect("sign")
-}
-
 async fn jwt_app(verifier: JwtVerifier, store: Arc<dyn Store>) -> TestApp {
-    let mut config = Config::local();
-    config.auth = AuthMode::Jwt(Arc::new(verifier));
-    let state = AppState::new(config, Arc::clone(&store))
-        .with_chat(Arc::new(shared::llm::scripted::ScriptedModel), ChatConfig::default());
-    spawn_state(state, store).await
-}
-
-async fn as_user(app: &TestApp, token: &str, method: &str, path: &str, body: Option<Value>) -> Reply {
-    let mut req = app
-        .client
-        .request(
-            reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
-            format!("{}{path}", app.base),
-        )
-        .bearer_auth(token);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    app.send(req).await
+    spawn_chat_app(store, tokens::jwt_config(verifier), ChatConfig::default()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_users_cannot_touch_each_others_conversations_on_any_route() {
-    let app = jwt_app(JwtVerifier::hs256(SECRET, ISSUER, AUDIENCE), Arc::new(embedded_store())).await;
+    let app = jwt_app(tokens::verifier(), Arc::new(embedded_store())).await;
     let alice = hs256(&claims("alice-0001"), SECRET);
     let bob = hs256(&claims("bob-0002"), SECRET);
-    let created = as_user(
+    let created = with_bearer(
         &app,
         &alice,
         "POST",
@@ -72,7 +37,7 @@ async fn two_users_cannot_touch_each_others_conversations_on_any_route() {
     .await;
     assert_eq!(created.status, 201);
     let id = created.json["id"].as_str().expect("id").to_owned();
-    let added = as_user(
+    let added = with_bearer(
         &app,
         &alice,
         "POST",
@@ -92,16 +57,16 @@ async fn two_users_cannot_touch_each_others_conversations_on_any_route() {
         ("DELETE", &messages, None),
     ];
     for (method, path, body) in attacks {
-        let r = as_user(&app, &bob, method, path, body.clone()).await;
+        let r = with_bearer(&app, &bob, method, path, body.clone()).await;
         assert_eq!((r.status, r.code()), (404, "NOT_FOUND"), "bob {method} {path}");
         // Exactly like a conversation that does not exist.
         let missing = path.replace(&id, "01JDNOSUCHCONVERSATION0000");
-        let m = as_user(&app, &bob, method, &missing, body).await;
+        let m = with_bearer(&app, &bob, method, &missing, body).await;
         assert_eq!(m.status, r.status);
         assert_eq!(m.json["error"]["message"], r.json["error"]["message"]);
     }
     for trigger in ["submit-message", "regenerate-message"] {
-        let r = as_user(
+        let r = with_bearer(
             &app,
             &bob,
             "POST",
@@ -111,9 +76,9 @@ async fn two_users_cannot_touch_each_others_conversations_on_any_route() {
         .await;
         assert_eq!(r.status, 404, "chat {trigger}");
     }
-    let bobs_list = as_user(&app, &bob, "GET", "/api/conversations", None).await;
+    let bobs_list = with_bearer(&app, &bob, "GET", "/api/conversations", None).await;
     assert_eq!(bobs_list.json, json!([]));
-    let alices = as_user(&app, &alice, "GET", &conversation, None).await;
+    let alices = with_bearer(&app, &alice, "GET", &conversation, None).await;
     assert_eq!(alices.json["title"], "Alice's");
     assert_eq!(alices.json["messages"].as_array().map(Vec::len), Some(1));
     assert_eq!(alices.json["messages"][0]["content"], "private");
@@ -121,17 +86,17 @@ async fn two_users_cannot_touch_each_others_conversations_on_any_route() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_are_refused_with_401_and_a_reason() {
-    let app = jwt_app(JwtVerifier::hs256(SECRET, ISSUER, AUDIENCE), Arc::new(embedded_store())).await;
+    let app = jwt_app(tokens::verifier(), Arc::new(embedded_store())).await;
     let mut cases: Vec<(String, &str)> = Vec::new();
     cases.push((
         hs256(&claims("u"), b"a-different-secret-a-different-secret"),
         "signature",
     ));
     let mut c = claims("u");
-    c["exp"] = json!(now() - 3600);
+    c["exp"] = json!(unix_now() - 3600);
     cases.push((hs256(&c, SECRET), "expired"));
     let mut c = claims("u");
-    c["nbf"] = json!(now() + 3600);
+    c["nbf"] = json!(unix_now() + 3600);
     cases.push((hs256(&c, SECRET), "not valid yet"));
     let mut c = claims("u");
     c["iss"] = json!("https://evil.test");
@@ -156,7 +121,7 @@ async fn bad_tokens_are_refused_with_401_and_a_reason() {
     }
     cases.push(("garbage".to_owned(), "malformed"));
     for (token, reason) in cases {
-        let r = as_user(&app, &token, "GET", "/api/conversations", None).await;
+        let r = with_bearer(&app, &token, "GET", "/api/conversations", None).await;
         assert_eq!((r.status, r.code()), (401, "AUTH"), "{reason}");
         assert!(
             r.json["error"]["message"].as_str().is_some_and(|m| m.contains(reason)),
@@ -175,47 +140,24 @@ async fn bad_tokens_are_refused_with_401_and_a_reason() {
         )
         .await;
     assert_eq!(basic.status, 401);
-    let good = as_user(&app, &hs256(&claims("u"), SECRET), "GET", "/api/conversations", None).await;
+    let good = with_bearer(&app, &hs256(&claims("u"), SECRET), "GET", "/api/conversations", None).await;
     assert_eq!(good.status, 200);
 }
 
 /// A JWKS endpoint whose key set can be switched (key rotation); counts fetches.
 async fn jwks_server() -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/.well-known/jwks.json", listener.local_addr().expect("addr"));
     let which = Arc::new(AtomicUsize::new(0));
     let fetches = Arc::new(AtomicUsize::new(0));
-    let sets: Arc<Vec<String>> = Arc::new(
-        ["a", "b"]
-            .iter()
-            .map(|k| {
-                std::fs::read_to_string(workspace_root().join(format!("tests/fixtures/jwks-{k}.json"))).expect("jwks")
-            })
-            .collect(),
-    );
+    let sets: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|k| std::fs::read_to_string(workspace_root().join(format!("tests/fixtures/jwks-{k}.json"))).expect("jwks"))
+        .collect();
     let (w, f) = (Arc::clone(&which), Arc::clone(&fetches));
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let (w, f, sets) = (Arc::clone(&w), Arc::clone(&f), Arc::clone(&sets));
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_req| {
-                    f.fetch_add(1, Ordering::SeqCst);
-                    let body = sets[w.load(Ordering::SeqCst)].clone();
-                    async move {
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
-                            bytes::Bytes::from(body),
-                        )))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+    let url = stub_server("/.well-known/jwks.json", move |_| {
+        f.fetch_add(1, Ordering::SeqCst);
+        sets[w.load(Ordering::SeqCst)].clone()
+    })
+    .await;
     (url, which, fetches)
 }
 
@@ -234,14 +176,14 @@ async fn rs256_tokens_verify_through_the_jwks_and_rotation_needs_no_restart() {
         Arc::new(embedded_store()),
     )
     .await;
-    let ok = as_user(&app, &rs256(&claims("alice"), "a"), "GET", "/api/conversations", None).await;
+    let ok = with_bearer(&app, &rs256(&claims("alice"), "a"), "GET", "/api/conversations", None).await;
     assert_eq!(ok.status, 200, "{}", ok.text);
     // Cached: a second request does not fetch the keys again.
-    let again = as_user(&app, &rs256(&claims("alice"), "a"), "GET", "/api/conversations", None).await;
+    let again = with_bearer(&app, &rs256(&claims("alice"), "a"), "GET", "/api/conversations", None).await;
     assert_eq!(again.status, 200);
     assert_eq!(fetches.load(Ordering::SeqCst), 1);
     // A token signed with an HS256 secret where RS256 keys are expected is refused.
-    let confused = as_user(
+    let confused = with_bearer(
         &app,
         &hs256(&claims("alice"), SECRET),
         "GET",
@@ -252,7 +194,7 @@ async fn rs256_tokens_verify_through_the_jwks_and_rotation_needs_no_restart() {
     assert_eq!(confused.status, 401);
     // Key b is not published: refused, and the unknown kid does not hammer the issuer.
     for _ in 0..5 {
-        let early = as_user(&app, &rs256(&claims("alice"), "b"), "GET", "/api/conversations", None).await;
+        let early = with_bearer(&app, &rs256(&claims("alice"), "b"), "GET", "/api/conversations", None).await;
         assert_eq!(early.status, 401);
     }
     assert_eq!(fetches.load(Ordering::SeqCst), 1, "refetches are rate-limited");
@@ -264,7 +206,7 @@ async fn rs256_tokens_verify_through_the_jwks_and_rotation_needs_no_restart() {
         Arc::new(embedded_store()),
     )
     .await;
-    let before = as_user(
+    let before = with_bearer(
         &rotating,
         &rs256(&claims("alice"), "a"),
         "GET",
@@ -274,7 +216,7 @@ async fn rs256_tokens_verify_through_the_jwks_and_rotation_needs_no_restart() {
     .await;
     assert_eq!(before.status, 200);
     which.store(1, Ordering::SeqCst);
-    let after = as_user(
+    let after = with_bearer(
         &rotating,
         &rs256(&claims("alice"), "b"),
         "GET",
@@ -283,7 +225,7 @@ async fn rs256_tokens_verify_through_the_jwks_and_rotation_needs_no_restart() {
     )
     .await;
     assert_eq!(after.status, 200, "{}", after.text);
-    let retired = as_user(
+    let retired = with_bearer(
         &rotating,
         &rs256(&claims("alice"), "a"),
         "GET",
@@ -295,13 +237,11 @@ async fn rs256_tokens_verify_through_the_jwks_and_rotation_needs_no_restart() {
 }
 
 async fn the_rate_limit_is_counted_exactly_under_concurrency(store: Arc<dyn Store>) {
-    // Stay clear of a minute boundary so all requests fall into one window.
-    while chrono::Utc::now().timestamp().rem_euclid(60) > 45 {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+    // The gateway's clock stands still 15 s into a minute: all requests fall into one window.
     let mut config = Config::local();
     config.rate_limit_per_minute = 10;
-    let app = athena_tests::spawn_app(store, config).await;
+    let state = AppState::new(config, Arc::clone(&store)).with_clock(Arc::new(ManualClock::new(mid_minute())));
+    let app = spawn_state(state, store).await;
     let replies = futures::future::join_all((0..30).map(|_| app.call("GET", "/api/conversations", None))).await;
     let ok = replies.iter().filter(|r| r.status == 200).count();
     let limited: Vec<&Reply> = replies.iter().filter(|r| r.status == 429).collect();
@@ -316,12 +256,4 @@ async fn the_rate_limit_is_counted_exactly_under_concurrency(store: Arc<dyn Stor
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_rate_limit_is_counted_exactly_under_concurrency_on_the_embedded_store() {
-    the_rate_limit_is_counted_exactly_under_concurrency(Arc::new(embedded_store())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_rate_limit_is_counted_exactly_under_concurrency_on_dynamodb() {
-    the_rate_limit_is_counted_exactly_under_concurrency(Arc::new(athena_tests::dynamo_store().await)).await;
-}
+athena_tests::on_both_stores!([the_rate_limit_is_counted_exactly_under_concurrency]);
