@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -63,20 +63,44 @@ fn request_id(headers: &http::HeaderMap) -> String {
         .unwrap_or_else(|| ulid::Ulid::new().to_string())
 }
 
+/// Most bytes of an oversized body read and dropped before the 413 goes out, so a client still
+/// sending reads the answer instead of a reset connection.
+const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+
+/// Reads a body of at most `limit` bytes. An oversized one is a 413, answered after draining up
+/// to [`DRAIN_BYTES`] more (bounded in time) so the client gets to read it.
+async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    let unreadable = || ApiError::Validation(crate::error::ValidationError::body("the body could not be read"));
+    let mut buffer = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| unreadable())?.into_data() else {
+            continue;
+        };
+        if buffer.len() + data.len() > limit {
+            let mut drained = buffer.len() + data.len();
+            let drain = async {
+                while let Some(Ok(frame)) = body.frame().await {
+                    drained += frame.data_ref().map_or(0, Bytes::len);
+                    if drained > DRAIN_BYTES {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
+            return Err(ApiError::PayloadTooLarge(format!("the body exceeds {limit} bytes")));
+        }
+        buffer.extend_from_slice(&data);
+    }
+    Ok(buffer.freeze())
+}
+
 async fn respond(state: &Arc<AppState>, req: http::Request<Incoming>) -> http::Response<Body> {
     let (parts, body) = req.into_parts();
     let id = request_id(&parts.headers);
     let limit = state.config.limits.max_body_bytes;
-    let body: Bytes = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
-            let error = if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                ApiError::PayloadTooLarge(format!("the body exceeds {limit} bytes"))
-            } else {
-                ApiError::Validation(crate::error::ValidationError::body("the body could not be read"))
-            };
-            return error.into_response(&id);
-        }
+    let body: Bytes = match read_body(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(error) => return error.into_response(&id),
     };
     let request = ApiRequest {
         method: parts.method,
