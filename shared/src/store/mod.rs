@@ -23,7 +23,8 @@ pub mod embedded;
 mod open;
 pub mod ports;
 pub mod rules;
-pub mod schema;
+
+pub use dynamo::schema;
 
 pub use compose::StoreParts;
 pub use open::{from_env, probe, Probe};
