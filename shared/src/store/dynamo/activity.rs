@@ -8,43 +8,28 @@ use super::schema;
 use super::{classify, from_item, n, s, sdk_key, to_item, DynamoStore, Item};
 use crate::domain::{AnalyticsEvent, AuditEntry, UserId};
 use crate::error::StoreError;
-use crate::store::{cursor, page_size, Activity, Page, DEFAULT_PAGE};
+use crate::store::{cursor, page_size, rules, Activity, Page, DEFAULT_PAGE};
 
 #[async_trait]
 impl Activity for DynamoStore {
     async fn record_events(&self, events: &[AnalyticsEvent]) -> Result<(), StoreError> {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct EventItem<'a> {
-            pk: String,
-            sk: &'a str,
-            #[serde(flatten)]
-            event: &'a AnalyticsEvent,
-            expires_at: i64,
-        }
-        for batch in events.chunks(25) {
-            let mut requests = Vec::with_capacity(batch.len());
-            for event in batch {
-                let day = event.timestamp.format("%Y-%m-%d").to_string();
-                let item = EventItem {
-                    pk: schema::events_pk(&day, event_shard(&event.id)),
-                    sk: &event.id,
-                    event,
-                    expires_at: event.timestamp.timestamp() + self.event_ttl.as_secs() as i64,
-                };
-                let put = aws_sdk_dynamodb::types::PutRequest::builder()
-                    .set_item(Some(to_item(&item)?))
-                    .build()
-                    .map_err(|e| StoreError::internal("building an event put", e))?;
-                requests.push(WriteRequest::builder().put_request(put).build());
-            }
-            self.batch_write(&self.tables.events, &mut requests).await?;
-        }
-        Ok(())
+        self.record_activity(events, &[]).await
     }
 
     async fn record_activity(&self, events: &[AnalyticsEvent], audit: &[AuditEntry]) -> Result<(), StoreError> {
-        self.record_activity_impl(events, audit).await
+        let mut requests = Vec::with_capacity(events.len() + audit.len());
+        for e in events {
+            requests.push(self.event_request(e)?);
+        }
+        for a in audit {
+            requests.push(audit_request(a)?);
+        }
+        while !requests.is_empty() {
+            let rest = requests.split_off(requests.len().min(25));
+            self.batch_write(&self.tables.events, &mut requests).await?;
+            requests = rest;
+        }
+        Ok(())
     }
 
     async fn events_of_day(&self, day: &str) -> Result<Vec<AnalyticsEvent>, StoreError> {
@@ -82,71 +67,8 @@ impl Activity for DynamoStore {
         limit: Option<u32>,
         cursor: Option<&str>,
     ) -> Result<Page<AuditEntry>, StoreError> {
-        self.list_audit_impl(user, limit, cursor).await
-    }
-}
-
-impl DynamoStore {
-    fn event_request(&self, event: &AnalyticsEvent) -> Result<WriteRequest, StoreError> {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct EventItem<'a> {
-            pk: String,
-            sk: &'a str,
-            #[serde(flatten)]
-            event: &'a AnalyticsEvent,
-            expires_at: i64,
-        }
-        let day = event.timestamp.format("%Y-%m-%d").to_string();
-        let item = EventItem {
-            pk: schema::events_pk(&day, event_shard(&event.id)),
-            sk: &event.id,
-            event,
-            expires_at: event.timestamp.timestamp() + self.event_ttl.as_secs() as i64,
-        };
-        let put = aws_sdk_dynamodb::types::PutRequest::builder()
-            .set_item(Some(to_item(&item)?))
-            .build()
-            .map_err(|e| StoreError::internal("building an event put", e))?;
-        Ok(WriteRequest::builder().put_request(put).build())
-    }
-
-    fn audit_request(entry: &AuditEntry) -> Result<WriteRequest, StoreError> {
-        let mut item = to_item(entry)?;
-        item.insert(schema::PK.to_owned(), s(schema::audit_pk(&entry.user_id)));
-        item.insert(schema::SK.to_owned(), s(entry.id.clone()));
-        item.insert(schema::TTL_ATTRIBUTE.to_owned(), n(entry.expires_at));
-        let put = aws_sdk_dynamodb::types::PutRequest::builder()
-            .set_item(Some(item))
-            .build()
-            .map_err(|e| StoreError::internal("building an audit put", e))?;
-        Ok(WriteRequest::builder().put_request(put).build())
-    }
-
-    async fn record_activity_impl(&self, events: &[AnalyticsEvent], audit: &[AuditEntry]) -> Result<(), StoreError> {
-        let mut requests = Vec::with_capacity(events.len() + audit.len());
-        for e in events {
-            requests.push(self.event_request(e)?);
-        }
-        for a in audit {
-            requests.push(Self::audit_request(a)?);
-        }
-        while !requests.is_empty() {
-            let rest = requests.split_off(requests.len().min(25));
-            self.batch_write(&self.tables.events, &mut requests).await?;
-            requests = rest;
-        }
-        Ok(())
-    }
-
-    async fn list_audit_impl(
-        &self,
-        user: &UserId,
-        limit: Option<u32>,
-        cursor: Option<&str>,
-    ) -> Result<Page<AuditEntry>, StoreError> {
         let limit = page_size(limit, DEFAULT_PAGE);
-        let scope = format!("audit\0{user}");
+        let scope = cursor::audit_scope(user.as_str());
         let pk = schema::audit_pk(user.as_str());
         let start = match cursor {
             None => None,
@@ -172,14 +94,48 @@ impl DynamoStore {
         for item in out.items.unwrap_or_default() {
             items.push(from_item::<AuditEntry>(item)?);
         }
-        let more = items.len() > limit as usize;
-        items.truncate(limit as usize);
-        let next_cursor = match (more, items.last()) {
-            (true, Some(last)) => Some(cursor::encode(&scope, &last.id)?),
-            _ => None,
-        };
-        Ok(Page { items, next_cursor })
+        cursor::page(items, limit as usize, &scope, |last| last.id.clone())
     }
+}
+
+impl DynamoStore {
+    /// The put of an event: filed under its day and shard, expiring after the store's event TTL.
+    fn event_request(&self, event: &AnalyticsEvent) -> Result<WriteRequest, StoreError> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct EventItem<'a> {
+            pk: String,
+            sk: &'a str,
+            #[serde(flatten)]
+            event: &'a AnalyticsEvent,
+            expires_at: i64,
+        }
+        let row = rules::event_row(event, self.event_ttl);
+        let item = EventItem {
+            pk: schema::events_pk(&row.day, event_shard(&event.id)),
+            sk: &event.id,
+            event,
+            expires_at: row.expires_at,
+        };
+        let put = aws_sdk_dynamodb::types::PutRequest::builder()
+            .set_item(Some(to_item(&item)?))
+            .build()
+            .map_err(|e| StoreError::internal("building an event put", e))?;
+        Ok(WriteRequest::builder().put_request(put).build())
+    }
+}
+
+/// The put of an audit entry, in its user's partition, expiring when the entry says.
+fn audit_request(entry: &AuditEntry) -> Result<WriteRequest, StoreError> {
+    let mut item = to_item(entry)?;
+    item.insert(schema::PK.to_owned(), s(schema::audit_pk(&entry.user_id)));
+    item.insert(schema::SK.to_owned(), s(entry.id.clone()));
+    item.insert(schema::TTL_ATTRIBUTE.to_owned(), n(entry.expires_at));
+    let put = aws_sdk_dynamodb::types::PutRequest::builder()
+        .set_item(Some(item))
+        .build()
+        .map_err(|e| StoreError::internal("building an audit put", e))?;
+    Ok(WriteRequest::builder().put_request(put).build())
 }
 
 /// The shard of an event: spread by its id so one busy day does not make one hot partition.

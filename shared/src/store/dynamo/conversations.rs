@@ -3,11 +3,10 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-use serde::{Deserialize, Serialize};
 
-use super::items::{assemble_messages, conversation_items, message_items, ConversationItem};
+use super::items::{assemble_messages, conversation_item, message_items, ConversationItem};
 use super::schema;
-use super::{classify, from_item, n, s, sdk_key, DynamoStore, Item};
+use super::{classify, from_item, n, owner_condition, s, sdk_key, DynamoStore, Item};
 use crate::domain::{ts, Conversation, ConversationId, Message, SolutionFilter, Timestamp, UserId};
 use crate::error::StoreError;
 use crate::store::{
@@ -15,15 +14,11 @@ use crate::store::{
     DEFAULT_PAGE,
 };
 
-/// A cursor position in an owner's listing: the rank and id of the last conversation returned.
-#[derive(Serialize, Deserialize)]
-struct ListPosition(i64, String);
-
 #[async_trait]
 impl Conversations for DynamoStore {
     async fn create_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError> {
         let table = &self.tables.conversations;
-        let mut items = conversation_items(table, conversation, messages)?;
+        let mut items = vec![conversation_item(table, conversation, messages)?];
         for m in messages {
             items.extend(message_items(table, m)?);
         }
@@ -81,7 +76,7 @@ impl Conversations for DynamoStore {
             }
         }
         let meta = meta.ok_or(StoreError::NotFound)?;
-        if meta.owner_id != owner.as_str() || meta.deleting.unwrap_or(false) {
+        if !meta.visible_to(owner) {
             return Err(StoreError::NotFound);
         }
         Ok((meta.into_domain()?, assemble_messages(messages)?))
@@ -104,12 +99,10 @@ impl Conversations for DynamoStore {
                 schema::owner_solution_pk(owner.as_str(), b),
             ),
         };
-        let start = match &query.cursor {
+        let start = match cursor::conversation_position(&scope, query.cursor.as_deref())? {
             None => None,
-            Some(c) => {
-                let ListPosition(rank, id) = cursor::decode(&scope, c)?;
-                let id = ConversationId::parse(&id).map_err(|_| StoreError::InvalidCursor)?;
-                let mut key = sdk_key(schema::conversation_pk(id.as_str()), schema::META.to_owned());
+            Some((rank, id)) => {
+                let mut key = sdk_key(schema::conversation_pk(&id), schema::META.to_owned());
                 key.insert(pk_attr.to_owned(), s(pk.clone()));
                 key.insert(sk_attr.to_owned(), n(rank));
                 Some(key)
@@ -140,23 +133,15 @@ impl Conversations for DynamoStore {
                 _ => break,
             }
         }
+        // Only the page's items are read; the one beyond it only says that another page follows.
         let more = items.len() > limit as usize;
         items.truncate(limit as usize);
         let metas: Vec<ConversationItem> = items.into_iter().map(from_item).collect::<Result<_, _>>()?;
-        let next_cursor = match (more, metas.last()) {
-            (true, Some(last)) => {
-                let rank = if bucket.is_some() { last.gsi2sk } else { last.gsi1sk };
-                Some(cursor::encode(&scope, &ListPosition(rank, last.id.clone()))?)
-            }
-            _ => None,
-        };
-        Ok(Page {
-            items: metas
-                .into_iter()
-                .map(ConversationItem::into_domain)
-                .collect::<Result<_, _>>()?,
-            next_cursor,
-        })
+        cursor::next_page(metas, more, &scope, |last| {
+            let rank = if bucket.is_some() { last.gsi2sk } else { last.gsi1sk };
+            (rank, last.id.clone())
+        })?
+        .try_map(ConversationItem::into_domain)
     }
 
     async fn update_conversation(
@@ -173,7 +158,7 @@ impl Conversations for DynamoStore {
             .table_name(&self.tables.conversations)
             .key(schema::PK, s(schema::conversation_pk(id.as_str())))
             .key(schema::SK, s(schema::META))
-            .condition_expression("attribute_exists(#pk) AND ownerId = :owner AND attribute_not_exists(deleting)")
+            .condition_expression(owner_condition())
             .expression_attribute_names("#pk", schema::PK)
             .expression_attribute_values(":owner", s(owner.as_str()))
             .expression_attribute_values(":now", s(ts::format(&now)))
@@ -238,23 +223,7 @@ impl Conversations for DynamoStore {
                 other => classify("UpdateItem mark deleting", other),
             })?;
         // 2. Remove every other item of the partition.
-        let keys = self.query_partition(id, None, true).await?;
-        let mut messages = 0u64;
-        let mut doomed = Vec::with_capacity(keys.len());
-        for k in keys {
-            let sk = match k.get(schema::SK) {
-                Some(AttributeValue::S(sk)) => sk.clone(),
-                _ => continue,
-            };
-            if sk == schema::META {
-                continue;
-            }
-            if sk.starts_with(schema::MSG_PREFIX) && !sk.contains("#C") {
-                messages += 1;
-            }
-            doomed.push(k);
-        }
-        self.batch_delete(doomed).await?;
+        let messages = self.delete_partition_items(id).await?;
         // 3. The conversation itself, last.
         self.client
             .delete_item()

@@ -10,14 +10,8 @@ use crate::store::Counters;
 
 #[async_trait]
 impl Counters for DynamoStore {
-    async fn increment_counter(&self, key: &str, window_start: i64, ttl_secs: i64) -> Result<u64, StoreError> {
-        self.add_to_counter(key, window_start, ttl_secs).await
-    }
-}
-
-impl DynamoStore {
     /// One `UpdateItem ... ADD` on the events table (it has the TTL): `pk = CTR#<key>#<window>`.
-    async fn add_to_counter(&self, key: &str, window_start: i64, ttl_secs: i64) -> Result<u64, StoreError> {
+    async fn increment_counter(&self, key: &str, window_start: i64, ttl_secs: i64) -> Result<u64, StoreError> {
         let out = self
             .client
             .update_item()

@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 use super::schema;
 use super::{from_item, put_if_absent, to_item, Item};
 use crate::domain::{
-    self, ts, ClientMessageId, Conversation, ConversationId, FinishReason, Message, MessageId, MessagePart, Role,
-    Solution, SolutionFilter, Timestamp, Usage, UserId,
+    ts, ClientMessageId, Conversation, ConversationId, FinishReason, Message, MessageId, MessagePart, Role, Solution,
+    SolutionFilter, Usage, UserId,
 };
 use crate::error::StoreError;
-use crate::store::{check_message_size, listing_rank, pin_base};
+use crate::store::{check_message_size, listing_rank, pin_base, rules};
 
 /// Bytes of content per item. DynamoDB's item limit is 400 KB including attribute names and the
 /// other attributes; 300 KB of content leaves ample room for them.
@@ -76,6 +76,11 @@ impl ConversationItem {
         }
     }
 
+    /// Whether `owner` may see it: theirs, and no delete under way.
+    pub(super) fn visible_to(&self, owner: &UserId) -> bool {
+        self.owner_id == owner.as_str() && !self.deleting.unwrap_or(false)
+    }
+
     pub(super) fn into_domain(self) -> Result<Conversation, StoreError> {
         Ok(Conversation {
             id: ConversationId::parse(&self.id).map_err(|e| StoreError::internal("stored conversation id", e))?,
@@ -85,18 +90,12 @@ impl ConversationItem {
             is_shared: self.is_shared,
             model: self.model,
             solution_type: self.solution_type,
-            created_at: parse_ts(&self.created_at)?,
-            updated_at: parse_ts(&self.updated_at)?,
+            created_at: rules::parse_ts(&self.created_at)?,
+            updated_at: rules::parse_ts(&self.updated_at)?,
             last_message: self.last_message,
             message_count: self.message_count,
         })
     }
-}
-
-fn parse_ts(raw: &str) -> Result<Timestamp, StoreError> {
-    chrono::DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .map_err(|e| StoreError::internal("stored timestamp", e))
 }
 
 /// A message item (`sk = MSG#<ulid>`); content beyond [`CHUNK_BYTES`] lives in chunk items.
@@ -263,30 +262,18 @@ fn head_into_domain(head: MessageItem) -> Result<Message, StoreError> {
         latency_ms: head.latency_ms,
         finish_reason: head.finish_reason,
         error: head.error,
-        created_at: parse_ts(&head.created_at)?,
+        created_at: rules::parse_ts(&head.created_at)?,
     })
 }
 
-/// The conversation item and, when created with messages, its touch by the last one.
-pub(super) fn conversation_items(
+/// The conditional put creating a conversation (as [`rules::as_created`] with its first messages).
+pub(super) fn conversation_item(
     table: &str,
     conversation: &Conversation,
     messages: &[Message],
-) -> Result<Vec<TransactWriteItem>, StoreError> {
-    let mut meta = ConversationItem::from_domain(conversation);
-    if let Some(last) = messages.last() {
-        meta.last_message = Some(domain::preview(&last.content));
-        meta.message_count = messages.len() as u64;
-        meta.updated_at = ts::format(&conversation.updated_at.max(last.created_at));
-        let rank = listing_rank(
-            conversation.is_pinned,
-            &conversation.id,
-            conversation.updated_at.max(last.created_at),
-        );
-        meta.gsi1sk = rank;
-        meta.gsi2sk = rank;
-    }
-    Ok(vec![put_if_absent(table, to_item(&meta)?)])
+) -> Result<TransactWriteItem, StoreError> {
+    let meta = ConversationItem::from_domain(&rules::as_created(conversation, messages));
+    Ok(put_if_absent(table, to_item(&meta)?))
 }
 
 #[cfg(test)]

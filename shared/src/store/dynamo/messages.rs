@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
 use super::items::{assemble_messages, message_items, ClientIdItem, MessageItem};
 use super::schema;
-use super::{classify, from_item, n, s, sdk_key, DynamoStore, Item};
+use super::{classify, from_item, n, owner_condition, s, sdk_key, DynamoStore, Item};
 use crate::domain::{self, ts, ClientMessageId, ConversationId, Message, MessageId, UserId};
 use crate::error::StoreError;
 use crate::store::{
@@ -28,7 +28,7 @@ impl Messages for DynamoStore {
             .table_name(table)
             .key(schema::PK, s(schema::conversation_pk(id.as_str())))
             .key(schema::SK, s(schema::META))
-            .condition_expression("attribute_exists(#pk) AND ownerId = :owner AND attribute_not_exists(deleting)")
+            .condition_expression(owner_condition())
             .expression_attribute_names("#pk", schema::PK)
             .expression_attribute_values(":owner", s(owner.as_str()))
             .expression_attribute_values(":now", s(ts::format(&message.created_at)))
@@ -79,14 +79,7 @@ impl Messages for DynamoStore {
         }
         self.get_meta(owner, id).await?;
         let scope = cursor::messages_scope(owner.as_str(), id.as_str());
-        let after: Option<String> = match &query.cursor {
-            None => None,
-            Some(c) => {
-                let last: String = cursor::decode(&scope, c)?;
-                MessageId::parse(&last).map_err(|_| StoreError::InvalidCursor)?;
-                Some(last)
-            }
-        };
+        let after = cursor::message_position(&scope, query.cursor.as_deref())?;
         let Some(limit) = query.limit.map(|l| page_size(Some(l), DEFAULT_PAGE) as usize) else {
             // No limit: every message (one Query, paged by DynamoDB's 1 MB pages).
             let items = self.query_partition(id, Some(schema::MSG_PREFIX), false).await?;
@@ -138,15 +131,7 @@ impl Messages for DynamoStore {
                 _ => break,
             }
         }
-        let messages = assemble_messages(items)?;
-        let next_cursor = match (more, messages.last()) {
-            (true, Some(last)) => Some(cursor::encode(&scope, &last.id.to_string())?),
-            _ => None,
-        };
-        Ok(Page {
-            items: messages,
-            next_cursor,
-        })
+        cursor::next_page(assemble_messages(items)?, more, &scope, |last| last.id.to_string())
     }
 
     async fn find_by_client_id(
@@ -223,7 +208,7 @@ impl Messages for DynamoStore {
             .update_item()
             .table_name(&self.tables.conversations)
             .set_key(Some(sdk_key(pk, schema::META.to_owned())))
-            .condition_expression("attribute_exists(#pk) AND ownerId = :owner AND attribute_not_exists(deleting)")
+            .condition_expression(owner_condition())
             .expression_attribute_names("#pk", schema::PK)
             .expression_attribute_values(":owner", s(owner.as_str()))
             .expression_attribute_values(":minus", n(-1));
@@ -245,23 +230,7 @@ impl Messages for DynamoStore {
 
     async fn clear_messages(&self, owner: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
         self.get_meta(owner, id).await?;
-        let keys = self.query_partition(id, None, true).await?;
-        let mut messages = 0u64;
-        let mut doomed = Vec::new();
-        for k in keys {
-            let sk = match k.get(schema::SK) {
-                Some(AttributeValue::S(sk)) => sk.clone(),
-                _ => continue,
-            };
-            if sk == schema::META {
-                continue;
-            }
-            if sk.starts_with(schema::MSG_PREFIX) && !sk.contains("#C") {
-                messages += 1;
-            }
-            doomed.push(k);
-        }
-        self.batch_delete(doomed).await?;
+        let messages = self.delete_partition_items(id).await?;
         self.client
             .update_item()
             .table_name(&self.tables.conversations)
@@ -270,7 +239,7 @@ impl Messages for DynamoStore {
                 schema::META.to_owned(),
             )))
             .update_expression("REMOVE lastMessage ADD messageCount :minus")
-            .condition_expression("attribute_exists(#pk) AND ownerId = :owner AND attribute_not_exists(deleting)")
+            .condition_expression(owner_condition())
             .expression_attribute_names("#pk", schema::PK)
             .expression_attribute_values(":owner", s(owner.as_str()))
             .expression_attribute_values(":minus", n(-(messages as i64)))

@@ -106,7 +106,7 @@ impl DynamoStore {
         Self {
             client,
             tables,
-            event_ttl: Duration::from_secs(90 * 24 * 3600),
+            event_ttl: crate::store::rules::DEFAULT_EVENT_TTL,
         }
     }
 
@@ -151,7 +151,7 @@ impl DynamoStore {
             .map_err(|e| classify("GetItem conversation", e))?;
         let item = out.item.ok_or(StoreError::NotFound)?;
         let meta: ConversationItem = from_item(item)?;
-        if meta.owner_id != owner.as_str() || meta.deleting.unwrap_or(false) {
+        if !meta.visible_to(owner) {
             return Err(StoreError::NotFound);
         }
         Ok(meta)
@@ -213,6 +213,29 @@ impl DynamoStore {
             self.batch_write(&self.tables.conversations, &mut requests).await?;
         }
         Ok(())
+    }
+
+    /// Deletes every item of a conversation's partition but the conversation itself (messages,
+    /// chunks, markers). Returns how many messages went.
+    async fn delete_partition_items(&self, id: &ConversationId) -> Result<u64, StoreError> {
+        let keys = self.query_partition(id, None, true).await?;
+        let mut messages = 0u64;
+        let mut doomed = Vec::with_capacity(keys.len());
+        for k in keys {
+            let sk = match k.get(schema::SK) {
+                Some(AttributeValue::S(sk)) => sk.clone(),
+                _ => continue,
+            };
+            if sk == schema::META {
+                continue;
+            }
+            if sk.starts_with(schema::MSG_PREFIX) && !sk.contains("#C") {
+                messages += 1;
+            }
+            doomed.push(k);
+        }
+        self.batch_delete(doomed).await?;
+        Ok(messages)
     }
 
     async fn batch_write(&self, table: &str, requests: &mut Vec<WriteRequest>) -> Result<(), StoreError> {

@@ -9,7 +9,7 @@ use super::schema;
 use super::{classify, n, s, sdk_key, DynamoStore, Item};
 use crate::domain::{StatsDelta, StatsRow};
 use crate::error::StoreError;
-use crate::store::Stats;
+use crate::store::{rules, Stats};
 
 #[async_trait]
 impl Stats for DynamoStore {
@@ -144,9 +144,7 @@ pub(super) fn stats_expression(
             AttributeValue::Ss(delta.users.iter().cloned().collect()),
         );
     }
-    let expires = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
-        .map(|d| d.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp()) + 400 * 24 * 3600)
-        .unwrap_or(0);
+    let expires = rules::stats_expiry(day);
     let mut expression = "SET #day = :day, #solution = :solution, #model = :model, #ttl = :expires".to_owned();
     if !adds.is_empty() {
         expression.push_str(" ADD ");

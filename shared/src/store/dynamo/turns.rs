@@ -3,180 +3,32 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 
-use super::items::{conversation_items, message_items, split_content, CHUNK_BYTES};
+use super::items::{conversation_item, message_items, split_content, CHUNK_BYTES};
 use super::schema;
 use super::stats::stats_expression;
 use super::{n, owner_condition, s, sdk_key, update_item, DynamoStore};
 use crate::domain::{self, ts, ConversationId, Message, UserId};
 use crate::error::StoreError;
-use crate::store::{scaled_time, StreamLease, TurnBegun, TurnFinish, TurnStart, TurnWrite, Turns};
+use crate::store::{rules, scaled_time, TurnBegun, TurnFinish, TurnStart, TurnWrite, Turns};
 
 #[async_trait]
 impl Turns for DynamoStore {
     async fn begin_turn(&self, start: &TurnStart) -> Result<TurnBegun, StoreError> {
-        self.begin_turn_impl(start).await
-    }
-
-    async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
-        self.finish_turn_impl(finish).await
-    }
-}
-
-/// What an item of a turn transaction is, to read its cancellation reason.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Part {
-    Rate,
-    Day,
-    Month,
-    Slot,
-    /// The conversation item (create-if-absent or owner check).
-    Meta,
-    /// A message, chunk or (for a removal) its delete.
-    Message,
-    /// A client-id marker (a resubmitted message).
-    Marker,
-    Charge,
-    Stats,
-}
-
-impl DynamoStore {
-    /// The META update of an append: `updatedAt`, preview, rank, count (owner checked).
-    fn touch_update(&self, owner: &UserId, message: &Message) -> Result<TransactWriteItem, StoreError> {
-        update_item(
-            Update::builder()
-                .table_name(&self.tables.conversations)
-                .key(schema::PK, s(schema::conversation_pk(message.conversation_id.as_str())))
-                .key(schema::SK, s(schema::META))
-                .condition_expression(owner_condition())
-                .update_expression(
-                    "SET updatedAt = :now, lastMessage = :preview, gsi1sk = pinBase + :scaled, gsi2sk = pinBase + :scaled ADD messageCount :one",
-                )
-                .expression_attribute_names("#pk", schema::PK)
-                .expression_attribute_values(":owner", s(owner.as_str()))
-                .expression_attribute_values(":now", s(ts::format(&message.created_at)))
-                .expression_attribute_values(":preview", s(domain::preview(&message.content)))
-                .expression_attribute_values(":scaled", n(scaled_time(message.created_at)))
-                .expression_attribute_values(":one", n(1))
-                .build(),
-        )
-    }
-
-    /// The items of what a turn writes, tagged.
-    fn turn_write_items(
-        &self,
-        owner: &UserId,
-        start: &TurnStart,
-    ) -> Result<Vec<(Part, TransactWriteItem)>, StoreError> {
-        let table = &self.tables.conversations;
-        let pk = schema::conversation_pk(start.conversation_id.as_str());
-        let mut out = Vec::new();
-        let tag_message = |m: &Message, items: Vec<TransactWriteItem>, out: &mut Vec<(Part, TransactWriteItem)>| {
-            let last = items.len().saturating_sub(1);
-            for (i, item) in items.into_iter().enumerate() {
-                let part = if m.client_id.is_some() && i == last {
-                    Part::Marker
-                } else {
-                    Part::Message
-                };
-                out.push((part, item));
-            }
-        };
-        match &start.write {
-            TurnWrite::Create { conversation, messages } => {
-                for item in conversation_items(table, conversation, messages)? {
-                    out.push((Part::Meta, item));
-                }
-                for m in messages {
-                    tag_message(m, message_items(table, m)?, &mut out);
-                }
-            }
-            TurnWrite::Append { message } => {
-                out.push((Part::Meta, self.touch_update(owner, message)?));
-                tag_message(message, message_items(table, message)?, &mut out);
-            }
-            TurnWrite::Regenerate { remove, preview } => {
-                let Some(removed) = remove else {
-                    out.push((Part::Meta, self.owner_check(owner, &start.conversation_id)?));
-                    return Ok(out);
-                };
-                let mut update = Update::builder()
-                    .table_name(table)
-                    .key(schema::PK, s(pk.clone()))
-                    .key(schema::SK, s(schema::META))
-                    .condition_expression(owner_condition())
-                    .expression_attribute_names("#pk", schema::PK)
-                    .expression_attribute_values(":owner", s(owner.as_str()))
-                    .expression_attribute_values(":minus", n(-1));
-                update = match preview {
-                    Some(p) => update
-                        .update_expression("SET lastMessage = :preview ADD messageCount :minus")
-                        .expression_attribute_values(":preview", s(p.clone())),
-                    None => update.update_expression("REMOVE lastMessage ADD messageCount :minus"),
-                };
-                out.push((Part::Meta, update_item(update.build())?));
-                let mut keys = vec![schema::message_sk(removed.id.as_str())];
-                let chunks = split_content(&removed.content, CHUNK_BYTES).len().saturating_sub(1);
-                keys.extend((1..=chunks).map(|i| schema::chunk_sk(removed.id.as_str(), i)));
-                if let Some(c) = &removed.client_id {
-                    keys.push(schema::client_id_sk(c.as_str()));
-                }
-                for sk in keys {
-                    let delete = aws_sdk_dynamodb::types::Delete::builder()
-                        .table_name(table)
-                        .set_key(Some(sdk_key(pk.clone(), sk)))
-                        .build()
-                        .map_err(|e| StoreError::internal("building a delete", e))?;
-                    out.push((Part::Message, TransactWriteItem::builder().delete(delete).build()));
-                }
-            }
-            TurnWrite::Check => out.push((Part::Meta, self.owner_check(owner, &start.conversation_id)?)),
-        }
-        Ok(out)
-    }
-
-    fn owner_check(&self, owner: &UserId, id: &ConversationId) -> Result<TransactWriteItem, StoreError> {
-        let check = aws_sdk_dynamodb::types::ConditionCheck::builder()
-            .table_name(&self.tables.conversations)
-            .set_key(Some(sdk_key(
-                schema::conversation_pk(id.as_str()),
-                schema::META.to_owned(),
-            )))
-            .condition_expression(owner_condition())
-            .expression_attribute_names("#pk", schema::PK)
-            .expression_attribute_values(":owner", s(owner.as_str()))
-            .build()
-            .map_err(|e| StoreError::internal("building a condition check", e))?;
-        Ok(TransactWriteItem::builder().condition_check(check).build())
-    }
-
-    fn budget_check(&self, pk: String, budget: u64) -> Result<TransactWriteItem, StoreError> {
-        let check = aws_sdk_dynamodb::types::ConditionCheck::builder()
-            .table_name(&self.tables.events)
-            .set_key(Some(sdk_key(pk, "-".to_owned())))
-            .condition_expression("attribute_not_exists(#tokens) OR #tokens < :budget")
-            .expression_attribute_names("#tokens", "tokens")
-            .expression_attribute_values(":budget", n(budget))
-            .build()
-            .map_err(|e| StoreError::internal("building a budget check", e))?;
-        Ok(TransactWriteItem::builder().condition_check(check).build())
-    }
-
-    async fn begin_turn_impl(&self, start: &TurnStart) -> Result<TurnBegun, StoreError> {
         let owner = &start.owner;
         let limits = &start.limits;
         let now = start.now.timestamp();
-        let (minute_end, day_end, month_end) = crate::store::window_ends(start.now);
+        let (_, day_end, month_end) = rules::window_ends(start.now);
+        let rate = rules::rate_window(start.now);
         let mut write = start.write.clone();
         let mut fixed: Vec<(Part, TransactWriteItem)> = Vec::new();
         if limits.requests_per_minute > 0 {
-            let window = minute_end - 60;
             fixed.push((
                 Part::Rate,
                 update_item(
                     Update::builder()
                         .table_name(&self.tables.events)
                         .set_key(Some(sdk_key(
-                            schema::counter_pk(&schema::rate_key(owner.as_str()), window),
+                            schema::counter_pk(&schema::rate_key(owner.as_str()), rate.start),
                             "-".to_owned(),
                         )))
                         .update_expression("ADD #count :one SET #ttl = if_not_exists(#ttl, :expires)")
@@ -184,7 +36,7 @@ impl DynamoStore {
                         .expression_attribute_names("#count", "count")
                         .expression_attribute_names("#ttl", schema::TTL_ATTRIBUTE)
                         .expression_attribute_values(":one", n(1))
-                        .expression_attribute_values(":expires", n(window + 120))
+                        .expression_attribute_values(":expires", n(rate.expires_at))
                         .expression_attribute_values(":limit", n(limits.requests_per_minute))
                         .build(),
                 )?,
@@ -207,11 +59,7 @@ impl DynamoStore {
         let mut tried = 0u32;
         loop {
             let mut items = fixed.clone();
-            let lease = (slots > 0).then(|| StreamLease {
-                slot: (first_slot + tried) % slots,
-                turn_id: start.turn_id.clone(),
-                expires_at: now + limits.lease_secs,
-            });
+            let lease = (slots > 0).then(|| rules::lease(start, (first_slot + tried) % slots));
             if let Some(lease) = &lease {
                 let put = Put::builder()
                     .table_name(&self.tables.events)
@@ -256,26 +104,26 @@ impl DynamoStore {
             }
             if has(Part::Rate) {
                 return Err(StoreError::RateLimited {
-                    retry_after: crate::store::retry_after(start.now, minute_end),
+                    retry_after: rules::retry_after(start.now, rate.end),
                 });
             }
             if has(Part::Day) {
                 return Err(StoreError::BudgetExceeded {
                     window: "day",
-                    retry_after: crate::store::retry_after(start.now, day_end),
+                    retry_after: rules::retry_after(start.now, day_end),
                 });
             }
             if has(Part::Month) {
                 return Err(StoreError::BudgetExceeded {
                     window: "month",
-                    retry_after: crate::store::retry_after(start.now, month_end),
+                    retry_after: rules::retry_after(start.now, month_end),
                 });
             }
             if has(Part::Slot) {
                 tried += 1;
                 if tried >= slots {
                     return Err(StoreError::TooManyStreams {
-                        retry_after: crate::store::STREAM_RETRY_AFTER,
+                        retry_after: rules::STREAM_RETRY_AFTER,
                     });
                 }
                 continue;
@@ -293,7 +141,7 @@ impl DynamoStore {
         }
     }
 
-    async fn finish_turn_impl(&self, finish: &TurnFinish) -> Result<(), StoreError> {
+    async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
         let owner = &finish.owner;
         let mut parts: Vec<(Part, TransactWriteItem)> = Vec::new();
         if let Some(reply) = &finish.reply {
@@ -304,8 +152,8 @@ impl DynamoStore {
         }
         if finish.tokens > 0 {
             let (day_pk, month_pk) = schema::budget_pks(owner.as_str(), &finish.started);
-            let (_, day_end, month_end) = crate::store::window_ends(finish.started);
-            for (pk, expires) in [(day_pk, day_end + 2 * 86_400), (month_pk, month_end + 2 * 86_400)] {
+            let (day_expires, month_expires) = rules::budget_expiries(finish.started);
+            for (pk, expires) in [(day_pk, day_expires), (month_pk, month_expires)] {
                 parts.push((
                     Part::Charge,
                     update_item(
@@ -383,5 +231,143 @@ impl DynamoStore {
             }
         }
         Err(StoreError::internal("finishing a turn", "the transaction kept failing"))
+    }
+}
+
+/// What an item of a turn transaction is, to read its cancellation reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    Rate,
+    Day,
+    Month,
+    Slot,
+    /// The conversation item (create-if-absent or owner check).
+    Meta,
+    /// A message, chunk or (for a removal) its delete.
+    Message,
+    /// A client-id marker (a resubmitted message).
+    Marker,
+    Charge,
+    Stats,
+}
+
+impl DynamoStore {
+    /// The META update of an append: `updatedAt`, preview, rank, count (owner checked).
+    fn touch_update(&self, owner: &UserId, message: &Message) -> Result<TransactWriteItem, StoreError> {
+        update_item(
+            Update::builder()
+                .table_name(&self.tables.conversations)
+                .key(schema::PK, s(schema::conversation_pk(message.conversation_id.as_str())))
+                .key(schema::SK, s(schema::META))
+                .condition_expression(owner_condition())
+                .update_expression(
+                    "SET updatedAt = :now, lastMessage = :preview, gsi1sk = pinBase + :scaled, gsi2sk = pinBase + :scaled ADD messageCount :one",
+                )
+                .expression_attribute_names("#pk", schema::PK)
+                .expression_attribute_values(":owner", s(owner.as_str()))
+                .expression_attribute_values(":now", s(ts::format(&message.created_at)))
+                .expression_attribute_values(":preview", s(domain::preview(&message.content)))
+                .expression_attribute_values(":scaled", n(scaled_time(message.created_at)))
+                .expression_attribute_values(":one", n(1))
+                .build(),
+        )
+    }
+
+    /// The items of what a turn writes, tagged.
+    fn turn_write_items(
+        &self,
+        owner: &UserId,
+        start: &TurnStart,
+    ) -> Result<Vec<(Part, TransactWriteItem)>, StoreError> {
+        let table = &self.tables.conversations;
+        let pk = schema::conversation_pk(start.conversation_id.as_str());
+        let mut out = Vec::new();
+        let tag_message = |m: &Message, items: Vec<TransactWriteItem>, out: &mut Vec<(Part, TransactWriteItem)>| {
+            let last = items.len().saturating_sub(1);
+            for (i, item) in items.into_iter().enumerate() {
+                let part = if m.client_id.is_some() && i == last {
+                    Part::Marker
+                } else {
+                    Part::Message
+                };
+                out.push((part, item));
+            }
+        };
+        match &start.write {
+            TurnWrite::Create { conversation, messages } => {
+                out.push((Part::Meta, conversation_item(table, conversation, messages)?));
+                for m in messages {
+                    tag_message(m, message_items(table, m)?, &mut out);
+                }
+            }
+            TurnWrite::Append { message } => {
+                out.push((Part::Meta, self.touch_update(owner, message)?));
+                tag_message(message, message_items(table, message)?, &mut out);
+            }
+            TurnWrite::Regenerate { remove, preview } => {
+                let Some(removed) = remove else {
+                    out.push((Part::Meta, self.owner_check(owner, &start.conversation_id)?));
+                    return Ok(out);
+                };
+                let mut update = Update::builder()
+                    .table_name(table)
+                    .key(schema::PK, s(pk.clone()))
+                    .key(schema::SK, s(schema::META))
+                    .condition_expression(owner_condition())
+                    .expression_attribute_names("#pk", schema::PK)
+                    .expression_attribute_values(":owner", s(owner.as_str()))
+                    .expression_attribute_values(":minus", n(-1));
+                update = match preview {
+                    Some(p) => update
+                        .update_expression("SET lastMessage = :preview ADD messageCount :minus")
+                        .expression_attribute_values(":preview", s(p.clone())),
+                    None => update.update_expression("REMOVE lastMessage ADD messageCount :minus"),
+                };
+                out.push((Part::Meta, update_item(update.build())?));
+                let mut keys = vec![schema::message_sk(removed.id.as_str())];
+                let chunks = split_content(&removed.content, CHUNK_BYTES).len().saturating_sub(1);
+                keys.extend((1..=chunks).map(|i| schema::chunk_sk(removed.id.as_str(), i)));
+                if let Some(c) = &removed.client_id {
+                    keys.push(schema::client_id_sk(c.as_str()));
+                }
+                for sk in keys {
+                    let delete = aws_sdk_dynamodb::types::Delete::builder()
+                        .table_name(table)
+                        .set_key(Some(sdk_key(pk.clone(), sk)))
+                        .build()
+                        .map_err(|e| StoreError::internal("building a delete", e))?;
+                    out.push((Part::Message, TransactWriteItem::builder().delete(delete).build()));
+                }
+            }
+            TurnWrite::Check => out.push((Part::Meta, self.owner_check(owner, &start.conversation_id)?)),
+        }
+        Ok(out)
+    }
+
+    fn owner_check(&self, owner: &UserId, id: &ConversationId) -> Result<TransactWriteItem, StoreError> {
+        let check = aws_sdk_dynamodb::types::ConditionCheck::builder()
+            .table_name(&self.tables.conversations)
+            .set_key(Some(sdk_key(
+                schema::conversation_pk(id.as_str()),
+                schema::META.to_owned(),
+            )))
+            .condition_expression(owner_condition())
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_values(":owner", s(owner.as_str()))
+            .build()
+            .map_err(|e| StoreError::internal("building a condition check", e))?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+
+    fn budget_check(&self, pk: String, budget: u64) -> Result<TransactWriteItem, StoreError> {
+        let check = aws_sdk_dynamodb::types::ConditionCheck::builder()
+            .table_name(&self.tables.events)
+            .set_key(Some(sdk_key(pk, "-".to_owned())))
+            .condition_expression("attribute_not_exists(#tokens) OR #tokens < :budget")
+            .expression_attribute_names("#tokens", "tokens")
+            .expression_attribute_values(":budget", n(budget))
+            .build()
+            .map_err(|e| StoreError::internal("building a budget check", e))?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
     }
 }

@@ -6,27 +6,27 @@ use rusqlite::params;
 use super::{sql_err, EmbeddedStore};
 use crate::domain::{AnalyticsEvent, AuditEntry, UserId};
 use crate::error::StoreError;
-use crate::store::{cursor, page_size, Activity, Page, DEFAULT_PAGE};
+use crate::store::{cursor, page_size, rules, Activity, Page, DEFAULT_PAGE};
 
 #[async_trait]
 impl Activity for EmbeddedStore {
     async fn record_events(&self, events: &[AnalyticsEvent]) -> Result<(), StoreError> {
-        let ttl = self.event_ttl.as_secs() as i64;
-        let rows = events
-            .iter()
-            .map(|e| {
-                serde_json::to_string(e)
-                    .map(|body| {
-                        (
-                            e.id.clone(),
-                            e.timestamp.format("%Y-%m-%d").to_string(),
-                            body,
-                            e.timestamp.timestamp() + ttl,
-                        )
-                    })
-                    .map_err(|err| StoreError::internal("serializing an event", err))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        self.record_activity(events, &[]).await
+    }
+
+    async fn record_activity(&self, events: &[AnalyticsEvent], audit: &[AuditEntry]) -> Result<(), StoreError> {
+        let mut rows = Vec::with_capacity(events.len());
+        for e in events {
+            let body = serde_json::to_string(e).map_err(|err| StoreError::internal("serializing an event", err))?;
+            let row = rules::event_row(e, self.event_ttl);
+            rows.push((e.id.clone(), row.day, body, row.expires_at));
+        }
+        let mut entries = Vec::with_capacity(audit.len());
+        for a in audit {
+            let body =
+                serde_json::to_string(a).map_err(|err| StoreError::internal("serializing an audit entry", err))?;
+            entries.push((a.user_id.clone(), a.id.clone(), body, a.expires_at));
+        }
         self.with(move |conn| {
             let tx = conn.transaction().map_err(sql_err("begin"))?;
             {
@@ -37,14 +37,19 @@ impl Activity for EmbeddedStore {
                     stmt.execute(params![id, day, body, expires])
                         .map_err(sql_err("recording events"))?;
                 }
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO audit (owner, id, body, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .map_err(sql_err("recording audit entries"))?;
+                for (owner, id, body, expires) in entries {
+                    stmt.execute(params![owner, id, body, expires])
+                        .map_err(sql_err("recording audit entries"))?;
+                }
             }
             tx.commit().map_err(sql_err("commit"))
         })
         .await
-    }
-
-    async fn record_activity(&self, events: &[AnalyticsEvent], audit: &[AuditEntry]) -> Result<(), StoreError> {
-        self.record_activity_impl(events, audit).await
     }
 
     async fn events_of_day(&self, day: &str) -> Result<Vec<AnalyticsEvent>, StoreError> {
@@ -72,64 +77,14 @@ impl Activity for EmbeddedStore {
         limit: Option<u32>,
         cursor: Option<&str>,
     ) -> Result<Page<AuditEntry>, StoreError> {
-        self.list_audit_impl(user, limit, cursor).await
-    }
-}
-
-impl EmbeddedStore {
-    async fn record_activity_impl(&self, events: &[AnalyticsEvent], audit: &[AuditEntry]) -> Result<(), StoreError> {
-        let ttl = self.event_ttl.as_secs() as i64;
-        let mut rows = Vec::with_capacity(events.len());
-        for e in events {
-            let body = serde_json::to_string(e).map_err(|err| StoreError::internal("serializing an event", err))?;
-            rows.push((
-                e.id.clone(),
-                e.timestamp.format("%Y-%m-%d").to_string(),
-                body,
-                e.timestamp.timestamp() + ttl,
-            ));
-        }
-        let mut entries = Vec::with_capacity(audit.len());
-        for a in audit {
-            let body =
-                serde_json::to_string(a).map_err(|err| StoreError::internal("serializing an audit entry", err))?;
-            entries.push((a.user_id.clone(), a.id.clone(), body, a.expires_at));
-        }
-        self.with(move |conn| {
-            let tx = conn.transaction().map_err(sql_err("begin"))?;
-            for (id, day, body, expires) in rows {
-                tx.execute(
-                    "INSERT OR REPLACE INTO events (id, day, body, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![id, day, body, expires],
-                )
-                .map_err(sql_err("recording events"))?;
-            }
-            for (owner, id, body, expires) in entries {
-                tx.execute(
-                    "INSERT OR REPLACE INTO audit (owner, id, body, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![owner, id, body, expires],
-                )
-                .map_err(sql_err("recording audit entries"))?;
-            }
-            tx.commit().map_err(sql_err("commit"))
-        })
-        .await
-    }
-
-    async fn list_audit_impl(
-        &self,
-        user: &UserId,
-        limit: Option<u32>,
-        cursor: Option<&str>,
-    ) -> Result<Page<AuditEntry>, StoreError> {
         let limit = page_size(limit, DEFAULT_PAGE);
-        let scope = format!("audit\0{user}");
+        let scope = cursor::audit_scope(user.as_str());
         let before: Option<String> = match cursor {
             None => None,
             Some(c) => Some(cursor::decode(&scope, c)?),
         };
         let owner = user.to_string();
-        let (mut items, more) = self
+        let items = self
             .with(move |conn| {
                 let mut stmt = conn
                     .prepare_cached(
@@ -148,15 +103,9 @@ impl EmbeddedStore {
                     let body = row.map_err(sql_err("listing audit entries"))?;
                     out.push(serde_json::from_str(&body).map_err(|e| StoreError::internal("stored audit entry", e))?);
                 }
-                let more = out.len() > limit as usize;
-                Ok((out, more))
+                Ok(out)
             })
             .await?;
-        items.truncate(limit as usize);
-        let next_cursor = match (more, items.last()) {
-            (true, Some(last)) => Some(cursor::encode(&scope, &last.id)?),
-            _ => None,
-        };
-        Ok(Page { items, next_cursor })
+        cursor::page(items, limit as usize, &scope, |last| last.id.clone())
     }
 }

@@ -54,12 +54,9 @@ impl Conversations for EmbeddedStore {
         let limit = page_size(query.limit, DEFAULT_PAGE);
         let bucket = query.solution.map(SolutionFilter::bucket);
         let scope = cursor::conversations_scope(owner.as_str(), bucket);
-        let start: Option<(i64, String)> = match &query.cursor {
-            None => None,
-            Some(c) => Some(cursor::decode(&scope, c)?),
-        };
+        let start = cursor::conversation_position(&scope, query.cursor.as_deref())?;
         let owner = owner.to_string();
-        let (rows, more) = self
+        let rows = self
             .with(move |conn| {
                 let (rank, after) = start.unwrap_or((i64::MAX, String::new()));
                 let first = after.is_empty();
@@ -81,19 +78,11 @@ impl Conversations for EmbeddedStore {
                     let (c, rank) = row.map_err(sql_err("listing conversations"))?;
                     out.push((c?, rank));
                 }
-                let more = out.len() > limit as usize;
-                out.truncate(limit as usize);
-                Ok((out, more))
+                Ok(out)
             })
             .await?;
-        let next_cursor = match (more, rows.last()) {
-            (true, Some((c, rank))) => Some(cursor::encode(&scope, &(rank, c.id.as_str()))?),
-            _ => None,
-        };
-        Ok(Page {
-            items: rows.into_iter().map(|(c, _)| c).collect(),
-            next_cursor,
-        })
+        let page = cursor::page(rows, limit as usize, &scope, |(c, rank)| (*rank, c.id.to_string()))?;
+        Ok(page.map(|(c, _)| c))
     }
 
     async fn update_conversation(

@@ -62,36 +62,23 @@ impl Messages for EmbeddedStore {
         query: &ListMessages,
     ) -> Result<Page<Message>, StoreError> {
         let scope = cursor::messages_scope(owner.as_str(), id.as_str());
-        let after: Option<String> = match &query.cursor {
-            None => None,
-            Some(c) => {
-                let last: String = cursor::decode(&scope, c)?;
-                MessageId::parse(&last).map_err(|_| StoreError::InvalidCursor)?;
-                Some(last)
-            }
-        };
+        let after = cursor::message_position(&scope, query.cursor.as_deref())?;
         let limit = query.limit.map(|l| page_size(Some(l), DEFAULT_PAGE) as usize);
         let (owner, id) = (owner.to_string(), id.to_string());
-        let (mut messages, more) = self
+        let messages = self
             .with(move |conn| {
                 let tx = conn.transaction().map_err(sql_err("begin"))?;
                 owned_conversation(&tx, &owner, &id)?;
-                let mut messages = messages_of(&tx, &id, after.as_deref(), limit.map(|l| l + 1))?;
-                let more = limit.is_some_and(|l| messages.len() > l);
-                if let Some(l) = limit {
-                    messages.truncate(l);
-                }
-                Ok((messages, more))
+                messages_of(&tx, &id, after.as_deref(), limit.map(|l| l + 1))
             })
             .await?;
-        let next_cursor = match (more, messages.last_mut()) {
-            (true, Some(last)) => Some(cursor::encode(&scope, &last.id.to_string())?),
-            _ => None,
-        };
-        Ok(Page {
-            items: messages,
-            next_cursor,
-        })
+        match limit {
+            Some(limit) => cursor::page(messages, limit, &scope, |last| last.id.to_string()),
+            None => Ok(Page {
+                items: messages,
+                next_cursor: None,
+            }),
+        }
     }
 
     async fn find_by_client_id(

@@ -159,7 +159,7 @@ impl EmbeddedStore {
         }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
-            event_ttl: Duration::from_secs(90 * 24 * 3600),
+            event_ttl: crate::store::rules::DEFAULT_EVENT_TTL,
         })
     }
 

@@ -4,11 +4,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::sql_err;
 use crate::domain::{
-    self, ts, ClientMessageId, Conversation, ConversationId, Message, MessageId, Role, Solution, SolutionFilter,
-    Timestamp, UserId,
+    ts, ClientMessageId, Conversation, ConversationId, Message, MessageId, Role, Solution, SolutionFilter, UserId,
 };
 use crate::error::StoreError;
-use crate::store::{check_message_size, listing_rank};
+use crate::store::{check_message_size, listing_rank, rules};
 
 pub(super) const CONVERSATION_COLUMNS: &str =
     "id, owner, title, is_pinned, is_shared, model, solution_type, created_at, updated_at, last_message, message_count, rank";
@@ -40,19 +39,13 @@ pub(super) fn row_to_conversation(
                 .map(|s| s.parse::<Solution>())
                 .transpose()
                 .map_err(|e| StoreError::internal("stored solution", e))?,
-            created_at: parse_ts(&created)?,
-            updated_at: parse_ts(&updated)?,
+            created_at: rules::parse_ts(&created)?,
+            updated_at: rules::parse_ts(&updated)?,
             last_message,
             message_count: u64::try_from(count).unwrap_or(0),
         })
     };
     Ok((build(), rank))
-}
-
-fn parse_ts(raw: &str) -> Result<Timestamp, StoreError> {
-    chrono::DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .map_err(|e| StoreError::internal("stored timestamp", e))
 }
 
 pub(super) const MESSAGE_COLUMNS: &str =
@@ -100,7 +93,7 @@ pub(super) fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result
                 .transpose()
                 .map_err(bad("stored finish reason"))?,
             error,
-            created_at: parse_ts(&created)?,
+            created_at: rules::parse_ts(&created)?,
         })
     };
     Ok(build())
@@ -199,23 +192,23 @@ pub(super) fn insert_conversation(
     c: &Conversation,
     messages: &[Message],
 ) -> Result<(), StoreError> {
-    let updated = messages.last().map_or(c.updated_at, |m| c.updated_at.max(m.created_at));
+    let stored = rules::as_created(c, messages);
     let result = tx.execute(
         &format!("INSERT INTO conversations ({CONVERSATION_COLUMNS}, bucket) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
         params![
-            c.id.as_str(),
-            c.owner.as_str(),
-            c.title,
-            c.is_pinned,
-            c.is_shared,
-            c.model,
-            c.solution_type.map(Solution::as_str),
-            ts::format(&c.created_at),
-            ts::format(&updated),
-            messages.last().map(|m| domain::preview(&m.content)).or(c.last_message.clone()),
-            if messages.is_empty() { i64::try_from(c.message_count).unwrap_or(0) } else { messages.len() as i64 },
-            listing_rank(c.is_pinned, &c.id, updated),
-            SolutionFilter::of(c.solution_type).bucket(),
+            stored.id.as_str(),
+            stored.owner.as_str(),
+            stored.title,
+            stored.is_pinned,
+            stored.is_shared,
+            stored.model,
+            stored.solution_type.map(Solution::as_str),
+            ts::format(&stored.created_at),
+            ts::format(&stored.updated_at),
+            stored.last_message,
+            i64::try_from(stored.message_count).unwrap_or(0),
+            listing_rank(stored.is_pinned, &stored.id, stored.updated_at),
+            SolutionFilter::of(stored.solution_type).bucket(),
         ],
     );
     match result {

@@ -9,21 +9,11 @@ use super::stats::stats_in;
 use super::{sql_err, EmbeddedStore};
 use crate::error::StoreError;
 use crate::store::schema;
-use crate::store::{check_message_size, StreamLease, Touch, TurnBegun, TurnFinish, TurnStart, TurnWrite, Turns};
+use crate::store::{check_message_size, rules, Touch, TurnBegun, TurnFinish, TurnStart, TurnWrite, Turns};
 
 #[async_trait]
 impl Turns for EmbeddedStore {
     async fn begin_turn(&self, start: &TurnStart) -> Result<TurnBegun, StoreError> {
-        self.begin_turn_impl(start).await
-    }
-
-    async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
-        self.finish_turn_impl(finish).await
-    }
-}
-
-impl EmbeddedStore {
-    async fn begin_turn_impl(&self, start: &TurnStart) -> Result<TurnBegun, StoreError> {
         let start = start.clone();
         self.with(move |conn| {
             let tx = conn
@@ -33,7 +23,8 @@ impl EmbeddedStore {
             let id = start.conversation_id.as_str();
             let limits = &start.limits;
             let now = start.now.timestamp();
-            let (minute_end, day_end, month_end) = crate::store::window_ends(start.now);
+            let (_, day_end, month_end) = rules::window_ends(start.now);
+            let rate = rules::rate_window(start.now);
             // The conversation first (as DynamoDB reports it first).
             match &start.write {
                 TurnWrite::Create { .. } => {
@@ -48,7 +39,7 @@ impl EmbeddedStore {
                     owned_conversation(&tx, owner, id)?;
                 }
             }
-            let rate_key = schema::counter_pk(&schema::rate_key(owner), minute_end - 60);
+            let rate_key = schema::counter_pk(&schema::rate_key(owner), rate.start);
             if limits.requests_per_minute > 0 {
                 let count: i64 = tx
                     .query_row("SELECT count FROM counters WHERE key = ?1", params![rate_key], |r| r.get(0))
@@ -57,7 +48,7 @@ impl EmbeddedStore {
                     .unwrap_or(0);
                 if u64::try_from(count).unwrap_or(0) >= limits.requests_per_minute {
                     return Err(StoreError::RateLimited {
-                        retry_after: crate::store::retry_after(start.now, minute_end),
+                        retry_after: rules::retry_after(start.now, rate.end),
                     });
                 }
             }
@@ -77,7 +68,7 @@ impl EmbeddedStore {
                 if u64::try_from(spent).unwrap_or(0) >= budget {
                     return Err(StoreError::BudgetExceeded {
                         window,
-                        retry_after: crate::store::retry_after(start.now, end),
+                        retry_after: rules::retry_after(start.now, end),
                     });
                 }
             }
@@ -97,14 +88,10 @@ impl EmbeddedStore {
                 let free = (0..limits.max_streams).find(|n| !held.contains(&i64::from(*n)));
                 let Some(slot) = free else {
                     return Err(StoreError::TooManyStreams {
-                        retry_after: crate::store::STREAM_RETRY_AFTER,
+                        retry_after: rules::STREAM_RETRY_AFTER,
                     });
                 };
-                let lease = StreamLease {
-                    slot,
-                    turn_id: start.turn_id.clone(),
-                    expires_at: now + limits.lease_secs,
-                };
+                let lease = rules::lease(&start, slot);
                 tx.execute(
                     "INSERT INTO stream_slots (owner, slot, turn, expires_at) VALUES (?1, ?2, ?3, ?4) \
                      ON CONFLICT (owner, slot) DO UPDATE SET turn = excluded.turn, expires_at = excluded.expires_at",
@@ -119,7 +106,7 @@ impl EmbeddedStore {
                 tx.execute(
                     "INSERT INTO counters (key, count, expires_at) VALUES (?1, 1, ?2) \
                      ON CONFLICT (key) DO UPDATE SET count = count + 1",
-                    params![rate_key, minute_end + 60],
+                    params![rate_key, rate.expires_at],
                 )
                 .map_err(sql_err("incrementing a counter"))?;
             }
@@ -151,7 +138,7 @@ impl EmbeddedStore {
         .await
     }
 
-    async fn finish_turn_impl(&self, finish: &TurnFinish) -> Result<(), StoreError> {
+    async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
         if let Some(reply) = &finish.reply {
             check_message_size(reply)?;
         }
@@ -172,8 +159,8 @@ impl EmbeddedStore {
             }
             if finish.tokens > 0 {
                 let (day_key, month_key) = schema::budget_pks(owner, &finish.started);
-                let (_, day_end, month_end) = crate::store::window_ends(finish.started);
-                for (key, expires) in [(day_key, day_end + 2 * 86_400), (month_key, month_end + 2 * 86_400)] {
+                let (day_expires, month_expires) = rules::budget_expiries(finish.started);
+                for (key, expires) in [(day_key, day_expires), (month_key, month_expires)] {
                     tx.execute(
                         "INSERT INTO budgets (key, tokens, expires_at) VALUES (?1, ?2, ?3) \
                          ON CONFLICT (key) DO UPDATE SET tokens = tokens + excluded.tokens",
