@@ -12,10 +12,12 @@ use crate::store::{cursor, page_size, rules, Activity, Page, DEFAULT_PAGE};
 
 #[async_trait]
 impl Activity for DynamoStore {
+    #[tracing::instrument(name = "dynamo.record_events", skip_all, fields(events = events.len()))]
     async fn record_events(&self, events: &[AnalyticsEvent]) -> Result<(), StoreError> {
         self.record_activity(events, &[]).await
     }
 
+    #[tracing::instrument(name = "dynamo.record_activity", skip_all, fields(events = events.len(), audit = audit.len()))]
     async fn record_activity(&self, events: &[AnalyticsEvent], audit: &[AuditEntry]) -> Result<(), StoreError> {
         let mut requests = Vec::with_capacity(events.len() + audit.len());
         for e in events {
@@ -32,6 +34,7 @@ impl Activity for DynamoStore {
         Ok(())
     }
 
+    #[tracing::instrument(name = "dynamo.events_of_day", skip_all, fields(day = %day))]
     async fn events_of_day(&self, day: &str) -> Result<Vec<AnalyticsEvent>, StoreError> {
         let mut events = Vec::new();
         for shard in 0..schema::EVENT_SHARDS {
@@ -61,6 +64,7 @@ impl Activity for DynamoStore {
         Ok(events)
     }
 
+    #[tracing::instrument(name = "dynamo.list_audit", skip_all, fields(limit = ?limit, paged = cursor.is_some()))]
     async fn list_audit(
         &self,
         user: &UserId,

@@ -16,6 +16,7 @@ use crate::store::{
 
 #[async_trait]
 impl Conversations for DynamoStore {
+    #[tracing::instrument(name = "dynamo.create_conversation", skip_all, fields(conversation = %conversation.id, messages = messages.len()))]
     async fn create_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError> {
         let table = &self.tables.conversations;
         let mut items = vec![conversation_item(table, conversation, messages)?];
@@ -56,10 +57,12 @@ impl Conversations for DynamoStore {
         }
     }
 
+    #[tracing::instrument(name = "dynamo.get_conversation", skip_all, fields(conversation = %id))]
     async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
         self.get_meta(owner, id).await?.into_domain()
     }
 
+    #[tracing::instrument(name = "dynamo.get_conversation_with_messages", skip_all, fields(conversation = %id))]
     async fn get_conversation_with_messages(
         &self,
         owner: &UserId,
@@ -82,6 +85,7 @@ impl Conversations for DynamoStore {
         Ok((meta.into_domain()?, assemble_messages(messages)?))
     }
 
+    #[tracing::instrument(name = "dynamo.list_conversations", skip_all, fields(solution = ?query.solution, limit = ?query.limit, paged = query.cursor.is_some()))]
     async fn list_conversations(
         &self,
         owner: &UserId,
@@ -144,6 +148,7 @@ impl Conversations for DynamoStore {
         .try_map(ConversationItem::into_domain)
     }
 
+    #[tracing::instrument(name = "dynamo.update_conversation", skip_all, fields(conversation = %id))]
     async fn update_conversation(
         &self,
         owner: &UserId,
@@ -203,6 +208,7 @@ impl Conversations for DynamoStore {
         item.into_domain()
     }
 
+    #[tracing::instrument(name = "dynamo.delete_conversation", skip_all, fields(conversation = %id))]
     async fn delete_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
         let key = sdk_key(schema::conversation_pk(id.as_str()), schema::META.to_owned());
         // 1. Mark: leaves the listings at once and makes every further append fail its condition.

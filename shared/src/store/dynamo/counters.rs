@@ -11,6 +11,7 @@ use crate::store::Counters;
 #[async_trait]
 impl Counters for DynamoStore {
     /// One `UpdateItem ... ADD` on the events table (it has the TTL): `pk = CTR#<key>#<window>`.
+    #[tracing::instrument(name = "dynamo.increment_counter", skip_all, fields(window_start = window_start))]
     async fn increment_counter(&self, key: &str, window_start: i64, ttl_secs: i64) -> Result<u64, StoreError> {
         let out = self
             .client

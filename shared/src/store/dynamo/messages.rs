@@ -15,6 +15,7 @@ use crate::store::{
 
 #[async_trait]
 impl Messages for DynamoStore {
+    #[tracing::instrument(name = "dynamo.append_message", skip_all, fields(conversation = %message.conversation_id, message = %message.id))]
     async fn append_message(&self, owner: &UserId, message: &Message, touch: &Touch) -> Result<Appended, StoreError> {
         let table = &self.tables.conversations;
         let id = &message.conversation_id;
@@ -63,6 +64,7 @@ impl Messages for DynamoStore {
         }
     }
 
+    #[tracing::instrument(name = "dynamo.list_messages", skip_all, fields(conversation = %id, limit = ?query.limit, paged = query.cursor.is_some()))]
     async fn list_messages(
         &self,
         owner: &UserId,
@@ -134,6 +136,7 @@ impl Messages for DynamoStore {
         cursor::next_page(assemble_messages(items)?, more, &scope, |last| last.id.to_string())
     }
 
+    #[tracing::instrument(name = "dynamo.find_by_client_id", skip_all, fields(conversation = %id))]
     async fn find_by_client_id(
         &self,
         owner: &UserId,
@@ -161,6 +164,7 @@ impl Messages for DynamoStore {
         Ok(assemble_messages(items)?.into_iter().next())
     }
 
+    #[tracing::instrument(name = "dynamo.delete_message", skip_all, fields(conversation = %id, message = %message))]
     async fn delete_message(&self, owner: &UserId, id: &ConversationId, message: &MessageId) -> Result<(), StoreError> {
         self.get_meta(owner, id).await?;
         let items = self
@@ -228,6 +232,7 @@ impl Messages for DynamoStore {
         Ok(())
     }
 
+    #[tracing::instrument(name = "dynamo.clear_messages", skip_all, fields(conversation = %id))]
     async fn clear_messages(&self, owner: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
         self.get_meta(owner, id).await?;
         let messages = self.delete_partition_items(id).await?;

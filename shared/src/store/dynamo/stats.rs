@@ -13,6 +13,7 @@ use crate::store::{rules, Stats};
 
 #[async_trait]
 impl Stats for DynamoStore {
+    #[tracing::instrument(name = "dynamo.add_stats", skip_all, fields(day = %day, solution = %solution, model = %model))]
     async fn add_stats(&self, day: &str, solution: &str, model: &str, delta: &StatsDelta) -> Result<(), StoreError> {
         let (key, expression, names, values) = stats_expression(day, solution, model, delta);
         self.client
@@ -28,6 +29,7 @@ impl Stats for DynamoStore {
         Ok(())
     }
 
+    #[tracing::instrument(name = "dynamo.stats_between", skip_all, fields(from = %from, to = %to))]
     async fn stats_between(&self, from: &str, to: &str) -> Result<Vec<StatsRow>, StoreError> {
         use futures::StreamExt;
         let days = crate::store::days_between(from, to);

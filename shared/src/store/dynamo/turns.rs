@@ -13,6 +13,7 @@ use crate::store::{rules, scaled_time, TurnBegun, TurnFinish, TurnStart, TurnWri
 
 #[async_trait]
 impl Turns for DynamoStore {
+    #[tracing::instrument(name = "dynamo.begin_turn", skip_all, fields(conversation = %start.conversation_id, turn = %start.turn_id))]
     async fn begin_turn(&self, start: &TurnStart) -> Result<TurnBegun, StoreError> {
         let owner = &start.owner;
         let limits = &start.limits;
@@ -141,6 +142,7 @@ impl Turns for DynamoStore {
         }
     }
 
+    #[tracing::instrument(name = "dynamo.finish_turn", skip_all, fields(reply = finish.reply.is_some(), tokens = finish.tokens, lease = finish.lease.is_some()))]
     async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
         let owner = &finish.owner;
         let mut parts: Vec<(Part, TransactWriteItem)> = Vec::new();

@@ -10,10 +10,12 @@ use crate::store::{cursor, page_size, rules, Activity, Page, DEFAULT_PAGE};
 
 #[async_trait]
 impl Activity for EmbeddedStore {
+    #[tracing::instrument(name = "embedded.record_events", skip_all, fields(events = events.len()))]
     async fn record_events(&self, events: &[AnalyticsEvent]) -> Result<(), StoreError> {
         self.record_activity(events, &[]).await
     }
 
+    #[tracing::instrument(name = "embedded.record_activity", skip_all, fields(events = events.len(), audit = audit.len()))]
     async fn record_activity(&self, events: &[AnalyticsEvent], audit: &[AuditEntry]) -> Result<(), StoreError> {
         let mut rows = Vec::with_capacity(events.len());
         for e in events {
@@ -52,6 +54,7 @@ impl Activity for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(name = "embedded.events_of_day", skip_all, fields(day = %day))]
     async fn events_of_day(&self, day: &str) -> Result<Vec<AnalyticsEvent>, StoreError> {
         let day = day.to_owned();
         self.with(move |conn| {
@@ -71,6 +74,7 @@ impl Activity for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(name = "embedded.list_audit", skip_all, fields(limit = ?limit, paged = cursor.is_some()))]
     async fn list_audit(
         &self,
         user: &UserId,

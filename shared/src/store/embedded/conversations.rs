@@ -13,6 +13,7 @@ use crate::store::{
 
 #[async_trait]
 impl Conversations for EmbeddedStore {
+    #[tracing::instrument(name = "embedded.create_conversation", skip_all, fields(conversation = %conversation.id, messages = messages.len()))]
     async fn create_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError> {
         let c = conversation.clone();
         let messages = messages.to_vec();
@@ -26,11 +27,13 @@ impl Conversations for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(name = "embedded.get_conversation", skip_all, fields(conversation = %id))]
     async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
         let (owner, id) = (owner.to_string(), id.to_string());
         self.with(move |conn| owned_conversation(conn, &owner, &id)).await
     }
 
+    #[tracing::instrument(name = "embedded.get_conversation_with_messages", skip_all, fields(conversation = %id))]
     async fn get_conversation_with_messages(
         &self,
         owner: &UserId,
@@ -46,6 +49,7 @@ impl Conversations for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(name = "embedded.list_conversations", skip_all, fields(solution = ?query.solution, limit = ?query.limit, paged = query.cursor.is_some()))]
     async fn list_conversations(
         &self,
         owner: &UserId,
@@ -85,6 +89,7 @@ impl Conversations for EmbeddedStore {
         Ok(page.map(|(c, _)| c))
     }
 
+    #[tracing::instrument(name = "embedded.update_conversation", skip_all, fields(conversation = %id))]
     async fn update_conversation(
         &self,
         owner: &UserId,
@@ -120,6 +125,7 @@ impl Conversations for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(name = "embedded.delete_conversation", skip_all, fields(conversation = %id))]
     async fn delete_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
         let (owner, id) = (owner.to_string(), id.to_string());
         self.with(move |conn| {

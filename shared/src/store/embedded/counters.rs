@@ -9,6 +9,7 @@ use crate::store::Counters;
 
 #[async_trait]
 impl Counters for EmbeddedStore {
+    #[tracing::instrument(name = "embedded.increment_counter", skip_all, fields(window_start = window_start))]
     async fn increment_counter(&self, key: &str, window_start: i64, ttl_secs: i64) -> Result<u64, StoreError> {
         let key = crate::store::schema::counter_pk(key, window_start);
         self.with(move |conn| {

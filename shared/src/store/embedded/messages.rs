@@ -41,6 +41,7 @@ pub(super) fn append_in(
 
 #[async_trait]
 impl Messages for EmbeddedStore {
+    #[tracing::instrument(name = "embedded.append_message", skip_all, fields(conversation = %message.conversation_id, message = %message.id))]
     async fn append_message(&self, owner: &UserId, message: &Message, touch: &Touch) -> Result<Appended, StoreError> {
         check_message_size(message)?;
         let (owner, m, touch) = (owner.to_string(), message.clone(), touch.clone());
@@ -55,6 +56,7 @@ impl Messages for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(name = "embedded.list_messages", skip_all, fields(conversation = %id, limit = ?query.limit, paged = query.cursor.is_some()))]
     async fn list_messages(
         &self,
         owner: &UserId,
@@ -81,6 +83,7 @@ impl Messages for EmbeddedStore {
         }
     }
 
+    #[tracing::instrument(name = "embedded.find_by_client_id", skip_all, fields(conversation = %id))]
     async fn find_by_client_id(
         &self,
         owner: &UserId,
@@ -95,6 +98,7 @@ impl Messages for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(name = "embedded.delete_message", skip_all, fields(conversation = %id, message = %message))]
     async fn delete_message(&self, owner: &UserId, id: &ConversationId, message: &MessageId) -> Result<(), StoreError> {
         let (owner, id, message) = (owner.to_string(), id.to_string(), message.to_string());
         self.with(move |conn| {
@@ -129,6 +133,7 @@ impl Messages for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(name = "embedded.clear_messages", skip_all, fields(conversation = %id))]
     async fn clear_messages(&self, owner: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
         let (owner, id) = (owner.to_string(), id.to_string());
         self.with(move |conn| {

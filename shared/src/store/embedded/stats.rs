@@ -40,6 +40,7 @@ pub(super) fn stats_in(
 
 #[async_trait]
 impl Stats for EmbeddedStore {
+    #[tracing::instrument(name = "embedded.add_stats", skip_all, fields(day = %day, solution = %solution, model = %model))]
     async fn add_stats(&self, day: &str, solution: &str, model: &str, delta: &StatsDelta) -> Result<(), StoreError> {
         let (day, solution, model, delta) = (day.to_owned(), solution.to_owned(), model.to_owned(), delta.clone());
         self.with(move |conn| {
@@ -52,6 +53,7 @@ impl Stats for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(name = "embedded.stats_between", skip_all, fields(from = %from, to = %to))]
     async fn stats_between(&self, from: &str, to: &str) -> Result<Vec<StatsRow>, StoreError> {
         let (from, to) = (from.to_owned(), to.to_owned());
         self.with(move |conn| {

@@ -13,6 +13,7 @@ use crate::store::{check_message_size, rules, Touch, TurnBegun, TurnFinish, Turn
 
 #[async_trait]
 impl Turns for EmbeddedStore {
+    #[tracing::instrument(name = "embedded.begin_turn", skip_all, fields(conversation = %start.conversation_id, turn = %start.turn_id))]
     async fn begin_turn(&self, start: &TurnStart) -> Result<TurnBegun, StoreError> {
         let start = start.clone();
         self.with(move |conn| {
@@ -138,6 +139,7 @@ impl Turns for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(name = "embedded.finish_turn", skip_all, fields(reply = finish.reply.is_some(), tokens = finish.tokens, lease = finish.lease.is_some()))]
     async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
         if let Some(reply) = &finish.reply {
             check_message_size(reply)?;
