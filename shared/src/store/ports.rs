@@ -2,6 +2,8 @@
 
 use async_trait::async_trait;
 
+#[cfg(doc)]
+use super::rules::{DEFAULT_PAGE, MAX_PAGE};
 use crate::domain::{
     AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, Message, MessageId, SolutionFilter,
     StatsDelta, StatsRow, Timestamp, UserId,
