@@ -356,16 +356,20 @@ async fn rate_limit(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
     if limit == 0 {
         return Ok(());
     }
-    let now = state.now().timestamp();
-    let window = now - now.rem_euclid(60);
+    let now = state.now();
+    let window = crate::store::rules::rate_window(now);
     let count = state
         .store
-        .increment_counter(&crate::store::schema::rate_key(caller.user.as_str()), window, 120)
+        .increment_counter(
+            &crate::store::schema::rate_key(caller.user.as_str()),
+            window.start,
+            crate::store::rules::RATE_COUNTER_TTL_SECS,
+        )
         .await?;
     if count > limit {
         return Err(ApiError::RateLimited {
             message: format!("at most {limit} requests per minute; retry after the minute ends"),
-            retry_after: u64::try_from(window + 60 - now).unwrap_or(1).max(1),
+            retry_after: crate::store::rules::retry_after(now, window.end),
         });
     }
     Ok(())

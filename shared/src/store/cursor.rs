@@ -12,6 +12,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::ports::Page;
+use crate::domain::{ConversationId, MessageId};
 use crate::error::StoreError;
 
 const TAG_BYTES: usize = 12;
@@ -59,6 +61,62 @@ pub fn messages_scope(owner: &str, conversation: &str) -> String {
     format!("messages\0{owner}\0{conversation}")
 }
 
+/// The scope of a user's audit log.
+pub fn audit_scope(user: &str) -> String {
+    format!("audit\0{user}")
+}
+
+/// The position a conversation listing's cursor holds: the rank and the id of the last
+/// conversation returned (the next page starts below it).
+pub fn conversation_position(scope: &str, cursor: Option<&str>) -> Result<Option<(i64, String)>, StoreError> {
+    let Some(cursor) = cursor else {
+        return Ok(None);
+    };
+    let (rank, id): (i64, String) = decode(scope, cursor)?;
+    ConversationId::parse(&id).map_err(|_| StoreError::InvalidCursor)?;
+    Ok(Some((rank, id)))
+}
+
+/// The position a message listing's cursor holds: the id of the last message returned (the next
+/// page starts after it).
+pub fn message_position(scope: &str, cursor: Option<&str>) -> Result<Option<String>, StoreError> {
+    let Some(cursor) = cursor else {
+        return Ok(None);
+    };
+    let last: String = decode(scope, cursor)?;
+    MessageId::parse(&last).map_err(|_| StoreError::InvalidCursor)?;
+    Ok(Some(last))
+}
+
+/// One page of an over-fetched listing: `items` holds up to `limit + 1` items in listing order
+/// (asking for one more than the page tells whether another page follows). The page keeps the
+/// first `limit`; when more followed, its cursor is `position` of the last one kept.
+pub fn page<T, P: Serialize>(
+    mut items: Vec<T>,
+    limit: usize,
+    scope: &str,
+    position: impl FnOnce(&T) -> P,
+) -> Result<Page<T>, StoreError> {
+    let more = items.len() > limit;
+    items.truncate(limit);
+    next_page(items, more, scope, position)
+}
+
+/// A page of `items`, with the cursor of the next one (`position` of the last item) when `more`
+/// items follow.
+pub fn next_page<T, P: Serialize>(
+    items: Vec<T>,
+    more: bool,
+    scope: &str,
+    position: impl FnOnce(&T) -> P,
+) -> Result<Page<T>, StoreError> {
+    let next_cursor = match (more, items.last()) {
+        (true, Some(last)) => Some(encode(scope, &position(last))?),
+        _ => None,
+    };
+    Ok(Page { items, next_cursor })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +129,16 @@ mod tests {
             decode::<(i64, String)>("b", &c),
             Err(StoreError::InvalidCursor)
         ));
+    }
+
+    #[test]
+    fn an_over_fetched_listing_pages_with_the_cursor_of_its_last_kept_item() {
+        let page = page((1..=4).collect::<Vec<i64>>(), 3, "s", |last| *last).unwrap_or_else(|_| unreachable!());
+        assert_eq!(page.items, vec![1, 2, 3]);
+        let next = page.next_cursor.unwrap_or_default();
+        assert_eq!(decode::<i64>("s", &next).ok(), Some(3));
+        let last = super::page((1..=3).collect::<Vec<i64>>(), 3, "s", |last| *last).unwrap_or_else(|_| unreachable!());
+        assert_eq!((last.items.len(), last.next_cursor), (3, None));
     }
 
     #[test]

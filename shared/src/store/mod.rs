@@ -3,13 +3,20 @@
 //! - [`ports`]: the capability traits ([`Conversations`], [`Messages`], [`Turns`], [`Activity`],
 //!   [`Stats`], [`Counters`]) and their sum [`Store`], with the values they take and return.
 //! - [`rules`]: what every adapter shares, written once (size bounds, page sizes, the listing
-//!   rank, time windows and their expiries, day ranges).
-//! - [`cursor`]: opaque, scoped pagination cursors.
+//!   rank, a conversation as created, stored timestamps, the rate window, budget, lease, event and
+//!   stats expiries, day ranges).
+//! - [`cursor`]: opaque, scoped pagination cursors, their positions and over-fetched paging.
+//! - [`schema`]: DynamoDB key formats and table definitions (in `dynamo/`; the embedded store keys
+//!   its counters the same way).
 //! - [`compose`]: a store assembled from one capability each ([`StoreParts`]), so a wrapper
 //!   (fault injection, a test double) replaces one capability, not every method.
 //! - [`counting`]: a wrapper that records every call (round-trip counts in tests and benchmarks).
 //! - [`dynamo::DynamoStore`]: DynamoDB, the production store (tables keyed by conversation).
-//! - [`embedded::EmbeddedStore`]: SQLite in a file, the default when no table is configured.
+//! - [`embedded::EmbeddedStore`]: SQLite in a file, the default when no table is configured
+//!   (feature `embedded`).
+//!
+//! Each adapter is a folder with one file per capability; every capability method runs in a
+//! tracing span named `<adapter>.<operation>` (`dynamo.begin_turn`, `embedded.list_messages`).
 //!
 //! One conformance suite (`tests/api/store_conformance.rs`) holds both adapters to the same
 //! behaviour. `docs/data-model.md` lists every access pattern with its key condition and round trips.
@@ -23,7 +30,8 @@ pub mod embedded;
 mod open;
 pub mod ports;
 pub mod rules;
-pub mod schema;
+
+pub use dynamo::schema;
 
 pub use compose::StoreParts;
 pub use open::{from_env, open, probe, Probe};

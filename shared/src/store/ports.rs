@@ -2,6 +2,8 @@
 
 use async_trait::async_trait;
 
+#[cfg(doc)]
+use super::rules::{DEFAULT_PAGE, MAX_PAGE};
 use crate::domain::{
     AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, Message, MessageId, SolutionFilter,
     StatsDelta, StatsRow, Timestamp, UserId,
@@ -15,6 +17,24 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// Opaque cursor for the next page; `None` at the end.
     pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// The same page with every item converted by `f`.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            next_cursor: self.next_cursor,
+        }
+    }
+
+    /// The same page with every item converted by `f`, or the first error.
+    pub fn try_map<U, E>(self, f: impl FnMut(T) -> Result<U, E>) -> Result<Page<U>, E> {
+        Ok(Page {
+            items: self.items.into_iter().map(f).collect::<Result<_, _>>()?,
+            next_cursor: self.next_cursor,
+        })
+    }
 }
 
 /// Parameters of the per-owner conversation listing.

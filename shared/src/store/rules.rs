@@ -1,7 +1,12 @@
-//! Rules every adapter shares, written once: size bounds, page sizes, the listing rank, time
-//! windows of the rate limit and the budgets and their expiries, day ranges.
+//! Rules every adapter shares, written once: size bounds, page sizes, the listing rank, a
+//! conversation as created, stored timestamps, time windows of the rate limit and the budgets and
+//! their expiries, the stream lease, where an analytics event is filed and how long rows are kept,
+//! day ranges.
 
-use crate::domain::{ConversationId, Message, Timestamp};
+use std::time::Duration;
+
+use super::ports::{StreamLease, TurnStart};
+use crate::domain::{self, AnalyticsEvent, Conversation, ConversationId, Message, Timestamp};
 use crate::error::StoreError;
 
 /// Largest message content a store accepts, in bytes (UTF-8). DynamoDB items are limited to 400 KB,
@@ -15,11 +20,110 @@ pub const MAX_PAGE: u32 = 100;
 /// Page size when the client does not ask for one.
 pub const DEFAULT_PAGE: u32 = 50;
 
+/// Length of a rate-limit window, in seconds (the limit is per minute).
+pub const RATE_WINDOW_SECS: i64 = 60;
+/// How long a rate counter is kept from the start of its window, in seconds: its own window and
+/// one more, so it never expires while it still counts. The one expiry of every rate counter (the
+/// routes' `increment_counter` and the chat turn's admission).
+pub const RATE_COUNTER_TTL_SECS: i64 = 2 * RATE_WINDOW_SECS;
+
+/// The rate-limit window a time falls in (epoch seconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateWindow {
+    /// Its start: the key of its counter.
+    pub start: i64,
+    /// Its end (exclusive): when a refused caller may retry.
+    pub end: i64,
+    /// When its counter expires: `start + RATE_COUNTER_TTL_SECS`.
+    pub expires_at: i64,
+}
+
+/// The rate-limit window containing `now`.
+pub fn rate_window(now: Timestamp) -> RateWindow {
+    let t = now.timestamp();
+    let start = t - t.rem_euclid(RATE_WINDOW_SECS);
+    RateWindow {
+        start,
+        end: start + RATE_WINDOW_SECS,
+        expires_at: start + RATE_COUNTER_TTL_SECS,
+    }
+}
+
+/// How long a token-budget counter is kept after its window ends, in seconds (two days).
+pub const BUDGET_GRACE_SECS: i64 = 2 * 86_400;
+
+/// When the day and month budget counters charged for a turn started at `started` expire (epoch
+/// seconds): the end of its UTC day and UTC month, plus [`BUDGET_GRACE_SECS`].
+pub fn budget_expiries(started: Timestamp) -> (i64, i64) {
+    let (_, day, month) = window_ends(started);
+    (day + BUDGET_GRACE_SECS, month + BUDGET_GRACE_SECS)
+}
+
+/// The stream slot `slot` leased to the turn `start` until `now + lease_secs`.
+pub fn lease(start: &TurnStart, slot: u32) -> StreamLease {
+    StreamLease {
+        slot,
+        turn_id: start.turn_id.clone(),
+        expires_at: start.now.timestamp() + start.limits.lease_secs,
+    }
+}
+
+/// How long analytics events are kept unless configured otherwise (90 days).
+pub const DEFAULT_EVENT_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// Where an analytics event is filed and until when it is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRow {
+    /// Its UTC day, `YYYY-MM-DD` (what [`super::Activity::events_of_day`] reads).
+    pub day: String,
+    /// When it expires (epoch seconds): its timestamp plus the store's event TTL.
+    pub expires_at: i64,
+}
+
+/// The day and expiry of an event kept for `ttl`.
+pub fn event_row(event: &AnalyticsEvent, ttl: Duration) -> EventRow {
+    EventRow {
+        day: event.timestamp.format("%Y-%m-%d").to_string(),
+        expires_at: event.timestamp.timestamp() + ttl.as_secs() as i64,
+    }
+}
+
+/// How long a day's analytics counters are kept where the store expires them (DynamoDB's TTL), in days.
+pub const STATS_RETENTION_DAYS: i64 = 400;
+
+/// When the analytics counters of `day` (`YYYY-MM-DD`) expire (epoch seconds): its UTC midnight plus
+/// [`STATS_RETENTION_DAYS`]; 0 (expire whenever) when the day does not parse.
+pub fn stats_expiry(day: &str) -> i64 {
+    chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp()) + STATS_RETENTION_DAYS * 24 * 3600)
+        .unwrap_or(0)
+}
+
+/// Parses a stored timestamp (RFC 3339, as [`domain::ts::format`] writes it).
+pub fn parse_ts(raw: &str) -> Result<Timestamp, StoreError> {
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| StoreError::internal("stored timestamp", e))
+}
+
+/// A conversation as stored when it is created with its first messages: `updatedAt` is the later
+/// of its own and the last message's time, the preview is the last message's, the count theirs.
+/// Without messages it is stored as given.
+pub fn as_created(conversation: &Conversation, messages: &[Message]) -> Conversation {
+    let mut stored = conversation.clone();
+    if let Some(last) = messages.last() {
+        stored.updated_at = conversation.updated_at.max(last.created_at);
+        stored.last_message = Some(domain::preview(&last.content));
+        stored.message_count = messages.len() as u64;
+    }
+    stored
+}
+
 /// Seconds from `now` to the end of the rate-limit minute, the UTC day and the UTC month.
 pub fn window_ends(now: Timestamp) -> (i64, i64, i64) {
     use chrono::{Datelike, NaiveDate};
     let t = now.timestamp();
-    let minute = t - t.rem_euclid(60) + 60;
+    let minute = rate_window(now).end;
     let date = now.date_naive();
     let day = date
         .succ_opt()
@@ -164,5 +268,32 @@ mod tests {
             .timestamp();
         assert_eq!(window_ends(mid).2, march1);
         assert_eq!(retry_after(mid, mid.timestamp() - 5), 1, "never below one second");
+    }
+
+    #[test]
+    fn a_rate_window_is_the_minute_and_its_counter_outlives_it_by_one() {
+        let at = chrono::Utc
+            .with_ymd_and_hms(2026, 2, 10, 12, 0, 59)
+            .single()
+            .unwrap_or_default();
+        let w = rate_window(at);
+        assert_eq!(w.start, at.timestamp() - 59);
+        assert_eq!(w.end, w.start + 60);
+        assert_eq!(w.expires_at, w.start + 120);
+        assert_eq!(window_ends(at).0, w.end);
+        let (day, month) = budget_expiries(at);
+        let (_, day_end, month_end) = window_ends(at);
+        assert_eq!((day, month), (day_end + 2 * 86_400, month_end + 2 * 86_400));
+    }
+
+    #[test]
+    fn stats_expire_400_days_after_their_day() {
+        let midnight = chrono::Utc
+            .with_ymd_and_hms(2026, 2, 10, 0, 0, 0)
+            .single()
+            .unwrap_or_default()
+            .timestamp();
+        assert_eq!(stats_expiry("2026-02-10"), midnight + 400 * 86_400);
+        assert_eq!(stats_expiry("not a day"), 0);
     }
 }

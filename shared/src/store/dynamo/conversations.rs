@@ -1,0 +1,243 @@
+//! Conversations on DynamoDB: create, read, list, update, delete.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+
+use super::items::{assemble_messages, conversation_item, message_items, ConversationItem};
+use super::schema;
+use super::{classify, from_item, n, owner_condition, s, sdk_key, DynamoStore, Item};
+use crate::domain::{ts, Conversation, ConversationId, Message, SolutionFilter, Timestamp, UserId};
+use crate::error::StoreError;
+use crate::store::{
+    cursor, listing_rank, page_size, pin_base, scaled_time, ConversationPatch, Conversations, ListConversations, Page,
+    DEFAULT_PAGE,
+};
+
+#[async_trait]
+impl Conversations for DynamoStore {
+    #[tracing::instrument(name = "dynamo.create_conversation", skip_all, fields(conversation = %conversation.id, messages = messages.len()))]
+    async fn create_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError> {
+        let table = &self.tables.conversations;
+        let mut items = vec![conversation_item(table, conversation, messages)?];
+        for m in messages {
+            items.extend(message_items(table, m)?);
+        }
+        if items.len() == 1 {
+            // A lone conversation: a conditional PutItem costs half a transaction.
+            let put = items.into_iter().next().and_then(|i| i.put);
+            let Some(put) = put else {
+                return Err(StoreError::internal("create conversation", "no put"));
+            };
+            let result = self
+                .client
+                .put_item()
+                .table_name(table)
+                .set_item(Some(put.item))
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", schema::PK)
+                .send()
+                .await;
+            return match result {
+                Ok(_) => Ok(()),
+                Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Err(
+                    StoreError::Conflict(format!("conversation {} already exists", conversation.id)),
+                ),
+                Err(e) => Err(classify("PutItem conversation", e)),
+            };
+        }
+        match self.transact(items).await? {
+            Ok(()) => Ok(()),
+            Err(codes) if codes.first().and_then(Option::as_deref) == Some("ConditionalCheckFailed") => Err(
+                StoreError::Conflict(format!("conversation {} already exists", conversation.id)),
+            ),
+            Err(_) => Err(StoreError::Conflict(
+                "a message id or client message id is repeated".to_owned(),
+            )),
+        }
+    }
+
+    #[tracing::instrument(name = "dynamo.get_conversation", skip_all, fields(conversation = %id))]
+    async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
+        self.get_meta(owner, id).await?.into_domain()
+    }
+
+    #[tracing::instrument(name = "dynamo.get_conversation_with_messages", skip_all, fields(conversation = %id))]
+    async fn get_conversation_with_messages(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+    ) -> Result<(Conversation, Vec<Message>), StoreError> {
+        let items = self.query_partition(id, None, false).await?;
+        let mut meta: Option<ConversationItem> = None;
+        let mut messages = Vec::with_capacity(items.len());
+        for item in items {
+            match item.get(schema::SK) {
+                Some(AttributeValue::S(sk)) if sk == schema::META => meta = Some(from_item(item)?),
+                Some(AttributeValue::S(sk)) if sk.starts_with(schema::MSG_PREFIX) => messages.push(item),
+                _ => {}
+            }
+        }
+        let meta = meta.ok_or(StoreError::NotFound)?;
+        if !meta.visible_to(owner) {
+            return Err(StoreError::NotFound);
+        }
+        Ok((meta.into_domain()?, assemble_messages(messages)?))
+    }
+
+    #[tracing::instrument(name = "dynamo.list_conversations", skip_all, fields(solution = ?query.solution, limit = ?query.limit, paged = query.cursor.is_some()))]
+    async fn list_conversations(
+        &self,
+        owner: &UserId,
+        query: &ListConversations,
+    ) -> Result<Page<Conversation>, StoreError> {
+        let limit = page_size(query.limit, DEFAULT_PAGE);
+        let bucket = query.solution.map(SolutionFilter::bucket);
+        let scope = cursor::conversations_scope(owner.as_str(), bucket);
+        let (index, pk_attr, sk_attr, pk) = match bucket {
+            None => (schema::GSI_OWNER, "gsi1pk", "gsi1sk", schema::owner_pk(owner.as_str())),
+            Some(b) => (
+                schema::GSI_OWNER_SOLUTION,
+                "gsi2pk",
+                "gsi2sk",
+                schema::owner_solution_pk(owner.as_str(), b),
+            ),
+        };
+        let start = match cursor::conversation_position(&scope, query.cursor.as_deref())? {
+            None => None,
+            Some((rank, id)) => {
+                let mut key = sdk_key(schema::conversation_pk(&id), schema::META.to_owned());
+                key.insert(pk_attr.to_owned(), s(pk.clone()));
+                key.insert(sk_attr.to_owned(), n(rank));
+                Some(key)
+            }
+        };
+        // Ask for one more than the page so we know whether another page follows.
+        let mut items: Vec<Item> = Vec::new();
+        let mut start = start;
+        let want = limit as usize + 1;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.tables.conversations)
+                .index_name(index)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", pk_attr)
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .scan_index_forward(false)
+                .limit((want - items.len()) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify("Query owner index", e))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() && items.len() < want => start = Some(key),
+                _ => break,
+            }
+        }
+        // Only the page's items are read; the one beyond it only says that another page follows.
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        let metas: Vec<ConversationItem> = items.into_iter().map(from_item).collect::<Result<_, _>>()?;
+        cursor::next_page(metas, more, &scope, |last| {
+            let rank = if bucket.is_some() { last.gsi2sk } else { last.gsi1sk };
+            (rank, last.id.clone())
+        })?
+        .try_map(ConversationItem::into_domain)
+    }
+
+    #[tracing::instrument(name = "dynamo.update_conversation", skip_all, fields(conversation = %id))]
+    async fn update_conversation(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        patch: &ConversationPatch,
+        now: Timestamp,
+    ) -> Result<Conversation, StoreError> {
+        let mut sets = vec!["updatedAt = :now".to_owned()];
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.tables.conversations)
+            .key(schema::PK, s(schema::conversation_pk(id.as_str())))
+            .key(schema::SK, s(schema::META))
+            .condition_expression(owner_condition())
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_values(":owner", s(owner.as_str()))
+            .expression_attribute_values(":now", s(ts::format(&now)))
+            .return_values(ReturnValue::AllNew);
+        if let Some(title) = &patch.title {
+            sets.push("title = :title".to_owned());
+            req = req.expression_attribute_values(":title", s(title));
+        }
+        if let Some(shared) = patch.is_shared {
+            sets.push("isShared = :shared".to_owned());
+            req = req.expression_attribute_values(":shared", AttributeValue::Bool(shared));
+        }
+        if let Some(model) = &patch.model {
+            sets.push("#model = :model".to_owned());
+            req = req
+                .expression_attribute_names("#model", "model")
+                .expression_attribute_values(":model", s(model));
+        }
+        match patch.is_pinned {
+            Some(pinned) => {
+                let rank = listing_rank(pinned, id, now);
+                sets.push("isPinned = :pinned, pinBase = :pinBase, gsi1sk = :rank, gsi2sk = :rank".to_owned());
+                req = req
+                    .expression_attribute_values(":pinned", AttributeValue::Bool(pinned))
+                    .expression_attribute_values(":pinBase", n(pin_base(pinned, id)))
+                    .expression_attribute_values(":rank", n(rank));
+            }
+            None => {
+                sets.push("gsi1sk = pinBase + :scaled, gsi2sk = pinBase + :scaled".to_owned());
+                req = req.expression_attribute_values(":scaled", n(scaled_time(now)));
+            }
+        }
+        let out = req
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await
+            .map_err(|e| match e {
+                SdkError::ServiceError(se) if se.err().is_conditional_check_failed_exception() => StoreError::NotFound,
+                other => classify("UpdateItem conversation", other),
+            })?;
+        let item: ConversationItem = from_item(out.attributes.unwrap_or_default())?;
+        item.into_domain()
+    }
+
+    #[tracing::instrument(name = "dynamo.delete_conversation", skip_all, fields(conversation = %id))]
+    async fn delete_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
+        let key = sdk_key(schema::conversation_pk(id.as_str()), schema::META.to_owned());
+        // 1. Mark: leaves the listings at once and makes every further append fail its condition.
+        //    A delete interrupted after this point can be repeated and finishes the job.
+        self.client
+            .update_item()
+            .table_name(&self.tables.conversations)
+            .set_key(Some(key.clone()))
+            .update_expression("SET deleting = :yes REMOVE gsi1pk, gsi2pk")
+            .condition_expression("attribute_exists(#pk) AND ownerId = :owner")
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_values(":owner", s(owner.as_str()))
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(|e| match e {
+                SdkError::ServiceError(se) if se.err().is_conditional_check_failed_exception() => StoreError::NotFound,
+                other => classify("UpdateItem mark deleting", other),
+            })?;
+        // 2. Remove every other item of the partition.
+        let messages = self.delete_partition_items(id).await?;
+        // 3. The conversation itself, last.
+        self.client
+            .delete_item()
+            .table_name(&self.tables.conversations)
+            .set_key(Some(key))
+            .send()
+            .await
+            .map_err(|e| classify("DeleteItem conversation", e))?;
+        Ok(messages)
+    }
+}

@@ -1,0 +1,291 @@
+//! The items of the conversations table and their conversions to and from the domain.
+
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
+use serde::{Deserialize, Serialize};
+
+use super::schema;
+use super::{from_item, put_if_absent, to_item, Item};
+use crate::domain::{
+    ts, ClientMessageId, Conversation, ConversationId, FinishReason, Message, MessageId, MessagePart, Role, Solution,
+    SolutionFilter, Usage, UserId,
+};
+use crate::error::StoreError;
+use crate::store::{check_message_size, listing_rank, pin_base, rules};
+
+/// Bytes of content per item. DynamoDB's item limit is 400 KB including attribute names and the
+/// other attributes; 300 KB of content leaves ample room for them.
+pub const CHUNK_BYTES: usize = 300 * 1024;
+
+/// The conversation item (`sk = META`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ConversationItem {
+    pub(super) pk: String,
+    pub(super) sk: String,
+    pub(super) id: String,
+    pub(super) owner_id: String,
+    pub(super) title: String,
+    pub(super) is_pinned: bool,
+    pub(super) is_shared: bool,
+    pub(super) model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) solution_type: Option<Solution>,
+    pub(super) created_at: String,
+    pub(super) updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) last_message: Option<String>,
+    #[serde(default)]
+    pub(super) message_count: u64,
+    pub(super) pin_base: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) gsi1pk: Option<String>,
+    pub(super) gsi1sk: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) gsi2pk: Option<String>,
+    pub(super) gsi2sk: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) deleting: Option<bool>,
+}
+
+impl ConversationItem {
+    pub(super) fn from_domain(c: &Conversation) -> Self {
+        let rank = listing_rank(c.is_pinned, &c.id, c.updated_at);
+        Self {
+            pk: schema::conversation_pk(c.id.as_str()),
+            sk: schema::META.to_owned(),
+            id: c.id.to_string(),
+            owner_id: c.owner.to_string(),
+            title: c.title.clone(),
+            is_pinned: c.is_pinned,
+            is_shared: c.is_shared,
+            model: c.model.clone(),
+            solution_type: c.solution_type,
+            created_at: ts::format(&c.created_at),
+            updated_at: ts::format(&c.updated_at),
+            last_message: c.last_message.clone(),
+            message_count: c.message_count,
+            pin_base: pin_base(c.is_pinned, &c.id),
+            gsi1pk: Some(schema::owner_pk(c.owner.as_str())),
+            gsi1sk: rank,
+            gsi2pk: Some(schema::owner_solution_pk(
+                c.owner.as_str(),
+                SolutionFilter::of(c.solution_type).bucket(),
+            )),
+            gsi2sk: rank,
+            deleting: None,
+        }
+    }
+
+    /// Whether `owner` may see it: theirs, and no delete under way.
+    pub(super) fn visible_to(&self, owner: &UserId) -> bool {
+        self.owner_id == owner.as_str() && !self.deleting.unwrap_or(false)
+    }
+
+    pub(super) fn into_domain(self) -> Result<Conversation, StoreError> {
+        Ok(Conversation {
+            id: ConversationId::parse(&self.id).map_err(|e| StoreError::internal("stored conversation id", e))?,
+            owner: UserId::parse(&self.owner_id).map_err(|e| StoreError::internal("stored owner id", e))?,
+            title: self.title,
+            is_pinned: self.is_pinned,
+            is_shared: self.is_shared,
+            model: self.model,
+            solution_type: self.solution_type,
+            created_at: rules::parse_ts(&self.created_at)?,
+            updated_at: rules::parse_ts(&self.updated_at)?,
+            last_message: self.last_message,
+            message_count: self.message_count,
+        })
+    }
+}
+
+/// A message item (`sk = MSG#<ulid>`); content beyond [`CHUNK_BYTES`] lives in chunk items.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct MessageItem {
+    pub(super) pk: String,
+    pub(super) sk: String,
+    pub(super) id: String,
+    pub(super) conversation_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) client_id: Option<String>,
+    pub(super) role: Role,
+    pub(super) content: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(super) chunks: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) parts: Vec<MessagePart>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) usage: Option<Usage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) latency_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) finish_reason: Option<FinishReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) error: Option<String>,
+    pub(super) created_at: String,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A continuation chunk of a message's content.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct ChunkItem {
+    pub(super) pk: String,
+    pub(super) sk: String,
+    pub(super) content: String,
+}
+
+/// A client-id marker: makes a client's message id unique within its conversation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ClientIdItem {
+    pub(super) pk: String,
+    pub(super) sk: String,
+    pub(super) message_id: String,
+}
+
+/// Splits `text` into pieces of at most `max` bytes, on character boundaries.
+pub(super) fn split_content(text: &str, max: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while rest.len() > max {
+        let mut cut = max;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (head, tail) = rest.split_at(cut);
+        out.push(head);
+        rest = tail;
+    }
+    out.push(rest);
+    out
+}
+
+/// The items storing one message: head, chunks, client-id marker. Each is a conditional put.
+pub(super) fn message_items(table: &str, message: &Message) -> Result<Vec<TransactWriteItem>, StoreError> {
+    check_message_size(message)?;
+    let pk = schema::conversation_pk(message.conversation_id.as_str());
+    let pieces = split_content(&message.content, CHUNK_BYTES);
+    let head = MessageItem {
+        pk: pk.clone(),
+        sk: schema::message_sk(message.id.as_str()),
+        id: message.id.to_string(),
+        conversation_id: message.conversation_id.to_string(),
+        client_id: message.client_id.as_ref().map(ToString::to_string),
+        role: message.role,
+        content: pieces.first().copied().unwrap_or_default().to_owned(),
+        chunks: (pieces.len().saturating_sub(1)) as u32,
+        parts: message.parts.clone(),
+        model: message.model.clone(),
+        usage: message.usage,
+        latency_ms: message.latency_ms,
+        finish_reason: message.finish_reason,
+        error: message.error.clone(),
+        created_at: ts::format(&message.created_at),
+    };
+    let mut items = vec![put_if_absent(table, to_item(&head)?)];
+    for (i, piece) in pieces.iter().enumerate().skip(1) {
+        let chunk = ChunkItem {
+            pk: pk.clone(),
+            sk: schema::chunk_sk(message.id.as_str(), i),
+            content: (*piece).to_owned(),
+        };
+        items.push(put_if_absent(table, to_item(&chunk)?));
+    }
+    if let Some(client_id) = &message.client_id {
+        let marker = ClientIdItem {
+            pk,
+            sk: schema::client_id_sk(client_id.as_str()),
+            message_id: message.id.to_string(),
+        };
+        items.push(put_if_absent(table, to_item(&marker)?));
+    }
+    Ok(items)
+}
+
+/// Reassembles messages from a run of `MSG#` items (heads followed by their chunks).
+pub(super) fn assemble_messages(items: Vec<Item>) -> Result<Vec<Message>, StoreError> {
+    let mut out: Vec<(MessageItem, u32)> = Vec::new();
+    for item in items {
+        let sk = match item.get(schema::SK) {
+            Some(AttributeValue::S(sk)) => sk.clone(),
+            _ => return Err(StoreError::internal("assembling messages", "item without a sort key")),
+        };
+        if !sk.starts_with(schema::MSG_PREFIX) {
+            continue;
+        }
+        if sk.contains("#C") {
+            let chunk: ChunkItem = from_item(item)?;
+            match out.last_mut() {
+                Some((head, seen)) if chunk.sk.starts_with(&head.sk) => {
+                    head.content.push_str(&chunk.content);
+                    *seen += 1;
+                }
+                _ => return Err(StoreError::internal("assembling messages", "chunk without its message")),
+            }
+        } else {
+            out.push((from_item(item)?, 0));
+        }
+    }
+    out.into_iter()
+        .map(|(head, seen)| {
+            if seen != head.chunks {
+                return Err(StoreError::internal(
+                    "assembling messages",
+                    "message with missing chunks",
+                ));
+            }
+            head_into_domain(head)
+        })
+        .collect()
+}
+
+fn head_into_domain(head: MessageItem) -> Result<Message, StoreError> {
+    Ok(Message {
+        id: MessageId::parse(&head.id).map_err(|e| StoreError::internal("stored message id", e))?,
+        conversation_id: ConversationId::parse(&head.conversation_id)
+            .map_err(|e| StoreError::internal("stored conversation id", e))?,
+        client_id: head
+            .client_id
+            .map(|c| ClientMessageId::parse(&c))
+            .transpose()
+            .map_err(|e| StoreError::internal("stored client id", e))?,
+        role: head.role,
+        content: head.content,
+        parts: head.parts,
+        model: head.model,
+        usage: head.usage,
+        latency_ms: head.latency_ms,
+        finish_reason: head.finish_reason,
+        error: head.error,
+        created_at: rules::parse_ts(&head.created_at)?,
+    })
+}
+
+/// The conditional put creating a conversation (as [`rules::as_created`] with its first messages).
+pub(super) fn conversation_item(
+    table: &str,
+    conversation: &Conversation,
+    messages: &[Message],
+) -> Result<TransactWriteItem, StoreError> {
+    let meta = ConversationItem::from_domain(&rules::as_created(conversation, messages));
+    Ok(put_if_absent(table, to_item(&meta)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_splits_on_character_boundaries_and_rejoins_exactly() {
+        let text = "é🙂a".repeat(1000);
+        let pieces = split_content(&text, 7);
+        assert!(pieces.iter().all(|p| p.len() <= 7));
+        assert_eq!(pieces.concat(), text);
+        assert_eq!(split_content("", 7), vec![""]);
+    }
+}

@@ -1,0 +1,173 @@
+//! Daily analytics counters on DynamoDB (events table, one item per day × solution × model).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::schema;
+use super::{classify, n, s, sdk_key, DynamoStore, Item};
+use crate::domain::{StatsDelta, StatsRow};
+use crate::error::StoreError;
+use crate::store::{rules, Stats};
+
+#[async_trait]
+impl Stats for DynamoStore {
+    #[tracing::instrument(name = "dynamo.add_stats", skip_all, fields(day = %day, solution = %solution, model = %model))]
+    async fn add_stats(&self, day: &str, solution: &str, model: &str, delta: &StatsDelta) -> Result<(), StoreError> {
+        let (key, expression, names, values) = stats_expression(day, solution, model, delta);
+        self.client
+            .update_item()
+            .table_name(&self.tables.events)
+            .set_key(Some(key))
+            .update_expression(expression)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem stats", e))?;
+        Ok(())
+    }
+
+    #[tracing::instrument(name = "dynamo.stats_between", skip_all, fields(from = %from, to = %to))]
+    async fn stats_between(&self, from: &str, to: &str) -> Result<Vec<StatsRow>, StoreError> {
+        use futures::StreamExt;
+        let days = crate::store::days_between(from, to);
+        let pages: Vec<Result<Vec<StatsRow>, StoreError>> = futures::stream::iter(days)
+            .map(|day| async move {
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.tables.events)
+                    .key_condition_expression("#pk = :pk")
+                    .expression_attribute_names("#pk", schema::PK)
+                    .expression_attribute_values(":pk", s(schema::stats_pk(&day)))
+                    .send()
+                    .await
+                    .map_err(|e| classify("Query stats", e))?;
+                Ok(out.items.unwrap_or_default().iter().map(stats_row).collect())
+            })
+            .buffered(8)
+            .collect()
+            .await;
+        let mut rows = Vec::new();
+        for page in pages {
+            rows.extend(page?);
+        }
+        Ok(rows)
+    }
+}
+
+/// Reads a counter item (numbers, histogram attributes `l<i>`/`t<i>`, the user set).
+fn stats_row(item: &Item) -> StatsRow {
+    let text = |k: &str| match item.get(k) {
+        Some(AttributeValue::S(v)) => v.clone(),
+        _ => String::new(),
+    };
+    let num = |k: &str| match item.get(k) {
+        Some(AttributeValue::N(v)) => v.parse::<u64>().unwrap_or(0),
+        _ => 0,
+    };
+    let hist = |prefix: &str| -> Vec<u64> {
+        let values: Vec<u64> = (0..=crate::domain::BUCKETS_MS.len())
+            .map(|i| num(&format!("{prefix}{i}")))
+            .collect();
+        if values.iter().all(|v| *v == 0) {
+            Vec::new()
+        } else {
+            values
+        }
+    };
+    StatsRow {
+        day: text("day"),
+        solution: text("solution"),
+        model: text("model"),
+        stats: StatsDelta {
+            requests: num("requests"),
+            errors: num("errors"),
+            conversations: num("conversations"),
+            messages: num("messages"),
+            input_tokens: num("inputTokens"),
+            output_tokens: num("outputTokens"),
+            cache_read_tokens: num("cacheReadTokens"),
+            cache_write_tokens: num("cacheWriteTokens"),
+            cost_nano_usd: num("costNanoUsd"),
+            latency: hist("l"),
+            ttft: hist("t"),
+            users: match item.get("users") {
+                Some(AttributeValue::Ss(set)) => set.iter().cloned().collect(),
+                _ => Default::default(),
+            },
+        },
+    }
+}
+
+/// The key and `UpdateItem` expression adding a stats delta to its day × solution × model row.
+#[allow(clippy::type_complexity)]
+pub(super) fn stats_expression(
+    day: &str,
+    solution: &str,
+    model: &str,
+    delta: &StatsDelta,
+) -> (Item, String, HashMap<String, String>, Item) {
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut values: Item = HashMap::new();
+    let mut adds: Vec<String> = Vec::new();
+    let scalars = [
+        ("requests", delta.requests),
+        ("errors", delta.errors),
+        ("conversations", delta.conversations),
+        ("messages", delta.messages),
+        ("inputTokens", delta.input_tokens),
+        ("outputTokens", delta.output_tokens),
+        ("cacheReadTokens", delta.cache_read_tokens),
+        ("cacheWriteTokens", delta.cache_write_tokens),
+        ("costNanoUsd", delta.cost_nano_usd),
+    ];
+    let hist = delta
+        .latency
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (format!("l{i}"), *v))
+        .chain(delta.ttft.iter().enumerate().map(|(i, v)| (format!("t{i}"), *v)));
+    for (name, value) in scalars.iter().map(|(n, v)| ((*n).to_owned(), *v)).chain(hist) {
+        if value == 0 {
+            continue;
+        }
+        adds.push(format!("#{name} :{name}"));
+        names.insert(format!("#{name}"), name.clone());
+        values.insert(format!(":{name}"), n(value));
+    }
+    if !delta.users.is_empty() {
+        adds.push("#users :users".to_owned());
+        names.insert("#users".to_owned(), "users".to_owned());
+        values.insert(
+            ":users".to_owned(),
+            AttributeValue::Ss(delta.users.iter().cloned().collect()),
+        );
+    }
+    let expires = rules::stats_expiry(day);
+    let mut expression = "SET #day = :day, #solution = :solution, #model = :model, #ttl = :expires".to_owned();
+    if !adds.is_empty() {
+        expression.push_str(" ADD ");
+        expression.push_str(&adds.join(", "));
+    }
+    for (k, v) in [
+        ("#day", "day"),
+        ("#solution", "solution"),
+        ("#model", "model"),
+        ("#ttl", schema::TTL_ATTRIBUTE),
+    ] {
+        names.insert(k.to_owned(), v.to_owned());
+    }
+    values.insert(":day".to_owned(), s(day));
+    values.insert(":solution".to_owned(), s(solution));
+    values.insert(":model".to_owned(), s(model));
+    values.insert(":expires".to_owned(), n(expires));
+    (
+        sdk_key(schema::stats_pk(day), format!("{solution}#{model}")),
+        expression,
+        names,
+        values,
+    )
+}

@@ -1,0 +1,375 @@
+//! Chat turns on DynamoDB: admission and finish, each one transaction.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+
+use super::items::{conversation_item, message_items, split_content, CHUNK_BYTES};
+use super::schema;
+use super::stats::stats_expression;
+use super::{n, owner_condition, s, sdk_key, update_item, DynamoStore};
+use crate::domain::{self, ts, ConversationId, Message, UserId};
+use crate::error::StoreError;
+use crate::store::{rules, scaled_time, TurnBegun, TurnFinish, TurnStart, TurnWrite, Turns};
+
+#[async_trait]
+impl Turns for DynamoStore {
+    #[tracing::instrument(name = "dynamo.begin_turn", skip_all, fields(conversation = %start.conversation_id, turn = %start.turn_id))]
+    async fn begin_turn(&self, start: &TurnStart) -> Result<TurnBegun, StoreError> {
+        let owner = &start.owner;
+        let limits = &start.limits;
+        let now = start.now.timestamp();
+        let (_, day_end, month_end) = rules::window_ends(start.now);
+        let rate = rules::rate_window(start.now);
+        let mut write = start.write.clone();
+        let mut fixed: Vec<(Part, TransactWriteItem)> = Vec::new();
+        if limits.requests_per_minute > 0 {
+            fixed.push((
+                Part::Rate,
+                update_item(
+                    Update::builder()
+                        .table_name(&self.tables.events)
+                        .set_key(Some(sdk_key(
+                            schema::counter_pk(&schema::rate_key(owner.as_str()), rate.start),
+                            "-".to_owned(),
+                        )))
+                        .update_expression("ADD #count :one SET #ttl = if_not_exists(#ttl, :expires)")
+                        .condition_expression("attribute_not_exists(#count) OR #count < :limit")
+                        .expression_attribute_names("#count", "count")
+                        .expression_attribute_names("#ttl", schema::TTL_ATTRIBUTE)
+                        .expression_attribute_values(":one", n(1))
+                        .expression_attribute_values(":expires", n(rate.expires_at))
+                        .expression_attribute_values(":limit", n(limits.requests_per_minute))
+                        .build(),
+                )?,
+            ));
+        }
+        let (day_pk, month_pk) = schema::budget_pks(owner.as_str(), &start.now);
+        if limits.tokens_per_day > 0 {
+            fixed.push((Part::Day, self.budget_check(day_pk, limits.tokens_per_day)?));
+        }
+        if limits.tokens_per_month > 0 {
+            fixed.push((Part::Month, self.budget_check(month_pk, limits.tokens_per_month)?));
+        }
+        let slots = limits.max_streams;
+        let first_slot = if slots > 0 {
+            use rand::Rng;
+            rand::rng().random_range(0..slots)
+        } else {
+            0
+        };
+        let mut tried = 0u32;
+        loop {
+            let mut items = fixed.clone();
+            let lease = (slots > 0).then(|| rules::lease(start, (first_slot + tried) % slots));
+            if let Some(lease) = &lease {
+                let put = Put::builder()
+                    .table_name(&self.tables.events)
+                    .item(schema::PK, s(schema::slot_pk(owner.as_str())))
+                    .item(schema::SK, s(lease.slot.to_string()))
+                    .item("turnId", s(lease.turn_id.clone()))
+                    .item(schema::TTL_ATTRIBUTE, n(lease.expires_at))
+                    .condition_expression("attribute_not_exists(#pk) OR #ttl < :now")
+                    .expression_attribute_names("#pk", schema::PK)
+                    .expression_attribute_names("#ttl", schema::TTL_ATTRIBUTE)
+                    .expression_attribute_values(":now", n(now))
+                    .build()
+                    .map_err(|e| StoreError::internal("building a slot put", e))?;
+                items.push((Part::Slot, TransactWriteItem::builder().put(put).build()));
+            }
+            items.extend(self.turn_write_items(
+                owner,
+                &TurnStart {
+                    write: write.clone(),
+                    ..start.clone()
+                },
+            )?);
+            let (parts, items): (Vec<Part>, Vec<TransactWriteItem>) = items.into_iter().unzip();
+            let codes = match self.transact(items).await? {
+                Ok(()) => return Ok(TurnBegun { lease }),
+                Err(codes) => codes,
+            };
+            let failed: Vec<Part> = parts
+                .iter()
+                .zip(codes.iter().chain(std::iter::repeat(&None)))
+                .filter(|(_, c)| c.as_deref() == Some("ConditionalCheckFailed"))
+                .map(|(p, _)| *p)
+                .collect();
+            let has = |p: Part| failed.contains(&p);
+            if has(Part::Meta) {
+                return Err(match start.write {
+                    TurnWrite::Create { .. } => {
+                        StoreError::Conflict(format!("conversation {} already exists", start.conversation_id))
+                    }
+                    _ => StoreError::NotFound,
+                });
+            }
+            if has(Part::Rate) {
+                return Err(StoreError::RateLimited {
+                    retry_after: rules::retry_after(start.now, rate.end),
+                });
+            }
+            if has(Part::Day) {
+                return Err(StoreError::BudgetExceeded {
+                    window: "day",
+                    retry_after: rules::retry_after(start.now, day_end),
+                });
+            }
+            if has(Part::Month) {
+                return Err(StoreError::BudgetExceeded {
+                    window: "month",
+                    retry_after: rules::retry_after(start.now, month_end),
+                });
+            }
+            if has(Part::Slot) {
+                tried += 1;
+                if tried >= slots {
+                    return Err(StoreError::TooManyStreams {
+                        retry_after: rules::STREAM_RETRY_AFTER,
+                    });
+                }
+                continue;
+            }
+            if has(Part::Marker) {
+                // The message was stored by an earlier submit: admit the turn without writing it again.
+                if matches!(write, TurnWrite::Append { .. }) {
+                    write = TurnWrite::Check;
+                    continue;
+                }
+            }
+            return Err(StoreError::Conflict(
+                "a message id or client message id is repeated".to_owned(),
+            ));
+        }
+    }
+
+    #[tracing::instrument(name = "dynamo.finish_turn", skip_all, fields(reply = finish.reply.is_some(), tokens = finish.tokens, lease = finish.lease.is_some()))]
+    async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
+        let owner = &finish.owner;
+        let mut parts: Vec<(Part, TransactWriteItem)> = Vec::new();
+        if let Some(reply) = &finish.reply {
+            parts.push((Part::Meta, self.touch_update(owner, reply)?));
+            for item in message_items(&self.tables.conversations, reply)? {
+                parts.push((Part::Message, item));
+            }
+        }
+        if finish.tokens > 0 {
+            let (day_pk, month_pk) = schema::budget_pks(owner.as_str(), &finish.started);
+            let (day_expires, month_expires) = rules::budget_expiries(finish.started);
+            for (pk, expires) in [(day_pk, day_expires), (month_pk, month_expires)] {
+                parts.push((
+                    Part::Charge,
+                    update_item(
+                        Update::builder()
+                            .table_name(&self.tables.events)
+                            .set_key(Some(sdk_key(pk, "-".to_owned())))
+                            .update_expression("ADD #tokens :n SET #ttl = :expires")
+                            .expression_attribute_names("#tokens", "tokens")
+                            .expression_attribute_names("#ttl", schema::TTL_ATTRIBUTE)
+                            .expression_attribute_values(":n", n(finish.tokens))
+                            .expression_attribute_values(":expires", n(expires))
+                            .build(),
+                    )?,
+                ));
+            }
+        }
+        if let Some(lease) = &finish.lease {
+            let delete = aws_sdk_dynamodb::types::Delete::builder()
+                .table_name(&self.tables.events)
+                .set_key(Some(sdk_key(schema::slot_pk(owner.as_str()), lease.slot.to_string())))
+                .condition_expression("#turn = :turn")
+                .expression_attribute_names("#turn", "turnId")
+                .expression_attribute_values(":turn", s(lease.turn_id.clone()))
+                .build()
+                .map_err(|e| StoreError::internal("building a slot release", e))?;
+            parts.push((Part::Slot, TransactWriteItem::builder().delete(delete).build()));
+        }
+        if let Some(stats) = &finish.stats {
+            let (key, expression, names, values) =
+                stats_expression(&stats.day, &stats.solution, &stats.model, &stats.delta);
+            let update = Update::builder()
+                .table_name(&self.tables.events)
+                .set_key(Some(key))
+                .update_expression(expression)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .build();
+            parts.push((Part::Stats, update_item(update)?));
+        }
+        for _ in 0..3 {
+            if parts.is_empty() {
+                return Ok(());
+            }
+            let (kinds, items): (Vec<Part>, Vec<TransactWriteItem>) = parts.iter().cloned().unzip();
+            match self.transact(items).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(codes)) => {
+                    let failed: Vec<Part> = kinds
+                        .iter()
+                        .zip(codes.iter().chain(std::iter::repeat(&None)))
+                        .filter(|(_, c)| c.as_deref() == Some("ConditionalCheckFailed"))
+                        .map(|(p, _)| *p)
+                        .collect();
+                    if failed.iter().any(|p| matches!(p, Part::Meta | Part::Message)) {
+                        tracing::warn!("the conversation is gone or the reply exists: the reply is not stored");
+                        parts.retain(|(p, _)| !matches!(p, Part::Meta | Part::Message));
+                    }
+                    if failed.contains(&Part::Slot) {
+                        // The lease expired and another turn took the slot: it is not ours to free.
+                        parts.retain(|(p, _)| *p != Part::Slot);
+                    }
+                    if failed.is_empty() {
+                        return Err(StoreError::internal(
+                            "finishing a turn",
+                            "the transaction was cancelled",
+                        ));
+                    }
+                }
+                Err(StoreError::Internal { context, source }) if kinds.contains(&Part::Stats) => {
+                    // Analytics never fail the chat: write the rest without the counters.
+                    tracing::warn!(error = %source, context, "the turn's analytics counters failed; writing without them");
+                    parts.retain(|(p, _)| *p != Part::Stats);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::internal("finishing a turn", "the transaction kept failing"))
+    }
+}
+
+/// What an item of a turn transaction is, to read its cancellation reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    Rate,
+    Day,
+    Month,
+    Slot,
+    /// The conversation item (create-if-absent or owner check).
+    Meta,
+    /// A message, chunk or (for a removal) its delete.
+    Message,
+    /// A client-id marker (a resubmitted message).
+    Marker,
+    Charge,
+    Stats,
+}
+
+impl DynamoStore {
+    /// The META update of an append: `updatedAt`, preview, rank, count (owner checked).
+    fn touch_update(&self, owner: &UserId, message: &Message) -> Result<TransactWriteItem, StoreError> {
+        update_item(
+            Update::builder()
+                .table_name(&self.tables.conversations)
+                .key(schema::PK, s(schema::conversation_pk(message.conversation_id.as_str())))
+                .key(schema::SK, s(schema::META))
+                .condition_expression(owner_condition())
+                .update_expression(
+                    "SET updatedAt = :now, lastMessage = :preview, gsi1sk = pinBase + :scaled, gsi2sk = pinBase + :scaled ADD messageCount :one",
+                )
+                .expression_attribute_names("#pk", schema::PK)
+                .expression_attribute_values(":owner", s(owner.as_str()))
+                .expression_attribute_values(":now", s(ts::format(&message.created_at)))
+                .expression_attribute_values(":preview", s(domain::preview(&message.content)))
+                .expression_attribute_values(":scaled", n(scaled_time(message.created_at)))
+                .expression_attribute_values(":one", n(1))
+                .build(),
+        )
+    }
+
+    /// The items of what a turn writes, tagged.
+    fn turn_write_items(
+        &self,
+        owner: &UserId,
+        start: &TurnStart,
+    ) -> Result<Vec<(Part, TransactWriteItem)>, StoreError> {
+        let table = &self.tables.conversations;
+        let pk = schema::conversation_pk(start.conversation_id.as_str());
+        let mut out = Vec::new();
+        let tag_message = |m: &Message, items: Vec<TransactWriteItem>, out: &mut Vec<(Part, TransactWriteItem)>| {
+            let last = items.len().saturating_sub(1);
+            for (i, item) in items.into_iter().enumerate() {
+                let part = if m.client_id.is_some() && i == last {
+                    Part::Marker
+                } else {
+                    Part::Message
+                };
+                out.push((part, item));
+            }
+        };
+        match &start.write {
+            TurnWrite::Create { conversation, messages } => {
+                out.push((Part::Meta, conversation_item(table, conversation, messages)?));
+                for m in messages {
+                    tag_message(m, message_items(table, m)?, &mut out);
+                }
+            }
+            TurnWrite::Append { message } => {
+                out.push((Part::Meta, self.touch_update(owner, message)?));
+                tag_message(message, message_items(table, message)?, &mut out);
+            }
+            TurnWrite::Regenerate { remove, preview } => {
+                let Some(removed) = remove else {
+                    out.push((Part::Meta, self.owner_check(owner, &start.conversation_id)?));
+                    return Ok(out);
+                };
+                let mut update = Update::builder()
+                    .table_name(table)
+                    .key(schema::PK, s(pk.clone()))
+                    .key(schema::SK, s(schema::META))
+                    .condition_expression(owner_condition())
+                    .expression_attribute_names("#pk", schema::PK)
+                    .expression_attribute_values(":owner", s(owner.as_str()))
+                    .expression_attribute_values(":minus", n(-1));
+                update = match preview {
+                    Some(p) => update
+                        .update_expression("SET lastMessage = :preview ADD messageCount :minus")
+                        .expression_attribute_values(":preview", s(p.clone())),
+                    None => update.update_expression("REMOVE lastMessage ADD messageCount :minus"),
+                };
+                out.push((Part::Meta, update_item(update.build())?));
+                let mut keys = vec![schema::message_sk(removed.id.as_str())];
+                let chunks = split_content(&removed.content, CHUNK_BYTES).len().saturating_sub(1);
+                keys.extend((1..=chunks).map(|i| schema::chunk_sk(removed.id.as_str(), i)));
+                if let Some(c) = &removed.client_id {
+                    keys.push(schema::client_id_sk(c.as_str()));
+                }
+                for sk in keys {
+                    let delete = aws_sdk_dynamodb::types::Delete::builder()
+                        .table_name(table)
+                        .set_key(Some(sdk_key(pk.clone(), sk)))
+                        .build()
+                        .map_err(|e| StoreError::internal("building a delete", e))?;
+                    out.push((Part::Message, TransactWriteItem::builder().delete(delete).build()));
+                }
+            }
+            TurnWrite::Check => out.push((Part::Meta, self.owner_check(owner, &start.conversation_id)?)),
+        }
+        Ok(out)
+    }
+
+    fn owner_check(&self, owner: &UserId, id: &ConversationId) -> Result<TransactWriteItem, StoreError> {
+        let check = aws_sdk_dynamodb::types::ConditionCheck::builder()
+            .table_name(&self.tables.conversations)
+            .set_key(Some(sdk_key(
+                schema::conversation_pk(id.as_str()),
+                schema::META.to_owned(),
+            )))
+            .condition_expression(owner_condition())
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_values(":owner", s(owner.as_str()))
+            .build()
+            .map_err(|e| StoreError::internal("building a condition check", e))?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+
+    fn budget_check(&self, pk: String, budget: u64) -> Result<TransactWriteItem, StoreError> {
+        let check = aws_sdk_dynamodb::types::ConditionCheck::builder()
+            .table_name(&self.tables.events)
+            .set_key(Some(sdk_key(pk, "-".to_owned())))
+            .condition_expression("attribute_not_exists(#tokens) OR #tokens < :budget")
+            .expression_attribute_names("#tokens", "tokens")
+            .expression_attribute_values(":budget", n(budget))
+            .build()
+            .map_err(|e| StoreError::internal("building a budget check", e))?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+}

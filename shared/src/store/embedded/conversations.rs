@@ -1,0 +1,146 @@
+//! Conversations in SQLite: create, read, list, update, delete (messages go by cascade).
+
+use async_trait::async_trait;
+use rusqlite::{params, TransactionBehavior};
+
+use super::rows::{insert_conversation, messages_of, owned_conversation, row_to_conversation, CONVERSATION_COLUMNS};
+use super::{sql_err, EmbeddedStore};
+use crate::domain::{ts, Conversation, ConversationId, Message, SolutionFilter, Timestamp, UserId};
+use crate::error::StoreError;
+use crate::store::{
+    cursor, listing_rank, page_size, ConversationPatch, Conversations, ListConversations, Page, DEFAULT_PAGE,
+};
+
+#[async_trait]
+impl Conversations for EmbeddedStore {
+    #[tracing::instrument(name = "embedded.create_conversation", skip_all, fields(conversation = %conversation.id, messages = messages.len()))]
+    async fn create_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError> {
+        let c = conversation.clone();
+        let messages = messages.to_vec();
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql_err("begin"))?;
+            insert_conversation(&tx, &c, &messages)?;
+            tx.commit().map_err(sql_err("commit"))
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "embedded.get_conversation", skip_all, fields(conversation = %id))]
+    async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
+        let (owner, id) = (owner.to_string(), id.to_string());
+        self.with(move |conn| owned_conversation(conn, &owner, &id)).await
+    }
+
+    #[tracing::instrument(name = "embedded.get_conversation_with_messages", skip_all, fields(conversation = %id))]
+    async fn get_conversation_with_messages(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+    ) -> Result<(Conversation, Vec<Message>), StoreError> {
+        let (owner, id) = (owner.to_string(), id.to_string());
+        self.with(move |conn| {
+            let tx = conn.transaction().map_err(sql_err("begin"))?;
+            let c = owned_conversation(&tx, &owner, &id)?;
+            let messages = messages_of(&tx, &id, None, None)?;
+            Ok((c, messages))
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "embedded.list_conversations", skip_all, fields(solution = ?query.solution, limit = ?query.limit, paged = query.cursor.is_some()))]
+    async fn list_conversations(
+        &self,
+        owner: &UserId,
+        query: &ListConversations,
+    ) -> Result<Page<Conversation>, StoreError> {
+        let limit = page_size(query.limit, DEFAULT_PAGE);
+        let bucket = query.solution.map(SolutionFilter::bucket);
+        let scope = cursor::conversations_scope(owner.as_str(), bucket);
+        let start = cursor::conversation_position(&scope, query.cursor.as_deref())?;
+        let owner = owner.to_string();
+        let rows = self
+            .with(move |conn| {
+                let (rank, after) = start.unwrap_or((i64::MAX, String::new()));
+                let first = after.is_empty();
+                let sql = format!(
+                    "SELECT {CONVERSATION_COLUMNS} FROM conversations \
+                     WHERE owner = ?1 AND (?2 IS NULL OR bucket = ?2) \
+                     AND (?3 OR rank < ?4 OR (rank = ?4 AND id < ?5)) \
+                     ORDER BY rank DESC, id DESC LIMIT ?6"
+                );
+                let mut stmt = conn.prepare_cached(&sql).map_err(sql_err("listing conversations"))?;
+                let rows = stmt
+                    .query_map(
+                        params![owner, bucket, first, rank, after, i64::from(limit) + 1],
+                        row_to_conversation,
+                    )
+                    .map_err(sql_err("listing conversations"))?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (c, rank) = row.map_err(sql_err("listing conversations"))?;
+                    out.push((c?, rank));
+                }
+                Ok(out)
+            })
+            .await?;
+        let page = cursor::page(rows, limit as usize, &scope, |(c, rank)| (*rank, c.id.to_string()))?;
+        Ok(page.map(|(c, _)| c))
+    }
+
+    #[tracing::instrument(name = "embedded.update_conversation", skip_all, fields(conversation = %id))]
+    async fn update_conversation(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        patch: &ConversationPatch,
+        now: Timestamp,
+    ) -> Result<Conversation, StoreError> {
+        let (owner, id, patch) = (owner.to_string(), id.clone(), patch.clone());
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql_err("begin"))?;
+            let current = owned_conversation(&tx, &owner, id.as_str())?;
+            let pinned = patch.is_pinned.unwrap_or(current.is_pinned);
+            tx.execute(
+                "UPDATE conversations SET title = COALESCE(?1, title), is_pinned = ?2, is_shared = COALESCE(?3, is_shared), \
+                 model = COALESCE(?4, model), updated_at = ?5, rank = ?6 WHERE id = ?7",
+                params![
+                    patch.title,
+                    pinned,
+                    patch.is_shared,
+                    patch.model,
+                    ts::format(&now),
+                    listing_rank(pinned, &id, now),
+                    id.as_str()
+                ],
+            )
+            .map_err(sql_err("updating a conversation"))?;
+            let updated = owned_conversation(&tx, &owner, id.as_str())?;
+            tx.commit().map_err(sql_err("commit"))?;
+            Ok(updated)
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "embedded.delete_conversation", skip_all, fields(conversation = %id))]
+    async fn delete_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
+        let (owner, id) = (owner.to_string(), id.to_string());
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql_err("begin"))?;
+            owned_conversation(&tx, &owner, &id)?;
+            let deleted = tx
+                .execute("DELETE FROM messages WHERE conversation_id = ?1", params![id])
+                .map_err(sql_err("deleting messages"))?;
+            tx.execute("DELETE FROM conversations WHERE id = ?1", params![id])
+                .map_err(sql_err("deleting a conversation"))?;
+            tx.commit().map_err(sql_err("commit"))?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+}

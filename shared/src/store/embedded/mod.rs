@@ -1,0 +1,205 @@
+//! The embedded adapter: SQLite in one file (bundled, nothing to install), the default when no
+//! DynamoDB table is configured. It mirrors the DynamoDB store's semantics: the same listing rank,
+//! the same cursors, the same conflicts, the same size limits, cascade delete in one transaction.
+//!
+//! SQLite calls are blocking, so each runs on Tokio's blocking pool behind one connection mutex
+//! (WAL journal, so a crash never leaves a half-written change).
+//!
+//! One file per capability (`conversations`, `messages`, `turns`, `activity`, `stats`,
+//! `counters`); `rows` maps rows to the domain and holds the statements several capabilities
+//! share; this module holds the schema, opening the database and running a call on it.
+
+mod activity;
+mod conversations;
+mod counters;
+mod messages;
+mod rows;
+mod stats;
+mod turns;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, Connection};
+
+use crate::domain::ConversationId;
+use crate::error::StoreError;
+
+const SCHEMA: &str = r#"
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+PRAGMA foreign_keys = ON;
+CREATE TABLE IF NOT EXISTS conversations (
+    id            TEXT PRIMARY KEY,
+    owner         TEXT NOT NULL,
+    title         TEXT NOT NULL,
+    is_pinned     INTEGER NOT NULL,
+    is_shared     INTEGER NOT NULL,
+    model         TEXT NOT NULL,
+    solution_type TEXT,
+    bucket        TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    last_message  TEXT,
+    message_count INTEGER NOT NULL DEFAULT 0,
+    rank          INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations (owner, rank DESC, id DESC);
+CREATE INDEX IF NOT EXISTS conversations_by_owner_solution ON conversations (owner, bucket, rank DESC, id DESC);
+CREATE TABLE IF NOT EXISTS messages (
+    conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    id              TEXT NOT NULL,
+    client_id       TEXT,
+    role            TEXT NOT NULL,
+    content         TEXT NOT NULL,
+    parts           TEXT,
+    model           TEXT,
+    usage           TEXT,
+    latency_ms      INTEGER,
+    finish_reason   TEXT,
+    error           TEXT,
+    created_at      TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS messages_client_id ON messages (conversation_id, client_id) WHERE client_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS events (
+    id         TEXT PRIMARY KEY,
+    day        TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_day ON events (day, id);
+CREATE TABLE IF NOT EXISTS stats (
+    day      TEXT NOT NULL,
+    solution TEXT NOT NULL,
+    model    TEXT NOT NULL,
+    body     TEXT NOT NULL,
+    PRIMARY KEY (day, solution, model)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (
+    key        TEXT PRIMARY KEY,
+    count      INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS budgets (
+    key        TEXT PRIMARY KEY,
+    tokens     INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stream_slots (
+    owner      TEXT NOT NULL,
+    slot       INTEGER NOT NULL,
+    turn       TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (owner, slot)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit (
+    owner      TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (owner, id)
+) WITHOUT ROWID;
+"#;
+
+/// The SQLite store.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    conn: Arc<Mutex<Connection>>,
+    event_ttl: Duration,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore").finish_non_exhaustive()
+    }
+}
+
+pub(super) fn sql_err(context: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| match e {
+        rusqlite::Error::SqliteFailure(code, _)
+            if matches!(
+                code.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            StoreError::Unavailable(Box::new(e))
+        }
+        other => StoreError::internal(context, other),
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the database file, creating its folder and schema.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::internal("creating the database folder", e))?;
+        }
+        let conn = Connection::open(path).map_err(sql_err("opening the database"))?;
+        Self::init(conn)
+    }
+
+    /// A store in memory (tests).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory().map_err(sql_err("opening the database"))?)
+    }
+
+    fn init(conn: Connection) -> Result<Self, StoreError> {
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(sql_err("busy timeout"))?;
+        conn.execute_batch(SCHEMA).map_err(sql_err("creating the schema"))?;
+        let now = chrono::Utc::now().timestamp();
+        conn.execute("DELETE FROM events WHERE expires_at < ?1", params![now])
+            .map_err(sql_err("expiring events"))?;
+        for table in ["counters", "budgets", "stream_slots", "audit"] {
+            conn.execute(&format!("DELETE FROM {table} WHERE expires_at < ?1"), params![now])
+                .map_err(sql_err("expiring counters"))?;
+        }
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            event_ttl: crate::store::rules::DEFAULT_EVENT_TTL,
+        })
+    }
+
+    /// Sets how long analytics events are kept.
+    pub fn with_event_ttl(mut self, ttl: Duration) -> Self {
+        self.event_ttl = ttl;
+        self
+    }
+
+    /// How many rows (conversation and messages) exist for a conversation id, whoever owns it:
+    /// a diagnostic that lets tests check a cascade left nothing behind.
+    pub async fn raw_row_count(&self, id: &ConversationId) -> Result<u64, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT (SELECT COUNT(*) FROM conversations WHERE id = ?1) + (SELECT COUNT(*) FROM messages WHERE conversation_id = ?1)",
+                params![id],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(sql_err("counting rows"))
+        })
+        .await
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub(super) async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = match conn.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::internal("the blocking task failed", e))?
+    }
+}

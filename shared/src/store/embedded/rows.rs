@@ -1,0 +1,228 @@
+//! Row mapping (rows to the domain) and the statements several capabilities share.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::sql_err;
+use crate::domain::{
+    ts, ClientMessageId, Conversation, ConversationId, Message, MessageId, Role, Solution, SolutionFilter, UserId,
+};
+use crate::error::StoreError;
+use crate::store::{check_message_size, listing_rank, rules};
+
+pub(super) const CONVERSATION_COLUMNS: &str =
+    "id, owner, title, is_pinned, is_shared, model, solution_type, created_at, updated_at, last_message, message_count, rank";
+
+pub(super) fn row_to_conversation(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(Result<Conversation, StoreError>, i64)> {
+    let id: String = row.get(0)?;
+    let owner: String = row.get(1)?;
+    let solution: Option<String> = row.get(6)?;
+    let created: String = row.get(7)?;
+    let updated: String = row.get(8)?;
+    let count: i64 = row.get(10)?;
+    let rank: i64 = row.get(11)?;
+    let title: String = row.get(2)?;
+    let pinned: bool = row.get(3)?;
+    let shared: bool = row.get(4)?;
+    let model: String = row.get(5)?;
+    let last_message: Option<String> = row.get(9)?;
+    let build = || -> Result<Conversation, StoreError> {
+        Ok(Conversation {
+            id: ConversationId::parse(&id).map_err(|e| StoreError::internal("stored id", e))?,
+            owner: UserId::parse(&owner).map_err(|e| StoreError::internal("stored owner", e))?,
+            title,
+            is_pinned: pinned,
+            is_shared: shared,
+            model,
+            solution_type: solution
+                .map(|s| s.parse::<Solution>())
+                .transpose()
+                .map_err(|e| StoreError::internal("stored solution", e))?,
+            created_at: rules::parse_ts(&created)?,
+            updated_at: rules::parse_ts(&updated)?,
+            last_message,
+            message_count: u64::try_from(count).unwrap_or(0),
+        })
+    };
+    Ok((build(), rank))
+}
+
+pub(super) const MESSAGE_COLUMNS: &str =
+    "id, conversation_id, client_id, role, content, parts, model, usage, latency_ms, finish_reason, error, created_at";
+
+pub(super) fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Message, StoreError>> {
+    let id: String = row.get(0)?;
+    let conversation: String = row.get(1)?;
+    let client_id: Option<String> = row.get(2)?;
+    let role: String = row.get(3)?;
+    let content: String = row.get(4)?;
+    let parts: Option<String> = row.get(5)?;
+    let model: Option<String> = row.get(6)?;
+    let usage: Option<String> = row.get(7)?;
+    let latency: Option<i64> = row.get(8)?;
+    let finish: Option<String> = row.get(9)?;
+    let error: Option<String> = row.get(10)?;
+    let created: String = row.get(11)?;
+    let build = || -> Result<Message, StoreError> {
+        let bad = |what: &'static str| move |e: serde_json::Error| StoreError::internal(what, e);
+        Ok(Message {
+            id: MessageId::parse(&id).map_err(|e| StoreError::internal("stored message id", e))?,
+            conversation_id: ConversationId::parse(&conversation).map_err(|e| StoreError::internal("stored id", e))?,
+            client_id: client_id
+                .map(|c| ClientMessageId::parse(&c))
+                .transpose()
+                .map_err(|e| StoreError::internal("stored client id", e))?,
+            role: role
+                .parse::<Role>()
+                .map_err(|e| StoreError::internal("stored role", e))?,
+            content,
+            parts: parts
+                .map(|p| serde_json::from_str(&p))
+                .transpose()
+                .map_err(bad("stored parts"))?
+                .unwrap_or_default(),
+            model,
+            usage: usage
+                .map(|u| serde_json::from_str(&u))
+                .transpose()
+                .map_err(bad("stored usage"))?,
+            latency_ms: latency.and_then(|l| u64::try_from(l).ok()),
+            finish_reason: finish
+                .map(|f| serde_json::from_value(serde_json::Value::String(f)))
+                .transpose()
+                .map_err(bad("stored finish reason"))?,
+            error,
+            created_at: rules::parse_ts(&created)?,
+        })
+    };
+    Ok(build())
+}
+
+pub(super) fn insert_message(tx: &rusqlite::Transaction<'_>, m: &Message) -> Result<(), StoreError> {
+    check_message_size(m)?;
+    let json = |v: Result<String, serde_json::Error>| v.map_err(|e| StoreError::internal("serializing", e));
+    let parts = if m.parts.is_empty() {
+        None
+    } else {
+        Some(json(serde_json::to_string(&m.parts))?)
+    };
+    let usage = m.usage.map(|u| json(serde_json::to_string(&u))).transpose()?;
+    let finish = m
+        .finish_reason
+        .map(|f| serde_json::to_value(f).map(|v| v.as_str().unwrap_or_default().to_owned()))
+        .transpose()
+        .map_err(|e| StoreError::internal("serializing", e))?;
+    let result = tx.execute(
+        &format!("INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+        params![
+            m.id.as_str(),
+            m.conversation_id.as_str(),
+            m.client_id.as_ref().map(ClientMessageId::as_str),
+            m.role.as_str(),
+            m.content,
+            parts,
+            m.model,
+            usage,
+            m.latency_ms.map(|l| i64::try_from(l).unwrap_or(i64::MAX)),
+            finish,
+            m.error,
+            ts::format(&m.created_at),
+        ],
+    );
+    match result {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(code, _)) if code.code == rusqlite::ErrorCode::ConstraintViolation => {
+            Err(StoreError::Conflict(format!("message {} already exists", m.id)))
+        }
+        Err(e) => Err(sql_err("inserting a message")(e)),
+    }
+}
+
+pub(super) fn owned_conversation(conn: &Connection, owner: &str, id: &str) -> Result<Conversation, StoreError> {
+    let row = conn
+        .query_row(
+            &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1 AND owner = ?2"),
+            params![id, owner],
+            row_to_conversation,
+        )
+        .optional()
+        .map_err(sql_err("reading a conversation"))?;
+    match row {
+        Some((conversation, _)) => conversation,
+        None => Err(StoreError::NotFound),
+    }
+}
+
+pub(super) fn messages_of(
+    conn: &Connection,
+    id: &str,
+    after: Option<&str>,
+    limit: Option<usize>,
+) -> Result<Vec<Message>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+        ))
+        .map_err(sql_err("listing messages"))?;
+    let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+    let rows = stmt
+        .query_map(params![id, after.unwrap_or(""), limit], row_to_message)
+        .map_err(sql_err("listing messages"))?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row.map_err(sql_err("listing messages"))??);
+    }
+    Ok(out)
+}
+
+pub(super) fn find_client(conn: &Connection, id: &str, client_id: &str) -> Result<Option<Message>, StoreError> {
+    conn.query_row(
+        &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND client_id = ?2"),
+        params![id, client_id],
+        row_to_message,
+    )
+    .optional()
+    .map_err(sql_err("finding a client id"))?
+    .transpose()
+}
+
+pub(super) fn insert_conversation(
+    tx: &rusqlite::Transaction<'_>,
+    c: &Conversation,
+    messages: &[Message],
+) -> Result<(), StoreError> {
+    let stored = rules::as_created(c, messages);
+    let result = tx.execute(
+        &format!("INSERT INTO conversations ({CONVERSATION_COLUMNS}, bucket) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+        params![
+            stored.id.as_str(),
+            stored.owner.as_str(),
+            stored.title,
+            stored.is_pinned,
+            stored.is_shared,
+            stored.model,
+            stored.solution_type.map(Solution::as_str),
+            ts::format(&stored.created_at),
+            ts::format(&stored.updated_at),
+            stored.last_message,
+            i64::try_from(stored.message_count).unwrap_or(0),
+            listing_rank(stored.is_pinned, &stored.id, stored.updated_at),
+            SolutionFilter::of(stored.solution_type).bucket(),
+        ],
+    );
+    match result {
+        Ok(_) => {}
+        Err(rusqlite::Error::SqliteFailure(code, _)) if code.code == rusqlite::ErrorCode::ConstraintViolation => {
+            return Err(StoreError::Conflict(format!("conversation {} already exists", c.id)));
+        }
+        Err(e) => return Err(sql_err("creating a conversation")(e)),
+    }
+    for m in messages {
+        insert_message(tx, m).map_err(|e| match e {
+            StoreError::Conflict(_) => StoreError::Conflict("a message id or client message id is repeated".to_owned()),
+            other => other,
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! Chat turns in SQLite: admission and finish, each one immediate transaction.
+
+use async_trait::async_trait;
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+
+use super::messages::append_in;
+use super::rows::{insert_conversation, owned_conversation};
+use super::stats::stats_in;
+use super::{sql_err, EmbeddedStore};
+use crate::error::StoreError;
+use crate::store::schema;
+use crate::store::{check_message_size, rules, Touch, TurnBegun, TurnFinish, TurnStart, TurnWrite, Turns};
+
+#[async_trait]
+impl Turns for EmbeddedStore {
+    #[tracing::instrument(name = "embedded.begin_turn", skip_all, fields(conversation = %start.conversation_id, turn = %start.turn_id))]
+    async fn begin_turn(&self, start: &TurnStart) -> Result<TurnBegun, StoreError> {
+        let start = start.clone();
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql_err("begin"))?;
+            let owner = start.owner.as_str();
+            let id = start.conversation_id.as_str();
+            let limits = &start.limits;
+            let now = start.now.timestamp();
+            let (_, day_end, month_end) = rules::window_ends(start.now);
+            let rate = rules::rate_window(start.now);
+            // The conversation first (as DynamoDB reports it first).
+            match &start.write {
+                TurnWrite::Create { .. } => {
+                    let exists: bool = tx
+                        .query_row("SELECT EXISTS (SELECT 1 FROM conversations WHERE id = ?1)", params![id], |r| r.get(0))
+                        .map_err(sql_err("reading a conversation"))?;
+                    if exists {
+                        return Err(StoreError::Conflict(format!("conversation {id} already exists")));
+                    }
+                }
+                _ => {
+                    owned_conversation(&tx, owner, id)?;
+                }
+            }
+            let rate_key = schema::counter_pk(&schema::rate_key(owner), rate.start);
+            if limits.requests_per_minute > 0 {
+                let count: i64 = tx
+                    .query_row("SELECT count FROM counters WHERE key = ?1", params![rate_key], |r| r.get(0))
+                    .optional()
+                    .map_err(sql_err("reading a counter"))?
+                    .unwrap_or(0);
+                if u64::try_from(count).unwrap_or(0) >= limits.requests_per_minute {
+                    return Err(StoreError::RateLimited {
+                        retry_after: rules::retry_after(start.now, rate.end),
+                    });
+                }
+            }
+            let (day_key, month_key) = schema::budget_pks(owner, &start.now);
+            for (key, budget, window, end) in [
+                (&day_key, limits.tokens_per_day, "day", day_end),
+                (&month_key, limits.tokens_per_month, "month", month_end),
+            ] {
+                if budget == 0 {
+                    continue;
+                }
+                let spent: i64 = tx
+                    .query_row("SELECT tokens FROM budgets WHERE key = ?1", params![key], |r| r.get(0))
+                    .optional()
+                    .map_err(sql_err("reading a budget"))?
+                    .unwrap_or(0);
+                if u64::try_from(spent).unwrap_or(0) >= budget {
+                    return Err(StoreError::BudgetExceeded {
+                        window,
+                        retry_after: rules::retry_after(start.now, end),
+                    });
+                }
+            }
+            let lease = if limits.max_streams > 0 {
+                let mut held = std::collections::HashSet::new();
+                {
+                    let mut stmt = tx
+                        .prepare_cached("SELECT slot FROM stream_slots WHERE owner = ?1 AND expires_at >= ?2")
+                        .map_err(sql_err("reading stream slots"))?;
+                    let rows = stmt
+                        .query_map(params![owner, now], |r| r.get::<_, i64>(0))
+                        .map_err(sql_err("reading stream slots"))?;
+                    for row in rows {
+                        held.insert(row.map_err(sql_err("reading stream slots"))?);
+                    }
+                }
+                let free = (0..limits.max_streams).find(|n| !held.contains(&i64::from(*n)));
+                let Some(slot) = free else {
+                    return Err(StoreError::TooManyStreams {
+                        retry_after: rules::STREAM_RETRY_AFTER,
+                    });
+                };
+                let lease = rules::lease(&start, slot);
+                tx.execute(
+                    "INSERT INTO stream_slots (owner, slot, turn, expires_at) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (owner, slot) DO UPDATE SET turn = excluded.turn, expires_at = excluded.expires_at",
+                    params![owner, slot, lease.turn_id, lease.expires_at],
+                )
+                .map_err(sql_err("taking a stream slot"))?;
+                Some(lease)
+            } else {
+                None
+            };
+            if limits.requests_per_minute > 0 {
+                tx.execute(
+                    "INSERT INTO counters (key, count, expires_at) VALUES (?1, 1, ?2) \
+                     ON CONFLICT (key) DO UPDATE SET count = count + 1",
+                    params![rate_key, rate.expires_at],
+                )
+                .map_err(sql_err("incrementing a counter"))?;
+            }
+            match &start.write {
+                TurnWrite::Create { conversation, messages } => insert_conversation(&tx, conversation, messages)?,
+                TurnWrite::Append { message } => {
+                    append_in(&tx, owner, message, &Touch::default())?;
+                }
+                TurnWrite::Regenerate { remove, preview } => {
+                    if let Some(removed) = remove {
+                        let n = tx
+                            .execute(
+                                "DELETE FROM messages WHERE conversation_id = ?1 AND id = ?2",
+                                params![id, removed.id.as_str()],
+                            )
+                            .map_err(sql_err("deleting a message"))?;
+                        tx.execute(
+                            "UPDATE conversations SET last_message = ?1, message_count = message_count - ?2 WHERE id = ?3",
+                            params![preview, n as i64, id],
+                        )
+                        .map_err(sql_err("touching a conversation"))?;
+                    }
+                }
+                TurnWrite::Check => {}
+            }
+            tx.commit().map_err(sql_err("commit"))?;
+            Ok(TurnBegun { lease })
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "embedded.finish_turn", skip_all, fields(reply = finish.reply.is_some(), tokens = finish.tokens, lease = finish.lease.is_some()))]
+    async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
+        if let Some(reply) = &finish.reply {
+            check_message_size(reply)?;
+        }
+        let finish = finish.clone();
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql_err("begin"))?;
+            let owner = finish.owner.as_str();
+            if let Some(reply) = &finish.reply {
+                match append_in(&tx, owner, reply, &Touch::default()) {
+                    Ok(_) => {}
+                    Err(StoreError::NotFound | StoreError::Conflict(_)) => {
+                        tracing::warn!("the conversation is gone or the reply exists: the reply is not stored");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if finish.tokens > 0 {
+                let (day_key, month_key) = schema::budget_pks(owner, &finish.started);
+                let (day_expires, month_expires) = rules::budget_expiries(finish.started);
+                for (key, expires) in [(day_key, day_expires), (month_key, month_expires)] {
+                    tx.execute(
+                        "INSERT INTO budgets (key, tokens, expires_at) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (key) DO UPDATE SET tokens = tokens + excluded.tokens",
+                        params![key, i64::try_from(finish.tokens).unwrap_or(i64::MAX), expires],
+                    )
+                    .map_err(sql_err("charging a budget"))?;
+                }
+            }
+            if let Some(lease) = &finish.lease {
+                tx.execute(
+                    "DELETE FROM stream_slots WHERE owner = ?1 AND slot = ?2 AND turn = ?3",
+                    params![owner, lease.slot, lease.turn_id],
+                )
+                .map_err(sql_err("releasing a stream slot"))?;
+            }
+            if let Some(stats) = &finish.stats {
+                if let Err(e) = stats_in(&tx, &stats.day, &stats.solution, &stats.model, &stats.delta) {
+                    tracing::warn!(error = %e, "the turn's analytics counters failed; writing without them");
+                }
+            }
+            tx.commit().map_err(sql_err("commit"))
+        })
+        .await
+    }
+}
