@@ -139,11 +139,12 @@ impl Catalog {
 
     /// Looks up an allowed model by its id or one of its [`aliases`](Catalog::aliases).
     pub fn get(&self, id: &str) -> Option<&'static ModelInfo> {
-        self.allowed
-            .iter()
-            .copied()
-            .find(|m| m.id == id)
-            .or_else(|| self.aliases().into_iter().find(|(alias, _)| alias == id).map(|(_, m)| m))
+        self.allowed.iter().copied().find(|m| m.id == id).or_else(|| {
+            self.aliases()
+                .into_iter()
+                .find(|(alias, _)| alias == id)
+                .map(|(_, m)| m)
+        })
     }
 
     /// Parses a model id (or alias) from a request: it must be allowed here. Answers the
@@ -216,7 +217,10 @@ struct NameParts<'a> {
 
 impl<'a> NameParts<'a> {
     fn of(id: &'a str) -> Self {
-        let without_region = id.split_once('.').filter(|(r, _)| r.len() <= 4).map_or(id, |(_, rest)| rest);
+        let without_region = id
+            .split_once('.')
+            .filter(|(r, _)| r.len() <= 4)
+            .map_or(id, |(_, rest)| rest);
         let bare = without_region.split_once('.').map_or(without_region, |(_, rest)| rest);
         let dated = bare.rsplit_once("-v").map_or(bare, |(head, _)| head);
         let (short, date) = match dated.rsplit_once('-') {
@@ -260,16 +264,28 @@ mod tests {
     fn aliases_name_the_newest_model_of_a_family_and_the_seeds_short_names() {
         let c = Catalog::all();
         let id = |alias: &str| c.get(alias).map(|m| m.id);
-        assert_eq!(id("claude-sonnet"), Some("us.anthropic.claude-sonnet-4-5-20250929-v1:0"));
+        assert_eq!(
+            id("claude-sonnet"),
+            Some("us.anthropic.claude-sonnet-4-5-20250929-v1:0")
+        );
         assert_eq!(id("claude-haiku"), Some("us.anthropic.claude-haiku-4-5-20251001-v1:0"));
         assert_eq!(id("claude-opus"), Some("us.anthropic.claude-opus-4-5-20251101-v1:0"));
-        assert_eq!(id("claude-sonnet-4-5"), Some("us.anthropic.claude-sonnet-4-5-20250929-v1:0"));
-        assert_eq!(id("claude-sonnet-4"), Some("us.anthropic.claude-sonnet-4-20250514-v1:0"));
+        assert_eq!(
+            id("claude-sonnet-4-5"),
+            Some("us.anthropic.claude-sonnet-4-5-20250929-v1:0")
+        );
+        assert_eq!(
+            id("claude-sonnet-4"),
+            Some("us.anthropic.claude-sonnet-4-20250514-v1:0")
+        );
         assert_eq!(
             id("anthropic.claude-sonnet-4-20250514-v1:0"),
             Some("us.anthropic.claude-sonnet-4-20250514-v1:0")
         );
-        assert_eq!(id("claude-haiku-4-5-20251001"), Some("us.anthropic.claude-haiku-4-5-20251001-v1:0"));
+        assert_eq!(
+            id("claude-haiku-4-5-20251001"),
+            Some("us.anthropic.claude-haiku-4-5-20251001-v1:0")
+        );
         assert_eq!(id("claude"), None);
         assert_eq!(id("gpt-4"), None);
         // Only allowed models have aliases: the family names the newest one still allowed.

@@ -97,7 +97,10 @@ fn dependencies_point_one_way_down_the_layers() {
             let Some(theirs) = layer.get(other.as_str()) else {
                 panic!("{module} uses {other}, which has no layer in layering::LAYERS");
             };
-            assert!(theirs <= own, "{module} (layer {own}) uses {other} (layer {theirs}), a layer above it");
+            assert!(
+                theirs <= own,
+                "{module} (layer {own}) uses {other} (layer {theirs}), a layer above it"
+            );
         }
     }
 }

@@ -181,7 +181,11 @@ pub async fn update(
 }
 
 /// `DELETE /api/conversations/{id}`: the conversation and every message; `{"success": true}`.
-pub async fn delete(store: &dyn Conversations, caller: &Caller, id: ConversationId) -> Result<Response<Body>, ApiError> {
+pub async fn delete(
+    store: &dyn Conversations,
+    caller: &Caller,
+    id: ConversationId,
+) -> Result<Response<Body>, ApiError> {
     store.delete_conversation(&caller.user, &id).await?;
     json(StatusCode::OK, &Success { success: true })
 }

@@ -337,7 +337,9 @@ async fn dispatch(
         Op::CreateConversation => conversations::create(state, caller, req).await,
         Op::GetConversation => conversations::get(state.store.as_ref(), caller, input::conversation_id(id)?).await,
         Op::UpdateConversation => conversations::update(state, caller, input::conversation_id(id)?, req).await,
-        Op::DeleteConversation => conversations::delete(state.store.as_ref(), caller, input::conversation_id(id)?).await,
+        Op::DeleteConversation => {
+            conversations::delete(state.store.as_ref(), caller, input::conversation_id(id)?).await
+        }
         Op::ListMessages => messages::list(state.store.as_ref(), caller, input::conversation_id(id)?, req).await,
         Op::CreateMessage => messages::create(state, caller, input::conversation_id(id)?, req).await,
         Op::ClearMessages => messages::clear(state.store.as_ref(), caller, input::conversation_id(id)?).await,

@@ -8,7 +8,9 @@ pub mod env;
 mod sections;
 
 pub use env::{Env, Variable, VARIABLES};
-pub use sections::{ChatConfig, ProviderConfig, RuntimeConfig, SearchConfig, StoreConfig, StoreKind};
+pub use sections::{
+    ChatConfig, ProviderConfig, RuntimeConfig, SearchConfig, StoreConfig, StoreKind, DEFAULT_EVENT_TTL_DAYS,
+};
 
 use crate::catalog::Catalog;
 use crate::domain::UserId;

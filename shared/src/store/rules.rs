@@ -69,7 +69,7 @@ pub fn lease(start: &TurnStart, slot: u32) -> StreamLease {
 }
 
 /// How long analytics events are kept unless configured otherwise (90 days).
-pub const DEFAULT_EVENT_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+pub const DEFAULT_EVENT_TTL: Duration = Duration::from_secs(crate::config::DEFAULT_EVENT_TTL_DAYS * 24 * 3600);
 
 /// Where an analytics event is filed and until when it is kept.
 #[derive(Clone, Debug, PartialEq, Eq)]

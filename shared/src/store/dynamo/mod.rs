@@ -58,15 +58,6 @@ pub struct Tables {
     pub events: String,
 }
 
-impl Tables {
-    /// Names from `ATHENA_TABLE` / `ATHENA_EVENTS_TABLE`, `None` when `ATHENA_TABLE` is unset.
-    pub fn from_env() -> Option<Self> {
-        let conversations = std::env::var(schema::conversations_table().env).ok()?;
-        let events = std::env::var(schema::events_table().env).unwrap_or_else(|_| format!("{conversations}-events"));
-        Some(Self { conversations, events })
-    }
-}
-
 /// The DynamoDB store.
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
