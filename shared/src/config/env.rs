@@ -248,7 +248,9 @@ mod tests {
                 let end = tail
                     .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
                     .unwrap_or(tail.len());
-                names.insert((tail[..end].to_owned(), file.display().to_string()));
+                if end > "ATHENA_".len() {
+                    names.insert((tail[..end].to_owned(), file.display().to_string()));
+                }
                 rest = &tail[end..];
             }
             if !file.ends_with("config/env.rs") {
