@@ -22,6 +22,8 @@ pub mod action {
     pub const CONVERSATION_UPDATE: &str = "conversation.update";
     /// `DELETE /api/conversations/{id}`
     pub const CONVERSATION_DELETE: &str = "conversation.delete";
+    /// `PUT /api/conversations/{id}/active-branch`
+    pub const CONVERSATION_BRANCH: &str = "conversation.branch";
     /// `POST /api/conversations/{id}/messages`
     pub const MESSAGES_ADD: &str = "messages.add";
     /// `DELETE /api/conversations/{id}/messages`

@@ -20,6 +20,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("state", 6),
     ("analytics", 7),
     ("audit", 7),
+    ("ratelimit", 7),
     ("chat", 8),
     ("api", 9),
     ("lambda", 10),

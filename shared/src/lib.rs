@@ -12,8 +12,9 @@
 //! - [`store`], [`llm`], [`telemetry`]: the store ports by capability and their adapters
 //!   (DynamoDB, embedded SQLite); model providers behind one trait; JSON logs.
 //! - [`state`]: the application state every request reads (config, store, ids, model, clock).
-//! - [`analytics`], [`audit`], [`chat`]: the services: usage events and counters, the audit log,
-//!   the chat turn (plan, admission, context, generation, finishing).
+//! - [`analytics`], [`audit`], [`ratelimit`], [`chat`]: the services: usage events and counters,
+//!   the audit log, the per-minute request limit, the chat turn (plan, admission, context,
+//!   generation, finishing).
 //! - [`api`]: the HTTP layer: route table, handlers, strict input, the chat's HTTP half, the one
 //!   error mapping.
 //! - [`lambda`], [`local`]: the Lambda adapter every function's `main` calls; the local gateway.
@@ -32,6 +33,7 @@ pub mod http;
 pub mod lambda;
 pub mod llm;
 pub mod local;
+pub mod ratelimit;
 pub mod state;
 pub mod store;
 pub mod stream;

@@ -260,7 +260,11 @@ async fn malformed_bodies_get_clear_errors(app: TestApp) {
     assert_eq!(r.status, 201);
     let r = send(b"{\"title\": \"x\"}".to_vec(), Some("text/plain;charset=UTF-8")).await;
     assert_eq!(r.status, 201);
-    let r = send(b"[\"id\", \"title\", null, \"support\"]".to_vec(), Some("application/json")).await;
+    let r = send(
+        b"[\"id\", \"title\", null, \"support\"]".to_vec(),
+        Some("application/json"),
+    )
+    .await;
     assert_eq!((r.status, r.code()), (400, "VALIDATION"), "an array is not an object");
     let r = send(b"{\"title\": \"x\"}".to_vec(), Some("application/json; charset=utf-8")).await;
     assert_eq!(r.status, 201);

@@ -8,9 +8,9 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::views::{ConversationView, ConversationWithMessages, Success};
 use super::{input, json, with_cursor, ApiRequest, AppState, Body, Caller};
-use crate::domain::{Conversation, ConversationId, Solution, SolutionFilter, Title};
+use crate::domain::{Conversation, ConversationId, MessageId, Solution, SolutionFilter, Title, Tree};
 use crate::error::{FieldError, ValidationError};
-use crate::store::{ConversationPatch, Conversations, ListConversations, MAX_PAGE};
+use crate::store::{ActiveLeaf, ConversationPatch, Conversations, ListConversations, MAX_PAGE};
 
 /// `GET /api/conversations?limit&cursor&solutionType`: pinned first, then newest; the next page's
 /// cursor travels in `x-next-cursor` so the body stays the seed's array.
@@ -158,6 +158,7 @@ pub async fn update(
         is_pinned: body.is_pinned,
         is_shared: body.is_shared,
         model,
+        active_leaf: None,
     };
     if patch == ConversationPatch::default() {
         return Err(
@@ -178,6 +179,46 @@ pub async fn update(
         );
     }
     json(StatusCode::OK, &ConversationView::from(&updated))
+}
+
+/// Body of `PUT /api/conversations/{id}/active-branch`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ActiveBranchBody {
+    message_id: String,
+}
+
+/// `PUT /api/conversations/{id}/active-branch` with `{"messageId"}`: shows the branch through
+/// that message (one of the `siblings` a message lists), down to its newest reply. Answers the
+/// conversation with its new active branch, as `GET` does. One read, one write.
+pub async fn set_active_branch(
+    state: &AppState,
+    caller: &Caller,
+    id: ConversationId,
+    req: &ApiRequest,
+) -> Result<Response<Body>, ApiError> {
+    let body: ActiveBranchBody = input::json_body(req, false)?;
+    let message_id = MessageId::parse(&body.message_id).map_err(|_| {
+        ValidationError::field("messageId", "must be 1 to 64 characters of letters, digits, '_' or '-'")
+    })?;
+    let (_, all) = state.store.get_conversation_with_messages(&caller.user, &id).await?;
+    let tree = Tree::new(&all);
+    let chosen = tree
+        .index(&message_id)
+        .ok_or_else(|| ValidationError::field("messageId", "is not a message of this conversation"))?;
+    let leaf = &all[tree.newest_leaf_under(chosen)];
+    let patch = ConversationPatch {
+        active_leaf: Some(ActiveLeaf {
+            id: leaf.id.clone(),
+            preview: Some(crate::domain::preview(&leaf.content)),
+        }),
+        ..ConversationPatch::default()
+    };
+    let updated = state
+        .store
+        .update_conversation(&caller.user, &id, &patch, state.now())
+        .await?;
+    json(StatusCode::OK, &ConversationWithMessages::new(&updated, &all))
 }
 
 /// `DELETE /api/conversations/{id}`: the conversation and every message; `{"success": true}`.

@@ -33,6 +33,9 @@ pub enum ApiError {
     /// The request conflicts with stored state.
     #[error("{0}")]
     Conflict(String),
+    /// The same message is still being answered (a retried chat submit).
+    #[error("this message is still being answered; wait for its reply, then retry")]
+    TurnInProgress,
     /// The body or an item is too large.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -103,6 +106,7 @@ impl From<crate::chat::ChatError> for ApiError {
             ChatError::Validation(v) => ApiError::Validation(v),
             ChatError::NoSuchRoute => ApiError::NotFound("no such route".to_owned()),
             ChatError::ConversationNotFound => ApiError::NotFound("conversation not found".to_owned()),
+            ChatError::TurnInProgress => ApiError::TurnInProgress,
             ChatError::NoProvider => ApiError::Internal(Some("no model provider configured".into())),
             ChatError::Store(s) => s.into(),
         }
@@ -137,6 +141,7 @@ impl ApiError {
             ApiError::Validation(_) => "VALIDATION",
             ApiError::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
             ApiError::Conflict(_) => "CONFLICT",
+            ApiError::TurnInProgress => "TURN_IN_PROGRESS",
             ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             ApiError::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             ApiError::RateLimited { .. } | ApiError::TooManyStreams { .. } => "RATE_LIMIT",
@@ -155,7 +160,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Validation(_) => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::TurnInProgress => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } | ApiError::TooManyStreams { .. } | ApiError::Budget { .. } => {

@@ -4,26 +4,43 @@ use http::{Response, StatusCode};
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::views::{Cleared, MessageView};
+use super::views::{active_branch, Cleared, MessageView};
 use super::{input, json, with_cursor, ApiRequest, AppState, Body, Caller};
 use crate::domain::{ClientMessageId, ConversationId, Message, Role};
 use crate::error::ValidationError;
-use crate::store::{Appended, ListMessages, Messages, Touch};
+use crate::store::{cursor, Appended, Conversations, Messages, Page, Touch};
 
-/// `GET /api/conversations/{id}/messages?limit&cursor`: oldest first; all of them without `limit`.
+/// `GET /api/conversations/{id}/messages?limit&cursor`: the active branch, oldest first (each
+/// message with its parent and versions); all of it without `limit`. One read of the
+/// conversation; the cursor holds the last id returned (ids grow along a branch).
 pub async fn list(
-    store: &dyn Messages,
+    store: &dyn Conversations,
     caller: &Caller,
     id: ConversationId,
     req: &ApiRequest,
 ) -> Result<Response<Body>, ApiError> {
-    let query = ListMessages {
-        limit: input::limit(req)?,
-        cursor: input::cursor(req)?,
+    let limit = input::limit(req)?;
+    let cursor = input::cursor(req)?;
+    let scope = cursor::messages_scope(caller.user.as_str(), id.as_str());
+    let after = cursor::message_position(&scope, cursor.as_deref())?;
+    let (conversation, all) = store.get_conversation_with_messages(&caller.user, &id).await?;
+    let rest: Vec<MessageView<'_>> = active_branch(&conversation, &all)
+        .into_iter()
+        .filter(|m| after.as_deref().is_none_or(|a| m.id() > a))
+        .collect();
+    let page = match limit {
+        None => Page {
+            items: rest,
+            next_cursor: None,
+        },
+        Some(limit) => {
+            let limit = limit as usize;
+            let mut rest = rest;
+            rest.truncate(limit + 1);
+            cursor::page(rest, limit, &scope, |m| m.id().to_owned())?
+        }
     };
-    let page = store.list_messages(&caller.user, &id, &query).await?;
-    let views: Vec<MessageView<'_>> = page.items.iter().map(MessageView::from).collect();
-    Ok(with_cursor(json(StatusCode::OK, &views)?, page.next_cursor))
+    Ok(with_cursor(json(StatusCode::OK, &page.items)?, page.next_cursor))
 }
 
 /// Body of `POST /api/conversations/{id}/messages`.

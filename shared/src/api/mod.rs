@@ -282,6 +282,7 @@ fn audit_action(op: Op) -> Option<&'static str> {
         Op::CreateConversation => Some(action::CONVERSATION_CREATE),
         Op::UpdateConversation => Some(action::CONVERSATION_UPDATE),
         Op::DeleteConversation => Some(action::CONVERSATION_DELETE),
+        Op::SetActiveBranch => Some(action::CONVERSATION_BRANCH),
         Op::CreateMessage => Some(action::MESSAGES_ADD),
         Op::ClearMessages => Some(action::MESSAGES_CLEAR),
         _ => None,
@@ -340,6 +341,7 @@ async fn dispatch(
         Op::DeleteConversation => {
             conversations::delete(state.store.as_ref(), caller, input::conversation_id(id)?).await
         }
+        Op::SetActiveBranch => conversations::set_active_branch(state, caller, input::conversation_id(id)?, req).await,
         Op::ListMessages => messages::list(state.store.as_ref(), caller, input::conversation_id(id)?, req).await,
         Op::CreateMessage => messages::create(state, caller, input::conversation_id(id)?, req).await,
         Op::ClearMessages => messages::clear(state.store.as_ref(), caller, input::conversation_id(id)?).await,
@@ -358,23 +360,13 @@ async fn rate_limit(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
     if limit == 0 {
         return Ok(());
     }
-    let now = state.now();
-    let window = crate::store::rules::rate_window(now);
-    let count = state
-        .store
-        .increment_counter(
-            &crate::store::schema::rate_key(caller.user.as_str()),
-            window.start,
-            crate::store::rules::RATE_COUNTER_TTL_SECS,
-        )
-        .await?;
-    if count > limit {
-        return Err(ApiError::RateLimited {
+    match crate::ratelimit::count(state.store.as_ref(), &caller.user, state.now(), limit).await {
+        Err(crate::error::StoreError::RateLimited { retry_after }) => Err(ApiError::RateLimited {
             message: format!("at most {limit} requests per minute; retry after the minute ends"),
-            retry_after: crate::store::rules::retry_after(now, window.end),
-        });
+            retry_after,
+        }),
+        other => other.map_err(ApiError::from),
     }
-    Ok(())
 }
 
 /// The dashboard is answered before authentication; it never reaches the handler dispatch.

@@ -17,6 +17,8 @@ pub enum Op {
     UpdateConversation,
     /// `DELETE /api/conversations/{id}`
     DeleteConversation,
+    /// `PUT /api/conversations/{id}/active-branch`: show another version of a message.
+    SetActiveBranch,
     /// `GET /api/conversations/{id}/messages`
     ListMessages,
     /// `POST /api/conversations/{id}/messages`
@@ -70,6 +72,11 @@ pub const ROUTES: &[Route] = &[
             ("PATCH", Op::UpdateConversation),
             ("DELETE", Op::DeleteConversation),
         ],
+    },
+    Route {
+        pattern: "/api/conversations/{id}/active-branch",
+        function: "conversations",
+        ops: &[("PUT", Op::SetActiveBranch)],
     },
     Route {
         pattern: "/api/conversations/{id}/messages",

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::domain::{ts, Conversation, FinishReason, Message, MessagePart, Role, Solution, Timestamp, Usage};
+use crate::domain::{ts, Conversation, FinishReason, Message, MessagePart, Role, Solution, Timestamp, Tree, Usage};
 
 /// A conversation as the API shows it.
 #[derive(Serialize)]
@@ -50,13 +50,29 @@ pub struct ConversationWithMessages<'a> {
 }
 
 impl<'a> ConversationWithMessages<'a> {
-    /// Builds the view.
-    pub fn new(c: &'a Conversation, messages: &'a [Message]) -> Self {
+    /// The conversation with its active branch: `all` is every message (id order); the view
+    /// holds the path to the active leaf, each message with its parent and its versions.
+    pub fn new(c: &'a Conversation, all: &'a [Message]) -> Self {
         Self {
             conversation: c.into(),
-            messages: messages.iter().map(MessageView::from).collect(),
+            messages: active_branch(c, all),
         }
     }
+}
+
+/// The messages of `c`'s active branch, in order, each with its parent and its versions
+/// (`siblings`: the ids of every version at its place, oldest first, itself included).
+pub fn active_branch<'a>(c: &Conversation, all: &'a [Message]) -> Vec<MessageView<'a>> {
+    let tree = Tree::new(all);
+    tree.active_path(c.active_leaf.as_ref())
+        .into_iter()
+        .map(|i| {
+            let mut view = MessageView::from(&all[i]);
+            view.parent_id = tree.parent(i).map(|p| all[p].id.as_str());
+            view.siblings = Some(tree.siblings(i).into_iter().map(|s| all[s].id.as_str()).collect());
+            view
+        })
+        .collect()
 }
 
 /// A message as the API shows it.
@@ -71,6 +87,11 @@ pub struct MessageView<'a> {
     created_at: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_id: Option<&'a str>,
+    /// The message it answers or follows (`null` for the first); on branch views, always set.
+    parent_id: Option<&'a str>,
+    /// On branch views: the ids of every version at this place, oldest first, itself included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    siblings: Option<Vec<&'a str>>,
     #[serde(skip_serializing_if = "<[MessagePart]>::is_empty")]
     parts: &'a [MessagePart],
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -85,6 +106,13 @@ pub struct MessageView<'a> {
     error: Option<&'a str>,
 }
 
+impl MessageView<'_> {
+    /// The message's id.
+    pub fn id(&self) -> &str {
+        self.id
+    }
+}
+
 impl<'a> From<&'a Message> for MessageView<'a> {
     fn from(m: &'a Message) -> Self {
         Self {
@@ -94,6 +122,8 @@ impl<'a> From<&'a Message> for MessageView<'a> {
             conversation_id: m.conversation_id.as_str(),
             created_at: m.created_at,
             client_id: m.client_id.as_ref().map(|c| c.as_str()),
+            parent_id: m.parent_id.as_ref().map(|p| p.as_str()),
+            siblings: None,
             parts: &m.parts,
             model: m.model.as_deref(),
             usage: m.usage,

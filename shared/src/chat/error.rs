@@ -14,6 +14,9 @@ pub enum ChatError {
     /// The conversation does not exist or is not the caller's.
     #[error("conversation not found")]
     ConversationNotFound,
+    /// The same message is still being answered (a retried submit while its turn streams).
+    #[error("this message is still being answered")]
+    TurnInProgress,
     /// No model provider is configured (a function built without chat).
     #[error("no model provider configured")]
     NoProvider,

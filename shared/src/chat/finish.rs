@@ -135,6 +135,7 @@ impl Turn {
             std::mem::take(&mut outcome.text),
             self.state.now(),
         );
+        reply.parent_id = Some(self.plan.answers.clone());
         reply.parts = std::mem::take(&mut outcome.parts);
         reply.model = Some(outcome.model.clone());
         reply.usage = Some(outcome.usage);

@@ -27,6 +27,7 @@ mod finish;
 mod generate;
 mod plan;
 mod prompts;
+mod replay;
 mod request;
 mod tools;
 
@@ -35,7 +36,7 @@ use std::sync::Arc;
 pub use context::context_for;
 pub use error::ChatError;
 pub use events::{TurnEvent, TurnStream};
-pub use plan::{plan_turn, PlanInput, TurnPlan};
+pub use plan::{plan_turn, PlanInput, Planned, TurnPlan};
 pub use prompts::{capabilities, system_prompt};
 pub use request::{ChatRequest, IncomingMessage, Trigger};
 
@@ -73,7 +74,7 @@ pub async fn start(
     serves(state, solution)?;
     let model_port = state.model.clone().ok_or(ChatError::NoProvider)?;
     let existing = load(state, user, &request).await?;
-    let plan = plan_turn(PlanInput {
+    let planned = plan_turn(PlanInput {
         owner: user,
         solution,
         request,
@@ -81,7 +82,22 @@ pub async fn start(
         catalog: &state.config.catalog,
         ids: &state.ids,
         now: state.now(),
+        turn_window: chrono::Duration::seconds(lease_secs(&state.config)),
     })?;
+    let plan = match planned {
+        Planned::Run(plan) => plan,
+        Planned::Replay { conversation, reply } => {
+            // Nothing is generated or stored, but the request still counts against the limit.
+            crate::ratelimit::count(
+                state.store.as_ref(),
+                user,
+                state.now(),
+                state.config.rate_limit_per_minute,
+            )
+            .await?;
+            return Ok(replay::spawn(conversation, reply));
+        }
+    };
     let lease = admit(state, user, &plan).await?;
     let system = system_prompt(solution);
     let turn = generate::Turn {
@@ -98,6 +114,11 @@ pub async fn start(
         plan,
     };
     Ok(turn.spawn())
+}
+
+/// How long a turn's stream slot is leased: the longest allowed reply and a margin.
+fn lease_secs(config: &crate::config::Config) -> i64 {
+    i64::try_from(config.chat.total_timeout.as_secs()).unwrap_or(240) + LEASE_MARGIN_SECS
 }
 
 /// The conversation with its history, if it exists and is the caller's (one Query).
@@ -136,7 +157,7 @@ async fn admit(
             tokens_per_day: config.token_budget_day,
             tokens_per_month: config.token_budget_month,
             max_streams: config.max_concurrent_streams,
-            lease_secs: i64::try_from(config.chat.total_timeout.as_secs()).unwrap_or(240) + LEASE_MARGIN_SECS,
+            lease_secs: lease_secs(config),
         },
         turn_id: state.ids.next_ulid(),
         now: plan.started_at,

@@ -4,7 +4,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConversationId, Timestamp, UserId};
+use super::{ConversationId, MessageId, Timestamp, UserId};
 use crate::error::ValidationError;
 
 /// Title bounds (characters), seed 000's zod schema: `z.string().min(1).max(100)`.
@@ -192,8 +192,10 @@ pub struct Conversation {
     pub updated_at: Timestamp,
     /// The first characters of its newest message.
     pub last_message: Option<String>,
-    /// How many messages it holds.
+    /// How many messages it holds (every branch).
     pub message_count: u64,
+    /// The newest message of the active branch; `None`: the newest message.
+    pub active_leaf: Option<MessageId>,
 }
 
 impl Conversation {
@@ -218,6 +220,7 @@ impl Conversation {
             updated_at: at,
             last_message: None,
             message_count: 0,
+            active_leaf: None,
         }
     }
 }

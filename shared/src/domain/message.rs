@@ -125,8 +125,13 @@ pub struct Message {
     pub id: MessageId,
     /// The conversation it belongs to.
     pub conversation_id: ConversationId,
-    /// The client's id for it, when the client gave one (idempotent submits).
+    /// The client's id for it, when the client gave one (idempotent submits). Every version of
+    /// an edited message keeps the client's id; the newest version answers to it.
     pub client_id: Option<ClientMessageId>,
+    /// The message it answers or follows. `None`: the message before it in id order (messages
+    /// stored before branches existed, and those added through the messages API), or none for
+    /// the first. Two messages with the same parent are versions of one another (siblings).
+    pub parent_id: Option<MessageId>,
     /// Who wrote it.
     pub role: Role,
     /// Its text, stored verbatim.
@@ -154,6 +159,7 @@ impl Message {
             id,
             conversation_id,
             client_id: None,
+            parent_id: None,
             role,
             content,
             parts: Vec::new(),

@@ -4,12 +4,14 @@
 //! millisecond precision, as Prisma wrote them. Depends on nothing in the crate but [`crate::error`].
 
 mod activity;
+mod branch;
 mod conversation;
 mod ids;
 mod message;
 mod time;
 
 pub use activity::{AnalyticsEvent, AuditEntry, StatsDelta, StatsRow, BUCKETS_MS};
+pub use branch::Tree;
 pub use conversation::{
     preview, Conversation, Solution, SolutionFilter, Title, DEFAULT_TITLE, MAX_TITLE_CHARS, PREVIEW_CHARS,
 };

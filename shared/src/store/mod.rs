@@ -36,8 +36,9 @@ pub use dynamo::schema;
 pub use compose::StoreParts;
 pub use open::{from_env, open, probe, Probe};
 pub use ports::{
-    Activity, Appended, ConversationPatch, Conversations, Counters, ListConversations, ListMessages, Messages, Page,
-    Stats, StatsUpdate, Store, StreamLease, Touch, TurnBegun, TurnFinish, TurnLimits, TurnStart, TurnWrite, Turns,
+    ActiveLeaf, Activity, Appended, ConversationPatch, Conversations, Counters, ListConversations, ListMessages,
+    Messages, Page, Stats, StatsUpdate, Store, StreamLease, Touch, TurnBegun, TurnFinish, TurnLimits, TurnStart,
+    TurnWrite, Turns,
 };
 pub use rules::{
     check_message_size, days_between, listing_rank, page_size, pin_base, retry_after, scaled_time, window_ends,

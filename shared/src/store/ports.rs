@@ -68,6 +68,17 @@ pub struct ConversationPatch {
     pub is_shared: Option<bool>,
     /// New model id (already checked against the catalog).
     pub model: Option<String>,
+    /// Switch the active branch to this leaf (already checked to be the conversation's).
+    pub active_leaf: Option<ActiveLeaf>,
+}
+
+/// A new active leaf and the preview that goes with it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActiveLeaf {
+    /// The leaf.
+    pub id: MessageId,
+    /// Its preview (the conversation's `lastMessage`).
+    pub preview: Option<String>,
 }
 
 /// What appending a message changes on its conversation besides `updatedAt` and the preview.
@@ -124,16 +135,26 @@ pub enum TurnWrite {
         /// Its first messages.
         messages: Vec<Message>,
     },
-    /// Append the user's message to the caller's conversation.
+    /// Append the user's message to the caller's conversation; it becomes the active leaf.
     Append {
-        /// The message.
+        /// The message (its parent: the leaf of the branch it continues).
+        message: Message,
+        /// A title for a conversation that still has the default one (its first user message).
+        title: Option<String>,
+    },
+    /// A new version of an edited user message: the same client id and the edited version's
+    /// parent, so the two are siblings; the client id answers with the new version from now on,
+    /// and it becomes the active leaf. The earlier version and its replies stay.
+    Edit {
+        /// The new version.
         message: Message,
     },
-    /// Regenerate: remove the last reply (if any) and re-point the preview.
+    /// Regenerate: the reply being replaced stays as a sibling of the new one; the active leaf
+    /// moves back to the user message both answer (the new reply follows it when it is stored).
     Regenerate {
-        /// The reply to remove.
-        remove: Option<Message>,
-        /// The preview of the newest remaining message.
+        /// The user message being answered again.
+        leaf: MessageId,
+        /// Its preview.
         preview: Option<String>,
     },
     /// Only check the conversation is the caller's (a resubmitted message already stored).

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
-use super::items::{assemble_messages, conversation_item, message_items, ConversationItem};
+use super::items::{assemble_messages, conversation_item, message_items, ConversationItem, Marker};
 use super::schema;
 use super::{classify, from_item, n, owner_condition, s, sdk_key, DynamoStore, Item};
 use crate::domain::{ts, Conversation, ConversationId, Message, SolutionFilter, Timestamp, UserId};
@@ -21,7 +21,7 @@ impl Conversations for DynamoStore {
         let table = &self.tables.conversations;
         let mut items = vec![conversation_item(table, conversation, messages)?];
         for m in messages {
-            items.extend(message_items(table, m)?);
+            items.extend(message_items(table, m, Marker::IfAbsent)?);
         }
         if items.len() == 1 {
             // A lone conversation: a conditional PutItem costs half a transaction.
@@ -182,6 +182,18 @@ impl Conversations for DynamoStore {
                 .expression_attribute_names("#model", "model")
                 .expression_attribute_values(":model", s(model));
         }
+        let mut removes = Vec::new();
+        if let Some(leaf) = &patch.active_leaf {
+            sets.push("activeLeaf = :leaf".to_owned());
+            req = req.expression_attribute_values(":leaf", s(leaf.id.as_str()));
+            match &leaf.preview {
+                Some(preview) => {
+                    sets.push("lastMessage = :preview".to_owned());
+                    req = req.expression_attribute_values(":preview", s(preview));
+                }
+                None => removes.push("lastMessage"),
+            }
+        }
         match patch.is_pinned {
             Some(pinned) => {
                 let rank = listing_rank(pinned, id, now);
@@ -197,7 +209,11 @@ impl Conversations for DynamoStore {
             }
         }
         let out = req
-            .update_expression(format!("SET {}", sets.join(", ")))
+            .update_expression(if removes.is_empty() {
+                format!("SET {}", sets.join(", "))
+            } else {
+                format!("SET {} REMOVE {}", sets.join(", "), removes.join(", "))
+            })
             .send()
             .await
             .map_err(|e| match e {

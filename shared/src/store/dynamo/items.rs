@@ -45,6 +45,8 @@ pub(super) struct ConversationItem {
     pub(super) gsi2sk: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) deleting: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) active_leaf: Option<String>,
 }
 
 impl ConversationItem {
@@ -73,6 +75,7 @@ impl ConversationItem {
             )),
             gsi2sk: rank,
             deleting: None,
+            active_leaf: c.active_leaf.as_ref().map(ToString::to_string),
         }
     }
 
@@ -94,6 +97,11 @@ impl ConversationItem {
             updated_at: rules::parse_ts(&self.updated_at)?,
             last_message: self.last_message,
             message_count: self.message_count,
+            active_leaf: self
+                .active_leaf
+                .map(|id| MessageId::parse(&id))
+                .transpose()
+                .map_err(|e| StoreError::internal("stored active leaf", e))?,
         })
     }
 }
@@ -108,6 +116,8 @@ pub(super) struct MessageItem {
     pub(super) conversation_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) parent_id: Option<String>,
     pub(super) role: Role,
     pub(super) content: String,
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -165,8 +175,22 @@ pub(super) fn split_content(text: &str, max: usize) -> Vec<&str> {
     out
 }
 
-/// The items storing one message: head, chunks, client-id marker. Each is a conditional put.
-pub(super) fn message_items(table: &str, message: &Message) -> Result<Vec<TransactWriteItem>, StoreError> {
+/// How a message's client-id marker is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Marker {
+    /// Only if the client id is new in the conversation (idempotent submits).
+    IfAbsent,
+    /// Pointing at this message whatever it pointed at (a new version of an edited message).
+    Overwrite,
+}
+
+/// The items storing one message: head, chunks, client-id marker. Each is a conditional put,
+/// except a marker written with [`Marker::Overwrite`].
+pub(super) fn message_items(
+    table: &str,
+    message: &Message,
+    marker: Marker,
+) -> Result<Vec<TransactWriteItem>, StoreError> {
     check_message_size(message)?;
     let pk = schema::conversation_pk(message.conversation_id.as_str());
     let pieces = split_content(&message.content, CHUNK_BYTES);
@@ -176,6 +200,7 @@ pub(super) fn message_items(table: &str, message: &Message) -> Result<Vec<Transa
         id: message.id.to_string(),
         conversation_id: message.conversation_id.to_string(),
         client_id: message.client_id.as_ref().map(ToString::to_string),
+        parent_id: message.parent_id.as_ref().map(ToString::to_string),
         role: message.role,
         content: pieces.first().copied().unwrap_or_default().to_owned(),
         chunks: (pieces.len().saturating_sub(1)) as u32,
@@ -197,12 +222,24 @@ pub(super) fn message_items(table: &str, message: &Message) -> Result<Vec<Transa
         items.push(put_if_absent(table, to_item(&chunk)?));
     }
     if let Some(client_id) = &message.client_id {
-        let marker = ClientIdItem {
+        let marker_item = ClientIdItem {
             pk,
             sk: schema::client_id_sk(client_id.as_str()),
             message_id: message.id.to_string(),
         };
-        items.push(put_if_absent(table, to_item(&marker)?));
+        let item = to_item(&marker_item)?;
+        items.push(match marker {
+            Marker::IfAbsent => put_if_absent(table, item),
+            Marker::Overwrite => TransactWriteItem::builder()
+                .put(
+                    aws_sdk_dynamodb::types::Put::builder()
+                        .table_name(table)
+                        .set_item(Some(item))
+                        .build()
+                        .map_err(|e| StoreError::internal("building a put", e))?,
+                )
+                .build(),
+        });
     }
     Ok(items)
 }
@@ -254,6 +291,11 @@ fn head_into_domain(head: MessageItem) -> Result<Message, StoreError> {
             .map(|c| ClientMessageId::parse(&c))
             .transpose()
             .map_err(|e| StoreError::internal("stored client id", e))?,
+        parent_id: head
+            .parent_id
+            .map(|p| MessageId::parse(&p))
+            .transpose()
+            .map_err(|e| StoreError::internal("stored parent id", e))?,
         role: head.role,
         content: head.content,
         parts: head.parts,

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
-use super::items::{assemble_messages, message_items, ClientIdItem, MessageItem};
+use super::items::{assemble_messages, message_items, ClientIdItem, Marker, MessageItem};
 use super::schema;
 use super::{classify, from_item, n, owner_condition, s, sdk_key, DynamoStore, Item};
 use crate::domain::{self, ts, ClientMessageId, ConversationId, Message, MessageId, UserId};
@@ -19,33 +19,8 @@ impl Messages for DynamoStore {
     async fn append_message(&self, owner: &UserId, message: &Message, touch: &Touch) -> Result<Appended, StoreError> {
         let table = &self.tables.conversations;
         let id = &message.conversation_id;
-        let mut sets = vec![
-            "updatedAt = :now",
-            "lastMessage = :preview",
-            "gsi1sk = pinBase + :scaled",
-            "gsi2sk = pinBase + :scaled",
-        ];
-        let mut update = Update::builder()
-            .table_name(table)
-            .key(schema::PK, s(schema::conversation_pk(id.as_str())))
-            .key(schema::SK, s(schema::META))
-            .condition_expression(owner_condition())
-            .expression_attribute_names("#pk", schema::PK)
-            .expression_attribute_values(":owner", s(owner.as_str()))
-            .expression_attribute_values(":now", s(ts::format(&message.created_at)))
-            .expression_attribute_values(":preview", s(domain::preview(&message.content)))
-            .expression_attribute_values(":scaled", n(scaled_time(message.created_at)))
-            .expression_attribute_values(":one", n(1));
-        if let Some(title) = &touch.title {
-            sets.push("title = :title");
-            update = update.expression_attribute_values(":title", s(title));
-        }
-        let update = update
-            .update_expression(format!("SET {} ADD messageCount :one", sets.join(", ")))
-            .build()
-            .map_err(|e| StoreError::internal("building the conversation update", e))?;
-        let mut items = vec![TransactWriteItem::builder().update(update).build()];
-        items.extend(message_items(table, message)?);
+        let mut items = vec![self.touch_update(owner, message, touch.title.as_deref())?];
+        items.extend(message_items(table, message, Marker::IfAbsent)?);
         match self.transact(items).await? {
             Ok(()) => Ok(Appended::Stored),
             Err(codes) => {
@@ -243,7 +218,7 @@ impl Messages for DynamoStore {
                 schema::conversation_pk(id.as_str()),
                 schema::META.to_owned(),
             )))
-            .update_expression("REMOVE lastMessage ADD messageCount :minus")
+            .update_expression("REMOVE lastMessage, activeLeaf ADD messageCount :minus")
             .condition_expression(owner_condition())
             .expression_attribute_names("#pk", schema::PK)
             .expression_attribute_values(":owner", s(owner.as_str()))
@@ -255,5 +230,46 @@ impl Messages for DynamoStore {
                 other => classify("UpdateItem after clear", other),
             })?;
         Ok(messages)
+    }
+}
+
+impl DynamoStore {
+    /// The META update of an append (owner checked): `updatedAt`, preview, rank, count, and the
+    /// active leaf (an appended message continues the branch it was added to); the title too,
+    /// when given (a first message names a conversation that still has the default title).
+    pub(super) fn touch_update(
+        &self,
+        owner: &UserId,
+        message: &Message,
+        title: Option<&str>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut sets = vec![
+            "updatedAt = :now",
+            "lastMessage = :preview",
+            "gsi1sk = pinBase + :scaled",
+            "gsi2sk = pinBase + :scaled",
+            "activeLeaf = :leaf",
+        ];
+        let mut update = Update::builder()
+            .table_name(&self.tables.conversations)
+            .key(schema::PK, s(schema::conversation_pk(message.conversation_id.as_str())))
+            .key(schema::SK, s(schema::META))
+            .condition_expression(owner_condition())
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_values(":owner", s(owner.as_str()))
+            .expression_attribute_values(":now", s(ts::format(&message.created_at)))
+            .expression_attribute_values(":preview", s(domain::preview(&message.content)))
+            .expression_attribute_values(":scaled", n(scaled_time(message.created_at)))
+            .expression_attribute_values(":leaf", s(message.id.as_str()))
+            .expression_attribute_values(":one", n(1));
+        if let Some(title) = title {
+            sets.push("title = :title");
+            update = update.expression_attribute_values(":title", s(title));
+        }
+        let update = update
+            .update_expression(format!("SET {} ADD messageCount :one", sets.join(", ")))
+            .build()
+            .map_err(|e| StoreError::internal("building the conversation update", e))?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 }

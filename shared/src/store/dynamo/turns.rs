@@ -3,13 +3,13 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 
-use super::items::{conversation_item, message_items, split_content, CHUNK_BYTES};
+use super::items::{conversation_item, message_items, Marker};
 use super::schema;
 use super::stats::stats_expression;
 use super::{n, owner_condition, s, sdk_key, update_item, DynamoStore};
-use crate::domain::{self, ts, ConversationId, Message, UserId};
+use crate::domain::{ConversationId, Message, UserId};
 use crate::error::StoreError;
-use crate::store::{rules, scaled_time, TurnBegun, TurnFinish, TurnStart, TurnWrite, Turns};
+use crate::store::{rules, TurnBegun, TurnFinish, TurnStart, TurnWrite, Turns};
 
 #[async_trait]
 impl Turns for DynamoStore {
@@ -147,8 +147,8 @@ impl Turns for DynamoStore {
         let owner = &finish.owner;
         let mut parts: Vec<(Part, TransactWriteItem)> = Vec::new();
         if let Some(reply) = &finish.reply {
-            parts.push((Part::Meta, self.touch_update(owner, reply)?));
-            for item in message_items(&self.tables.conversations, reply)? {
+            parts.push((Part::Meta, self.touch_update(owner, reply, None)?));
+            for item in message_items(&self.tables.conversations, reply, Marker::IfAbsent)? {
                 parts.push((Part::Message, item));
             }
         }
@@ -254,27 +254,6 @@ enum Part {
 }
 
 impl DynamoStore {
-    /// The META update of an append: `updatedAt`, preview, rank, count (owner checked).
-    fn touch_update(&self, owner: &UserId, message: &Message) -> Result<TransactWriteItem, StoreError> {
-        update_item(
-            Update::builder()
-                .table_name(&self.tables.conversations)
-                .key(schema::PK, s(schema::conversation_pk(message.conversation_id.as_str())))
-                .key(schema::SK, s(schema::META))
-                .condition_expression(owner_condition())
-                .update_expression(
-                    "SET updatedAt = :now, lastMessage = :preview, gsi1sk = pinBase + :scaled, gsi2sk = pinBase + :scaled ADD messageCount :one",
-                )
-                .expression_attribute_names("#pk", schema::PK)
-                .expression_attribute_values(":owner", s(owner.as_str()))
-                .expression_attribute_values(":now", s(ts::format(&message.created_at)))
-                .expression_attribute_values(":preview", s(domain::preview(&message.content)))
-                .expression_attribute_values(":scaled", n(scaled_time(message.created_at)))
-                .expression_attribute_values(":one", n(1))
-                .build(),
-        )
-    }
-
     /// The items of what a turn writes, tagged.
     fn turn_write_items(
         &self,
@@ -299,18 +278,21 @@ impl DynamoStore {
             TurnWrite::Create { conversation, messages } => {
                 out.push((Part::Meta, conversation_item(table, conversation, messages)?));
                 for m in messages {
-                    tag_message(m, message_items(table, m)?, &mut out);
+                    tag_message(m, message_items(table, m, Marker::IfAbsent)?, &mut out);
                 }
             }
-            TurnWrite::Append { message } => {
-                out.push((Part::Meta, self.touch_update(owner, message)?));
-                tag_message(message, message_items(table, message)?, &mut out);
+            TurnWrite::Append { message, title } => {
+                out.push((Part::Meta, self.touch_update(owner, message, title.as_deref())?));
+                tag_message(message, message_items(table, message, Marker::IfAbsent)?, &mut out);
             }
-            TurnWrite::Regenerate { remove, preview } => {
-                let Some(removed) = remove else {
-                    out.push((Part::Meta, self.owner_check(owner, &start.conversation_id)?));
-                    return Ok(out);
-                };
+            TurnWrite::Edit { message } => {
+                out.push((Part::Meta, self.touch_update(owner, message, None)?));
+                // The marker moves to the new version: an overwrite, never a conflict.
+                for item in message_items(table, message, Marker::Overwrite)? {
+                    out.push((Part::Message, item));
+                }
+            }
+            TurnWrite::Regenerate { leaf, preview } => {
                 let mut update = Update::builder()
                     .table_name(table)
                     .key(schema::PK, s(pk.clone()))
@@ -318,28 +300,14 @@ impl DynamoStore {
                     .condition_expression(owner_condition())
                     .expression_attribute_names("#pk", schema::PK)
                     .expression_attribute_values(":owner", s(owner.as_str()))
-                    .expression_attribute_values(":minus", n(-1));
+                    .expression_attribute_values(":leaf", s(leaf.as_str()));
                 update = match preview {
                     Some(p) => update
-                        .update_expression("SET lastMessage = :preview ADD messageCount :minus")
+                        .update_expression("SET activeLeaf = :leaf, lastMessage = :preview")
                         .expression_attribute_values(":preview", s(p.clone())),
-                    None => update.update_expression("REMOVE lastMessage ADD messageCount :minus"),
+                    None => update.update_expression("SET activeLeaf = :leaf REMOVE lastMessage"),
                 };
                 out.push((Part::Meta, update_item(update.build())?));
-                let mut keys = vec![schema::message_sk(removed.id.as_str())];
-                let chunks = split_content(&removed.content, CHUNK_BYTES).len().saturating_sub(1);
-                keys.extend((1..=chunks).map(|i| schema::chunk_sk(removed.id.as_str(), i)));
-                if let Some(c) = &removed.client_id {
-                    keys.push(schema::client_id_sk(c.as_str()));
-                }
-                for sk in keys {
-                    let delete = aws_sdk_dynamodb::types::Delete::builder()
-                        .table_name(table)
-                        .set_key(Some(sdk_key(pk.clone(), sk)))
-                        .build()
-                        .map_err(|e| StoreError::internal("building a delete", e))?;
-                    out.push((Part::Message, TransactWriteItem::builder().delete(delete).build()));
-                }
             }
             TurnWrite::Check => out.push((Part::Meta, self.owner_check(owner, &start.conversation_id)?)),
         }

@@ -104,6 +104,13 @@ impl Conversations for EmbeddedStore {
                 .map_err(sql_err("begin"))?;
             let current = owned_conversation(&tx, &owner, id.as_str())?;
             let pinned = patch.is_pinned.unwrap_or(current.is_pinned);
+            if let Some(leaf) = &patch.active_leaf {
+                tx.execute(
+                    "UPDATE conversations SET active_leaf = ?1, last_message = ?2 WHERE id = ?3",
+                    params![leaf.id.as_str(), leaf.preview, id.as_str()],
+                )
+                .map_err(sql_err("switching the active branch"))?;
+            }
             tx.execute(
                 "UPDATE conversations SET title = COALESCE(?1, title), is_pinned = ?2, is_shared = COALESCE(?3, is_shared), \
                  model = COALESCE(?4, model), updated_at = ?5, rank = ?6 WHERE id = ?7",

@@ -17,26 +17,41 @@ pub(super) fn append_in(
     m: &Message,
     touch: &Touch,
 ) -> Result<Appended, StoreError> {
-    let current = owned_conversation(tx, owner, m.conversation_id.as_str())?;
+    owned_conversation(tx, owner, m.conversation_id.as_str())?;
     if let Some(client_id) = &m.client_id {
         if let Some(existing) = find_client(tx, m.conversation_id.as_str(), client_id.as_str())? {
             return Ok(Appended::Duplicate(existing.id));
         }
     }
+    insert_and_touch(tx, owner, m, touch.title.as_deref())?;
+    Ok(Appended::Stored)
+}
+
+/// Inserts a message and touches its conversation: `updatedAt`, preview, count, rank, and the
+/// active leaf (the message continues the branch it was added to).
+/// The title too, when given.
+pub(super) fn insert_and_touch(
+    tx: &rusqlite::Transaction<'_>,
+    owner: &str,
+    m: &Message,
+    title: Option<&str>,
+) -> Result<(), StoreError> {
+    let current = owned_conversation(tx, owner, m.conversation_id.as_str())?;
     insert_message(tx, m)?;
     tx.execute(
         "UPDATE conversations SET updated_at = ?1, last_message = ?2, message_count = message_count + 1, \
-         rank = ?3, title = COALESCE(?4, title) WHERE id = ?5",
+         rank = ?3, title = COALESCE(?4, title), active_leaf = ?5 WHERE id = ?6",
         params![
             ts::format(&m.created_at),
             domain::preview(&m.content),
             listing_rank(current.is_pinned, &current.id, m.created_at),
-            touch.title,
+            title,
+            m.id.as_str(),
             m.conversation_id.as_str()
         ],
     )
     .map_err(sql_err("touching a conversation"))?;
-    Ok(Appended::Stored)
+    Ok(())
 }
 
 #[async_trait]
@@ -145,7 +160,7 @@ impl Messages for EmbeddedStore {
                 .execute("DELETE FROM messages WHERE conversation_id = ?1", params![id])
                 .map_err(sql_err("clearing messages"))?;
             tx.execute(
-                "UPDATE conversations SET last_message = NULL, message_count = message_count - ?1 WHERE id = ?2",
+                "UPDATE conversations SET last_message = NULL, active_leaf = NULL, message_count = message_count - ?1 WHERE id = ?2",
                 params![n as i64, id],
             )
             .map_err(sql_err("touching a conversation"))?;

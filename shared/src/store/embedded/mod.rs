@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS conversations (
     updated_at    TEXT NOT NULL,
     last_message  TEXT,
     message_count INTEGER NOT NULL DEFAULT 0,
-    rank          INTEGER NOT NULL
+    rank          INTEGER NOT NULL,
+    active_leaf   TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations (owner, rank DESC, id DESC);
 CREATE INDEX IF NOT EXISTS conversations_by_owner_solution ON conversations (owner, bucket, rank DESC, id DESC);
@@ -60,9 +61,9 @@ CREATE TABLE IF NOT EXISTS messages (
     finish_reason   TEXT,
     error           TEXT,
     created_at      TEXT NOT NULL,
+    parent_id       TEXT,
     PRIMARY KEY (conversation_id, id)
 ) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS messages_client_id ON messages (conversation_id, client_id) WHERE client_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS events (
     id         TEXT PRIMARY KEY,
     day        TEXT NOT NULL,
@@ -102,6 +103,32 @@ CREATE TABLE IF NOT EXISTS audit (
     PRIMARY KEY (owner, id)
 ) WITHOUT ROWID;
 "#;
+
+/// Brings a database file made by an earlier version up to this schema: the branch columns
+/// (`messages.parent_id`, `conversations.active_leaf`), and the client-id index without its
+/// uniqueness (every version of an edited message keeps the client's id; appends check for a
+/// stored one inside their transaction).
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let has_column = |table: &str, column: &str| -> Result<bool, StoreError> {
+        let mut stmt = conn
+            .prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))
+            .map_err(sql_err("reading the schema"))?;
+        stmt.exists(params![column]).map_err(sql_err("reading the schema"))
+    };
+    if !has_column("messages", "parent_id")? {
+        conn.execute_batch("ALTER TABLE messages ADD COLUMN parent_id TEXT")
+            .map_err(sql_err("adding messages.parent_id"))?;
+    }
+    if !has_column("conversations", "active_leaf")? {
+        conn.execute_batch("ALTER TABLE conversations ADD COLUMN active_leaf TEXT")
+            .map_err(sql_err("adding conversations.active_leaf"))?;
+    }
+    conn.execute_batch(
+        "DROP INDEX IF EXISTS messages_client_id; \
+         CREATE INDEX IF NOT EXISTS messages_by_client_id ON messages (conversation_id, client_id) WHERE client_id IS NOT NULL;",
+    )
+    .map_err(sql_err("indexing client ids"))
+}
 
 /// The SQLite store.
 #[derive(Clone)]
@@ -150,6 +177,7 @@ impl EmbeddedStore {
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(sql_err("busy timeout"))?;
         conn.execute_batch(SCHEMA).map_err(sql_err("creating the schema"))?;
+        migrate(&conn)?;
         let now = chrono::Utc::now().timestamp();
         conn.execute("DELETE FROM events WHERE expires_at < ?1", params![now])
             .map_err(sql_err("expiring events"))?;

@@ -10,7 +10,7 @@ use crate::error::StoreError;
 use crate::store::{check_message_size, listing_rank, rules};
 
 pub(super) const CONVERSATION_COLUMNS: &str =
-    "id, owner, title, is_pinned, is_shared, model, solution_type, created_at, updated_at, last_message, message_count, rank";
+    "id, owner, title, is_pinned, is_shared, model, solution_type, created_at, updated_at, last_message, message_count, rank, active_leaf";
 
 pub(super) fn row_to_conversation(
     row: &rusqlite::Row<'_>,
@@ -27,6 +27,7 @@ pub(super) fn row_to_conversation(
     let shared: bool = row.get(4)?;
     let model: String = row.get(5)?;
     let last_message: Option<String> = row.get(9)?;
+    let active_leaf: Option<String> = row.get(12)?;
     let build = || -> Result<Conversation, StoreError> {
         Ok(Conversation {
             id: ConversationId::parse(&id).map_err(|e| StoreError::internal("stored id", e))?,
@@ -43,13 +44,17 @@ pub(super) fn row_to_conversation(
             updated_at: rules::parse_ts(&updated)?,
             last_message,
             message_count: u64::try_from(count).unwrap_or(0),
+            active_leaf: active_leaf
+                .map(|l| MessageId::parse(&l))
+                .transpose()
+                .map_err(|e| StoreError::internal("stored active leaf", e))?,
         })
     };
     Ok((build(), rank))
 }
 
 pub(super) const MESSAGE_COLUMNS: &str =
-    "id, conversation_id, client_id, role, content, parts, model, usage, latency_ms, finish_reason, error, created_at";
+    "id, conversation_id, client_id, role, content, parts, model, usage, latency_ms, finish_reason, error, created_at, parent_id";
 
 pub(super) fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Message, StoreError>> {
     let id: String = row.get(0)?;
@@ -64,6 +69,7 @@ pub(super) fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result
     let finish: Option<String> = row.get(9)?;
     let error: Option<String> = row.get(10)?;
     let created: String = row.get(11)?;
+    let parent: Option<String> = row.get(12)?;
     let build = || -> Result<Message, StoreError> {
         let bad = |what: &'static str| move |e: serde_json::Error| StoreError::internal(what, e);
         Ok(Message {
@@ -73,6 +79,10 @@ pub(super) fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result
                 .map(|c| ClientMessageId::parse(&c))
                 .transpose()
                 .map_err(|e| StoreError::internal("stored client id", e))?,
+            parent_id: parent
+                .map(|p| MessageId::parse(&p))
+                .transpose()
+                .map_err(|e| StoreError::internal("stored parent id", e))?,
             role: role
                 .parse::<Role>()
                 .map_err(|e| StoreError::internal("stored role", e))?,
@@ -114,7 +124,9 @@ pub(super) fn insert_message(tx: &rusqlite::Transaction<'_>, m: &Message) -> Res
         .transpose()
         .map_err(|e| StoreError::internal("serializing", e))?;
     let result = tx.execute(
-        &format!("INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+        &format!(
+            "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        ),
         params![
             m.id.as_str(),
             m.conversation_id.as_str(),
@@ -128,6 +140,7 @@ pub(super) fn insert_message(tx: &rusqlite::Transaction<'_>, m: &Message) -> Res
             finish,
             m.error,
             ts::format(&m.created_at),
+            m.parent_id.as_ref().map(MessageId::as_str),
         ],
     );
     match result {
@@ -178,7 +191,9 @@ pub(super) fn messages_of(
 
 pub(super) fn find_client(conn: &Connection, id: &str, client_id: &str) -> Result<Option<Message>, StoreError> {
     conn.query_row(
-        &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND client_id = ?2"),
+        &format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND client_id = ?2 ORDER BY id DESC LIMIT 1"
+        ),
         params![id, client_id],
         row_to_message,
     )
@@ -194,7 +209,7 @@ pub(super) fn insert_conversation(
 ) -> Result<(), StoreError> {
     let stored = rules::as_created(c, messages);
     let result = tx.execute(
-        &format!("INSERT INTO conversations ({CONVERSATION_COLUMNS}, bucket) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+        &format!("INSERT INTO conversations ({CONVERSATION_COLUMNS}, bucket) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
         params![
             stored.id.as_str(),
             stored.owner.as_str(),
@@ -208,6 +223,7 @@ pub(super) fn insert_conversation(
             stored.last_message,
             i64::try_from(stored.message_count).unwrap_or(0),
             listing_rank(stored.is_pinned, &stored.id, stored.updated_at),
+            stored.active_leaf.as_ref().map(MessageId::as_str),
             SolutionFilter::of(stored.solution_type).bucket(),
         ],
     );

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use super::messages::append_in;
+use super::messages::{append_in, insert_and_touch};
 use super::rows::{insert_conversation, owned_conversation};
 use super::stats::stats_in;
 use super::{sql_err, EmbeddedStore};
@@ -30,7 +30,11 @@ impl Turns for EmbeddedStore {
             match &start.write {
                 TurnWrite::Create { .. } => {
                     let exists: bool = tx
-                        .query_row("SELECT EXISTS (SELECT 1 FROM conversations WHERE id = ?1)", params![id], |r| r.get(0))
+                        .query_row(
+                            "SELECT EXISTS (SELECT 1 FROM conversations WHERE id = ?1)",
+                            params![id],
+                            |r| r.get(0),
+                        )
                         .map_err(sql_err("reading a conversation"))?;
                     if exists {
                         return Err(StoreError::Conflict(format!("conversation {id} already exists")));
@@ -43,7 +47,9 @@ impl Turns for EmbeddedStore {
             let rate_key = schema::counter_pk(&schema::rate_key(owner), rate.start);
             if limits.requests_per_minute > 0 {
                 let count: i64 = tx
-                    .query_row("SELECT count FROM counters WHERE key = ?1", params![rate_key], |r| r.get(0))
+                    .query_row("SELECT count FROM counters WHERE key = ?1", params![rate_key], |r| {
+                        r.get(0)
+                    })
                     .optional()
                     .map_err(sql_err("reading a counter"))?
                     .unwrap_or(0);
@@ -113,23 +119,20 @@ impl Turns for EmbeddedStore {
             }
             match &start.write {
                 TurnWrite::Create { conversation, messages } => insert_conversation(&tx, conversation, messages)?,
-                TurnWrite::Append { message } => {
-                    append_in(&tx, owner, message, &Touch::default())?;
+                TurnWrite::Append { message, title } => {
+                    let touch = Touch { title: title.clone() };
+                    append_in(&tx, owner, message, &touch)?;
                 }
-                TurnWrite::Regenerate { remove, preview } => {
-                    if let Some(removed) = remove {
-                        let n = tx
-                            .execute(
-                                "DELETE FROM messages WHERE conversation_id = ?1 AND id = ?2",
-                                params![id, removed.id.as_str()],
-                            )
-                            .map_err(sql_err("deleting a message"))?;
-                        tx.execute(
-                            "UPDATE conversations SET last_message = ?1, message_count = message_count - ?2 WHERE id = ?3",
-                            params![preview, n as i64, id],
-                        )
-                        .map_err(sql_err("touching a conversation"))?;
-                    }
+                TurnWrite::Edit { message } => {
+                    // A new version under the same client id: inserted whatever versions exist.
+                    insert_and_touch(&tx, owner, message, None)?;
+                }
+                TurnWrite::Regenerate { leaf, preview } => {
+                    tx.execute(
+                        "UPDATE conversations SET active_leaf = ?1, last_message = ?2 WHERE id = ?3",
+                        params![leaf.as_str(), preview, id],
+                    )
+                    .map_err(sql_err("touching a conversation"))?;
                 }
                 TurnWrite::Check => {}
             }

@@ -1,0 +1,74 @@
+//! Replaying a stored reply: a retried submit (same message id, same text) whose turn already
+//! finished gets that reply again as a stream, with no model call and no write.
+
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::events::{TurnEvent, TurnStream};
+use crate::domain::{Conversation, Message, MessagePart};
+
+/// The stored reply's events, in the order a live turn sends them; `messageMetadata` says it
+/// is a replay.
+pub(super) fn events(conversation: &Conversation, reply: Message) -> Vec<TurnEvent> {
+    let mut events = vec![
+        TurnEvent::Start {
+            message_id: reply.id.clone(),
+            metadata: json!({"conversationId": conversation.id.as_str()}),
+        },
+        TurnEvent::StartStep,
+    ];
+    if !reply.content.is_empty() {
+        events.push(TurnEvent::Text(reply.content));
+    }
+    for part in reply.parts {
+        events.push(match part {
+            MessagePart::ToolCall {
+                tool_call_id,
+                tool_name,
+                input,
+            } => TurnEvent::ToolCall {
+                id: tool_call_id,
+                name: tool_name,
+                input,
+            },
+            MessagePart::ToolResult {
+                tool_call_id,
+                output,
+                is_error,
+                ..
+            } => TurnEvent::ToolResult {
+                id: tool_call_id,
+                output,
+                is_error,
+            },
+        });
+    }
+    events.push(TurnEvent::FinishStep);
+    events.push(TurnEvent::Finish {
+        metadata: json!({
+            "conversationId": conversation.id.as_str(),
+            "model": reply.model,
+            "finishReason": reply.finish_reason,
+            "usage": reply.usage,
+            "latencyMs": reply.latency_ms,
+            "replayed": true,
+        }),
+    });
+    events
+}
+
+/// A stream of the stored reply.
+pub(super) fn spawn(conversation: Conversation, reply: Message) -> TurnStream {
+    let events = events(&conversation, reply);
+    let (tx, rx) = mpsc::channel(events.len().max(1));
+    for event in events {
+        // The channel holds them all; the receiver cannot be gone yet.
+        if tx.try_send(event).is_err() {
+            break;
+        }
+    }
+    TurnStream {
+        conversation_id: conversation.id,
+        events: rx,
+    }
+}
