@@ -248,7 +248,7 @@ async fn timeouts_end_the_turn_with_a_clear_error(store: Arc<dyn Store>) {
     assert!(!reply.content.contains("w999"));
 }
 
-async fn regenerate_replaces_the_last_reply(store: Arc<dyn Store>) {
+async fn regenerate_keeps_the_old_reply_as_a_version_of_the_new_one(store: Arc<dyn Store>) {
     let app = app_on(store, ChatConfig::default()).await;
     let user = json!({"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Question #deltas:2"}]});
     post_chat(
@@ -268,10 +268,146 @@ async fn regenerate_replaces_the_last_reply(store: Arc<dyn Store>) {
     .await;
     assert_eq!(status, 200, "{body}");
     let after = app.stored("regen").await;
-    assert_eq!(after.len(), 2);
-    assert_eq!(after[0].id, before[0].id);
-    assert_ne!(after[1].id, old_reply);
-    assert_eq!(after[1].role, Role::Assistant);
+    assert_eq!(after.len(), 3, "the old reply is kept");
+    // The conversation shows the new reply, with the old one as its other version.
+    let shown = app.call("GET", "/api/conversations/regen", None).await;
+    let messages = shown.json["messages"].as_array().cloned().unwrap_or_default();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0]["id"], before[0].id.as_str());
+    let new_reply = messages[1]["id"].as_str().unwrap_or_default().to_owned();
+    assert_ne!(new_reply, old_reply.as_str());
+    assert_eq!(messages[1]["role"], "assistant");
+    assert_eq!(messages[1]["parentId"], before[0].id.as_str());
+    assert_eq!(messages[1]["siblings"], json!([old_reply.as_str(), new_reply.as_str()]));
+    // Switching back shows the old reply again.
+    let switched = app
+        .call(
+            "PUT",
+            "/api/conversations/regen/active-branch",
+            Some(json!({"messageId": old_reply.as_str()})),
+        )
+        .await;
+    assert_eq!(switched.status, 200);
+    assert_eq!(switched.json["messages"][1]["id"], old_reply.as_str());
+    let listed = app.call("GET", "/api/conversations/regen/messages", None).await;
+    assert_eq!(
+        listed.json[1]["id"],
+        old_reply.as_str(),
+        "the messages list shows the same branch"
+    );
+}
+
+async fn an_edited_message_is_answered_and_the_old_version_is_kept(store: Arc<dyn Store>) {
+    let app = app_on(store, ChatConfig::default()).await;
+    let q1 = json!({"id": "q1", "role": "user", "parts": [{"type": "text", "text": "First #deltas:2"}]});
+    post_chat(&app, "/api/chat", json!({"id": "edits", "messages": [q1.clone()]})).await;
+    let a1 = app.stored("edits").await[1].id.to_string();
+    let a1_view = json!({"id": a1, "role": "assistant", "parts": [{"type": "text", "text": "w0 w1 "}]});
+    let q2 = json!({"id": "q2", "role": "user", "parts": [{"type": "text", "text": "Second #deltas:2"}]});
+    post_chat(
+        &app,
+        "/api/chat",
+        json!({"id": "edits", "messages": [q1.clone(), a1_view.clone(), q2]}),
+    )
+    .await;
+    // useChat's sendMessage({text, messageId: "q2"}): the list cut after q2, q2 with new text.
+    let edited =
+        json!({"id": "q2", "role": "user", "parts": [{"type": "text", "text": "Second, rephrased #deltas:3"}]});
+    let (status, _, body) = post_chat(
+        &app,
+        "/api/chat",
+        json!({"id": "edits", "messages": [q1, a1_view, edited], "trigger": "submit-message", "messageId": "q2"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(text_of(&parse_sse(&body)), "w0 w1 w2 ", "the edited text is answered");
+    let all = app.stored("edits").await;
+    assert_eq!(all.len(), 6, "q1, a1, q2 and its reply, the edit and its reply");
+    let shown = app.call("GET", "/api/conversations/edits", None).await;
+    let messages = shown.json["messages"].as_array().cloned().unwrap_or_default();
+    let texts: Vec<&str> = messages
+        .iter()
+        .map(|m| m["content"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        texts,
+        ["First #deltas:2", "w0 w1 ", "Second, rephrased #deltas:3", "w0 w1 w2 "]
+    );
+    assert_eq!(
+        messages[2]["siblings"].as_array().map(Vec::len),
+        Some(2),
+        "two versions of q2"
+    );
+    assert_eq!(messages[2]["clientId"], "q2");
+}
+
+async fn a_retried_submit_stores_one_reply_and_replays_it(store: Arc<dyn Store>) {
+    let app = app_on(store, ChatConfig::default()).await;
+    let body = json!({"id": "retry", "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Once #deltas:3"}]}]});
+    let (_, _, first) = post_chat(&app, "/api/chat", body.clone()).await;
+    let (status, _, again) = post_chat(&app, "/api/chat", body).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        text_of(&parse_sse(&again)),
+        text_of(&parse_sse(&first)),
+        "the same reply"
+    );
+    let start = |b: &str| parse_sse(b).first().map(|c| c["messageId"].clone());
+    assert_eq!(start(&again), start(&first), "the same stored reply id");
+    assert!(again.contains("\"replayed\":true"), "{again}");
+    assert_eq!(app.stored("retry").await.len(), 2, "one question, one reply");
+    // Regenerate still works after a retry.
+    let (status, _, _) = post_chat(
+        &app,
+        "/api/chat",
+        json!({"id": "retry", "messages": [], "trigger": "regenerate-message"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(app.stored("retry").await.len(), 3);
+}
+
+async fn a_retry_while_the_turn_streams_is_refused_as_in_progress(store: Arc<dyn Store>) {
+    let app = app_on(store, ChatConfig::default()).await;
+    let body =
+        json!({"id": "busy", "messages": [{"id": "u1", "role": "user", "content": "Slow #deltas:40 #delay:25"}]});
+    // The first attempt is admitted (its headers are out) and still streaming.
+    let first = app
+        .client
+        .post(format!("{}/api/chat", app.base))
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(first.status().as_u16(), 200);
+    let retry = app.call("POST", "/api/chat", Some(body.clone())).await;
+    assert_eq!((retry.status, retry.code()), (409, "TURN_IN_PROGRESS"));
+    let rest = first.text().await.expect("body");
+    assert!(rest.ends_with("data: [DONE]\n\n"));
+    assert_eq!(app.stored("busy").await.len(), 2, "one reply");
+}
+
+async fn a_precreated_conversation_is_named_by_its_first_message(store: Arc<dyn Store>) {
+    let app = app_on(store, ChatConfig::default()).await;
+    let created = app
+        .call(
+            "POST",
+            "/api/conversations",
+            Some(json!({"solutionType": "maintenance"})),
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    assert_eq!(created.json["title"], "New conversation");
+    let id = created.json["id"].as_str().unwrap_or_default().to_owned();
+    let (status, _, _) = post_chat(
+        &app,
+        "/api/chat/maintenance",
+        json!({"conversationId": id, "messages": [{"role": "user", "content": "Press 2 trips its pressure alarm twice a shift. What first?"}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let shown = app.call("GET", &format!("/api/conversations/{id}"), None).await;
+    assert_eq!(shown.json["title"], "Press 2 trips its pressure alarm twice a shift.");
 }
 
 async fn plain_text_streaming_sends_only_the_text(store: Arc<dyn Store>) {
@@ -373,7 +509,11 @@ athena_tests::on_both_stores!([
     a_throttled_model_falls_back_before_the_first_token,
     without_a_fallback_a_throttled_model_is_a_clear_error_and_only_the_question_is_stored,
     timeouts_end_the_turn_with_a_clear_error,
-    regenerate_replaces_the_last_reply,
+    regenerate_keeps_the_old_reply_as_a_version_of_the_new_one,
+    an_edited_message_is_answered_and_the_old_version_is_kept,
+    a_retried_submit_stores_one_reply_and_replays_it,
+    a_retry_while_the_turn_streams_is_refused_as_in_progress,
+    a_precreated_conversation_is_named_by_its_first_message,
     plain_text_streaming_sends_only_the_text,
     invalid_chat_requests_are_refused_before_streaming,
     another_users_conversation_cannot_be_chatted_into,

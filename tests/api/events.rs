@@ -57,19 +57,14 @@ async fn seeded(auth: AuthMode) -> AppState {
     let store = Arc::new(embedded_store());
     let owner = UserId::parse(USER).expect("user");
     let now = shared::domain::now();
-    let conversation = Conversation {
-        id: ConversationId::parse(CONVERSATION).expect("id"),
+    let conversation = Conversation::new(
+        ConversationId::parse(CONVERSATION).expect("id"),
         owner,
-        title: "Press line 2".to_owned(),
-        is_pinned: false,
-        is_shared: false,
-        model: "us.anthropic.claude-sonnet-4-5-20250929-v1:0".to_owned(),
-        solution_type: Some(shared::domain::Solution::Maintenance),
-        created_at: now,
-        updated_at: now,
-        last_message: None,
-        message_count: 0,
-    };
+        "Press line 2",
+        "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        Some(shared::domain::Solution::Maintenance),
+        now,
+    );
     let ids = shared::domain::IdGenerator::new();
     let message = Message::text(
         ids.message_id(),

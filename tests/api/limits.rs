@@ -336,8 +336,8 @@ async fn a_chat_turn_makes_two_store_calls_before_the_first_byte_and_four_in_all
         .expect("stored");
     assert_eq!(
         messages.len(),
-        4,
-        "both turns stored both sides; the regenerate replaced the last reply"
+        5,
+        "both turns stored both sides; the regenerate added a version of the last reply"
     );
 }
 

@@ -16,8 +16,8 @@ use shared::store::dynamo::DynamoStore;
 use shared::store::embedded::EmbeddedStore;
 use shared::store::prelude::*;
 use shared::store::{
-    Appended, ConversationPatch, ListConversations, ListMessages, Store, StreamLease, Touch, TurnBegun, TurnFinish,
-    TurnLimits, TurnStart, TurnWrite, MAX_CONTENT_BYTES,
+    ActiveLeaf, Appended, ConversationPatch, ListConversations, ListMessages, Store, StreamLease, Touch, TurnBegun,
+    TurnFinish, TurnLimits, TurnStart, TurnWrite, MAX_CONTENT_BYTES,
 };
 
 /// A store under test plus a raw view of what it holds.
@@ -70,19 +70,14 @@ fn at(ms: i64) -> Timestamp {
 }
 
 fn conversation(ids: &IdGenerator, owner: &UserId, updated: Timestamp) -> Conversation {
-    Conversation {
-        id: ids.conversation_id(),
-        owner: owner.clone(),
-        title: "New conversation".to_owned(),
-        is_pinned: false,
-        is_shared: false,
-        model: "us.anthropic.claude-sonnet-4-5-20250929-v1:0".to_owned(),
-        solution_type: None,
-        created_at: updated,
-        updated_at: updated,
-        last_message: None,
-        message_count: 0,
-    }
+    Conversation::new(
+        ids.conversation_id(),
+        owner.clone(),
+        "New conversation",
+        "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        None,
+        updated,
+    )
 }
 
 fn text(ids: &IdGenerator, c: &Conversation, role: Role, content: &str, at: Timestamp) -> Message {
@@ -998,6 +993,7 @@ async fn begin_turn_writes_what_it_admits_and_nothing_when_refused(h: &dyn Harne
             &c,
             TurnWrite::Append {
                 message: text(&ids, &c, Role::User, "injected", shared::domain::now()),
+                title: None,
             },
             limits(0, 0, 0, 0),
         )
@@ -1013,12 +1009,15 @@ async fn begin_turn_writes_what_it_admits_and_nothing_when_refused(h: &dyn Harne
         .begin_turn(&turn(
             &ids,
             &c,
-            TurnWrite::Append { message: resubmit },
+            TurnWrite::Append {
+                message: resubmit,
+                title: None,
+            },
             limits(0, 0, 0, 0),
         ))
         .await
         .expect("resubmit admitted");
-    // The reply, then a regenerate that removes it.
+    // The reply, then a regenerate that keeps it as a sibling of the one to come.
     let reply = text(&ids, &c, Role::Assistant, "a long answer", shared::domain::now());
     h.store()
         .finish_turn(&TurnFinish {
@@ -1047,6 +1046,7 @@ async fn begin_turn_writes_what_it_admits_and_nothing_when_refused(h: &dyn Harne
             &c,
             TurnWrite::Append {
                 message: text(&ids, &c, Role::User, "over budget", shared::domain::now()),
+                title: None,
             },
             limits(0, 10, 0, 0),
         ))
@@ -1055,8 +1055,13 @@ async fn begin_turn_writes_what_it_admits_and_nothing_when_refused(h: &dyn Harne
         matches!(refused, Err(StoreError::BudgetExceeded { window: "day", .. })),
         "{refused:?}"
     );
+    assert_eq!(
+        stored.active_leaf.as_ref(),
+        Some(&reply.id),
+        "the reply ends the active branch"
+    );
     let regenerate = TurnWrite::Regenerate {
-        remove: Some(reply),
+        leaf: first.id.clone(),
         preview: Some("hello".to_owned()),
     };
     h.store()
@@ -1070,14 +1075,20 @@ async fn begin_turn_writes_what_it_admits_and_nothing_when_refused(h: &dyn Harne
         .expect("read");
     assert_eq!(
         messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
-        ["hello"]
+        ["hello", "a long answer"],
+        "the replaced reply is kept"
     );
     assert_eq!(
-        (stored.message_count, stored.last_message.as_deref()),
-        (1, Some("hello"))
+        (
+            stored.message_count,
+            stored.last_message.as_deref(),
+            stored.active_leaf.as_ref()
+        ),
+        (2, Some("hello"), Some(&first.id)),
+        "the active branch ends at the question again"
     );
-    // Partition: conversation, message, client-id marker (DynamoDB) / conversation + message (SQLite).
-    assert!(h.raw_count(&c.id).await <= 3);
+    // Partition: conversation, 2 messages, client-id marker (DynamoDB) / conversation + 2 messages (SQLite).
+    assert!(h.raw_count(&c.id).await <= 4);
 }
 
 async fn audit_entries_are_listed_newest_first_paged_and_per_user(h: &dyn Harness) {
@@ -1137,9 +1148,127 @@ async fn audit_entries_are_listed_newest_first_paged_and_per_user(h: &dyn Harnes
     assert!(matches!(foreign, Err(StoreError::InvalidCursor)), "{foreign:?}");
 }
 
+async fn an_edit_stores_a_new_version_under_the_same_client_id_and_keeps_the_old_one(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let alice = user(&unique("alice"));
+    let c = conversation(&ids, &alice, shared::domain::now());
+    let mut q = text(&ids, &c, Role::User, "first question", shared::domain::now());
+    q.client_id = Some(ClientMessageId::parse("ui-1").expect("client id"));
+    let create = TurnWrite::Create {
+        conversation: c.clone(),
+        messages: vec![q.clone()],
+    };
+    h.store()
+        .begin_turn(&turn(&ids, &c, create, limits(0, 0, 0, 0)))
+        .await
+        .expect("create");
+    let mut a = text(&ids, &c, Role::Assistant, "first answer", shared::domain::now());
+    a.parent_id = Some(q.id.clone());
+    h.store()
+        .finish_turn(&TurnFinish {
+            reply: Some(a.clone()),
+            ..charge(&c, None, 0)
+        })
+        .await
+        .expect("reply");
+    // The edit: the same client id, the stored version's parent (none: it is the first).
+    let mut edited = text(&ids, &c, Role::User, "first question, rephrased", shared::domain::now());
+    edited.client_id = q.client_id.clone();
+    h.store()
+        .begin_turn(&turn(
+            &ids,
+            &c,
+            TurnWrite::Edit {
+                message: edited.clone(),
+            },
+            limits(0, 0, 0, 0),
+        ))
+        .await
+        .expect("edit");
+    let (stored, messages) = h
+        .store()
+        .get_conversation_with_messages(&alice, &c.id)
+        .await
+        .expect("read");
+    assert_eq!(
+        messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
+        ["first question", "first answer", "first question, rephrased"],
+        "every version is kept"
+    );
+    assert_eq!(messages[1].parent_id.as_ref(), Some(&q.id), "parents round-trip");
+    assert_eq!(stored.active_leaf.as_ref(), Some(&edited.id));
+    assert_eq!(stored.last_message.as_deref(), Some("first question, rephrased"));
+    let newest = h
+        .store()
+        .find_by_client_id(&alice, &c.id, q.client_id.as_ref().expect("client id"))
+        .await
+        .expect("find");
+    assert_eq!(
+        newest.map(|m| m.id),
+        Some(edited.id.clone()),
+        "the client id answers with the newest version"
+    );
+    // Switching back to the first version's branch.
+    let patch = ConversationPatch {
+        active_leaf: Some(ActiveLeaf {
+            id: a.id.clone(),
+            preview: Some("first answer".to_owned()),
+        }),
+        ..ConversationPatch::default()
+    };
+    let switched = h
+        .store()
+        .update_conversation(&alice, &c.id, &patch, shared::domain::now())
+        .await
+        .expect("switch");
+    assert_eq!(
+        (switched.active_leaf.as_ref(), switched.last_message.as_deref()),
+        (Some(&a.id), Some("first answer"))
+    );
+    // A message appended through the messages API continues the branch it was added to.
+    let follow = text(&ids, &c, Role::User, "and then?", shared::domain::now());
+    h.store()
+        .append_message(&alice, &follow, &Touch::default())
+        .await
+        .expect("append");
+    let (stored, _) = h
+        .store()
+        .get_conversation_with_messages(&alice, &c.id)
+        .await
+        .expect("read");
+    assert_eq!(stored.active_leaf.as_ref(), Some(&follow.id));
+    // Clearing the messages clears the active leaf too.
+    h.store().clear_messages(&alice, &c.id).await.expect("clear");
+    let cleared = h.store().get_conversation(&alice, &c.id).await.expect("read");
+    assert_eq!((cleared.active_leaf, cleared.message_count), (None, 0));
+}
+
+async fn an_append_in_a_turn_names_a_conversation_that_has_the_default_title(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let alice = user(&unique("alice"));
+    let c = conversation(&ids, &alice, shared::domain::now());
+    h.store().create_conversation(&c, &[]).await.expect("create");
+    let q = text(&ids, &c, Role::User, "Why did line 3 stop?", shared::domain::now());
+    let append = TurnWrite::Append {
+        message: q.clone(),
+        title: Some("Why did line 3 stop?".to_owned()),
+    };
+    h.store()
+        .begin_turn(&turn(&ids, &c, append, limits(0, 0, 0, 0)))
+        .await
+        .expect("append");
+    let stored = h.store().get_conversation(&alice, &c.id).await.expect("read");
+    assert_eq!(
+        (stored.title.as_str(), stored.active_leaf.as_ref(), stored.message_count),
+        ("Why did line 3 stop?", Some(&q.id), 1)
+    );
+}
+
 athena_tests::on_both_stores!(
     |store| &Arc::new(store),
     [
+        an_edit_stores_a_new_version_under_the_same_client_id_and_keeps_the_old_one,
+        an_append_in_a_turn_names_a_conversation_that_has_the_default_title,
         a_conversation_round_trips_with_every_field,
         listing_puts_pinned_first_then_newest,
         two_hundred_messages_in_one_millisecond_keep_their_order,
@@ -1167,6 +1296,55 @@ athena_tests::on_both_stores!(
         audit_entries_are_listed_newest_first_paged_and_per_user,
     ]
 );
+
+/// A database file written before branches existed (no `parent_id`, no `active_leaf`, a unique
+/// client-id index) opens, keeps its messages as one line, and takes edits.
+#[tokio::test]
+async fn an_embedded_database_from_before_branches_is_migrated_in_place() {
+    let dir = std::env::temp_dir().join(format!("athena-migrate-{}", unique("db")));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("old.db");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE conversations (id TEXT PRIMARY KEY, owner TEXT NOT NULL, title TEXT NOT NULL, \
+             is_pinned INTEGER NOT NULL, is_shared INTEGER NOT NULL, model TEXT NOT NULL, solution_type TEXT, \
+             bucket TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, last_message TEXT, \
+             message_count INTEGER NOT NULL DEFAULT 0, rank INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE messages (conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE, \
+             id TEXT NOT NULL, client_id TEXT, role TEXT NOT NULL, content TEXT NOT NULL, parts TEXT, model TEXT, \
+             usage TEXT, latency_ms INTEGER, finish_reason TEXT, error TEXT, created_at TEXT NOT NULL, \
+             PRIMARY KEY (conversation_id, id)) WITHOUT ROWID;
+             CREATE UNIQUE INDEX messages_client_id ON messages (conversation_id, client_id) WHERE client_id IS NOT NULL;
+             INSERT INTO conversations VALUES ('old', 'alice', 'Old one', 0, 0, 'm', NULL, 'general', \
+               '2025-01-01T00:00:00.000Z', '2025-01-01T00:00:02.000Z', 'a1', 2, 1);
+             INSERT INTO messages VALUES ('old', '01JH0000000000000000000001', 'ui-1', 'user', 'q1', NULL, NULL, NULL, \
+               NULL, NULL, NULL, '2025-01-01T00:00:01.000Z');
+             INSERT INTO messages VALUES ('old', '01JH0000000000000000000002', NULL, 'assistant', 'a1', NULL, NULL, NULL, \
+               NULL, 'stop', NULL, '2025-01-01T00:00:02.000Z');",
+        )
+        .expect("old schema");
+    }
+    let store = EmbeddedStore::open(&path).expect("migrated on open");
+    let alice = user("alice");
+    let id = ConversationId::parse("old").expect("id");
+    let (c, messages) = store.get_conversation_with_messages(&alice, &id).await.expect("read");
+    assert_eq!((c.active_leaf.as_ref(), messages.len()), (None, 2));
+    assert!(
+        messages.iter().all(|m| m.parent_id.is_none()),
+        "old messages form one line"
+    );
+    let ids = IdGenerator::new();
+    let mut edited = text(&ids, &c, Role::User, "q1, edited", shared::domain::now());
+    edited.client_id = Some(ClientMessageId::parse("ui-1").expect("client id"));
+    store
+        .begin_turn(&turn(&ids, &c, TurnWrite::Edit { message: edited }, limits(0, 0, 0, 0)))
+        .await
+        .expect("an edit reuses the client id");
+    drop(store);
+    assert!(EmbeddedStore::open(&path).is_ok(), "a migrated file opens again");
+    let _ = std::fs::remove_dir_all(&dir);
+}
 
 /// A store whose endpoint does not answer reports `Unavailable`, not an internal error.
 #[tokio::test]
