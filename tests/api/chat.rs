@@ -387,6 +387,35 @@ async fn a_retry_while_the_turn_streams_is_refused_as_in_progress(store: Arc<dyn
     assert_eq!(app.stored("busy").await.len(), 2, "one reply");
 }
 
+async fn a_title_model_names_a_new_conversation_with_its_first_reply(store: Arc<dyn Store>) {
+    let chat = ChatConfig {
+        title_model: Some(HAIKU.to_owned()),
+        ..ChatConfig::default()
+    };
+    let app = app_on(store, chat).await;
+    let (status, _, body) = post_chat(
+        &app,
+        "/api/chat/maintenance",
+        json!({"id": "titled", "messages": [{"role": "user", "content": "press two keeps tripping its pressure alarm #deltas:2"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let shown = app.call("GET", "/api/conversations/titled", None).await;
+    assert_eq!(
+        shown.json["title"], "Press Two Keeps Tripping Its",
+        "the title model's title, stored with the reply"
+    );
+    // Later turns keep it.
+    post_chat(
+        &app,
+        "/api/chat/maintenance",
+        json!({"id": "titled", "messages": [{"role": "user", "content": "and now? #deltas:1"}]}),
+    )
+    .await;
+    let shown = app.call("GET", "/api/conversations/titled", None).await;
+    assert_eq!(shown.json["title"], "Press Two Keeps Tripping Its");
+}
+
 async fn a_precreated_conversation_is_named_by_its_first_message(store: Arc<dyn Store>) {
     let app = app_on(store, ChatConfig::default()).await;
     let created = app
@@ -514,6 +543,7 @@ athena_tests::on_both_stores!([
     a_retried_submit_stores_one_reply_and_replays_it,
     a_retry_while_the_turn_streams_is_refused_as_in_progress,
     a_precreated_conversation_is_named_by_its_first_message,
+    a_title_model_names_a_new_conversation_with_its_first_reply,
     plain_text_streaming_sends_only_the_text,
     invalid_chat_requests_are_refused_before_streaming,
     another_users_conversation_cannot_be_chatted_into,

@@ -774,6 +774,7 @@ fn charge(c: &Conversation, lease: Option<StreamLease>, tokens: u64) -> TurnFini
         tokens,
         started: shared::domain::now(),
         stats: None,
+        title: None,
     }
 }
 

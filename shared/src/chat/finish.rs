@@ -14,6 +14,9 @@ use crate::domain::{FinishReason, Message, Role, UserId};
 use crate::state::AppState;
 use crate::store::{StreamLease, TurnFinish};
 
+/// Longest the end of a turn waits for a title still being written.
+const TITLE_WAIT: Duration = Duration::from_secs(2);
+
 /// Longest the turn waits for its analytics and audit batch.
 const ACTIVITY_TIMEOUT: Duration = Duration::from_millis(1500);
 
@@ -51,6 +54,7 @@ impl Drop for SlotGuard {
                 tokens: 0,
                 started: state.now(),
                 stats: None,
+                title: None,
             };
             if let Err(e) = state.store.finish_turn(&release).await {
                 tracing::warn!(error = %e, "releasing the stream slot of an interrupted turn failed");
@@ -63,13 +67,20 @@ impl Turn {
     /// Stores what there is (a reply, a partial reply, or the record of a failure after output),
     /// tells the client how the turn ended and records the turn's activity.
     #[tracing::instrument(name = "chat.finish", skip_all)]
-    pub(super) async fn finish(&self, mut outcome: Outcome, mut sink: Sink, mut guard: SlotGuard, latency: Duration) {
+    pub(super) async fn finish(
+        &mut self,
+        mut outcome: Outcome,
+        mut sink: Sink,
+        mut guard: SlotGuard,
+        latency: Duration,
+    ) {
         let finish = if sink.gone {
             FinishReason::Aborted
         } else {
             outcome.finish
         };
         let reply = self.reply(&mut outcome, finish, latency);
+        let named = self.named().await;
         let record = self.record(&outcome, latency);
         let config = &self.state.config;
         let charge = config.token_budget_day > 0 || config.token_budget_month > 0;
@@ -79,12 +90,13 @@ impl Turn {
             reply,
             lease: self.lease.clone(),
             tokens: if charge {
-                outcome.usage.input_tokens + outcome.usage.output_tokens
+                outcome.usage.input_tokens + outcome.usage.output_tokens + named.as_ref().map_or(0, |n| n.tokens)
             } else {
                 0
             },
             started: self.plan.started_at,
             stats: Some(crate::analytics::turn_stats(&record)),
+            title: named.map(|n| n.title),
         };
         let ended = self.state.store.finish_turn(&finishing).await;
         guard.disarm();
@@ -120,6 +132,22 @@ impl Turn {
         }
         self.record_activity(&record, &outcome).await;
         crate::analytics::emit_metrics(&record, config.runtime.emf);
+    }
+
+    /// The title model's title, if it is ready within [`TITLE_WAIT`] of the reply's end (else
+    /// the conversation keeps the title made from its first message).
+    async fn named(&mut self) -> Option<super::title::Named> {
+        let task = self.title_task.take()?;
+        let abort = task.abort_handle();
+        match tokio::time::timeout(TITLE_WAIT, task).await {
+            Ok(Ok(named)) => named,
+            Ok(Err(_)) => None,
+            Err(_) => {
+                abort.abort();
+                tracing::warn!("the title was not ready when the reply ended");
+                None
+            }
+        }
     }
 
     /// The assistant message to store, if the model produced anything. The reply's text and

@@ -33,6 +33,8 @@ pub(super) struct Turn {
     pub(super) solution: Option<Solution>,
     pub(super) lease: Option<StreamLease>,
     pub(super) request_id: String,
+    /// A title being written beside the reply (a new conversation, `ATHENA_TITLE_MODEL` set).
+    pub(super) title_task: Option<tokio::task::JoinHandle<Option<super::title::Named>>>,
 }
 
 /// How the model part of a turn ended.
@@ -82,7 +84,7 @@ impl Turn {
         }
     }
 
-    async fn run(self, tx: mpsc::Sender<TurnEvent>) {
+    async fn run(mut self, tx: mpsc::Sender<TurnEvent>) {
         let started = Instant::now();
         let guard = super::finish::SlotGuard::new(Arc::clone(&self.state), self.user.clone(), self.lease.clone());
         let mut sink = Sink { tx, gone: false };

@@ -29,6 +29,7 @@ mod plan;
 mod prompts;
 mod replay;
 mod request;
+mod title;
 mod tools;
 
 use std::sync::Arc;
@@ -41,10 +42,10 @@ pub use prompts::{capabilities, system_prompt};
 pub use request::{ChatRequest, IncomingMessage, Trigger};
 
 pub use crate::config::{ChatConfig, SearchConfig};
-use crate::domain::{Solution, UserId};
+use crate::domain::{Role, Solution, UserId};
 use crate::error::StoreError;
 use crate::state::AppState;
-use crate::store::{TurnLimits, TurnStart};
+use crate::store::{TurnLimits, TurnStart, TurnWrite};
 
 /// Longest title made from a first message (seed 000: 50 characters).
 pub const TITLE_CHARS: usize = 50;
@@ -99,6 +100,20 @@ pub async fn start(
         }
     };
     let lease = admit(state, user, &plan).await?;
+    let naming = match (&state.config.chat.title_model, &plan.write) {
+        (Some(model), TurnWrite::Create { messages, .. }) => {
+            messages.iter().find(|m| m.role == Role::User).map(|m| (model, m))
+        }
+        (
+            Some(model),
+            TurnWrite::Append {
+                message,
+                title: Some(_),
+            },
+        ) => Some((model, message)),
+        _ => None,
+    };
+    let title_task = naming.map(|(model, first)| title::spawn(Arc::clone(&model_port), model.clone(), &first.content));
     let system = system_prompt(solution);
     let turn = generate::Turn {
         state: Arc::clone(state),
@@ -111,6 +126,7 @@ pub async fn start(
         solution,
         lease,
         request_id: request_id.to_owned(),
+        title_task,
         plan,
     };
     Ok(turn.spawn())

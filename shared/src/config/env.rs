@@ -53,6 +53,7 @@ variables! {
     "ATHENA_FIRST_TOKEN_TIMEOUT_MS", "20000", "how long a turn waits for the model's first token, ms";
     "ATHENA_TOTAL_TIMEOUT_MS", "240000", "how long a whole reply may take, ms";
     "ATHENA_MAX_OUTPUT_TOKENS", "4096", "most output tokens per reply (capped by the model's own limit)";
+    "ATHENA_TITLE_MODEL", "unset (titles from the first message only)", "a small model (catalog id or alias, e.g. `claude-haiku`) that writes a short title for a new conversation while its first reply streams; the title is stored with the reply";
     "ATHENA_SEARCH_URL", "unset (no web search)", "the web search API (`POST {query, max_results}`), http(s)";
     "ATHENA_SEARCH_API_KEY", "unset", "its bearer key; never logged";
     "ATHENA_PROVIDER", "`bedrock`", "model provider: `bedrock`, `openai` (any OpenAI-compatible API) or `scripted` (offline demo model)";

@@ -21,6 +21,8 @@ pub struct ChatConfig {
     pub max_output_tokens: u32,
     /// The web search API, if configured.
     pub search: Option<SearchConfig>,
+    /// The model that writes a new conversation's title (`ATHENA_TITLE_MODEL`), if any.
+    pub title_model: Option<String>,
 }
 
 /// A search HTTP API: `POST url` with `{"query", "max_results"}` and an optional bearer key,
@@ -50,6 +52,7 @@ impl Default for ChatConfig {
             total_timeout: Duration::from_secs(240),
             max_output_tokens: 4096,
             search: None,
+            title_model: None,
         }
     }
 }
@@ -85,9 +88,19 @@ impl ChatConfig {
             url,
             api_key: env.secret("ATHENA_SEARCH_API_KEY"),
         });
+        let title_model = env
+            .text("ATHENA_TITLE_MODEL")
+            .map(|id| {
+                catalog
+                    .get(&id)
+                    .map(|m| m.id.to_owned())
+                    .ok_or_else(|| ConfigError(format!("ATHENA_TITLE_MODEL: {id} is not an allowed model")))
+            })
+            .transpose()?;
         Ok(Self {
             only,
             fallback,
+            title_model,
             first_token_timeout: env.millis("ATHENA_FIRST_TOKEN_TIMEOUT_MS", defaults.first_token_timeout)?,
             total_timeout: env.millis("ATHENA_TOTAL_TIMEOUT_MS", defaults.total_timeout)?,
             max_output_tokens,

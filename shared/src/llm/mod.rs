@@ -182,6 +182,10 @@ impl ProviderError {
     }
 }
 
+/// The system prompt of a title request (`chat` sends it; the scripted model recognises it).
+pub const TITLE_SYSTEM_PROMPT: &str = "You name conversations. Reply with a title of at most six words for the \
+conversation that starts with the user's message: no quotes, no final punctuation, nothing else.";
+
 /// A reply stream.
 pub type ModelStream = BoxStream<'static, Result<ModelEvent, ProviderError>>;
 

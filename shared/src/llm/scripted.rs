@@ -11,7 +11,9 @@
 //! | `#fail-after:N` | break the stream after N deltas |
 //! | `#search:QUERY` | first call the `webSearch` tool with QUERY (when offered), then answer with its result |
 //!
-//! Without directives it streams `Scripted reply to: <message>` word by word. Usage is exact
+//! Without directives it streams `Scripted reply to: <message>` word by word. A title request
+//! (system prompt [`super::TITLE_SYSTEM_PROMPT`]) is answered with the message's first five
+//! words, capitalised. Usage is exact
 //! and predictable: input tokens = characters of system prompt and context / 4 (rounded up),
 //! output tokens = number of text deltas.
 
@@ -85,6 +87,22 @@ impl ChatModel for ScriptedModel {
             return Err(ProviderError::Refused("scripted refusal".to_owned()));
         }
         let input = input_tokens(&request);
+        if request.system == super::TITLE_SYSTEM_PROMPT {
+            // A title request: the first five words of the message, capitalised, directives left out.
+            let title: Vec<String> = last_user_text
+                .split_whitespace()
+                .filter(|w| !w.starts_with('#'))
+                .take(5)
+                .map(|w| {
+                    let mut chars = w.chars();
+                    chars
+                        .next()
+                        .map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
+                })
+                .collect();
+            let (deltas, count) = words(title.join(" "));
+            return Ok(async_stream(deltas, None, None, None, input, count));
+        }
         // A tool round: call the tool unless its result is already in the context.
         let tool_result = request.messages.iter().rev().find_map(|m| {
             m.content.iter().find_map(|c| match c {

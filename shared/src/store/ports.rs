@@ -224,6 +224,8 @@ pub struct TurnFinish {
     pub started: Timestamp,
     /// Analytics counters.
     pub stats: Option<StatsUpdate>,
+    /// A title for the conversation, written with the reply (a title model named it).
+    pub title: Option<String>,
 }
 /// Conversations and their listing; every read and write scoped to the owner.
 #[async_trait]

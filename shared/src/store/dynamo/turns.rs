@@ -147,7 +147,7 @@ impl Turns for DynamoStore {
         let owner = &finish.owner;
         let mut parts: Vec<(Part, TransactWriteItem)> = Vec::new();
         if let Some(reply) = &finish.reply {
-            parts.push((Part::Meta, self.touch_update(owner, reply, None)?));
+            parts.push((Part::Meta, self.touch_update(owner, reply, finish.title.as_deref())?));
             for item in message_items(&self.tables.conversations, reply, Marker::IfAbsent)? {
                 parts.push((Part::Message, item));
             }

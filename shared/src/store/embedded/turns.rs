@@ -154,7 +154,10 @@ impl Turns for EmbeddedStore {
                 .map_err(sql_err("begin"))?;
             let owner = finish.owner.as_str();
             if let Some(reply) = &finish.reply {
-                match append_in(&tx, owner, reply, &Touch::default()) {
+                let touch = Touch {
+                    title: finish.title.clone(),
+                };
+                match append_in(&tx, owner, reply, &touch) {
                     Ok(_) => {}
                     Err(StoreError::NotFound | StoreError::Conflict(_)) => {
                         tracing::warn!("the conversation is gone or the reply exists: the reply is not stored");
