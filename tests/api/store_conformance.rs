@@ -1165,15 +1165,24 @@ async fn an_idempotency_key_is_reserved_once_then_replayed_and_never_reused(h: &
     // Completed: the same request replays the response; another is still a mismatch.
     let response = saved(r#"{"id":"c1","title":"\u00e9 ünïcode"}"#, Some("/api/conversations/c1"));
     store.complete_key(&held, &response, t).await.expect("complete");
-    let replay = store.reserve_key(&owner, "key-1", "fp-a", at(1_000)).await.expect("replay");
+    let replay = store
+        .reserve_key(&owner, "key-1", "fp-a", at(1_000))
+        .await
+        .expect("replay");
     assert_eq!(replay, Reservation::Replay(response.clone()));
-    let other = store.reserve_key(&owner, "key-1", "fp-b", at(1_000)).await.expect("other");
+    let other = store
+        .reserve_key(&owner, "key-1", "fp-b", at(1_000))
+        .await
+        .expect("other");
     assert_eq!(other, Reservation::Mismatch);
     // A response without a location round-trips as such; keys are case-sensitive and may hold
     // any printable ASCII.
     let key = "Key 2/with:punctuation~!#";
     let held = reserved(h, &owner, key, "fp-a", t).await;
-    store.complete_key(&held, &saved("{}", None), t).await.expect("complete");
+    store
+        .complete_key(&held, &saved("{}", None), t)
+        .await
+        .expect("complete");
     let replay = store.reserve_key(&owner, key, "fp-a", t).await.expect("replay");
     assert_eq!(replay, Reservation::Replay(saved("{}", None)));
     reserved(h, &owner, &key.to_uppercase(), "fp-a", t).await;
@@ -1188,12 +1197,18 @@ async fn a_released_idempotency_key_is_free_again_and_a_stale_holder_changes_not
     let second = reserved(h, &owner, "k", "fp-b", at(0)).await;
     assert_ne!(first.token, second.token);
     // The first holder no longer holds it: its complete and release change nothing.
-    store.complete_key(&first, &saved("{}", None), at(0)).await.expect("stale complete");
+    store
+        .complete_key(&first, &saved("{}", None), at(0))
+        .await
+        .expect("stale complete");
     store.release_key(&first).await.expect("stale release");
     let still = store.reserve_key(&owner, "k", "fp-b", at(0)).await.expect("still");
     assert_eq!(still, Reservation::InProgress);
     // A completed key is not released by its holder.
-    store.complete_key(&second, &saved("{\"n\":2}", None), at(0)).await.expect("complete");
+    store
+        .complete_key(&second, &saved("{\"n\":2}", None), at(0))
+        .await
+        .expect("complete");
     store.release_key(&second).await.expect("release after complete");
     let replay = store.reserve_key(&owner, "k", "fp-b", at(0)).await.expect("replay");
     assert_eq!(replay, Reservation::Replay(saved("{\"n\":2}", None)));
@@ -1210,14 +1225,26 @@ async fn idempotency_keys_expire_after_a_day_and_abandoned_reservations_after_th
     assert_eq!(during.expect("during"), Reservation::InProgress);
     let taken = reserved(h, &owner, "crashed", "fp-b", at(lease_ms)).await;
     // Its late end saves nothing over the new holder's reservation.
-    store.complete_key(&abandoned, &saved("{}", None), at(lease_ms)).await.expect("late");
-    let now = store.reserve_key(&owner, "crashed", "fp-b", at(lease_ms)).await.expect("now");
+    store
+        .complete_key(&abandoned, &saved("{}", None), at(lease_ms))
+        .await
+        .expect("late");
+    let now = store
+        .reserve_key(&owner, "crashed", "fp-b", at(lease_ms))
+        .await
+        .expect("now");
     assert_eq!(now, Reservation::InProgress);
     store.release_key(&taken).await.expect("release");
     // A completed key is replayed for 24 hours, then it is as if it had never been used.
     let held = reserved(h, &owner, "done", "fp-a", at(0)).await;
-    store.complete_key(&held, &saved("{}", None), at(0)).await.expect("complete");
-    let late = store.reserve_key(&owner, "done", "fp-a", at(day_ms - 1_000)).await.expect("late");
+    store
+        .complete_key(&held, &saved("{}", None), at(0))
+        .await
+        .expect("complete");
+    let late = store
+        .reserve_key(&owner, "done", "fp-a", at(day_ms - 1_000))
+        .await
+        .expect("late");
     assert_eq!(late, Reservation::Replay(saved("{}", None)));
     reserved(h, &owner, "done", "fp-b", at(day_ms)).await;
 }
@@ -1228,9 +1255,18 @@ async fn idempotency_keys_are_scoped_per_user(h: &dyn Harness) {
     let held = reserved(h, &alice, "shared-key", "fp-a", at(0)).await;
     // Bob's identical key is his own, whatever alice's state.
     let bobs = reserved(h, &bob, "shared-key", "fp-a", at(0)).await;
-    store.complete_key(&held, &saved("{\"who\":\"alice\"}", None), at(0)).await.expect("alice");
-    store.complete_key(&bobs, &saved("{\"who\":\"bob\"}", None), at(0)).await.expect("bob");
-    let alices = store.reserve_key(&alice, "shared-key", "fp-a", at(0)).await.expect("alice");
+    store
+        .complete_key(&held, &saved("{\"who\":\"alice\"}", None), at(0))
+        .await
+        .expect("alice");
+    store
+        .complete_key(&bobs, &saved("{\"who\":\"bob\"}", None), at(0))
+        .await
+        .expect("bob");
+    let alices = store
+        .reserve_key(&alice, "shared-key", "fp-a", at(0))
+        .await
+        .expect("alice");
     assert_eq!(alices, Reservation::Replay(saved("{\"who\":\"alice\"}", None)));
     let bobs = store.reserve_key(&bob, "shared-key", "fp-a", at(0)).await.expect("bob");
     assert_eq!(bobs, Reservation::Replay(saved("{\"who\":\"bob\"}", None)));
@@ -1267,7 +1303,10 @@ async fn an_oversized_response_is_not_saved_and_its_key_stays_held(h: &dyn Harne
     let still = store.reserve_key(&owner, "big", "fp-a", at(0)).await.expect("still");
     assert_eq!(still, Reservation::InProgress);
     let largest = saved(&"x".repeat(rules::MAX_SAVED_RESPONSE_BYTES), None);
-    store.complete_key(&held, &largest, at(0)).await.expect("the largest fits");
+    store
+        .complete_key(&held, &largest, at(0))
+        .await
+        .expect("the largest fits");
     let replay = store.reserve_key(&owner, "big", "fp-a", at(0)).await.expect("replay");
     assert_eq!(replay, Reservation::Replay(largest));
 }
