@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use athena_tests::{embedded_store, spawn_app, TestApp};
+use athena_tests::{embedded_store, spawn_app, Reply, TestApp};
 use serde_json::{json, Value};
 use shared::config::{Config, Cors};
+use shared::store::counting::CountingStore;
 
 const SONNET: &str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
 const HAIKU: &str = "us.anthropic.claude-haiku-4-5-20251001-v1:0";
@@ -415,6 +416,190 @@ async fn the_health_check_reads_the_store_and_needs_no_credentials(app: TestApp)
     assert_eq!((r.status, r.json["status"].as_str()), (200, Some("ok")), "{}", r.text);
 }
 
+/// A POST with an `Idempotency-Key` header (and a JSON body).
+async fn post_with_key(app: &TestApp, path: &str, key: &str, body: Value) -> Reply {
+    app.send(
+        app.client
+            .post(format!("{}{path}", app.base))
+            .header("idempotency-key", key)
+            .json(&body),
+    )
+    .await
+}
+
+async fn conversation_count(app: &TestApp) -> usize {
+    let list = app.call("GET", "/api/conversations", None).await;
+    list.json.as_array().map_or(0, Vec::len)
+}
+
+async fn an_idempotency_key_does_the_work_once_and_replays_the_same_response(app: TestApp) {
+    let body = json!({"title": "Once", "model": SONNET});
+    let first = post_with_key(&app, "/api/conversations", "create-1", body.clone()).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    assert_eq!(first.header("idempotent-replayed"), None);
+    let retry = post_with_key(&app, "/api/conversations", "create-1", body).await;
+    assert_eq!(retry.status, 201, "{}", retry.text);
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retry.text, first.text, "the same body, byte for byte");
+    assert_eq!(retry.header("location"), first.header("location"));
+    assert!(retry.header("location").is_some());
+    assert_eq!(retry.header("content-type"), Some("application/json"));
+    assert_ne!(retry.header("x-request-id"), first.header("x-request-id"));
+    assert_eq!(conversation_count(&app).await, 1);
+
+    // Messages: one stored, the same answer twice.
+    let id = first.json["id"].as_str().expect("id").to_owned();
+    let path = format!("/api/conversations/{id}/messages");
+    let message = json!({"role": "user", "content": "sent once"});
+    let first = post_with_key(&app, &path, "message-1", message.clone()).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let retry = post_with_key(&app, &path, "message-1", message.clone()).await;
+    assert_eq!((retry.status, retry.header("idempotent-replayed")), (201, Some("true")));
+    assert_eq!(retry.text, first.text);
+    assert_eq!(retry.header("location"), None);
+    let stored = app.call("GET", &path, None).await;
+    assert_eq!(stored.json.as_array().map(Vec::len), Some(1));
+
+    // The same key for the same body on another route is another request.
+    let other = post_with_key(&app, "/api/conversations", "message-1", message).await;
+    assert_eq!(
+        (other.status, other.code()),
+        (422, "IDEMPOTENCY_KEY_REUSED"),
+        "{}",
+        other.text
+    );
+}
+
+async fn a_reused_idempotency_key_with_another_body_is_refused_and_writes_nothing(app: TestApp) {
+    let first = post_with_key(&app, "/api/conversations", "k", json!({"title": "First"})).await;
+    assert_eq!(first.status, 201);
+    let other = post_with_key(&app, "/api/conversations", "k", json!({"title": "Second"})).await;
+    assert_eq!(
+        (other.status, other.code()),
+        (422, "IDEMPOTENCY_KEY_REUSED"),
+        "{}",
+        other.text
+    );
+    assert!(other.json["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("Idempotency-Key")));
+    assert_eq!(conversation_count(&app).await, 1);
+    // The first request is still replayed, and a new key is a new request.
+    let replay = post_with_key(&app, "/api/conversations", "k", json!({"title": "First"})).await;
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    let fresh = post_with_key(&app, "/api/conversations", "k2", json!({"title": "Second"})).await;
+    assert_eq!((fresh.status, fresh.header("idempotent-replayed")), (201, None));
+    assert_eq!(conversation_count(&app).await, 2);
+}
+
+async fn concurrent_requests_with_one_idempotency_key_create_one_conversation(app: TestApp) {
+    let body = json!({"title": "Raced"});
+    let replies =
+        futures::future::join_all((0..8).map(|_| post_with_key(&app, "/api/conversations", "raced", body.clone())))
+            .await;
+    let created: Vec<&Reply> = replies
+        .iter()
+        .filter(|r| r.status == 201 && r.header("idempotent-replayed").is_none())
+        .collect();
+    assert_eq!(created.len(), 1, "{replies:?}");
+    for r in &replies {
+        match (r.status, r.header("idempotent-replayed")) {
+            (201, None) => {}
+            (201, Some("true")) => assert_eq!(r.text, created[0].text),
+            (409, None) => {
+                assert_eq!(r.code(), "IDEMPOTENCY_KEY_IN_PROGRESS");
+                assert_eq!(r.header("retry-after"), Some("1"));
+            }
+            other => panic!("unexpected {other:?}: {}", r.text),
+        }
+    }
+    assert_eq!(conversation_count(&app).await, 1);
+}
+
+async fn a_failed_request_releases_its_idempotency_key(app: TestApp) {
+    // A message to a conversation that does not exist yet: 404, and the key is free again.
+    let path = "/api/conversations/later/messages";
+    let message = json!({"role": "user", "content": "hello"});
+    let missing = post_with_key(&app, path, "m-1", message.clone()).await;
+    assert_eq!(missing.status, 404);
+    let created = app
+        .call("POST", "/api/conversations", Some(json!({"id": "later"})))
+        .await;
+    assert_eq!(created.status, 201);
+    let stored = post_with_key(&app, path, "m-1", message).await;
+    assert_eq!(
+        (stored.status, stored.header("idempotent-replayed")),
+        (201, None),
+        "{}",
+        stored.text
+    );
+    // A conflict is not saved either: once the id is free, the same request succeeds.
+    let taken = post_with_key(&app, "/api/conversations", "c-1", json!({"id": "later"})).await;
+    assert_eq!((taken.status, taken.code()), (409, "CONFLICT"));
+    assert_eq!(app.call("DELETE", "/api/conversations/later", None).await.status, 200);
+    let again = post_with_key(&app, "/api/conversations", "c-1", json!({"id": "later"})).await;
+    assert_eq!(
+        (again.status, again.header("idempotent-replayed")),
+        (201, None),
+        "{}",
+        again.text
+    );
+}
+
+async fn an_invalid_idempotency_key_is_refused_before_anything_is_written(app: TestApp) {
+    let long = "k".repeat(256);
+    for bad in [long.as_str(), "", "caf\u{e9}"] {
+        let value = reqwest::header::HeaderValue::from_bytes(bad.as_bytes()).expect("header value");
+        let r = app
+            .send(
+                app.client
+                    .post(format!("{}/api/conversations", app.base))
+                    .header("idempotency-key", value)
+                    .json(&json!({})),
+            )
+            .await;
+        assert_eq!((r.status, r.code()), (400, "VALIDATION"), "{bad:?}: {}", r.text);
+        assert_eq!(r.json["error"]["details"][0]["field"], "Idempotency-Key");
+    }
+    let longest = "k".repeat(255);
+    assert_eq!(
+        post_with_key(&app, "/api/conversations", &longest, json!({}))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(conversation_count(&app).await, 1);
+}
+
+async fn without_an_idempotency_key_nothing_changes_and_no_store_call_is_added(app: TestApp) {
+    let counting = Arc::new(CountingStore::new(Arc::clone(&app.store)));
+    let counted = spawn_app(counting.clone(), Config::local()).await;
+    let body = json!({"title": "No key"});
+    let first = counted.call("POST", "/api/conversations", Some(body.clone())).await;
+    let second = counted.call("POST", "/api/conversations", Some(body.clone())).await;
+    assert_eq!((first.status, second.status), (201, 201));
+    assert_ne!(first.json["id"], second.json["id"], "two requests, two conversations");
+    assert_eq!(first.header("idempotent-replayed"), None);
+    // Besides the rate limit, the audit entry and the analytics event (unchanged by this feature).
+    let relevant = |calls: Vec<&'static str>| -> Vec<&'static str> {
+        calls
+            .into_iter()
+            .filter(|c| c.ends_with("_key") || *c == "create_conversation")
+            .collect()
+    };
+    assert_eq!(
+        relevant(counting.take()),
+        ["create_conversation", "create_conversation"]
+    );
+    // With a key: one reservation before the work and the saved response after it.
+    let keyed = post_with_key(&counted, "/api/conversations", "counted", body).await;
+    assert_eq!(keyed.status, 201);
+    assert_eq!(
+        relevant(counting.take()),
+        ["reserve_key", "create_conversation", "complete_key"]
+    );
+}
+
 athena_tests::on_both_stores!(
     |store| spawn_app(Arc::new(store), Config::local()).await,
     [
@@ -426,6 +611,12 @@ athena_tests::on_both_stores!(
         a_repeated_client_message_id_is_stored_once,
         lists_page_with_a_cursor_header,
         the_health_check_reads_the_store_and_needs_no_credentials,
+        an_idempotency_key_does_the_work_once_and_replays_the_same_response,
+        a_reused_idempotency_key_with_another_body_is_refused_and_writes_nothing,
+        concurrent_requests_with_one_idempotency_key_create_one_conversation,
+        a_failed_request_releases_its_idempotency_key,
+        an_invalid_idempotency_key_is_refused_before_anything_is_written,
+        without_an_idempotency_key_nothing_changes_and_no_store_call_is_added,
     ]
 );
 

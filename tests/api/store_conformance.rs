@@ -16,8 +16,9 @@ use shared::store::dynamo::DynamoStore;
 use shared::store::embedded::EmbeddedStore;
 use shared::store::prelude::*;
 use shared::store::{
-    ActiveLeaf, Appended, ConversationPatch, ListConversations, ListMessages, Store, StreamLease, Touch, TurnBegun,
-    TurnFinish, TurnLimits, TurnStart, TurnWrite, MAX_CONTENT_BYTES,
+    rules, ActiveLeaf, Appended, ConversationPatch, HeldKey, ListConversations, ListMessages, Reservation,
+    SavedResponse, Store, StreamLease, Touch, TurnBegun, TurnFinish, TurnLimits, TurnStart, TurnWrite,
+    MAX_CONTENT_BYTES,
 };
 
 /// A store under test plus a raw view of what it holds.
@@ -1265,6 +1266,180 @@ async fn an_append_in_a_turn_names_a_conversation_that_has_the_default_title(h: 
     );
 }
 
+fn saved(body: &str, location: Option<&str>) -> SavedResponse {
+    SavedResponse {
+        status: 201,
+        body: body.to_owned(),
+        location: location.map(str::to_owned),
+    }
+}
+
+async fn reserved(h: &dyn Harness, owner: &UserId, key: &str, fingerprint: &str, now: Timestamp) -> HeldKey {
+    match h.store().reserve_key(owner, key, fingerprint, now).await {
+        Ok(Reservation::Reserved(held)) => held,
+        other => panic!("expected a reservation, got {other:?}"),
+    }
+}
+
+async fn an_idempotency_key_is_reserved_once_then_replayed_and_never_reused(h: &dyn Harness) {
+    let owner = user(&unique("idem"));
+    let store = h.store();
+    let t = at(0);
+    let held = reserved(h, &owner, "key-1", "fp-a", t).await;
+    // While the first request runs: the same request is in progress, another is a mismatch.
+    let again = store.reserve_key(&owner, "key-1", "fp-a", t).await.expect("again");
+    assert_eq!(again, Reservation::InProgress);
+    let other = store.reserve_key(&owner, "key-1", "fp-b", t).await.expect("other");
+    assert_eq!(other, Reservation::Mismatch);
+    // Completed: the same request replays the response; another is still a mismatch.
+    let response = saved(r#"{"id":"c1","title":"\u00e9 ünïcode"}"#, Some("/api/conversations/c1"));
+    store.complete_key(&held, &response, t).await.expect("complete");
+    let replay = store
+        .reserve_key(&owner, "key-1", "fp-a", at(1_000))
+        .await
+        .expect("replay");
+    assert_eq!(replay, Reservation::Replay(response.clone()));
+    let other = store
+        .reserve_key(&owner, "key-1", "fp-b", at(1_000))
+        .await
+        .expect("other");
+    assert_eq!(other, Reservation::Mismatch);
+    // A response without a location round-trips as such; keys are case-sensitive and may hold
+    // any printable ASCII.
+    let key = "Key 2/with:punctuation~!#";
+    let held = reserved(h, &owner, key, "fp-a", t).await;
+    store
+        .complete_key(&held, &saved("{}", None), t)
+        .await
+        .expect("complete");
+    let replay = store.reserve_key(&owner, key, "fp-a", t).await.expect("replay");
+    assert_eq!(replay, Reservation::Replay(saved("{}", None)));
+    reserved(h, &owner, &key.to_uppercase(), "fp-a", t).await;
+}
+
+async fn a_released_idempotency_key_is_free_again_and_a_stale_holder_changes_nothing(h: &dyn Harness) {
+    let owner = user(&unique("idem-release"));
+    let store = h.store();
+    let first = reserved(h, &owner, "k", "fp-a", at(0)).await;
+    store.release_key(&first).await.expect("release");
+    // Free again, even for another request.
+    let second = reserved(h, &owner, "k", "fp-b", at(0)).await;
+    assert_ne!(first.token, second.token);
+    // The first holder no longer holds it: its complete and release change nothing.
+    store
+        .complete_key(&first, &saved("{}", None), at(0))
+        .await
+        .expect("stale complete");
+    store.release_key(&first).await.expect("stale release");
+    let still = store.reserve_key(&owner, "k", "fp-b", at(0)).await.expect("still");
+    assert_eq!(still, Reservation::InProgress);
+    // A completed key is not released by its holder.
+    store
+        .complete_key(&second, &saved("{\"n\":2}", None), at(0))
+        .await
+        .expect("complete");
+    store.release_key(&second).await.expect("release after complete");
+    let replay = store.reserve_key(&owner, "k", "fp-b", at(0)).await.expect("replay");
+    assert_eq!(replay, Reservation::Replay(saved("{\"n\":2}", None)));
+}
+
+async fn idempotency_keys_expire_after_a_day_and_abandoned_reservations_after_their_lease(h: &dyn Harness) {
+    let owner = user(&unique("idem-expiry"));
+    let store = h.store();
+    let day_ms = rules::IDEMPOTENCY_TTL_SECS * 1000;
+    let lease_ms = rules::IDEMPOTENCY_LEASE_SECS * 1000;
+    // A reservation whose request never finished frees itself when its lease ends.
+    let abandoned = reserved(h, &owner, "crashed", "fp-a", at(0)).await;
+    let during = store.reserve_key(&owner, "crashed", "fp-a", at(lease_ms - 1_000)).await;
+    assert_eq!(during.expect("during"), Reservation::InProgress);
+    let taken = reserved(h, &owner, "crashed", "fp-b", at(lease_ms)).await;
+    // Its late end saves nothing over the new holder's reservation.
+    store
+        .complete_key(&abandoned, &saved("{}", None), at(lease_ms))
+        .await
+        .expect("late");
+    let now = store
+        .reserve_key(&owner, "crashed", "fp-b", at(lease_ms))
+        .await
+        .expect("now");
+    assert_eq!(now, Reservation::InProgress);
+    store.release_key(&taken).await.expect("release");
+    // A completed key is replayed for 24 hours, then it is as if it had never been used.
+    let held = reserved(h, &owner, "done", "fp-a", at(0)).await;
+    store
+        .complete_key(&held, &saved("{}", None), at(0))
+        .await
+        .expect("complete");
+    let late = store
+        .reserve_key(&owner, "done", "fp-a", at(day_ms - 1_000))
+        .await
+        .expect("late");
+    assert_eq!(late, Reservation::Replay(saved("{}", None)));
+    reserved(h, &owner, "done", "fp-b", at(day_ms)).await;
+}
+
+async fn idempotency_keys_are_scoped_per_user(h: &dyn Harness) {
+    let (alice, bob) = (user(&unique("idem-alice")), user(&unique("idem-bob")));
+    let store = h.store();
+    let held = reserved(h, &alice, "shared-key", "fp-a", at(0)).await;
+    // Bob's identical key is his own, whatever alice's state.
+    let bobs = reserved(h, &bob, "shared-key", "fp-a", at(0)).await;
+    store
+        .complete_key(&held, &saved("{\"who\":\"alice\"}", None), at(0))
+        .await
+        .expect("alice");
+    store
+        .complete_key(&bobs, &saved("{\"who\":\"bob\"}", None), at(0))
+        .await
+        .expect("bob");
+    let alices = store
+        .reserve_key(&alice, "shared-key", "fp-a", at(0))
+        .await
+        .expect("alice");
+    assert_eq!(alices, Reservation::Replay(saved("{\"who\":\"alice\"}", None)));
+    let bobs = store.reserve_key(&bob, "shared-key", "fp-a", at(0)).await.expect("bob");
+    assert_eq!(bobs, Reservation::Replay(saved("{\"who\":\"bob\"}", None)));
+}
+
+async fn concurrent_reservations_of_one_key_reserve_it_once(h: &dyn Harness) {
+    let owner = user(&unique("idem-race"));
+    let results: Vec<Result<Reservation, StoreError>> = stream::iter(0..16)
+        .map(|_| {
+            let (store, owner) = (h.store(), &owner);
+            async move { store.reserve_key(owner, "raced", "fp-a", at(0)).await }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let reserved = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Reservation::Reserved(_))))
+        .count();
+    let waiting = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Reservation::InProgress)))
+        .count();
+    assert_eq!((reserved, waiting), (1, 15), "{results:?}");
+}
+
+async fn an_oversized_response_is_not_saved_and_its_key_stays_held(h: &dyn Harness) {
+    let owner = user(&unique("idem-large"));
+    let store = h.store();
+    let held = reserved(h, &owner, "big", "fp-a", at(0)).await;
+    let big = saved(&"x".repeat(rules::MAX_SAVED_RESPONSE_BYTES + 1), None);
+    let refused = store.complete_key(&held, &big, at(0)).await;
+    assert!(matches!(refused, Err(StoreError::TooLarge(_))), "{refused:?}");
+    let still = store.reserve_key(&owner, "big", "fp-a", at(0)).await.expect("still");
+    assert_eq!(still, Reservation::InProgress);
+    let largest = saved(&"x".repeat(rules::MAX_SAVED_RESPONSE_BYTES), None);
+    store
+        .complete_key(&held, &largest, at(0))
+        .await
+        .expect("the largest fits");
+    let replay = store.reserve_key(&owner, "big", "fp-a", at(0)).await.expect("replay");
+    assert_eq!(replay, Reservation::Replay(largest));
+}
+
 athena_tests::on_both_stores!(
     |store| &Arc::new(store),
     [
@@ -1295,6 +1470,12 @@ athena_tests::on_both_stores!(
         the_turn_rate_limit_is_exact_under_concurrency,
         begin_turn_writes_what_it_admits_and_nothing_when_refused,
         audit_entries_are_listed_newest_first_paged_and_per_user,
+        an_idempotency_key_is_reserved_once_then_replayed_and_never_reused,
+        a_released_idempotency_key_is_free_again_and_a_stale_holder_changes_nothing,
+        idempotency_keys_expire_after_a_day_and_abandoned_reservations_after_their_lease,
+        idempotency_keys_are_scoped_per_user,
+        concurrent_reservations_of_one_key_reserve_it_once,
+        an_oversized_response_is_not_saved_and_its_key_stays_held,
     ]
 );
 

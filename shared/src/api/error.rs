@@ -36,6 +36,13 @@ pub enum ApiError {
     /// The same message is still being answered (a retried chat submit).
     #[error("this message is still being answered; wait for its reply, then retry")]
     TurnInProgress,
+    /// The `Idempotency-Key` was used before with a different request (code `IDEMPOTENCY_KEY_REUSED`).
+    #[error("this Idempotency-Key was already used for a different request; use a new key for a new request")]
+    IdempotencyKeyReused,
+    /// The first request with this `Idempotency-Key` is still being processed (code
+    /// `IDEMPOTENCY_KEY_IN_PROGRESS`).
+    #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
+    IdempotencyKeyInProgress,
     /// The body or an item is too large.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -128,7 +135,7 @@ struct ErrorDetail<'a> {
     details: Option<&'a [FieldError]>,
 }
 
-/// Seconds a client should wait after a 503.
+/// Seconds a client should wait after a 503, or a 409 `IDEMPOTENCY_KEY_IN_PROGRESS`.
 pub const UNAVAILABLE_RETRY_AFTER: u64 = 1;
 
 impl ApiError {
@@ -142,6 +149,8 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
             ApiError::Conflict(_) => "CONFLICT",
             ApiError::TurnInProgress => "TURN_IN_PROGRESS",
+            ApiError::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            ApiError::IdempotencyKeyInProgress => "IDEMPOTENCY_KEY_IN_PROGRESS",
             ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             ApiError::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             ApiError::RateLimited { .. } | ApiError::TooManyStreams { .. } => "RATE_LIMIT",
@@ -160,7 +169,10 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Validation(_) => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) | ApiError::TurnInProgress => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::TurnInProgress | ApiError::IdempotencyKeyInProgress => {
+                StatusCode::CONFLICT
+            }
+            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } | ApiError::TooManyStreams { .. } | ApiError::Budget { .. } => {
@@ -223,7 +235,7 @@ impl ApiError {
             | ApiError::Budget { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::IdempotencyKeyInProgress => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(UNAVAILABLE_RETRY_AFTER));
             }
             ApiError::Auth(_) => {

@@ -9,6 +9,7 @@ pub mod chat;
 pub mod conversations;
 pub mod error;
 pub mod health;
+pub mod idempotency;
 pub mod input;
 pub mod messages;
 pub mod routes;
@@ -149,9 +150,9 @@ pub fn user_tag(user: &UserId) -> String {
 }
 
 /// Headers allowed in CORS requests.
-const CORS_ALLOW_HEADERS: &str = "authorization, content-type, x-request-id";
+const CORS_ALLOW_HEADERS: &str = "authorization, content-type, x-request-id, idempotency-key";
 /// Headers a browser may read.
-const CORS_EXPOSE_HEADERS: &str = "x-request-id, x-next-cursor, retry-after, location";
+const CORS_EXPOSE_HEADERS: &str = "x-request-id, x-next-cursor, retry-after, location, idempotent-replayed";
 
 /// Handles one request: routing, CORS, the handler, error mapping, common headers and one log line.
 pub async fn handle(state: &Arc<AppState>, scope: Scope, mut req: ApiRequest) -> Response<Body> {
@@ -335,7 +336,9 @@ async fn dispatch(
 ) -> Result<Response<Body>, ApiError> {
     match op {
         Op::ListConversations => conversations::list(state, caller, req).await,
-        Op::CreateConversation => conversations::create(state, caller, req).await,
+        Op::CreateConversation => {
+            idempotency::once(state, caller, req, conversations::create(state, caller, req)).await
+        }
         Op::GetConversation => conversations::get(state.store.as_ref(), caller, input::conversation_id(id)?).await,
         Op::UpdateConversation => conversations::update(state, caller, input::conversation_id(id)?, req).await,
         Op::DeleteConversation => {
@@ -343,7 +346,10 @@ async fn dispatch(
         }
         Op::SetActiveBranch => conversations::set_active_branch(state, caller, input::conversation_id(id)?, req).await,
         Op::ListMessages => messages::list(state.store.as_ref(), caller, input::conversation_id(id)?, req).await,
-        Op::CreateMessage => messages::create(state, caller, input::conversation_id(id)?, req).await,
+        Op::CreateMessage => {
+            let work = messages::create(state, caller, input::conversation_id(id)?, req);
+            idempotency::once(state, caller, req, work).await
+        }
         Op::ClearMessages => messages::clear(state.store.as_ref(), caller, input::conversation_id(id)?).await,
         Op::ChatInfo(solution) => chat::info(state, solution),
         Op::Chat(solution) => chat::post(state, caller, solution, req).await,

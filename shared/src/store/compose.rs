@@ -11,8 +11,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::ports::{
-    Activity, Appended, ConversationPatch, Conversations, Counters, ListConversations, ListMessages, Messages, Page,
-    Stats, Store, Touch, TurnBegun, TurnFinish, TurnStart, Turns,
+    Activity, Appended, ConversationPatch, Conversations, Counters, HeldKey, Idempotency, ListConversations,
+    ListMessages, Messages, Page, Reservation, SavedResponse, Stats, Store, Touch, TurnBegun, TurnFinish, TurnStart,
+    Turns,
 };
 use crate::domain::{
     AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, Message, MessageId, StatsDelta,
@@ -35,6 +36,8 @@ pub struct StoreParts {
     pub stats: Arc<dyn Stats>,
     /// Windowed counters.
     pub counters: Arc<dyn Counters>,
+    /// `Idempotency-Key` records.
+    pub idempotency: Arc<dyn Idempotency>,
 }
 
 impl std::fmt::Debug for StoreParts {
@@ -52,7 +55,8 @@ impl StoreParts {
             turns: store.clone(),
             activity: store.clone(),
             stats: store.clone(),
-            counters: store,
+            counters: store.clone(),
+            idempotency: store,
         }
     }
 
@@ -89,6 +93,12 @@ impl StoreParts {
     /// Replaces the counters capability.
     pub fn with_counters(mut self, part: Arc<dyn Counters>) -> Self {
         self.counters = part;
+        self
+    }
+
+    /// Replaces the idempotency capability.
+    pub fn with_idempotency(mut self, part: Arc<dyn Idempotency>) -> Self {
+        self.idempotency = part;
         self
     }
 }
@@ -217,5 +227,26 @@ impl Stats for StoreParts {
 impl Counters for StoreParts {
     async fn increment_counter(&self, key: &str, window_start: i64, ttl_secs: i64) -> Result<u64, StoreError> {
         self.counters.increment_counter(key, window_start, ttl_secs).await
+    }
+}
+
+#[async_trait]
+impl Idempotency for StoreParts {
+    async fn reserve_key(
+        &self,
+        owner: &UserId,
+        key: &str,
+        fingerprint: &str,
+        now: Timestamp,
+    ) -> Result<Reservation, StoreError> {
+        self.idempotency.reserve_key(owner, key, fingerprint, now).await
+    }
+
+    async fn complete_key(&self, held: &HeldKey, response: &SavedResponse, now: Timestamp) -> Result<(), StoreError> {
+        self.idempotency.complete_key(held, response, now).await
+    }
+
+    async fn release_key(&self, held: &HeldKey) -> Result<(), StoreError> {
+        self.idempotency.release_key(held).await
     }
 }

@@ -10,8 +10,9 @@ use crate::domain::{
 };
 use crate::error::StoreError;
 use crate::store::{
-    Activity, Appended, ConversationPatch, Conversations, Counters, ListConversations, ListMessages, Messages, Page,
-    Stats, Store, Touch, TurnBegun, TurnFinish, TurnStart, Turns,
+    Activity, Appended, ConversationPatch, Conversations, Counters, HeldKey, Idempotency, ListConversations,
+    ListMessages, Messages, Page, Reservation, SavedResponse, Stats, Store, Touch, TurnBegun, TurnFinish, TurnStart,
+    Turns,
 };
 use async_trait::async_trait;
 
@@ -199,5 +200,29 @@ impl Counters for CountingStore {
     async fn increment_counter(&self, key: &str, window_start: i64, ttl_secs: i64) -> Result<u64, StoreError> {
         self.record("increment_counter");
         self.inner.increment_counter(key, window_start, ttl_secs).await
+    }
+}
+
+#[async_trait]
+impl Idempotency for CountingStore {
+    async fn reserve_key(
+        &self,
+        owner: &UserId,
+        key: &str,
+        fingerprint: &str,
+        now: Timestamp,
+    ) -> Result<Reservation, StoreError> {
+        self.record("reserve_key");
+        self.inner.reserve_key(owner, key, fingerprint, now).await
+    }
+
+    async fn complete_key(&self, held: &HeldKey, response: &SavedResponse, now: Timestamp) -> Result<(), StoreError> {
+        self.record("complete_key");
+        self.inner.complete_key(held, response, now).await
+    }
+
+    async fn release_key(&self, held: &HeldKey) -> Result<(), StoreError> {
+        self.record("release_key");
+        self.inner.release_key(held).await
     }
 }

@@ -1,10 +1,11 @@
 //! Storage: one port per capability and two adapters held to the same semantics.
 //!
 //! - [`ports`]: the capability traits ([`Conversations`], [`Messages`], [`Turns`], [`Activity`],
-//!   [`Stats`], [`Counters`]) and their sum [`Store`], with the values they take and return.
+//!   [`Stats`], [`Counters`], [`Idempotency`]) and their sum [`Store`], with the values they take
+//!   and return.
 //! - [`rules`]: what every adapter shares, written once (size bounds, page sizes, the listing
 //!   rank, a conversation as created, stored timestamps, the rate window, budget, lease, event and
-//!   stats expiries, day ranges).
+//!   stats expiries, day ranges, idempotency records).
 //! - [`cursor`]: opaque, scoped pagination cursors, their positions and over-fetched paging.
 //! - [`schema`]: DynamoDB key formats and table definitions (in `dynamo/`; the embedded store keys
 //!   its counters the same way).
@@ -36,9 +37,9 @@ pub use dynamo::schema;
 pub use compose::StoreParts;
 pub use open::{from_env, open, probe, Probe};
 pub use ports::{
-    ActiveLeaf, Activity, Appended, ConversationPatch, Conversations, Counters, ListConversations, ListMessages,
-    Messages, Page, Stats, StatsUpdate, Store, StreamLease, Touch, TurnBegun, TurnFinish, TurnLimits, TurnStart,
-    TurnWrite, Turns,
+    ActiveLeaf, Activity, Appended, ConversationPatch, Conversations, Counters, HeldKey, Idempotency,
+    ListConversations, ListMessages, Messages, Page, Reservation, SavedResponse, Stats, StatsUpdate, Store, StoredKey,
+    StreamLease, Touch, TurnBegun, TurnFinish, TurnLimits, TurnStart, TurnWrite, Turns,
 };
 pub use rules::{
     check_message_size, days_between, listing_rank, page_size, pin_base, retry_after, scaled_time, window_ends,
@@ -47,5 +48,5 @@ pub use rules::{
 
 /// The capability traits, to call store methods on any store: `use shared::store::prelude::*;`.
 pub mod prelude {
-    pub use super::ports::{Activity, Conversations, Counters, Messages, Stats, Store, Turns};
+    pub use super::ports::{Activity, Conversations, Counters, Idempotency, Messages, Stats, Store, Turns};
 }

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 #[cfg(doc)]
-use super::rules::{DEFAULT_PAGE, MAX_PAGE};
+use super::rules::{DEFAULT_PAGE, IDEMPOTENCY_LEASE_SECS, IDEMPOTENCY_TTL_SECS, MAX_PAGE, MAX_SAVED_RESPONSE_BYTES};
 use crate::domain::{
     AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, Message, MessageId, SolutionFilter,
     StatsDelta, StatsRow, Timestamp, UserId,
@@ -227,6 +227,52 @@ pub struct TurnFinish {
     /// A title for the conversation, written with the reply (a title model named it).
     pub title: Option<String>,
 }
+/// A response saved under an idempotency key, replayed to a retry of the same request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavedResponse {
+    /// HTTP status (a 2xx: failures are never saved).
+    pub status: u16,
+    /// The JSON body, as sent.
+    pub body: String,
+    /// The `location` header, when the response had one.
+    pub location: Option<String>,
+}
+
+/// An idempotency key reserved by one request: only its holder (the token) completes or releases it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldKey {
+    /// The caller: keys are scoped per user.
+    pub owner: UserId,
+    /// The client's key (already validated).
+    pub key: String,
+    /// A unique token of this reservation: a reservation that expired and was taken over by
+    /// another request is not completed or released by its first holder.
+    pub token: String,
+}
+
+/// What reserving an idempotency key found: [`Idempotency::reserve_key`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reservation {
+    /// The key was free (or its record expired): it is now held by the caller, who does the work
+    /// and then completes or releases it.
+    Reserved(HeldKey),
+    /// The same request completed before: its response, to send again without doing the work.
+    Replay(SavedResponse),
+    /// The key was used for a different request (another fingerprint): nothing was written.
+    Mismatch,
+    /// The same request is still being processed under this key: nothing was written.
+    InProgress,
+}
+
+/// A stored idempotency record that has not expired, as the adapters read it back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredKey {
+    /// Fingerprint of the request that reserved the key.
+    pub fingerprint: String,
+    /// Its response once completed; `None` while the request is in progress.
+    pub response: Option<SavedResponse>,
+}
+
 /// Conversations and their listing; every read and write scoped to the owner.
 #[async_trait]
 pub trait Conversations: Send + Sync {
@@ -352,10 +398,36 @@ pub trait Counters: Send + Sync {
     async fn increment_counter(&self, key: &str, window_start: i64, ttl_secs: i64) -> Result<u64, StoreError>;
 }
 
+/// `Idempotency-Key` records: a key is reserved (put if absent or expired) before the work, its
+/// response saved after, and released when the work failed. Scoped per user: another user's
+/// identical key is a different record. Expired records are treated as absent.
+#[async_trait]
+pub trait Idempotency: Send + Sync {
+    /// Reserves `key` for `owner`'s request with this `fingerprint` (a SHA-256 of the request) at
+    /// `now`, atomically: [`Reservation::Reserved`] when it was free or expired (held for
+    /// [`IDEMPOTENCY_LEASE_SECS`]), otherwise what the live record says, writing nothing.
+    async fn reserve_key(
+        &self,
+        owner: &UserId,
+        key: &str,
+        fingerprint: &str,
+        now: Timestamp,
+    ) -> Result<Reservation, StoreError>;
+
+    /// Saves the response of a held key; it is replayed until [`IDEMPOTENCY_TTL_SECS`] after
+    /// `now`. Nothing happens when the reservation is no longer `held`'s (it expired and was taken
+    /// over). [`StoreError::TooLarge`] (nothing written) over [`MAX_SAVED_RESPONSE_BYTES`].
+    async fn complete_key(&self, held: &HeldKey, response: &SavedResponse, now: Timestamp) -> Result<(), StoreError>;
+
+    /// Deletes a held, not completed reservation, so the request may be retried with the same key.
+    /// Nothing happens when it is no longer `held`'s.
+    async fn release_key(&self, held: &HeldKey) -> Result<(), StoreError>;
+}
+
 /// Every capability: what an adapter implements and what the application state holds. Every
 /// read and write of a conversation is scoped to its owner: another owner's conversation answers
-/// [`StoreError::NotFound`], like a missing one. Implemented for anything that has all six
+/// [`StoreError::NotFound`], like a missing one. Implemented for anything that has all seven
 /// capabilities; handlers and services take the one capability they use (`&dyn Conversations`).
-pub trait Store: Conversations + Messages + Turns + Activity + Stats + Counters + 'static {}
+pub trait Store: Conversations + Messages + Turns + Activity + Stats + Counters + Idempotency + 'static {}
 
-impl<T: Conversations + Messages + Turns + Activity + Stats + Counters + 'static> Store for T {}
+impl<T: Conversations + Messages + Turns + Activity + Stats + Counters + Idempotency + 'static> Store for T {}

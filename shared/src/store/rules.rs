@@ -1,12 +1,12 @@
 //! Rules every adapter shares, written once: size bounds, page sizes, the listing rank, a
 //! conversation as created, stored timestamps, time windows of the rate limit and the budgets and
 //! their expiries, the stream lease, where an analytics event is filed and how long rows are kept,
-//! day ranges.
+//! day ranges, idempotency records (their expiries and what a live one means).
 
 use std::time::Duration;
 
-use super::ports::{StreamLease, TurnStart};
-use crate::domain::{self, AnalyticsEvent, Conversation, ConversationId, Message, Timestamp};
+use super::ports::{HeldKey, Reservation, SavedResponse, StoredKey, StreamLease, TurnStart};
+use crate::domain::{self, AnalyticsEvent, Conversation, ConversationId, Message, Timestamp, UserId};
 use crate::error::StoreError;
 
 /// Largest message content a store accepts, in bytes (UTF-8). DynamoDB items are limited to 400 KB,
@@ -219,6 +219,53 @@ pub fn pin_base(is_pinned: bool, id: &ConversationId) -> i64 {
 
 /// Above any scaled timestamp until the year 5138, far below `i64::MAX`.
 const PINNED_BASE: i64 = 100_000_000_000_000_000;
+/// How long an idempotency key's response is replayed after the request completed (24 hours).
+pub const IDEMPOTENCY_TTL_SECS: i64 = 24 * 3600;
+/// How long a reservation holds its key while the request runs, in seconds: longer than any CRUD
+/// request (the Lambda timeout is 10 s), short enough that a crashed request's key frees itself.
+pub const IDEMPOTENCY_LEASE_SECS: i64 = 60;
+/// Largest response body saved under an idempotency key (a DynamoDB item holds 400 KB); a larger
+/// response is not saved and its key is released.
+pub const MAX_SAVED_RESPONSE_BYTES: usize = 256 * 1024;
+
+/// A reservation of `key` for `owner`, with a fresh token.
+pub fn hold_key(owner: &UserId, key: &str) -> HeldKey {
+    HeldKey {
+        owner: owner.clone(),
+        key: key.to_owned(),
+        token: ulid::Ulid::new().to_string(),
+    }
+}
+
+/// Whether an idempotency record expiring at `expires_at` (epoch seconds) still counts at `now`:
+/// an expired record is treated as absent (and overwritten by the next reservation).
+pub fn key_is_live(expires_at: i64, now: Timestamp) -> bool {
+    expires_at > now.timestamp()
+}
+
+/// What a live record means for a request with `fingerprint`: a different request is a
+/// mismatch (whether or not the first one finished), the same one is replayed once completed.
+pub fn existing_key(stored: StoredKey, fingerprint: &str) -> Reservation {
+    if stored.fingerprint != fingerprint {
+        return Reservation::Mismatch;
+    }
+    match stored.response {
+        Some(response) => Reservation::Replay(response),
+        None => Reservation::InProgress,
+    }
+}
+
+/// Checks a response fits in an idempotency record, before anything is written.
+pub fn check_saved_response(response: &SavedResponse) -> Result<(), StoreError> {
+    if response.body.len() > MAX_SAVED_RESPONSE_BYTES {
+        return Err(StoreError::TooLarge(format!(
+            "the response is {} bytes; at most {MAX_SAVED_RESPONSE_BYTES} bytes are saved for replay",
+            response.body.len()
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,5 +342,27 @@ mod tests {
             .timestamp();
         assert_eq!(stats_expiry("2026-02-10"), midnight + 400 * 86_400);
         assert_eq!(stats_expiry("not a day"), 0);
+    }
+    #[test]
+    fn a_live_idempotency_record_replays_the_same_request_only() {
+        let done = SavedResponse {
+            status: 201,
+            body: "{}".to_owned(),
+            location: None,
+        };
+        let stored = |response: Option<SavedResponse>| StoredKey {
+            fingerprint: "a".to_owned(),
+            response,
+        };
+        assert_eq!(
+            existing_key(stored(Some(done.clone())), "a"),
+            Reservation::Replay(done.clone())
+        );
+        assert_eq!(existing_key(stored(Some(done)), "b"), Reservation::Mismatch);
+        assert_eq!(existing_key(stored(None), "a"), Reservation::InProgress);
+        assert_eq!(existing_key(stored(None), "b"), Reservation::Mismatch);
+        let now = chrono::Utc.timestamp_opt(1_000, 0).single().unwrap_or_default();
+        assert!(key_is_live(1_001, now));
+        assert!(!key_is_live(1_000, now), "a record expiring now is gone");
     }
 }

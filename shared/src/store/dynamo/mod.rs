@@ -8,13 +8,14 @@
 //! removes every item of the partition in batches, then the conversation itself.
 //!
 //! One file per capability (`conversations`, `messages`, `turns`, `activity`, `stats`,
-//! `counters`); `items` holds the item structs and their conversions; this module holds the store,
+//! `counters`, `idempotency`); `items` holds the item structs and their conversions; this module holds the store,
 //! its tables, the client, table creation, error classification and the transaction and batch
 //! helpers every capability uses.
 
 mod activity;
 mod conversations;
 mod counters;
+mod idempotency;
 mod items;
 mod messages;
 pub mod schema;

@@ -8,6 +8,7 @@
 //! | message | `CONV#<id>` | `MSG#<ulid>` | |
 //! | content chunk | `CONV#<id>` | `MSG#<ulid>#C<nnnn>` | |
 //! | client id marker | `CONV#<id>` | `CID#<client id>` | |
+//! | idempotency record | `IDEM#<owner>` | `<Idempotency-Key>` | `fingerprint`, `state`, `token?`, `status?`, `body?`, `location?`, `expiresAt` (TTL) |
 //!
 //! Table `athena-events` (env `ATHENA_EVENTS_TABLE`): events at `pk = DAY#<yyyy-mm-dd>#<shard>`,
 //! `sk = <ulid>`; counters (rate limits) at `pk = CTR#<key>#<window start>`, `sk = -`; token
@@ -23,7 +24,7 @@ pub const SK: &str = "sk";
 pub const GSI_OWNER: &str = "byOwner";
 /// Owner + solution index: one owner's conversations of one solution (or of the general chat).
 pub const GSI_OWNER_SOLUTION: &str = "byOwnerSolution";
-/// TTL attribute of the events table.
+/// TTL attribute of both tables (on the conversations table only idempotency records carry it).
 pub const TTL_ATTRIBUTE: &str = "expiresAt";
 /// Sort key of a conversation's own item.
 pub const META: &str = "META";
@@ -52,6 +53,11 @@ pub fn chunk_sk(message_id: &str, n: usize) -> String {
 /// Sort key of a client-id marker.
 pub fn client_id_sk(client_id: &str) -> String {
     format!("{CID_PREFIX}{client_id}")
+}
+
+/// Partition key of a user's idempotency records (conversations table; `sk` = the client's key).
+pub fn idempotency_pk(owner: &str) -> String {
+    format!("IDEM#{owner}")
 }
 
 /// Owner index partition key.
@@ -156,7 +162,7 @@ pub struct TableDef {
     pub ttl: Option<&'static str>,
 }
 
-/// The conversations table (conversations, messages, chunks, markers).
+/// The conversations table (conversations, messages, chunks, markers, idempotency records).
 pub fn conversations_table() -> TableDef {
     TableDef {
         logical_id: "ConversationsTable",
@@ -182,7 +188,7 @@ pub fn conversations_table() -> TableDef {
                 },
             },
         ],
-        ttl: None,
+        ttl: Some(TTL_ATTRIBUTE),
     }
 }
 

@@ -6,12 +6,13 @@
 //! (WAL journal, so a crash never leaves a half-written change).
 //!
 //! One file per capability (`conversations`, `messages`, `turns`, `activity`, `stats`,
-//! `counters`); `rows` maps rows to the domain and holds the statements several capabilities
+//! `counters`, `idempotency`); `rows` maps rows to the domain and holds the statements several capabilities
 //! share; this module holds the schema, opening the database and running a call on it.
 
 mod activity;
 mod conversations;
 mod counters;
+mod idempotency;
 mod messages;
 mod rows;
 mod stats;
@@ -102,6 +103,17 @@ CREATE TABLE IF NOT EXISTS audit (
     expires_at INTEGER NOT NULL,
     PRIMARY KEY (owner, id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    owner       TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    token       TEXT,
+    status      INTEGER,
+    body        TEXT,
+    location    TEXT,
+    expires_at  INTEGER NOT NULL,
+    PRIMARY KEY (owner, key)
+) WITHOUT ROWID;
 "#;
 
 /// Brings a database file made by an earlier version up to this schema: the branch columns
@@ -181,7 +193,7 @@ impl EmbeddedStore {
         let now = chrono::Utc::now().timestamp();
         conn.execute("DELETE FROM events WHERE expires_at < ?1", params![now])
             .map_err(sql_err("expiring events"))?;
-        for table in ["counters", "budgets", "stream_slots", "audit"] {
+        for table in ["counters", "budgets", "stream_slots", "audit", "idempotency_keys"] {
             conn.execute(&format!("DELETE FROM {table} WHERE expires_at < ?1"), params![now])
                 .map_err(sql_err("expiring counters"))?;
         }
