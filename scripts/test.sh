@@ -3,7 +3,9 @@
 # (once), then checks formatting, lints (clippy -D warnings), checks the SAM template, and runs
 # every test: unit tests, the storage conformance suite on both stores (DynamoDB through a moto
 # server the tests start), the HTTP API, the sample events and the template/route checks; then
-# builds every Lambda function for arm64 in release mode with cargo-lambda, as `sam build` would.
+# fuzzes the contract (scripts/schemathesis.sh: schemathesis, every check, against athena-local,
+# reusing the debug build; any failure fails the script); then builds every Lambda function for
+# arm64 in release mode with cargo-lambda, as `sam build` would.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +23,9 @@ if [ -f template.yaml ]; then
 fi
 echo "== cargo test"
 MOTO_PYTHON="$PWD/.venv/bin/python" cargo test --workspace --locked
+echo "== schemathesis (docs/openapi.yaml against athena-local)"
+# Bounded: a fixed seed and 25 examples per operation (~30 s on 2 cores); a hung run is cut at 5 min.
+timeout 300 scripts/schemathesis.sh
 echo "== cargo lambda build --release --arm64 (every function)"
 PATH="$PWD/.venv/bin:$PATH" cargo lambda build --release --arm64 --locked \
   -p conversations -p messages -p chat -p analytics

@@ -474,7 +474,25 @@ async fn invalid_chat_requests_are_refused_before_streaming(store: Arc<dyn Store
         ),
         (
             json!({"id": "bad id", "messages": [{"role": "user", "content": "hi"}]}),
+            "id",
+        ),
+        // `conversationId` wins over `id`, but a malformed `id` is still refused.
+        (
+            json!({"conversationId": "good-id", "id": "bad id", "messages": [{"role": "user", "content": "hi"}]}),
+            "id",
+        ),
+        (
+            json!({"conversationId": "bad id", "messages": [{"role": "user", "content": "hi"}]}),
             "conversationId",
+        ),
+        // `content` is a string (or null) and a part an object with a string `type`.
+        (
+            json!({"messages": [{"role": "user", "content": 5, "parts": [{"type": "text", "text": "hi"}]}]}),
+            "messages[0].content",
+        ),
+        (
+            json!({"messages": [{"role": "user", "parts": [{"type": "text", "text": "hi"}, 5]}]}),
+            "messages[0].parts[1]",
         ),
         (
             json!({"messages": [{"role": "user", "content": "x".repeat(10_001)}]}),

@@ -221,6 +221,57 @@ async fn invalid_input_is_refused_with_field_details_and_nothing_is_stored(app: 
         assert_eq!(r.status, 400, "{query}");
         assert_eq!(r.code(), "VALIDATION");
     }
+
+    // An optional field may be null, meaning the same as leaving it out; a required one may not.
+    let nulls = json!({"id": null, "title": null, "model": null, "solutionType": null});
+    let r = app.call("POST", "/api/conversations", Some(nulls)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        (r.json["title"].as_str(), r.json["model"].as_str()),
+        (Some("New conversation"), Some(SONNET))
+    );
+    let all_null = json!({"title": null, "isPinned": null, "isShared": null, "model": null});
+    let r = app.call("PATCH", &path, Some(all_null)).await;
+    assert_eq!(r.status, 400, "only nulls is nothing to update: {}", r.text);
+    let r = app
+        .call("PATCH", &path, Some(json!({"title": null, "isPinned": true})))
+        .await;
+    assert_eq!(
+        (r.status, r.json["title"].as_str()),
+        (200, Some("New conversation")),
+        "{}",
+        r.text
+    );
+    let r = app
+        .call(
+            "POST",
+            &messages,
+            Some(json!({"role": "user", "content": "x", "clientId": null})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = app
+        .call("POST", &messages, Some(json!({"role": "user", "content": null})))
+        .await;
+    assert_eq!(
+        (r.status, r.json["error"]["details"][0]["field"].as_str()),
+        (400, Some("content"))
+    );
+
+    // Titles: trimmed first (so padding does not count), then 1 to 100 characters without
+    // control characters, C1 included.
+    let padded = format!(" \t{}\n\u{a0}", "x".repeat(100));
+    let r = app.call("PATCH", &path, Some(json!({"title": padded}))).await;
+    assert_eq!(
+        (r.status, r.json["title"].as_str()),
+        (200, Some("x".repeat(100).as_str())),
+        "{}",
+        r.text
+    );
+    for bad in ["a\tb", "a\u{9c}b", "\u{85}"] {
+        let r = app.call("PATCH", &path, Some(json!({"title": bad}))).await;
+        assert_eq!(r.status, 400, "{bad:?}");
+    }
 }
 
 async fn malformed_bodies_get_clear_errors(app: TestApp) {

@@ -1,6 +1,10 @@
 //! Checks real responses against `docs/openapi.yaml`: the status must be documented for the
-//! operation, and a JSON body must validate against the documented schema (JSON Schema 2020-12,
-//! `$ref`s into `components` resolved).
+//! operation, and the body must validate against the schema documented for its media type (JSON
+//! Schema 2020-12, `$ref`s into `components` resolved): a JSON body as a whole, a
+//! `text/event-stream` body event by event (each event as an SSE parser reads it, `{data,
+//! event, id?, retry?}`, as OpenAPI 3.1 tools read that media type's schema, and a `data`
+//! documented as `contentMediaType: application/json` parsed and checked against its
+//! `contentSchema`), any other text body as one string.
 
 use std::sync::{Arc, OnceLock};
 
@@ -74,29 +78,46 @@ impl OpenApi {
             return Err(format!("status {status} is not documented for {method} {template}"));
         }
         let response = self.resolve(response);
-        let schema = &response["content"]["application/json"]["schema"];
-        if schema.is_null() {
-            if reply.text.is_empty() || reply.status == 204 {
-                return Ok(());
-            }
-            // A streamed (non-JSON) body: its media type must be one the document names.
-            let sent = reply
-                .header("content-type")
-                .and_then(|t| t.split(';').next())
-                .map(str::trim)
-                .unwrap_or_default();
-            let documented: Vec<&String> = response["content"]
-                .as_object()
-                .map(|c| c.keys().collect())
-                .unwrap_or_default();
-            return if documented.is_empty() {
-                Err("a body was sent where none is documented".to_owned())
-            } else if documented.iter().any(|d| d.as_str() == sent) {
-                Ok(())
-            } else {
-                Err(format!("the body is {sent:?}; the document names {documented:?}"))
-            };
+        if reply.status == 204 || (reply.text.is_empty() && response["content"].is_null()) {
+            return Ok(());
         }
+        let documented = response["content"].as_object();
+        let Some(documented) = documented.filter(|c| !c.is_empty()) else {
+            return Err("a body was sent where none is documented".to_owned());
+        };
+        let sent = reply
+            .header("content-type")
+            .and_then(|t| t.split(';').next())
+            .map(|t| t.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        let Some(media) = documented.get(&sent) else {
+            let names: Vec<&String> = documented.keys().collect();
+            return Err(format!("the body is {sent:?}; the document names {names:?}"));
+        };
+        let schema = &media["schema"];
+        if schema.is_null() {
+            return Err(format!("no schema is documented for {sent}"));
+        }
+        if sent == "application/json" {
+            return self.validate(schema, &reply.json);
+        }
+        if sent == "text/event-stream" {
+            let events = parse_sse(&reply.text);
+            if events.is_empty() {
+                return Err("the event stream has no event".to_owned());
+            }
+            for (i, event) in events.iter().enumerate() {
+                self.validate(schema, event)
+                    .and_then(|()| self.validate_content(&self.resolve(schema)["properties"]["data"], &event["data"]))
+                    .map_err(|e| format!("event #{i} {event}: {e}"))?;
+            }
+            return Ok(());
+        }
+        self.validate(schema, &Value::String(reply.text.clone()))
+    }
+
+    /// Validates `instance` against a schema of the document.
+    fn validate(&self, schema: &Value, instance: &Value) -> Result<(), String> {
         let root = json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "components": self.doc["components"].clone(),
@@ -107,7 +128,7 @@ impl OpenApi {
             .build(&root)
             .map_err(|e| format!("the documented schema does not compile: {e}"))?;
         let errors: Vec<String> = validator
-            .iter_errors(&reply.json)
+            .iter_errors(instance)
             .map(|e| format!("{} at {}", e, e.instance_path()))
             .collect();
         if errors.is_empty() {
@@ -117,6 +138,46 @@ impl OpenApi {
         }
     }
 
+    /// JSON Schema only annotates `contentMediaType`/`contentSchema`; this asserts them. A string
+    /// schema with `contentMediaType: application/json` needs the string to parse as JSON valid
+    /// against its `contentSchema`; with `anyOf`/`oneOf` branches, the string must satisfy a
+    /// branch that way (a branch without `contentMediaType` by plain validation).
+    fn validate_content(&self, schema: &Value, value: &Value) -> Result<(), String> {
+        let schema = self.resolve(schema);
+        let (false, Some(text)) = (schema.is_null(), value.as_str()) else {
+            return Ok(());
+        };
+        let branches: Vec<&Value> = ["anyOf", "oneOf"]
+            .iter()
+            .filter_map(|k| schema[*k].as_array())
+            .flatten()
+            .collect();
+        let one = |branch: &Value| -> Result<(), String> {
+            let branch = self.resolve(branch);
+            self.validate(branch, value)?;
+            if branch["contentMediaType"] != "application/json" {
+                return Ok(());
+            }
+            let parsed: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+            match &branch["contentSchema"] {
+                Value::Null => Ok(()),
+                content => self.validate(content, &parsed),
+            }
+        };
+        if branches.is_empty() {
+            return one(schema);
+        }
+        one(schema)?;
+        let mut problems = Vec::new();
+        for branch in branches {
+            match one(branch) {
+                Ok(()) => return Ok(()),
+                Err(e) => problems.push(e),
+            }
+        }
+        Err(format!("no branch of the data's schema fits: {}", problems.join(" | ")))
+    }
+
     /// Follows a `$ref` into the document.
     fn resolve<'a>(&'a self, value: &'a Value) -> &'a Value {
         match value["$ref"].as_str().and_then(|r| r.strip_prefix('#')) {
@@ -124,4 +185,69 @@ impl OpenApi {
             None => value,
         }
     }
+}
+
+/// Parses a `text/event-stream` body as the WHATWG algorithm does (and schemathesis, whose
+/// events these are): lines end with CR, LF or CRLF; a blank line dispatches the event;
+/// `data` lines are joined with LF; `event` defaults to `message`; `id` carries over to later
+/// events; `retry` only when all digits; comment lines and events without data are skipped.
+pub fn parse_sse(body: &str) -> Vec<Value> {
+    let body = body.strip_prefix('\u{feff}').unwrap_or(body);
+    let mut events = Vec::new();
+    let mut data: Vec<&str> = Vec::new();
+    let mut event: Option<&str> = None;
+    let mut retry: Option<u64> = None;
+    let mut id: Option<&str> = None;
+    let mut last_id: Option<&str> = None;
+    let mut flush = |data: &mut Vec<&str>,
+                     event: &mut Option<&str>,
+                     retry: &mut Option<u64>,
+                     id: &mut Option<&str>,
+                     last_id: Option<&str>| {
+        if !data.is_empty() {
+            let mut e = serde_json::Map::new();
+            e.insert("data".into(), Value::from(data.join("\n")));
+            e.insert(
+                "event".into(),
+                Value::from(event.filter(|t| !t.is_empty()).unwrap_or("message")),
+            );
+            if let Some(i) = id.or(last_id) {
+                e.insert("id".into(), Value::from(i));
+            }
+            if let Some(r) = *retry {
+                e.insert("retry".into(), Value::from(r));
+            }
+            events.push(Value::Object(e));
+        }
+        data.clear();
+        *event = None;
+        *retry = None;
+        *id = None;
+    };
+    let lines = body.split("\r\n").flat_map(|l| l.split(['\r', '\n']));
+    for line in lines {
+        if line.is_empty() {
+            flush(&mut data, &mut event, &mut retry, &mut id, last_id);
+            continue;
+        }
+        if line.starts_with(':') {
+            continue;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line, ""),
+        };
+        match field {
+            "data" => data.push(value),
+            "event" => event = Some(value),
+            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => retry = value.parse().ok(),
+            "id" if !value.contains('\0') => {
+                id = Some(value);
+                last_id = Some(value);
+            }
+            _ => {}
+        }
+    }
+    flush(&mut data, &mut event, &mut retry, &mut id, last_id);
+    events
 }

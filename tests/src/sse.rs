@@ -5,19 +5,13 @@ use serde_json::Value;
 use crate::TestApp;
 
 /// Posts a chat body to `path` (e.g. `/api/chat`, `/api/chat/maintenance?protocol=text`); returns
-/// the status, the headers and the whole body. Not checked against the contract: the body is a
-/// stream, not JSON.
+/// the status, the headers and the whole body. Checked against the contract like every response
+/// ([`TestApp::send`]): an event stream event by event.
 pub async fn post_chat(app: &TestApp, path: &str, body: Value) -> (u16, reqwest::header::HeaderMap, String) {
-    let res = app
-        .client
-        .post(format!("{}{path}", app.base))
-        .json(&body)
-        .send()
-        .await
-        .expect("send");
-    let status = res.status().as_u16();
-    let headers = res.headers().clone();
-    (status, headers, res.text().await.expect("body"))
+    let reply = app
+        .send(app.client.post(format!("{}{path}", app.base)).json(&body))
+        .await;
+    (reply.status, reply.headers, reply.text)
 }
 
 /// Parses an SSE body into its JSON chunks (and `[DONE]` as a string).

@@ -58,25 +58,35 @@ pub async fn post(
     Ok(streamed(turn, protocol))
 }
 
-/// A message as either client sends it.
+/// A message as either client sends it: `content` a string (or null), `parts` objects with a
+/// string `type` (other fields of a part are the AI SDK's and ignored, except a text part's
+/// `text`, a string or null).
 #[derive(Deserialize)]
 struct WireMessage {
     id: Option<String>,
     role: String,
-    content: Option<Value>,
-    parts: Option<Vec<Value>>,
+    content: Option<String>,
+    parts: Option<Vec<WirePart>>,
+}
+
+/// A UIMessage part; only text parts are read.
+#[derive(Deserialize)]
+struct WirePart {
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<String>,
 }
 
 impl WireMessage {
     /// The text: the seed's `content` string, or the AI SDK's text parts joined.
     fn text(&self) -> String {
-        if let Some(Value::String(s)) = &self.content {
+        if let Some(s) = &self.content {
             return s.clone();
         }
         let mut out = String::new();
         for part in self.parts.iter().flatten() {
-            if part["type"] == "text" {
-                out.push_str(part["text"].as_str().unwrap_or_default());
+            if part.kind == "text" {
+                out.push_str(part.text.as_deref().unwrap_or_default());
             }
         }
         out
@@ -108,14 +118,15 @@ impl ChatBody {
                 return Err(ValidationError::field("trigger", "must be submit-message or regenerate-message").into())
             }
         };
-        let conversation_id = match self.conversation_id.as_deref().or(self.id.as_deref()) {
-            Some(raw) => ConversationId::parse(raw).map_err(|_| {
-                ValidationError::field(
-                    "conversationId",
-                    "must be 1 to 64 characters of letters, digits, '_' or '-'",
-                )
-            })?,
-            None => state.ids.conversation_id(),
+        // `conversationId` wins over `id`, but whichever is sent must be a valid id.
+        let parse_id = |field: &str, raw: &str| {
+            ConversationId::parse(raw)
+                .map_err(|_| ValidationError::field(field, "must be 1 to 64 characters of letters, digits, '_' or '-'"))
+        };
+        let id = self.id.as_deref().map(|raw| parse_id("id", raw)).transpose()?;
+        let conversation_id = match self.conversation_id.as_deref() {
+            Some(raw) => parse_id("conversationId", raw)?,
+            None => id.unwrap_or_else(|| state.ids.conversation_id()),
         };
         let limits = &state.config.limits;
         let wire = self.messages.unwrap_or_default();
