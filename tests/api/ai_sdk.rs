@@ -1,32 +1,31 @@
 //! The real Vercel AI SDK client (npm `ai`: 6.0.48 as in the seed frontend, the newest 6.x and
-//! 5.x) reads Athena's stream from the gateway: `DefaultChatTransport` posts, `readUIMessageStream`
+//! 5.x) against the gateway. One turn: `DefaultChatTransport` posts, `readUIMessageStream`
 //! validates every chunk against the SDK's strict schemas and assembles the message, which must
-//! equal the one Athena stored.
+//! equal the one Athena stored. The flows beyond one turn (`tests/js/ai_sdk_flows.mjs`) run the
+//! SDK's own chat class headless (`AbstractChat`, what `useChat` wraps) on both stores: editing a
+//! sent message, regenerating after an edit, a retried submit, naming a pre-created conversation,
+//! and the seed's content-type-less `fetch`; each checks the client's messages and what the
+//! server stored and shows.
 
 use std::process::Command;
 use std::sync::Arc;
 
-use athena_tests::{embedded_store, spawn_chat_app, workspace_root, TestApp};
+use athena_tests::{embedded_store, local_user, spawn_chat_app, workspace_root, TestApp};
 use serde_json::{json, Value};
 use shared::chat::ChatConfig;
 use shared::config::Config;
-use shared::domain::Role;
+use shared::domain::{ConversationId, Role};
 
 const VERSIONS: [&str; 3] = ["ai-6-0-48", "ai-6-latest", "ai-5"];
+const SONNET: &str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
 
-/// Runs the SDK client script; returns its JSON answer.
-async fn sdk_turn(app: &TestApp, package: &str, path: &str, chat_id: &str, text: &str, extra: Value) -> Value {
-    let script = workspace_root().join("tests/js/ai_sdk_client.mjs");
-    let api = format!("{}{path}", app.base);
-    let (package, chat_id, text) = (package.to_owned(), chat_id.to_owned(), text.to_owned());
+/// Runs `node tests/js/<script> <args...>` in `tests/js`; returns the JSON of its last line.
+async fn node(script: &str, args: Vec<String>) -> Value {
+    let script = workspace_root().join("tests/js").join(script);
     let output = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .arg(script)
-            .arg(package)
-            .arg(api)
-            .arg(chat_id)
-            .arg(text)
-            .arg(extra.to_string())
+            .args(args)
             .current_dir(workspace_root().join("tests/js"))
             .output()
     })
@@ -41,6 +40,32 @@ async fn sdk_turn(app: &TestApp, package: &str, path: &str, chat_id: &str, text:
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("one JSON line")
+}
+
+/// Runs the SDK client script; returns its JSON answer.
+async fn sdk_turn(app: &TestApp, package: &str, path: &str, chat_id: &str, text: &str, extra: Value) -> Value {
+    node(
+        "ai_sdk_client.mjs",
+        vec![
+            package.to_owned(),
+            format!("{}{path}", app.base),
+            chat_id.to_owned(),
+            text.to_owned(),
+            extra.to_string(),
+        ],
+    )
+    .await
+}
+
+/// Runs one flow of `ai_sdk_flows.mjs` with `package`; fails the test if the script itself threw.
+async fn sdk_flow(app: &TestApp, package: &str, flow: &str, args: Value) -> Value {
+    let answer = node(
+        "ai_sdk_flows.mjs",
+        vec![package.to_owned(), app.base.clone(), flow.to_owned(), args.to_string()],
+    )
+    .await;
+    assert!(answer.get("error").is_none(), "{package} {flow}: {answer}");
+    answer
 }
 
 fn text_parts(message: &Value) -> String {
@@ -120,3 +145,323 @@ async fn the_sdk_reports_a_provider_failure_and_keeps_the_partial_text() {
         assert_eq!(stored_reply(&app, &chat_id).await.content, "w0 w1 w2 ");
     }
 }
+
+// ---- Flows beyond one turn, through the SDK's own chat class, on both stores ----
+
+/// `(role, text)` of each message of a client's list (`UIMessage`s).
+fn client_view(messages: &Value) -> Vec<(String, String)> {
+    messages
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| (m["role"].as_str().unwrap_or_default().to_owned(), text_parts(m)))
+        .collect()
+}
+
+/// `(role, content)` of each message the server shows (`GET /api/conversations/{id}`).
+fn server_view(conversation: &Value) -> Vec<(String, String)> {
+    conversation["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap_or_default().to_owned(),
+                m["content"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn turns(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(r, t)| ((*r).to_owned(), (*t).to_owned())).collect()
+}
+
+/// Every step of a `chat` flow ended with the client ready and without an error.
+fn steps_ok<'a>(package: &str, answer: &'a Value) -> &'a Vec<Value> {
+    let steps = answer["steps"].as_array().expect("steps");
+    for (i, step) in steps.iter().enumerate() {
+        assert_eq!(step["status"], "ready", "{package} step {i}: {step}");
+        assert!(step["error"].is_null(), "{package} step {i}: {step}");
+    }
+    steps
+}
+
+/// The other version beside `current` in a message's `siblings` (exactly two versions).
+fn other_version(package: &str, message: &Value) -> String {
+    let siblings = message["siblings"].as_array().cloned().unwrap_or_default();
+    assert_eq!(siblings.len(), 2, "{package}: two versions: {message}");
+    assert!(siblings.contains(&message["id"]), "{package}: {message}");
+    siblings
+        .iter()
+        .find(|s| **s != message["id"])
+        .and_then(Value::as_str)
+        .expect("the other version")
+        .to_owned()
+}
+
+const FIRST: &str = "First question";
+const SECOND: &str = "Second question";
+const EDITED: &str = "Second question, edited";
+
+/// The client's edit flow: `chat.sendMessage({text, messageId})` on the second user message.
+async fn the_sdk_chat_edit_is_answered_and_the_old_version_is_kept(app: TestApp) {
+    for package in VERSIONS {
+        let chat_id = format!("sdk-edit-{package}");
+        let answer = sdk_flow(
+            &app,
+            package,
+            "chat",
+            json!({"chatId": chat_id, "path": "/api/chat", "steps": [
+                {"send": FIRST}, {"send": SECOND}, {"edit": EDITED, "user": 1}
+            ]}),
+        )
+        .await;
+        let steps = steps_ok(package, &answer);
+        let (before, after) = (&steps[1]["messages"], &steps[2]["messages"]);
+        let first_turn = [("user", FIRST), ("assistant", "Scripted reply to: First question")];
+        assert_eq!(
+            client_view(after),
+            turns(&[
+                first_turn[0],
+                first_turn[1],
+                ("user", EDITED),
+                ("assistant", "Scripted reply to: Second question, edited"),
+            ]),
+            "{package}: the client ends with the edit and the reply to it"
+        );
+        let edited_id = after[2]["id"].as_str().expect("id").to_owned();
+        assert_eq!(before[2]["id"], edited_id, "{package}: an edit keeps the message's id");
+        assert_ne!(after[3]["id"], before[3]["id"], "{package}: a new reply");
+        // What the transport posted for the edit (PROTOCOLS.md §6).
+        let request = &answer["requests"][2];
+        assert_eq!(request["trigger"], "submit-message", "{package}");
+        assert_eq!(request["messageId"], edited_id.as_str(), "{package}");
+        assert_eq!(
+            client_view(&request["messages"]),
+            turns(&[first_turn[0], first_turn[1], ("user", EDITED)])
+        );
+
+        // The server shows the edited branch, the ids the client holds, and two versions of the
+        // question.
+        let shown = app.call("GET", &format!("/api/conversations/{chat_id}"), None).await;
+        assert_eq!(shown.status, 200, "{package}: {}", shown.text);
+        assert_eq!(server_view(&shown.json), client_view(after), "{package}");
+        let messages = shown.json["messages"].as_array().expect("messages");
+        assert_eq!(messages[2]["clientId"], edited_id.as_str(), "{package}");
+        assert_eq!(messages[1]["id"], after[1]["id"], "{package}");
+        assert_eq!(
+            messages[3]["id"], after[3]["id"],
+            "{package}: the client holds the stored reply's id"
+        );
+        assert_eq!(messages[3]["parentId"], messages[2]["id"], "{package}");
+        let old_version = other_version(package, &messages[2]);
+
+        // The old version is still stored: switching to it shows it with its own reply.
+        let switched = app
+            .call(
+                "PUT",
+                &format!("/api/conversations/{chat_id}/active-branch"),
+                Some(json!({"messageId": old_version})),
+            )
+            .await;
+        assert_eq!(switched.status, 200, "{package}: {}", switched.text);
+        assert_eq!(server_view(&switched.json), client_view(before), "{package}");
+        assert_eq!(switched.json["messages"][3]["id"], before[3]["id"], "{package}");
+        assert_eq!(
+            app.stored(&chat_id).await.len(),
+            6,
+            "{package}: both questions, both versions of the second, three replies"
+        );
+    }
+}
+
+/// `chat.regenerate()` after an edit: the new reply answers the edited question, and the reply
+/// to the edit stays as its other version.
+async fn the_sdk_chat_regenerates_the_reply_to_an_edited_question(app: TestApp) {
+    for package in VERSIONS {
+        let chat_id = format!("sdk-regen-{package}");
+        let answer = sdk_flow(
+            &app,
+            package,
+            "chat",
+            json!({"chatId": chat_id, "path": "/api/chat", "steps": [
+                {"send": FIRST}, {"send": SECOND}, {"edit": EDITED, "user": 1}, {"regenerate": true}
+            ]}),
+        )
+        .await;
+        let steps = steps_ok(package, &answer);
+        let (edited, regenerated) = (&steps[2]["messages"], &steps[3]["messages"]);
+        assert_eq!(
+            client_view(regenerated),
+            turns(&[
+                ("user", FIRST),
+                ("assistant", "Scripted reply to: First question"),
+                ("user", EDITED),
+                ("assistant", "Scripted reply to: Second question, edited"),
+            ]),
+            "{package}: the regenerated reply answers the edited question"
+        );
+        let new_reply = regenerated[3]["id"].as_str().expect("id").to_owned();
+        let edit_reply = edited[3]["id"].as_str().expect("id").to_owned();
+        assert_ne!(new_reply, edit_reply, "{package}: a new reply");
+        let request = &answer["requests"][3];
+        assert_eq!(request["trigger"], "regenerate-message", "{package}");
+        assert_eq!(
+            client_view(&request["messages"]).last().map(|(_, t)| t.as_str()),
+            Some(EDITED),
+            "{package}: the list ends with the edited question"
+        );
+
+        let shown = app.call("GET", &format!("/api/conversations/{chat_id}"), None).await;
+        assert_eq!(shown.status, 200, "{package}: {}", shown.text);
+        assert_eq!(server_view(&shown.json), client_view(regenerated), "{package}");
+        let messages = shown.json["messages"].as_array().expect("messages");
+        assert_eq!(messages[3]["id"], new_reply.as_str(), "{package}");
+        assert_eq!(messages[3]["parentId"], messages[2]["id"], "{package}");
+        assert_eq!(
+            other_version(package, &messages[3]),
+            edit_reply,
+            "{package}: the earlier reply is the other version"
+        );
+        // The question still has its two versions (checked inside).
+        other_version(package, &messages[2]);
+        let stored = app.stored(&chat_id).await;
+        assert_eq!(stored.len(), 7, "{package}");
+        let replies_to_edit = stored
+            .iter()
+            .filter(|m| m.role == Role::Assistant && m.content == "Scripted reply to: Second question, edited")
+            .count();
+        assert_eq!(
+            replies_to_edit, 2,
+            "{package}: the reply to the edit and its regeneration"
+        );
+    }
+}
+
+/// A network retry: the same submit (chat id, message id, text) sent twice through the transport.
+async fn a_retried_sdk_submit_is_replayed_and_stored_once(app: TestApp) {
+    for package in VERSIONS {
+        let chat_id = format!("sdk-retry-{package}");
+        let answer = sdk_flow(
+            &app,
+            package,
+            "retry",
+            json!({"chatId": chat_id, "path": "/api/chat", "messageId": "u-retry", "text": "Once, please"}),
+        )
+        .await;
+        let attempts = answer["attempts"].as_array().expect("attempts");
+        assert_eq!(attempts.len(), 2);
+        for (i, attempt) in attempts.iter().enumerate() {
+            assert!(attempt["error"].is_null(), "{package} attempt {i}: {attempt}");
+            assert_eq!(
+                text_parts(&attempt["message"]),
+                "Scripted reply to: Once, please",
+                "{package} attempt {i}"
+            );
+            assert_eq!(attempt["start"]["type"], "start", "{package} attempt {i}");
+        }
+        let reply_id = attempts[0]["start"]["messageId"]
+            .as_str()
+            .expect("messageId")
+            .to_owned();
+        assert_eq!(
+            attempts[1]["start"]["messageId"],
+            reply_id.as_str(),
+            "{package}: the retry streams the stored reply"
+        );
+        assert_eq!(attempts[1]["message"]["id"], reply_id.as_str(), "{package}");
+        assert_eq!(
+            attempts[1]["message"]["metadata"]["replayed"], true,
+            "{package}: no second turn"
+        );
+        let shown = app.call("GET", &format!("/api/conversations/{chat_id}"), None).await;
+        assert_eq!(
+            server_view(&shown.json),
+            turns(&[
+                ("user", "Once, please"),
+                ("assistant", "Scripted reply to: Once, please"),
+            ]),
+            "{package}"
+        );
+        assert_eq!(shown.json["messages"][1]["id"], reply_id.as_str(), "{package}");
+        assert_eq!(app.stored(&chat_id).await.len(), 2, "{package}: one reply stored");
+    }
+}
+
+/// Seed 001's flow: create the conversation first (titled "New conversation"), then chat in it;
+/// the first message names it (at most 50 characters, cut at a word boundary), later ones don't.
+async fn a_precreated_conversation_is_named_by_the_first_sdk_message(app: TestApp) {
+    let question = "How often should the hydraulic filters on press line 3 be replaced before they clog?";
+    let title = "How often should the hydraulic filters on press";
+    for package in VERSIONS {
+        // Either the chat's id is the conversation's, or a client-made chat id with the
+        // conversation named in the body (`conversationId` wins).
+        for by_body in [false, true] {
+            let created = app
+                .call(
+                    "POST",
+                    "/api/conversations",
+                    Some(json!({"solutionType": "maintenance"})),
+                )
+                .await;
+            assert_eq!(created.status, 201, "{}", created.text);
+            assert_eq!(created.json["title"], "New conversation");
+            let id = created.json["id"].as_str().expect("id").to_owned();
+            let (chat_id, body) = if by_body {
+                (format!("sdk-title-{package}"), json!({"conversationId": id}))
+            } else {
+                (id.clone(), json!({}))
+            };
+            let answer = sdk_flow(
+                &app,
+                package,
+                "chat",
+                json!({"chatId": chat_id, "path": "/api/chat/maintenance", "body": body, "steps": [
+                    {"send": question}, {"send": "And the pump seals?"}
+                ]}),
+            )
+            .await;
+            let steps = steps_ok(package, &answer);
+            assert_eq!(steps[1]["messages"][3]["metadata"]["conversationId"], id.as_str());
+            let shown = app.call("GET", &format!("/api/conversations/{id}"), None).await;
+            assert_eq!(shown.status, 200, "{package}: {}", shown.text);
+            assert_eq!(shown.json["title"], title, "{package} (by body: {by_body})");
+            assert!(title.len() <= 50 && question.starts_with(&format!("{title} ")));
+            assert_eq!(shown.json["solutionType"], "maintenance");
+            assert_eq!(
+                server_view(&shown.json),
+                client_view(&steps[1]["messages"]),
+                "{package} (by body: {by_body})"
+            );
+            if by_body {
+                let other = app.call("GET", &format!("/api/conversations/{chat_id}"), None).await;
+                assert_eq!(other.status, 404, "{package}: no conversation under the chat's id");
+            }
+        }
+    }
+}
+
+/// Seed 000's test call, verbatim, from Node: no content type, so `text/plain;charset=UTF-8`, and
+/// the short model alias.
+async fn the_seed_fetch_without_a_content_type_creates_a_sonnet_conversation(app: TestApp) {
+    let answer = sdk_flow(&app, "ai-6-latest", "seed-fetch", json!({})).await;
+    assert_eq!(answer["requestContentType"], "text/plain;charset=UTF-8");
+    assert_eq!(answer["status"], 201, "{answer}");
+    assert_eq!(answer["json"]["title"], "Test");
+    assert_eq!(answer["json"]["model"], SONNET, "the catalog's newest Sonnet");
+    let id = ConversationId::parse(answer["json"]["id"].as_str().expect("id")).expect("id");
+    let stored = app.store.get_conversation(&local_user(), &id).await.expect("stored");
+    assert_eq!((stored.title.as_str(), stored.model.as_str()), ("Test", SONNET));
+}
+
+athena_tests::on_both_stores!(
+    |store| spawn_chat_app(Arc::new(store), Config::local(), ChatConfig::default()).await,
+    [
+        the_sdk_chat_edit_is_answered_and_the_old_version_is_kept,
+        the_sdk_chat_regenerates_the_reply_to_an_edited_question,
+        a_retried_sdk_submit_is_replayed_and_stored_once,
+        a_precreated_conversation_is_named_by_the_first_sdk_message,
+        the_seed_fetch_without_a_content_type_creates_a_sonnet_conversation,
+    ]
+);

@@ -1,0 +1,140 @@
+// Runs one multi-turn chat flow against Athena with the AI SDK's own client code and prints what
+// the client ended up with, as one JSON line. Driven by tests/api/ai_sdk.rs.
+//
+//   node ai_sdk_flows.mjs <package> <base url> <flow> <json args>
+//
+// <package> is one of the installed `ai` versions (ai-5, ai-6-0-48, ai-6-latest). Flows:
+//
+// - `chat` {chatId, path, body?, steps}: the SDK's own `AbstractChat` (what `useChat` wraps: the
+//   React `Chat` only adds a React-bound state object) runs headless here, with a plain-object
+//   `ChatState` and the SDK's `DefaultChatTransport` pointed at `<base url><path>`. Each step is
+//   `{"send": text}` (`chat.sendMessage({text})`), `{"edit": text, "user": n}`
+//   (`chat.sendMessage({text, messageId: <id of the n-th user message>})`, the client's edit flow)
+//   or `{"regenerate": true}` (`chat.regenerate()`). Prints {steps: [{status, error, messages}],
+//   requests: [<each JSON body the transport posted>]}.
+// - `retry` {chatId, path, messageId, text, body?}: the same submit sent twice through
+//   `DefaultChatTransport.sendMessages` (a network retry: same chat id, message id and text), each
+//   stream read to the end by `readUIMessageStream` (strict chunk schemas). Prints {attempts:
+//   [{message, error, start}]}, `start` being the first chunk of the raw stream.
+// - `seed-fetch` {}: seed 000's own call, `fetch('/api/conversations', {method: 'POST', body:
+//   JSON.stringify({title: 'Test', model: 'claude-sonnet'})})`, with no content type (so fetch
+//   sends `text/plain;charset=UTF-8`). Node's fetch needs an absolute URL, so the path is resolved
+//   against <base url>. Prints {status, requestContentType, json}.
+const [, , pkg, base, flow, rawArgs] = process.argv;
+const args = rawArgs ? JSON.parse(rawArgs) : {};
+const { AbstractChat, DefaultChatTransport, readUIMessageStream } = await import(pkg);
+
+const clone = (value) => (value === undefined ? undefined : structuredClone(value));
+
+// The state `useChat` keeps in React, as plain fields (the SDK mutates the streaming message, so
+// what is stored is a copy, as React's state does).
+class PlainChatState {
+  constructor() {
+    this.status = 'ready';
+    this.error = undefined;
+    this.messages = [];
+  }
+  pushMessage = (message) => {
+    this.messages = this.messages.concat(clone(message));
+  };
+  popMessage = () => {
+    this.messages = this.messages.slice(0, -1);
+  };
+  replaceMessage = (index, message) => {
+    this.messages = [...this.messages.slice(0, index), clone(message), ...this.messages.slice(index + 1)];
+  };
+  snapshot = (value) => clone(value);
+}
+
+class HeadlessChat extends AbstractChat {
+  constructor(init) {
+    super({ ...init, state: new PlainChatState() });
+  }
+}
+
+// A fetch that records each JSON body posted and the raw text of each response.
+const requests = [];
+const responses = [];
+const recordingFetch = async (url, init) => {
+  if (init?.body) requests.push(JSON.parse(init.body));
+  const response = await fetch(url, init);
+  responses.push(response.clone().text());
+  return response;
+};
+
+const errorText = (error) => (error ? String(error.message ?? error) : null);
+
+async function chatFlow() {
+  const chat = new HeadlessChat({
+    id: args.chatId,
+    transport: new DefaultChatTransport({ api: base + args.path, body: args.body ?? {}, fetch: recordingFetch }),
+    onError: () => {},
+  });
+  const steps = [];
+  for (const step of args.steps) {
+    if ('send' in step) {
+      await chat.sendMessage({ text: step.send });
+    } else if ('edit' in step) {
+      const user = chat.messages.filter((m) => m.role === 'user')[step.user];
+      await chat.sendMessage({ text: step.edit, messageId: user.id });
+    } else if ('regenerate' in step) {
+      await chat.regenerate();
+    } else {
+      throw new Error(`unknown step ${JSON.stringify(step)}`);
+    }
+    steps.push({ status: chat.status, error: errorText(chat.error), messages: clone(chat.messages) });
+  }
+  return { steps, requests };
+}
+
+function firstChunk(sse) {
+  const line = sse.split('\n').find((l) => l.startsWith('data: '));
+  return line ? JSON.parse(line.slice('data: '.length)) : null;
+}
+
+async function retryFlow() {
+  const transport = new DefaultChatTransport({ api: base + args.path, body: args.body ?? {}, fetch: recordingFetch });
+  const messages = [{ id: args.messageId, role: 'user', parts: [{ type: 'text', text: args.text }] }];
+  const attempts = [];
+  for (let i = 0; i < 2; i++) {
+    let last = null;
+    let error = null;
+    try {
+      const stream = await transport.sendMessages({
+        chatId: args.chatId,
+        messages,
+        trigger: 'submit-message',
+        messageId: undefined,
+        abortSignal: undefined,
+      });
+      for await (const message of readUIMessageStream({ stream, onError: () => {}, terminateOnError: true })) {
+        last = message;
+      }
+    } catch (e) {
+      error = errorText(e);
+    }
+    const raw = responses[i] ? await responses[i] : '';
+    attempts.push({ message: last, error, start: firstChunk(raw) });
+  }
+  return { attempts, requests };
+}
+
+async function seedFetch() {
+  const url = new URL('/api/conversations', base);
+  const init = { method: 'POST', body: JSON.stringify({ title: 'Test', model: 'claude-sonnet' }) };
+  const requestContentType = new Request(url, init).headers.get('content-type');
+  const res = await fetch(url, init);
+  const text = await res.text();
+  let json = null;
+  try {
+    json = JSON.parse(text);
+  } catch {}
+  return { status: res.status, requestContentType, json, text };
+}
+
+const flows = { chat: chatFlow, retry: retryFlow, 'seed-fetch': seedFetch };
+try {
+  console.log(JSON.stringify(await flows[flow]()));
+} catch (error) {
+  console.log(JSON.stringify({ error: errorText(error), stack: String(error?.stack), requests }));
+}
