@@ -154,6 +154,24 @@ const CORS_ALLOW_HEADERS: &str = "authorization, content-type, x-request-id, ide
 /// Headers a browser may read.
 const CORS_EXPOSE_HEADERS: &str = "x-request-id, x-next-cursor, retry-after, location, idempotent-replayed";
 
+/// Answers a request an adapter refused before routing it (a URI or headers too large, a body too
+/// large or too slow to arrive): the error's JSON shape with the same common headers (request id,
+/// security headers, CORS) and the same log line as [`handle`]'s answers.
+pub fn refuse(state: &AppState, req: &ApiRequest, error: ApiError) -> Response<Body> {
+    let origin = req.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let mut response = error.into_response(&req.request_id);
+    finish_headers(state, req, origin, &mut response);
+    tracing::info!(
+        request_id = %req.request_id,
+        method = %req.method,
+        route = "unmatched",
+        status = response.status().as_u16(),
+        user = "-",
+        "request"
+    );
+    response
+}
+
 /// Handles one request: routing, CORS, the handler, error mapping, common headers and one log line.
 pub async fn handle(state: &Arc<AppState>, scope: Scope, mut req: ApiRequest) -> Response<Body> {
     let span = tracing::info_span!("request", request_id = %req.request_id);
