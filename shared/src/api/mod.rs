@@ -84,8 +84,19 @@ pub struct Caller {
     pub admin: bool,
 }
 
-/// Resolves the caller from the request according to the auth mode.
+/// Resolves the caller from the request according to the auth mode. In the bearer-token modes a
+/// request with more than one `Authorization` header is refused (400) before any token is looked
+/// at: which one counts would depend on who reads the headers (a proxy, API Gateway, this code).
 pub async fn authenticate(config: &Config, req: &ApiRequest) -> Result<Caller, ApiError> {
+    if !matches!(config.auth, AuthMode::None { .. }) {
+        let count = req.headers.get_all(http::header::AUTHORIZATION).iter().count();
+        if count > 1 {
+            return Err(ApiError::Validation(crate::error::ValidationError::field(
+                "Authorization",
+                format!("the header must be sent once, not {count} times"),
+            )));
+        }
+    }
     let claims = match &config.auth {
         AuthMode::None { user } => {
             return Ok(Caller {
