@@ -7,8 +7,9 @@
 //! - HS256 with a shared secret (`ATHENA_JWT_SECRET`, at least 32 bytes).
 //!
 //! Always checked: signature, `alg` from the allowed set for the key type (`none` never parses),
-//! `iss` = `ATHENA_JWT_ISSUER`, `aud` contains `ATHENA_JWT_AUDIENCE`, `exp`, `nbf` (30 s leeway),
-//! and a `sub`. Tokens are never logged.
+//! `iss` = `ATHENA_JWT_ISSUER`, `aud` contains `ATHENA_JWT_AUDIENCE`, `exp`, `nbf` and `iat` when
+//! present (30 s leeway each; `jsonwebtoken` does not look at `iat`, so it is checked here: a token
+//! issued in the future is refused), and a `sub`. Tokens are never logged.
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ use tokio::sync::RwLock;
 const JWKS_TTL: Duration = Duration::from_secs(600);
 /// Least time between two refetches caused by unknown key ids.
 const JWKS_MIN_REFRESH: Duration = Duration::from_secs(30);
-/// Clock skew tolerated on `exp` and `nbf`.
+/// Clock skew tolerated on `exp`, `nbf` and `iat`.
 const LEEWAY_SECS: u64 = 30;
 
 /// Why a token was refused.
@@ -46,6 +47,9 @@ pub enum AuthError {
     /// `nbf` in the future.
     #[error("the token is not valid yet")]
     NotYetValid,
+    /// `iat` in the future (beyond the leeway).
+    #[error("the token was issued in the future")]
+    IssuedInFuture,
     /// Wrong `iss`.
     #[error("the token was issued by another issuer")]
     Issuer,
@@ -178,8 +182,28 @@ impl JwtVerifier {
             ErrorKind::MissingRequiredClaim(claim) if claim == "sub" => AuthError::Subject,
             _ => AuthError::Malformed,
         })?;
+        check_issued_at(&data.claims, unix_now())?;
         Ok(data.claims)
     }
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it, which only makes checks stricter).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `iat`, when present, must be a number of seconds no later than `now` plus the leeway.
+fn check_issued_at(claims: &Map<String, Value>, now: u64) -> Result<(), AuthError> {
+    let Some(iat) = claims.get("iat") else {
+        return Ok(());
+    };
+    let iat = iat.as_f64().filter(|t| t.is_finite()).ok_or(AuthError::Malformed)?;
+    if iat > now.saturating_add(LEEWAY_SECS) as f64 {
+        return Err(AuthError::IssuedInFuture);
+    }
+    Ok(())
 }
 
 async fn jwks_key(
@@ -296,6 +320,34 @@ mod tests {
         let mut bad = good;
         bad.as_object_mut().map(|o| o.remove("sub"));
         assert_eq!(v.verify(&token(bad, secret)).await, Err(AuthError::Subject));
+    }
+
+    #[tokio::test]
+    async fn a_token_issued_in_the_future_is_refused_beyond_the_leeway() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let v = JwtVerifier::hs256(secret, "iss", "aud");
+        let claims = |iat: Value| json!({"sub": "alice", "iss": "iss", "aud": "aud", "exp": now() + 7200, "iat": iat});
+        assert_eq!(
+            v.verify(&token(claims(json!(now() + 3600)), secret)).await,
+            Err(AuthError::IssuedInFuture)
+        );
+        // Within the leeway (clock skew), now, and in the past are accepted.
+        for iat in [now() + LEEWAY_SECS / 2, now(), now() - 3600] {
+            assert!(v.verify(&token(claims(json!(iat)), secret)).await.is_ok(), "iat {iat}");
+        }
+        assert_eq!(
+            v.verify(&token(claims(json!("tomorrow")), secret)).await,
+            Err(AuthError::Malformed)
+        );
+        // The boundary itself, on a fixed clock.
+        let at = |iat: u64| {
+            let mut m = Map::new();
+            m.insert("iat".to_owned(), json!(iat));
+            check_issued_at(&m, 1_000)
+        };
+        assert_eq!(at(1_000 + LEEWAY_SECS), Ok(()));
+        assert_eq!(at(1_001 + LEEWAY_SECS), Err(AuthError::IssuedInFuture));
+        assert_eq!(check_issued_at(&Map::new(), 1_000), Ok(()));
     }
 
     #[tokio::test]

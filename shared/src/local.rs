@@ -4,33 +4,115 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use http::{header, HeaderValue};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::api::error::ApiError;
 use crate::api::routes::Scope;
 use crate::api::{self, parse_query, ApiRequest, AppState, Body};
+use crate::error::ValidationError;
 
-/// Serves until `shutdown` resolves. Connections in flight finish on their own.
+/// How the local gateway bounds what one client can hold: time to send a request, connections.
+///
+/// What hyper answers by itself, before [`serve`]'s service runs (so without the JSON error shape
+/// or the security headers; an empty body and `connection: close`): a request line or header it
+/// cannot parse (400), a head larger than hyper's read buffer (about 400 KiB) or with more than
+/// 100 header lines (431), and a request target over 65,534 bytes (414). Below those, the
+/// limits here ([`ServeOptions::max_uri_bytes`], [`ServeOptions::max_header_bytes`]) answer first,
+/// in the usual shape. A head that does not arrive in time gets no answer: hyper closes the
+/// connection.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeOptions {
+    /// How long a request's head (request line and headers) may take to arrive, counted from
+    /// when hyper starts waiting for it: on a new connection, and on a kept-alive one after its
+    /// previous response, so it is also the idle keep-alive timeout. When it passes, hyper
+    /// closes the connection.
+    pub header_read_timeout: Duration,
+    /// How long a request's whole body may take to arrive; then 408 `REQUEST_TIMEOUT`, and the
+    /// connection is closed.
+    pub body_read_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog until one ends.
+    pub max_connections: usize,
+    /// Longest request target (path and query), bytes; longer is 414 `URI_TOO_LONG`.
+    pub max_uri_bytes: usize,
+    /// Largest request head (each header's name and value, plus 4 bytes each), bytes; larger is
+    /// 431 `HEADERS_TOO_LARGE`.
+    pub max_header_bytes: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: crate::config::DEFAULT_MAX_CONNECTIONS as usize,
+            max_uri_bytes: 8 * 1024,
+            max_header_bytes: 32 * 1024,
+        }
+    }
+}
+
+impl ServeOptions {
+    /// The defaults, with the connection limit of the configuration (`ATHENA_MAX_CONNECTIONS`).
+    pub fn for_config(config: &crate::config::Config) -> Self {
+        Self {
+            max_connections: usize::try_from(config.runtime.max_connections).unwrap_or(usize::MAX),
+            ..Self::default()
+        }
+    }
+}
+
+/// Serves until `shutdown` resolves, with [`ServeOptions::for_config`]. Connections in flight
+/// finish on their own.
 pub async fn serve(
     state: Arc<AppState>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let options = ServeOptions::for_config(&state.config);
+    serve_with(state, listener, options, shutdown).await
+}
+
+/// Serves until `shutdown` resolves, bounded by `options`. Connections in flight finish on their
+/// own.
+pub async fn serve_with(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     tokio::pin!(shutdown);
+    let slots = Arc::new(Semaphore::new(options.max_connections.clamp(1, Semaphore::MAX_PERMITS)));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout)
+        .keep_alive(true);
     loop {
+        // A slot first: at the limit, new connections wait in the backlog instead of being
+        // accepted and starved.
+        let permit = tokio::select! {
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return Ok(()),
+            },
+            () = &mut shutdown => return Ok(()),
+        };
         let (stream, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
                     // Out of file descriptors and the like: log, breathe, keep serving.
                     tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
@@ -38,15 +120,18 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let state = Arc::clone(&state);
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
+        let connection = builder.serve_connection(
+            TokioIo::new(stream),
+            service_fn(move |req| {
                 let state = Arc::clone(&state);
-                async move { Ok::<_, std::convert::Infallible>(respond(&state, req).await) }
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+                async move { Ok::<_, std::convert::Infallible>(respond(&state, req, &options).await) }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(permit);
         });
     }
 }
@@ -67,12 +152,24 @@ fn request_id(headers: &http::HeaderMap) -> String {
 /// sending reads the answer instead of a reset connection.
 const DRAIN_BYTES: usize = 16 * 1024 * 1024;
 
-/// Reads a body of at most `limit` bytes. An oversized one is a 413, answered after draining up
-/// to [`DRAIN_BYTES`] more (bounded in time) so the client gets to read it.
-async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
-    let unreadable = || ApiError::Validation(crate::error::ValidationError::body("the body could not be read"));
+/// Reads a body of at most `limit` bytes within `timeout`. An oversized one is a 413, answered
+/// after draining up to [`DRAIN_BYTES`] more (bounded in time) so the client gets to read it; a
+/// body that stops arriving is a 408.
+async fn read_body(mut body: Incoming, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
+    let unreadable = || ApiError::Validation(ValidationError::body("the body could not be read"));
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut buffer = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(ApiError::RequestTimeout(format!(
+                    "the body did not arrive within {} s",
+                    timeout.as_secs_f64()
+                )))
+            }
+        };
         let Ok(data) = frame.map_err(|_| unreadable())?.into_data() else {
             continue;
         };
@@ -86,7 +183,7 @@ async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, ApiError> 
                     }
                 }
             };
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
             return Err(ApiError::PayloadTooLarge(format!("the body exceeds {limit} bytes")));
         }
         buffer.extend_from_slice(&data);
@@ -94,25 +191,66 @@ async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, ApiError> 
     Ok(buffer.freeze())
 }
 
-async fn respond(state: &Arc<AppState>, req: http::Request<Incoming>) -> http::Response<Body> {
+/// The head's own limits, checked before routing so the answer has the usual shape (hyper's
+/// larger built-in limits answer bare; see [`ServeOptions`]).
+fn check_head(parts: &http::request::Parts, options: &ServeOptions) -> Result<(), ApiError> {
+    let uri = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if uri > options.max_uri_bytes {
+        return Err(ApiError::UriTooLong(format!(
+            "the request target is {uri} bytes; the limit is {} bytes",
+            options.max_uri_bytes
+        )));
+    }
+    let head: usize = parts
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if head > options.max_header_bytes {
+        return Err(ApiError::HeadersTooLarge(format!(
+            "the headers are {head} bytes; the limit is {} bytes",
+            options.max_header_bytes
+        )));
+    }
+    Ok(())
+}
+
+async fn respond(state: &Arc<AppState>, req: http::Request<Incoming>, options: &ServeOptions) -> http::Response<Body> {
     let (parts, body) = req.into_parts();
-    let id = request_id(&parts.headers);
-    let limit = state.config.limits.max_body_bytes;
-    let body: Bytes = match read_body(body, limit).await {
-        Ok(bytes) => bytes,
-        Err(error) => return error.into_response(&id),
-    };
-    let request = ApiRequest {
+    let checked = check_head(&parts, options);
+    let mut request = ApiRequest {
         method: parts.method,
         path: parts.uri.path().to_owned(),
-        query: parse_query(parts.uri.query()),
+        query: if checked.is_ok() {
+            parse_query(parts.uri.query())
+        } else {
+            Vec::new()
+        },
+        request_id: request_id(&parts.headers),
         headers: parts.headers,
-        body,
-        request_id: id,
+        body: Bytes::new(),
         claims: None,
         any_content_type: false,
     };
-    api::handle(state, Scope::All, request).await
+    let limit = state.config.limits.max_body_bytes;
+    let read = match checked {
+        Ok(()) => read_body(body, limit, options.body_read_timeout).await,
+        Err(e) => Err(e),
+    };
+    match read {
+        Ok(bytes) => {
+            request.body = bytes;
+            api::handle(state, Scope::All, request).await
+        }
+        Err(error) => {
+            // The body was not read (whole): the connection cannot carry another request.
+            let mut response = api::refuse(state, &request, error);
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
 }
 
 /// Binds an address.

@@ -99,6 +99,9 @@ async fn bad_tokens_are_refused_with_401_and_a_reason() {
     c["nbf"] = json!(unix_now() + 3600);
     cases.push((hs256(&c, SECRET), "not valid yet"));
     let mut c = claims("u");
+    c["iat"] = json!(unix_now() + 3600);
+    cases.push((hs256(&c, SECRET), "issued in the future"));
+    let mut c = claims("u");
     c["iss"] = json!("https://evil.test");
     cases.push((hs256(&c, SECRET), "issuer"));
     let mut c = claims("u");
@@ -142,6 +145,69 @@ async fn bad_tokens_are_refused_with_401_and_a_reason() {
     assert_eq!(basic.status, 401);
     let good = with_bearer(&app, &hs256(&claims("u"), SECRET), "GET", "/api/conversations", None).await;
     assert_eq!(good.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_issued_a_little_ahead_of_our_clock_is_accepted() {
+    let app = jwt_app(tokens::verifier(), Arc::new(embedded_store())).await;
+    // The issuer's clock may run ahead of ours by less than the leeway (30 s).
+    let mut c = claims("u");
+    c["iat"] = json!(unix_now() + 10);
+    let r = with_bearer(&app, &hs256(&c, SECRET), "GET", "/api/conversations", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_authorization_headers_are_refused_before_any_token_is_checked() {
+    let app = jwt_app(tokens::verifier(), Arc::new(embedded_store())).await;
+    let alice = format!("Bearer {}", hs256(&claims("alice-0001"), SECRET));
+    let bob = format!("Bearer {}", hs256(&claims("bob-0002"), SECRET));
+    let cases = [
+        (alice.clone(), bob.clone()),
+        (alice.clone(), alice.clone()),
+        (alice.clone(), "Bearer garbage".to_owned()),
+        ("Bearer garbage".to_owned(), alice.clone()),
+        ("Basic YTpi".to_owned(), alice.clone()),
+    ];
+    for (first, second) in cases {
+        let r = app
+            .send(
+                app.client
+                    .get(format!("{}/api/conversations", app.base))
+                    .header("authorization", first.as_str())
+                    .header("authorization", second.as_str()),
+            )
+            .await;
+        assert_eq!((r.status, r.code()), (400, "VALIDATION"), "{}", r.text);
+        assert_eq!(r.json["error"]["details"][0]["field"], "Authorization", "{}", r.text);
+        assert!(
+            r.json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Authorization")),
+            "{}",
+            r.text
+        );
+    }
+    // Chat too: refused before the body or any token is looked at.
+    let r = app
+        .send(
+            app.client
+                .post(format!("{}/api/chat", app.base))
+                .header("authorization", alice.as_str())
+                .header("authorization", bob.as_str())
+                .json(&json!({"messages": [{"role": "user", "content": "hi"}]})),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (400, "VALIDATION"), "{}", r.text);
+    // One header is fine.
+    let r = app
+        .send(
+            app.client
+                .get(format!("{}/api/conversations", app.base))
+                .header("authorization", alice.as_str()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
 }
 
 /// A JWKS endpoint whose key set can be switched (key rotation); counts fetches.

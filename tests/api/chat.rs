@@ -148,6 +148,22 @@ async fn a_client_that_goes_away_leaves_the_partial_reply_stored_as_aborted(stor
     assert_eq!(reply.finish_reason, Some(FinishReason::Aborted));
     assert!(reply.content.starts_with("w0 w1 w2 "), "{}", reply.content);
     assert!(!reply.content.contains("w399"), "the model was stopped");
+    // The audit log says the turn was aborted, not `ok` (its entry follows the stored reply).
+    let mut status = None;
+    for _ in 0..100 {
+        let audit = app.call("GET", "/api/audit", None).await;
+        assert_eq!(audit.status, 200, "{}", audit.text);
+        status = audit
+            .json
+            .as_array()
+            .and_then(|entries| entries.iter().find(|e| e["action"] == "chat.turn"))
+            .map(|e| e["status"].clone());
+        if status.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, Some(json!("aborted")));
 }
 
 async fn a_provider_failure_mid_stream_sends_an_error_chunk_and_keeps_the_partial_reply(store: Arc<dyn Store>) {

@@ -13,6 +13,7 @@ mod auth;
 mod bedrock_provider;
 mod chat;
 mod events;
+mod gateway;
 mod http_api;
 mod limits;
 mod store_conformance;

@@ -219,11 +219,17 @@ pub async fn spawn_chat_app(store: Arc<dyn Store>, config: Config, chat: shared:
 
 /// Starts a gateway on a prepared state.
 pub async fn spawn_state(state: AppState, store: Arc<dyn Store>) -> TestApp {
+    let options = shared::local::ServeOptions::for_config(&state.config);
+    spawn_state_with(state, store, options).await
+}
+
+/// Starts a gateway on a prepared state with its own connection limits and timeouts.
+pub async fn spawn_state_with(state: AppState, store: Arc<dyn Store>, options: shared::local::ServeOptions) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let state = Arc::new(state);
-    tokio::spawn(shared::local::serve(state, listener, async {
+    tokio::spawn(shared::local::serve_with(state, listener, options, async {
         let _ = rx.await;
     }));
     TestApp {

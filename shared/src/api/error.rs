@@ -49,6 +49,15 @@ pub enum ApiError {
     /// The body is not JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The body did not arrive in time (code `REQUEST_TIMEOUT`, 408).
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// The request target is too long (code `URI_TOO_LONG`, 414).
+    #[error("{0}")]
+    UriTooLong(String),
+    /// The request's headers are too large (code `HEADERS_TOO_LARGE`, 431).
+    #[error("{0}")]
+    HeadersTooLarge(String),
     /// Too many requests.
     #[error("{message}")]
     RateLimited {
@@ -153,6 +162,9 @@ impl ApiError {
             ApiError::IdempotencyKeyInProgress => "IDEMPOTENCY_KEY_IN_PROGRESS",
             ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             ApiError::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
+            ApiError::RequestTimeout(_) => "REQUEST_TIMEOUT",
+            ApiError::UriTooLong(_) => "URI_TOO_LONG",
+            ApiError::HeadersTooLarge(_) => "HEADERS_TOO_LARGE",
             ApiError::RateLimited { .. } | ApiError::TooManyStreams { .. } => "RATE_LIMIT",
             ApiError::Budget { .. } => "BUDGET",
             ApiError::Provider(_) => "PROVIDER",
@@ -175,6 +187,9 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::RateLimited { .. } | ApiError::TooManyStreams { .. } | ApiError::Budget { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }

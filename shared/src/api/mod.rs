@@ -84,8 +84,19 @@ pub struct Caller {
     pub admin: bool,
 }
 
-/// Resolves the caller from the request according to the auth mode.
+/// Resolves the caller from the request according to the auth mode. In the bearer-token modes a
+/// request with more than one `Authorization` header is refused (400) before any token is looked
+/// at: which one counts would depend on who reads the headers (a proxy, API Gateway, this code).
 pub async fn authenticate(config: &Config, req: &ApiRequest) -> Result<Caller, ApiError> {
+    if !matches!(config.auth, AuthMode::None { .. }) {
+        let count = req.headers.get_all(http::header::AUTHORIZATION).iter().count();
+        if count > 1 {
+            return Err(ApiError::Validation(crate::error::ValidationError::field(
+                "Authorization",
+                format!("the header must be sent once, not {count} times"),
+            )));
+        }
+    }
     let claims = match &config.auth {
         AuthMode::None { user } => {
             return Ok(Caller {
@@ -153,6 +164,24 @@ pub fn user_tag(user: &UserId) -> String {
 const CORS_ALLOW_HEADERS: &str = "authorization, content-type, x-request-id, idempotency-key";
 /// Headers a browser may read.
 const CORS_EXPOSE_HEADERS: &str = "x-request-id, x-next-cursor, retry-after, location, idempotent-replayed";
+
+/// Answers a request an adapter refused before routing it (a URI or headers too large, a body too
+/// large or too slow to arrive): the error's JSON shape with the same common headers (request id,
+/// security headers, CORS) and the same log line as [`handle`]'s answers.
+pub fn refuse(state: &AppState, req: &ApiRequest, error: ApiError) -> Response<Body> {
+    let origin = req.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let mut response = error.into_response(&req.request_id);
+    finish_headers(state, req, origin, &mut response);
+    tracing::info!(
+        request_id = %req.request_id,
+        method = %req.method,
+        route = "unmatched",
+        status = response.status().as_u16(),
+        user = "-",
+        "request"
+    );
+    response
+}
 
 /// Handles one request: routing, CORS, the handler, error mapping, common headers and one log line.
 pub async fn handle(state: &Arc<AppState>, scope: Scope, mut req: ApiRequest) -> Response<Body> {

@@ -130,7 +130,7 @@ impl Turn {
             };
             sink.send(last).await;
         }
-        self.record_activity(&record, &outcome).await;
+        self.record_activity(&record, &outcome, finish).await;
         crate::analytics::emit_metrics(&record, config.runtime.emf);
     }
 
@@ -206,14 +206,19 @@ impl Turn {
 
     /// The client has everything; records the events and the audit entry (one batch) before the
     /// body closes (a Lambda instance may be frozen once it does), bounded in time.
-    async fn record_activity(&self, record: &TurnRecord, outcome: &Outcome) {
+    async fn record_activity(&self, record: &TurnRecord, outcome: &Outcome, finish: FinishReason) {
         let events = crate::analytics::turn_events(&self.state.ids, record);
         let action = if self.plan.regenerate {
             crate::audit::action::CHAT_REGENERATE
         } else {
             crate::audit::action::CHAT_TURN
         };
-        let status = outcome.error.as_ref().map_or("ok", |(code, _)| code.as_str());
+        // A client that went away leaves no error code, but the turn did not end `ok`.
+        let status = match (finish, &outcome.error) {
+            (FinishReason::Aborted, _) => "aborted",
+            (_, Some((code, _))) => code.as_str(),
+            (_, None) => "ok",
+        };
         let audit = crate::audit::entry_at(
             &self.state.ids,
             &self.user,

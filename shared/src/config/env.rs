@@ -68,6 +68,7 @@ variables! {
     "ATHENA_WARM_CONNECTIONS", "`true`", "`false`: no DynamoDB connection warm-up at Lambda init";
     "ATHENA_EMF", "`true` in Lambda, else `false`", "write CloudWatch Embedded Metric Format lines for each chat turn";
     "ATHENA_ADDR", "`127.0.0.1:3000`", "the address `athena-local` listens on";
+    "ATHENA_MAX_CONNECTIONS", "10000", "connections `athena-local` serves at once; more wait to be accepted";
     "ATHENA_LOG_FORMAT", "`json`", "`text` for human-readable log lines (local work)";
     "AWS_LAMBDA_FUNCTION_NAME", "set by Lambda", "tells Athena it runs inside Lambda (stricter defaults: `apigw` auth, no embedded store, EMF on)";
 }

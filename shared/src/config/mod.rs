@@ -10,6 +10,7 @@ mod sections;
 pub use env::{Env, Variable, VARIABLES};
 pub use sections::{
     ChatConfig, ProviderConfig, RuntimeConfig, SearchConfig, StoreConfig, StoreKind, DEFAULT_EVENT_TTL_DAYS,
+    DEFAULT_MAX_CONNECTIONS,
 };
 
 use crate::catalog::Catalog;

@@ -245,6 +245,9 @@ impl ProviderConfig {
     }
 }
 
+/// `athena-local`'s connection limit when `ATHENA_MAX_CONNECTIONS` is unset.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
+
 /// Where the process runs and its switches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuntimeConfig {
@@ -256,6 +259,8 @@ pub struct RuntimeConfig {
     pub emf: bool,
     /// `athena-local`'s listen address (`ATHENA_ADDR`).
     pub addr: String,
+    /// Most connections `athena-local` serves at once (`ATHENA_MAX_CONNECTIONS`).
+    pub max_connections: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -265,6 +270,7 @@ impl Default for RuntimeConfig {
             warm_connections: true,
             emf: false,
             addr: "127.0.0.1:3000".to_owned(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -278,6 +284,7 @@ impl RuntimeConfig {
             warm_connections: env.flag("ATHENA_WARM_CONNECTIONS", true)?,
             emf: env.flag("ATHENA_EMF", in_lambda)?,
             addr: env.text("ATHENA_ADDR").unwrap_or_else(|| "127.0.0.1:3000".to_owned()),
+            max_connections: env.positive("ATHENA_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)?,
         })
     }
 
