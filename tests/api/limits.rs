@@ -12,13 +12,50 @@ use shared::config::Config;
 use shared::domain::{ConversationId, UserId};
 use shared::error::StoreError;
 use shared::store::counting::CountingStore;
-use shared::store::Store;
+use shared::store::{Store, TurnLimits, TurnStart, TurnWrite};
 
 fn user_message(id: &str, text: &str) -> Value {
     json!({"id": id, "messages": [{"role": "user", "content": text}]})
 }
 
 // ---------------------------------------------------------------- budgets
+
+/// Whether a turn of `conversation` reserving nothing is admitted under a day budget of `budget`,
+/// that is whether the day's budget item holds less than `budget` (the probe writes nothing else).
+async fn under(store: &dyn Store, conversation: &str, budget: u64) -> bool {
+    let start = TurnStart {
+        owner: local_user(),
+        conversation_id: ConversationId::parse(conversation).expect("id"),
+        write: TurnWrite::Check,
+        limits: TurnLimits {
+            tokens_per_day: budget,
+            ..TurnLimits::none()
+        },
+        turn_id: athena_tests::unique("probe"),
+        now: shared::domain::now(),
+        reservation: 0,
+    };
+    match store.begin_turn(&start).await {
+        Ok(_) => true,
+        Err(StoreError::BudgetExceeded { .. }) => false,
+        Err(e) => panic!("probe: {e:?}"),
+    }
+}
+
+/// What the local user's day budget item holds, found by probing (binary search).
+async fn spent_today(store: &dyn Store, conversation: &str) -> u64 {
+    let (mut low, mut high) = (0u64, 1u64 << 32);
+    // Invariant: tokens >= low and tokens < high.
+    while high - low > 1 {
+        let mid = low + (high - low) / 2;
+        if under(store, conversation, mid).await {
+            high = mid;
+        } else {
+            low = mid;
+        }
+    }
+    low
+}
 
 async fn a_spent_budget_is_a_json_429_before_any_stream_byte_and_charges_reported_usage(store: Arc<dyn Store>) {
     let app = spawn_chat_app(Arc::clone(&store), Config::local(), ChatConfig::default()).await;
@@ -29,15 +66,21 @@ async fn a_spent_budget_is_a_json_429_before_any_stream_byte_and_charges_reporte
     let usage = &finish["messageMetadata"]["usage"];
     let spent = usage["inputTokens"].as_u64().expect("input") + usage["outputTokens"].as_u64().expect("output");
     assert!(spent > 4, "{usage}");
-    // Exactly the reported usage was charged: a budget one above it still admits a turn...
+    // The turn reserved its estimated cost and settled to exactly the reported usage.
+    assert_eq!(spent_today(store.as_ref(), "budget-1").await, spent);
+    // A budget with room for the next turn's reservation (its input estimate plus the 4,096
+    // output tokens it may produce) admits it...
     let mut config = Config::local();
-    config.token_budget_day = spent + 1;
+    config.token_budget_day = spent + 10_000;
     let roomy = spawn_chat_app(Arc::clone(&store), config, ChatConfig::default()).await;
     let (status, _, _) = post_chat(&roomy, "/api/chat", user_message("budget-2", "#deltas:1")).await;
     assert_eq!(status, 200);
-    // ...and once it is spent, the next turn is refused before anything streams or is stored.
+    let spent = spent_today(store.as_ref(), "budget-1").await;
+    // ...and one without room for it refuses it before anything streams or is stored, although
+    // less than the budget is spent (before reservations, a budget one above what was spent
+    // admitted a turn).
     let mut config = Config::local();
-    config.token_budget_day = spent;
+    config.token_budget_day = spent + 1_000;
     let tight = spawn_chat_app(Arc::clone(&store), config, ChatConfig::default()).await;
     let refused = tight
         .send(
@@ -77,6 +120,102 @@ async fn a_spent_budget_is_a_json_429_before_any_stream_byte_and_charges_reporte
     let (status, headers, body) = post_chat(&monthly, "/api/chat", user_message("budget-4", "hi")).await;
     assert_eq!(status, 429);
     assert!(body.contains("month"), "{body}");
+    assert!(headers.contains_key("retry-after"));
+}
+
+/// The local user's day budget of 3,000 tokens, the stream cap off, replies of at most 200
+/// tokens: each turn reserves its input estimate plus 200.
+async fn a_3000_token_budget_app(store: &Arc<dyn Store>) -> athena_tests::TestApp {
+    let mut config = Config::local();
+    config.token_budget_day = 3_000;
+    config.max_concurrent_streams = 0;
+    let chat = ChatConfig {
+        max_output_tokens: 200,
+        ..ChatConfig::default()
+    };
+    spawn_chat_app(Arc::clone(store), config, chat).await
+}
+
+async fn turns_aborted_by_the_client_reserve_their_cost_and_are_charged_an_estimate(store: Arc<dyn Store>) {
+    use shared::chat::estimate;
+    let app = a_3000_token_budget_app(&store).await;
+    let text = "#deltas:1000 #delay:20";
+    let message = shared::llm::ModelMessage {
+        role: shared::llm::ModelRole::User,
+        content: vec![shared::llm::ModelContent::Text(text.to_owned())],
+    };
+    let input = estimate::input_tokens(shared::chat::system_prompt(None), &[message], &[]);
+    let reservation = estimate::reservation(input, 200);
+    // Ten long turns at once; every response's status is known before any client goes away, so
+    // no turn has settled yet: exactly the reservations that fit in 3,000 are admitted.
+    let ids: Vec<String> = (0..10).map(|i| format!("aborted-{i}")).collect();
+    let responses = futures::future::join_all(ids.iter().map(|id| {
+        app.client
+            .post(format!("{}/api/chat", app.base))
+            .json(&user_message(id, text))
+            .send()
+    }))
+    .await;
+    let mut admitted = Vec::new();
+    for (id, res) in ids.iter().zip(responses) {
+        let res = res.expect("send");
+        match res.status().as_u16() {
+            200 => admitted.push((id.clone(), res)),
+            429 => {
+                let body: Value = res.json().await.expect("json");
+                assert_eq!(body["error"]["code"], "BUDGET", "{body}");
+            }
+            other => panic!("{other}"),
+        }
+    }
+    let fit = usize::try_from(3_000 / reservation).expect("count");
+    assert!(
+        fit < 10,
+        "the reservation ({reservation}) makes the budget too small for ten"
+    );
+    assert_eq!(admitted.len(), fit, "{reservation} tokens reserved each");
+    // Each client reads for ~300 ms, then goes away: the model's usage never arrives.
+    let reading = admitted.into_iter().map(|(id, res)| async move {
+        let mut body = res.bytes_stream();
+        let _ = tokio::time::timeout(Duration::from_millis(300), async {
+            while let Some(piece) = body.next().await {
+                piece.expect("chunk");
+            }
+        })
+        .await;
+        id
+    });
+    let aborted = futures::future::join_all(reading).await;
+    // Each aborted turn stores its partial reply in the write that settles its reservation.
+    let user = local_user();
+    let mut expected = 0;
+    for id in &aborted {
+        let mut streamed = None;
+        for _ in 0..200 {
+            let (_, messages) = store
+                .get_conversation_with_messages(&user, &ConversationId::parse(id).expect("id"))
+                .await
+                .expect("stored");
+            if let Some(reply) = messages.iter().find(|m| m.role == shared::domain::Role::Assistant) {
+                assert_eq!(reply.finish_reason, Some(shared::domain::FinishReason::Aborted));
+                streamed = Some(reply.content.chars().count() as u64);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let streamed = streamed.expect("the aborted turn ended and stored its partial reply");
+        assert!(streamed > 0, "{id} streamed something in 300 ms");
+        let charge = estimate::unreported_call(input, streamed);
+        assert!(charge > input && charge < reservation, "{charge}");
+        expected += charge;
+    }
+    // Charged exactly the estimates: input + characters streamed / 3, rounded up, each.
+    assert_eq!(spent_today(store.as_ref(), &aborted[0]).await, expected);
+    // A message whose input estimate alone is over what is left is refused the same way.
+    let long = format!("{} #deltas:1", "x".repeat(9_000));
+    let (status, headers, body) = post_chat(&app, "/api/chat", user_message("too-long", &long)).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("BUDGET") && !body.contains("data:"), "{body}");
     assert!(headers.contains_key("retry-after"));
 }
 
@@ -343,6 +482,7 @@ async fn a_chat_turn_makes_two_store_calls_before_the_first_byte_and_four_in_all
 
 athena_tests::on_both_stores!([
     a_spent_budget_is_a_json_429_before_any_stream_byte_and_charges_reported_usage,
+    turns_aborted_by_the_client_reserve_their_cost_and_are_charged_an_estimate,
     the_stream_cap_answers_429_and_an_aborted_stream_frees_its_slot,
     the_audit_log_lists_a_users_own_actions_newest_first,
     a_chat_turn_makes_two_store_calls_before_the_first_byte_and_four_in_all,

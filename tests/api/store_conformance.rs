@@ -17,7 +17,7 @@ use shared::store::embedded::EmbeddedStore;
 use shared::store::prelude::*;
 use shared::store::{
     rules, ActiveLeaf, Appended, ConversationPatch, HeldKey, ListConversations, ListMessages, Reservation,
-    SavedResponse, Store, StreamLease, Touch, TurnBegun, TurnFinish, TurnLimits, TurnStart, TurnWrite,
+    SavedResponse, Settlement, Store, StreamLease, Touch, TurnBegun, TurnFinish, TurnLimits, TurnStart, TurnWrite,
     MAX_CONTENT_BYTES,
 };
 
@@ -764,15 +764,28 @@ fn turn(ids: &IdGenerator, c: &Conversation, write: TurnWrite, limits: TurnLimit
         limits,
         turn_id: ids.next_ulid(),
         now: shared::domain::now(),
+        reservation: 0,
+    }
+}
+
+/// A turn reserving `reservation` tokens.
+fn reserving(ids: &IdGenerator, c: &Conversation, write: TurnWrite, limits: TurnLimits, reservation: u64) -> TurnStart {
+    TurnStart {
+        reservation,
+        ..turn(ids, c, write, limits)
     }
 }
 
 fn charge(c: &Conversation, lease: Option<StreamLease>, tokens: u64) -> TurnFinish {
+    settle(c, lease, Settlement::charge(tokens))
+}
+
+fn settle(c: &Conversation, lease: Option<StreamLease>, settlement: Settlement) -> TurnFinish {
     TurnFinish {
         owner: c.owner.clone(),
         reply: None,
         lease,
-        tokens,
+        settlement,
         started: shared::domain::now(),
         stats: None,
         title: None,
@@ -791,10 +804,17 @@ async fn the_token_budget_is_exact_under_concurrent_turns(h: &dyn Harness) {
             async move {
                 let (mut ok, mut budget) = (0u32, 0u32);
                 loop {
-                    match store.begin_turn(&turn(ids, c, TurnWrite::Check, l.clone())).await {
+                    match store
+                        .begin_turn(&reserving(ids, c, TurnWrite::Check, l.clone(), 10))
+                        .await
+                    {
                         Ok(begun) => {
                             ok += 1;
-                            store.finish_turn(&charge(c, begun.lease, 10)).await.expect("finish");
+                            let exact = Settlement {
+                                reserved: 10,
+                                actual: 10,
+                            };
+                            store.finish_turn(&settle(c, begun.lease, exact)).await.expect("finish");
                         }
                         Err(StoreError::TooManyStreams { retry_after }) => {
                             assert_eq!(retry_after, shared::store::STREAM_RETRY_AFTER);
@@ -841,6 +861,226 @@ async fn the_token_budget_is_exact_under_concurrent_turns(h: &dyn Harness) {
         matches!(over, Err(StoreError::BudgetExceeded { window: "month", .. })),
         "{over:?}"
     );
+}
+
+/// Checks what the day (`day`) or month budget item of `c`'s owner holds is exactly `spent`, by
+/// turns reserving nothing (admitted while `tokens < budget`, writing nothing else).
+async fn assert_spent(h: &dyn Harness, ids: &IdGenerator, c: &Conversation, day: bool, spent: u64) {
+    let probe = |budget: u64| async move {
+        let l = if day {
+            limits(0, budget, 0, 0)
+        } else {
+            limits(0, 0, budget, 0)
+        };
+        h.store().begin_turn(&turn(ids, c, TurnWrite::Check, l)).await
+    };
+    let admitted = probe(spent + 1).await;
+    assert!(admitted.is_ok(), "less than {} spent: {admitted:?}", spent + 1);
+    if spent > 0 {
+        let refused = probe(spent).await;
+        assert!(
+            matches!(refused, Err(StoreError::BudgetExceeded { .. })),
+            "{spent} spent: {refused:?}"
+        );
+    }
+}
+
+async fn a_reservation_that_does_not_fit_is_refused_and_writes_nothing(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let owner = user(&unique("reserve"));
+    let c = created(h, &ids, &owner).await;
+    let l = limits(10, 1_000, 5_000, 1);
+    let append = |content: &str| TurnWrite::Append {
+        message: text(&ids, &c, Role::User, content, shared::domain::now()),
+        title: None,
+    };
+    let first = h
+        .store()
+        .begin_turn(&reserving(&ids, &c, append("first"), l.clone(), 600))
+        .await
+        .expect("600 of 1,000 fits");
+    assert_spent(h, &ids, &c, true, 600).await;
+    assert_spent(h, &ids, &c, false, 600).await;
+    h.store()
+        .finish_turn(&settle(
+            &c,
+            first.lease,
+            Settlement {
+                reserved: 600,
+                actual: 600,
+            },
+        ))
+        .await
+        .expect("finish");
+    // 600 + 500 > 1,000: refused although 600 < 1,000; nothing written (no message, no
+    // reservation, no slot taken, no request counted).
+    let refused = h
+        .store()
+        .begin_turn(&reserving(&ids, &c, append("does not fit"), l.clone(), 500))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::BudgetExceeded { window: "day", .. })),
+        "{refused:?}"
+    );
+    // A reservation over the whole budget is refused whatever was spent.
+    let never = h
+        .store()
+        .begin_turn(&reserving(&ids, &c, append("never fits"), limits(0, 0, 500, 0), 501))
+        .await;
+    assert!(
+        matches!(never, Err(StoreError::BudgetExceeded { window: "month", .. })),
+        "{never:?}"
+    );
+    let (_, messages) = h
+        .store()
+        .get_conversation_with_messages(&owner, &c.id)
+        .await
+        .expect("read");
+    assert_eq!(
+        messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
+        ["first"],
+        "the refused turns stored nothing"
+    );
+    assert_spent(h, &ids, &c, true, 600).await;
+    // Exactly what is left fits (600 + 400 = 1,000), and takes the one slot: the refused
+    // turns held none.
+    let last = h
+        .store()
+        .begin_turn(&reserving(&ids, &c, append("exactly"), l.clone(), 400))
+        .await
+        .expect("400 fits exactly");
+    assert!(last.lease.is_some());
+    // Only the 2 admitted turns counted against the per-minute limit (the refused ones did not,
+    // the probes reserve under a limit of 0).
+    let rpm = h
+        .store()
+        .begin_turn(&turn(&ids, &c, TurnWrite::Check, limits(2, 0, 0, 0)))
+        .await;
+    assert!(
+        matches!(rpm, Err(StoreError::RateLimited { .. })),
+        "only the 2 admitted turns were counted: {rpm:?}"
+    );
+}
+
+async fn a_reservation_is_settled_down_and_up(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let c = created(h, &ids, &user(&unique("settle"))).await;
+    let l = limits(0, 1_000, 5_000, 0);
+    h.store()
+        .begin_turn(&reserving(&ids, &c, TurnWrite::Check, l.clone(), 400))
+        .await
+        .expect("admitted");
+    assert_spent(h, &ids, &c, true, 400).await;
+    // The turn cost less: the difference goes back (a negative ADD).
+    let down = Settlement {
+        reserved: 400,
+        actual: 130,
+    };
+    h.store()
+        .finish_turn(&settle(&c, None, down))
+        .await
+        .expect("settle down");
+    assert_spent(h, &ids, &c, true, 130).await;
+    assert_spent(h, &ids, &c, false, 130).await;
+    // It cost more (a tool loop): the excess is charged.
+    h.store()
+        .begin_turn(&reserving(&ids, &c, TurnWrite::Check, l.clone(), 300))
+        .await
+        .expect("admitted");
+    assert_spent(h, &ids, &c, true, 430).await;
+    let up = Settlement {
+        reserved: 300,
+        actual: 900,
+    };
+    h.store().finish_turn(&settle(&c, None, up)).await.expect("settle up");
+    assert_spent(h, &ids, &c, true, 1_030).await;
+    assert_spent(h, &ids, &c, false, 1_030).await;
+    // A reservation on a month-only budget is still counted in the day item, and settled there.
+    let c2 = created(h, &ids, &user(&unique("month-only"))).await;
+    h.store()
+        .begin_turn(&reserving(&ids, &c2, TurnWrite::Check, limits(0, 0, 5_000, 0), 250))
+        .await
+        .expect("admitted");
+    assert_spent(h, &ids, &c2, true, 250).await;
+    let settled = Settlement {
+        reserved: 250,
+        actual: 20,
+    };
+    h.store()
+        .finish_turn(&settle(&c2, None, settled))
+        .await
+        .expect("settle");
+    assert_spent(h, &ids, &c2, true, 20).await;
+    assert_spent(h, &ids, &c2, false, 20).await;
+}
+
+async fn concurrent_turns_never_overshoot_a_budget_by_more_than_the_reservations_in_flight(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let c = created(h, &ids, &user(&unique("inflight"))).await;
+    // Budget 3,000, stream cap off: of 20 concurrent turns reserving 400 each, 7 fit (2,800).
+    let l = limits(0, 3_000, 0, 0);
+    let results: Vec<Result<TurnBegun, StoreError>> = stream::iter(0..20)
+        .map(|_| {
+            let (store, ids, c, l) = (h.store(), &ids, &c, l.clone());
+            async move { store.begin_turn(&reserving(ids, c, TurnWrite::Check, l, 400)).await }
+        })
+        .buffer_unordered(20)
+        .collect()
+        .await;
+    let admitted = results.iter().filter(|r| r.is_ok()).count();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(StoreError::BudgetExceeded { window: "day", .. })))
+        .count();
+    assert_eq!((admitted, refused), (7, 13), "{results:?}");
+    assert_spent(h, &ids, &c, true, 2_800).await;
+    // They settle concurrently below their reservations: the budget holds what they cost.
+    stream::iter(0..admitted)
+        .map(|_| {
+            let (store, c) = (h.store(), &c);
+            let cost = Settlement {
+                reserved: 400,
+                actual: 250,
+            };
+            async move { store.finish_turn(&settle(c, None, cost)).await.expect("settle") }
+        })
+        .buffer_unordered(20)
+        .collect::<Vec<_>>()
+        .await;
+    assert_spent(h, &ids, &c, true, 7 * 250).await;
+    // Twenty clients run turns (reserve 400, cost 250) until refused: the budget is never
+    // overshot, because every turn in flight holds its reservation.
+    let c2 = created(h, &ids, &user(&unique("inflight-loop"))).await;
+    let oks: Vec<u64> = stream::iter(0..20)
+        .map(|_| {
+            let (store, ids, c2, l) = (h.store(), &ids, &c2, l.clone());
+            async move {
+                let mut ok = 0u64;
+                loop {
+                    match store
+                        .begin_turn(&reserving(ids, c2, TurnWrite::Check, l.clone(), 400))
+                        .await
+                    {
+                        Ok(_) => {
+                            ok += 1;
+                            let cost = Settlement {
+                                reserved: 400,
+                                actual: 250,
+                            };
+                            store.finish_turn(&settle(c2, None, cost)).await.expect("settle");
+                        }
+                        Err(StoreError::BudgetExceeded { .. }) => return ok,
+                        Err(e) => panic!("unexpected {e:?}"),
+                    }
+                }
+            }
+        })
+        .buffer_unordered(20)
+        .collect()
+        .await;
+    let ok: u64 = oks.iter().sum();
+    assert!((7..=11).contains(&ok), "{ok} turns of 250 (reserving 400) under 3,000");
+    assert_spent(h, &ids, &c2, true, ok * 250).await;
 }
 
 async fn the_stream_cap_is_exact_under_concurrency(h: &dyn Harness) {
@@ -1464,6 +1704,9 @@ athena_tests::on_both_stores!(
         a_touch_renames_the_conversation_with_the_append,
         analytics_events_are_recorded_and_read_back_by_day,
         the_token_budget_is_exact_under_concurrent_turns,
+        a_reservation_that_does_not_fit_is_refused_and_writes_nothing,
+        a_reservation_is_settled_down_and_up,
+        concurrent_turns_never_overshoot_a_budget_by_more_than_the_reservations_in_flight,
         the_stream_cap_is_exact_under_concurrency,
         a_slot_is_released_when_the_turn_ends_in_error,
         an_expired_lease_is_reclaimed_and_its_late_end_frees_nothing,

@@ -1,4 +1,4 @@
-//! Finishing a turn: one atomic write (the reply, the tokens charged, the slot released, the
+//! Finishing a turn: one atomic write (the reply, the budget reservation settled, the slot released, the
 //! counters), then the client's `finish` (or `error`), then the analytics events and the audit
 //! entry in one batch, bounded in time, before the body closes.
 
@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::estimate::Progress;
 use super::events::TurnEvent;
 use super::generate::{Outcome, Sink, Turn};
 use crate::analytics::TurnRecord;
-use crate::domain::{FinishReason, Message, Role, UserId};
+use crate::domain::{FinishReason, Message, Role, Timestamp, UserId};
 use crate::state::AppState;
-use crate::store::{StreamLease, TurnFinish};
+use crate::store::{Settlement, StreamLease, TurnFinish};
 
 /// Longest the end of a turn waits for a title still being written.
 const TITLE_WAIT: Duration = Duration::from_secs(2);
@@ -21,38 +22,66 @@ const TITLE_WAIT: Duration = Duration::from_secs(2);
 const ACTIVITY_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// Frees a turn's stream slot if its task ends before the finishing write (a panic, a cancelled
-/// runtime), so the slot need not wait for the lease to expire.
+/// runtime), so the slot need not wait for the lease to expire, and settles its budget
+/// reservation on the estimate of what was sent and streamed (the provider's usage is lost with
+/// the task). A title request still running is charged its whole reservation (it may finish).
 pub(super) struct SlotGuard {
     state: Arc<AppState>,
     owner: UserId,
     lease: Option<StreamLease>,
+    reserved: u64,
+    title_reserved: u64,
+    progress: Arc<Progress>,
+    started: Timestamp,
 }
 
 impl SlotGuard {
-    pub(super) fn new(state: Arc<AppState>, owner: UserId, lease: Option<StreamLease>) -> Self {
-        Self { state, owner, lease }
+    pub(super) fn new(turn: &Turn) -> Self {
+        Self {
+            state: Arc::clone(&turn.state),
+            owner: turn.user.clone(),
+            lease: turn.lease.clone(),
+            reserved: turn.reserved,
+            title_reserved: turn.title_reserved,
+            progress: Arc::clone(&turn.progress),
+            started: turn.plan.started_at,
+        }
     }
 
-    /// The finishing write took care of the slot (or, if it failed, the lease's expiry will).
+    /// The finishing write took care of the slot and the reservation (or, if it failed, the
+    /// lease's expiry frees the slot and the reservation stays charged).
     fn disarm(&mut self) {
         self.lease = None;
+        self.reserved = 0;
     }
 }
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        let Some(lease) = self.lease.take() else { return };
+        let lease = self.lease.take();
+        let reserved = std::mem::take(&mut self.reserved);
+        if lease.is_none() && reserved == 0 {
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (state, owner) = (Arc::clone(&self.state), self.owner.clone());
+        let (state, owner, started) = (Arc::clone(&self.state), self.owner.clone(), self.started);
+        let settlement = Settlement {
+            reserved,
+            actual: if reserved > 0 {
+                self.progress.estimate().saturating_add(self.title_reserved)
+            } else {
+                0
+            },
+        };
         runtime.spawn(async move {
             let release = TurnFinish {
                 owner,
                 reply: None,
-                lease: Some(lease),
-                tokens: 0,
-                started: state.now(),
+                lease,
+                settlement,
+                started,
                 stats: None,
                 title: None,
             };
@@ -85,14 +114,22 @@ impl Turn {
         let config = &self.state.config;
         let charge = config.token_budget_day > 0 || config.token_budget_month > 0;
         let has_reply = reply.is_some();
+        // What the turn cost: the reported usage, plus the estimate of calls that reported none.
+        let actual = outcome.usage.input_tokens
+            + outcome.usage.output_tokens
+            + outcome.estimated
+            + named.as_ref().map_or(0, |n| n.tokens);
         let finishing = TurnFinish {
             owner: self.user.clone(),
             reply,
             lease: self.lease.clone(),
-            tokens: if charge {
-                outcome.usage.input_tokens + outcome.usage.output_tokens + named.as_ref().map_or(0, |n| n.tokens)
+            settlement: if charge {
+                Settlement {
+                    reserved: self.reserved,
+                    actual,
+                }
             } else {
-                0
+                Settlement::default()
             },
             started: self.plan.started_at,
             stats: Some(crate::analytics::turn_stats(&record)),
@@ -113,6 +150,8 @@ impl Turn {
             finish = ?finish,
             input_tokens = outcome.usage.input_tokens,
             output_tokens = outcome.usage.output_tokens,
+            estimated_tokens = outcome.estimated,
+            reserved_tokens = self.reserved,
             first_token_ms = outcome.first_token.map(|d| d.as_millis() as u64),
             latency_ms = latency.as_millis() as u64,
             stored,

@@ -8,6 +8,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::estimate::{self, Progress};
 use super::events::{TurnEvent, TurnStream};
 use super::plan::TurnPlan;
 use super::{tools, MAX_STEPS};
@@ -32,6 +33,12 @@ pub(super) struct Turn {
     pub(super) reply_id: MessageId,
     pub(super) solution: Option<Solution>,
     pub(super) lease: Option<StreamLease>,
+    /// Tokens reserved on the budgets at admission (0: budgets off), settled when the turn ends.
+    pub(super) reserved: u64,
+    /// The part of `reserved` for the title request (0 without one).
+    pub(super) title_reserved: u64,
+    /// What has been sent and streamed so far, for settling a turn whose task dies.
+    pub(super) progress: Arc<Progress>,
     pub(super) request_id: String,
     /// A title being written beside the reply (a new conversation, `ATHENA_TITLE_MODEL` set).
     pub(super) title_task: Option<tokio::task::JoinHandle<Option<super::title::Named>>>,
@@ -47,6 +54,9 @@ pub(super) struct Outcome {
     /// The error code and the message the client may see.
     pub(super) error: Option<(String, String)>,
     pub(super) first_token: Option<Duration>,
+    /// The estimated cost of the model calls that ended without reporting usage
+    /// ([`estimate::unreported_call`]); charged on top of `usage`.
+    pub(super) estimated: u64,
 }
 
 impl Outcome {
@@ -86,7 +96,7 @@ impl Turn {
 
     async fn run(mut self, tx: mpsc::Sender<TurnEvent>) {
         let started = Instant::now();
-        let guard = super::finish::SlotGuard::new(Arc::clone(&self.state), self.user.clone(), self.lease.clone());
+        let guard = super::finish::SlotGuard::new(&self);
         let mut sink = Sink { tx, gone: false };
         sink.send(TurnEvent::Start {
             message_id: self.reply_id.clone(),
@@ -109,6 +119,7 @@ impl Turn {
             finish: FinishReason::Stop,
             error: None,
             first_token: None,
+            estimated: 0,
         };
         let candidates = self.candidates();
         let mut context = self.context.clone();
@@ -127,7 +138,12 @@ impl Turn {
                     return outcome;
                 }
             };
-            let relayed = relay(first, rest, sink, &mut outcome, started, deadline).await;
+            let input = estimate::input_tokens(self.system, &context, &self.tools);
+            self.progress.sent(input);
+            let relayed = relay(first, rest, sink, &mut outcome, &self.progress, started, deadline).await;
+            if !relayed.reported {
+                outcome.estimated += estimate::unreported_call(input, relayed.streamed_chars);
+            }
             emitted |= relayed.emitted;
             if let Some(e) = relayed.error {
                 outcome.fail(&e);
@@ -188,7 +204,7 @@ impl Turn {
                 model: candidate.clone(),
                 system: self.system.to_owned(),
                 messages: context.to_vec(),
-                max_tokens: chat.max_output_tokens.min(self.plan.model.max_output_tokens),
+                max_tokens: estimate::output_cap(chat, self.plan.model),
                 tools: self.tools.clone(),
             };
             let first_deadline = (tokio::time::Instant::now() + chat.first_token_timeout).min(deadline);
@@ -290,6 +306,10 @@ struct Relayed {
     stop: Option<StopReason>,
     error: Option<ProviderError>,
     emitted: bool,
+    /// The call reported its usage.
+    reported: bool,
+    /// Characters streamed (text, and tool calls as JSON).
+    streamed_chars: u64,
 }
 
 /// Relays one model call's events to the client as they arrive, until the model stops, fails,
@@ -299,6 +319,7 @@ async fn relay(
     mut rest: ModelStream,
     sink: &mut Sink,
     outcome: &mut Outcome,
+    progress: &Progress,
     started: Instant,
     deadline: tokio::time::Instant,
 ) -> Relayed {
@@ -307,6 +328,8 @@ async fn relay(
         stop: None,
         error: None,
         emitted: false,
+        reported: false,
+        streamed_chars: 0,
     };
     let mut next = Some(Ok(first));
     loop {
@@ -330,11 +353,17 @@ async fn relay(
                     outcome.first_token = Some(started.elapsed());
                 }
                 relayed.emitted = true;
+                let chars = delta.chars().count() as u64;
+                relayed.streamed_chars += chars;
+                progress.streamed(chars);
                 outcome.text.push_str(&delta);
                 sink.send(TurnEvent::Text(delta)).await;
             }
             Ok(ModelEvent::ToolUse { id, name, input }) => {
                 relayed.emitted = true;
+                let chars = (name.chars().count() + input.to_string().chars().count()) as u64;
+                relayed.streamed_chars += chars;
+                progress.streamed(chars);
                 sink.send(TurnEvent::ToolCall {
                     id: id.clone(),
                     name: name.clone(),
@@ -345,6 +374,7 @@ async fn relay(
             }
             Ok(ModelEvent::Stop(reason)) => relayed.stop = Some(reason),
             Ok(ModelEvent::Usage(u)) => {
+                relayed.reported = true;
                 outcome.usage.input_tokens += u.input_tokens;
                 outcome.usage.output_tokens += u.output_tokens;
                 outcome.usage.cache_read_tokens += u.cache_read_tokens;

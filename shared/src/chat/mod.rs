@@ -5,16 +5,18 @@
 //! 2. **Plan** ([`plan_turn`], pure, unit-tested without a store): which conversation (existing,
 //!    or new with a title from the first message), which messages, which model, and what the
 //!    admitting write stores (append, create, regenerate, or only check a resubmit).
-//! 3. **Admit** in one atomic write ([`crate::store::Turns::begin_turn`]): the per-minute rate
-//!    limit, the day and month token budgets, a stream slot (a lease) and the user's message.
-//!    Two round trips before the model is called; a refusal is an error, never a stream.
-//! 4. **Context** ([`context_for`]): stored history to the model's alternating messages, trimmed
-//!    to its window, under the solution's system prompt ([`system_prompt`]).
+//! 3. **Context** ([`context_for`]): stored history to the model's alternating messages, trimmed
+//!    to its window, under the solution's system prompt ([`system_prompt`]); its estimated cost
+//!    plus the output cap is the turn's budget reservation ([`estimate`]).
+//! 4. **Admit** in one atomic write ([`crate::store::Turns::begin_turn`]): the per-minute rate
+//!    limit, the reservation on the day and month token budgets, a stream slot (a lease) and the
+//!    user's message. Two round trips before the model is called; a refusal is an error, never a
+//!    stream.
 //! 5. **Generate** (`generate`): the model streamed event by event through a bounded channel,
 //!    with the fallback chain (before any output), the tool loop (at most [`MAX_STEPS`]) and
 //!    the first-token and total timeouts.
 //! 6. **Finish** (`finish`): one atomic write stores the reply (partial text kept), charges the
-//!    reported tokens, releases the slot and adds the counters; then `finish`; then one batch
+//!    settles the reservation (reported usage, or the estimate when none came), releases the slot and adds the counters; then `finish`; then one batch
 //!    with the analytics events and the audit entry. Four round trips in all.
 //!
 //! The turn speaks in [`TurnEvent`]s; `api::chat` encodes them for the wire (AI SDK UI message
@@ -22,6 +24,7 @@
 
 mod context;
 mod error;
+pub mod estimate;
 mod events;
 mod finish;
 mod generate;
@@ -99,7 +102,9 @@ pub async fn start(
             return Ok(replay::spawn(conversation, reply));
         }
     };
-    let lease = admit(state, user, &plan).await?;
+    let system = system_prompt(solution);
+    let context = context_for(&plan.history, plan.model, system);
+    let tools = tools::offered(&state.config.chat, plan.web_search);
     let naming = match (&state.config.chat.title_model, &plan.write) {
         (Some(model), TurnWrite::Create { messages, .. }) => {
             messages.iter().find(|m| m.role == Role::User).map(|m| (model, m))
@@ -113,18 +118,33 @@ pub async fn start(
         ) => Some((model, message)),
         _ => None,
     };
+    let config = &state.config;
+    let budgets = config.token_budget_day > 0 || config.token_budget_month > 0;
+    let title_reserved = match naming {
+        Some((_, first)) if budgets => title::reservation(&first.content),
+        _ => 0,
+    };
+    let reserved = if budgets {
+        let input = estimate::input_tokens(system, &context, &tools);
+        estimate::reservation(input, estimate::output_cap(&config.chat, plan.model)).saturating_add(title_reserved)
+    } else {
+        0
+    };
+    let lease = admit(state, user, &plan, reserved).await?;
     let title_task = naming.map(|(model, first)| title::spawn(Arc::clone(&model_port), model.clone(), &first.content));
-    let system = system_prompt(solution);
     let turn = generate::Turn {
         state: Arc::clone(state),
         model_port,
         user: user.clone(),
-        context: context_for(&plan.history, plan.model, system),
+        context,
         system,
-        tools: tools::offered(&state.config.chat, plan.web_search),
+        tools,
         reply_id: state.ids.message_id(),
         solution,
         lease,
+        reserved,
+        title_reserved,
+        progress: Arc::default(),
         request_id: request_id.to_owned(),
         title_task,
         plan,
@@ -155,13 +175,15 @@ async fn load(
     }
 }
 
-/// Admits the planned turn in one atomic write: rate limit, budgets, stream slot, the user's
-/// message (or the new conversation). Returns the stream slot's lease when streams are capped.
+/// Admits the planned turn in one atomic write: rate limit, `reserved` tokens on the budgets,
+/// stream slot, the user's message (or the new conversation). Returns the stream slot's lease
+/// when streams are capped.
 #[tracing::instrument(name = "chat.admit", skip_all, fields(conversation = %plan.conversation.id))]
 async fn admit(
     state: &AppState,
     user: &UserId,
     plan: &TurnPlan,
+    reserved: u64,
 ) -> Result<Option<crate::store::StreamLease>, ChatError> {
     let config = &state.config;
     let start = TurnStart {
@@ -177,6 +199,7 @@ async fn admit(
         },
         turn_id: state.ids.next_ulid(),
         now: plan.started_at,
+        reservation: reserved,
     };
     match state.store.begin_turn(&start).await {
         Ok(begun) => Ok(begun.lease),

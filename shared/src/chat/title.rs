@@ -29,9 +29,9 @@ pub(super) fn spawn(
     model: String,
     first_message: &str,
 ) -> tokio::task::JoinHandle<Option<Named>> {
-    let text: String = first_message.chars().take(CONTEXT_CHARS).collect();
+    let request = request(model, first_message);
     let task = async move {
-        match tokio::time::timeout(TIMEOUT, write(model_port.as_ref(), model, text)).await {
+        match tokio::time::timeout(TIMEOUT, write(model_port.as_ref(), request)).await {
             Ok(named) => named,
             Err(_) => {
                 tracing::warn!("the title model did not answer in time");
@@ -42,9 +42,10 @@ pub(super) fn spawn(
     tokio::spawn(tracing::Instrument::instrument(task, tracing::Span::current()))
 }
 
-#[tracing::instrument(name = "chat.title", skip_all, fields(model = %model))]
-async fn write(model_port: &dyn ChatModel, model: String, text: String) -> Option<Named> {
-    let request = ModelRequest {
+/// The title request for a conversation that begins with `first_message`.
+fn request(model: String, first_message: &str) -> ModelRequest {
+    let text: String = first_message.chars().take(CONTEXT_CHARS).collect();
+    ModelRequest {
         model,
         system: TITLE_SYSTEM_PROMPT.to_owned(),
         messages: vec![ModelMessage {
@@ -53,7 +54,20 @@ async fn write(model_port: &dyn ChatModel, model: String, text: String) -> Optio
         }],
         max_tokens: 32,
         tools: Vec::new(),
-    };
+    }
+}
+
+/// The tokens reserved for the title request of a conversation that begins with `first_message`.
+pub(super) fn reservation(first_message: &str) -> u64 {
+    let r = request(String::new(), first_message);
+    super::estimate::reservation(
+        super::estimate::input_tokens(&r.system, &r.messages, &r.tools),
+        r.max_tokens,
+    )
+}
+
+#[tracing::instrument(name = "chat.title", skip_all, fields(model = %request.model))]
+async fn write(model_port: &dyn ChatModel, request: ModelRequest) -> Option<Named> {
     let mut stream = match model_port.stream(request).await {
         Ok(s) => s,
         Err(e) => {

@@ -38,8 +38,8 @@ pub use compose::StoreParts;
 pub use open::{from_env, open, probe, Probe};
 pub use ports::{
     ActiveLeaf, Activity, Appended, ConversationPatch, Conversations, Counters, HeldKey, Idempotency,
-    ListConversations, ListMessages, Messages, Page, Reservation, SavedResponse, Stats, StatsUpdate, Store, StoredKey,
-    StreamLease, Touch, TurnBegun, TurnFinish, TurnLimits, TurnStart, TurnWrite, Turns,
+    ListConversations, ListMessages, Messages, Page, Reservation, SavedResponse, Settlement, Stats, StatsUpdate, Store,
+    StoredKey, StreamLease, Touch, TurnBegun, TurnFinish, TurnLimits, TurnStart, TurnWrite, Turns,
 };
 pub use rules::{
     check_message_size, days_between, listing_rank, page_size, pin_base, retry_after, scaled_time, window_ends,

@@ -176,6 +176,11 @@ pub struct TurnStart {
     pub turn_id: String,
     /// When the turn starts (windows of the rate limit and budgets).
     pub now: Timestamp,
+    /// Tokens reserved against the day and month budgets in the admitting write: the turn's
+    /// estimated cost (`chat::estimate`). Admitted only if `tokens + max(reservation, 1) <=
+    /// budget` for every budget switched on; added to both budget items when either is on.
+    /// 0 reserves nothing (the turn still needs one token left, as before reservations).
+    pub reservation: u64,
 }
 
 /// A stream slot held by one turn until it is released or `expires_at` (epoch seconds) passes.
@@ -209,6 +214,30 @@ pub struct StatsUpdate {
     pub delta: StatsDelta,
 }
 
+/// Settling a turn's budget reservation: the day and month budget items of the turn's start get
+/// `actual - reserved` added (negative when the turn cost less than reserved). Nothing is written
+/// when the two are equal (both 0 when budgets are off).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settlement {
+    /// Tokens reserved by [`Turns::begin_turn`] ([`TurnStart::reservation`]).
+    pub reserved: u64,
+    /// What the turn cost: the provider's reported usage, or the estimate when none was reported.
+    pub actual: u64,
+}
+
+impl Settlement {
+    /// Charges `actual` tokens with nothing reserved (what a turn admitted without a reservation owes).
+    pub fn charge(actual: u64) -> Self {
+        Self { reserved: 0, actual }
+    }
+
+    /// What to add to the budget items: `actual - reserved`, saturating at the `i64` range.
+    pub fn delta(&self) -> i64 {
+        let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        signed(self.actual).saturating_sub(signed(self.reserved))
+    }
+}
+
 /// The end of a chat turn: [`Turns::finish_turn`].
 #[derive(Clone, Debug)]
 pub struct TurnFinish {
@@ -218,8 +247,8 @@ pub struct TurnFinish {
     pub reply: Option<Message>,
     /// The slot to release.
     pub lease: Option<StreamLease>,
-    /// Tokens to charge to the day and month budgets of `started` (0: none).
-    pub tokens: u64,
+    /// The budgets' settlement: what was reserved at admission and what the turn cost.
+    pub settlement: Settlement,
     /// When the turn started: the budget windows charged.
     pub started: Timestamp,
     /// Analytics counters.
@@ -344,7 +373,8 @@ pub trait Messages: Send + Sync {
 #[async_trait]
 pub trait Turns: Send + Sync {
     /// Admits a chat turn in one atomic write (one DynamoDB `TransactWriteItems`): counts it
-    /// against the per-minute rate limit, checks the day and month token budgets, takes a stream
+    /// against the per-minute rate limit, reserves [`TurnStart::reservation`] tokens on the day
+    /// and month budgets if it fits under each (`tokens + reservation <= budget`), takes a stream
     /// slot (a lease with an expiry) and writes the user's message (or creates the conversation).
     /// Refusals: [`StoreError::RateLimited`], [`StoreError::BudgetExceeded`],
     /// [`StoreError::TooManyStreams`], [`StoreError::NotFound`] (not the caller's conversation),
@@ -352,7 +382,7 @@ pub trait Turns: Send + Sync {
     async fn begin_turn(&self, start: &TurnStart) -> Result<TurnBegun, StoreError>;
 
     /// Ends a chat turn in one atomic write: stores the reply and touches the conversation,
-    /// charges the tokens to the budgets, releases the stream slot (only if this turn still holds
+    /// settles the budget reservation ([`Settlement::delta`] added to both budget items), releases the stream slot (only if this turn still holds
     /// it) and adds the analytics counters. A part that can no longer apply (the conversation was
     /// deleted meanwhile, the lease was reclaimed) is dropped and the rest written.
     async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError>;

@@ -59,6 +59,36 @@ pub fn budget_expiries(started: Timestamp) -> (i64, i64) {
     (day + BUDGET_GRACE_SECS, month + BUDGET_GRACE_SECS)
 }
 
+/// The most tokens a budget item may already hold for a turn reserving `reservation` tokens to be
+/// admitted under `budget`: `budget - max(reservation, 1)`, so that `tokens + reservation <=
+/// budget` and at least one token is left for a turn reserving nothing. `None` when the
+/// reservation alone is over the budget: the turn is refused without writing (or asking) anything.
+/// Both stores admit with this one rule (DynamoDB's condition `tokens <= :headroom`).
+pub fn budget_headroom(budget: u64, reservation: u64) -> Option<u64> {
+    budget.checked_sub(reservation.max(1))
+}
+
+/// The refusal of a turn over its day budget (`day`) or its month budget: `Retry-After` is the
+/// end of that window.
+pub fn over_budget(start: &TurnStart, day: bool) -> StoreError {
+    let (_, day_end, month_end) = window_ends(start.now);
+    let (window, end) = if day { ("day", day_end) } else { ("month", month_end) };
+    StoreError::BudgetExceeded {
+        window,
+        retry_after: retry_after(start.now, end),
+    }
+}
+
+/// The refusal of a turn whose reservation alone is over its day or month budget (one switched
+/// on), whatever was spent: both stores check it first and then write (and ask) nothing.
+pub fn reservation_over_budget(start: &TurnStart) -> Option<StoreError> {
+    let limits = &start.limits;
+    [(limits.tokens_per_day, true), (limits.tokens_per_month, false)]
+        .into_iter()
+        .find(|(budget, _)| *budget > 0 && budget_headroom(*budget, start.reservation).is_none())
+        .map(|(_, day)| over_budget(start, day))
+}
+
 /// The stream slot `slot` leased to the turn `start` until `now + lease_secs`.
 pub fn lease(start: &TurnStart, slot: u32) -> StreamLease {
     StreamLease {
@@ -331,6 +361,29 @@ mod tests {
         let (day, month) = budget_expiries(at);
         let (_, day_end, month_end) = window_ends(at);
         assert_eq!((day, month), (day_end + 2 * 86_400, month_end + 2 * 86_400));
+    }
+
+    #[test]
+    fn a_reservation_fits_when_tokens_plus_it_stay_within_the_budget() {
+        assert_eq!(budget_headroom(3_000, 400), Some(2_600));
+        assert_eq!(
+            budget_headroom(3_000, 3_000),
+            Some(0),
+            "a fresh budget takes a reservation of its size"
+        );
+        assert_eq!(budget_headroom(3_000, 3_001), None, "never fits, whatever was spent");
+        assert_eq!(
+            budget_headroom(10, 0),
+            Some(9),
+            "reserving nothing still needs one token left"
+        );
+        assert_eq!(budget_headroom(0, 0), None);
+        use super::super::ports::Settlement;
+        let settle = |reserved, actual| Settlement { reserved, actual }.delta();
+        assert_eq!(settle(400, 130), -270, "settled down");
+        assert_eq!(settle(400, 900), 500, "settled up");
+        assert_eq!(settle(0, 0), 0);
+        assert_eq!(settle(u64::MAX, 0), -i64::MAX);
     }
 
     #[test]

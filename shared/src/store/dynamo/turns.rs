@@ -18,8 +18,10 @@ impl Turns for DynamoStore {
         let owner = &start.owner;
         let limits = &start.limits;
         let now = start.now.timestamp();
-        let (_, day_end, month_end) = rules::window_ends(start.now);
         let rate = rules::rate_window(start.now);
+        if let Some(refused) = rules::reservation_over_budget(start) {
+            return Err(refused);
+        }
         let mut write = start.write.clone();
         let mut fixed: Vec<(Part, TransactWriteItem)> = Vec::new();
         if limits.requests_per_minute > 0 {
@@ -44,11 +46,25 @@ impl Turns for DynamoStore {
             ));
         }
         let (day_pk, month_pk) = schema::budget_pks(owner.as_str(), &start.now);
-        if limits.tokens_per_day > 0 {
-            fixed.push((Part::Day, self.budget_check(day_pk, limits.tokens_per_day)?));
-        }
-        if limits.tokens_per_month > 0 {
-            fixed.push((Part::Month, self.budget_check(month_pk, limits.tokens_per_month)?));
+        let (day_expires, month_expires) = rules::budget_expiries(start.now);
+        if limits.tokens_per_day > 0 || limits.tokens_per_month > 0 {
+            for (pk, budget, expires, part) in [
+                (day_pk, limits.tokens_per_day, day_expires, Part::Day),
+                (month_pk, limits.tokens_per_month, month_expires, Part::Month),
+            ] {
+                if budget == 0 {
+                    // This window is off but the other is on: the reservation is still counted.
+                    if start.reservation > 0 {
+                        fixed.push((Part::Charge, self.budget_add(pk, start.reservation, expires, None)?));
+                    }
+                    continue;
+                }
+                let Some(headroom) = rules::budget_headroom(budget, start.reservation) else {
+                    // Refused above (`reservation_over_budget`): never an unconditioned reservation.
+                    return Err(rules::over_budget(start, part == Part::Day));
+                };
+                fixed.push((part, self.budget_add(pk, start.reservation, expires, Some(headroom))?));
+            }
         }
         let slots = limits.max_streams;
         let first_slot = if slots > 0 {
@@ -108,17 +124,8 @@ impl Turns for DynamoStore {
                     retry_after: rules::retry_after(start.now, rate.end),
                 });
             }
-            if has(Part::Day) {
-                return Err(StoreError::BudgetExceeded {
-                    window: "day",
-                    retry_after: rules::retry_after(start.now, day_end),
-                });
-            }
-            if has(Part::Month) {
-                return Err(StoreError::BudgetExceeded {
-                    window: "month",
-                    retry_after: rules::retry_after(start.now, month_end),
-                });
+            if has(Part::Day) || has(Part::Month) {
+                return Err(rules::over_budget(start, has(Part::Day)));
             }
             if has(Part::Slot) {
                 tried += 1;
@@ -142,7 +149,7 @@ impl Turns for DynamoStore {
         }
     }
 
-    #[tracing::instrument(name = "dynamo.finish_turn", skip_all, fields(reply = finish.reply.is_some(), tokens = finish.tokens, lease = finish.lease.is_some()))]
+    #[tracing::instrument(name = "dynamo.finish_turn", skip_all, fields(reply = finish.reply.is_some(), reserved = finish.settlement.reserved, actual = finish.settlement.actual, lease = finish.lease.is_some()))]
     async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
         let owner = &finish.owner;
         let mut parts: Vec<(Part, TransactWriteItem)> = Vec::new();
@@ -152,24 +159,13 @@ impl Turns for DynamoStore {
                 parts.push((Part::Message, item));
             }
         }
-        if finish.tokens > 0 {
+        let delta = finish.settlement.delta();
+        if delta != 0 {
             let (day_pk, month_pk) = schema::budget_pks(owner.as_str(), &finish.started);
             let (day_expires, month_expires) = rules::budget_expiries(finish.started);
             for (pk, expires) in [(day_pk, day_expires), (month_pk, month_expires)] {
-                parts.push((
-                    Part::Charge,
-                    update_item(
-                        Update::builder()
-                            .table_name(&self.tables.events)
-                            .set_key(Some(sdk_key(pk, "-".to_owned())))
-                            .update_expression("ADD #tokens :n SET #ttl = :expires")
-                            .expression_attribute_names("#tokens", "tokens")
-                            .expression_attribute_names("#ttl", schema::TTL_ATTRIBUTE)
-                            .expression_attribute_values(":n", n(finish.tokens))
-                            .expression_attribute_values(":expires", n(expires))
-                            .build(),
-                    )?,
-                ));
+                // `ADD` takes a negative number: a reservation settled down gives tokens back.
+                parts.push((Part::Charge, self.budget_add_item(pk, delta, expires, None)?));
             }
         }
         if let Some(lease) = &finish.lease {
@@ -329,15 +325,40 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().condition_check(check).build())
     }
 
-    fn budget_check(&self, pk: String, budget: u64) -> Result<TransactWriteItem, StoreError> {
-        let check = aws_sdk_dynamodb::types::ConditionCheck::builder()
+    /// `ADD tokens :reservation` on a budget item, conditioned on `tokens <= :headroom` (see
+    /// [`rules::budget_headroom`]) when given; `None` only for a window that is off.
+    fn budget_add(
+        &self,
+        pk: String,
+        reservation: u64,
+        expires: i64,
+        headroom: Option<u64>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        self.budget_add_item(pk, i64::try_from(reservation).unwrap_or(i64::MAX), expires, headroom)
+    }
+
+    /// `ADD tokens :n` (any sign) on a budget item and its expiry, with the admission condition
+    /// `attribute_not_exists(tokens) OR tokens <= :headroom` when `headroom` is given.
+    fn budget_add_item(
+        &self,
+        pk: String,
+        tokens: i64,
+        expires: i64,
+        headroom: Option<u64>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut update = Update::builder()
             .table_name(&self.tables.events)
             .set_key(Some(sdk_key(pk, "-".to_owned())))
-            .condition_expression("attribute_not_exists(#tokens) OR #tokens < :budget")
+            .update_expression("ADD #tokens :n SET #ttl = :expires")
             .expression_attribute_names("#tokens", "tokens")
-            .expression_attribute_values(":budget", n(budget))
-            .build()
-            .map_err(|e| StoreError::internal("building a budget check", e))?;
-        Ok(TransactWriteItem::builder().condition_check(check).build())
+            .expression_attribute_names("#ttl", schema::TTL_ATTRIBUTE)
+            .expression_attribute_values(":n", n(tokens))
+            .expression_attribute_values(":expires", n(expires));
+        if let Some(headroom) = headroom {
+            update = update
+                .condition_expression("attribute_not_exists(#tokens) OR #tokens <= :headroom")
+                .expression_attribute_values(":headroom", n(headroom));
+        }
+        update_item(update.build())
     }
 }

@@ -15,6 +15,9 @@ use crate::store::{check_message_size, rules, Touch, TurnBegun, TurnFinish, Turn
 impl Turns for EmbeddedStore {
     #[tracing::instrument(name = "embedded.begin_turn", skip_all, fields(conversation = %start.conversation_id, turn = %start.turn_id))]
     async fn begin_turn(&self, start: &TurnStart) -> Result<TurnBegun, StoreError> {
+        if let Some(refused) = rules::reservation_over_budget(start) {
+            return Err(refused);
+        }
         let start = start.clone();
         self.with(move |conn| {
             let tx = conn
@@ -24,7 +27,6 @@ impl Turns for EmbeddedStore {
             let id = start.conversation_id.as_str();
             let limits = &start.limits;
             let now = start.now.timestamp();
-            let (_, day_end, month_end) = rules::window_ends(start.now);
             let rate = rules::rate_window(start.now);
             // The conversation first (as DynamoDB reports it first).
             match &start.write {
@@ -60,9 +62,9 @@ impl Turns for EmbeddedStore {
                 }
             }
             let (day_key, month_key) = schema::budget_pks(owner, &start.now);
-            for (key, budget, window, end) in [
-                (&day_key, limits.tokens_per_day, "day", day_end),
-                (&month_key, limits.tokens_per_month, "month", month_end),
+            for (key, budget, day) in [
+                (&day_key, limits.tokens_per_day, true),
+                (&month_key, limits.tokens_per_month, false),
             ] {
                 if budget == 0 {
                     continue;
@@ -72,11 +74,11 @@ impl Turns for EmbeddedStore {
                     .optional()
                     .map_err(sql_err("reading a budget"))?
                     .unwrap_or(0);
-                if u64::try_from(spent).unwrap_or(0) >= budget {
-                    return Err(StoreError::BudgetExceeded {
-                        window,
-                        retry_after: rules::retry_after(start.now, end),
-                    });
+                // `tokens + reservation <= budget` (checked above to be possible at all).
+                let fits = rules::budget_headroom(budget, start.reservation)
+                    .is_some_and(|headroom| spent <= i64::try_from(headroom).unwrap_or(i64::MAX));
+                if !fits {
+                    return Err(rules::over_budget(&start, day));
                 }
             }
             let lease = if limits.max_streams > 0 {
@@ -109,6 +111,12 @@ impl Turns for EmbeddedStore {
             } else {
                 None
             };
+            if (limits.tokens_per_day > 0 || limits.tokens_per_month > 0) && start.reservation > 0 {
+                let (day_expires, month_expires) = rules::budget_expiries(start.now);
+                let reservation = i64::try_from(start.reservation).unwrap_or(i64::MAX);
+                add_tokens(&tx, &day_key, reservation, day_expires)?;
+                add_tokens(&tx, &month_key, reservation, month_expires)?;
+            }
             if limits.requests_per_minute > 0 {
                 tx.execute(
                     "INSERT INTO counters (key, count, expires_at) VALUES (?1, 1, ?2) \
@@ -142,7 +150,7 @@ impl Turns for EmbeddedStore {
         .await
     }
 
-    #[tracing::instrument(name = "embedded.finish_turn", skip_all, fields(reply = finish.reply.is_some(), tokens = finish.tokens, lease = finish.lease.is_some()))]
+    #[tracing::instrument(name = "embedded.finish_turn", skip_all, fields(reply = finish.reply.is_some(), reserved = finish.settlement.reserved, actual = finish.settlement.actual, lease = finish.lease.is_some()))]
     async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
         if let Some(reply) = &finish.reply {
             check_message_size(reply)?;
@@ -165,17 +173,12 @@ impl Turns for EmbeddedStore {
                     Err(e) => return Err(e),
                 }
             }
-            if finish.tokens > 0 {
+            let delta = finish.settlement.delta();
+            if delta != 0 {
                 let (day_key, month_key) = schema::budget_pks(owner, &finish.started);
                 let (day_expires, month_expires) = rules::budget_expiries(finish.started);
-                for (key, expires) in [(day_key, day_expires), (month_key, month_expires)] {
-                    tx.execute(
-                        "INSERT INTO budgets (key, tokens, expires_at) VALUES (?1, ?2, ?3) \
-                         ON CONFLICT (key) DO UPDATE SET tokens = tokens + excluded.tokens",
-                        params![key, i64::try_from(finish.tokens).unwrap_or(i64::MAX), expires],
-                    )
-                    .map_err(sql_err("charging a budget"))?;
-                }
+                add_tokens(&tx, &day_key, delta, day_expires)?;
+                add_tokens(&tx, &month_key, delta, month_expires)?;
             }
             if let Some(lease) = &finish.lease {
                 tx.execute(
@@ -193,4 +196,16 @@ impl Turns for EmbeddedStore {
         })
         .await
     }
+}
+
+/// Adds `tokens` (any sign: a settlement may give tokens back) to a budget row, creating it with
+/// its expiry (as DynamoDB's `ADD` on a missing item does).
+fn add_tokens(tx: &rusqlite::Transaction<'_>, key: &str, tokens: i64, expires: i64) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO budgets (key, tokens, expires_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (key) DO UPDATE SET tokens = tokens + excluded.tokens, expires_at = excluded.expires_at",
+        params![key, tokens, expires],
+    )
+    .map_err(sql_err("charging a budget"))?;
+    Ok(())
 }
