@@ -17,6 +17,8 @@ use shared::store::Store;
 
 /// The conversation id the events use, and the user their authorizer claims name.
 const CONVERSATION: &str = "01JDCONV0000000000000000AA";
+/// The seeded message.
+const MESSAGE: &str = "01JDMSG0000000000000000AA1";
 const USER: &str = "user-alice-0001";
 /// The HS256 secret, issuer and audience the chat events' bearer token was signed for.
 const SAMPLE_SECRET: &[u8] = b"athena-sample-events-secret-never-deploy-0001";
@@ -65,9 +67,9 @@ async fn seeded(auth: AuthMode) -> AppState {
         Some(shared::domain::Solution::Maintenance),
         now,
     );
-    let ids = shared::domain::IdGenerator::new();
+    // A fixed id, so `events/conversations-active-branch.json` can name the message.
     let message = Message::text(
-        ids.message_id(),
+        shared::domain::MessageId::parse(MESSAGE).expect("message id"),
         conversation.id.clone(),
         Role::User,
         "MTBF?".to_owned(),
