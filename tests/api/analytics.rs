@@ -232,6 +232,9 @@ impl Turns for BrokenAnalytics {
         };
         self.0.finish_turn(&without_stats).await
     }
+    async fn release_slot(&self, owner: &UserId, lease: &shared::store::StreamLease) -> Result<(), StoreError> {
+        self.0.release_slot(owner, lease).await
+    }
 }
 
 fn broken_analytics(inner: Arc<dyn Store>) -> Arc<dyn Store> {

@@ -12,6 +12,7 @@ mod analytics;
 mod auth;
 mod bedrock_provider;
 mod chat;
+mod durable;
 mod events;
 mod gateway;
 mod http_api;

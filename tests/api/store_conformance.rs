@@ -51,7 +51,10 @@ impl Harness for Arc<DynamoStore> {
             .query()
             .table_name(&self.tables().conversations)
             .key_condition_expression("pk = :pk")
+            // Turn receipts are bookkeeping (they expire), not the conversation's data.
+            .filter_expression("NOT begins_with(sk, :receipt)")
             .expression_attribute_values(":pk", AttributeValue::S(format!("CONV#{id}")))
+            .expression_attribute_values(":receipt", AttributeValue::S("TURN#".to_owned()))
             .consistent_read(true)
             .send()
             .await
@@ -783,6 +786,8 @@ fn charge(c: &Conversation, lease: Option<StreamLease>, tokens: u64) -> TurnFini
 fn settle(c: &Conversation, lease: Option<StreamLease>, settlement: Settlement) -> TurnFinish {
     TurnFinish {
         owner: c.owner.clone(),
+        conversation_id: c.id.clone(),
+        turn_id: ulid::Ulid::new().to_string(),
         reply: None,
         lease,
         settlement,

@@ -1,6 +1,9 @@
 //! Finishing a turn: one atomic write (the reply, the budget reservation settled, the slot released, the
-//! counters), then the client's `finish` (or `error`), then the analytics events and the audit
-//! entry in one batch, bounded in time, before the body closes.
+//! counters, the turn's receipt), retried a few times since it is idempotent per turn id, then the
+//! client's `finish` (or `error`), then the analytics events and the audit entry in one batch,
+//! bounded in time, before the body closes. The client hears `finish` only once the write is
+//! stored; when it cannot be, the client gets an `error` chunk starting with
+//! [`STORE_UNAVAILABLE`], the slot is released on its own and the turn is logged for repair.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +14,21 @@ use super::estimate::Progress;
 use super::events::TurnEvent;
 use super::generate::{Outcome, Sink, Turn};
 use crate::analytics::TurnRecord;
-use crate::domain::{FinishReason, Message, Role, Timestamp, UserId};
+use crate::domain::{ConversationId, FinishReason, Message, Role, Timestamp, UserId};
+use crate::error::StoreError;
 use crate::state::AppState;
 use crate::store::{Settlement, StreamLease, TurnFinish};
+
+/// The code the client's `error` chunk starts with when the end of the turn could not be stored
+/// (the AI SDK's `error` chunk carries only `errorText`, so the code leads the text).
+pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
+
+/// The pauses before the second and third attempts of the finishing write (3 attempts in all).
+const FINISH_BACKOFF: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(400)];
+
+/// Longest one attempt of the finishing write (or the slot release) may take: past it the
+/// attempt counts as a timeout, which is ambiguous (it may have applied) and safe to retry.
+const STORE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Longest the end of a turn waits for a title still being written.
 const TITLE_WAIT: Duration = Duration::from_secs(2);
@@ -28,6 +43,8 @@ const ACTIVITY_TIMEOUT: Duration = Duration::from_millis(1500);
 pub(super) struct SlotGuard {
     state: Arc<AppState>,
     owner: UserId,
+    conversation_id: ConversationId,
+    turn_id: String,
     lease: Option<StreamLease>,
     reserved: u64,
     title_reserved: u64,
@@ -40,6 +57,8 @@ impl SlotGuard {
         Self {
             state: Arc::clone(&turn.state),
             owner: turn.user.clone(),
+            conversation_id: turn.plan.conversation.id.clone(),
+            turn_id: turn.turn_id.clone(),
             lease: turn.lease.clone(),
             reserved: turn.reserved,
             title_reserved: turn.title_reserved,
@@ -48,8 +67,8 @@ impl SlotGuard {
         }
     }
 
-    /// The finishing write took care of the slot and the reservation (or, if it failed, the
-    /// lease's expiry frees the slot and the reservation stays charged).
+    /// The finishing write took care of the slot and the reservation (or, if it failed, the slot
+    /// was released on its own and the reservation stays charged).
     fn disarm(&mut self) {
         self.lease = None;
         self.reserved = 0;
@@ -67,6 +86,7 @@ impl Drop for SlotGuard {
             return;
         };
         let (state, owner, started) = (Arc::clone(&self.state), self.owner.clone(), self.started);
+        let (conversation_id, turn_id) = (self.conversation_id.clone(), self.turn_id.clone());
         let settlement = Settlement {
             reserved,
             actual: if reserved > 0 {
@@ -76,8 +96,11 @@ impl Drop for SlotGuard {
             },
         };
         runtime.spawn(async move {
+            // The same turn id as the finishing write: if that applied, this changes nothing.
             let release = TurnFinish {
                 owner,
+                conversation_id,
+                turn_id,
                 reply: None,
                 lease,
                 settlement,
@@ -121,6 +144,8 @@ impl Turn {
             + named.as_ref().map_or(0, |n| n.tokens);
         let finishing = TurnFinish {
             owner: self.user.clone(),
+            conversation_id: self.plan.conversation.id.clone(),
+            turn_id: self.turn_id.clone(),
             reply,
             lease: self.lease.clone(),
             settlement: if charge {
@@ -135,15 +160,24 @@ impl Turn {
             stats: Some(crate::analytics::turn_stats(&record)),
             title: named.map(|n| n.title),
         };
-        let ended = self.state.store.finish_turn(&finishing).await;
-        guard.disarm();
-        let stored = match ended {
-            Ok(()) => has_reply,
+        let saved = match self.store_finish(&finishing).await {
+            Ok(()) => true,
             Err(e) => {
-                tracing::error!(error = %e, "storing the end of the turn failed");
+                // The reply, the settlement and the counters are lost: logged for repair (ids
+                // only, never the content); the slot is freed on its own.
+                tracing::error!(
+                    error = %e,
+                    conversation = %self.plan.conversation.id,
+                    turn = %self.turn_id,
+                    repair = true,
+                    "storing the end of the turn failed: the turn needs repair"
+                );
+                self.release_slot().await;
                 false
             }
         };
+        guard.disarm();
+        let stored = saved && has_reply;
         tracing::info!(
             conversation = %self.plan.conversation.id,
             model = %outcome.model,
@@ -160,6 +194,11 @@ impl Turn {
         );
         if !sink.gone {
             let last = match &outcome.error {
+                _ if !saved => TurnEvent::Error {
+                    message: format!(
+                        "{STORE_UNAVAILABLE}: the reply could not be saved. Please send your message again."
+                    ),
+                },
                 Some((_, message)) => TurnEvent::Error {
                     message: message.clone(),
                 },
@@ -169,8 +208,47 @@ impl Turn {
             };
             sink.send(last).await;
         }
-        self.record_activity(&record, &outcome, finish).await;
+        self.record_activity(&record, &outcome, finish, saved).await;
         crate::analytics::emit_metrics(&record, config.runtime.emf);
+    }
+
+    /// The finishing write, with up to 3 attempts on a store that is unavailable, timed out
+    /// ([`STORE_ATTEMPT_TIMEOUT`]) or failed internally: safe, since a finish is written at most
+    /// once per turn id. Other errors (the write can never succeed) are not retried.
+    async fn store_finish(&self, finishing: &TurnFinish) -> Result<(), StoreError> {
+        let mut attempt = 0;
+        loop {
+            let result = tokio::time::timeout(STORE_ATTEMPT_TIMEOUT, self.state.store.finish_turn(finishing))
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Unavailable("the finishing write timed out".into())));
+            let retryable = matches!(result, Err(StoreError::Unavailable(_) | StoreError::Internal { .. }));
+            match FINISH_BACKOFF.get(attempt) {
+                Some(pause) if retryable => {
+                    if let Err(e) = &result {
+                        tracing::warn!(error = %e, attempt = attempt + 1, "the finishing write failed; retrying");
+                    }
+                    tokio::time::sleep(*pause).await;
+                    attempt += 1;
+                }
+                _ => return result,
+            }
+        }
+    }
+
+    /// Frees the stream slot after the finishing write gave up, so the user's next chat is not
+    /// refused until the lease ends (the reservation stays charged). Bounded in time.
+    async fn release_slot(&self) {
+        let Some(lease) = &self.lease else {
+            return;
+        };
+        let release = self.state.store.release_slot(&self.user, lease);
+        match tokio::time::timeout(STORE_ATTEMPT_TIMEOUT, release).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "releasing the stream slot failed; it frees itself when the lease ends")
+            }
+            Err(_) => tracing::warn!("releasing the stream slot timed out; it frees itself when the lease ends"),
+        }
     }
 
     /// The title model's title, if it is ready within [`TITLE_WAIT`] of the reply's end (else
@@ -243,9 +321,10 @@ impl Turn {
         })
     }
 
-    /// The client has everything; records the events and the audit entry (one batch) before the
-    /// body closes (a Lambda instance may be frozen once it does), bounded in time.
-    async fn record_activity(&self, record: &TurnRecord, outcome: &Outcome, finish: FinishReason) {
+    /// The client has everything; records the events and the audit entry in one batch (the
+    /// entry's status is [`STORE_UNAVAILABLE`] when the end of the turn was not `saved`) before
+    /// the body closes (a Lambda instance may be frozen once it does), bounded in time.
+    async fn record_activity(&self, record: &TurnRecord, outcome: &Outcome, finish: FinishReason, saved: bool) {
         let events = crate::analytics::turn_events(&self.state.ids, record);
         let action = if self.plan.regenerate {
             crate::audit::action::CHAT_REGENERATE
@@ -254,6 +333,7 @@ impl Turn {
         };
         // A client that went away leaves no error code, but the turn did not end `ok`.
         let status = match (finish, &outcome.error) {
+            _ if !saved => STORE_UNAVAILABLE,
             (FinishReason::Aborted, _) => "aborted",
             (_, Some((code, _))) => code.as_str(),
             (_, None) => "ok",

@@ -32,6 +32,8 @@ pub(super) struct Turn {
     pub(super) tools: Vec<ToolSpec>,
     pub(super) reply_id: MessageId,
     pub(super) solution: Option<Solution>,
+    /// The turn's id ([`crate::store::TurnStart::turn_id`]): its finish is written once per id.
+    pub(super) turn_id: String,
     pub(super) lease: Option<StreamLease>,
     /// Tokens reserved on the budgets at admission (0: budgets off), settled when the turn ends.
     pub(super) reserved: u64,

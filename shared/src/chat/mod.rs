@@ -15,9 +15,12 @@
 //! 5. **Generate** (`generate`): the model streamed event by event through a bounded channel,
 //!    with the fallback chain (before any output), the tool loop (at most [`MAX_STEPS`]) and
 //!    the first-token and total timeouts.
-//! 6. **Finish** (`finish`): one atomic write stores the reply (partial text kept), charges the
-//!    settles the reservation (reported usage, or the estimate when none came), releases the slot and adds the counters; then `finish`; then one batch
-//!    with the analytics events and the audit entry. Four round trips in all.
+//! 6. **Finish** (`finish`): one atomic write stores the reply (partial text kept), settles the
+//!    reservation (reported usage, or the estimate when none came), releases the slot, adds the
+//!    counters and writes the turn's receipt (so it is retried safely, up to 3 attempts); then
+//!    `finish` (or, if it could not be stored, a [`STORE_UNAVAILABLE`] error and a separate slot
+//!    release); then one batch with the analytics events and the audit entry. Four round trips
+//!    in all.
 //!
 //! The turn speaks in [`TurnEvent`]s; `api::chat` encodes them for the wire (AI SDK UI message
 //! stream or plain text). Errors are [`ChatError`]s, mapped to HTTP once in `api::error`.
@@ -40,6 +43,7 @@ use std::sync::Arc;
 pub use context::context_for;
 pub use error::ChatError;
 pub use events::{TurnEvent, TurnStream};
+pub use finish::STORE_UNAVAILABLE;
 pub use plan::{plan_turn, PlanInput, Planned, TurnPlan};
 pub use prompts::{capabilities, system_prompt};
 pub use request::{ChatRequest, IncomingMessage, Trigger};
@@ -130,7 +134,8 @@ pub async fn start(
     } else {
         0
     };
-    let lease = admit(state, user, &plan, reserved).await?;
+    let turn_id = state.ids.next_ulid();
+    let lease = admit(state, user, &plan, &turn_id, reserved).await?;
     let title_task = naming.map(|(model, first)| title::spawn(Arc::clone(&model_port), model.clone(), &first.content));
     let turn = generate::Turn {
         state: Arc::clone(state),
@@ -141,6 +146,7 @@ pub async fn start(
         tools,
         reply_id: state.ids.message_id(),
         solution,
+        turn_id,
         lease,
         reserved,
         title_reserved,
@@ -183,6 +189,7 @@ async fn admit(
     state: &AppState,
     user: &UserId,
     plan: &TurnPlan,
+    turn_id: &str,
     reserved: u64,
 ) -> Result<Option<crate::store::StreamLease>, ChatError> {
     let config = &state.config;
@@ -197,7 +204,7 @@ async fn admit(
             max_streams: config.max_concurrent_streams,
             lease_secs: lease_secs(config),
         },
-        turn_id: state.ids.next_ulid(),
+        turn_id: turn_id.to_owned(),
         now: plan.started_at,
         reservation: reserved,
     };

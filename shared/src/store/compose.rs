@@ -12,8 +12,8 @@ use async_trait::async_trait;
 
 use super::ports::{
     Activity, Appended, ConversationPatch, Conversations, Counters, HeldKey, Idempotency, ListConversations,
-    ListMessages, Messages, Page, Reservation, SavedResponse, Stats, Store, Touch, TurnBegun, TurnFinish, TurnStart,
-    Turns,
+    ListMessages, Messages, Page, Reservation, SavedResponse, Stats, Store, StreamLease, Touch, TurnBegun, TurnFinish,
+    TurnStart, Turns,
 };
 use crate::domain::{
     AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, Message, MessageId, StatsDelta,
@@ -185,6 +185,10 @@ impl Turns for StoreParts {
 
     async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
         self.turns.finish_turn(finish).await
+    }
+
+    async fn release_slot(&self, owner: &UserId, lease: &StreamLease) -> Result<(), StoreError> {
+        self.turns.release_slot(owner, lease).await
     }
 }
 

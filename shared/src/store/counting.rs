@@ -11,8 +11,8 @@ use crate::domain::{
 use crate::error::StoreError;
 use crate::store::{
     Activity, Appended, ConversationPatch, Conversations, Counters, HeldKey, Idempotency, ListConversations,
-    ListMessages, Messages, Page, Reservation, SavedResponse, Stats, Store, Touch, TurnBegun, TurnFinish, TurnStart,
-    Turns,
+    ListMessages, Messages, Page, Reservation, SavedResponse, Stats, Store, StreamLease, Touch, TurnBegun, TurnFinish,
+    TurnStart, Turns,
 };
 use async_trait::async_trait;
 
@@ -151,6 +151,11 @@ impl Turns for CountingStore {
     async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
         self.record("finish_turn");
         self.inner.finish_turn(finish).await
+    }
+
+    async fn release_slot(&self, owner: &UserId, lease: &StreamLease) -> Result<(), StoreError> {
+        self.record("release_slot");
+        self.inner.release_slot(owner, lease).await
     }
 }
 

@@ -43,7 +43,7 @@ pub use ports::{
 };
 pub use rules::{
     check_message_size, days_between, listing_rank, page_size, pin_base, retry_after, scaled_time, window_ends,
-    DEFAULT_PAGE, MAX_CONTENT_BYTES, MAX_PAGE, MAX_PARTS_BYTES, STREAM_RETRY_AFTER,
+    DEFAULT_PAGE, MAX_CONTENT_BYTES, MAX_PAGE, MAX_PARTS_BYTES, RECEIPT_TTL_SECS, STREAM_RETRY_AFTER,
 };
 
 /// The capability traits, to call store methods on any store: `use shared::store::prelude::*;`.

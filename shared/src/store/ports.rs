@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 
 #[cfg(doc)]
-use super::rules::{DEFAULT_PAGE, IDEMPOTENCY_LEASE_SECS, IDEMPOTENCY_TTL_SECS, MAX_PAGE, MAX_SAVED_RESPONSE_BYTES};
+use super::rules::{
+    DEFAULT_PAGE, IDEMPOTENCY_LEASE_SECS, IDEMPOTENCY_TTL_SECS, MAX_PAGE, MAX_SAVED_RESPONSE_BYTES, RECEIPT_TTL_SECS,
+};
 use crate::domain::{
     AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, Message, MessageId, SolutionFilter,
     StatsDelta, StatsRow, Timestamp, UserId,
@@ -243,6 +245,11 @@ impl Settlement {
 pub struct TurnFinish {
     /// The caller.
     pub owner: UserId,
+    /// The conversation (where the turn's receipt is kept).
+    pub conversation_id: ConversationId,
+    /// The turn ([`TurnStart::turn_id`]): the finish is written at most once per turn id, so a
+    /// retry of a finish whose first attempt did apply (an ambiguous timeout) changes nothing.
+    pub turn_id: String,
     /// The reply to store (with the conversation touched), if there is one.
     pub reply: Option<Message>,
     /// The slot to release.
@@ -256,6 +263,7 @@ pub struct TurnFinish {
     /// A title for the conversation, written with the reply (a title model named it).
     pub title: Option<String>,
 }
+
 /// A response saved under an idempotency key, replayed to a retry of the same request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SavedResponse {
@@ -382,10 +390,18 @@ pub trait Turns: Send + Sync {
     async fn begin_turn(&self, start: &TurnStart) -> Result<TurnBegun, StoreError>;
 
     /// Ends a chat turn in one atomic write: stores the reply and touches the conversation,
-    /// settles the budget reservation ([`Settlement::delta`] added to both budget items), releases the stream slot (only if this turn still holds
-    /// it) and adds the analytics counters. A part that can no longer apply (the conversation was
-    /// deleted meanwhile, the lease was reclaimed) is dropped and the rest written.
+    /// settles the budget reservation ([`Settlement::delta`] added to both budget items), releases
+    /// the stream slot (only if this turn still holds it), adds the analytics counters and writes
+    /// the turn's receipt (put if absent, expiring after [`RECEIPT_TTL_SECS`]). Idempotent per
+    /// [`TurnFinish::turn_id`]: when the receipt exists the turn was finished before and nothing
+    /// is written (`Ok`). A part that can no longer apply (the conversation was deleted
+    /// meanwhile, the lease was reclaimed) is dropped and the rest written.
     async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError>;
+
+    /// Frees a stream slot if `lease`'s turn still holds it, and nothing else (no receipt, no
+    /// settlement): what a turn whose finishing write failed does so the caller's next chat is
+    /// not refused until the lease ends. Idempotent.
+    async fn release_slot(&self, owner: &UserId, lease: &StreamLease) -> Result<(), StoreError>;
 }
 
 /// Analytics events and the audit log.

@@ -254,6 +254,8 @@ pub const IDEMPOTENCY_TTL_SECS: i64 = 24 * 3600;
 /// How long a reservation holds its key while the request runs, in seconds: longer than any CRUD
 /// request (the Lambda timeout is 10 s), short enough that a crashed request's key frees itself.
 pub const IDEMPOTENCY_LEASE_SECS: i64 = 60;
+/// How long a finished turn's receipt is kept (3 days): far longer than any retry of its finish.
+pub const RECEIPT_TTL_SECS: i64 = 3 * 24 * 3600;
 /// Largest response body saved under an idempotency key (a DynamoDB item holds 400 KB); a larger
 /// response is not saved and its key is released.
 pub const MAX_SAVED_RESPONSE_BYTES: usize = 256 * 1024;

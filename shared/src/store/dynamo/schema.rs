@@ -8,6 +8,7 @@
 //! | message | `CONV#<id>` | `MSG#<ulid>` | |
 //! | content chunk | `CONV#<id>` | `MSG#<ulid>#C<nnnn>` | |
 //! | client id marker | `CONV#<id>` | `CID#<client id>` | |
+//! | turn receipt | `CONV#<id>` | `TURN#<turn id>` | `expiresAt` (TTL) |
 //! | idempotency record | `IDEM#<owner>` | `<Idempotency-Key>` | `fingerprint`, `state`, `token?`, `status?`, `body?`, `location?`, `expiresAt` (TTL) |
 //!
 //! Table `athena-events` (env `ATHENA_EVENTS_TABLE`): events at `pk = DAY#<yyyy-mm-dd>#<shard>`,
@@ -24,7 +25,8 @@ pub const SK: &str = "sk";
 pub const GSI_OWNER: &str = "byOwner";
 /// Owner + solution index: one owner's conversations of one solution (or of the general chat).
 pub const GSI_OWNER_SOLUTION: &str = "byOwnerSolution";
-/// TTL attribute of both tables (on the conversations table only idempotency records carry it).
+/// TTL attribute of both tables (on the conversations table only idempotency records and turn
+/// receipts carry it).
 pub const TTL_ATTRIBUTE: &str = "expiresAt";
 /// Sort key of a conversation's own item.
 pub const META: &str = "META";
@@ -53,6 +55,11 @@ pub fn chunk_sk(message_id: &str, n: usize) -> String {
 /// Sort key of a client-id marker.
 pub fn client_id_sk(client_id: &str) -> String {
     format!("{CID_PREFIX}{client_id}")
+}
+
+/// Sort key of a finished turn's receipt (conversations table, under the conversation's `pk`).
+pub fn receipt_sk(turn_id: &str) -> String {
+    format!("TURN#{turn_id}")
 }
 
 /// Partition key of a user's idempotency records (conversations table; `sk` = the client's key).

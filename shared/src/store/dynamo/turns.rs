@@ -6,10 +6,10 @@ use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use super::items::{conversation_item, message_items, Marker};
 use super::schema;
 use super::stats::stats_expression;
-use super::{n, owner_condition, s, sdk_key, update_item, DynamoStore};
+use super::{classify, n, owner_condition, s, sdk_key, update_item, DynamoStore};
 use crate::domain::{ConversationId, Message, UserId};
 use crate::error::StoreError;
-use crate::store::{rules, TurnBegun, TurnFinish, TurnStart, TurnWrite, Turns};
+use crate::store::{rules, StreamLease, TurnBegun, TurnFinish, TurnStart, TurnWrite, Turns};
 
 #[async_trait]
 impl Turns for DynamoStore {
@@ -149,10 +149,24 @@ impl Turns for DynamoStore {
         }
     }
 
-    #[tracing::instrument(name = "dynamo.finish_turn", skip_all, fields(reply = finish.reply.is_some(), reserved = finish.settlement.reserved, actual = finish.settlement.actual, lease = finish.lease.is_some()))]
+    #[tracing::instrument(name = "dynamo.finish_turn", skip_all, fields(conversation = %finish.conversation_id, turn = %finish.turn_id, reply = finish.reply.is_some(), reserved = finish.settlement.reserved, actual = finish.settlement.actual, lease = finish.lease.is_some()))]
     async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
         let owner = &finish.owner;
-        let mut parts: Vec<(Part, TransactWriteItem)> = Vec::new();
+        // The receipt first: put if absent, so a finish that applied before changes nothing.
+        let receipt = Put::builder()
+            .table_name(&self.tables.conversations)
+            .item(schema::PK, s(schema::conversation_pk(finish.conversation_id.as_str())))
+            .item(schema::SK, s(schema::receipt_sk(&finish.turn_id)))
+            .item(
+                schema::TTL_ATTRIBUTE,
+                n(finish.started.timestamp().saturating_add(rules::RECEIPT_TTL_SECS)),
+            )
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", schema::PK)
+            .build()
+            .map_err(|e| StoreError::internal("building a turn receipt", e))?;
+        let mut parts: Vec<(Part, TransactWriteItem)> =
+            vec![(Part::Receipt, TransactWriteItem::builder().put(receipt).build())];
         if let Some(reply) = &finish.reply {
             parts.push((Part::Meta, self.touch_update(owner, reply, finish.title.as_deref())?));
             for item in message_items(&self.tables.conversations, reply, Marker::IfAbsent)? {
@@ -192,9 +206,6 @@ impl Turns for DynamoStore {
             parts.push((Part::Stats, update_item(update)?));
         }
         for _ in 0..3 {
-            if parts.is_empty() {
-                return Ok(());
-            }
             let (kinds, items): (Vec<Part>, Vec<TransactWriteItem>) = parts.iter().cloned().unzip();
             match self.transact(items).await {
                 Ok(Ok(())) => return Ok(()),
@@ -205,6 +216,11 @@ impl Turns for DynamoStore {
                         .filter(|(_, c)| c.as_deref() == Some("ConditionalCheckFailed"))
                         .map(|(p, _)| *p)
                         .collect();
+                    if failed.contains(&Part::Receipt) {
+                        // Finished before (an earlier attempt applied): nothing more to write.
+                        tracing::info!("the turn was already finished: nothing written");
+                        return Ok(());
+                    }
                     if failed.iter().any(|p| matches!(p, Part::Meta | Part::Message)) {
                         tracing::warn!("the conversation is gone or the reply exists: the reply is not stored");
                         parts.retain(|(p, _)| !matches!(p, Part::Meta | Part::Message));
@@ -230,11 +246,38 @@ impl Turns for DynamoStore {
         }
         Err(StoreError::internal("finishing a turn", "the transaction kept failing"))
     }
+
+    #[tracing::instrument(name = "dynamo.release_slot", skip_all, fields(turn = %lease.turn_id, slot = lease.slot))]
+    async fn release_slot(&self, owner: &UserId, lease: &StreamLease) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.events)
+            .set_key(Some(sdk_key(schema::slot_pk(owner.as_str()), lease.slot.to_string())))
+            .condition_expression("#turn = :turn")
+            .expression_attribute_names("#turn", "turnId")
+            .expression_attribute_values(":turn", s(lease.turn_id.clone()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Already released, or another turn holds the slot now: not ours to free.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(classify("DeleteItem", e)),
+        }
+    }
 }
 
 /// What an item of a turn transaction is, to read its cancellation reason.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Part {
+    /// The turn's receipt (put if absent): its condition failing means the turn was finished.
+    Receipt,
     Rate,
     Day,
     Month,

@@ -103,6 +103,11 @@ CREATE TABLE IF NOT EXISTS audit (
     expires_at INTEGER NOT NULL,
     PRIMARY KEY (owner, id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS turn_receipts (
+    turn_id         TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL,
+    expires_at      INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     owner       TEXT NOT NULL,
     key         TEXT NOT NULL,
@@ -193,7 +198,14 @@ impl EmbeddedStore {
         let now = chrono::Utc::now().timestamp();
         conn.execute("DELETE FROM events WHERE expires_at < ?1", params![now])
             .map_err(sql_err("expiring events"))?;
-        for table in ["counters", "budgets", "stream_slots", "audit", "idempotency_keys"] {
+        for table in [
+            "counters",
+            "budgets",
+            "stream_slots",
+            "audit",
+            "idempotency_keys",
+            "turn_receipts",
+        ] {
             conn.execute(&format!("DELETE FROM {table} WHERE expires_at < ?1"), params![now])
                 .map_err(sql_err("expiring counters"))?;
         }

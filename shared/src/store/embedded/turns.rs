@@ -7,9 +7,10 @@ use super::messages::{append_in, insert_and_touch};
 use super::rows::{insert_conversation, owned_conversation};
 use super::stats::stats_in;
 use super::{sql_err, EmbeddedStore};
+use crate::domain::UserId;
 use crate::error::StoreError;
 use crate::store::schema;
-use crate::store::{check_message_size, rules, Touch, TurnBegun, TurnFinish, TurnStart, TurnWrite, Turns};
+use crate::store::{check_message_size, rules, StreamLease, Touch, TurnBegun, TurnFinish, TurnStart, TurnWrite, Turns};
 
 #[async_trait]
 impl Turns for EmbeddedStore {
@@ -150,7 +151,7 @@ impl Turns for EmbeddedStore {
         .await
     }
 
-    #[tracing::instrument(name = "embedded.finish_turn", skip_all, fields(reply = finish.reply.is_some(), reserved = finish.settlement.reserved, actual = finish.settlement.actual, lease = finish.lease.is_some()))]
+    #[tracing::instrument(name = "embedded.finish_turn", skip_all, fields(conversation = %finish.conversation_id, turn = %finish.turn_id, reply = finish.reply.is_some(), reserved = finish.settlement.reserved, actual = finish.settlement.actual, lease = finish.lease.is_some()))]
     async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
         if let Some(reply) = &finish.reply {
             check_message_size(reply)?;
@@ -161,6 +162,19 @@ impl Turns for EmbeddedStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql_err("begin"))?;
             let owner = finish.owner.as_str();
+            // The receipt first: a turn finished before (an earlier attempt applied) writes nothing.
+            let expires = finish.started.timestamp().saturating_add(rules::RECEIPT_TTL_SECS);
+            let written = tx
+                .execute(
+                    "INSERT INTO turn_receipts (turn_id, conversation_id, expires_at) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (turn_id) DO NOTHING",
+                    params![finish.turn_id, finish.conversation_id.as_str(), expires],
+                )
+                .map_err(sql_err("writing a turn receipt"))?;
+            if written == 0 {
+                tracing::info!("the turn was already finished: nothing written");
+                return Ok(());
+            }
             if let Some(reply) = &finish.reply {
                 let touch = Touch {
                     title: finish.title.clone(),
@@ -193,6 +207,20 @@ impl Turns for EmbeddedStore {
                 }
             }
             tx.commit().map_err(sql_err("commit"))
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "embedded.release_slot", skip_all, fields(turn = %lease.turn_id, slot = lease.slot))]
+    async fn release_slot(&self, owner: &UserId, lease: &StreamLease) -> Result<(), StoreError> {
+        let (owner, lease) = (owner.clone(), lease.clone());
+        self.with(move |conn| {
+            conn.execute(
+                "DELETE FROM stream_slots WHERE owner = ?1 AND slot = ?2 AND turn = ?3",
+                params![owner.as_str(), lease.slot, lease.turn_id],
+            )
+            .map_err(sql_err("releasing a stream slot"))?;
+            Ok(())
         })
         .await
     }
