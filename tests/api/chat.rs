@@ -355,6 +355,32 @@ async fn an_edited_message_is_answered_and_the_old_version_is_kept(store: Arc<dy
         "two versions of q2"
     );
     assert_eq!(messages[2]["clientId"], "q2");
+    // Editing the very first message starts a second branch from the top.
+    let first = json!({"id": "q1", "role": "user", "parts": [{"type": "text", "text": "First, rephrased #deltas:1"}]});
+    let (status, _, _) = post_chat(
+        &app,
+        "/api/chat",
+        json!({"id": "edits", "messages": [first], "messageId": "q1"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let shown = app.call("GET", "/api/conversations/edits", None).await;
+    let messages = shown.json["messages"].as_array().cloned().unwrap_or_default();
+    let texts: Vec<&str> = messages
+        .iter()
+        .map(|m| m["content"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        texts,
+        ["First, rephrased #deltas:1", "w0 "],
+        "the edited first message has no parent"
+    );
+    assert_eq!(messages[0]["parentId"], Value::Null);
+    assert_eq!(
+        messages[0]["siblings"].as_array().map(Vec::len),
+        Some(2),
+        "two versions of q1"
+    );
 }
 
 async fn a_retried_submit_stores_one_reply_and_replays_it(store: Arc<dyn Store>) {

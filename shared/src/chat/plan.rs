@@ -132,7 +132,9 @@ pub fn plan_turn(input: PlanInput<'_>) -> Result<Planned, ChatError> {
                 Some(i) => {
                     let parent = tree.parent(i);
                     let mut version = message(ids, &conversation, newest, now);
-                    version.parent_id = parent.map(|p| all[p].id.clone());
+                    // A new version of the first message is a root too: it names the root
+                    // explicitly (no parent at all would make it follow the newest message).
+                    version.parent_id = Some(parent.map_or_else(MessageId::root, |p| all[p].id.clone()));
                     let mut history = branch(&tree, parent);
                     history.push(version.clone());
                     let answers = version.id.clone();
@@ -470,6 +472,32 @@ mod tests {
         assert_eq!(message.client_id.as_ref().map(|c| c.as_str()), Some("m2"));
         assert_eq!(texts(&p.history), ["q1", "a1", "q2, edited"]);
         assert_eq!(p.answers, message.id);
+    }
+
+    #[test]
+    fn an_edited_first_message_is_a_second_root_beside_the_first() {
+        let catalog = Catalog::all();
+        let existing = stored(
+            &catalog,
+            &[
+                (Role::User, "q1", Some("m1"), None),
+                (Role::Assistant, "a1", None, Some(0)),
+            ],
+        );
+        let p = run(plan(
+            &catalog,
+            request(Trigger::Submit, vec![incoming(Role::User, "q1, edited", Some("m1"))]),
+            Some(existing.clone()),
+        ));
+        let TurnWrite::Edit { message } = &p.write else {
+            panic!("expected an edit, got {:?}", p.write)
+        };
+        assert_eq!(texts(&p.history), ["q1, edited"], "the edit starts its own branch");
+        let mut all = existing.1;
+        all.push(message.clone());
+        let tree = Tree::new(&all);
+        assert_eq!(tree.parent(2), None, "a root, not a follower of the reply");
+        assert_eq!(tree.siblings(2), [0, 2], "two versions of the first message");
     }
 
     #[test]

@@ -84,6 +84,16 @@ id_type!(
     "clientMessageId"
 );
 
+impl MessageId {
+    /// The parent a message names when it starts the conversation explicitly (a new version of
+    /// an edited first message). It is never a message's id (those are ULIDs), so a conversation's
+    /// tree reads a message naming it as a root; a message that names no parent at all follows
+    /// the one before it instead.
+    pub fn root() -> Self {
+        Self("root".to_owned())
+    }
+}
+
 /// Makes message ids: ULIDs, strictly increasing within a process even inside one millisecond, so
 /// messages appended in the same millisecond keep their order.
 #[derive(Default)]
