@@ -10,21 +10,41 @@ use super::{Message, MessageId};
 pub struct Tree<'a> {
     messages: &'a [Message],
     parents: Vec<Option<usize>>,
+    /// The children of each message, oldest first; `roots` for the messages without a parent.
+    children: Vec<Vec<usize>>,
+    roots: Vec<usize>,
+    /// Message id to index (built once: a turn reads the tree of its whole conversation).
+    index: std::collections::HashMap<&'a str, usize>,
 }
 
 impl<'a> Tree<'a> {
     /// The tree of `messages` (id order). A message without a parent id follows the one before
     /// it; a parent id that is not among the messages makes it a root.
     pub fn new(messages: &'a [Message]) -> Self {
-        let parents = messages
-            .iter()
-            .enumerate()
-            .map(|(i, m)| match &m.parent_id {
-                Some(parent) => messages[..i].iter().rposition(|p| &p.id == parent),
+        let mut index = std::collections::HashMap::with_capacity(messages.len());
+        let mut parents = Vec::with_capacity(messages.len());
+        let mut children = vec![Vec::new(); messages.len()];
+        let mut roots = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            // Only an earlier message can be a parent (ids grow along a branch).
+            let parent = match &m.parent_id {
+                Some(parent) => index.get(parent.as_str()).copied(),
                 None => i.checked_sub(1),
-            })
-            .collect();
-        Self { messages, parents }
+            };
+            match parent {
+                Some(p) => children[p].push(i),
+                None => roots.push(i),
+            }
+            parents.push(parent);
+            index.insert(m.id.as_str(), i);
+        }
+        Self {
+            messages,
+            parents,
+            children,
+            roots,
+            index,
+        }
     }
 
     /// The messages, in id order.
@@ -34,7 +54,7 @@ impl<'a> Tree<'a> {
 
     /// The index of a message id.
     pub fn index(&self, id: &MessageId) -> Option<usize> {
-        self.messages.iter().position(|m| &m.id == id)
+        self.index.get(id.as_str()).copied()
     }
 
     /// The index of the newest version of the client's message id.
@@ -51,7 +71,10 @@ impl<'a> Tree<'a> {
 
     /// The children of message `i` (or the roots, for `None`), oldest first.
     pub fn children(&self, i: Option<usize>) -> Vec<usize> {
-        (0..self.messages.len()).filter(|j| self.parents[*j] == i).collect()
+        match i {
+            Some(i) => self.children.get(i).cloned().unwrap_or_default(),
+            None => self.roots.clone(),
+        }
     }
 
     /// The versions of message `i`: the children of its parent, oldest first (itself included).
@@ -87,7 +110,7 @@ impl<'a> Tree<'a> {
     /// client switching to version `i` lands.
     pub fn newest_leaf_under(&self, i: usize) -> usize {
         let mut at = i;
-        while let Some(newest) = self.children(Some(at)).last() {
+        while let Some(newest) = self.children.get(at).and_then(|c| c.last()) {
             at = *newest;
         }
         at
