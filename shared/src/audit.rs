@@ -32,6 +32,8 @@ pub mod action {
     pub const CHAT_TURN: &str = "chat.turn";
     /// `POST /api/chat[/solution]` with `trigger: regenerate-message`
     pub const CHAT_REGENERATE: &str = "chat.regenerate";
+    /// A running chat turn asked to stop.
+    pub const CHAT_STOP: &str = "chat.stop";
 }
 
 /// Builds an entry stamped now, kept `retention_days`.

@@ -119,7 +119,12 @@ async fn a_reply_arrives_chunk_by_chunk(store: Arc<dyn Store>) {
 }
 
 async fn a_client_that_goes_away_leaves_the_partial_reply_stored_as_aborted(store: Arc<dyn Store>) {
-    let app = app_on(store, ChatConfig::default()).await;
+    // With resumable streams off a disconnect stops the turn (on, it runs on: `resume.rs`).
+    let chat = ChatConfig {
+        resumable_streams: false,
+        ..ChatConfig::default()
+    };
+    let app = app_on(store, chat).await;
     let res = app
         .client
         .post(format!("{}/api/chat", app.base))

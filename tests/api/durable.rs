@@ -34,6 +34,8 @@ async fn under(store: &dyn Store, owner: &UserId, conversation: &ConversationId,
         turn_id: unique("probe"),
         now: shared::domain::now(),
         reservation: 0,
+        reply_id: shared::domain::IdGenerator::new().message_id(),
+        reply_parent: shared::domain::MessageId::root(),
     };
     match store.begin_turn(&start).await {
         Ok(_) => true,
@@ -70,6 +72,8 @@ async fn slot_free(store: &dyn Store, owner: &UserId, conversation: &Conversatio
         turn_id: unique("slot-probe"),
         now: shared::domain::now(),
         reservation: 0,
+        reply_id: shared::domain::IdGenerator::new().message_id(),
+        reply_parent: shared::domain::MessageId::root(),
     };
     match store.begin_turn(&start).await {
         Ok(begun) => {
@@ -125,6 +129,8 @@ async fn admitted(store: &dyn Store, ids: &IdGenerator, c: &Conversation, stream
             turn_id: turn_id.clone(),
             now: shared::domain::now(),
             reservation: 400,
+            reply_id: shared::domain::IdGenerator::new().message_id(),
+            reply_parent: shared::domain::MessageId::root(),
         })
         .await
         .expect("admitted");
@@ -157,6 +163,7 @@ async fn a_second_finish_of_the_same_turn_changes_nothing(store: Arc<dyn Store>)
         started: shared::domain::now(),
         stats: None,
         title: None,
+        checkpoint: None,
     };
     store.finish_turn(&finish).await.expect("first finish");
     let after_first = store.get_conversation(&owner, &c.id).await.expect("conversation");

@@ -34,6 +34,8 @@ async fn under(store: &dyn Store, conversation: &str, budget: u64) -> bool {
         turn_id: athena_tests::unique("probe"),
         now: shared::domain::now(),
         reservation: 0,
+        reply_id: shared::domain::IdGenerator::new().message_id(),
+        reply_parent: shared::domain::MessageId::root(),
     };
     match store.begin_turn(&start).await {
         Ok(_) => true,
@@ -124,13 +126,15 @@ async fn a_spent_budget_is_a_json_429_before_any_stream_byte_and_charges_reporte
 }
 
 /// The local user's day budget of 3,000 tokens, the stream cap off, replies of at most 200
-/// tokens: each turn reserves its input estimate plus 200.
+/// tokens: each turn reserves its input estimate plus 200. Resumable streams are off, so a
+/// client that goes away stops its turn (on, the turn would run on and be charged in full).
 async fn a_3000_token_budget_app(store: &Arc<dyn Store>) -> athena_tests::TestApp {
     let mut config = Config::local();
     config.token_budget_day = 3_000;
     config.max_concurrent_streams = 0;
     let chat = ChatConfig {
         max_output_tokens: 200,
+        resumable_streams: false,
         ..ChatConfig::default()
     };
     spawn_chat_app(Arc::clone(store), config, chat).await
@@ -224,7 +228,12 @@ async fn turns_aborted_by_the_client_reserve_their_cost_and_are_charged_an_estim
 async fn the_stream_cap_answers_429_and_an_aborted_stream_frees_its_slot(store: Arc<dyn Store>) {
     let mut config = Config::local();
     config.max_concurrent_streams = 1;
-    let app = spawn_chat_app(store, config, ChatConfig::default()).await;
+    // A disconnect frees the slot only when it stops the turn (resumable streams off).
+    let chat = ChatConfig {
+        resumable_streams: false,
+        ..ChatConfig::default()
+    };
+    let app = spawn_chat_app(store, config, chat).await;
     let res = app
         .client
         .post(format!("{}/api/chat", app.base))

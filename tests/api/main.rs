@@ -17,5 +17,6 @@ mod events;
 mod gateway;
 mod http_api;
 mod limits;
+mod resume;
 mod store_conformance;
 mod template;

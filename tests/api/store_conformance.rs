@@ -51,8 +51,11 @@ impl Harness for Arc<DynamoStore> {
             .query()
             .table_name(&self.tables().conversations)
             .key_condition_expression("pk = :pk")
-            // Turn receipts are bookkeeping (they expire), not the conversation's data.
-            .filter_expression("NOT begins_with(sk, :receipt)")
+            // Turn receipts, the live-turn marker and checkpoints are bookkeeping (they
+            // expire), not the conversation's data.
+            .filter_expression("NOT begins_with(sk, :receipt) AND sk <> :live AND NOT begins_with(sk, :stream)")
+            .expression_attribute_values(":live", AttributeValue::S("LIVE".to_owned()))
+            .expression_attribute_values(":stream", AttributeValue::S("STREAM#".to_owned()))
             .expression_attribute_values(":pk", AttributeValue::S(format!("CONV#{id}")))
             .expression_attribute_values(":receipt", AttributeValue::S("TURN#".to_owned()))
             .consistent_read(true)
@@ -768,6 +771,8 @@ fn turn(ids: &IdGenerator, c: &Conversation, write: TurnWrite, limits: TurnLimit
         turn_id: ids.next_ulid(),
         now: shared::domain::now(),
         reservation: 0,
+        reply_id: shared::domain::IdGenerator::new().message_id(),
+        reply_parent: shared::domain::MessageId::root(),
     }
 }
 
@@ -775,6 +780,8 @@ fn turn(ids: &IdGenerator, c: &Conversation, write: TurnWrite, limits: TurnLimit
 fn reserving(ids: &IdGenerator, c: &Conversation, write: TurnWrite, limits: TurnLimits, reservation: u64) -> TurnStart {
     TurnStart {
         reservation,
+        reply_id: shared::domain::IdGenerator::new().message_id(),
+        reply_parent: shared::domain::MessageId::root(),
         ..turn(ids, c, write, limits)
     }
 }
@@ -794,6 +801,7 @@ fn settle(c: &Conversation, lease: Option<StreamLease>, settlement: Settlement) 
         started: shared::domain::now(),
         stats: None,
         title: None,
+        checkpoint: None,
     }
 }
 

@@ -58,6 +58,45 @@ pub async fn post(
     Ok(streamed(turn, protocol))
 }
 
+/// `GET /api/chat[/solution]/{id}/stream`: the AI SDK's `reconnectToStream`. The conversation's
+/// running (or just finished) turn replayed from its `start` and followed live; `204` when there
+/// is nothing to resume (including another user's conversation, or resumable streams off).
+pub async fn resume(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    solution: Option<Solution>,
+    id: ConversationId,
+    req: &ApiRequest,
+) -> Result<Response<Body>, ApiError> {
+    let protocol = Protocol::negotiate(
+        req.query_param("protocol"),
+        req.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()),
+    )
+    .map_err(|_| ValidationError::field("protocol", "must be text or ui-message"))?;
+    match chat::resume(state, &caller.user, solution, id).await? {
+        Some(turn) => Ok(streamed(turn, protocol)),
+        None => Ok(super::no_content()),
+    }
+}
+
+/// `POST /api/chat[/solution]/{id}/stop`: asks the conversation's running turn to stop (on
+/// whichever instance runs it). `202` with the turn's reply id when one was running (it ends
+/// within a checkpoint interval, its partial reply stored as `aborted`); `204` when none was.
+pub async fn stop(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    solution: Option<Solution>,
+    id: ConversationId,
+) -> Result<Response<Body>, ApiError> {
+    match chat::stop(state, &caller.user, solution, id).await? {
+        Some(live) => super::json(
+            StatusCode::ACCEPTED,
+            &json!({"stopping": true, "messageId": live.reply_id.as_str()}),
+        ),
+        None => Ok(super::no_content()),
+    }
+}
+
 /// A message as either client sends it: `content` a string (or null), `parts` objects with a
 /// string `type` (other fields of a part are the AI SDK's and ignored, except a text part's
 /// `text`, a string or null).

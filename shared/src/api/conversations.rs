@@ -118,9 +118,16 @@ fn collect<T>(problems: &mut Vec<FieldError>, result: Result<T, ValidationError>
 }
 
 /// `GET /api/conversations/{id}`: the conversation with every message, oldest first.
-pub async fn get(store: &dyn Conversations, caller: &Caller, id: ConversationId) -> Result<Response<Body>, ApiError> {
-    let (conversation, messages) = store.get_conversation_with_messages(&caller.user, &id).await?;
-    json(StatusCode::OK, &ConversationWithMessages::new(&conversation, &messages))
+/// A reply still streaming is shown at the end of the active branch with `status: "streaming"`
+/// (from its turn's checkpoints); the reply of a turn that died is stored from them first.
+pub async fn get(state: &AppState, caller: &Caller, id: ConversationId) -> Result<Response<Body>, ApiError> {
+    let (mut conversation, mut messages) = state.store.get_conversation_with_messages(&caller.user, &id).await?;
+    let streaming = crate::chat::in_progress(state, &caller.user, &mut conversation, &mut messages).await;
+    let mut view = ConversationWithMessages::new(&conversation, &messages);
+    if let Some((reply, _)) = &streaming {
+        view.push_streaming(reply);
+    }
+    json(StatusCode::OK, &view)
 }
 
 /// Body of `PATCH /api/conversations/{id}`: only the documented fields.

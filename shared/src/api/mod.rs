@@ -315,6 +315,7 @@ fn audit_action(op: Op) -> Option<&'static str> {
         Op::SetActiveBranch => Some(action::CONVERSATION_BRANCH),
         Op::CreateMessage => Some(action::MESSAGES_ADD),
         Op::ClearMessages => Some(action::MESSAGES_CLEAR),
+        Op::StopChat(_) => Some(action::CHAT_STOP),
         _ => None,
     }
 }
@@ -368,7 +369,7 @@ async fn dispatch(
         Op::CreateConversation => {
             idempotency::once(state, caller, req, conversations::create(state, caller, req)).await
         }
-        Op::GetConversation => conversations::get(state.store.as_ref(), caller, input::conversation_id(id)?).await,
+        Op::GetConversation => conversations::get(state, caller, input::conversation_id(id)?).await,
         Op::UpdateConversation => conversations::update(state, caller, input::conversation_id(id)?, req).await,
         Op::DeleteConversation => {
             conversations::delete(state.store.as_ref(), caller, input::conversation_id(id)?).await
@@ -382,6 +383,8 @@ async fn dispatch(
         Op::ClearMessages => messages::clear(state.store.as_ref(), caller, input::conversation_id(id)?).await,
         Op::ChatInfo(solution) => chat::info(state, solution),
         Op::Chat(solution) => chat::post(state, caller, solution, req).await,
+        Op::ResumeChat(solution) => chat::resume(state, caller, solution, input::conversation_id(id)?, req).await,
+        Op::StopChat(solution) => chat::stop(state, caller, solution, input::conversation_id(id)?).await,
         Op::AnalyticsSummary => analytics::summary(state, caller, req).await,
         Op::ListAudit => audit::list(state.store.as_ref(), caller, req).await,
         Op::Dashboard | Op::Health => unreachable_route(),
@@ -470,6 +473,13 @@ pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Result<Respon
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(response)
+}
+
+/// An empty `204 No Content`.
+pub fn no_content() -> Response<Body> {
+    let mut response = Response::new(full(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
 }
 
 /// Sets `x-next-cursor` when another page follows.

@@ -29,6 +29,10 @@ pub enum Op {
     ChatInfo(Option<Solution>),
     /// `POST /api/chat[/solution]`: a streamed reply.
     Chat(Option<Solution>),
+    /// `GET /api/chat[/solution]/{id}/stream`: the running turn's stream, resumed (204: none).
+    ResumeChat(Option<Solution>),
+    /// `POST /api/chat[/solution]/{id}/stop`: stop the running turn.
+    StopChat(Option<Solution>),
     /// `GET /api/analytics/summary` (admins).
     AnalyticsSummary,
     /// `GET /dashboard`: the analytics page.
@@ -139,6 +143,76 @@ pub const ROUTES: &[Route] = &[
             ("GET", Op::ChatInfo(Some(Solution::Requirements))),
             ("POST", Op::Chat(Some(Solution::Requirements))),
         ],
+    },
+    Route {
+        pattern: "/api/chat/{id}/stream",
+        function: "chat",
+        ops: &[("GET", Op::ResumeChat(None))],
+    },
+    Route {
+        pattern: "/api/chat/{id}/stop",
+        function: "chat",
+        ops: &[("POST", Op::StopChat(None))],
+    },
+    Route {
+        pattern: "/api/chat/manufacturing/{id}/stream",
+        function: "chat",
+        ops: &[("GET", Op::ResumeChat(Some(Solution::Manufacturing)))],
+    },
+    Route {
+        pattern: "/api/chat/manufacturing/{id}/stop",
+        function: "chat",
+        ops: &[("POST", Op::StopChat(Some(Solution::Manufacturing)))],
+    },
+    Route {
+        pattern: "/api/chat/maintenance/{id}/stream",
+        function: "chat",
+        ops: &[("GET", Op::ResumeChat(Some(Solution::Maintenance)))],
+    },
+    Route {
+        pattern: "/api/chat/maintenance/{id}/stop",
+        function: "chat",
+        ops: &[("POST", Op::StopChat(Some(Solution::Maintenance)))],
+    },
+    Route {
+        pattern: "/api/chat/support/{id}/stream",
+        function: "chat",
+        ops: &[("GET", Op::ResumeChat(Some(Solution::Support)))],
+    },
+    Route {
+        pattern: "/api/chat/support/{id}/stop",
+        function: "chat",
+        ops: &[("POST", Op::StopChat(Some(Solution::Support)))],
+    },
+    Route {
+        pattern: "/api/chat/change-management/{id}/stream",
+        function: "chat",
+        ops: &[("GET", Op::ResumeChat(Some(Solution::ChangeManagement)))],
+    },
+    Route {
+        pattern: "/api/chat/change-management/{id}/stop",
+        function: "chat",
+        ops: &[("POST", Op::StopChat(Some(Solution::ChangeManagement)))],
+    },
+    Route {
+        pattern: "/api/chat/impact-analysis/{id}/stream",
+        function: "chat",
+        ops: &[("GET", Op::ResumeChat(Some(Solution::ImpactAnalysis)))],
+    },
+    Route {
+        pattern: "/api/chat/impact-analysis/{id}/stop",
+        function: "chat",
+        ops: &[("POST", Op::StopChat(Some(Solution::ImpactAnalysis)))],
+    },
+    Route {
+        pattern: "/api/chat/requirements/{id}/stream",
+        function: "chat",
+        ops: &[("GET", Op::ResumeChat(Some(Solution::Requirements)))],
+    },
+    Route {
+        pattern: "/api/chat/requirements/{id}/stop",
+        function: "chat",
+        ops: &[("POST", Op::StopChat(Some(Solution::Requirements)))],
     },
     Route {
         pattern: "/api/analytics/summary",

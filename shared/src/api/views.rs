@@ -4,7 +4,9 @@
 
 use serde::Serialize;
 
-use crate::domain::{ts, Conversation, FinishReason, Message, MessagePart, Role, Solution, Timestamp, Tree, Usage};
+use crate::domain::{
+    ts, Conversation, FinishReason, Message, MessageId, MessagePart, Role, Solution, Timestamp, Tree, Usage,
+};
 
 /// A conversation as the API shows it.
 #[derive(Serialize)]
@@ -58,6 +60,19 @@ impl<'a> ConversationWithMessages<'a> {
             messages: active_branch(c, all),
         }
     }
+
+    /// Adds the reply its newest turn is still streaming, when the active branch ends with the
+    /// message it answers (another branch may be shown meanwhile).
+    pub fn push_streaming(&mut self, reply: &'a Message) {
+        let answers = reply.parent_id.as_ref().map(MessageId::as_str);
+        if answers.is_none() || self.messages.last().map(|m| m.id) != answers {
+            return;
+        }
+        let mut view = MessageView::from(reply);
+        view.siblings = Some(vec![reply.id.as_str()]);
+        view.status = Some("streaming");
+        self.messages.push(view);
+    }
 }
 
 /// The messages of `c`'s active branch, in order, each with its parent and its versions
@@ -104,6 +119,9 @@ pub struct MessageView<'a> {
     finish_reason: Option<FinishReason>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    /// `"streaming"` on a reply still being written (not stored yet); absent on stored messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'static str>,
 }
 
 impl MessageView<'_> {
@@ -130,6 +148,7 @@ impl<'a> From<&'a Message> for MessageView<'a> {
             latency_ms: m.latency_ms,
             finish_reason: m.finish_reason,
             error: m.error.as_deref(),
+            status: None,
         }
     }
 }

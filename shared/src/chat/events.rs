@@ -1,5 +1,6 @@
 //! What a turn tells its client, independent of the wire format (`api::chat` encodes it).
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -7,7 +8,9 @@ use crate::domain::{ConversationId, MessageId};
 
 /// One event of a streaming turn, in order: `Start`, then per model call `StartStep`, text and
 /// tool events, `FinishStep`; then `Finish` (success, or a stop/partial reply) or `Error`.
-#[derive(Clone, Debug, PartialEq)]
+/// Checkpoints store them as JSON (`{"t": "text", "v": ...}`), so a resumed stream replays them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", content = "v", rename_all = "kebab-case")]
 pub enum TurnEvent {
     /// The reply begins: its message id and metadata (the conversation id).
     Start {

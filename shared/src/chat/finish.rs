@@ -107,6 +107,7 @@ impl Drop for SlotGuard {
                 started,
                 stats: None,
                 title: None,
+                checkpoint: None,
             };
             if let Err(e) = state.store.finish_turn(&release).await {
                 tracing::warn!(error = %e, "releasing the stream slot of an interrupted turn failed");
@@ -126,7 +127,7 @@ impl Turn {
         mut guard: SlotGuard,
         latency: Duration,
     ) {
-        let finish = if sink.gone {
+        let finish = if sink.stopped || (sink.gone && !sink.resumable) {
             FinishReason::Aborted
         } else {
             outcome.finish
@@ -142,6 +143,20 @@ impl Turn {
             + outcome.usage.output_tokens
             + outcome.estimated
             + named.as_ref().map_or(0, |n| n.tokens);
+        // How the stream ends, if the write succeeds; it goes into the final checkpoint.
+        let last = match &outcome.error {
+            Some((_, message)) => TurnEvent::Error {
+                message: message.clone(),
+            },
+            None => TurnEvent::Finish {
+                metadata: self.metadata(&outcome, finish, latency),
+            },
+        };
+        let tail = match sink.recorder.take() {
+            Some(recorder) => recorder.close().await,
+            None => super::checkpoint::Tail::default(),
+        };
+        let (checkpoint, seq) = self.final_checkpoint(tail, &last).await;
         let finishing = TurnFinish {
             owner: self.user.clone(),
             conversation_id: self.plan.conversation.id.clone(),
@@ -159,6 +174,7 @@ impl Turn {
             started: self.plan.started_at,
             stats: Some(crate::analytics::turn_stats(&record)),
             title: named.map(|n| n.title),
+            checkpoint,
         };
         let saved = match self.store_finish(&finishing).await {
             Ok(()) => true,
@@ -192,24 +208,71 @@ impl Turn {
             error = outcome.error.as_ref().map(|(code, _)| code.as_str()),
             "chat turn"
         );
-        if !sink.gone {
-            let last = match &outcome.error {
-                _ if !saved => TurnEvent::Error {
-                    message: format!(
-                        "{STORE_UNAVAILABLE}: the reply could not be saved. Please send your message again."
-                    ),
-                },
-                Some((_, message)) => TurnEvent::Error {
-                    message: message.clone(),
-                },
-                None => TurnEvent::Finish {
-                    metadata: self.metadata(&outcome, finish, latency),
-                },
+        let last = if saved {
+            last
+        } else {
+            let failed = TurnEvent::Error {
+                message: format!("{STORE_UNAVAILABLE}: the reply could not be saved. Please send your message again."),
             };
-            sink.send(last).await;
-        }
+            // A resumed stream ends the same way (unless the write did apply after all: the
+            // checkpoint is put only if absent).
+            self.write_checkpoint(seq, vec![failed.clone()], true).await;
+            failed
+        };
+        sink.send_to_client(last).await;
         self.record_activity(&record, &outcome, finish, saved).await;
         crate::analytics::emit_metrics(&record, config.runtime.emf);
+    }
+
+    /// The final checkpoint (the events not yet checkpointed and `last`) for the finishing write,
+    /// and its position. Events too many for one checkpoint (a backlog left by a failing store)
+    /// are written first, on their own.
+    async fn final_checkpoint(
+        &self,
+        tail: super::checkpoint::Tail,
+        last: &TurnEvent,
+    ) -> (Option<crate::store::Checkpoint>, u32) {
+        let mut events = tail.events;
+        events.push(last.clone());
+        let mut batches = super::checkpoint::split_final(events);
+        let final_batch = batches.pop().unwrap_or_default();
+        let mut seq = tail.seq;
+        for batch in batches {
+            self.write_checkpoint(seq, batch, false).await;
+            seq += 1;
+        }
+        match super::checkpoint::encode(&final_batch) {
+            Ok(events) => (Some(self.checkpoint_at(seq, events, true)), seq),
+            Err(e) => {
+                tracing::warn!(error = %e, "the final checkpoint cannot be kept");
+                (None, seq)
+            }
+        }
+    }
+
+    fn checkpoint_at(&self, seq: u32, events: String, last: bool) -> crate::store::Checkpoint {
+        crate::store::Checkpoint {
+            owner: self.user.clone(),
+            conversation_id: self.plan.conversation.id.clone(),
+            turn_id: self.turn_id.clone(),
+            seq,
+            events,
+            last,
+            at: self.state.now(),
+        }
+    }
+
+    /// Writes one checkpoint outside the finishing write, bounded in time; failures are logged.
+    async fn write_checkpoint(&self, seq: u32, events: Vec<TurnEvent>, last: bool) {
+        let Ok(encoded) = super::checkpoint::encode(&events) else {
+            return;
+        };
+        let checkpoint = self.checkpoint_at(seq, encoded, last);
+        match tokio::time::timeout(STORE_ATTEMPT_TIMEOUT, self.state.store.checkpoint(&checkpoint)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, seq, "writing a checkpoint failed"),
+            Err(_) => tracing::warn!(seq, "writing a checkpoint timed out"),
+        }
     }
 
     /// The finishing write, with up to 3 attempts on a store that is unavailable, timed out

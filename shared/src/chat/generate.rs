@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::estimate::{self, Progress};
 use super::events::{TurnEvent, TurnStream};
@@ -68,16 +68,50 @@ impl Outcome {
     }
 }
 
-/// Sends events to the client; remembers when the client went away.
+/// Sends events to the client and to the checkpoints; remembers when the client went away and
+/// when the turn was asked to stop.
 pub(super) struct Sink {
     tx: mpsc::Sender<TurnEvent>,
+    /// The client went away.
     pub(super) gone: bool,
+    /// A disconnect does not stop the turn (`ATHENA_RESUMABLE_STREAMS`).
+    pub(super) resumable: bool,
+    /// The checkpoint writer (taken by the finish).
+    pub(super) recorder: Option<super::checkpoint::Recorder>,
+    /// Set when a stop is requested (`POST .../stop`), from any instance.
+    stop: watch::Receiver<bool>,
+    /// Keeps the stop signal's sender alive as long as the sink (the writer holds it too).
+    _stop_tx: Arc<watch::Sender<bool>>,
+    /// The turn was asked to stop.
+    pub(super) stopped: bool,
 }
 
 impl Sink {
+    /// Records the event in the checkpoints, then sends it to the client (if still there).
     pub(super) async fn send(&mut self, event: TurnEvent) {
+        if let Some(recorder) = &self.recorder {
+            recorder.record(&event);
+        }
+        self.send_to_client(event).await;
+    }
+
+    /// Sends the event to the client only (the finish's last event goes into the final checkpoint).
+    pub(super) async fn send_to_client(&mut self, event: TurnEvent) {
         if !self.gone && self.tx.send(event).await.is_err() {
             self.gone = true;
+        }
+    }
+
+    /// Whether generation should end: asked to stop, or the client left and the turn is not
+    /// resumable.
+    pub(super) fn should_end(&self) -> bool {
+        self.stopped || (self.gone && !self.resumable)
+    }
+
+    /// Notes a stop request that arrived (without waiting).
+    fn check_stop(&mut self) {
+        if *self.stop.borrow() {
+            self.stopped = true;
         }
     }
 }
@@ -99,7 +133,26 @@ impl Turn {
     async fn run(mut self, tx: mpsc::Sender<TurnEvent>) {
         let started = Instant::now();
         let guard = super::finish::SlotGuard::new(&self);
-        let mut sink = Sink { tx, gone: false };
+        let (stop_tx, stop) = watch::channel(false);
+        let stop_tx = Arc::new(stop_tx);
+        let recorder = super::checkpoint::Recorder::spawn(
+            Arc::clone(&self.state),
+            super::checkpoint::TurnKey {
+                owner: self.user.clone(),
+                conversation_id: self.plan.conversation.id.clone(),
+                turn_id: self.turn_id.clone(),
+            },
+            Arc::clone(&stop_tx),
+        );
+        let mut sink = Sink {
+            tx,
+            gone: false,
+            resumable: self.state.config.chat.resumable_streams,
+            recorder: Some(recorder),
+            stop,
+            _stop_tx: stop_tx,
+            stopped: false,
+        };
         sink.send(TurnEvent::Start {
             message_id: self.reply_id.clone(),
             metadata: json!({"conversationId": self.plan.conversation.id.as_str()}),
@@ -127,6 +180,11 @@ impl Turn {
         let mut context = self.context.clone();
         let mut emitted = false;
         for step in 0..MAX_STEPS {
+            sink.check_stop();
+            if sink.should_end() {
+                outcome.finish = FinishReason::Aborted;
+                return outcome;
+            }
             sink.send(TurnEvent::StartStep).await;
             // This step's text is the tail of the reply from here (no second copy while streaming).
             let step_start = outcome.text.len();
@@ -151,7 +209,7 @@ impl Turn {
                 outcome.fail(&e);
                 return outcome;
             }
-            if sink.gone {
+            if sink.should_end() {
                 outcome.finish = FinishReason::Aborted;
                 return outcome;
             }
@@ -342,9 +400,23 @@ async fn relay(
                 () = tokio::time::sleep_until(deadline) => {
                     Some(Err(ProviderError::Timeout("the reply took longer than allowed".to_owned())))
                 }
-                () = sink.tx.closed() => {
+                () = sink.tx.closed(), if !sink.gone => {
                     sink.gone = true;
+                    if sink.resumable {
+                        // The turn goes on without its client: the stream can be resumed.
+                        tracing::info!("the client went away; the turn runs on (resumable)");
+                        continue;
+                    }
                     None
+                }
+                changed = sink.stop.changed(), if !sink.stopped => {
+                    if changed.is_ok() && *sink.stop.borrow() {
+                        sink.stopped = true;
+                        tracing::info!("the turn was asked to stop");
+                        None
+                    } else {
+                        continue;
+                    }
                 }
             },
         };
@@ -387,7 +459,7 @@ async fn relay(
                 return relayed;
             }
         }
-        if sink.gone {
+        if sink.should_end() {
             break;
         }
     }

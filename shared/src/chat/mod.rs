@@ -25,6 +25,7 @@
 //! The turn speaks in [`TurnEvent`]s; `api::chat` encodes them for the wire (AI SDK UI message
 //! stream or plain text). Errors are [`ChatError`]s, mapped to HTTP once in `api::error`.
 
+mod checkpoint;
 mod context;
 mod error;
 pub mod estimate;
@@ -35,6 +36,7 @@ mod plan;
 mod prompts;
 mod replay;
 mod request;
+mod resume;
 mod title;
 mod tools;
 
@@ -47,6 +49,7 @@ pub use finish::STORE_UNAVAILABLE;
 pub use plan::{plan_turn, PlanInput, Planned, TurnPlan};
 pub use prompts::{capabilities, system_prompt};
 pub use request::{ChatRequest, IncomingMessage, Trigger};
+pub use resume::{in_progress, resume, stop, Progress, INTERRUPTED, RESUME_WINDOW_SECS};
 
 pub use crate::config::{ChatConfig, SearchConfig};
 use crate::domain::{Role, Solution, UserId};
@@ -135,7 +138,8 @@ pub async fn start(
         0
     };
     let turn_id = state.ids.next_ulid();
-    let lease = admit(state, user, &plan, &turn_id, reserved).await?;
+    let reply_id = state.ids.message_id();
+    let lease = admit(state, user, &plan, &turn_id, &reply_id, reserved).await?;
     let title_task = naming.map(|(model, first)| title::spawn(Arc::clone(&model_port), model.clone(), &first.content));
     let turn = generate::Turn {
         state: Arc::clone(state),
@@ -144,7 +148,7 @@ pub async fn start(
         context,
         system,
         tools,
-        reply_id: state.ids.message_id(),
+        reply_id,
         solution,
         turn_id,
         lease,
@@ -190,6 +194,7 @@ async fn admit(
     user: &UserId,
     plan: &TurnPlan,
     turn_id: &str,
+    reply_id: &crate::domain::MessageId,
     reserved: u64,
 ) -> Result<Option<crate::store::StreamLease>, ChatError> {
     let config = &state.config;
@@ -207,6 +212,8 @@ async fn admit(
         turn_id: turn_id.to_owned(),
         now: plan.started_at,
         reservation: reserved,
+        reply_id: reply_id.clone(),
+        reply_parent: plan.answers.clone(),
     };
     match state.store.begin_turn(&start).await {
         Ok(begun) => Ok(begun.lease),

@@ -52,6 +52,8 @@ variables! {
     "ATHENA_FALLBACK_MODELS", "none", "comma-separated models tried in order when the chosen one is throttled or unavailable before any output";
     "ATHENA_FIRST_TOKEN_TIMEOUT_MS", "20000", "how long a turn waits for the model's first token, ms";
     "ATHENA_TOTAL_TIMEOUT_MS", "240000", "how long a whole reply may take, ms";
+    "ATHENA_RESUMABLE_STREAMS", "`true`", "a chat turn runs to its end when its client disconnects, and `GET /api/chat[/solution]/{id}/stream` resumes its stream; `false`: a disconnect stops the turn (stop with `POST /api/chat[/solution]/{id}/stop` either way)";
+    "ATHENA_CHECKPOINT_MS", "1000", "how often a streaming turn checkpoints its new events to the store (also written every 16 KB), and how often a resumed stream or a stop is noticed, ms";
     "ATHENA_MAX_OUTPUT_TOKENS", "4096", "most output tokens per reply (capped by the model's own limit)";
     "ATHENA_TITLE_MODEL", "unset (titles from the first message only)", "a small model (catalog id or alias, e.g. `claude-haiku`) that writes a short title for a new conversation while its first reply streams; the title is stored with the reply";
     "ATHENA_SEARCH_URL", "unset (no web search)", "the web search API (`POST {query, max_results}`), http(s)";

@@ -23,6 +23,11 @@ pub struct ChatConfig {
     pub search: Option<SearchConfig>,
     /// The model that writes a new conversation's title (`ATHENA_TITLE_MODEL`), if any.
     pub title_model: Option<String>,
+    /// A disconnect does not stop a turn, and its stream can be resumed
+    /// (`ATHENA_RESUMABLE_STREAMS`, default true).
+    pub resumable_streams: bool,
+    /// How often a turn checkpoints (`ATHENA_CHECKPOINT_MS`, default 1000).
+    pub checkpoint_interval: Duration,
 }
 
 /// A search HTTP API: `POST url` with `{"query", "max_results"}` and an optional bearer key,
@@ -53,6 +58,8 @@ impl Default for ChatConfig {
             max_output_tokens: 4096,
             search: None,
             title_model: None,
+            resumable_streams: true,
+            checkpoint_interval: Duration::from_secs(1),
         }
     }
 }
@@ -105,6 +112,8 @@ impl ChatConfig {
             total_timeout: env.millis("ATHENA_TOTAL_TIMEOUT_MS", defaults.total_timeout)?,
             max_output_tokens,
             search,
+            resumable_streams: env.flag("ATHENA_RESUMABLE_STREAMS", defaults.resumable_streams)?,
+            checkpoint_interval: env.millis("ATHENA_CHECKPOINT_MS", defaults.checkpoint_interval)?,
         })
     }
 

@@ -196,6 +196,9 @@ pub struct Conversation {
     pub message_count: u64,
     /// The newest message of the active branch; `None`: the newest message.
     pub active_leaf: Option<MessageId>,
+    /// The newest chat turn admitted in it, as the single-conversation reads return it
+    /// (`get_conversation_with_messages`); `None` in listings and before its first turn.
+    pub live: Option<super::LiveTurn>,
 }
 
 impl Conversation {
@@ -221,6 +224,7 @@ impl Conversation {
             last_message: None,
             message_count: 0,
             active_leaf: None,
+            live: None,
         }
     }
 }

@@ -7,6 +7,7 @@ mod activity;
 mod branch;
 mod conversation;
 mod ids;
+mod live;
 mod message;
 mod time;
 
@@ -16,5 +17,6 @@ pub use conversation::{
     preview, Conversation, Solution, SolutionFilter, Title, DEFAULT_TITLE, MAX_TITLE_CHARS, PREVIEW_CHARS,
 };
 pub use ids::{ClientMessageId, ConversationId, IdGenerator, MessageId, UserId, MAX_ID_LEN};
+pub use live::LiveTurn;
 pub use message::{FinishReason, Message, MessagePart, Role, Usage};
 pub use time::{now, ts, Clock, ManualClock, SystemClock, Timestamp};

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::ports::{
-    Activity, Appended, ConversationPatch, Conversations, Counters, HeldKey, Idempotency, ListConversations,
-    ListMessages, Messages, Page, Reservation, SavedResponse, Stats, Store, StreamLease, Touch, TurnBegun, TurnFinish,
-    TurnStart, Turns,
+    Activity, Appended, Checkpoint, CheckpointAck, ConversationPatch, Conversations, Counters, HeldKey, Idempotency,
+    ListConversations, ListMessages, Messages, Page, Reservation, SavedResponse, Stats, Store, StreamLease, Streams,
+    Touch, TurnBegun, TurnFinish, TurnStart, Turns,
 };
 use crate::domain::{
-    AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, Message, MessageId, StatsDelta,
-    StatsRow, Timestamp, UserId,
+    AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, LiveTurn, Message, MessageId,
+    StatsDelta, StatsRow, Timestamp, UserId,
 };
 use crate::error::StoreError;
 
@@ -30,6 +30,8 @@ pub struct StoreParts {
     pub messages: Arc<dyn Messages>,
     /// Chat turns.
     pub turns: Arc<dyn Turns>,
+    /// Running turns' checkpoints.
+    pub streams: Arc<dyn Streams>,
     /// Events and audit.
     pub activity: Arc<dyn Activity>,
     /// Daily counters.
@@ -53,6 +55,7 @@ impl StoreParts {
             conversations: store.clone(),
             messages: store.clone(),
             turns: store.clone(),
+            streams: store.clone(),
             activity: store.clone(),
             stats: store.clone(),
             counters: store.clone(),
@@ -75,6 +78,12 @@ impl StoreParts {
     /// Replaces the turns capability.
     pub fn with_turns(mut self, part: Arc<dyn Turns>) -> Self {
         self.turns = part;
+        self
+    }
+
+    /// Replaces the streams capability (checkpoints).
+    pub fn with_streams(mut self, part: Arc<dyn Streams>) -> Self {
+        self.streams = part;
         self
     }
 
@@ -189,6 +198,35 @@ impl Turns for StoreParts {
 
     async fn release_slot(&self, owner: &UserId, lease: &StreamLease) -> Result<(), StoreError> {
         self.turns.release_slot(owner, lease).await
+    }
+}
+
+#[async_trait]
+impl Streams for StoreParts {
+    async fn checkpoint(&self, checkpoint: &Checkpoint) -> Result<CheckpointAck, StoreError> {
+        self.streams.checkpoint(checkpoint).await
+    }
+
+    async fn stop_requested(&self, owner: &UserId, id: &ConversationId, turn_id: &str) -> Result<bool, StoreError> {
+        self.streams.stop_requested(owner, id, turn_id).await
+    }
+
+    async fn live_turn(&self, owner: &UserId, id: &ConversationId) -> Result<Option<LiveTurn>, StoreError> {
+        self.streams.live_turn(owner, id).await
+    }
+
+    async fn checkpoints(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        turn_id: &str,
+        after: Option<u32>,
+    ) -> Result<Vec<Checkpoint>, StoreError> {
+        self.streams.checkpoints(owner, id, turn_id, after).await
+    }
+
+    async fn request_stop(&self, owner: &UserId, id: &ConversationId, turn_id: &str) -> Result<(), StoreError> {
+        self.streams.request_stop(owner, id, turn_id).await
     }
 }
 

@@ -5,14 +5,14 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::domain::{
-    AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, Message, MessageId, StatsDelta,
-    StatsRow, Timestamp, UserId,
+    AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, LiveTurn, Message, MessageId,
+    StatsDelta, StatsRow, Timestamp, UserId,
 };
 use crate::error::StoreError;
 use crate::store::{
-    Activity, Appended, ConversationPatch, Conversations, Counters, HeldKey, Idempotency, ListConversations,
-    ListMessages, Messages, Page, Reservation, SavedResponse, Stats, Store, StreamLease, Touch, TurnBegun, TurnFinish,
-    TurnStart, Turns,
+    Activity, Appended, Checkpoint, CheckpointAck, ConversationPatch, Conversations, Counters, HeldKey, Idempotency,
+    ListConversations, ListMessages, Messages, Page, Reservation, SavedResponse, Stats, Store, StreamLease, Streams,
+    Touch, TurnBegun, TurnFinish, TurnStart, Turns,
 };
 use async_trait::async_trait;
 
@@ -156,6 +156,40 @@ impl Turns for CountingStore {
     async fn release_slot(&self, owner: &UserId, lease: &StreamLease) -> Result<(), StoreError> {
         self.record("release_slot");
         self.inner.release_slot(owner, lease).await
+    }
+}
+
+#[async_trait]
+impl Streams for CountingStore {
+    async fn checkpoint(&self, checkpoint: &Checkpoint) -> Result<CheckpointAck, StoreError> {
+        self.record("checkpoint");
+        self.inner.checkpoint(checkpoint).await
+    }
+
+    async fn stop_requested(&self, owner: &UserId, id: &ConversationId, turn_id: &str) -> Result<bool, StoreError> {
+        self.record("stop_requested");
+        self.inner.stop_requested(owner, id, turn_id).await
+    }
+
+    async fn live_turn(&self, owner: &UserId, id: &ConversationId) -> Result<Option<LiveTurn>, StoreError> {
+        self.record("live_turn");
+        self.inner.live_turn(owner, id).await
+    }
+
+    async fn checkpoints(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        turn_id: &str,
+        after: Option<u32>,
+    ) -> Result<Vec<Checkpoint>, StoreError> {
+        self.record("checkpoints");
+        self.inner.checkpoints(owner, id, turn_id, after).await
+    }
+
+    async fn request_stop(&self, owner: &UserId, id: &ConversationId, turn_id: &str) -> Result<(), StoreError> {
+        self.record("request_stop");
+        self.inner.request_stop(owner, id, turn_id).await
     }
 }
 

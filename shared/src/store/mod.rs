@@ -37,16 +37,18 @@ pub use dynamo::schema;
 pub use compose::StoreParts;
 pub use open::{from_env, open, probe, Probe};
 pub use ports::{
-    ActiveLeaf, Activity, Appended, ConversationPatch, Conversations, Counters, HeldKey, Idempotency,
-    ListConversations, ListMessages, Messages, Page, Reservation, SavedResponse, Settlement, Stats, StatsUpdate, Store,
-    StoredKey, StreamLease, Touch, TurnBegun, TurnFinish, TurnLimits, TurnStart, TurnWrite, Turns,
+    ActiveLeaf, Activity, Appended, Checkpoint, CheckpointAck, ConversationPatch, Conversations, Counters, HeldKey,
+    Idempotency, ListConversations, ListMessages, Messages, Page, Reservation, SavedResponse, Settlement, Stats,
+    StatsUpdate, Store, StoredKey, StreamLease, Streams, Touch, TurnBegun, TurnFinish, TurnLimits, TurnStart,
+    TurnWrite, Turns,
 };
 pub use rules::{
     check_message_size, days_between, listing_rank, page_size, pin_base, retry_after, scaled_time, window_ends,
-    DEFAULT_PAGE, MAX_CONTENT_BYTES, MAX_PAGE, MAX_PARTS_BYTES, RECEIPT_TTL_SECS, STREAM_RETRY_AFTER,
+    CHECKPOINT_TTL_SECS, DEFAULT_PAGE, MAX_CHECKPOINT_BYTES, MAX_CONTENT_BYTES, MAX_PAGE, MAX_PARTS_BYTES,
+    RECEIPT_TTL_SECS, STREAM_RETRY_AFTER,
 };
 
 /// The capability traits, to call store methods on any store: `use shared::store::prelude::*;`.
 pub mod prelude {
-    pub use super::ports::{Activity, Conversations, Counters, Idempotency, Messages, Stats, Store, Turns};
+    pub use super::ports::{Activity, Conversations, Counters, Idempotency, Messages, Stats, Store, Streams, Turns};
 }

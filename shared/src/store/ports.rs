@@ -4,11 +4,12 @@ use async_trait::async_trait;
 
 #[cfg(doc)]
 use super::rules::{
-    DEFAULT_PAGE, IDEMPOTENCY_LEASE_SECS, IDEMPOTENCY_TTL_SECS, MAX_PAGE, MAX_SAVED_RESPONSE_BYTES, RECEIPT_TTL_SECS,
+    CHECKPOINT_TTL_SECS, DEFAULT_PAGE, IDEMPOTENCY_LEASE_SECS, IDEMPOTENCY_TTL_SECS, MAX_CHECKPOINT_BYTES, MAX_PAGE,
+    MAX_SAVED_RESPONSE_BYTES, RECEIPT_TTL_SECS,
 };
 use crate::domain::{
-    AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, Message, MessageId, SolutionFilter,
-    StatsDelta, StatsRow, Timestamp, UserId,
+    AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, LiveTurn, Message, MessageId,
+    SolutionFilter, StatsDelta, StatsRow, Timestamp, UserId,
 };
 use crate::error::StoreError;
 
@@ -183,6 +184,11 @@ pub struct TurnStart {
     /// budget` for every budget switched on; added to both budget items when either is on.
     /// 0 reserves nothing (the turn still needs one token left, as before reservations).
     pub reservation: u64,
+    /// The id its reply will be stored under: with `turn_id`, `now` and the lease, the
+    /// conversation's [`LiveTurn`] marker written in the same atomic write.
+    pub reply_id: MessageId,
+    /// The message the reply answers (also in the marker).
+    pub reply_parent: MessageId,
 }
 
 /// A stream slot held by one turn until it is released or `expires_at` (epoch seconds) passes.
@@ -262,6 +268,39 @@ pub struct TurnFinish {
     pub stats: Option<StatsUpdate>,
     /// A title for the conversation, written with the reply (a title model named it).
     pub title: Option<String>,
+    /// The turn's last checkpoint (the events not yet checkpointed and the final one), written
+    /// in the same atomic write (put if absent).
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// A batch of a turn's stream events, kept while it streams so that its stream can be resumed
+/// (from any instance) and its partial reply survives a crash: [`Streams::checkpoint`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The caller.
+    pub owner: UserId,
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The turn.
+    pub turn_id: String,
+    /// Its position among the turn's checkpoints, from 0: each is written once (put if absent).
+    pub seq: u32,
+    /// The events, encoded by the chat service (opaque to the store), at most
+    /// [`MAX_CHECKPOINT_BYTES`].
+    pub events: String,
+    /// The turn's final checkpoint: its events end with the turn's `finish` or `error`.
+    pub last: bool,
+    /// When it was written.
+    pub at: Timestamp,
+}
+
+/// What a checkpoint write learned about its turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckpointAck {
+    /// Go on.
+    Continue,
+    /// Stop: someone asked for it ([`Streams::request_stop`]) or the conversation is gone.
+    Stop,
 }
 
 /// A response saved under an idempotency key, replayed to a retry of the same request.
@@ -404,6 +443,41 @@ pub trait Turns: Send + Sync {
     async fn release_slot(&self, owner: &UserId, lease: &StreamLease) -> Result<(), StoreError>;
 }
 
+/// The checkpoints of running turns: resumable streams, stopping a turn from another instance,
+/// partial replies that survive a crash. Every checkpoint expires [`CHECKPOINT_TTL_SECS`] after
+/// it was written; deleting a conversation deletes its checkpoints and its [`LiveTurn`].
+#[async_trait]
+pub trait Streams: Send + Sync {
+    /// Writes one checkpoint (put if absent: a retry of a write that applied changes nothing)
+    /// and tells whether the turn should go on: [`CheckpointAck::Stop`] when a stop was
+    /// requested for it or the conversation was deleted (one `TransactWriteItems`: the put and a
+    /// condition on the conversation's live-turn item). [`StoreError::TooLarge`] above
+    /// [`MAX_CHECKPOINT_BYTES`], nothing written.
+    async fn checkpoint(&self, checkpoint: &Checkpoint) -> Result<CheckpointAck, StoreError>;
+
+    /// Whether a stop was requested for the turn (or the conversation is gone): what a turn that
+    /// has nothing to checkpoint asks instead (one `GetItem`).
+    async fn stop_requested(&self, owner: &UserId, id: &ConversationId, turn_id: &str) -> Result<bool, StoreError>;
+
+    /// The conversation's newest turn, if the conversation is the owner's ([`StoreError::NotFound`]
+    /// otherwise) and a turn was ever admitted in it.
+    async fn live_turn(&self, owner: &UserId, id: &ConversationId) -> Result<Option<LiveTurn>, StoreError>;
+
+    /// The owner's checkpoints of a turn after position `after` (all when `None`), in order.
+    async fn checkpoints(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        turn_id: &str,
+        after: Option<u32>,
+    ) -> Result<Vec<Checkpoint>, StoreError>;
+
+    /// Asks the conversation's turn `turn_id` to stop (it notices at its next checkpoint).
+    /// [`StoreError::NotFound`] when the conversation is not the owner's or its newest turn is
+    /// another one.
+    async fn request_stop(&self, owner: &UserId, id: &ConversationId, turn_id: &str) -> Result<(), StoreError>;
+}
+
 /// Analytics events and the audit log.
 #[async_trait]
 pub trait Activity: Send + Sync {
@@ -474,6 +548,9 @@ pub trait Idempotency: Send + Sync {
 /// read and write of a conversation is scoped to its owner: another owner's conversation answers
 /// [`StoreError::NotFound`], like a missing one. Implemented for anything that has all seven
 /// capabilities; handlers and services take the one capability they use (`&dyn Conversations`).
-pub trait Store: Conversations + Messages + Turns + Activity + Stats + Counters + Idempotency + 'static {}
+pub trait Store:
+    Conversations + Messages + Turns + Streams + Activity + Stats + Counters + Idempotency + 'static
+{
+}
 
-impl<T: Conversations + Messages + Turns + Activity + Stats + Counters + Idempotency + 'static> Store for T {}
+impl<T: Conversations + Messages + Turns + Streams + Activity + Stats + Counters + Idempotency + 'static> Store for T {}

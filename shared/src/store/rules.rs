@@ -256,6 +256,37 @@ pub const IDEMPOTENCY_TTL_SECS: i64 = 24 * 3600;
 pub const IDEMPOTENCY_LEASE_SECS: i64 = 60;
 /// How long a finished turn's receipt is kept (3 days): far longer than any retry of its finish.
 pub const RECEIPT_TTL_SECS: i64 = 3 * 24 * 3600;
+
+/// Largest encoded checkpoint (a DynamoDB item holds 400 KB; the chat service writes one every
+/// second or 16 KB, so only one enormous event comes near it).
+pub const MAX_CHECKPOINT_BYTES: usize = 300 * 1024;
+
+/// How long a turn's checkpoints (and its live-turn marker) are kept after they were written:
+/// long enough to resume, show or repair the turn; the stored reply is the lasting record.
+pub const CHECKPOINT_TTL_SECS: i64 = 24 * 3600;
+
+/// The live-turn marker a turn's admitting write stores.
+pub fn live_turn(start: &TurnStart) -> crate::domain::LiveTurn {
+    crate::domain::LiveTurn {
+        turn_id: start.turn_id.clone(),
+        reply_id: start.reply_id.clone(),
+        parent_id: start.reply_parent.clone(),
+        started_at: start.now,
+        deadline: start.now + chrono::Duration::seconds(start.limits.lease_secs),
+        stop_requested: false,
+    }
+}
+
+/// Refuses a checkpoint above [`MAX_CHECKPOINT_BYTES`] before anything is written.
+pub fn check_checkpoint(checkpoint: &super::ports::Checkpoint) -> Result<(), StoreError> {
+    if checkpoint.events.len() > MAX_CHECKPOINT_BYTES {
+        return Err(StoreError::TooLarge(format!(
+            "a checkpoint of {} bytes (the limit is {MAX_CHECKPOINT_BYTES})",
+            checkpoint.events.len()
+        )));
+    }
+    Ok(())
+}
 /// Largest response body saved under an idempotency key (a DynamoDB item holds 400 KB); a larger
 /// response is not saved and its key is released.
 pub const MAX_SAVED_RESPONSE_BYTES: usize = 256 * 1024;

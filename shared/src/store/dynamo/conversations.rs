@@ -68,12 +68,16 @@ impl Conversations for DynamoStore {
         owner: &UserId,
         id: &ConversationId,
     ) -> Result<(Conversation, Vec<Message>), StoreError> {
-        let items = self.query_partition(id, None, false).await?;
+        // From `LIVE` to the last message: the live-turn marker, the conversation and its
+        // messages (client-id markers, receipts and checkpoints sort outside the range).
+        let items = self.query_range(id, schema::LIVE, "MSG$").await?;
         let mut meta: Option<ConversationItem> = None;
+        let mut live = None;
         let mut messages = Vec::with_capacity(items.len());
         for item in items {
             match item.get(schema::SK) {
                 Some(AttributeValue::S(sk)) if sk == schema::META => meta = Some(from_item(item)?),
+                Some(AttributeValue::S(sk)) if sk == schema::LIVE => live = Some(item),
                 Some(AttributeValue::S(sk)) if sk.starts_with(schema::MSG_PREFIX) => messages.push(item),
                 _ => {}
             }
@@ -82,7 +86,13 @@ impl Conversations for DynamoStore {
         if !meta.visible_to(owner) {
             return Err(StoreError::NotFound);
         }
-        Ok((meta.into_domain()?, assemble_messages(messages)?))
+        let mut conversation = meta.into_domain()?;
+        if let Some(item) =
+            live.filter(|i| matches!(i.get("ownerId"), Some(AttributeValue::S(o)) if o == owner.as_str()))
+        {
+            conversation.live = super::streams::live_from_item(&item, chrono::Utc::now().timestamp())?;
+        }
+        Ok((conversation, assemble_messages(messages)?))
     }
 
     #[tracing::instrument(name = "dynamo.list_conversations", skip_all, fields(solution = ?query.solution, limit = ?query.limit, paged = query.cursor.is_some()))]

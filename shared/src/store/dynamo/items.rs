@@ -102,6 +102,7 @@ impl ConversationItem {
                 .map(|id| MessageId::parse(&id))
                 .transpose()
                 .map_err(|e| StoreError::internal("stored active leaf", e))?,
+            live: None,
         })
     }
 }

@@ -20,6 +20,7 @@ mod items;
 mod messages;
 pub mod schema;
 mod stats;
+mod streams;
 mod turns;
 
 pub use items::CHUNK_BYTES;
@@ -180,6 +181,35 @@ impl DynamoStore {
                     .expression_attribute_names("#sk", schema::SK);
             }
             let out = q.send().await.map_err(|e| classify("Query conversation", e))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        Ok(items)
+    }
+
+    /// Every item of a conversation's partition with a sort key in `from..=to`, in order.
+    async fn query_range(&self, id: &ConversationId, from: &str, to: &str) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.tables.conversations)
+                .consistent_read(true)
+                .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
+                .expression_attribute_names("#pk", schema::PK)
+                .expression_attribute_names("#sk", schema::SK)
+                .expression_attribute_values(":pk", s(schema::conversation_pk(id.as_str())))
+                .expression_attribute_values(":from", s(from))
+                .expression_attribute_values(":to", s(to))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify("Query conversation", e))?;
             items.extend(out.items.unwrap_or_default());
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),

@@ -9,6 +9,8 @@
 //! | content chunk | `CONV#<id>` | `MSG#<ulid>#C<nnnn>` | |
 //! | client id marker | `CONV#<id>` | `CID#<client id>` | |
 //! | turn receipt | `CONV#<id>` | `TURN#<turn id>` | `expiresAt` (TTL) |
+//! | live-turn marker (the newest turn) | `CONV#<id>` | `LIVE` | `ownerId`, `turnId`, `replyId`, `startedAt`, `deadline`, `stop?`, `expiresAt` (TTL) |
+//! | turn checkpoint | `CONV#<id>` | `STREAM#<turn id>#<nnnnnn>` | `ownerId`, `events`, `last`, `at`, `expiresAt` (TTL) |
 //! | idempotency record | `IDEM#<owner>` | `<Idempotency-Key>` | `fingerprint`, `state`, `token?`, `status?`, `body?`, `location?`, `expiresAt` (TTL) |
 //!
 //! Table `athena-events` (env `ATHENA_EVENTS_TABLE`): events at `pk = DAY#<yyyy-mm-dd>#<shard>`,
@@ -55,6 +57,15 @@ pub fn chunk_sk(message_id: &str, n: usize) -> String {
 /// Sort key of a client-id marker.
 pub fn client_id_sk(client_id: &str) -> String {
     format!("{CID_PREFIX}{client_id}")
+}
+
+/// Sort key of a conversation's live-turn marker (sorts just before [`META`], so one Query from
+/// `LIVE` to the messages reads the marker, the conversation and its messages, and nothing else).
+pub const LIVE: &str = "LIVE";
+
+/// Sort key of a turn's `seq`th checkpoint (sorts after every message and marker).
+pub fn checkpoint_sk(turn_id: &str, seq: u32) -> String {
+    format!("STREAM#{turn_id}#{seq:06}")
 }
 
 /// Sort key of a finished turn's receipt (conversations table, under the conversation's `pk`).

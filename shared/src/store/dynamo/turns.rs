@@ -92,6 +92,15 @@ impl Turns for DynamoStore {
                     .map_err(|e| StoreError::internal("building a slot put", e))?;
                 items.push((Part::Slot, TransactWriteItem::builder().put(put).build()));
             }
+            items.push((
+                Part::Live,
+                super::streams::live_put(
+                    &self.tables.conversations,
+                    owner,
+                    &start.conversation_id,
+                    &rules::live_turn(start),
+                )?,
+            ));
             items.extend(self.turn_write_items(
                 owner,
                 &TurnStart {
@@ -173,6 +182,12 @@ impl Turns for DynamoStore {
                 parts.push((Part::Message, item));
             }
         }
+        if let Some(checkpoint) = &finish.checkpoint {
+            parts.push((
+                Part::Checkpoint,
+                super::streams::checkpoint_put(&self.tables.conversations, checkpoint)?,
+            ));
+        }
         let delta = finish.settlement.delta();
         if delta != 0 {
             let (day_pk, month_pk) = schema::budget_pks(owner.as_str(), &finish.started);
@@ -224,6 +239,10 @@ impl Turns for DynamoStore {
                     if failed.iter().any(|p| matches!(p, Part::Meta | Part::Message)) {
                         tracing::warn!("the conversation is gone or the reply exists: the reply is not stored");
                         parts.retain(|(p, _)| !matches!(p, Part::Meta | Part::Message));
+                    }
+                    if failed.contains(&Part::Checkpoint) {
+                        // Written by an earlier attempt whose answer was lost.
+                        parts.retain(|(p, _)| *p != Part::Checkpoint);
                     }
                     if failed.contains(&Part::Slot) {
                         // The lease expired and another turn took the slot: it is not ours to free.
@@ -290,6 +309,10 @@ enum Part {
     Marker,
     Charge,
     Stats,
+    /// The conversation's live-turn marker (admission).
+    Live,
+    /// The turn's final checkpoint (finish).
+    Checkpoint,
 }
 
 impl DynamoStore {

@@ -42,7 +42,8 @@ impl Conversations for EmbeddedStore {
         let (owner, id) = (owner.to_string(), id.to_string());
         self.with(move |conn| {
             let tx = conn.transaction().map_err(sql_err("begin"))?;
-            let c = owned_conversation(&tx, &owner, &id)?;
+            let mut c = owned_conversation(&tx, &owner, &id)?;
+            c.live = super::streams::live_in(&tx, &owner, &id)?;
             let messages = messages_of(&tx, &id, None, None)?;
             Ok((c, messages))
         })
@@ -143,6 +144,7 @@ impl Conversations for EmbeddedStore {
             let deleted = tx
                 .execute("DELETE FROM messages WHERE conversation_id = ?1", params![id])
                 .map_err(sql_err("deleting messages"))?;
+            super::streams::delete_all(&tx, &owner, &id)?;
             tx.execute("DELETE FROM conversations WHERE id = ?1", params![id])
                 .map_err(sql_err("deleting a conversation"))?;
             tx.commit().map_err(sql_err("commit"))?;

@@ -16,6 +16,7 @@ mod idempotency;
 mod messages;
 mod rows;
 mod stats;
+mod streams;
 mod turns;
 
 use std::path::Path;
@@ -107,6 +108,29 @@ CREATE TABLE IF NOT EXISTS turn_receipts (
     turn_id         TEXT PRIMARY KEY,
     conversation_id TEXT NOT NULL,
     expires_at      INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS live_turns (
+    owner           TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    turn_id         TEXT NOT NULL,
+    reply_id        TEXT NOT NULL,
+    parent_id       TEXT NOT NULL,
+    started_at      TEXT NOT NULL,
+    deadline        TEXT NOT NULL,
+    stop            INTEGER NOT NULL DEFAULT 0,
+    expires_at      INTEGER NOT NULL,
+    PRIMARY KEY (owner, conversation_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS turn_checkpoints (
+    owner           TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    turn_id         TEXT NOT NULL,
+    seq             INTEGER NOT NULL,
+    events          TEXT NOT NULL,
+    last            INTEGER NOT NULL,
+    at              TEXT NOT NULL,
+    expires_at      INTEGER NOT NULL,
+    PRIMARY KEY (owner, conversation_id, turn_id, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     owner       TEXT NOT NULL,
@@ -205,6 +229,8 @@ impl EmbeddedStore {
             "audit",
             "idempotency_keys",
             "turn_receipts",
+            "live_turns",
+            "turn_checkpoints",
         ] {
             conn.execute(&format!("DELETE FROM {table} WHERE expires_at < ?1"), params![now])
                 .map_err(sql_err("expiring counters"))?;

@@ -48,6 +48,7 @@ pub(super) fn row_to_conversation(
                 .map(|l| MessageId::parse(&l))
                 .transpose()
                 .map_err(|e| StoreError::internal("stored active leaf", e))?,
+            live: None,
         })
     };
     Ok((build(), rank))

@@ -145,6 +145,7 @@ impl Turns for EmbeddedStore {
                 }
                 TurnWrite::Check => {}
             }
+            super::streams::put_live(&tx, owner, id, &rules::live_turn(&start))?;
             tx.commit().map_err(sql_err("commit"))?;
             Ok(TurnBegun { lease })
         })
@@ -155,6 +156,9 @@ impl Turns for EmbeddedStore {
     async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
         if let Some(reply) = &finish.reply {
             check_message_size(reply)?;
+        }
+        if let Some(checkpoint) = &finish.checkpoint {
+            rules::check_checkpoint(checkpoint)?;
         }
         let finish = finish.clone();
         self.with(move |conn| {
@@ -186,6 +190,9 @@ impl Turns for EmbeddedStore {
                     }
                     Err(e) => return Err(e),
                 }
+            }
+            if let Some(checkpoint) = &finish.checkpoint {
+                super::streams::put_checkpoint(&tx, checkpoint)?;
             }
             let delta = finish.settlement.delta();
             if delta != 0 {
