@@ -455,9 +455,55 @@ async fn the_seed_fetch_without_a_content_type_creates_a_sonnet_conversation(app
     assert_eq!((stored.title.as_str(), stored.model.as_str()), ("Test", SONNET));
 }
 
+/// A page reload mid-answer with each SDK version: the first client stops (its fetch aborted,
+/// the turn runs on), the reloaded client resumes the stream and assembles the whole reply,
+/// equal to the one stored, which ran to its end.
+async fn a_reloaded_sdk_client_resumes_the_stream_and_gets_the_whole_reply(app: TestApp) {
+    for (i, package) in VERSIONS.iter().enumerate() {
+        let chat_id = format!("sdk-resume-{i}-{}", athena_tests::unique("r"));
+        let answer = sdk_flow(
+            &app,
+            package,
+            "resume",
+            json!({"chatId": chat_id, "path": "/api/chat/support", "text": "#deltas:60 #delay:15 go on"}),
+        )
+        .await;
+        assert_eq!(answer["status"], "ready", "{package}: {answer}");
+        assert!(answer["chatError"].is_null(), "{package}: {answer}");
+        let stored = stored_reply(&app, &chat_id).await;
+        assert_eq!(
+            stored.finish_reason,
+            Some(shared::domain::FinishReason::Stop),
+            "{package}: ran to its end"
+        );
+        let resumed = answer["resumed"].as_array().expect("messages");
+        assert_eq!(
+            resumed
+                .iter()
+                .map(|m| m["role"].as_str().unwrap_or_default())
+                .collect::<Vec<_>>(),
+            ["user", "assistant"],
+            "{package}: {answer}"
+        );
+        let reply = &resumed[1];
+        assert_eq!(reply["id"], stored.id.as_str(), "{package}");
+        assert_eq!(text_parts(reply), stored.content, "{package}: the whole reply");
+        assert_eq!(stored.content.split_whitespace().count(), 60);
+        let stopped = answer["stopped"]
+            .as_array()
+            .and_then(|m| m.last())
+            .expect("a partial reply");
+        assert!(
+            text_parts(stopped).len() < stored.content.len(),
+            "{package}: the first client had only part of it"
+        );
+    }
+}
+
 athena_tests::on_both_stores!(
     |store| spawn_chat_app(Arc::new(store), Config::local(), ChatConfig::default()).await,
     [
+        a_reloaded_sdk_client_resumes_the_stream_and_gets_the_whole_reply,
         the_sdk_chat_edit_is_answered_and_the_old_version_is_kept,
         the_sdk_chat_regenerates_the_reply_to_an_edited_question,
         a_retried_sdk_submit_is_replayed_and_stored_once,

@@ -16,6 +16,13 @@
 //   `DefaultChatTransport.sendMessages` (a network retry: same chat id, message id and text), each
 //   stream read to the end by `readUIMessageStream` (strict chunk schemas). Prints {attempts:
 //   [{message, error, start}]}, `start` being the first chunk of the raw stream.
+// - `resume` {chatId, path, text}: a page reload mid-answer. A first chat sends `text` and, once
+//   the reply has started, calls `chat.stop()` (which only aborts its fetch: with resumable
+//   streams the turn runs on). A second chat (the reloaded page) loads the conversation with
+//   `GET /api/conversations/{chatId}`, keeps the stored messages (drops a reply still
+//   `status: "streaming"`: the resumed stream brings it whole) and calls `chat.resumeStream()`
+//   (the transport's `GET <api>/{chatId}/stream`). Prints {stopped, loaded, resumed, status,
+//   error}: the first chat's messages, what the reload loaded, the second chat's messages.
 // - `seed-fetch` {}: seed 000's own call, `fetch('/api/conversations', {method: 'POST', body:
 //   JSON.stringify({title: 'Test', model: 'claude-sonnet'})})`, with no content type (so fetch
 //   sends `text/plain;charset=UTF-8`). Node's fetch needs an absolute URL, so the path is resolved
@@ -29,10 +36,10 @@ const clone = (value) => (value === undefined ? undefined : structuredClone(valu
 // The state `useChat` keeps in React, as plain fields (the SDK mutates the streaming message, so
 // what is stored is a copy, as React's state does).
 class PlainChatState {
-  constructor() {
+  constructor(messages = []) {
     this.status = 'ready';
     this.error = undefined;
-    this.messages = [];
+    this.messages = clone(messages);
   }
   pushMessage = (message) => {
     this.messages = this.messages.concat(clone(message));
@@ -48,7 +55,7 @@ class PlainChatState {
 
 class HeadlessChat extends AbstractChat {
   constructor(init) {
-    super({ ...init, state: new PlainChatState() });
+    super({ ...init, state: new PlainChatState(init.messages) });
   }
 }
 
@@ -119,6 +126,42 @@ async function retryFlow() {
   return { attempts, requests };
 }
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const toUiMessage = (m) => ({ id: m.id, role: m.role, parts: [{ type: 'text', text: m.content }] });
+
+async function resumeFlow() {
+  const first = new HeadlessChat({
+    id: args.chatId,
+    // No recording fetch: a recorded copy of an aborted body would reject unobserved.
+    transport: new DefaultChatTransport({ api: base + args.path }),
+    onError: () => {},
+  });
+  const sending = first.sendMessage({ text: args.text });
+  const started = () => first.messages.some((m) => m.role === 'assistant' && m.parts.some((p) => p.type === 'text' && p.text));
+  for (let i = 0; i < 500 && !started(); i++) await sleep(10);
+  if (!started()) throw new Error('the reply never started');
+  await first.stop();
+  await sending;
+  const stopped = clone(first.messages);
+
+  const loaded = await (await fetch(`${base}/api/conversations/${args.chatId}`)).json();
+  const initial = loaded.messages.filter((m) => m.status !== 'streaming').map(toUiMessage);
+  const second = new HeadlessChat({
+    id: args.chatId,
+    messages: initial,
+    transport: new DefaultChatTransport({ api: base + args.path }),
+    onError: () => {},
+  });
+  await second.resumeStream();
+  return {
+    stopped,
+    loaded: loaded.messages,
+    resumed: clone(second.messages),
+    status: second.status,
+    chatError: errorText(second.error),
+  };
+}
+
 async function seedFetch() {
   const url = new URL('/api/conversations', base);
   const init = { method: 'POST', body: JSON.stringify({ title: 'Test', model: 'claude-sonnet' }) };
@@ -132,7 +175,7 @@ async function seedFetch() {
   return { status: res.status, requestContentType, json, text };
 }
 
-const flows = { chat: chatFlow, retry: retryFlow, 'seed-fetch': seedFetch };
+const flows = { chat: chatFlow, retry: retryFlow, resume: resumeFlow, 'seed-fetch': seedFetch };
 try {
   console.log(JSON.stringify(await flows[flow]()));
 } catch (error) {
