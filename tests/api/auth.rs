@@ -65,19 +65,35 @@ async fn two_users_cannot_touch_each_others_conversations_on_any_route() {
         assert_eq!(m.status, r.status);
         assert_eq!(m.json["error"]["message"], r.json["error"]["message"]);
     }
-    for trigger in ["submit-message", "regenerate-message"] {
-        let r = with_bearer(
-            &app,
-            &bob,
-            "POST",
-            "/api/chat",
-            Some(json!({"id": id, "trigger": trigger, "messages": [{"role": "user", "content": "let me in"}]})),
-        )
-        .await;
-        assert_eq!(r.status, 404, "chat {trigger}");
-    }
+    let regenerate = with_bearer(
+        &app,
+        &bob,
+        "POST",
+        "/api/chat",
+        Some(
+            json!({"id": id, "trigger": "regenerate-message", "messages": [{"role": "user", "content": "let me in"}]}),
+        ),
+    )
+    .await;
+    assert_eq!(regenerate.status, 404, "chat regenerate");
     let bobs_list = with_bearer(&app, &bob, "GET", "/api/conversations", None).await;
     assert_eq!(bobs_list.json, json!([]));
+    // Ids are scoped to their owner: Bob creating Alice's id, or chatting with it, makes his own
+    // conversation of that id (a 409 would tell him hers exists); hers is never reached.
+    let his = with_bearer(&app, &bob, "POST", "/api/conversations", Some(json!({"id": id}))).await;
+    assert_eq!(his.status, 201, "{}", his.text);
+    let submit = with_bearer(
+        &app,
+        &bob,
+        "POST",
+        "/api/chat",
+        Some(json!({"id": id, "trigger": "submit-message", "messages": [{"role": "user", "content": "let me in"}]})),
+    )
+    .await;
+    assert_eq!(submit.status, 200, "chat submit: {}", submit.text);
+    let bobs = with_bearer(&app, &bob, "GET", &conversation, None).await;
+    assert_eq!(bobs.json["messages"][0]["content"], "let me in");
+    assert_eq!(bobs.json["messages"].as_array().map(Vec::len), Some(2));
     let alices = with_bearer(&app, &alice, "GET", &conversation, None).await;
     assert_eq!(alices.json["title"], "Alice's");
     assert_eq!(alices.json["messages"].as_array().map(Vec::len), Some(1));

@@ -565,33 +565,62 @@ async fn invalid_chat_requests_are_refused_before_streaming(store: Arc<dyn Store
     assert!(info.json["capabilities"].as_array().is_some_and(|c| !c.is_empty()));
 }
 
+/// Conversation ids are scoped to their owner: a chat naming an id another user holds can never
+/// reach that user's conversation. Regenerating it is a 404 (the caller has no conversation of
+/// that id); submitting to it starts the caller's own conversation of that id, as for any id the
+/// caller does not have yet, and nothing of the other user's is read or changed.
 async fn another_users_conversation_cannot_be_chatted_into(store: Arc<dyn Store>) {
     let alice = app_on(Arc::clone(&store), ChatConfig::default()).await;
-    post_chat(
+    let (status, _, _) = post_chat(
         &alice,
         "/api/chat",
-        json!({"id": "alices", "messages": [{"role": "user", "content": "secret"}]}),
+        json!({"id": "alices", "messages": [{"role": "user", "content": "secret #deltas:2"}]}),
     )
     .await;
+    assert_eq!(status, 200);
+    let before = alice.stored("alices").await;
+    assert_eq!(before.len(), 2);
     let mut config = Config::local();
+    let mallory_id = UserId::parse("mallory").expect("user");
     config.auth = AuthMode::None {
-        user: UserId::parse("mallory").expect("user"),
+        user: mallory_id.clone(),
     };
     let mallory = spawn_chat_app(Arc::clone(&store), config, ChatConfig::default()).await;
-    for trigger in ["submit-message", "regenerate-message"] {
-        let r = mallory
-            .call(
-                "POST",
-                "/api/chat",
-                Some(
-                    json!({"id": "alices", "messages": [{"role": "user", "content": "let me in"}], "trigger": trigger}),
-                ),
-            )
-            .await;
-        assert_eq!((r.status, r.code()), (404, "NOT_FOUND"), "{trigger}");
-    }
-    let messages = alice.stored("alices").await;
-    assert_eq!(messages.len(), 2, "nothing was added to alice's conversation");
+    let regenerate = mallory
+        .call(
+            "POST",
+            "/api/chat",
+            Some(json!({"id": "alices", "messages": [{"role": "user", "content": "let me in"}], "trigger": "regenerate-message"})),
+        )
+        .await;
+    assert_eq!((regenerate.status, regenerate.code()), (404, "NOT_FOUND"));
+    let (status, _, body) = post_chat(
+        &mallory,
+        "/api/chat",
+        json!({"id": "alices", "messages": [{"role": "user", "content": "let me in #deltas:1"}], "trigger": "submit-message"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        text_of(&parse_sse(&body)),
+        "w0 ",
+        "the reply answers only mallory's question"
+    );
+    let id = ConversationId::parse("alices").expect("id");
+    let (hers, theirs) = store
+        .get_conversation_with_messages(&mallory_id, &id)
+        .await
+        .expect("mallory's own conversation");
+    assert_eq!(hers.owner, mallory_id);
+    assert_eq!(
+        theirs.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
+        ["let me in #deltas:1", "w0 "]
+    );
+    assert_eq!(
+        alice.stored("alices").await,
+        before,
+        "alice's conversation is untouched"
+    );
 }
 
 athena_tests::on_both_stores!([

@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
-use athena_tests::{embedded_store, spawn_app, Reply, TestApp};
+use athena_tests::{embedded_store, parse_sse, post_chat, spawn_app, spawn_chat_app, text_of, Reply, TestApp};
 use serde_json::{json, Value};
-use shared::config::{Config, Cors};
+use shared::chat::ChatConfig;
+use shared::config::{AuthMode, Config, Cors};
+use shared::domain::UserId;
 use shared::store::counting::CountingStore;
 
 const SONNET: &str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
@@ -369,6 +371,88 @@ async fn a_client_chosen_id_is_kept_and_a_taken_one_conflicts(app: TestApp) {
     assert_eq!(got.json["title"], "New conversation");
 }
 
+/// Conversation ids are the client's choice and scoped to the caller: another user's client
+/// choosing an id someone already holds gets a conversation of its own (201, never a 409 that
+/// would say the id exists), chats in it, and changes it, while the first user's stays whole.
+async fn another_users_id_is_a_new_conversation_of_the_callers(app: TestApp) {
+    let id = athena_tests::unique("chat");
+    let path = format!("/api/conversations/{id}");
+    let created = app
+        .call(
+            "POST",
+            "/api/conversations",
+            Some(json!({"id": id, "title": "Alice's"})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let added = app
+        .call(
+            "POST",
+            &format!("{path}/messages"),
+            Some(json!({"role": "user", "content": "private"})),
+        )
+        .await;
+    assert_eq!(added.status, 201, "{}", added.text);
+    let alices = app.call("GET", &path, None).await;
+    let mut config = Config::local();
+    config.auth = AuthMode::None {
+        user: UserId::parse("bob").expect("user"),
+    };
+    let bob = spawn_chat_app(Arc::clone(&app.store), config, ChatConfig::default()).await;
+    let his = bob
+        .call("POST", "/api/conversations", Some(json!({"id": id, "title": "Bob's"})))
+        .await;
+    assert_eq!(his.status, 201, "{}", his.text);
+    assert_eq!(
+        (
+            his.json["id"].as_str(),
+            his.json["title"].as_str(),
+            his.json["messageCount"].as_u64()
+        ),
+        (Some(id.as_str()), Some("Bob's"), Some(0))
+    );
+    assert_eq!(
+        his.header("location"),
+        Some(path.as_str()),
+        "the same path names each caller's own"
+    );
+    let again = bob
+        .call("POST", "/api/conversations", Some(json!({"id": id, "title": "Again"})))
+        .await;
+    assert_eq!(
+        (again.status, again.code()),
+        (409, "CONFLICT"),
+        "only his own id conflicts"
+    );
+    let (status, _, body) = post_chat(
+        &bob,
+        "/api/chat",
+        json!({"id": id, "messages": [{"id": "b-1", "role": "user", "parts": [{"type": "text", "text": "bob asks #deltas:2"}]}], "trigger": "submit-message"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(text_of(&parse_sse(&body)), "w0 w1 ");
+    let renamed = bob.call("PATCH", &path, Some(json!({"title": "Bob renamed"}))).await;
+    assert_eq!(renamed.status, 200, "{}", renamed.text);
+    let bobs = bob.call("GET", &path, None).await;
+    assert_eq!(bobs.json["title"], "Bob renamed");
+    let contents: Vec<&str> = bobs.json["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    assert_eq!(contents, ["bob asks #deltas:2", "w0 w1 "]);
+    let listed = bob.call("GET", "/api/conversations", None).await;
+    assert_eq!(listed.json.as_array().map(Vec::len), Some(1));
+    // Alice's is exactly as it was; Bob deleting his leaves it.
+    assert_eq!(app.call("GET", &path, None).await.json, alices.json);
+    assert_eq!(bob.call("DELETE", &path, None).await.status, 200);
+    assert_eq!(bob.call("GET", &path, None).await.status, 404);
+    let still = app.call("GET", &path, None).await;
+    assert_eq!(still.json, alices.json, "alice's conversation is untouched");
+}
+
 async fn a_repeated_client_message_id_is_stored_once(app: TestApp) {
     let id = app.call("POST", "/api/conversations", None).await.json["id"]
         .as_str()
@@ -659,6 +743,7 @@ athena_tests::on_both_stores!(
         malformed_bodies_get_clear_errors,
         unknown_routes_and_methods_are_answered_precisely,
         a_client_chosen_id_is_kept_and_a_taken_one_conflicts,
+        another_users_id_is_a_new_conversation_of_the_callers,
         a_repeated_client_message_id_is_stored_once,
         lists_page_with_a_cursor_header,
         the_health_check_reads_the_store_and_needs_no_credentials,

@@ -331,15 +331,13 @@ async fn the_audit_log_lists_a_users_own_actions_newest_first(store: Arc<dyn Sto
     )
     .await;
     assert_eq!(cleared.status, 200, "{}", cleared.text);
-    let taken = as_user(
-        &app,
-        &bob,
-        "POST",
-        "/api/conversations",
-        Some(json!({"id": id, "title": "mine"})),
-    )
-    .await;
-    assert_eq!(taken.status, 409);
+    // Ids are scoped to their owner: Bob's client choosing Alice's id gets a conversation of his
+    // own; only his own id, asked for again, conflicts (and is audited as refused).
+    let his = json!({"id": id, "title": "mine"});
+    let own = as_user(&app, &bob, "POST", "/api/conversations", Some(his.clone())).await;
+    assert_eq!(own.status, 201, "{}", own.text);
+    let taken = as_user(&app, &bob, "POST", "/api/conversations", Some(his)).await;
+    assert_eq!((taken.status, taken.code()), (409, "CONFLICT"));
     let missing = as_user(&app, &alice, "DELETE", "/api/conversations/nope", None).await;
     assert_eq!(missing.status, 404);
     let deleted = as_user(&app, &alice, "DELETE", &format!("/api/conversations/{id}"), None).await;
@@ -402,11 +400,15 @@ async fn the_audit_log_lists_a_users_own_actions_newest_first(store: Arc<dyn Sto
         .collect();
     assert_eq!(
         bobs_actions,
-        [("conversation.create", "ok"), ("conversation.create", "CONFLICT")]
+        [
+            ("conversation.create", "ok"),
+            ("conversation.create", "CONFLICT"),
+            ("conversation.create", "ok")
+        ]
     );
     assert_eq!(
-        bobs.json[1]["resource"],
-        id.as_str(),
+        (&bobs.json[1]["resource"], &bobs.json[2]["resource"]),
+        (&json!(id), &json!(id)),
         "the refused create names the id it tried"
     );
     assert!(bobs

@@ -25,8 +25,8 @@ use shared::store::{
 #[async_trait::async_trait]
 trait Harness: Send + Sync {
     fn store(&self) -> Arc<dyn Store>;
-    /// Items/rows stored for a conversation id, whoever owns it, read around the store's API.
-    async fn raw_count(&self, id: &ConversationId) -> u64;
+    /// Items/rows stored for a conversation (its owner and id), read around the store's API.
+    async fn raw_count(&self, c: &Conversation) -> u64;
 }
 
 #[async_trait::async_trait]
@@ -34,8 +34,8 @@ impl Harness for Arc<EmbeddedStore> {
     fn store(&self) -> Arc<dyn Store> {
         self.clone()
     }
-    async fn raw_count(&self, id: &ConversationId) -> u64 {
-        self.raw_row_count(id).await.expect("raw count")
+    async fn raw_count(&self, c: &Conversation) -> u64 {
+        self.raw_row_count(&c.owner, &c.id).await.expect("raw count")
     }
 }
 
@@ -44,7 +44,7 @@ impl Harness for Arc<DynamoStore> {
     fn store(&self) -> Arc<dyn Store> {
         self.clone()
     }
-    async fn raw_count(&self, id: &ConversationId) -> u64 {
+    async fn raw_count(&self, c: &Conversation) -> u64 {
         use aws_sdk_dynamodb::types::AttributeValue;
         let out = self
             .client()
@@ -56,7 +56,7 @@ impl Harness for Arc<DynamoStore> {
             .filter_expression("NOT begins_with(sk, :receipt) AND sk <> :live AND NOT begins_with(sk, :stream)")
             .expression_attribute_values(":live", AttributeValue::S("LIVE".to_owned()))
             .expression_attribute_values(":stream", AttributeValue::S("STREAM#".to_owned()))
-            .expression_attribute_values(":pk", AttributeValue::S(format!("CONV#{id}")))
+            .expression_attribute_values(":pk", AttributeValue::S(format!("CONV#{}#{}", c.owner, c.id)))
             .expression_attribute_values(":receipt", AttributeValue::S("TURN#".to_owned()))
             .consistent_read(true)
             .send()
@@ -331,11 +331,8 @@ async fn creating_an_existing_id_is_a_conflict_and_changes_nothing(h: &dyn Harne
     let c = created(h, &ids, &owner).await;
     let mut again = c.clone();
     again.title = "Overwritten?".to_owned();
-    for who in [owner.clone(), user(&unique("other"))] {
-        again.owner = who;
-        let err = h.store().create_conversation(&again, &[]).await.expect_err("conflict");
-        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-    }
+    let err = h.store().create_conversation(&again, &[]).await.expect_err("conflict");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     let m = text(&ids, &again, Role::User, "hi", at(1));
     let err = h
         .store()
@@ -345,7 +342,152 @@ async fn creating_an_existing_id_is_a_conflict_and_changes_nothing(h: &dyn Harne
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     let stored = h.store().get_conversation(&owner, &c.id).await.expect("get");
     assert_eq!(stored.title, c.title);
-    assert_eq!(h.raw_count(&c.id).await, 1, "the failed create wrote no message");
+    assert_eq!(h.raw_count(&c).await, 1, "the failed create wrote no message");
+}
+
+/// Conversation ids are chosen by clients and scoped to their owner: another user creating an id
+/// someone already holds gets a conversation of their own (no conflict that would tell them the
+/// id exists), and from then on the two are separate in every read and write.
+async fn two_owners_can_each_have_a_conversation_with_the_same_id(h: &dyn Harness) {
+    let ids = IdGenerator::new();
+    let s = h.store();
+    let alice = user(&unique("alice"));
+    let bob = user(&unique("bob"));
+    let shared_id = ConversationId::parse(&unique("chat")).expect("id");
+    let mut a = conversation(&ids, &alice, at(0));
+    a.id = shared_id.clone();
+    a.title = "Alice's".to_owned();
+    let a1 = text(&ids, &a, Role::User, "alice asks", at(1));
+    s.create_conversation(&a, std::slice::from_ref(&a1))
+        .await
+        .expect("alice creates");
+    // Bob picks the same id (his client's choice): a new conversation of his, not a conflict.
+    let mut b = conversation(&ids, &bob, at(2));
+    b.id = shared_id.clone();
+    b.title = "Bob's".to_owned();
+    s.create_conversation(&b, &[]).await.expect("bob creates the same id");
+    // Only his own copy conflicts now, for either of them.
+    for mine in [&a, &b] {
+        let err = s.create_conversation(mine, &[]).await.expect_err("own id");
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    }
+    // Messages, client ids and turns stay in their own conversation.
+    let mut b1 = text(&ids, &b, Role::User, "bob asks", at(3));
+    b1.client_id = Some(ClientMessageId::parse("ui-1").expect("client id"));
+    s.begin_turn(&turn(
+        &ids,
+        &b,
+        TurnWrite::Append {
+            message: b1.clone(),
+            title: None,
+        },
+        limits(0, 0, 0, 0),
+    ))
+    .await
+    .expect("bob's turn");
+    let b2 = text(&ids, &b, Role::Assistant, "bob's answer", at(4));
+    s.finish_turn(&TurnFinish {
+        reply: Some(b2.clone()),
+        ..charge(&b, None, 0)
+    })
+    .await
+    .expect("bob's reply");
+    // The same client id in Alice's conversation is hers to use: not a duplicate of Bob's.
+    let mut a2 = text(&ids, &a, Role::User, "alice again", at(5));
+    a2.client_id = b1.client_id.clone();
+    assert_eq!(
+        s.append_message(&alice, &a2, &Touch::default()).await.expect("append"),
+        Appended::Stored
+    );
+    // Her conversation and its two messages (and, in DynamoDB, the client id's marker).
+    let alice_items = h.raw_count(&a).await;
+    assert!(alice_items >= 3, "{alice_items}");
+    let found = s
+        .find_by_client_id(&bob, &shared_id, &ClientMessageId::parse("ui-1").expect("client id"))
+        .await
+        .expect("find");
+    assert_eq!(found.map(|m| m.id), Some(b1.id.clone()));
+    let contents = |messages: Vec<Message>| messages.into_iter().map(|m| m.content).collect::<Vec<_>>();
+    let (got_a, messages_a) = s.get_conversation_with_messages(&alice, &shared_id).await.expect("a");
+    let (got_b, messages_b) = s.get_conversation_with_messages(&bob, &shared_id).await.expect("b");
+    assert_eq!((got_a.title.as_str(), got_a.owner.clone()), ("Alice's", alice.clone()));
+    assert_eq!((got_b.title.as_str(), got_b.owner.clone()), ("Bob's", bob.clone()));
+    assert_eq!(contents(messages_a), ["alice asks", "alice again"]);
+    assert_eq!(contents(messages_b), ["bob asks", "bob's answer"]);
+    assert_eq!((got_a.message_count, got_b.message_count), (2, 2));
+    assert_eq!(got_b.active_leaf.as_ref(), Some(&b2.id));
+    let page = s
+        .list_messages(
+            &bob,
+            &shared_id,
+            &ListMessages {
+                limit: Some(1),
+                cursor: None,
+            },
+        )
+        .await
+        .expect("page");
+    assert_eq!(contents(page.items), ["bob asks"]);
+    // Each lists only their own.
+    for (who, title) in [(&alice, "Alice's"), (&bob, "Bob's")] {
+        let listed = s
+            .list_conversations(who, &ListConversations::default())
+            .await
+            .expect("list");
+        assert_eq!(
+            listed
+                .items
+                .iter()
+                .map(|c| (c.id.clone(), c.title.as_str()))
+                .collect::<Vec<_>>(),
+            [(shared_id.clone(), title)]
+        );
+    }
+    // A change, a regenerate, a delete of a message, a clear: each touches only its owner's.
+    let renamed = ConversationPatch {
+        title: Some("Bob renamed".to_owned()),
+        is_pinned: Some(true),
+        ..ConversationPatch::default()
+    };
+    s.update_conversation(&bob, &shared_id, &renamed, at(6))
+        .await
+        .expect("update");
+    s.begin_turn(&turn(
+        &ids,
+        &b,
+        TurnWrite::Regenerate {
+            leaf: b1.id.clone(),
+            preview: Some("bob asks".to_owned()),
+        },
+        limits(0, 0, 0, 0),
+    ))
+    .await
+    .expect("regenerate");
+    let err = s
+        .delete_message(&bob, &shared_id, &a1.id)
+        .await
+        .expect_err("not his message");
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    let (still_a, messages_a) = s.get_conversation_with_messages(&alice, &shared_id).await.expect("a");
+    assert_eq!(
+        (still_a.title.as_str(), still_a.is_pinned, still_a.active_leaf.as_ref()),
+        ("Alice's", false, Some(&a2.id))
+    );
+    assert_eq!(contents(messages_a), ["alice asks", "alice again"]);
+    assert_eq!(s.clear_messages(&bob, &shared_id).await.expect("clear"), 2);
+    assert_eq!(h.raw_count(&a).await, alice_items, "alice's items are untouched");
+    // Bob deletes his: Alice's is whole, and hers to delete.
+    assert_eq!(s.delete_conversation(&bob, &shared_id).await.expect("delete"), 0);
+    assert_eq!(h.raw_count(&b).await, 0, "bob's items are gone");
+    assert!(matches!(
+        s.get_conversation(&bob, &shared_id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(h.raw_count(&a).await, alice_items, "alice's items are untouched");
+    let (_, messages_a) = s.get_conversation_with_messages(&alice, &shared_id).await.expect("a");
+    assert_eq!(contents(messages_a), ["alice asks", "alice again"]);
+    assert_eq!(s.delete_conversation(&alice, &shared_id).await.expect("delete"), 2);
+    assert_eq!(h.raw_count(&a).await, 0);
 }
 
 async fn a_hundred_concurrent_appends_are_all_stored(h: &dyn Harness) {
@@ -395,7 +537,7 @@ async fn deleting_a_conversation_removes_every_item(h: &dyn Harness) {
             .await
             .expect("append");
     }
-    assert!(h.raw_count(&c.id).await >= 44);
+    assert!(h.raw_count(&c).await >= 44);
     // Someone else cannot delete it.
     let err = h
         .store()
@@ -403,10 +545,10 @@ async fn deleting_a_conversation_removes_every_item(h: &dyn Harness) {
         .await
         .expect_err("not theirs");
     assert!(matches!(err, StoreError::NotFound));
-    assert!(h.raw_count(&c.id).await >= 44);
+    assert!(h.raw_count(&c).await >= 44);
     let deleted = h.store().delete_conversation(&owner, &c.id).await.expect("delete");
     assert_eq!(deleted, 43);
-    assert_eq!(h.raw_count(&c.id).await, 0, "items left behind");
+    assert_eq!(h.raw_count(&c).await, 0, "items left behind");
     assert!(matches!(
         h.store().get_conversation(&owner, &c.id).await,
         Err(StoreError::NotFound)
@@ -516,7 +658,7 @@ async fn an_oversized_message_is_refused_before_anything_is_written(h: &dyn Harn
     let ids = IdGenerator::new();
     let owner = user(&unique("huge"));
     let c = created(h, &ids, &owner).await;
-    let before = h.raw_count(&c.id).await;
+    let before = h.raw_count(&c).await;
     let m = text(&ids, &c, Role::Assistant, &"z".repeat(MAX_CONTENT_BYTES + 1), at(1));
     let err = h
         .store()
@@ -524,7 +666,7 @@ async fn an_oversized_message_is_refused_before_anything_is_written(h: &dyn Harn
         .await
         .expect_err("too large");
     assert!(matches!(err, StoreError::TooLarge(_)), "{err:?}");
-    assert_eq!(h.raw_count(&c.id).await, before);
+    assert_eq!(h.raw_count(&c).await, before);
     let conv = h.store().get_conversation(&owner, &c.id).await.expect("get");
     assert_eq!(conv.message_count, 0);
     // Exactly at the limit is fine.
@@ -634,7 +776,7 @@ async fn clearing_messages_keeps_the_conversation(h: &dyn Harness) {
     assert!(messages.is_empty());
     assert_eq!(conv.message_count, 0);
     assert_eq!(conv.last_message, None);
-    assert_eq!(h.raw_count(&c.id).await, 1, "only the conversation remains");
+    assert_eq!(h.raw_count(&c).await, 1, "only the conversation remains");
     assert_eq!(h.store().clear_messages(&owner, &c.id).await.expect("clear again"), 0);
     // Client ids are free again after a clear.
     let mut m = text(&ids, &c, Role::User, "again", at(100));
@@ -1152,7 +1294,7 @@ async fn a_slot_is_released_when_the_turn_ends_in_error(h: &dyn Harness) {
     };
     h.store().finish_turn(&end).await.expect("finish without the reply");
     assert_eq!(
-        h.raw_count(&c.id).await,
+        h.raw_count(&c).await,
         0,
         "nothing was written for the deleted conversation"
     );
@@ -1343,7 +1485,7 @@ async fn begin_turn_writes_what_it_admits_and_nothing_when_refused(h: &dyn Harne
         "the active branch ends at the question again"
     );
     // Partition: conversation, 2 messages, client-id marker (DynamoDB) / conversation + 2 messages (SQLite).
-    assert!(h.raw_count(&c.id).await <= 4);
+    assert!(h.raw_count(&c).await <= 4);
 }
 
 async fn audit_entries_are_listed_newest_first_paged_and_per_user(h: &dyn Harness) {
@@ -1704,6 +1846,7 @@ athena_tests::on_both_stores!(
         paging_through_a_thousand_conversations_has_no_duplicate_and_no_gap,
         a_tampered_or_foreign_cursor_is_refused,
         creating_an_existing_id_is_a_conflict_and_changes_nothing,
+        two_owners_can_each_have_a_conversation_with_the_same_id,
         a_hundred_concurrent_appends_are_all_stored,
         deleting_a_conversation_removes_every_item,
         another_owners_conversation_is_not_found_everywhere,
@@ -1736,7 +1879,8 @@ athena_tests::on_both_stores!(
 );
 
 /// A database file written before branches existed (no `parent_id`, no `active_leaf`, a unique
-/// client-id index) opens, keeps its messages as one line, and takes edits.
+/// client-id index) and before ids were scoped to owners (`conversations.id` its primary key)
+/// opens, keeps its messages as one line, takes edits, and is keyed by owner.
 #[tokio::test]
 async fn an_embedded_database_from_before_branches_is_migrated_in_place() {
     let dir = std::env::temp_dir().join(format!("athena-migrate-{}", unique("db")));
@@ -1779,6 +1923,14 @@ async fn an_embedded_database_from_before_branches_is_migrated_in_place() {
         .begin_turn(&turn(&ids, &c, TurnWrite::Edit { message: edited }, limits(0, 0, 0, 0)))
         .await
         .expect("an edit reuses the client id");
+    // The rows are keyed by owner now: each message took its conversation's owner, and another
+    // user may hold the same id.
+    assert_eq!(store.raw_row_count(&alice, &id).await.expect("count"), 4);
+    let mut theirs = conversation(&ids, &user("bob"), at(0));
+    theirs.id = id.clone();
+    store.create_conversation(&theirs, &[]).await.expect("bob's own 'old'");
+    let (_, messages) = store.get_conversation_with_messages(&alice, &id).await.expect("read");
+    assert_eq!(messages.len(), 3, "alice's messages stay hers");
     drop(store);
     assert!(EmbeddedStore::open(&path).is_ok(), "a migrated file opens again");
     let _ = std::fs::remove_dir_all(&dir);

@@ -215,10 +215,13 @@ async fn admit(
         reply_id: reply_id.clone(),
         reply_parent: plan.answers.clone(),
     };
-    match state.store.begin_turn(&start).await {
-        Ok(begun) => Ok(begun.lease),
-        // The id exists but is not the caller's: answer as if it did not exist.
-        Err(StoreError::Conflict(_)) if plan.created => Err(ChatError::ConversationNotFound),
-        Err(e) => Err(e.into()),
-    }
+    // Conversation ids are scoped to their owner, so a create conflicts only with the caller's
+    // own conversation of that id (another request of theirs created it since `load`): a
+    // `Conflict`, answered 409 like any other.
+    state
+        .store
+        .begin_turn(&start)
+        .await
+        .map(|begun| begun.lease)
+        .map_err(Into::into)
 }

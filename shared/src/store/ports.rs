@@ -353,7 +353,9 @@ pub struct StoredKey {
 #[async_trait]
 pub trait Conversations: Send + Sync {
     /// Creates a conversation, with its first messages if any, atomically.
-    /// [`StoreError::Conflict`] when the id exists (whoever owns it).
+    /// [`StoreError::Conflict`] when its owner already has a conversation with this id. Ids are
+    /// scoped to their owner: another owner's conversation of the same id is a different
+    /// conversation, and creating it is no conflict.
     async fn create_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError>;
 
     /// One conversation, without its messages.
@@ -425,7 +427,8 @@ pub trait Turns: Send + Sync {
     /// slot (a lease with an expiry) and writes the user's message (or creates the conversation).
     /// Refusals: [`StoreError::RateLimited`], [`StoreError::BudgetExceeded`],
     /// [`StoreError::TooManyStreams`], [`StoreError::NotFound`] (not the caller's conversation),
-    /// [`StoreError::Conflict`] (a create on an existing id). Nothing is written when refused.
+    /// [`StoreError::Conflict`] (a create on an id the caller already has). Nothing is written
+    /// when refused.
     async fn begin_turn(&self, start: &TurnStart) -> Result<TurnBegun, StoreError>;
 
     /// Ends a chat turn in one atomic write: stores the reply and touches the conversation,

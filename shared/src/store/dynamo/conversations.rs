@@ -21,7 +21,7 @@ impl Conversations for DynamoStore {
         let table = &self.tables.conversations;
         let mut items = vec![conversation_item(table, conversation, messages)?];
         for m in messages {
-            items.extend(message_items(table, m, Marker::IfAbsent)?);
+            items.extend(message_items(table, &conversation.owner, m, Marker::IfAbsent)?);
         }
         if items.len() == 1 {
             // A lone conversation: a conditional PutItem costs half a transaction.
@@ -70,7 +70,7 @@ impl Conversations for DynamoStore {
     ) -> Result<(Conversation, Vec<Message>), StoreError> {
         // From `LIVE` to the last message: the live-turn marker, the conversation and its
         // messages (client-id markers, receipts and checkpoints sort outside the range).
-        let items = self.query_range(id, schema::LIVE, "MSG$").await?;
+        let items = self.query_range(owner, id, schema::LIVE, "MSG$").await?;
         let mut meta: Option<ConversationItem> = None;
         let mut live = None;
         let mut messages = Vec::with_capacity(items.len());
@@ -116,7 +116,7 @@ impl Conversations for DynamoStore {
         let start = match cursor::conversation_position(&scope, query.cursor.as_deref())? {
             None => None,
             Some((rank, id)) => {
-                let mut key = sdk_key(schema::conversation_pk(&id), schema::META.to_owned());
+                let mut key = sdk_key(schema::conversation_pk(owner.as_str(), &id), schema::META.to_owned());
                 key.insert(pk_attr.to_owned(), s(pk.clone()));
                 key.insert(sk_attr.to_owned(), n(rank));
                 Some(key)
@@ -171,7 +171,7 @@ impl Conversations for DynamoStore {
             .client
             .update_item()
             .table_name(&self.tables.conversations)
-            .key(schema::PK, s(schema::conversation_pk(id.as_str())))
+            .key(schema::PK, s(schema::conversation_pk(owner.as_str(), id.as_str())))
             .key(schema::SK, s(schema::META))
             .condition_expression(owner_condition())
             .expression_attribute_names("#pk", schema::PK)
@@ -236,7 +236,10 @@ impl Conversations for DynamoStore {
 
     #[tracing::instrument(name = "dynamo.delete_conversation", skip_all, fields(conversation = %id))]
     async fn delete_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
-        let key = sdk_key(schema::conversation_pk(id.as_str()), schema::META.to_owned());
+        let key = sdk_key(
+            schema::conversation_pk(owner.as_str(), id.as_str()),
+            schema::META.to_owned(),
+        );
         // 1. Mark: leaves the listings at once and makes every further append fail its condition.
         //    A delete interrupted after this point can be repeated and finishes the job.
         self.client
@@ -255,7 +258,7 @@ impl Conversations for DynamoStore {
                 other => classify("UpdateItem mark deleting", other),
             })?;
         // 2. Remove every other item of the partition.
-        let messages = self.delete_partition_items(id).await?;
+        let messages = self.delete_partition_items(owner, id).await?;
         // 3. The conversation itself, last.
         self.client
             .delete_item()

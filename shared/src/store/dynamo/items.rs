@@ -53,7 +53,7 @@ impl ConversationItem {
     pub(super) fn from_domain(c: &Conversation) -> Self {
         let rank = listing_rank(c.is_pinned, &c.id, c.updated_at);
         Self {
-            pk: schema::conversation_pk(c.id.as_str()),
+            pk: schema::conversation_pk(c.owner.as_str(), c.id.as_str()),
             sk: schema::META.to_owned(),
             id: c.id.to_string(),
             owner_id: c.owner.to_string(),
@@ -185,15 +185,16 @@ pub(super) enum Marker {
     Overwrite,
 }
 
-/// The items storing one message: head, chunks, client-id marker. Each is a conditional put,
-/// except a marker written with [`Marker::Overwrite`].
+/// The items storing one message of `owner`'s conversation: head, chunks, client-id marker. Each
+/// is a conditional put, except a marker written with [`Marker::Overwrite`].
 pub(super) fn message_items(
     table: &str,
+    owner: &UserId,
     message: &Message,
     marker: Marker,
 ) -> Result<Vec<TransactWriteItem>, StoreError> {
     check_message_size(message)?;
-    let pk = schema::conversation_pk(message.conversation_id.as_str());
+    let pk = schema::conversation_pk(owner.as_str(), message.conversation_id.as_str());
     let pieces = split_content(&message.content, CHUNK_BYTES);
     let head = MessageItem {
         pk: pk.clone(),

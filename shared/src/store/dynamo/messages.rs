@@ -20,7 +20,7 @@ impl Messages for DynamoStore {
         let table = &self.tables.conversations;
         let id = &message.conversation_id;
         let mut items = vec![self.touch_update(owner, message, touch.title.as_deref())?];
-        items.extend(message_items(table, message, Marker::IfAbsent)?);
+        items.extend(message_items(table, owner, message, Marker::IfAbsent)?);
         match self.transact(items).await? {
             Ok(()) => Ok(Appended::Stored),
             Err(codes) => {
@@ -59,7 +59,7 @@ impl Messages for DynamoStore {
         let after = cursor::message_position(&scope, query.cursor.as_deref())?;
         let Some(limit) = query.limit.map(|l| page_size(Some(l), DEFAULT_PAGE) as usize) else {
             // No limit: every message (one Query, paged by DynamoDB's 1 MB pages).
-            let items = self.query_partition(id, Some(schema::MSG_PREFIX), false).await?;
+            let items = self.query_partition(owner, id, Some(schema::MSG_PREFIX), false).await?;
             let mut messages = assemble_messages(items)?;
             if let Some(after) = after {
                 messages.retain(|m| m.id.as_str() > after.as_str());
@@ -71,7 +71,7 @@ impl Messages for DynamoStore {
         };
         // Read heads and chunks until one head past the page is seen (so the last message is whole
         // and we know whether more follow).
-        let pk = schema::conversation_pk(id.as_str());
+        let pk = schema::conversation_pk(owner.as_str(), id.as_str());
         let mut start = after.map(|last| sdk_key(pk.clone(), schema::chunk_sk(&last, 9999)));
         let mut items: Vec<Item> = Vec::new();
         let mut heads = 0usize;
@@ -119,7 +119,7 @@ impl Messages for DynamoStore {
         client_id: &ClientMessageId,
     ) -> Result<Option<Message>, StoreError> {
         self.get_meta(owner, id).await?;
-        let pk = schema::conversation_pk(id.as_str());
+        let pk = schema::conversation_pk(owner.as_str(), id.as_str());
         let marker = self
             .client
             .get_item()
@@ -134,7 +134,7 @@ impl Messages for DynamoStore {
         };
         let marker: ClientIdItem = from_item(marker)?;
         let items = self
-            .query_partition(id, Some(&schema::message_sk(&marker.message_id)), false)
+            .query_partition(owner, id, Some(&schema::message_sk(&marker.message_id)), false)
             .await?;
         Ok(assemble_messages(items)?.into_iter().next())
     }
@@ -143,13 +143,13 @@ impl Messages for DynamoStore {
     async fn delete_message(&self, owner: &UserId, id: &ConversationId, message: &MessageId) -> Result<(), StoreError> {
         self.get_meta(owner, id).await?;
         let items = self
-            .query_partition(id, Some(&schema::message_sk(message.as_str())), false)
+            .query_partition(owner, id, Some(&schema::message_sk(message.as_str())), false)
             .await?;
         let found = assemble_messages(items.clone())?;
         let Some(found) = found.into_iter().find(|m| &m.id == message) else {
             return Err(StoreError::NotFound);
         };
-        let pk = schema::conversation_pk(id.as_str());
+        let pk = schema::conversation_pk(owner.as_str(), id.as_str());
         let mut keys: Vec<Item> = items
             .iter()
             .filter_map(|i| match i.get(schema::SK) {
@@ -210,12 +210,12 @@ impl Messages for DynamoStore {
     #[tracing::instrument(name = "dynamo.clear_messages", skip_all, fields(conversation = %id))]
     async fn clear_messages(&self, owner: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
         self.get_meta(owner, id).await?;
-        let messages = self.delete_partition_items(id).await?;
+        let messages = self.delete_partition_items(owner, id).await?;
         self.client
             .update_item()
             .table_name(&self.tables.conversations)
             .set_key(Some(sdk_key(
-                schema::conversation_pk(id.as_str()),
+                schema::conversation_pk(owner.as_str(), id.as_str()),
                 schema::META.to_owned(),
             )))
             .update_expression("REMOVE lastMessage, activeLeaf ADD messageCount :minus")
@@ -252,7 +252,13 @@ impl DynamoStore {
         ];
         let mut update = Update::builder()
             .table_name(&self.tables.conversations)
-            .key(schema::PK, s(schema::conversation_pk(message.conversation_id.as_str())))
+            .key(
+                schema::PK,
+                s(schema::conversation_pk(
+                    owner.as_str(),
+                    message.conversation_id.as_str(),
+                )),
+            )
             .key(schema::SK, s(schema::META))
             .condition_expression(owner_condition())
             .expression_attribute_names("#pk", schema::PK)

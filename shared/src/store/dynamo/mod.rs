@@ -136,7 +136,7 @@ impl DynamoStore {
             .client
             .get_item()
             .table_name(&self.tables.conversations)
-            .key(schema::PK, s(schema::conversation_pk(id.as_str())))
+            .key(schema::PK, s(schema::conversation_pk(owner.as_str(), id.as_str())))
             .key(schema::SK, s(schema::META))
             .consistent_read(true)
             .send()
@@ -153,6 +153,7 @@ impl DynamoStore {
     /// Every item of a conversation's partition whose sort key starts with `prefix`, in order.
     async fn query_partition(
         &self,
+        owner: &UserId,
         id: &ConversationId,
         prefix: Option<&str>,
         keys_only: bool,
@@ -166,7 +167,7 @@ impl DynamoStore {
                 .table_name(&self.tables.conversations)
                 .consistent_read(true)
                 .expression_attribute_names("#pk", schema::PK)
-                .expression_attribute_values(":pk", s(schema::conversation_pk(id.as_str())))
+                .expression_attribute_values(":pk", s(schema::conversation_pk(owner.as_str(), id.as_str())))
                 .set_exclusive_start_key(start.take());
             q = match prefix {
                 Some(p) => q
@@ -191,7 +192,13 @@ impl DynamoStore {
     }
 
     /// Every item of a conversation's partition with a sort key in `from..=to`, in order.
-    async fn query_range(&self, id: &ConversationId, from: &str, to: &str) -> Result<Vec<Item>, StoreError> {
+    async fn query_range(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
@@ -203,7 +210,7 @@ impl DynamoStore {
                 .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
                 .expression_attribute_names("#pk", schema::PK)
                 .expression_attribute_names("#sk", schema::SK)
-                .expression_attribute_values(":pk", s(schema::conversation_pk(id.as_str())))
+                .expression_attribute_values(":pk", s(schema::conversation_pk(owner.as_str(), id.as_str())))
                 .expression_attribute_values(":from", s(from))
                 .expression_attribute_values(":to", s(to))
                 .set_exclusive_start_key(start.take())
@@ -239,8 +246,8 @@ impl DynamoStore {
 
     /// Deletes every item of a conversation's partition but the conversation itself (messages,
     /// chunks, markers). Returns how many messages went.
-    async fn delete_partition_items(&self, id: &ConversationId) -> Result<u64, StoreError> {
-        let keys = self.query_partition(id, None, true).await?;
+    async fn delete_partition_items(&self, owner: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
+        let keys = self.query_partition(owner, id, None, true).await?;
         let mut messages = 0u64;
         let mut doomed = Vec::with_capacity(keys.len());
         for k in keys {

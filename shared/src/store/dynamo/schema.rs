@@ -1,16 +1,17 @@
 //! Key formats and table definitions: the one place that knows how items are keyed.
 //!
-//! Table `athena` (env `ATHENA_TABLE`), keyed by conversation:
+//! Table `athena` (env `ATHENA_TABLE`), keyed by owner and conversation (a conversation id is
+//! the client's choice, unique only among its owner's conversations):
 //!
 //! | item | pk | sk | other keys |
 //! |---|---|---|---|
-//! | conversation | `CONV#<id>` | `META` | `gsi1pk = USER#<owner>`, `gsi2pk = USER#<owner>#SOL#<bucket>`, `gsi1sk = gsi2sk = rank` |
-//! | message | `CONV#<id>` | `MSG#<ulid>` | |
-//! | content chunk | `CONV#<id>` | `MSG#<ulid>#C<nnnn>` | |
-//! | client id marker | `CONV#<id>` | `CID#<client id>` | |
-//! | turn receipt | `CONV#<id>` | `TURN#<turn id>` | `expiresAt` (TTL) |
-//! | live-turn marker (the newest turn) | `CONV#<id>` | `LIVE` | `ownerId`, `turnId`, `replyId`, `startedAt`, `deadline`, `stop?`, `expiresAt` (TTL) |
-//! | turn checkpoint | `CONV#<id>` | `STREAM#<turn id>#<nnnnnn>` | `ownerId`, `events`, `last`, `at`, `expiresAt` (TTL) |
+//! | conversation | `CONV#<owner>#<id>` | `META` | `gsi1pk = USER#<owner>`, `gsi2pk = USER#<owner>#SOL#<bucket>`, `gsi1sk = gsi2sk = rank` |
+//! | message | `CONV#<owner>#<id>` | `MSG#<ulid>` | |
+//! | content chunk | `CONV#<owner>#<id>` | `MSG#<ulid>#C<nnnn>` | |
+//! | client id marker | `CONV#<owner>#<id>` | `CID#<client id>` | |
+//! | turn receipt | `CONV#<owner>#<id>` | `TURN#<turn id>` | `expiresAt` (TTL) |
+//! | live-turn marker (the newest turn) | `CONV#<owner>#<id>` | `LIVE` | `ownerId`, `turnId`, `replyId`, `parentId`, `startedAt`, `deadline`, `stop?`, `expiresAt` (TTL) |
+//! | turn checkpoint | `CONV#<owner>#<id>` | `STREAM#<turn id>#<nnnnnn>` | `ownerId`, `events`, `last`, `at`, `expiresAt` (TTL) |
 //! | idempotency record | `IDEM#<owner>` | `<Idempotency-Key>` | `fingerprint`, `state`, `token?`, `status?`, `body?`, `location?`, `expiresAt` (TTL) |
 //!
 //! Table `athena-events` (env `ATHENA_EVENTS_TABLE`): events at `pk = DAY#<yyyy-mm-dd>#<shard>`,
@@ -39,9 +40,13 @@ pub const CID_PREFIX: &str = "CID#";
 /// Number of partitions each day's events are spread over.
 pub const EVENT_SHARDS: u32 = 4;
 
-/// Partition key of a conversation's items.
-pub fn conversation_pk(id: &str) -> String {
-    format!("CONV#{id}")
+/// Partition key of a conversation's items: the owner and the conversation id. Conversation ids
+/// are chosen by clients (the AI SDK picks them), so they are unique only per owner: two users'
+/// conversations with the same id are two partitions, and creating an id another user holds is
+/// no conflict (nothing tells a caller that someone else's id exists). Neither part can contain
+/// `#` (both are `[A-Za-z0-9_-]`), so the key is unambiguous.
+pub fn conversation_pk(owner: &str, id: &str) -> String {
+    format!("CONV#{owner}#{id}")
 }
 
 /// Sort key of a message.

@@ -20,7 +20,7 @@ pub(super) fn live_put(
 ) -> Result<TransactWriteItem, StoreError> {
     let put = Put::builder()
         .table_name(table)
-        .item(schema::PK, s(schema::conversation_pk(id.as_str())))
+        .item(schema::PK, s(schema::conversation_pk(owner.as_str(), id.as_str())))
         .item(schema::SK, s(schema::LIVE))
         .item("ownerId", s(owner.as_str()))
         .item("turnId", s(live.turn_id.clone()))
@@ -44,7 +44,10 @@ pub(super) fn checkpoint_put(table: &str, checkpoint: &Checkpoint) -> Result<Tra
         .table_name(table)
         .item(
             schema::PK,
-            s(schema::conversation_pk(checkpoint.conversation_id.as_str())),
+            s(schema::conversation_pk(
+                checkpoint.owner.as_str(),
+                checkpoint.conversation_id.as_str(),
+            )),
         )
         .item(
             schema::SK,
@@ -109,7 +112,10 @@ impl Streams for DynamoStore {
             .table_name(table)
             .key(
                 schema::PK,
-                s(schema::conversation_pk(checkpoint.conversation_id.as_str())),
+                s(schema::conversation_pk(
+                    checkpoint.owner.as_str(),
+                    checkpoint.conversation_id.as_str(),
+                )),
             )
             .key(schema::SK, s(schema::LIVE))
             .condition_expression("attribute_exists(#pk) AND (turnId <> :turn OR attribute_not_exists(#stop))")
@@ -141,7 +147,7 @@ impl Streams for DynamoStore {
             .client
             .get_item()
             .table_name(&self.tables.conversations)
-            .key(schema::PK, s(schema::conversation_pk(id.as_str())))
+            .key(schema::PK, s(schema::conversation_pk(owner.as_str(), id.as_str())))
             .key(schema::SK, s(schema::LIVE))
             .consistent_read(true)
             .send()
@@ -168,7 +174,7 @@ impl Streams for DynamoStore {
             .key_condition_expression("#pk = :pk AND #sk BETWEEN :live AND :meta")
             .expression_attribute_names("#pk", schema::PK)
             .expression_attribute_names("#sk", schema::SK)
-            .expression_attribute_values(":pk", s(schema::conversation_pk(id.as_str())))
+            .expression_attribute_values(":pk", s(schema::conversation_pk(owner.as_str(), id.as_str())))
             .expression_attribute_values(":live", s(schema::LIVE))
             .expression_attribute_values(":meta", s(schema::META))
             .send()
@@ -206,7 +212,7 @@ impl Streams for DynamoStore {
         let to = format!("STREAM#{turn_id}#~");
         let now = chrono::Utc::now().timestamp();
         let mut out = Vec::new();
-        for item in self.query_range(id, &from, &to).await? {
+        for item in self.query_range(owner, id, &from, &to).await? {
             if !owned_by(&item, owner) || epoch(&item, schema::TTL_ATTRIBUTE).is_some_and(|t| t < now) {
                 continue;
             }
@@ -235,7 +241,7 @@ impl Streams for DynamoStore {
             .client
             .update_item()
             .table_name(&self.tables.conversations)
-            .key(schema::PK, s(schema::conversation_pk(id.as_str())))
+            .key(schema::PK, s(schema::conversation_pk(owner.as_str(), id.as_str())))
             .key(schema::SK, s(schema::LIVE))
             .update_expression("SET #stop = :yes")
             .condition_expression("attribute_exists(#pk) AND ownerId = :owner AND turnId = :turn")

@@ -164,7 +164,10 @@ impl Turns for DynamoStore {
         // The receipt first: put if absent, so a finish that applied before changes nothing.
         let receipt = Put::builder()
             .table_name(&self.tables.conversations)
-            .item(schema::PK, s(schema::conversation_pk(finish.conversation_id.as_str())))
+            .item(
+                schema::PK,
+                s(schema::conversation_pk(owner.as_str(), finish.conversation_id.as_str())),
+            )
             .item(schema::SK, s(schema::receipt_sk(&finish.turn_id)))
             .item(
                 schema::TTL_ATTRIBUTE,
@@ -178,7 +181,7 @@ impl Turns for DynamoStore {
             vec![(Part::Receipt, TransactWriteItem::builder().put(receipt).build())];
         if let Some(reply) = &finish.reply {
             parts.push((Part::Meta, self.touch_update(owner, reply, finish.title.as_deref())?));
-            for item in message_items(&self.tables.conversations, reply, Marker::IfAbsent)? {
+            for item in message_items(&self.tables.conversations, owner, reply, Marker::IfAbsent)? {
                 parts.push((Part::Message, item));
             }
         }
@@ -323,7 +326,7 @@ impl DynamoStore {
         start: &TurnStart,
     ) -> Result<Vec<(Part, TransactWriteItem)>, StoreError> {
         let table = &self.tables.conversations;
-        let pk = schema::conversation_pk(start.conversation_id.as_str());
+        let pk = schema::conversation_pk(owner.as_str(), start.conversation_id.as_str());
         let mut out = Vec::new();
         let tag_message = |m: &Message, items: Vec<TransactWriteItem>, out: &mut Vec<(Part, TransactWriteItem)>| {
             let last = items.len().saturating_sub(1);
@@ -340,17 +343,25 @@ impl DynamoStore {
             TurnWrite::Create { conversation, messages } => {
                 out.push((Part::Meta, conversation_item(table, conversation, messages)?));
                 for m in messages {
-                    tag_message(m, message_items(table, m, Marker::IfAbsent)?, &mut out);
+                    tag_message(
+                        m,
+                        message_items(table, &conversation.owner, m, Marker::IfAbsent)?,
+                        &mut out,
+                    );
                 }
             }
             TurnWrite::Append { message, title } => {
                 out.push((Part::Meta, self.touch_update(owner, message, title.as_deref())?));
-                tag_message(message, message_items(table, message, Marker::IfAbsent)?, &mut out);
+                tag_message(
+                    message,
+                    message_items(table, owner, message, Marker::IfAbsent)?,
+                    &mut out,
+                );
             }
             TurnWrite::Edit { message } => {
                 out.push((Part::Meta, self.touch_update(owner, message, None)?));
                 // The marker moves to the new version: an overwrite, never a conflict.
-                for item in message_items(table, message, Marker::Overwrite)? {
+                for item in message_items(table, owner, message, Marker::Overwrite)? {
                     out.push((Part::Message, item));
                 }
             }
@@ -380,7 +391,7 @@ impl DynamoStore {
         let check = aws_sdk_dynamodb::types::ConditionCheck::builder()
             .table_name(&self.tables.conversations)
             .set_key(Some(sdk_key(
-                schema::conversation_pk(id.as_str()),
+                schema::conversation_pk(owner.as_str(), id.as_str()),
                 schema::META.to_owned(),
             )))
             .condition_expression(owner_condition())

@@ -44,7 +44,7 @@ impl Conversations for EmbeddedStore {
             let tx = conn.transaction().map_err(sql_err("begin"))?;
             let mut c = owned_conversation(&tx, &owner, &id)?;
             c.live = super::streams::live_in(&tx, &owner, &id)?;
-            let messages = messages_of(&tx, &id, None, None)?;
+            let messages = messages_of(&tx, &owner, &id, None, None)?;
             Ok((c, messages))
         })
         .await
@@ -107,14 +107,14 @@ impl Conversations for EmbeddedStore {
             let pinned = patch.is_pinned.unwrap_or(current.is_pinned);
             if let Some(leaf) = &patch.active_leaf {
                 tx.execute(
-                    "UPDATE conversations SET active_leaf = ?1, last_message = ?2 WHERE id = ?3",
-                    params![leaf.id.as_str(), leaf.preview, id.as_str()],
+                    "UPDATE conversations SET active_leaf = ?1, last_message = ?2 WHERE owner = ?3 AND id = ?4",
+                    params![leaf.id.as_str(), leaf.preview, owner, id.as_str()],
                 )
                 .map_err(sql_err("switching the active branch"))?;
             }
             tx.execute(
                 "UPDATE conversations SET title = COALESCE(?1, title), is_pinned = ?2, is_shared = COALESCE(?3, is_shared), \
-                 model = COALESCE(?4, model), updated_at = ?5, rank = ?6 WHERE id = ?7",
+                 model = COALESCE(?4, model), updated_at = ?5, rank = ?6 WHERE owner = ?7 AND id = ?8",
                 params![
                     patch.title,
                     pinned,
@@ -122,6 +122,7 @@ impl Conversations for EmbeddedStore {
                     patch.model,
                     ts::format(&now),
                     listing_rank(pinned, &id, now),
+                    owner,
                     id.as_str()
                 ],
             )
@@ -142,11 +143,17 @@ impl Conversations for EmbeddedStore {
                 .map_err(sql_err("begin"))?;
             owned_conversation(&tx, &owner, &id)?;
             let deleted = tx
-                .execute("DELETE FROM messages WHERE conversation_id = ?1", params![id])
+                .execute(
+                    "DELETE FROM messages WHERE owner = ?1 AND conversation_id = ?2",
+                    params![owner, id],
+                )
                 .map_err(sql_err("deleting messages"))?;
             super::streams::delete_all(&tx, &owner, &id)?;
-            tx.execute("DELETE FROM conversations WHERE id = ?1", params![id])
-                .map_err(sql_err("deleting a conversation"))?;
+            tx.execute(
+                "DELETE FROM conversations WHERE owner = ?1 AND id = ?2",
+                params![owner, id],
+            )
+            .map_err(sql_err("deleting a conversation"))?;
             tx.commit().map_err(sql_err("commit"))?;
             Ok(deleted as u64)
         })

@@ -19,7 +19,7 @@ pub(super) fn append_in(
 ) -> Result<Appended, StoreError> {
     owned_conversation(tx, owner, m.conversation_id.as_str())?;
     if let Some(client_id) = &m.client_id {
-        if let Some(existing) = find_client(tx, m.conversation_id.as_str(), client_id.as_str())? {
+        if let Some(existing) = find_client(tx, owner, m.conversation_id.as_str(), client_id.as_str())? {
             return Ok(Appended::Duplicate(existing.id));
         }
     }
@@ -37,16 +37,17 @@ pub(super) fn insert_and_touch(
     title: Option<&str>,
 ) -> Result<(), StoreError> {
     let current = owned_conversation(tx, owner, m.conversation_id.as_str())?;
-    insert_message(tx, m)?;
+    insert_message(tx, owner, m)?;
     tx.execute(
         "UPDATE conversations SET updated_at = ?1, last_message = ?2, message_count = message_count + 1, \
-         rank = ?3, title = COALESCE(?4, title), active_leaf = ?5 WHERE id = ?6",
+         rank = ?3, title = COALESCE(?4, title), active_leaf = ?5 WHERE owner = ?6 AND id = ?7",
         params![
             ts::format(&m.created_at),
             domain::preview(&m.content),
             listing_rank(current.is_pinned, &current.id, m.created_at),
             title,
             m.id.as_str(),
+            owner,
             m.conversation_id.as_str()
         ],
     )
@@ -86,7 +87,7 @@ impl Messages for EmbeddedStore {
             .with(move |conn| {
                 let tx = conn.transaction().map_err(sql_err("begin"))?;
                 owned_conversation(&tx, &owner, &id)?;
-                messages_of(&tx, &id, after.as_deref(), limit.map(|l| l + 1))
+                messages_of(&tx, &owner, &id, after.as_deref(), limit.map(|l| l + 1))
             })
             .await?;
         match limit {
@@ -108,7 +109,7 @@ impl Messages for EmbeddedStore {
         let (owner, id, client_id) = (owner.to_string(), id.to_string(), client_id.to_string());
         self.with(move |conn| {
             owned_conversation(conn, &owner, &id)?;
-            find_client(conn, &id, &client_id)
+            find_client(conn, &owner, &id, &client_id)
         })
         .await
     }
@@ -123,8 +124,8 @@ impl Messages for EmbeddedStore {
             owned_conversation(&tx, &owner, &id)?;
             let n = tx
                 .execute(
-                    "DELETE FROM messages WHERE conversation_id = ?1 AND id = ?2",
-                    params![id, message],
+                    "DELETE FROM messages WHERE owner = ?1 AND conversation_id = ?2 AND id = ?3",
+                    params![owner, id, message],
                 )
                 .map_err(sql_err("deleting a message"))?;
             if n == 0 {
@@ -132,15 +133,15 @@ impl Messages for EmbeddedStore {
             }
             let newest: Option<String> = tx
                 .query_row(
-                    "SELECT content FROM messages WHERE conversation_id = ?1 ORDER BY id DESC LIMIT 1",
-                    params![id],
+                    "SELECT content FROM messages WHERE owner = ?1 AND conversation_id = ?2 ORDER BY id DESC LIMIT 1",
+                    params![owner, id],
                     |r| r.get(0),
                 )
                 .optional()
                 .map_err(sql_err("newest message"))?;
             tx.execute(
-                "UPDATE conversations SET last_message = ?1, message_count = message_count - 1 WHERE id = ?2",
-                params![newest.as_deref().map(domain::preview), id],
+                "UPDATE conversations SET last_message = ?1, message_count = message_count - 1 WHERE owner = ?2 AND id = ?3",
+                params![newest.as_deref().map(domain::preview), owner, id],
             )
             .map_err(sql_err("touching a conversation"))?;
             tx.commit().map_err(sql_err("commit"))
@@ -157,11 +158,15 @@ impl Messages for EmbeddedStore {
                 .map_err(sql_err("begin"))?;
             owned_conversation(&tx, &owner, &id)?;
             let n = tx
-                .execute("DELETE FROM messages WHERE conversation_id = ?1", params![id])
+                .execute(
+                    "DELETE FROM messages WHERE owner = ?1 AND conversation_id = ?2",
+                    params![owner, id],
+                )
                 .map_err(sql_err("clearing messages"))?;
             tx.execute(
-                "UPDATE conversations SET last_message = NULL, active_leaf = NULL, message_count = message_count - ?1 WHERE id = ?2",
-                params![n as i64, id],
+                "UPDATE conversations SET last_message = NULL, active_leaf = NULL, message_count = message_count - ?1 \
+                 WHERE owner = ?2 AND id = ?3",
+                params![n as i64, owner, id],
             )
             .map_err(sql_err("touching a conversation"))?;
             tx.commit().map_err(sql_err("commit"))?;

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection};
 
-use crate::domain::ConversationId;
+use crate::domain::{ConversationId, UserId};
 use crate::error::StoreError;
 
 const SCHEMA: &str = r#"
@@ -33,7 +33,7 @@ PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 PRAGMA foreign_keys = ON;
 CREATE TABLE IF NOT EXISTS conversations (
-    id            TEXT PRIMARY KEY,
+    id            TEXT NOT NULL,
     owner         TEXT NOT NULL,
     title         TEXT NOT NULL,
     is_pinned     INTEGER NOT NULL,
@@ -46,12 +46,14 @@ CREATE TABLE IF NOT EXISTS conversations (
     last_message  TEXT,
     message_count INTEGER NOT NULL DEFAULT 0,
     rank          INTEGER NOT NULL,
-    active_leaf   TEXT
+    active_leaf   TEXT,
+    PRIMARY KEY (owner, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations (owner, rank DESC, id DESC);
 CREATE INDEX IF NOT EXISTS conversations_by_owner_solution ON conversations (owner, bucket, rank DESC, id DESC);
 CREATE TABLE IF NOT EXISTS messages (
-    conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    owner           TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
     id              TEXT NOT NULL,
     client_id       TEXT,
     role            TEXT NOT NULL,
@@ -64,7 +66,8 @@ CREATE TABLE IF NOT EXISTS messages (
     error           TEXT,
     created_at      TEXT NOT NULL,
     parent_id       TEXT,
-    PRIMARY KEY (conversation_id, id)
+    PRIMARY KEY (owner, conversation_id, id),
+    FOREIGN KEY (owner, conversation_id) REFERENCES conversations (owner, id) ON DELETE CASCADE
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     id         TEXT PRIMARY KEY,
@@ -146,10 +149,11 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 "#;
 
 /// Brings a database file made by an earlier version up to this schema: the branch columns
-/// (`messages.parent_id`, `conversations.active_leaf`), and the client-id index without its
-/// uniqueness (every version of an edited message keeps the client's id; appends check for a
-/// stored one inside their transaction).
-fn migrate(conn: &Connection) -> Result<(), StoreError> {
+/// (`messages.parent_id`, `conversations.active_leaf`), conversations keyed by owner and id
+/// ([`key_by_owner`]), and the client-id index without its uniqueness (every version of an
+/// edited message keeps the client's id; appends check for a stored one inside their
+/// transaction).
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let has_column = |table: &str, column: &str| -> Result<bool, StoreError> {
         let mut stmt = conn
             .prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))
@@ -164,11 +168,83 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         conn.execute_batch("ALTER TABLE conversations ADD COLUMN active_leaf TEXT")
             .map_err(sql_err("adding conversations.active_leaf"))?;
     }
+    if !has_column("messages", "owner")? {
+        key_by_owner(conn)?;
+    }
     conn.execute_batch(
         "DROP INDEX IF EXISTS messages_client_id; \
-         CREATE INDEX IF NOT EXISTS messages_by_client_id ON messages (conversation_id, client_id) WHERE client_id IS NOT NULL;",
+         CREATE INDEX IF NOT EXISTS messages_by_client_id ON messages (owner, conversation_id, client_id) WHERE client_id IS NOT NULL;",
     )
     .map_err(sql_err("indexing client ids"))
+}
+
+/// Rebuilds the two tables of a file whose conversations were keyed by id alone (`id TEXT PRIMARY
+/// KEY`, messages without an owner) into the owner-scoped layout of [`SCHEMA`], in one
+/// transaction: each message takes its conversation's owner. SQLite cannot change a primary key
+/// in place, so the tables are copied, dropped and renamed (foreign keys off meanwhile, as
+/// SQLite's documentation prescribes for such a change).
+fn key_by_owner(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch("PRAGMA foreign_keys = OFF")
+        .map_err(sql_err("keying conversations by owner"))?;
+    let rebuilt = (|| {
+        let tx = conn.transaction().map_err(sql_err("begin"))?;
+        tx.execute_batch(&format!(
+            "CREATE TABLE conversations_v2 ({conversations}) WITHOUT ROWID;
+             INSERT INTO conversations_v2 ({columns}) SELECT {columns} FROM conversations;
+             CREATE TABLE messages_v2 ({messages}) WITHOUT ROWID;
+             INSERT INTO messages_v2 (owner, {message_columns}) \
+               SELECT c.owner, {qualified} FROM messages m JOIN conversations c ON c.id = m.conversation_id;
+             DROP TABLE messages;
+             DROP TABLE conversations;
+             ALTER TABLE conversations_v2 RENAME TO conversations;
+             ALTER TABLE messages_v2 RENAME TO messages;
+             CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations (owner, rank DESC, id DESC);
+             CREATE INDEX IF NOT EXISTS conversations_by_owner_solution ON conversations (owner, bucket, rank DESC, id DESC);",
+            conversations = table_body(SCHEMA, "conversations")?,
+            messages = table_body(SCHEMA, "messages")?,
+            columns = CONVERSATION_TABLE_COLUMNS,
+            message_columns = MESSAGE_TABLE_COLUMNS,
+            qualified = MESSAGE_TABLE_COLUMNS
+                .split(", ")
+                .map(|c| format!("m.{c}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ))
+        .map_err(sql_err("keying conversations by owner"))?;
+        let broken: i64 = tx
+            .query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| r.get(0))
+            .map_err(sql_err("checking foreign keys"))?;
+        if broken != 0 {
+            return Err(StoreError::internal(
+                "keying conversations by owner",
+                format!("{broken} rows break a foreign key"),
+            ));
+        }
+        tx.commit().map_err(sql_err("commit"))
+    })();
+    conn.execute_batch("PRAGMA foreign_keys = ON")
+        .map_err(sql_err("keying conversations by owner"))?;
+    rebuilt
+}
+
+/// Every column of the `conversations` table.
+const CONVERSATION_TABLE_COLUMNS: &str = "id, owner, title, is_pinned, is_shared, model, solution_type, bucket, \
+     created_at, updated_at, last_message, message_count, rank, active_leaf";
+/// Every column of the `messages` table but the owner (the rebuild takes it from the conversation).
+const MESSAGE_TABLE_COLUMNS: &str = "conversation_id, id, client_id, role, content, parts, model, usage, latency_ms, \
+     finish_reason, error, created_at, parent_id";
+
+/// The column list of `CREATE TABLE IF NOT EXISTS <table> (...)` in `schema`.
+fn table_body(schema: &'static str, table: &str) -> Result<&'static str, StoreError> {
+    let head = format!("CREATE TABLE IF NOT EXISTS {table} (");
+    let start = schema
+        .find(&head)
+        .map(|at| at + head.len())
+        .ok_or_else(|| StoreError::internal("reading the schema", format!("no table {table}")))?;
+    let len = schema[start..]
+        .find("\n) WITHOUT ROWID;")
+        .ok_or_else(|| StoreError::internal("reading the schema", format!("table {table} has no end")))?;
+    Ok(&schema[start..start + len])
 }
 
 /// The SQLite store.
@@ -214,11 +290,11 @@ impl EmbeddedStore {
         Self::init(Connection::open_in_memory().map_err(sql_err("opening the database"))?)
     }
 
-    fn init(conn: Connection) -> Result<Self, StoreError> {
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(sql_err("busy timeout"))?;
         conn.execute_batch(SCHEMA).map_err(sql_err("creating the schema"))?;
-        migrate(&conn)?;
+        migrate(&mut conn)?;
         let now = chrono::Utc::now().timestamp();
         conn.execute("DELETE FROM events WHERE expires_at < ?1", params![now])
             .map_err(sql_err("expiring events"))?;
@@ -247,14 +323,16 @@ impl EmbeddedStore {
         self
     }
 
-    /// How many rows (conversation and messages) exist for a conversation id, whoever owns it:
-    /// a diagnostic that lets tests check a cascade left nothing behind.
-    pub async fn raw_row_count(&self, id: &ConversationId) -> Result<u64, StoreError> {
-        let id = id.to_string();
+    /// How many rows (conversation and messages) exist for `owner`'s conversation `id`, read
+    /// around the ownership checks: a diagnostic that lets tests check a cascade left nothing
+    /// behind.
+    pub async fn raw_row_count(&self, owner: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
+        let (owner, id) = (owner.to_string(), id.to_string());
         self.with(move |conn| {
             conn.query_row(
-                "SELECT (SELECT COUNT(*) FROM conversations WHERE id = ?1) + (SELECT COUNT(*) FROM messages WHERE conversation_id = ?1)",
-                params![id],
+                "SELECT (SELECT COUNT(*) FROM conversations WHERE owner = ?1 AND id = ?2) \
+                 + (SELECT COUNT(*) FROM messages WHERE owner = ?1 AND conversation_id = ?2)",
+                params![owner, id],
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| u64::try_from(n).unwrap_or(0))

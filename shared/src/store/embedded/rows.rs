@@ -110,7 +110,8 @@ pub(super) fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result
     Ok(build())
 }
 
-pub(super) fn insert_message(tx: &rusqlite::Transaction<'_>, m: &Message) -> Result<(), StoreError> {
+/// Inserts a message of `owner`'s conversation.
+pub(super) fn insert_message(tx: &rusqlite::Transaction<'_>, owner: &str, m: &Message) -> Result<(), StoreError> {
     check_message_size(m)?;
     let json = |v: Result<String, serde_json::Error>| v.map_err(|e| StoreError::internal("serializing", e));
     let parts = if m.parts.is_empty() {
@@ -126,9 +127,10 @@ pub(super) fn insert_message(tx: &rusqlite::Transaction<'_>, m: &Message) -> Res
         .map_err(|e| StoreError::internal("serializing", e))?;
     let result = tx.execute(
         &format!(
-            "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+            "INSERT INTO messages (owner, {MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
         ),
         params![
+            owner,
             m.id.as_str(),
             m.conversation_id.as_str(),
             m.client_id.as_ref().map(ClientMessageId::as_str),
@@ -168,20 +170,22 @@ pub(super) fn owned_conversation(conn: &Connection, owner: &str, id: &str) -> Re
     }
 }
 
+/// Messages of `owner`'s conversation `id`, oldest first, after `after`, at most `limit`.
 pub(super) fn messages_of(
     conn: &Connection,
+    owner: &str,
     id: &str,
     after: Option<&str>,
     limit: Option<usize>,
 ) -> Result<Vec<Message>, StoreError> {
     let mut stmt = conn
         .prepare_cached(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE owner = ?1 AND conversation_id = ?2 AND id > ?3 ORDER BY id LIMIT ?4"
         ))
         .map_err(sql_err("listing messages"))?;
     let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
     let rows = stmt
-        .query_map(params![id, after.unwrap_or(""), limit], row_to_message)
+        .query_map(params![owner, id, after.unwrap_or(""), limit], row_to_message)
         .map_err(sql_err("listing messages"))?;
     let mut out = Vec::new();
     for row in rows {
@@ -190,12 +194,19 @@ pub(super) fn messages_of(
     Ok(out)
 }
 
-pub(super) fn find_client(conn: &Connection, id: &str, client_id: &str) -> Result<Option<Message>, StoreError> {
+/// The newest version of a client's message in `owner`'s conversation `id`.
+pub(super) fn find_client(
+    conn: &Connection,
+    owner: &str,
+    id: &str,
+    client_id: &str,
+) -> Result<Option<Message>, StoreError> {
     conn.query_row(
         &format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND client_id = ?2 ORDER BY id DESC LIMIT 1"
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE owner = ?1 AND conversation_id = ?2 AND client_id = ?3 \
+             ORDER BY id DESC LIMIT 1"
         ),
-        params![id, client_id],
+        params![owner, id, client_id],
         row_to_message,
     )
     .optional()
@@ -236,7 +247,7 @@ pub(super) fn insert_conversation(
         Err(e) => return Err(sql_err("creating a conversation")(e)),
     }
     for m in messages {
-        insert_message(tx, m).map_err(|e| match e {
+        insert_message(tx, stored.owner.as_str(), m).map_err(|e| match e {
             StoreError::Conflict(_) => StoreError::Conflict("a message id or client message id is repeated".to_owned()),
             other => other,
         })?;

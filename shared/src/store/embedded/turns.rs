@@ -34,8 +34,8 @@ impl Turns for EmbeddedStore {
                 TurnWrite::Create { .. } => {
                     let exists: bool = tx
                         .query_row(
-                            "SELECT EXISTS (SELECT 1 FROM conversations WHERE id = ?1)",
-                            params![id],
+                            "SELECT EXISTS (SELECT 1 FROM conversations WHERE owner = ?1 AND id = ?2)",
+                            params![owner, id],
                             |r| r.get(0),
                         )
                         .map_err(sql_err("reading a conversation"))?;
@@ -138,8 +138,8 @@ impl Turns for EmbeddedStore {
                 }
                 TurnWrite::Regenerate { leaf, preview } => {
                     tx.execute(
-                        "UPDATE conversations SET active_leaf = ?1, last_message = ?2 WHERE id = ?3",
-                        params![leaf.as_str(), preview, id],
+                        "UPDATE conversations SET active_leaf = ?1, last_message = ?2 WHERE owner = ?3 AND id = ?4",
+                        params![leaf.as_str(), preview, owner, id],
                     )
                     .map_err(sql_err("touching a conversation"))?;
                 }
