@@ -108,6 +108,19 @@ impl Sink {
         self.stopped || (self.gone && !self.resumable)
     }
 
+    /// Resolves once a stop is requested (never, if none is).
+    async fn until_stopped(&mut self) {
+        while !self.stopped {
+            if *self.stop.borrow_and_update() {
+                self.stopped = true;
+                return;
+            }
+            if self.stop.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// Notes a stop request that arrived (without waiting).
     fn check_stop(&mut self) {
         if *self.stop.borrow() {
@@ -188,13 +201,19 @@ impl Turn {
             sink.send(TurnEvent::StartStep).await;
             // This step's text is the tail of the reply from here (no second copy while streaming).
             let step_start = outcome.text.len();
-            let (first, rest) = match self
-                .open_stream(&candidates, &context, &mut outcome, emitted, deadline)
-                .await
-            {
-                Ok(opened) => opened,
-                Err(e) => {
+            // A stop while the model has not started (or a tool ran long) ends the turn too.
+            let opening = tokio::select! {
+                opened = self.open_stream(&candidates, &context, &mut outcome, emitted, deadline) => Some(opened),
+                () = sink.until_stopped() => None,
+            };
+            let (first, rest) = match opening {
+                Some(Ok(opened)) => opened,
+                Some(Err(e)) => {
                     outcome.fail(&e);
+                    return outcome;
+                }
+                None => {
+                    outcome.finish = FinishReason::Aborted;
                     return outcome;
                 }
             };
