@@ -26,10 +26,6 @@ pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
 /// The pauses before the second and third attempts of the finishing write (3 attempts in all).
 const FINISH_BACKOFF: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(400)];
 
-/// Longest one attempt of the finishing write (or the slot release) may take: past it the
-/// attempt counts as a timeout, which is ambiguous (it may have applied) and safe to retry.
-const STORE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// Longest the end of a turn waits for a title still being written.
 const TITLE_WAIT: Duration = Duration::from_secs(2);
 
@@ -213,12 +209,14 @@ impl Turn {
     }
 
     /// The finishing write, with up to 3 attempts on a store that is unavailable, timed out
-    /// ([`STORE_ATTEMPT_TIMEOUT`]) or failed internally: safe, since a finish is written at most
+    /// (`ChatConfig::store_attempt_timeout`: past it the attempt's outcome is ambiguous, it may
+    /// have applied) or failed internally: safe, since a finish is written at most
     /// once per turn id. Other errors (the write can never succeed) are not retried.
     async fn store_finish(&self, finishing: &TurnFinish) -> Result<(), StoreError> {
         let mut attempt = 0;
+        let timeout = self.state.config.chat.store_attempt_timeout;
         loop {
-            let result = tokio::time::timeout(STORE_ATTEMPT_TIMEOUT, self.state.store.finish_turn(finishing))
+            let result = tokio::time::timeout(timeout, self.state.store.finish_turn(finishing))
                 .await
                 .unwrap_or_else(|_| Err(StoreError::Unavailable("the finishing write timed out".into())));
             let retryable = matches!(result, Err(StoreError::Unavailable(_) | StoreError::Internal { .. }));
@@ -242,7 +240,7 @@ impl Turn {
             return;
         };
         let release = self.state.store.release_slot(&self.user, lease);
-        match tokio::time::timeout(STORE_ATTEMPT_TIMEOUT, release).await {
+        match tokio::time::timeout(self.state.config.chat.store_attempt_timeout, release).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "releasing the stream slot failed; it frees itself when the lease ends")

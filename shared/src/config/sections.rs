@@ -23,6 +23,10 @@ pub struct ChatConfig {
     pub search: Option<SearchConfig>,
     /// The model that writes a new conversation's title (`ATHENA_TITLE_MODEL`), if any.
     pub title_model: Option<String>,
+    /// Longest one attempt of the finishing write (or the separate slot release) may take before
+    /// it counts as an ambiguous timeout and is retried (default 2 s; not read from the
+    /// environment: tests shorten it to stall the write without waiting seconds).
+    pub store_attempt_timeout: Duration,
 }
 
 /// A search HTTP API: `POST url` with `{"query", "max_results"}` and an optional bearer key,
@@ -53,6 +57,7 @@ impl Default for ChatConfig {
             max_output_tokens: 4096,
             search: None,
             title_model: None,
+            store_attempt_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -105,6 +110,7 @@ impl ChatConfig {
             total_timeout: env.millis("ATHENA_TOTAL_TIMEOUT_MS", defaults.total_timeout)?,
             max_output_tokens,
             search,
+            store_attempt_timeout: defaults.store_attempt_timeout,
         })
     }
 
