@@ -267,6 +267,28 @@ async fn an_admitting_write_that_fails_is_a_clean_error_and_leaves_nothing(store
     assert!(rig.next_chat_admitted().await, "no slot held");
 }
 
+async fn an_admitting_write_that_applies_but_times_out_does_not_hold_the_slot(store: Arc<dyn Store>) {
+    let rig = rig(store).await;
+    // The admission lands (user's message, reservation, slot), its answer is a timeout.
+    rig.faults
+        .inject(Op::BeginTurn, Fault::ApplyThenFail(Failure::Timeout), 1);
+    let id = unique("admit-ambiguous");
+    let text = "#deltas:3";
+    let seen = rig.chat(&id, text).await;
+    assert_eq!(seen.status, 503, "{}", seen.body);
+    assert!(!seen.body.contains("data:"), "never a half-started stream");
+    let stored = rig.stored(&id).await.expect("the write applied");
+    assert_eq!(stored.len(), 1, "the user's message, no reply: {stored:?}");
+    assert_eq!(rig.faults.calls(Op::FinishTurn), 0, "no turn ran");
+    // The reservation cannot be settled safely (the turn cannot know it was made): it stays
+    // charged, an overcharge rather than free tokens.
+    assert_eq!(rig.spent().await, reservation(text));
+    // The slot the turn may hold is released by its turn id: the user's next chat is admitted,
+    // not refused until the lease ends.
+    assert_eq!(rig.faults.calls(Op::ReleaseSlot), 1, "one slot under a cap of one");
+    assert!(rig.next_chat_admitted().await, "no slot held");
+}
+
 // ---------------------------------------------------------------- the finishing write
 
 /// A whole turn of `#deltas:3` whose end is stored once, charged once at the reported usage,
@@ -602,6 +624,7 @@ async fn a_client_that_leaves_while_the_finishing_write_fails_still_frees_the_sl
 
 athena_tests::on_both_stores!([
     an_admitting_write_that_fails_is_a_clean_error_and_leaves_nothing,
+    an_admitting_write_that_applies_but_times_out_does_not_hold_the_slot,
     a_finishing_write_that_fails_once_is_retried_and_stored_once,
     a_finishing_write_that_applies_but_times_out_is_not_duplicated_or_charged_twice,
     a_finishing_write_that_always_fails_is_a_store_unavailable_error_and_frees_the_slot,
