@@ -14,6 +14,7 @@ mod bedrock_provider;
 mod chat;
 mod durable;
 mod events;
+mod faults;
 mod gateway;
 mod http_api;
 mod limits;

@@ -2,8 +2,8 @@
 //! DynamoDB-API server (moto) started on a free loopback port, fresh tables per test, both stores
 //! ready to be driven by one suite ([`on_both_stores!`]), an in-process gateway whose every answer is
 //! checked against `docs/openapi.yaml` ([`TestApp`]), chat posting and stream parsing ([`sse`]),
-//! bearer tokens ([`tokens`]), stub servers ([`stub`]) and a mock Bedrock endpoint
-//! ([`bedrock_mock`]).
+//! bearer tokens ([`tokens`]), stub servers ([`stub`]), a mock Bedrock endpoint
+//! ([`bedrock_mock`]) and a store that fails or stalls on demand ([`faults`]).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -135,6 +135,7 @@ pub async fn unreachable_dynamo_store(max_attempts: u32, tables: Tables) -> Dyna
 
 pub mod bedrock_mock;
 mod both;
+pub mod faults;
 pub mod openapi;
 pub mod sse;
 pub mod stub;

@@ -26,10 +26,6 @@ pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
 /// The pauses before the second and third attempts of the finishing write (3 attempts in all).
 const FINISH_BACKOFF: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(400)];
 
-/// Longest one attempt of the finishing write (or the slot release) may take: past it the
-/// attempt counts as a timeout, which is ambiguous (it may have applied) and safe to retry.
-const STORE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// Longest the end of a turn waits for a title still being written.
 const TITLE_WAIT: Duration = Duration::from_secs(2);
 
@@ -116,6 +112,14 @@ impl Drop for SlotGuard {
     }
 }
 
+/// The final checkpoint's position and its events before the last one: what the turn writes
+/// on its own, ending with a `STORE_UNAVAILABLE` error, when the finishing write fails (so its
+/// reply can still be rebuilt from the checkpoints).
+struct FinalBatch {
+    seq: u32,
+    events: Vec<TurnEvent>,
+}
+
 impl Turn {
     /// Stores what there is (a reply, a partial reply, or the record of a failure after output),
     /// tells the client how the turn ended and records the turn's activity.
@@ -156,7 +160,7 @@ impl Turn {
             Some(recorder) => recorder.close().await,
             None => super::checkpoint::Tail::default(),
         };
-        let (checkpoint, seq) = self.final_checkpoint(tail, &last).await;
+        let (checkpoint, final_batch) = self.final_checkpoint(tail, &last).await;
         let finishing = TurnFinish {
             owner: self.user.clone(),
             conversation_id: self.plan.conversation.id.clone(),
@@ -216,7 +220,9 @@ impl Turn {
             };
             // A resumed stream ends the same way (unless the write did apply after all: the
             // checkpoint is put only if absent).
-            self.write_checkpoint(seq, vec![failed.clone()], true).await;
+            let mut events = final_batch.events;
+            events.push(failed.clone());
+            self.write_checkpoint(final_batch.seq, events, true).await;
             failed
         };
         sink.send_to_client(last).await;
@@ -231,23 +237,31 @@ impl Turn {
         &self,
         tail: super::checkpoint::Tail,
         last: &TurnEvent,
-    ) -> (Option<crate::store::Checkpoint>, u32) {
+    ) -> (Option<crate::store::Checkpoint>, FinalBatch) {
         let mut events = tail.events;
         events.push(last.clone());
         let mut batches = super::checkpoint::split_final(events);
-        let final_batch = batches.pop().unwrap_or_default();
+        let mut final_batch = batches.pop().unwrap_or_default();
         let mut seq = tail.seq;
         for batch in batches {
             self.write_checkpoint(seq, batch, false).await;
             seq += 1;
         }
-        match super::checkpoint::encode(&final_batch) {
-            Ok(events) => (Some(self.checkpoint_at(seq, events, true)), seq),
+        let checkpoint = match super::checkpoint::encode(&final_batch) {
+            Ok(events) => Some(self.checkpoint_at(seq, events, true)),
             Err(e) => {
                 tracing::warn!(error = %e, "the final checkpoint cannot be kept");
-                (None, seq)
+                None
             }
-        }
+        };
+        final_batch.pop();
+        (
+            checkpoint,
+            FinalBatch {
+                seq,
+                events: final_batch,
+            },
+        )
     }
 
     fn checkpoint_at(&self, seq: u32, events: String, last: bool) -> crate::store::Checkpoint {
@@ -268,7 +282,12 @@ impl Turn {
             return;
         };
         let checkpoint = self.checkpoint_at(seq, encoded, last);
-        match tokio::time::timeout(STORE_ATTEMPT_TIMEOUT, self.state.store.checkpoint(&checkpoint)).await {
+        match tokio::time::timeout(
+            self.state.config.chat.store_attempt_timeout,
+            self.state.store.checkpoint(&checkpoint),
+        )
+        .await
+        {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, seq, "writing a checkpoint failed"),
             Err(_) => tracing::warn!(seq, "writing a checkpoint timed out"),
@@ -276,12 +295,14 @@ impl Turn {
     }
 
     /// The finishing write, with up to 3 attempts on a store that is unavailable, timed out
-    /// ([`STORE_ATTEMPT_TIMEOUT`]) or failed internally: safe, since a finish is written at most
+    /// (`ChatConfig::store_attempt_timeout`: past it the attempt's outcome is ambiguous, it may
+    /// have applied) or failed internally: safe, since a finish is written at most
     /// once per turn id. Other errors (the write can never succeed) are not retried.
     async fn store_finish(&self, finishing: &TurnFinish) -> Result<(), StoreError> {
         let mut attempt = 0;
+        let timeout = self.state.config.chat.store_attempt_timeout;
         loop {
-            let result = tokio::time::timeout(STORE_ATTEMPT_TIMEOUT, self.state.store.finish_turn(finishing))
+            let result = tokio::time::timeout(timeout, self.state.store.finish_turn(finishing))
                 .await
                 .unwrap_or_else(|_| Err(StoreError::Unavailable("the finishing write timed out".into())));
             let retryable = matches!(result, Err(StoreError::Unavailable(_) | StoreError::Internal { .. }));
@@ -305,7 +326,7 @@ impl Turn {
             return;
         };
         let release = self.state.store.release_slot(&self.user, lease);
-        match tokio::time::timeout(STORE_ATTEMPT_TIMEOUT, release).await {
+        match tokio::time::timeout(self.state.config.chat.store_attempt_timeout, release).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "releasing the stream slot failed; it frees itself when the lease ends")

@@ -218,10 +218,36 @@ async fn admit(
     // Conversation ids are scoped to their owner, so a create conflicts only with the caller's
     // own conversation of that id (another request of theirs created it since `load`): a
     // `Conflict`, answered 409 like any other.
-    state
-        .store
-        .begin_turn(&start)
-        .await
-        .map(|begun| begun.lease)
-        .map_err(Into::into)
+    match state.store.begin_turn(&start).await {
+        Ok(begun) => Ok(begun.lease),
+        Err(e @ (StoreError::Unavailable(_) | StoreError::Internal { .. })) => {
+            release_unknown_slot(state, user, turn_id).await;
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// After an admitting write whose outcome is unknown (a timeout may have applied it), frees the
+/// stream slot the turn may hold, so the caller's next chat is not refused until the lease ends.
+/// Which slot is unknown: each is released only if `turn_id` holds it (idempotent; one call per
+/// slot, only on this failure path). The reservation stays charged: settling it could give back
+/// tokens that were never reserved. Bounded in time; a failure leaves the slot to its lease.
+async fn release_unknown_slot(state: &AppState, user: &UserId, turn_id: &str) {
+    let release = async {
+        for slot in 0..state.config.max_concurrent_streams {
+            let lease = crate::store::StreamLease {
+                slot,
+                turn_id: turn_id.to_owned(),
+                expires_at: 0,
+            };
+            state.store.release_slot(user, &lease).await?;
+        }
+        Ok::<(), StoreError>(())
+    };
+    match tokio::time::timeout(state.config.chat.store_attempt_timeout, release).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "releasing the slot of a failed admission failed"),
+        Err(_) => tracing::warn!("releasing the slot of a failed admission timed out"),
+    }
 }

@@ -28,6 +28,10 @@ pub struct ChatConfig {
     pub resumable_streams: bool,
     /// How often a turn checkpoints (`ATHENA_CHECKPOINT_MS`, default 1000).
     pub checkpoint_interval: Duration,
+    /// Longest one attempt of the finishing write (or the separate slot release) may take before
+    /// it counts as an ambiguous timeout and is retried (default 2 s; not read from the
+    /// environment: tests shorten it to stall the write without waiting seconds).
+    pub store_attempt_timeout: Duration,
 }
 
 /// A search HTTP API: `POST url` with `{"query", "max_results"}` and an optional bearer key,
@@ -60,6 +64,7 @@ impl Default for ChatConfig {
             title_model: None,
             resumable_streams: true,
             checkpoint_interval: Duration::from_secs(1),
+            store_attempt_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -114,6 +119,7 @@ impl ChatConfig {
             search,
             resumable_streams: env.flag("ATHENA_RESUMABLE_STREAMS", defaults.resumable_streams)?,
             checkpoint_interval: env.millis("ATHENA_CHECKPOINT_MS", defaults.checkpoint_interval)?,
+            store_attempt_timeout: defaults.store_attempt_timeout,
         })
     }
 
