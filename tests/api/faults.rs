@@ -755,7 +755,24 @@ async fn a_resumed_stream_whose_store_fails_is_a_clean_error(store: Arc<dyn Stor
     assert_eq!(resumed_text(&rig, &id).await, (200, full_reply(3)));
 }
 
+async fn a_resubmit_after_a_lost_finish_is_answered_at_once(store: Arc<dyn Store>) {
+    let rig = rig(store).await;
+    rig.faults
+        .inject(Op::FinishTurn, Fault::Fail(Failure::Unavailable), ALWAYS);
+    let id = unique("resubmit-after-loss");
+    let body = json!({"id": id, "messages": [{"id": "q-1", "role": "user", "content": "#deltas:5"}]});
+    let (_, _, first) = post_chat(&rig.app, "/api/chat", body.clone()).await;
+    assert!(first.contains(STORE_UNAVAILABLE), "{first}");
+    rig.faults.heal(Op::FinishTurn);
+    // "Please send your message again": the retry runs now, not after the turn's lease.
+    let (status, _, again) = post_chat(&rig.app, "/api/chat", body).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(text_of(&parse_sse(&again)), full_reply(5));
+    assert_eq!(rig.replies(&id).await.len(), 1);
+}
+
 athena_tests::on_both_stores!([
+    a_resubmit_after_a_lost_finish_is_answered_at_once,
     a_client_that_leaves_midway_with_resumable_streams_gets_the_whole_reply_stored,
     checkpoint_writes_that_fail_lose_nothing,
     a_checkpoint_that_applies_but_times_out_is_not_replayed_twice,

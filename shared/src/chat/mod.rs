@@ -85,6 +85,7 @@ pub async fn start(
     serves(state, solution)?;
     let model_port = state.model.clone().ok_or(ChatError::NoProvider)?;
     let existing = load(state, user, &request).await?;
+    let ended_turn = resume::ended_without_reply(state, user, existing.as_ref()).await;
     let planned = plan_turn(PlanInput {
         owner: user,
         solution,
@@ -94,6 +95,7 @@ pub async fn start(
         ids: &state.ids,
         now: state.now(),
         turn_window: chrono::Duration::seconds(lease_secs(&state.config)),
+        ended_turn,
     })?;
     let plan = match planned {
         Planned::Run(plan) => plan,

@@ -32,6 +32,10 @@ pub struct PlanInput<'a> {
     /// How long a turn may run (its stream slot's lease): a resubmitted message younger than
     /// this without a reply is a turn still in progress.
     pub turn_window: chrono::Duration,
+    /// The message whose newest turn is known to have ended without storing its reply (its
+    /// finishing write failed, or its admission reported a failure and it never ran): a
+    /// resubmit of it is answered again at once instead of waiting out `turn_window`.
+    pub ended_turn: Option<MessageId>,
 }
 
 /// What to do with a request.
@@ -96,6 +100,7 @@ pub fn plan_turn(input: PlanInput<'_>) -> Result<Planned, ChatError> {
         ids,
         now,
         turn_window,
+        ended_turn,
     } = input;
     if request.trigger == Trigger::Submit && request.messages.last().map(|m| m.role) != Some(Role::User) {
         return Err(ValidationError::field("messages", "must end with the user's new message").into());
@@ -122,7 +127,7 @@ pub fn plan_turn(input: PlanInput<'_>) -> Result<Planned, ChatError> {
                             reply: all[reply].clone(),
                         });
                     }
-                    if now - all[i].created_at < turn_window {
+                    if now - all[i].created_at < turn_window && ended_turn.as_ref() != Some(&all[i].id) {
                         return Err(ChatError::TurnInProgress);
                     }
                     let history = branch(&tree, Some(i));
@@ -319,6 +324,7 @@ mod tests {
             ids: &ids,
             now,
             turn_window: chrono::Duration::seconds(300),
+            ended_turn: None,
         })
     }
 
@@ -541,6 +547,21 @@ mod tests {
         ));
         assert!(matches!(later.write, TurnWrite::Check));
         assert_eq!(later.answers, existing.1[0].id);
+        // A turn known to have ended without its reply is answered again at once.
+        let ids = IdGenerator::new();
+        let owner = user();
+        let now_again = plan_turn(PlanInput {
+            owner: &owner,
+            solution: Some(Solution::Support),
+            request: request(Trigger::Submit, vec![incoming(Role::User, "q1", Some("m1"))]),
+            existing: Some(existing.clone()),
+            catalog: &catalog,
+            ids: &ids,
+            now: at + chrono::Duration::seconds(5),
+            turn_window: chrono::Duration::seconds(300),
+            ended_turn: Some(existing.1[0].id.clone()),
+        });
+        assert!(matches!(run(now_again).write, TurnWrite::Check));
     }
 
     #[test]

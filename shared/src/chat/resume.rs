@@ -147,6 +147,38 @@ pub async fn stop(
     }
 }
 
+/// The message the conversation's newest turn answered, when that turn is known to have ended
+/// without storing its reply: its final checkpoint exists (the finishing write failed), or it
+/// left no checkpoint at all well after its admission (the admission reported a failure, so it
+/// never ran), or its deadline passed. `None` otherwise (and without reading anything unless
+/// the newest turn's reply is missing: a turn running, or one that failed).
+pub(super) async fn ended_without_reply(
+    state: &AppState,
+    user: &UserId,
+    existing: Option<&(Conversation, Vec<Message>)>,
+) -> Option<crate::domain::MessageId> {
+    let (conversation, messages) = existing?;
+    let live = conversation.live.as_ref()?;
+    if messages.iter().any(|m| m.id == live.reply_id) {
+        return None;
+    }
+    let now = state.now();
+    if now > live.deadline {
+        return Some(live.parent_id.clone());
+    }
+    let checkpoints = state
+        .store
+        .checkpoints(user, &conversation.id, &live.turn_id, None)
+        .await
+        .ok()?;
+    // A running turn writes its first checkpoint (its `start`) within one interval; allow a
+    // few more and the finishing write's own retries before calling a silent turn dead.
+    let interval = chrono::Duration::from_std(state.config.chat.checkpoint_interval).unwrap_or_default();
+    let grace = interval * 3 + chrono::Duration::seconds(5);
+    let ended = checkpoints.iter().any(|c| c.last) || (checkpoints.is_empty() && now - live.started_at > grace);
+    ended.then(|| live.parent_id.clone())
+}
+
 /// How a reply that is not stored (yet) is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Progress {
