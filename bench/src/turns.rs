@@ -139,10 +139,16 @@ fn request_units(call: &str) -> (f64, f64) {
         // Transactions cost 2 WRU per item-KB: message + conversation (+ counters).
         "append_message" => (0.0, 4.0),
         "create_conversation" => (0.0, 6.0),
-        // begin_turn: one TransactWriteItems over rate counter, budget, stream lease, message and
-        // conversation (5 items); finish_turn: reply, conversation, budget, lease, stats (5 items).
-        "begin_turn" => (0.0, 10.0),
-        "finish_turn" => (0.0, 10.0),
+        // begin_turn: one TransactWriteItems over rate counter, budget, stream lease, message,
+        // conversation and live-turn marker (6 items); finish_turn: receipt, reply,
+        // conversation, budget, lease, stats and the final checkpoint (7 items).
+        "begin_turn" => (0.0, 12.0),
+        "finish_turn" => (0.0, 14.0),
+        // A checkpoint: a put of at most 16 KB (a second of a Claude reply is ~1 KB) and a
+        // condition check on the live-turn marker, transactional: 2 × 2 units.
+        "checkpoint" => (0.0, 4.0),
+        // Asked while the turn has nothing to checkpoint (one strongly consistent GetItem).
+        "stop_requested" => (1.0, 0.0),
         "increment_counter" | "add_stats" | "delete_message" => (0.0, 1.0),
         // Batch writes: one event + one audit entry.
         "record_events" => (0.0, 1.0),
@@ -202,6 +208,61 @@ pub async fn roundtrips(options: &Options) -> Result<Vec<Row>, String> {
     }
     let command = format!("athena-bench roundtrips --turns {turns}");
     let mut rows = Vec::new();
+    // A reply streamed over 5 seconds (100 deltas, 50 ms apart): the checkpoints it writes
+    // (one per second, off the hot path), and what it costs.
+    let long = drive(
+        &state,
+        &store,
+        chat_request(
+            "bench-user-long",
+            serde_json::json!({"id": "bench-conv-long", "messages": [user_message("u-long", "Walk me through it #deltas:100 #delay:50")]}),
+        ),
+        true,
+    )
+    .await;
+    if long.status != 200 {
+        return Err(format!("the 5 s turn answered {}", long.status));
+    }
+    let checkpoints = long.calls.iter().filter(|c| **c == "checkpoint").count();
+    let polls = long.calls.iter().filter(|c| **c == "stop_requested").count();
+    let (rru, wru) = long
+        .calls
+        .iter()
+        .map(|c| request_units(c))
+        .fold((0.0, 0.0), |(r, w), (a, b)| (r + a, w + b));
+    rows.push(Row {
+        area: "2 round trips",
+        metric: format!(
+            "a reply streamed over {:.1} s: store calls before the first byte / checkpoint writes while streaming / stop polls (idle ticks) / all calls ({} bytes)",
+            long.whole.as_secs_f64(),
+            long.bytes
+        ),
+        measured: format!(
+            "{} / {checkpoints} / {polls} / {}",
+            long.calls_before_first_byte,
+            long.calls.len()
+        ),
+        target: "≤ 2 before the first byte; ≤ 1 checkpoint per second".to_owned(),
+        ratio: format!("{:.2}×", checkpoints as f64 / long.whole.as_secs_f64().max(1.0)),
+        met: Some(long.calls_before_first_byte <= 2 && checkpoints as f64 <= long.whole.as_secs_f64().ceil() + 1.0),
+        command: command.clone(),
+        key: Some("checkpoints_per_5s_turn".to_owned()),
+        value: checkpoints as f64,
+    });
+    rows.push(Row {
+        area: "6 cost",
+        metric: format!(
+            "the {:.1} s turn: DynamoDB request units with its checkpoints (estimate per call shape)",
+            long.whole.as_secs_f64()
+        ),
+        measured: format!("{rru:.1} RRU + {wru:.1} WRU"),
+        target: String::new(),
+        ratio: String::new(),
+        met: None,
+        command: command.clone(),
+        key: Some("wru_per_5s_turn".to_owned()),
+        value: wru,
+    });
     for (label, set) in [("new conversation", &created), ("follow-up", &followed)] {
         let before = set.iter().map(|t| t.calls_before_first_token).max().unwrap_or(0);
         let before_byte = set.iter().map(|t| t.calls_before_first_byte).max().unwrap_or(0);

@@ -119,8 +119,7 @@ impl Writer {
             tokio::select! {
                 event = rx.recv() => match event {
                     Some(event) => {
-                        self.pending_bytes += approximate_size(&event);
-                        self.pending.push(event);
+                        self.push(event);
                         if self.pending_bytes >= FLUSH_BYTES && self.failed.is_none() {
                             self.flush().await;
                             ticker.reset();
@@ -145,6 +144,19 @@ impl Writer {
         }
     }
 
+    /// Adds an event to the pending batch; a text delta extends the text before it (a resumed
+    /// stream gets the same text in fewer, longer deltas, and a checkpoint carries no per-delta
+    /// framing).
+    fn push(&mut self, event: TurnEvent) {
+        if let (TurnEvent::Text(more), Some(TurnEvent::Text(text))) = (&event, self.pending.last_mut()) {
+            text.push_str(more);
+            self.pending_bytes += more.len();
+            return;
+        }
+        self.pending_bytes += approximate_size(&event);
+        self.pending.push(event);
+    }
+
     /// Writes the failed batch again, or else the pending events.
     async fn flush(&mut self) {
         let batch = match self.failed.take() {
@@ -161,8 +173,11 @@ impl Writer {
                     size += more;
                     count += 1;
                 }
-                self.pending_bytes = self.pending_bytes.saturating_sub(size);
-                self.pending.drain(..count).collect()
+                let batch: Vec<TurnEvent> = self.pending.drain(..count).collect();
+                // What is left (usually nothing): sizes of coalesced events, not of the deltas
+                // that made them.
+                self.pending_bytes = self.pending.iter().map(approximate_size).sum();
+                batch
             }
         };
         let encoded = match encode(&batch) {
@@ -284,6 +299,41 @@ mod tests {
         let encoded = encode(&events).unwrap_or_default();
         assert_eq!(decode(&encoded), Some(events));
         assert_eq!(decode("not json"), None);
+    }
+
+    #[tokio::test]
+    async fn deltas_are_written_in_batches_of_16_kb_coalesced_and_nothing_is_lost() {
+        use crate::store::counting::CountingStore;
+        let counting = Arc::new(CountingStore::new(Arc::new(
+            crate::store::embedded::EmbeddedStore::in_memory().expect("store"),
+        )));
+        let mut config = crate::config::Config::local();
+        // Only the size closes a batch here.
+        config.chat.checkpoint_interval = Duration::from_secs(3600);
+        let state = Arc::new(AppState::new(config, counting.clone()));
+        let key = TurnKey {
+            owner: UserId::parse("u").expect("user"),
+            conversation_id: ConversationId::parse("c").expect("id"),
+            turn_id: "t".to_owned(),
+        };
+        let recorder = Recorder::spawn(state, key, Arc::new(watch::channel(false).0));
+        let deltas = 20_000;
+        for i in 0..deltas {
+            recorder.record(&TurnEvent::Text(format!("w{i:05} ")));
+            if i % 1000 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let tail = recorder.close().await;
+        let writes = counting.take().iter().filter(|c| **c == "checkpoint").count();
+        // 140,000 bytes of text: about 140,000 / 16 KB batches, not one per delta.
+        assert!((1..=12).contains(&writes), "{writes} checkpoint writes");
+        assert_eq!(tail.seq as usize, writes, "positions follow the writes");
+        assert!(
+            tail.events.len() <= 1,
+            "the tail is coalesced too: {}",
+            tail.events.len()
+        );
     }
 
     #[test]
