@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs the pinned Python test tools into .venv
-# (once), then checks formatting, lints (clippy -D warnings), checks the SAM template, and runs
+# (once), then checks formatting, lints (clippy -D warnings), checks the SAM template (cfn-lint,
+# sam validate, the checkov IaC scanner on the expanded template), and runs
 # every test: unit tests, the storage conformance suite on both stores (DynamoDB through a moto
 # server the tests start), the HTTP API, the sample events and the template/route checks; then
 # fuzzes the contract (scripts/schemathesis.sh: schemathesis, every check, against athena-local,
@@ -20,6 +21,15 @@ if [ -f template.yaml ]; then
   .venv/bin/cfn-lint template.yaml
   AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test SAM_CLI_TELEMETRY=0 \
     .venv/bin/sam validate --lint -t template.yaml
+  AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test SAM_CLI_TELEMETRY=0 \
+    .venv/bin/sam validate --language-extensions -t template.yaml
+  echo "== checkov (the template as deployed, dev and prod; skips and their reasons: infra/checkov.yaml)"
+  scan="$(mktemp -d)"
+  trap 'rm -rf "$scan"' EXIT
+  for stage in dev prod; do
+    .venv/bin/python scripts/expand_template.py --stage "$stage" > "$scan/template-$stage.json"
+  done
+  .venv-scan/bin/checkov --config-file infra/checkov.yaml -d "$scan"
 fi
 echo "== cargo test"
 MOTO_PYTHON="$PWD/.venv/bin/python" cargo test --workspace --locked

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and builds use: the pinned Python tools (moto's DynamoDB server, boto3,
 # cfn-lint, SAM CLI, cargo-lambda and zig for the arm64 Lambda build) into .venv, once per change
-# of tests/requirements.txt; the AI SDK clients (npm); Debian's Chromium; the Rust arm64 target.
+# of tests/requirements.txt; the IaC scanner (checkov) into .venv-scan; the AI SDK clients (npm); Debian's Chromium; the Rust arm64 target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stamp=".venv/.installed-$(sha256sum tests/requirements.txt | cut -c1-16)"
@@ -10,6 +10,15 @@ if [ ! -f "$stamp" ]; then
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
   touch "$stamp"
+fi
+# The IaC scanner (checkov) in a virtualenv of its own: its pins conflict with the tools above
+# (tests/requirements-scan.txt says which).
+scanstamp=".venv-scan/.installed-$(sha256sum tests/requirements-scan.txt | cut -c1-16)"
+if [ ! -f "$scanstamp" ]; then
+  echo "== installing the IaC scanner into .venv-scan (tests/requirements-scan.txt)"
+  python3 -m venv .venv-scan
+  .venv-scan/bin/pip install --quiet --disable-pip-version-check -r tests/requirements-scan.txt
+  touch "$scanstamp"
 fi
 # The AI SDK client versions the stream tests read with (tests/js/package-lock.json).
 jsstamp="tests/js/node_modules/.installed-$(sha256sum tests/js/package-lock.json | cut -c1-16)"

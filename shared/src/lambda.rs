@@ -18,7 +18,10 @@ use crate::{store, telemetry};
 pub use lambda_http::Error;
 
 /// Initialises logging, configuration and the store once (failing the cold start on bad
-/// configuration), then serves `function`'s routes until Lambda stops the process.
+/// configuration), then serves `function`'s routes until Lambda stops the process: one request
+/// at a time on classic Lambda, up to `AWS_LAMBDA_MAX_CONCURRENCY` at once on Lambda Managed
+/// Instances (lambda_http's concurrent runner; the handler shares only `Arc`ed, thread-safe
+/// state).
 pub async fn run(function: &'static str) -> Result<(), lambda_http::Error> {
     telemetry::init();
     let state = Arc::new(
@@ -26,7 +29,7 @@ pub async fn run(function: &'static str) -> Result<(), lambda_http::Error> {
             .await
             .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?,
     );
-    lambda_http::run(service_fn(move |event: lambda_http::Request| {
+    lambda_http::run_concurrent(service_fn(move |event: lambda_http::Request| {
         let state = Arc::clone(&state);
         async move { Ok::<_, Infallible>(respond(&state, function, event).await) }
     }))
@@ -34,7 +37,8 @@ pub async fn run(function: &'static str) -> Result<(), lambda_http::Error> {
 }
 
 /// The chat function: the same handler, run with Lambda response streaming so each delta is
-/// sent as it is produced (function URL with `InvokeMode: RESPONSE_STREAM`).
+/// sent as it is produced (the REST API's streaming integrations, function URLs with `InvokeMode:
+/// RESPONSE_STREAM`); concurrently on Lambda Managed Instances, as [`run`].
 pub async fn run_streaming(function: &'static str) -> Result<(), lambda_http::Error> {
     telemetry::init();
     let state = Arc::new(
@@ -42,7 +46,7 @@ pub async fn run_streaming(function: &'static str) -> Result<(), lambda_http::Er
             .await
             .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?,
     );
-    lambda_http::run_with_streaming_response(service_fn(move |event: lambda_http::Request| {
+    lambda_http::run_with_streaming_response_concurrent(service_fn(move |event: lambda_http::Request| {
         let state = Arc::clone(&state);
         async move {
             let request = from_event(event);

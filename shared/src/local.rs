@@ -278,6 +278,63 @@ pub enum StartError {
     /// The server failed.
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    /// Storing the sample events' data failed.
+    #[error("seeding the sample data failed: {0}")]
+    Seed(crate::error::StoreError),
+}
+
+/// The user the sample events (`events/*.json`) act as: their authorizer claims and their token
+/// name it.
+pub const SAMPLE_USER: &str = "user-alice-0001";
+/// The conversation the sample events target (`events/README.md`).
+pub const SAMPLE_CONVERSATION: &str = "01JDCONV0000000000000000AA";
+/// Its one message, which `events/conversations-active-branch.json` names.
+pub const SAMPLE_MESSAGE: &str = "01JDMSG0000000000000000AA1";
+
+/// Stores the sample events' conversation ([`SAMPLE_CONVERSATION`], owned by [`SAMPLE_USER`],
+/// with the user message [`SAMPLE_MESSAGE`]) unless it is already there; returns whether it
+/// stored it. `athena-local --seed-sample-events` runs it on the store the environment names.
+pub async fn seed_sample_events(
+    store: &dyn crate::store::prelude::Conversations,
+    now: crate::domain::Timestamp,
+) -> Result<bool, crate::error::StoreError> {
+    use crate::domain::{Conversation, ConversationId, Message, MessageId, Role, Solution, UserId};
+    use crate::error::StoreError;
+    let ids = (
+        UserId::parse(SAMPLE_USER),
+        ConversationId::parse(SAMPLE_CONVERSATION),
+        MessageId::parse(SAMPLE_MESSAGE),
+    );
+    let (owner, id, message_id) = match ids {
+        (Ok(owner), Ok(id), Ok(message_id)) => (owner, id, message_id),
+        _ => return Err(StoreError::internal("the sample ids", "not valid ids")),
+    };
+    match store.get_conversation(&owner, &id).await {
+        Ok(_) => return Ok(false),
+        Err(StoreError::NotFound) => {}
+        Err(e) => return Err(e),
+    }
+    let conversation = Conversation::new(
+        id,
+        owner,
+        "Press line 2",
+        "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        Some(Solution::Maintenance),
+        now,
+    );
+    let message = Message::text(message_id, conversation.id.clone(), Role::User, "MTBF?".to_owned(), now);
+    store.create_conversation(&conversation, &[message]).await?;
+    Ok(true)
+}
+
+/// `athena-local --seed-sample-events`: opens the store the environment names (as the functions
+/// and `athena-local` do: `ATHENA_TABLE`, `AWS_ENDPOINT_URL_DYNAMODB`, `ATHENA_CREATE_TABLES`) and
+/// stores the sample events' data there.
+pub async fn seed_sample_events_from_env() -> Result<bool, StartError> {
+    let state = crate::lambda::init_state(false).await?;
+    seed_sample_events(state.store.as_ref(), crate::domain::now())
+        .await
+        .map_err(StartError::Seed)
 }
 
 /// Whether the default AWS credential chain yields credentials (within 3 s), so a newcomer without

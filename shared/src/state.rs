@@ -2,7 +2,7 @@
 //! every invocation (configuration, the store, the id generator, the model provider, the clock).
 //! The services (chat, analytics, audit) and the HTTP layer read it; it depends on neither.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::{ChatConfig, Config};
 use crate::domain::{Clock, IdGenerator, SystemClock, Timestamp};
@@ -21,6 +21,26 @@ pub struct AppState {
     pub model: Option<Arc<dyn ChatModel>>,
     /// Where "now" comes from (the system clock; tests move a manual one).
     pub clock: Arc<dyn Clock>,
+    /// The last health check's store answer, reused for a few seconds (`api::health`).
+    pub health: HealthMemo,
+}
+
+/// One remembered store check: when it ran, whether the store answered, how long it took.
+#[derive(Debug, Default)]
+pub struct HealthMemo(Mutex<Option<(Timestamp, bool, u64)>>);
+
+impl HealthMemo {
+    /// The remembered answer `(store ok, latency ms)` if it is younger than `max_age` at `now`.
+    pub fn fresh(&self, now: Timestamp, max_age: chrono::Duration) -> Option<(bool, u64)> {
+        let memo = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        memo.filter(|(at, _, _)| now >= *at && now - *at < max_age)
+            .map(|(_, ok, latency)| (ok, latency))
+    }
+
+    /// Remembers an answer obtained at `at`.
+    pub fn remember(&self, at: Timestamp, ok: bool, latency_ms: u64) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((at, ok, latency_ms));
+    }
 }
 
 impl AppState {
@@ -32,6 +52,7 @@ impl AppState {
             ids: IdGenerator::new(),
             model: None,
             clock: Arc::new(SystemClock),
+            health: HealthMemo::default(),
         }
     }
 

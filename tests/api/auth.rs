@@ -339,3 +339,52 @@ async fn the_rate_limit_is_counted_exactly_under_concurrency(store: Arc<dyn Stor
 }
 
 athena_tests::on_both_stores!([the_rate_limit_is_counted_exactly_under_concurrency]);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigv4_signed_caller_sends_the_users_token_in_x_user_authorization() {
+    // A server calling a chat function URL (AuthType AWS_IAM) signs the request: Authorization
+    // holds the signature, which Lambda verified, and the user's own token rides in
+    // x-user-authorization, verified here like any bearer token.
+    let app = jwt_app(tokens::verifier(), Arc::new(embedded_store())).await;
+    let signature = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261130/us-east-1/lambda/aws4_request, \
+                     SignedHeaders=host;x-amz-date, Signature=0123abcd";
+    let alice = format!("Bearer {}", hs256(&claims("alice-0001"), SECRET));
+    let send = |user: Option<String>, path: &'static str| {
+        let mut request = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .header("authorization", signature);
+        if let Some(user) = user {
+            request = request.header("x-user-authorization", user);
+        }
+        app.send(request)
+    };
+    let r = send(Some(alice.clone()), "/api/conversations").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = send(Some(alice), "/api/chat").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // No user token, or a forged one: refused as usual.
+    let r = send(None, "/api/conversations").await;
+    assert_eq!((r.status, r.code()), (401, "AUTH"), "{}", r.text);
+    let r = send(Some("Bearer garbage".to_owned()), "/api/conversations").await;
+    assert_eq!((r.status, r.code()), (401, "AUTH"), "{}", r.text);
+    // Without a signature the header means nothing: Authorization is the token.
+    let r = app
+        .send(app.client.get(format!("{}/api/conversations", app.base)).header(
+            "x-user-authorization",
+            format!("Bearer {}", hs256(&claims("alice-0001"), SECRET)),
+        ))
+        .await;
+    assert_eq!((r.status, r.code()), (401, "AUTH"), "{}", r.text);
+    // Twice: refused before any token is looked at.
+    let r = app
+        .send(
+            app.client
+                .get(format!("{}/api/conversations", app.base))
+                .header("authorization", signature)
+                .header("x-user-authorization", "Bearer a")
+                .header("x-user-authorization", "Bearer b"),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (400, "VALIDATION"), "{}", r.text);
+}

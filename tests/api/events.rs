@@ -11,15 +11,12 @@ use athena_tests::{embedded_store, workspace_root, Reply};
 use http_body_util::BodyExt;
 use shared::api::AppState;
 use shared::config::{AuthMode, Config};
-use shared::domain::{Conversation, ConversationId, Message, Role, UserId};
-use shared::store::prelude::*;
+use shared::domain::{ConversationId, Role, UserId};
+use shared::local::{seed_sample_events, SAMPLE_USER};
 use shared::store::Store;
 
-/// The conversation id the events use, and the user their authorizer claims name.
-const CONVERSATION: &str = "01JDCONV0000000000000000AA";
-/// The seeded message.
-const MESSAGE: &str = "01JDMSG0000000000000000AA1";
-const USER: &str = "user-alice-0001";
+/// The user the events' authorizer claims name.
+const USER: &str = SAMPLE_USER;
 /// The HS256 secret, issuer and audience the chat events' bearer token was signed for.
 const SAMPLE_SECRET: &[u8] = b"athena-sample-events-secret-never-deploy-0001";
 const SAMPLE_ISSUER: &str = "https://auth.athena.example.com";
@@ -57,28 +54,11 @@ async fn seeded_chat_state() -> Arc<AppState> {
 
 async fn seeded(auth: AuthMode) -> AppState {
     let store = Arc::new(embedded_store());
-    let owner = UserId::parse(USER).expect("user");
+    // What `athena-local --seed-sample-events` stores (events/README.md); a second run stores
+    // nothing.
     let now = shared::domain::now();
-    let conversation = Conversation::new(
-        ConversationId::parse(CONVERSATION).expect("id"),
-        owner,
-        "Press line 2",
-        "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
-        Some(shared::domain::Solution::Maintenance),
-        now,
-    );
-    // A fixed id, so `events/conversations-active-branch.json` can name the message.
-    let message = Message::text(
-        shared::domain::MessageId::parse(MESSAGE).expect("message id"),
-        conversation.id.clone(),
-        Role::User,
-        "MTBF?".to_owned(),
-        now,
-    );
-    store
-        .create_conversation(&conversation, &[message])
-        .await
-        .expect("seed");
+    assert!(seed_sample_events(store.as_ref(), now).await.expect("seed"));
+    assert!(!seed_sample_events(store.as_ref(), now).await.expect("seed again"));
     let mut config = Config::local();
     config.auth = auth;
     AppState::new(config, store as Arc<dyn Store>)

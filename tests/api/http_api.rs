@@ -3,12 +3,16 @@
 
 use std::sync::Arc;
 
-use athena_tests::{embedded_store, parse_sse, post_chat, spawn_app, spawn_chat_app, text_of, Reply, TestApp};
+use athena_tests::{
+    embedded_store, mid_minute, parse_sse, post_chat, spawn_app, spawn_chat_app, spawn_state, text_of, Reply, TestApp,
+};
 use serde_json::{json, Value};
+use shared::api::AppState;
 use shared::chat::ChatConfig;
 use shared::config::{AuthMode, Config, Cors};
-use shared::domain::UserId;
+use shared::domain::{Clock, ManualClock, UserId};
 use shared::store::counting::CountingStore;
+use shared::store::Store;
 
 const SONNET: &str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
 const HAIKU: &str = "us.anthropic.claude-haiku-4-5-20251001-v1:0";
@@ -846,4 +850,28 @@ async fn request_ids_are_taken_from_the_client_when_plain_and_made_otherwise() {
         .await;
     assert_ne!(r.header("x-request-id"), Some("<script>"));
     assert_eq!(r.header("x-request-id").map(str::len), Some(26));
+}
+
+#[tokio::test]
+async fn health_checks_reuse_one_store_read_for_a_few_seconds() {
+    // GET /api/health needs no credentials, so each instance remembers the store's answer for
+    // health::REUSE_FOR: a flood costs one read per instance per window, not one per request.
+    let counting = Arc::new(CountingStore::new(Arc::new(embedded_store())));
+    let clock = Arc::new(ManualClock::new(mid_minute()));
+    let state = AppState::new(Config::local(), Arc::clone(&counting) as Arc<dyn Store>)
+        .with_clock(Arc::clone(&clock) as Arc<dyn Clock>);
+    let app = spawn_state(state, Arc::clone(&counting) as Arc<dyn Store>).await;
+    for _ in 0..5 {
+        let r = app.call("GET", "/api/health", None).await;
+        assert_eq!((r.status, r.json["status"].as_str()), (200, Some("ok")), "{}", r.text);
+    }
+    assert_eq!(counting.count(), 1, "{:?}", counting.snapshot());
+    let window = chrono::Duration::from_std(shared::api::health::REUSE_FOR).expect("window");
+    clock.advance(window - chrono::Duration::milliseconds(1));
+    app.call("GET", "/api/health", None).await;
+    assert_eq!(counting.count(), 1, "still inside the window");
+    clock.advance(chrono::Duration::milliseconds(1));
+    let r = app.call("GET", "/api/health", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(counting.count(), 2, "a new window reads the store again");
 }

@@ -1,17 +1,123 @@
 //! `template.yaml` is part of the product: its tables must be exactly the code's table
 //! definitions, and its routes exactly the route table, each served by the function the route
-//! table names (whose crate must exist).
+//! table names (whose crate must exist), all on one origin. The template generates the seven chat
+//! functions with `Fn::ForEach` (`AWS::LanguageExtensions`); [`expanded`] expands it the way
+//! CloudFormation does before the SAM transform (loops, then `Fn::FindInMap` on literal keys), so
+//! every check below reads the functions CloudFormation will create.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use athena_tests::workspace_root;
-use serde_yaml::Value;
-use shared::api::routes::ROUTES;
-use shared::store::schema::{all_tables, KeyDef};
+use serde_yaml::{Mapping, Value};
+use shared::api::routes::{Op, ROUTES};
+use shared::store::schema::{all_tables, conversation_pk, KeyDef};
 
-fn template() -> Value {
+fn raw_template() -> Value {
     let text = std::fs::read_to_string(workspace_root().join("template.yaml")).expect("template.yaml");
     serde_yaml::from_str(&text).expect("template.yaml is not YAML")
+}
+
+/// The template with every `Fn::ForEach::*` of `Resources` and `Outputs` expanded.
+fn expanded() -> Value {
+    let mut template = raw_template();
+    let mappings = template["Mappings"].clone();
+    for section in ["Resources", "Outputs"] {
+        let Some(entries) = template[section].as_mapping() else {
+            continue;
+        };
+        let mut out = Mapping::new();
+        for (key, value) in entries {
+            let name = key.as_str().expect("logical ids are strings");
+            if !name.starts_with("Fn::ForEach::") {
+                out.insert(key.clone(), value.clone());
+                continue;
+            }
+            let parts = value
+                .as_sequence()
+                .expect("Fn::ForEach takes [identifier, collection, fragment]");
+            assert_eq!(parts.len(), 3, "{name}: [identifier, collection, fragment]");
+            let identifier = parts[0].as_str().expect("the loop identifier");
+            let items = parts[1].as_sequence().expect("a literal collection");
+            let fragment = parts[2].as_mapping().expect("the fragment");
+            for item in items {
+                let item = item.as_str().expect("collection items are strings");
+                for (fkey, fvalue) in fragment {
+                    let id = substitute(fkey.as_str().expect("fragment keys are strings"), identifier, item);
+                    let body = resolve_maps(&bind(fvalue, identifier, item), &mappings);
+                    assert!(
+                        out.insert(Value::String(id.clone()), body).is_none(),
+                        "{id} is generated twice"
+                    );
+                }
+            }
+        }
+        template[section] = Value::Mapping(out);
+    }
+    template
+}
+
+fn substitute(text: &str, identifier: &str, item: &str) -> String {
+    let alnum: String = item.chars().filter(char::is_ascii_alphanumeric).collect();
+    text.replace(&format!("${{{identifier}}}"), item)
+        .replace(&format!("&{{{identifier}}}"), &alnum)
+}
+
+/// The fragment for one item: `${identifier}` in strings and `Ref: identifier` become the item.
+fn bind(value: &Value, identifier: &str, item: &str) -> Value {
+    match value {
+        Value::String(s) => Value::String(substitute(s, identifier, item)),
+        Value::Sequence(seq) => Value::Sequence(seq.iter().map(|v| bind(v, identifier, item)).collect()),
+        Value::Mapping(map) => {
+            if let Some(Value::String(name)) = map.get("Ref") {
+                if map.len() == 1 && name == identifier {
+                    return Value::String(item.to_owned());
+                }
+            }
+            Value::Mapping(
+                map.iter()
+                    .map(|(k, v)| (bind(k, identifier, item), bind(v, identifier, item)))
+                    .collect(),
+            )
+        }
+        Value::Tagged(tagged) => {
+            if tagged.tag == "Ref" && tagged.value.as_str() == Some(identifier) {
+                return Value::String(item.to_owned());
+            }
+            let mut tagged = tagged.clone();
+            tagged.value = bind(&tagged.value, identifier, item);
+            Value::Tagged(tagged)
+        }
+        other => other.clone(),
+    }
+}
+
+/// `Fn::FindInMap` whose three arguments are literal strings, replaced by the mapped value.
+fn resolve_maps(value: &Value, mappings: &Value) -> Value {
+    match value {
+        Value::Sequence(seq) => Value::Sequence(seq.iter().map(|v| resolve_maps(v, mappings)).collect()),
+        Value::Mapping(map) => Value::Mapping(
+            map.iter()
+                .map(|(k, v)| (k.clone(), resolve_maps(v, mappings)))
+                .collect(),
+        ),
+        Value::Tagged(tagged) if tagged.tag == "FindInMap" => {
+            let args: Vec<&str> = tagged
+                .value
+                .as_sequence()
+                .map(|s| s.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            match args.as_slice() {
+                [map, key, field] => mappings[*map][*key][*field].clone(),
+                _ => value.clone(),
+            }
+        }
+        Value::Tagged(tagged) => {
+            let mut tagged = tagged.clone();
+            tagged.value = resolve_maps(&tagged.value, mappings);
+            Value::Tagged(tagged)
+        }
+        other => other.clone(),
+    }
 }
 
 fn untag(v: &Value) -> &Value {
@@ -19,6 +125,24 @@ fn untag(v: &Value) -> &Value {
         Value::Tagged(t) => &t.value,
         other => other,
     }
+}
+
+/// `(tag, arguments)` of a short-form intrinsic (`!If [...]` is `("If", [...])`).
+fn intrinsic(v: &Value) -> Option<(String, &Value)> {
+    match v {
+        Value::Tagged(t) => Some((t.tag.to_string().trim_start_matches('!').to_owned(), &t.value)),
+        _ => None,
+    }
+}
+
+fn resources_of_type<'a>(template: &'a Value, ty: &str) -> Vec<(String, &'a Value)> {
+    template["Resources"]
+        .as_mapping()
+        .expect("Resources")
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(ty))
+        .map(|(k, r)| (k.as_str().unwrap_or_default().to_owned(), r))
+        .collect()
 }
 
 fn key_schema(list: &Value) -> Vec<(String, String)> {
@@ -43,9 +167,26 @@ fn expected_keys(key: &KeyDef) -> Vec<(String, String)> {
     out
 }
 
+/// `!If [condition, then, else]` as its three parts.
+fn if_parts(v: &Value) -> (String, Value, Value) {
+    let (tag, args) = intrinsic(v).unwrap_or_else(|| panic!("expected !If, found {v:?}"));
+    assert_eq!(tag, "If", "{v:?}");
+    let args = args.as_sequence().expect("!If takes a list");
+    assert_eq!(args.len(), 3, "{v:?}");
+    (
+        args[0].as_str().unwrap_or_default().to_owned(),
+        args[1].clone(),
+        args[2].clone(),
+    )
+}
+
+fn is_no_value(v: &Value) -> bool {
+    matches!(intrinsic(v), Some((tag, arg)) if tag == "Ref" && arg.as_str() == Some("AWS::NoValue"))
+}
+
 #[test]
 fn the_tables_in_the_template_are_the_tables_in_the_code() {
-    let template = template();
+    let template = expanded();
     for table in all_tables() {
         let resource = &template["Resources"][table.logical_id];
         assert_eq!(
@@ -115,70 +256,83 @@ fn the_tables_in_the_template_are_the_tables_in_the_code() {
             props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(),
             Some(true)
         );
-        assert_eq!(props["SSESpecification"]["SSEEnabled"].as_bool(), Some(true));
+        // Encrypted at rest either way: by the AWS owned key (no SSESpecification, no charge)
+        // unless a customer managed key is given.
+        let (condition, with_key, without) = if_parts(&props["SSESpecification"]);
+        assert_eq!(condition, "HasKmsKey", "{}", table.logical_id);
+        assert_eq!(with_key["SSEEnabled"].as_bool(), Some(true));
+        assert_eq!(with_key["SSEType"].as_str(), Some("KMS"));
+        assert!(
+            matches!(intrinsic(&with_key["KMSMasterKeyId"]), Some((t, a)) if t == "Ref" && a.as_str() == Some("KmsKeyArn"))
+        );
+        assert!(
+            is_no_value(&without),
+            "{}: the default key without KmsKeyArn",
+            table.logical_id
+        );
     }
+}
+
+/// Every API event of every function: `(path, method, binary, event properties)`.
+fn api_events(template: &Value) -> Vec<(String, String, String, Value)> {
+    let mut out = Vec::new();
+    for (name, resource) in resources_of_type(template, "AWS::Serverless::Function") {
+        let binary = resource["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} names its binary"))
+            .to_owned();
+        let Some(events) = resource["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
+        for (event_name, event) in events {
+            assert_eq!(
+                event["Type"].as_str(),
+                Some("Api"),
+                "{name}.{event_name:?}: every route is on the REST API (one origin)"
+            );
+            let props = &event["Properties"];
+            let path = props["Path"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}.{event_name:?}: a literal Path"))
+                .to_owned();
+            let method = props["Method"].as_str().expect("Method").to_ascii_uppercase();
+            out.push((path, method, binary.clone(), props.clone()));
+        }
+    }
+    out
 }
 
 #[test]
 fn the_routes_in_the_template_are_the_route_table() {
-    let template = template();
-    let resources = template["Resources"].as_mapping().expect("Resources");
-    let mut declared = BTreeSet::new();
-    for (_, resource) in resources {
-        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
-            continue;
-        }
+    let template = expanded();
+    for (name, resource) in resources_of_type(&template, "AWS::Serverless::Function") {
+        assert_eq!(
+            resource["Metadata"]["BuildMethod"].as_str(),
+            Some("rust-cargolambda"),
+            "{name}"
+        );
         let binary = resource["Metadata"]["BuildProperties"]["Binary"]
             .as_str()
-            .expect("every function names its binary")
-            .to_owned();
-        assert_eq!(resource["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"));
+            .unwrap_or_default();
         assert!(
             workspace_root()
                 .join("functions")
-                .join(&binary)
+                .join(binary)
                 .join("Cargo.toml")
                 .exists(),
             "no crate for function {binary}"
         );
-        if binary == "chat" {
-            // Streaming chat: a function URL (RESPONSE_STREAM) per solution serves GET and POST of
-            // the solution's path; the solution comes from ATHENA_SOLUTION.
-            let props = &resource["Properties"];
-            assert_eq!(
-                props["FunctionUrlConfig"]["InvokeMode"].as_str(),
-                Some("RESPONSE_STREAM"),
-                "chat functions stream"
+    }
+    let mut declared = BTreeSet::new();
+    let mut preflights = BTreeSet::new();
+    for (path, method, binary, _) in api_events(&template) {
+        if method == "OPTIONS" {
+            preflights.insert(path);
+        } else {
+            assert!(
+                declared.insert((path.clone(), method.clone(), binary)),
+                "{method} {path} is served twice"
             );
-            let solution = props["Environment"]["Variables"]["ATHENA_SOLUTION"]
-                .as_str()
-                .expect("ATHENA_SOLUTION");
-            let path = if solution == "general" {
-                "/api/chat".to_owned()
-            } else {
-                format!("/api/chat/{solution}")
-            };
-            for method in ["GET", "POST"] {
-                assert!(
-                    declared.insert((path.clone(), method.to_owned(), binary.clone())),
-                    "{path} is served twice"
-                );
-            }
-            continue;
-        }
-        let Some(events) = resource["Properties"]["Events"].as_mapping() else {
-            continue;
-        };
-        for (_, event) in events {
-            if event["Type"].as_str() != Some("HttpApi") {
-                continue;
-            }
-            let path = event["Properties"]["Path"].as_str().expect("Path").to_owned();
-            let method = event["Properties"]["Method"]
-                .as_str()
-                .expect("Method")
-                .to_ascii_uppercase();
-            declared.insert((path, method, binary.clone()));
         }
     }
     let expected: BTreeSet<(String, String, String)> = ROUTES
@@ -190,6 +344,14 @@ fn the_routes_in_the_template_are_the_route_table() {
         })
         .collect();
     assert_eq!(declared, expected);
+    // Browsers preflight every cross-origin call with a JSON body or a bearer token; the
+    // functions answer the preflights (several allowed origins).
+    let needs_preflight: BTreeSet<String> = ROUTES
+        .iter()
+        .filter(|r| !matches!(r.pattern, "/api/health" | "/dashboard"))
+        .map(|r| r.pattern.to_owned())
+        .collect();
+    assert_eq!(preflights, needs_preflight);
 }
 
 #[test]
@@ -205,5 +367,330 @@ fn every_route_is_documented_in_the_openapi_contract_with_its_methods() {
                 route.pattern
             );
         }
+    }
+}
+
+#[test]
+fn every_route_is_on_one_origin_and_no_function_is_open_to_anonymous_invocation() {
+    let template = expanded();
+    assert!(
+        resources_of_type(&template, "AWS::Serverless::HttpApi").is_empty(),
+        "one front door: the REST API"
+    );
+    let apis = resources_of_type(&template, "AWS::Serverless::Api");
+    assert_eq!(apis.len(), 1, "one REST API");
+    let (api_name, api) = &apis[0];
+    // The token is checked at the edge: a Cognito authorizer is every route's default.
+    let auth = &api["Properties"]["Auth"];
+    let default = auth["DefaultAuthorizer"].as_str().expect("a default authorizer");
+    assert!(auth["Authorizers"][default]["UserPoolArn"].is_tagged_or_string());
+    for (path, method, binary, props) in api_events(&template) {
+        assert!(
+            matches!(intrinsic(&props["RestApiId"]), Some((t, a)) if t == "Ref" && a.as_str() == Some(api_name)),
+            "{method} {path}: on {api_name}"
+        );
+        let open = props["Auth"]["Authorizer"].as_str() == Some("NONE");
+        let may_be_open = method == "OPTIONS" || path == "/api/health" || path == "/dashboard";
+        assert!(!open || may_be_open, "{method} {path} skips the authorizer");
+        if binary == "chat" {
+            assert_eq!(
+                props["ResponseTransferMode"].as_str(),
+                Some("RESPONSE_STREAM"),
+                "{method} {path}: a streaming function needs a streaming integration"
+            );
+        }
+    }
+    for (name, resource) in resources_of_type(&template, "AWS::Serverless::Function") {
+        let url = &resource["Properties"]["FunctionUrlConfig"];
+        if url.is_null() {
+            continue;
+        }
+        assert_eq!(url["AuthType"].as_str(), Some("AWS_IAM"), "{name}: SigV4 callers only");
+    }
+    for (name, resource) in resources_of_type(&template, "AWS::Lambda::Url") {
+        assert_eq!(resource["Properties"]["AuthType"].as_str(), Some("AWS_IAM"), "{name}");
+    }
+}
+
+trait TaggedOrString {
+    fn is_tagged_or_string(&self) -> bool;
+}
+
+impl TaggedOrString for Value {
+    fn is_tagged_or_string(&self) -> bool {
+        matches!(self, Value::Tagged(_) | Value::String(_))
+    }
+}
+
+#[test]
+fn the_chat_functions_are_one_definition_generating_every_chat_route() {
+    let raw = raw_template();
+    let chat_definitions: Vec<_> = raw["Resources"]
+        .as_mapping()
+        .expect("Resources")
+        .iter()
+        .flat_map(|(key, value)| {
+            let fragment = if key.as_str().is_some_and(|k| k.starts_with("Fn::ForEach::")) {
+                value[2].as_mapping().cloned().unwrap_or_default()
+            } else {
+                std::iter::once((key.clone(), value.clone())).collect()
+            };
+            fragment.into_iter().map(|(_, v)| v).collect::<Vec<_>>()
+        })
+        .filter(|r| r["Metadata"]["BuildProperties"]["Binary"].as_str() == Some("chat"))
+        .collect();
+    assert_eq!(chat_definitions.len(), 1, "one definition of the chat functions");
+
+    let template = expanded();
+    let chat_routes: BTreeSet<&str> = ROUTES
+        .iter()
+        .filter(|r| r.ops.iter().any(|(_, op)| matches!(op, Op::Chat(_))))
+        .map(|r| r.pattern)
+        .collect();
+    let mut generated = BTreeMap::new();
+    for (name, resource) in resources_of_type(&template, "AWS::Serverless::Function") {
+        if resource["Metadata"]["BuildProperties"]["Binary"].as_str() != Some("chat") {
+            continue;
+        }
+        let solution = resource["Properties"]["Environment"]["Variables"]["ATHENA_SOLUTION"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: ATHENA_SOLUTION"))
+            .to_owned();
+        let path = if solution == "general" {
+            "/api/chat".to_owned()
+        } else {
+            format!("/api/chat/{solution}")
+        };
+        generated.insert(path, name);
+    }
+    assert_eq!(
+        generated.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        chat_routes
+    );
+    // Each chat route is throttled on its own (MethodSettings of the API's stage).
+    let apis = resources_of_type(&template, "AWS::Serverless::Api");
+    let settings = apis[0].1["Properties"]["MethodSettings"]
+        .as_sequence()
+        .expect("MethodSettings");
+    for path in chat_routes {
+        let encoded = path.replace('/', "~1");
+        let setting = settings
+            .iter()
+            .find(|s| s["ResourcePath"].as_str() == Some(&format!("/{encoded}")))
+            .unwrap_or_else(|| panic!("no throttling for POST {path}"));
+        assert_eq!(setting["HttpMethod"].as_str(), Some("POST"));
+        assert!(
+            matches!(intrinsic(&setting["ThrottlingRateLimit"]), Some((t, a)) if t == "Ref" && a.as_str() == Some("ChatRateLimit"))
+        );
+    }
+}
+
+/// Every string anywhere in `value` (intrinsic arguments included).
+fn strings(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Sequence(seq) => seq.iter().for_each(|v| strings(v, out)),
+        Value::Mapping(map) => map.iter().for_each(|(k, v)| {
+            strings(k, out);
+            strings(v, out);
+        }),
+        Value::Tagged(t) => strings(&t.value, out),
+        _ => {}
+    }
+}
+
+#[test]
+fn no_alarm_uses_a_search_expression_and_each_solution_has_its_turn_error_alarm() {
+    // CloudWatch refuses an alarm on a SEARCH expression ("When an expression contains a SEARCH
+    // function, it cannot be used within an Alarm") when the stack is created; neither linter
+    // notices.
+    let template = expanded();
+    let alarms = resources_of_type(&template, "AWS::CloudWatch::Alarm");
+    assert!(!alarms.is_empty());
+    let mut solutions = BTreeSet::new();
+    for (name, alarm) in &alarms {
+        let mut text = Vec::new();
+        strings(&alarm["Properties"], &mut text);
+        assert!(
+            !text.iter().any(|s| s.to_ascii_uppercase().contains("SEARCH(")),
+            "{name} alarms on a SEARCH expression"
+        );
+        if alarm["Properties"]["Namespace"].as_str() == Some("Athena") {
+            assert_eq!(alarm["Properties"]["MetricName"].as_str(), Some("Errors"), "{name}");
+            let dims = alarm["Properties"]["Dimensions"].as_sequence().expect("Dimensions");
+            assert_eq!(dims.len(), 1, "{name}: the EMF dimension set [solution]");
+            assert_eq!(dims[0]["Name"].as_str(), Some("solution"));
+            solutions.insert(dims[0]["Value"].as_str().expect("a literal solution").to_owned());
+        }
+    }
+    let expected: BTreeSet<String> = ROUTES
+        .iter()
+        .filter(|r| r.ops.iter().any(|(_, op)| matches!(op, Op::Chat(_))))
+        .map(|r| r.pattern.strip_prefix("/api/chat/").unwrap_or("general").to_owned())
+        .collect();
+    assert_eq!(solutions, expected, "one turn-error alarm per solution");
+}
+
+#[test]
+fn dev_deletes_what_it_created_and_prod_retains_its_data() {
+    let template = expanded();
+    let mut stateful = resources_of_type(&template, "AWS::DynamoDB::Table");
+    stateful.extend(resources_of_type(&template, "AWS::Cognito::UserPool"));
+    assert_eq!(stateful.len(), 3, "two tables and the user pool");
+    for (name, resource) in stateful {
+        let (condition, prod, dev) = if_parts(&resource["DeletionPolicy"]);
+        assert_eq!(
+            (condition.as_str(), prod.as_str(), dev.as_str()),
+            ("IsProd", Some("RetainExceptOnCreate"), Some("Delete")),
+            "{name} DeletionPolicy"
+        );
+        let (condition, prod, dev) = if_parts(&resource["UpdateReplacePolicy"]);
+        assert_eq!(
+            (condition.as_str(), prod.as_str(), dev.as_str()),
+            ("IsProd", Some("Retain"), Some("Delete")),
+            "{name} UpdateReplacePolicy"
+        );
+    }
+    let mut others = Vec::new();
+    for (name, resource) in template["Resources"].as_mapping().expect("Resources") {
+        if resource["DeletionPolicy"].as_str() == Some("Retain") {
+            others.push(name.as_str().unwrap_or_default().to_owned());
+        }
+    }
+    assert!(others.is_empty(), "retained in every stage: {others:?}");
+    // Prod signs in with SRP only.
+    let client = &template["Resources"]["UserPoolClient"]["Properties"];
+    let (condition, prod, dev) = if_parts(&client["ExplicitAuthFlows"]);
+    assert_eq!(condition, "IsProd");
+    let flows = |v: &Value| -> BTreeSet<String> {
+        v.as_sequence()
+            .expect("flows")
+            .iter()
+            .filter_map(|f| f.as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(
+        flows(&prod),
+        ["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    );
+    assert!(flows(&dev).contains("ALLOW_USER_SRP_AUTH"));
+    let pool = &template["Resources"]["UserPool"]["Properties"];
+    assert!(matches!(intrinsic(&pool["MfaConfiguration"]), Some((t, a)) if t == "Ref" && a.as_str() == Some("Mfa")));
+    let password = &pool["Policies"]["PasswordPolicy"];
+    assert!(password["MinimumLength"].as_u64().unwrap_or_default() >= 14);
+    for rule in [
+        "RequireLowercase",
+        "RequireUppercase",
+        "RequireNumbers",
+        "RequireSymbols",
+    ] {
+        assert_eq!(password[rule].as_bool(), Some(true), "{rule}");
+    }
+}
+
+/// `(sid, actions, resource text, condition)` of every statement of a function's inline policies.
+fn statements(function: &Value) -> Vec<(String, Vec<String>, Vec<String>, Value)> {
+    let mut out = Vec::new();
+    for policy in function["Properties"]["Policies"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default()
+    {
+        for statement in policy["Statement"].as_sequence().cloned().unwrap_or_default() {
+            assert_eq!(statement["Effect"].as_str(), Some("Allow"));
+            let actions = match &statement["Action"] {
+                Value::String(a) => vec![a.clone()],
+                other => other
+                    .as_sequence()
+                    .expect("Action")
+                    .iter()
+                    .filter_map(|a| a.as_str().map(str::to_owned))
+                    .collect(),
+            };
+            let mut resources = Vec::new();
+            strings(&statement["Resource"], &mut resources);
+            out.push((
+                statement["Sid"].as_str().unwrap_or_default().to_owned(),
+                actions,
+                resources,
+                statement["Condition"].clone(),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_function_has_least_privilege() {
+    let template = expanded();
+    let tables: BTreeSet<String> = all_tables().iter().map(|t| t.logical_id.to_owned()).collect();
+    let probe_partition = conversation_pk(shared::store::PROBE_ID, shared::store::PROBE_ID);
+    for (name, function) in resources_of_type(&template, "AWS::Serverless::Function") {
+        let binary = function["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap_or_default();
+        let statements = statements(function);
+        assert!(!statements.is_empty(), "{name}: inline policies only");
+        let mut probes = false;
+        for (sid, actions, resources, condition) in &statements {
+            for action in actions {
+                assert!(!action.contains('*'), "{name}.{sid}: wildcard action {action}");
+                assert!(
+                    action.starts_with("dynamodb:") || (binary == "chat" && action.starts_with("bedrock:")),
+                    "{name}.{sid}: {action} is outside what {binary} does"
+                );
+                assert!(
+                    !matches!(action.as_str(), "dynamodb:Scan" | "dynamodb:DeleteTable" | "dynamodb:*"),
+                    "{name}.{sid}: {action}"
+                );
+            }
+            if actions.iter().all(|a| a.starts_with("dynamodb:")) {
+                // A table (or its indexes) of this stack, never `*`.
+                assert!(
+                    resources.iter().all(|r| tables.iter().any(|t| r.contains(t.as_str()))),
+                    "{name}.{sid}: {resources:?}"
+                );
+                if actions.iter().any(|a| a == "dynamodb:Query")
+                    && resources
+                        .iter()
+                        .any(|r| r == "ConversationsTable.Arn" || r == "ConversationsTable")
+                {
+                    probes = true;
+                }
+            }
+            if actions.iter().any(|a| a.starts_with("bedrock:")) {
+                // Derived from the ModelAllowlist parameter, no model named in the template.
+                assert!(
+                    resources.iter().all(|r| !r.contains("anthropic.")),
+                    "{name}.{sid}: hard-coded model ARN"
+                );
+                let mut everything = resources.clone();
+                strings(condition, &mut everything);
+                assert!(
+                    everything.iter().any(|s| s == "ModelAllowlist"),
+                    "{name}.{sid}: not derived from ModelAllowlist"
+                );
+                assert_eq!(actions, &["bedrock:InvokeModelWithResponseStream".to_owned()]);
+            }
+            if binary == "analytics" && resources.iter().any(|r| r.contains("ConversationsTable")) {
+                // Analytics reads no conversation: only the cold-start probe's partition.
+                assert_eq!(actions, &["dynamodb:Query".to_owned()], "{name}.{sid}");
+                let keys = &condition["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"];
+                assert_eq!(
+                    keys.as_sequence()
+                        .map(|k| k.iter().filter_map(Value::as_str).collect::<Vec<_>>()),
+                    Some(vec![probe_partition.as_str()]),
+                    "{name}.{sid}: the probe's partition only"
+                );
+            }
+        }
+        // Every function probes the conversations table during init (shared::lambda::warm_store).
+        assert!(
+            probes,
+            "{name}: its cold-start probe (Query on ConversationsTable) is denied"
+        );
     }
 }

@@ -109,11 +109,7 @@ pub async fn authenticate(config: &Config, req: &ApiRequest) -> Result<Caller, A
             .clone()
             .ok_or_else(|| ApiError::Auth("no verified identity in the request".to_owned()))?,
         AuthMode::Jwt(verifier) => {
-            let header = req
-                .headers
-                .get(http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok());
-            let token = crate::auth::bearer(header).map_err(|e| ApiError::Auth(e.to_string()))?;
+            let token = crate::auth::bearer(user_token_header(req)?).map_err(|e| ApiError::Auth(e.to_string()))?;
             verifier.verify(token).await.map_err(|e| match e {
                 crate::auth::AuthError::KeysUnavailable(_) => ApiError::Unavailable(Some(Box::new(e))),
                 other => ApiError::Auth(other.to_string()),
@@ -130,13 +126,44 @@ pub async fn authenticate(config: &Config, req: &ApiRequest) -> Result<Caller, A
     Ok(Caller { user, admin })
 }
 
+/// The header a SigV4-signed caller puts the user's `Bearer` token in: its `Authorization` header
+/// holds the request signature.
+pub const USER_AUTHORIZATION: &str = "x-user-authorization";
+
+/// Whether `Authorization` holds an AWS Signature Version 4 (a server calling a chat function URL
+/// with `AuthType: AWS_IAM`, where Lambda verified the signature before invoking us).
+fn is_sigv4(req: &ApiRequest) -> bool {
+    req.headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256 "))
+}
+
+/// The header holding the user's bearer token: `Authorization`, or [`USER_AUTHORIZATION`] (sent
+/// once) when `Authorization` is a SigV4 signature. Either way the token itself is verified.
+fn user_token_header(req: &ApiRequest) -> Result<Option<&str>, ApiError> {
+    if !is_sigv4(req) {
+        return Ok(req
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()));
+    }
+    let count = req.headers.get_all(USER_AUTHORIZATION).iter().count();
+    if count > 1 {
+        return Err(ApiError::Validation(crate::error::ValidationError::field(
+            USER_AUTHORIZATION,
+            format!("the header must be sent once, not {count} times"),
+        )));
+    }
+    Ok(req.headers.get(USER_AUTHORIZATION).and_then(|v| v.to_str().ok()))
+}
+
 /// Whether the request authenticates with a bearer token (or needs none): then its body is not a
 /// cross-site simple request's, and JSON is read whatever the content type says.
 fn carries_credentials(config: &Config, req: &ApiRequest) -> bool {
-    let bearer = req
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    let bearer = user_token_header(req)
+        .ok()
+        .flatten()
         .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
     bearer || req.claims.is_some() || matches!(config.auth, AuthMode::None { .. })
 }

@@ -35,7 +35,7 @@ pub mod rules;
 pub use dynamo::schema;
 
 pub use compose::StoreParts;
-pub use open::{from_env, open, probe, Probe};
+pub use open::{from_env, open, probe, Probe, PROBE_ID};
 pub use ports::{
     ActiveLeaf, Activity, Appended, Checkpoint, CheckpointAck, ConversationPatch, Conversations, Counters, HeldKey,
     Idempotency, ListConversations, ListMessages, Messages, Page, Reservation, SavedResponse, Settlement, Stats,

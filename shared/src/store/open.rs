@@ -71,11 +71,16 @@ pub enum Probe {
     TimedOut,
 }
 
-/// One bounded read of a conversation that is never stored (`athena-probe`): whether the store
+/// The owner and id of the conversation [`probe`] reads: never stored. `template.yaml` lets the
+/// analytics role (which reads no conversation) Query only this conversation's partition
+/// (`tests/api/template.rs` checks the key).
+pub const PROBE_ID: &str = "athena-probe";
+
+/// One bounded read of a conversation that is never stored ([`PROBE_ID`]): whether the store
 /// answers (the health check) and a way to open its connection early (the Lambda warm-up). One
-/// `Query` on DynamoDB, which every function role that reads conversations may do.
+/// `Query` on DynamoDB, which every function role may do (analytics: on this partition only).
 pub async fn probe(store: &dyn Conversations, within: std::time::Duration) -> Probe {
-    let (owner, id) = match (UserId::parse("athena-probe"), ConversationId::parse("athena-probe")) {
+    let (owner, id) = match (UserId::parse(PROBE_ID), ConversationId::parse(PROBE_ID)) {
         (Ok(owner), Ok(id)) => (owner, id),
         (Err(e), _) | (_, Err(e)) => return Probe::Failed(StoreError::internal("the probe's ids", e)),
     };
