@@ -489,6 +489,39 @@ async fn a_chat_turn_makes_two_store_calls_before_the_first_byte_and_four_in_all
         5,
         "both turns stored both sides; the regenerate added a version of the last reply"
     );
+    // A turn stopped before any output stores no reply; the next turn still makes two store
+    // calls before its first byte (a missing reply is looked into only when the same message is
+    // sent again).
+    let res = app
+        .client
+        .post(format!("{}/api/chat", app.base))
+        .json(&user_message(&id, "#first-delay:1500 #deltas:3 slow"))
+        .send()
+        .await
+        .expect("send");
+    let stop = app.call("POST", &format!("/api/chat/{id}/stop"), None).await;
+    assert_eq!(stop.status, 202, "{}", stop.text);
+    let stopped = res.text().await.expect("body");
+    assert!(!stopped.contains("text-delta"), "stopped before any output: {stopped}");
+    counting.take();
+    let res = app
+        .client
+        .post(format!("{}/api/chat", app.base))
+        .json(&user_message(&id, "#first-delay:300 #deltas:3 after the stop"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status().as_u16(), 200);
+    let mut body = res.bytes_stream();
+    body.next().await.expect("a first byte").expect("chunk");
+    assert_eq!(
+        counting.snapshot(),
+        ["get_conversation_with_messages", "begin_turn"],
+        "after a turn without a reply: before the first byte"
+    );
+    while let Some(piece) = body.next().await {
+        piece.expect("chunk");
+    }
 }
 
 athena_tests::on_both_stores!([

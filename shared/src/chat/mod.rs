@@ -85,7 +85,7 @@ pub async fn start(
     serves(state, solution)?;
     let model_port = state.model.clone().ok_or(ChatError::NoProvider)?;
     let existing = load(state, user, &request).await?;
-    let ended_turn = resume::ended_without_reply(state, user, existing.as_ref()).await;
+    let ended_turn = resume::ended_without_reply(state, user, existing.as_ref(), &request).await;
     let planned = plan_turn(PlanInput {
         owner: user,
         solution,

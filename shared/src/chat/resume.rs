@@ -150,16 +150,20 @@ pub async fn stop(
 /// The message the conversation's newest turn answered, when that turn is known to have ended
 /// without storing its reply: its final checkpoint exists (the finishing write failed), or it
 /// left no checkpoint at all well after its admission (the admission reported a failure, so it
-/// never ran), or its deadline passed. `None` otherwise (and without reading anything unless
-/// the newest turn's reply is missing: a turn running, or one that failed).
+/// never ran), or its deadline passed. `None` otherwise. Reads the store only when the request
+/// resubmits the message that turn answered and its reply is missing (so a turn after one that
+/// failed before any output still makes 2 store calls before its first byte).
 pub(super) async fn ended_without_reply(
     state: &AppState,
     user: &UserId,
     existing: Option<&(Conversation, Vec<Message>)>,
+    request: &super::ChatRequest,
 ) -> Option<crate::domain::MessageId> {
     let (conversation, messages) = existing?;
     let live = conversation.live.as_ref()?;
-    if messages.iter().any(|m| m.id == live.reply_id) {
+    let resubmitted = request.messages.last().and_then(|m| m.client_id.as_ref())?;
+    let answered = messages.iter().find(|m| m.id == live.parent_id)?;
+    if answered.client_id.as_ref() != Some(resubmitted) || messages.iter().any(|m| m.id == live.reply_id) {
         return None;
     }
     let now = state.now();
