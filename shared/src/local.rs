@@ -341,7 +341,10 @@ pub async fn seed_sample_events_from_env() -> Result<bool, StartError> {
 /// AWS learns at start why chat would fail instead of from the first chat turn.
 async fn bedrock_credentials_resolve() -> bool {
     use aws_sdk_dynamodb::config::ProvideCredentials;
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(crate::http::sdk_http_client())
+        .load()
+        .await;
     let Some(provider) = config.credentials_provider() else {
         return false;
     };

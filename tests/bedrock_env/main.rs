@@ -1,6 +1,14 @@
 //! `BedrockModel::from_env()` honours `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` (with region and
-//! credentials from the environment) and retries pre-stream throttling. Alone in its test binary:
+//! credentials from the environment) and retries pre-stream throttling; both SDK clients build
+//! and work with no system certificate to read (`SSL_CERT_FILE`/`SSL_CERT_DIR` pointing nowhere:
+//! their trust store is compiled in, `shared::http::sdk_http_client`). Alone in its test binary:
 //! it sets process environment variables.
+//!
+//! What the certificate part proves: building the clients reads no certificate (the SDK's
+//! default client, which loads the system's roots, stops a debug build here: "TrustStore
+//! configured to enable native roots but no valid root certificates parsed"). It does not prove a
+//! TLS handshake with AWS: the mock and moto speak plain HTTP, and this machine has no AWS access
+//! (the roots are checked against Amazon's published keys by `shared::http`'s unit tests).
 
 use athena_tests::bedrock_mock::{collect, MockBedrock, MockEvent, MockReply};
 use shared::domain::Usage;
@@ -8,7 +16,8 @@ use shared::llm::bedrock::BedrockModel;
 use shared::llm::{ChatModel, ModelContent, ModelEvent, ModelMessage, ModelRequest, ModelRole, StopReason};
 
 #[tokio::test]
-async fn from_env_points_the_sdk_at_aws_endpoint_url_bedrock_runtime_and_retries_throttling() {
+async fn from_env_points_the_sdk_at_aws_endpoint_url_bedrock_runtime_and_retries_throttling_with_no_certificate_files()
+{
     let mock = MockBedrock::start(vec![
         MockReply::http_error(429, "ThrottlingException"),
         MockReply::frames(vec![
@@ -29,6 +38,9 @@ async fn from_env_points_the_sdk_at_aws_endpoint_url_bedrock_runtime_and_retries
     std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
     std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/athena-tests/config");
     std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/athena-tests/credentials");
+    // Where rustls-native-certs would look for the system's roots instead of /etc/ssl/certs.
+    std::env::set_var("SSL_CERT_FILE", "/nonexistent/athena-tests/cert.pem");
+    std::env::set_var("SSL_CERT_DIR", "/nonexistent/athena-tests/certs");
     for var in [
         "AWS_PROFILE",
         "AWS_SESSION_TOKEN",
@@ -81,4 +93,13 @@ async fn from_env_points_the_sdk_at_aws_endpoint_url_bedrock_runtime_and_retries
         );
         assert_eq!(request.body["inferenceConfig"]["maxTokens"], 64);
     }
+
+    // The DynamoDB client the functions build (same environment, no certificate files) on moto.
+    std::env::set_var("AWS_ENDPOINT_URL_DYNAMODB", athena_tests::moto_endpoint());
+    let dynamo = shared::store::dynamo::client_from_env().await;
+    dynamo
+        .list_tables()
+        .send()
+        .await
+        .expect("the DynamoDB client from the environment reaches moto");
 }

@@ -41,6 +41,8 @@ impl BedrockModel {
         use aws_config::retry::RetryConfig;
         use aws_config::timeout::TimeoutConfig;
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            // Compiled-in roots: building the client reads no certificate files (crate::http).
+            .http_client(crate::http::sdk_http_client())
             .retry_config(RetryConfig::standard().with_max_attempts(3))
             .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(3)).build())
             .load()
