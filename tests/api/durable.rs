@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use athena_tests::probes::spent_today;
 use athena_tests::{local_user, parse_sse, post_chat, spawn_chat_app, unique};
 use serde_json::{json, Value};
 use shared::chat::{ChatConfig, STORE_UNAVAILABLE};
@@ -19,44 +20,6 @@ use shared::store::{
 };
 
 // ---------------------------------------------------------------- probes
-
-/// Whether a turn of `conversation` reserving nothing is admitted under a day budget of `budget`
-/// (the day's budget item holds less than `budget`); the probe writes nothing else.
-async fn under(store: &dyn Store, owner: &UserId, conversation: &ConversationId, budget: u64) -> bool {
-    let start = TurnStart {
-        owner: owner.clone(),
-        conversation_id: conversation.clone(),
-        write: TurnWrite::Check,
-        limits: TurnLimits {
-            tokens_per_day: budget,
-            ..TurnLimits::none()
-        },
-        turn_id: unique("probe"),
-        now: shared::domain::now(),
-        reservation: 0,
-        reply_id: shared::domain::IdGenerator::new().message_id(),
-        reply_parent: shared::domain::MessageId::root(),
-    };
-    match store.begin_turn(&start).await {
-        Ok(_) => true,
-        Err(StoreError::BudgetExceeded { .. }) => false,
-        Err(e) => panic!("probe: {e:?}"),
-    }
-}
-
-/// What `owner`'s day budget item holds, found by probing (binary search).
-async fn spent_today(store: &dyn Store, owner: &UserId, conversation: &ConversationId) -> u64 {
-    let (mut low, mut high) = (0u64, 1u64 << 32);
-    while high - low > 1 {
-        let mid = low + (high - low) / 2;
-        if under(store, owner, conversation, mid).await {
-            high = mid;
-        } else {
-            low = mid;
-        }
-    }
-    low
-}
 
 /// Whether `owner` may open a stream under a cap of one (their slot is free); the slot the
 /// probe takes is released again.

@@ -20,7 +20,7 @@ use shared::chat::{estimate, ChatConfig, STORE_UNAVAILABLE};
 use shared::config::Config;
 use shared::domain::{Conversation, ConversationId, FinishReason, Message, Role};
 use shared::error::StoreError;
-use shared::store::{Store, TurnLimits, TurnStart, TurnWrite};
+use shared::store::Store;
 
 /// The output cap of every turn here: a turn reserves its input estimate plus this.
 const OUTPUT_CAP: u32 = 200;
@@ -168,42 +168,9 @@ impl Rig {
         panic!("the turn of {id} never stored its reply");
     }
 
-    /// Whether a turn reserving nothing fits under a day budget of `budget` (the probe writes
-    /// nothing).
-    async fn under(&self, budget: u64) -> bool {
-        let start = TurnStart {
-            owner: local_user(),
-            conversation_id: self.probe.clone(),
-            write: TurnWrite::Check,
-            limits: TurnLimits {
-                tokens_per_day: budget,
-                ..TurnLimits::none()
-            },
-            turn_id: unique("probe"),
-            now: shared::domain::now(),
-            reservation: 0,
-            reply_id: shared::domain::IdGenerator::new().message_id(),
-            reply_parent: shared::domain::MessageId::root(),
-        };
-        match self.store().begin_turn(&start).await {
-            Ok(_) => true,
-            Err(StoreError::BudgetExceeded { .. }) => false,
-            Err(e) => panic!("probe: {e:?}"),
-        }
-    }
-
-    /// What the local user's day budget item holds (binary search over probes).
+    /// What the local user's day budget item holds (probing the rig's own conversation).
     async fn spent(&self) -> u64 {
-        let (mut low, mut high) = (0u64, 1u64 << 32);
-        while high - low > 1 {
-            let mid = low + (high - low) / 2;
-            if self.under(mid).await {
-                high = mid;
-            } else {
-                low = mid;
-            }
-        }
-        low
+        athena_tests::probes::spent_today(self.store(), &local_user(), &self.probe).await
     }
 
     /// Whether the user's next chat is admitted under the cap of one stream (200 and a whole

@@ -12,7 +12,7 @@ use shared::config::Config;
 use shared::domain::{ConversationId, UserId};
 use shared::error::StoreError;
 use shared::store::counting::CountingStore;
-use shared::store::{Store, TurnLimits, TurnStart, TurnWrite};
+use shared::store::Store;
 
 fn user_message(id: &str, text: &str) -> Value {
     json!({"id": id, "messages": [{"role": "user", "content": text}]})
@@ -20,43 +20,10 @@ fn user_message(id: &str, text: &str) -> Value {
 
 // ---------------------------------------------------------------- budgets
 
-/// Whether a turn of `conversation` reserving nothing is admitted under a day budget of `budget`,
-/// that is whether the day's budget item holds less than `budget` (the probe writes nothing else).
-async fn under(store: &dyn Store, conversation: &str, budget: u64) -> bool {
-    let start = TurnStart {
-        owner: local_user(),
-        conversation_id: ConversationId::parse(conversation).expect("id"),
-        write: TurnWrite::Check,
-        limits: TurnLimits {
-            tokens_per_day: budget,
-            ..TurnLimits::none()
-        },
-        turn_id: athena_tests::unique("probe"),
-        now: shared::domain::now(),
-        reservation: 0,
-        reply_id: shared::domain::IdGenerator::new().message_id(),
-        reply_parent: shared::domain::MessageId::root(),
-    };
-    match store.begin_turn(&start).await {
-        Ok(_) => true,
-        Err(StoreError::BudgetExceeded { .. }) => false,
-        Err(e) => panic!("probe: {e:?}"),
-    }
-}
-
-/// What the local user's day budget item holds, found by probing (binary search).
+/// What the local user's day budget item holds (probing `conversation`).
 async fn spent_today(store: &dyn Store, conversation: &str) -> u64 {
-    let (mut low, mut high) = (0u64, 1u64 << 32);
-    // Invariant: tokens >= low and tokens < high.
-    while high - low > 1 {
-        let mid = low + (high - low) / 2;
-        if under(store, conversation, mid).await {
-            high = mid;
-        } else {
-            low = mid;
-        }
-    }
-    low
+    let id = ConversationId::parse(conversation).expect("id");
+    athena_tests::probes::spent_today(store, &local_user(), &id).await
 }
 
 async fn a_spent_budget_is_a_json_429_before_any_stream_byte_and_charges_reported_usage(store: Arc<dyn Store>) {

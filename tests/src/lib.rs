@@ -137,6 +137,7 @@ pub mod bedrock_mock;
 mod both;
 pub mod faults;
 pub mod openapi;
+pub mod probes;
 pub mod sse;
 pub mod stub;
 pub mod tokens;
