@@ -1,8 +1,9 @@
-//! Outbound HTTP (JWKS fetches, OpenAI-compatible providers, web search, and the AWS SDK's
-//! clients for DynamoDB and Bedrock): one way to build each kind of client. TLS is rustls with the
-//! AWS SDK's own crypto provider (aws-lc-rs), so the binaries carry one TLS implementation, and
-//! the Mozilla root set compiled in (`webpki-roots` for reqwest, the same set as certificates from
-//! `webpki-root-certs` for the SDK), so building a client at cold start reads no certificate files.
+//! Outbound HTTP (JWKS fetches, OpenAI-compatible providers, web search, MCP tool servers, and the
+//! AWS SDK's clients for DynamoDB and Bedrock): one way to build each kind of client. TLS is
+//! rustls with the AWS SDK's own crypto provider (aws-lc-rs), so the binaries carry one TLS
+//! implementation, and the Mozilla root set compiled in (`webpki-root-certs`: reqwest's only
+//! roots, and the SDK's trust store), so building a client at cold start reads no certificate
+//! files.
 
 use std::time::Duration;
 
@@ -16,10 +17,24 @@ pub fn install_crypto_provider() {
     });
 }
 
-/// A client builder with the crypto provider in place (reqwest needs one before `build`).
+/// A client builder with the crypto provider in place (reqwest needs one before `build`) and the
+/// compiled-in Mozilla roots as its only trust anchors (no platform verifier, no files read).
 pub fn client_builder() -> reqwest::ClientBuilder {
     install_crypto_provider();
-    reqwest::Client::builder()
+    reqwest::Client::builder().tls_certs_only(mozilla_roots())
+}
+
+/// The Mozilla root set as reqwest certificates (parsed from memory, once per process).
+fn mozilla_roots() -> Vec<reqwest::Certificate> {
+    static ROOTS: std::sync::OnceLock<Vec<reqwest::Certificate>> = std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                .iter()
+                .filter_map(|der| reqwest::Certificate::from_der(der.as_ref()).ok())
+                .collect()
+        })
+        .clone()
 }
 
 /// A client with an overall per-request `timeout` (`None`: none beyond the caller's own).
@@ -36,7 +51,8 @@ pub fn client(timeout: Option<Duration>) -> reqwest::Client {
         Ok(client) => client,
         Err(e) => {
             tracing::warn!(error = %e, "building the HTTP client with its root certificates failed");
-            with_timeout(client_builder().tls_built_in_root_certs(false))
+            install_crypto_provider();
+            with_timeout(reqwest::Client::builder().tls_certs_only(Vec::new()))
                 .build()
                 .unwrap_or_default()
         }
@@ -179,9 +195,9 @@ mod tests {
     fn the_sdk_trust_store_is_the_whole_mozilla_set_and_parses() {
         let roots = sdk_trust_anchors();
         assert_eq!(roots.len(), webpki_root_certs::TLS_SERVER_ROOT_CERTS.len());
-        // The same set as the JWKS client's (webpki-roots): the same number of roots, at least
-        // (the two crates are generated from the same Mozilla report).
+        // The same set as reqwest's roots: every certificate parses for both.
         assert!(roots.len() > 100, "{} roots", roots.len());
+        assert_eq!(super::mozilla_roots().len(), roots.len());
     }
 
     #[test]

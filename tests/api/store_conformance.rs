@@ -117,10 +117,24 @@ async fn a_conversation_round_trips_with_every_field(h: &dyn Harness) {
     m.finish_reason = Some(FinishReason::ToolCalls);
     m.error = Some("PROVIDER".to_owned());
     m.parts = vec![
+        MessagePart::Text {
+            text: "Let me look.".to_owned(),
+        },
         MessagePart::ToolCall {
             tool_call_id: "t1".to_owned(),
             tool_name: "webSearch".to_owned(),
             input: serde_json::json!({"query": "MTBF", "n": 3, "nested": {"ok": true}}),
+            approval: None,
+        },
+        MessagePart::ToolCall {
+            tool_call_id: "t2".to_owned(),
+            tool_name: "mes_create_work_order".to_owned(),
+            input: serde_json::json!({"machineId": "PRESS-02"}),
+            approval: Some(shared::domain::Approval {
+                id: "ap1".to_owned(),
+                approved: Some(false),
+                reason: Some("not now".to_owned()),
+            }),
         },
         MessagePart::ToolResult {
             tool_call_id: "t1".to_owned(),

@@ -341,6 +341,7 @@ impl Turn {
                 tool_call_id: id.clone(),
                 tool_name: name.clone(),
                 input: input.clone(),
+                approval: None,
             });
             outcome.parts.push(MessagePart::ToolResult {
                 tool_call_id: id.clone(),

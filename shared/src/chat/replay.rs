@@ -22,10 +22,12 @@ pub(super) fn events(conversation: &Conversation, reply: Message) -> Vec<TurnEve
     }
     for part in reply.parts {
         events.push(match part {
+            MessagePart::Text { text } => TurnEvent::Text(text),
             MessagePart::ToolCall {
                 tool_call_id,
                 tool_name,
                 input,
+                ..
             } => TurnEvent::ToolCall {
                 id: tool_call_id,
                 name: tool_name,

@@ -272,6 +272,7 @@ fn assemble(
                         tool_call_id: id,
                         tool_name: name,
                         input,
+                        approval: None,
                     });
                 }
                 TurnEvent::ToolResult { id, output, is_error } => {

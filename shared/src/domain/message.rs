@@ -69,10 +69,18 @@ pub enum FinishReason {
     Other,
 }
 
-/// A structured part of a message besides its text: tool calls and their results.
+/// A structured part of a message: tool calls and their results, and (on replies that called
+/// tools) the text between them, in the order the model produced them. A message whose parts have
+/// no `Text` part (plain replies, and replies stored before text parts existed) has its whole
+/// text first.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum MessagePart {
+    /// A run of the reply's text (the message's `content` is every text part joined).
+    Text {
+        /// The text.
+        text: String,
+    },
     /// The model called a tool.
     #[serde(rename_all = "camelCase")]
     ToolCall {
@@ -82,6 +90,9 @@ pub enum MessagePart {
         tool_name: String,
         /// The arguments, as the model gave them.
         input: serde_json::Value,
+        /// The call is an action that needs the user's approval before it runs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        approval: Option<Approval>,
     },
     /// A tool answered.
     #[serde(rename_all = "camelCase")]
@@ -96,6 +107,42 @@ pub enum MessagePart {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         is_error: bool,
     },
+}
+
+/// The approval a tool call waits for, or the user's answer to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Approval {
+    /// The approval's id (the AI SDK's `approvalId`).
+    pub id: String,
+    /// `None` while waiting; the user's answer once given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved: Option<bool>,
+    /// The reason the user gave, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl MessagePart {
+    /// The id of the approval this part waits for (an unanswered approval request).
+    pub fn awaited_approval(&self) -> Option<&str> {
+        match self {
+            MessagePart::ToolCall {
+                approval: Some(Approval {
+                    id, approved: None, ..
+                }),
+                ..
+            } => Some(id),
+            _ => None,
+        }
+    }
+}
+
+impl Message {
+    /// The ids of the approvals this message waits for, in order (empty: none).
+    pub fn awaited_approvals(&self) -> Vec<&str> {
+        self.parts.iter().filter_map(MessagePart::awaited_approval).collect()
+    }
 }
 
 /// Token usage as the provider reported it.

@@ -18,5 +18,5 @@ pub use conversation::{
 };
 pub use ids::{ClientMessageId, ConversationId, IdGenerator, MessageId, UserId, MAX_ID_LEN};
 pub use live::LiveTurn;
-pub use message::{FinishReason, Message, MessagePart, Role, Usage};
+pub use message::{Approval, FinishReason, Message, MessagePart, Role, Usage};
 pub use time::{now, ts, Clock, ManualClock, SystemClock, Timestamp};

@@ -162,6 +162,19 @@ pub enum TurnWrite {
     },
     /// Only check the conversation is the caller's (a resubmitted message already stored).
     Check,
+    /// Continue a reply that stopped to wait for tool approvals (the client answered them): the
+    /// stored message `reply.id` (head and chunks) is replaced by `reply` (same id, the answers
+    /// recorded), only if it is the caller's and still awaits exactly `awaiting` (the ids of its
+    /// unanswered approvals, [`crate::domain::Message::awaited_approvals`], in order); otherwise
+    /// `Conflict` (another request answered them first). The replaced message is marked as
+    /// writable by this turn ([`TurnStart::turn_id`]): its finish stores the continued reply
+    /// over it.
+    Continue {
+        /// The reply with the approvals answered.
+        reply: Message,
+        /// The approvals the stored reply must still await.
+        awaiting: Vec<String>,
+    },
 }
 
 /// A chat turn to admit: [`Turns::begin_turn`].
@@ -256,7 +269,9 @@ pub struct TurnFinish {
     /// The turn ([`TurnStart::turn_id`]): the finish is written at most once per turn id, so a
     /// retry of a finish whose first attempt did apply (an ambiguous timeout) changes nothing.
     pub turn_id: String,
-    /// The reply to store (with the conversation touched), if there is one.
+    /// The reply to store (with the conversation touched), if there is one: put if no message
+    /// of its id exists, or over the stored one when this turn's admission was a
+    /// [`TurnWrite::Continue`] of it (the mark it left names this `turn_id`).
     pub reply: Option<Message>,
     /// The slot to release.
     pub lease: Option<StreamLease>,

@@ -383,6 +383,9 @@ impl DynamoStore {
                 out.push((Part::Meta, update_item(update.build())?));
             }
             TurnWrite::Check => out.push((Part::Meta, self.owner_check(owner, &start.conversation_id)?)),
+            TurnWrite::Continue { .. } => {
+                return Err(StoreError::Conflict("continuing a reply is not implemented yet".to_owned()))
+            }
         }
         Ok(out)
     }

@@ -144,6 +144,9 @@ impl Turns for EmbeddedStore {
                     .map_err(sql_err("touching a conversation"))?;
                 }
                 TurnWrite::Check => {}
+                TurnWrite::Continue { .. } => {
+                    return Err(StoreError::Conflict("continuing a reply is not implemented yet".to_owned()))
+                }
             }
             super::streams::put_live(&tx, owner, id, &rules::live_turn(&start))?;
             tx.commit().map_err(sql_err("commit"))?;
