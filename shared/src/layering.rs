@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("telemetry", 5),
     ("store", 5),
     ("llm", 5),
+    ("mcp", 5),
     ("state", 6),
     ("analytics", 7),
     ("audit", 7),

@@ -32,6 +32,7 @@ pub mod error;
 pub mod http;
 pub mod lambda;
 pub mod llm;
+pub mod mcp;
 pub mod local;
 pub mod ratelimit;
 pub mod state;

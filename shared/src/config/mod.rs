@@ -5,9 +5,11 @@
 //! parser in [`env::Env`].
 
 pub mod env;
+pub mod mcp;
 mod sections;
 
 pub use env::{Env, Variable, VARIABLES};
+pub use mcp::McpServerConfig;
 pub use sections::{
     ChatConfig, ProviderConfig, RuntimeConfig, SearchConfig, StoreConfig, StoreKind, DEFAULT_EVENT_TTL_DAYS,
     DEFAULT_MAX_CONNECTIONS,

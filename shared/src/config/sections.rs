@@ -21,6 +21,11 @@ pub struct ChatConfig {
     pub max_output_tokens: u32,
     /// The web search API, if configured.
     pub search: Option<SearchConfig>,
+    /// The deployment's MCP tool servers (`ATHENA_MCP_SERVERS`).
+    pub mcp: Vec<super::McpServerConfig>,
+    /// Most tool calls in one turn, a continued one included (`ATHENA_MAX_TOOL_CALLS`, default 8):
+    /// calls past it are answered with a tool error instead of running.
+    pub max_tool_calls: u32,
     /// The model that writes a new conversation's title (`ATHENA_TITLE_MODEL`), if any.
     pub title_model: Option<String>,
     /// A disconnect does not stop a turn, and its stream can be resumed
@@ -61,6 +66,8 @@ impl Default for ChatConfig {
             total_timeout: Duration::from_secs(240),
             max_output_tokens: 4096,
             search: None,
+            mcp: Vec::new(),
+            max_tool_calls: 8,
             title_model: None,
             resumable_streams: true,
             checkpoint_interval: Duration::from_secs(1),
@@ -117,6 +124,9 @@ impl ChatConfig {
             total_timeout: env.millis("ATHENA_TOTAL_TIMEOUT_MS", defaults.total_timeout)?,
             max_output_tokens,
             search,
+            mcp: super::mcp::read(env)?,
+            max_tool_calls: u32::try_from(env.positive("ATHENA_MAX_TOOL_CALLS", u64::from(defaults.max_tool_calls))?)
+                .map_err(|_| ConfigError("ATHENA_MAX_TOOL_CALLS is too large".to_owned()))?,
             resumable_streams: env.flag("ATHENA_RESUMABLE_STREAMS", defaults.resumable_streams)?,
             checkpoint_interval: env.millis("ATHENA_CHECKPOINT_MS", defaults.checkpoint_interval)?,
             store_attempt_timeout: defaults.store_attempt_timeout,
