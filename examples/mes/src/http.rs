@@ -24,10 +24,19 @@ pub const MCP_PATH: &str = "/mcp";
 pub const USER_HEADER: &str = "x-athena-user";
 
 /// How the server is run.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Options {
     /// When set, every request must carry `authorization: Bearer <api_key>` (else 401).
     pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key itself stays out of logs.
+        f.debug_struct("Options")
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// A running server; [`MesServer::shutdown`] (or dropping it) stops it.
