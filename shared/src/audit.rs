@@ -34,6 +34,10 @@ pub mod action {
     pub const CHAT_REGENERATE: &str = "chat.regenerate";
     /// A running chat turn asked to stop.
     pub const CHAT_STOP: &str = "chat.stop";
+    /// The user approved a tool call that waited for approval.
+    pub const TOOL_APPROVE: &str = "tool.approve";
+    /// The user denied a tool call that waited for approval.
+    pub const TOOL_DENY: &str = "tool.deny";
 }
 
 /// Builds an entry stamped now, kept `retention_days`.

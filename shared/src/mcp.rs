@@ -89,7 +89,10 @@ pub struct McpTools {
 impl std::fmt::Debug for McpTools {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("McpTools")
-            .field("servers", &self.servers.iter().map(|s| &s.config.name).collect::<Vec<_>>())
+            .field(
+                "servers",
+                &self.servers.iter().map(|s| &s.config.name).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -177,7 +180,13 @@ impl McpTools {
     /// Every failure (unreachable server, timeout, protocol error, the tool's own error) is a
     /// [`Called`] with `is_error`, for the model to read.
     #[tracing::instrument(name = "mcp.call", skip_all, fields(server = %tool.server, tool = %tool.tool))]
-    pub async fn call(&self, tool: &RemoteTool, input: &Value, caller: Caller<'_>, deadline: tokio::time::Instant) -> Called {
+    pub async fn call(
+        &self,
+        tool: &RemoteTool,
+        input: &Value,
+        caller: Caller<'_>,
+        deadline: tokio::time::Instant,
+    ) -> Called {
         let Some(server) = self.servers.iter().find(|s| s.config.name == tool.server) else {
             return Called::error(format!("the tool server {} is not configured", tool.server));
         };
@@ -261,7 +270,12 @@ fn short(e: &str) -> String {
 fn remote_tools(config: &McpServerConfig, tools: Vec<rmcp::model::Tool>) -> Vec<RemoteTool> {
     tools
         .into_iter()
-        .filter(|t| config.tools.as_ref().is_none_or(|allowed| allowed.iter().any(|a| a == t.name.as_ref())))
+        .filter(|t| {
+            config
+                .tools
+                .as_ref()
+                .is_none_or(|allowed| allowed.iter().any(|a| a == t.name.as_ref()))
+        })
         .filter_map(|t| {
             let tool = t.name.to_string();
             let name = format!("{}_{}", config.name, tool);
@@ -379,7 +393,7 @@ impl reqwest::dns::Resolve for SafeResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rmcp::model::{Content, Tool, ToolAnnotations};
+    use rmcp::model::{ContentBlock as Content, Tool, ToolAnnotations};
 
     fn tool(name: &str, read_only: Option<bool>) -> Tool {
         let schema: serde_json::Map<String, Value> = serde_json::from_value(serde_json::json!({
@@ -414,7 +428,12 @@ mod tests {
         let summary: Vec<(&str, bool)> = tools.iter().map(|t| (t.name.as_str(), t.action)).collect();
         assert_eq!(
             summary,
-            [("mes_status", false), ("mes_create", true), ("mes_delete", true), ("mes_forced", true)]
+            [
+                ("mes_status", false),
+                ("mes_create", true),
+                ("mes_delete", true),
+                ("mes_forced", true)
+            ]
         );
         assert_eq!(tools[0].input_schema["type"], "object");
         assert!(tools[0].input_schema.get("$schema").is_none());
@@ -438,7 +457,9 @@ mod tests {
             }
         );
         let long = cap(Value::String("x".repeat(50)), 10);
-        assert!(long.as_str().is_some_and(|s| s.starts_with("xxxxxxxxxx …") && s.contains("longer than 10")));
+        assert!(long
+            .as_str()
+            .is_some_and(|s| s.starts_with("xxxxxxxxxx …") && s.contains("longer than 10")));
     }
 
     #[tokio::test]
@@ -455,7 +476,10 @@ mod tests {
         let config = McpServerConfig::new("down", "http://127.0.0.1:9/mcp");
         let tools = McpTools::new(&[config]);
         let user = UserId::parse("u").unwrap_or_else(|_| unreachable!());
-        let caller = Caller { user: &user, token: None };
+        let caller = Caller {
+            user: &user,
+            token: None,
+        };
         assert!(tools.offered(None, caller).await.is_empty());
         let tool = RemoteTool {
             name: "down_x".into(),

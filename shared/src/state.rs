@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::config::{ChatConfig, Config};
 use crate::domain::{Clock, IdGenerator, SystemClock, Timestamp};
 use crate::llm::ChatModel;
+use crate::mcp::McpTools;
 use crate::store::Store;
 
 /// Everything a handler needs.
@@ -23,6 +24,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// The last health check's store answer, reused for a few seconds (`api::health`).
     pub health: HealthMemo,
+    /// The deployment's MCP tool servers (`config.chat.mcp`), with their cached tool lists.
+    pub mcp: Arc<McpTools>,
 }
 
 /// One remembered store check: when it ran, whether the store answered, how long it took.
@@ -47,18 +50,20 @@ impl AppState {
     /// State from parts, without a model provider.
     pub fn new(config: Config, store: Arc<dyn Store>) -> Self {
         Self {
-            config,
             store,
             ids: IdGenerator::new(),
             model: None,
             clock: Arc::new(SystemClock),
             health: HealthMemo::default(),
+            mcp: Arc::new(McpTools::new(&config.chat.mcp)),
+            config,
         }
     }
 
     /// Adds the model provider and chat settings.
     pub fn with_chat(mut self, model: Arc<dyn ChatModel>, chat: ChatConfig) -> Self {
         self.model = Some(model);
+        self.mcp = Arc::new(McpTools::new(&chat.mcp));
         self.config.chat = chat;
         self
     }

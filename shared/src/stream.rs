@@ -157,6 +157,23 @@ impl Encoder {
         }
     }
 
+    /// A tool call waits for the user's approval (exactly these two fields: `ai` 6.0.48's schema
+    /// is strict).
+    pub fn tool_approval_request(&mut self, approval_id: &str, tool_call_id: &str) -> Vec<Bytes> {
+        let mut out: Vec<Bytes> = self.end_text().into_iter().collect();
+        out.extend(
+            self.ui(json!({"type": "tool-approval-request", "approvalId": approval_id, "toolCallId": tool_call_id})),
+        );
+        out
+    }
+
+    /// The user denied a tool call.
+    pub fn tool_output_denied(&mut self, tool_call_id: &str) -> Vec<Bytes> {
+        let mut out: Vec<Bytes> = self.end_text().into_iter().collect();
+        out.extend(self.ui(json!({"type": "tool-output-denied", "toolCallId": tool_call_id})));
+        out
+    }
+
     /// An error chunk (the client shows it and enters its error state).
     pub fn error(&mut self, text: &str) -> Vec<Bytes> {
         let mut out: Vec<Bytes> = self.end_text().into_iter().collect();

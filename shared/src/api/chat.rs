@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::{input, ApiRequest, AppState, Body, Caller};
-use crate::chat::{self, ChatRequest, IncomingMessage, Trigger, TurnEvent, TurnStream};
+use crate::chat::{self, ApprovalAnswer, ChatRequest, IncomingMessage, Trigger, TurnEvent, TurnStream};
 use crate::domain::{ClientMessageId, ConversationId, Role, Solution};
 use crate::error::ValidationError;
 use crate::stream::{Encoder, Protocol};
@@ -53,7 +53,13 @@ pub async fn post(
         req.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()),
     )
     .map_err(|_| ValidationError::field("protocol", "must be text or ui-message"))?;
-    let request = body.validate(state)?;
+    let mut request = body.validate(state)?;
+    request.caller_token = req
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::to_owned);
     let turn = chat::start(state, &caller.user, solution, request, &req.request_id).await?;
     Ok(streamed(turn, protocol))
 }
@@ -108,12 +114,24 @@ struct WireMessage {
     parts: Option<Vec<WirePart>>,
 }
 
-/// A UIMessage part; only text parts are read.
+/// A UIMessage part: text parts' text, and tool parts' approval answers (`tool-<name>` or
+/// `dynamic-tool` parts with `approval.approved` set); everything else is ignored.
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct WirePart {
     #[serde(rename = "type")]
     kind: String,
     text: Option<String>,
+    tool_call_id: Option<String>,
+    approval: Option<WireApproval>,
+}
+
+/// A tool part's approval: `{id, approved?, reason?}`.
+#[derive(Deserialize)]
+struct WireApproval {
+    id: String,
+    approved: Option<bool>,
+    reason: Option<String>,
 }
 
 impl WireMessage {
@@ -129,6 +147,45 @@ impl WireMessage {
             }
         }
         out
+    }
+
+    /// The approval answers of its tool parts (message `i` of the body).
+    fn approvals(&self, i: usize) -> Result<Vec<ApprovalAnswer>, ApiError> {
+        let mut out = Vec::new();
+        for part in self.parts.iter().flatten() {
+            if !(part.kind.starts_with("tool-") || part.kind == "dynamic-tool") {
+                continue;
+            }
+            let Some(WireApproval {
+                id,
+                approved: Some(approved),
+                reason,
+            }) = &part.approval
+            else {
+                continue;
+            };
+            let Some(call) = part.tool_call_id.as_ref().filter(|c| !c.is_empty() && c.len() <= 128) else {
+                return Err(ValidationError::field(
+                    format!("messages[{i}].parts"),
+                    "a tool part with an approval needs its toolCallId",
+                )
+                .into());
+            };
+            if id.is_empty() || id.len() > 128 || reason.as_ref().is_some_and(|r| r.chars().count() > 1_000) {
+                return Err(ValidationError::field(
+                    format!("messages[{i}].parts"),
+                    "an approval needs an id of 1 to 128 characters and a reason of at most 1000",
+                )
+                .into());
+            }
+            out.push(ApprovalAnswer {
+                approval_id: id.clone(),
+                tool_call_id: call.clone(),
+                approved: *approved,
+                reason: reason.clone(),
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -190,7 +247,20 @@ impl ChatBody {
             };
             input::message_content(&format!("messages[{i}].content"), &text, max)?;
             let client_id = m.id.as_deref().and_then(|id| ClientMessageId::parse(id).ok());
-            messages.push(IncomingMessage { role, text, client_id });
+            let approvals = m.approvals(i)?;
+            if role == Role::User && !approvals.is_empty() {
+                return Err(ValidationError::field(
+                    format!("messages[{i}].parts"),
+                    "only an assistant message answers tool approvals",
+                )
+                .into());
+            }
+            messages.push(IncomingMessage {
+                role,
+                text,
+                client_id,
+                approvals,
+            });
         }
         let model = match self.model.as_deref() {
             Some(id) => Some(state.config.catalog.parse("model", id)?),
@@ -202,6 +272,7 @@ impl ChatBody {
             messages,
             model,
             web_search: self.web_search.unwrap_or(false),
+            caller_token: None,
         })
     }
 }
@@ -235,6 +306,11 @@ fn encode(encoder: &mut Encoder, event: TurnEvent) -> Vec<bytes::Bytes> {
         TurnEvent::ToolResult { id, output, is_error } => {
             encoder.tool_result(&id, &output, is_error).into_iter().collect()
         }
+        TurnEvent::ToolApprovalRequest {
+            approval_id,
+            tool_call_id,
+        } => encoder.tool_approval_request(&approval_id, &tool_call_id),
+        TurnEvent::ToolDenied { id } => encoder.tool_output_denied(&id),
         TurnEvent::FinishStep => encoder.finish_step(),
         TurnEvent::Finish { metadata } => encoder.finish(metadata),
         TurnEvent::Error { message } => {

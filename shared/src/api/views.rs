@@ -107,8 +107,10 @@ pub struct MessageView<'a> {
     /// On branch views: the ids of every version at this place, oldest first, itself included.
     #[serde(skip_serializing_if = "Option::is_none")]
     siblings: Option<Vec<&'a str>>,
-    #[serde(skip_serializing_if = "<[MessagePart]>::is_empty")]
-    parts: &'a [MessagePart],
+    /// The reply's text and tool parts in the AI SDK's UIMessage part shapes (only on messages
+    /// that called tools).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    parts: Vec<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     model: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -142,7 +144,7 @@ impl<'a> From<&'a Message> for MessageView<'a> {
             client_id: m.client_id.as_ref().map(|c| c.as_str()),
             parent_id: m.parent_id.as_ref().map(|p| p.as_str()),
             siblings: None,
-            parts: &m.parts,
+            parts: ui_parts(m),
             model: m.model.as_deref(),
             usage: m.usage,
             latency_ms: m.latency_ms,
@@ -151,6 +153,68 @@ impl<'a> From<&'a Message> for MessageView<'a> {
             status: None,
         }
     }
+}
+
+/// A message's parts as the AI SDK's UIMessage parts: `{type: "text", text}` and
+/// `{type: "tool-<name>", toolCallId, state, input, output | errorText, approval?}`, with `state`
+/// `input-available`, `approval-requested`, `approval-responded`, `output-available`,
+/// `output-error` or `output-denied`. A message without tool parts has none.
+pub fn ui_parts(m: &Message) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    if m.parts.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    if !m.content.is_empty() && !m.parts.iter().any(|p| matches!(p, MessagePart::Text { .. })) {
+        out.push(json!({"type": "text", "text": m.content}));
+    }
+    for part in &m.parts {
+        match part {
+            MessagePart::Text { text } => out.push(json!({"type": "text", "text": text})),
+            MessagePart::ToolCall {
+                tool_call_id,
+                tool_name,
+                input,
+                approval,
+            } => {
+                let result = m.parts.iter().find_map(|r| match r {
+                    MessagePart::ToolResult {
+                        tool_call_id: id,
+                        output,
+                        is_error,
+                        ..
+                    } if id == tool_call_id => Some((output, *is_error)),
+                    _ => None,
+                });
+                let mut view = json!({
+                    "type": format!("tool-{tool_name}"),
+                    "toolCallId": tool_call_id,
+                    "input": input,
+                });
+                let state = match (approval, result) {
+                    (Some(a), _) if a.approved == Some(false) => "output-denied",
+                    (_, Some((output, true))) => {
+                        view["errorText"] = json!(output.as_str().map_or_else(|| output.to_string(), str::to_owned));
+                        "output-error"
+                    }
+                    (_, Some((output, false))) => {
+                        view["output"] = output.clone();
+                        "output-available"
+                    }
+                    (Some(a), None) if a.approved.is_none() => "approval-requested",
+                    (Some(_), None) => "approval-responded",
+                    (None, None) => "input-available",
+                };
+                view["state"] = json!(state);
+                if let Some(a) = approval {
+                    view["approval"] = serde_json::to_value(a).unwrap_or_default();
+                }
+                out.push(view);
+            }
+            MessagePart::ToolResult { .. } => {}
+        }
+    }
+    out
 }
 
 /// `{"success": true}`

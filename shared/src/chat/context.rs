@@ -1,7 +1,9 @@
 //! Stored history to the model's context.
 
+use serde_json::Value;
+
 use crate::catalog::ModelInfo;
-use crate::domain::{Message, Role};
+use crate::domain::{Approval, Message, MessagePart, Role};
 use crate::llm::{ModelContent, ModelMessage, ModelRole};
 
 /// Converts stored history into the model's context: user/assistant alternation (consecutive
@@ -18,7 +20,16 @@ pub fn context_for(history: &[Message], model: &ModelInfo, system: &str) -> Vec<
         if !matches!(m.role, Role::User | Role::Assistant) {
             continue;
         }
-        let size = m.content.len() + 16;
+        let size = m.content.len()
+            + 16
+            + m.parts
+                .iter()
+                .map(|p| match p {
+                    MessagePart::Text { .. } => 0,
+                    MessagePart::ToolCall { input, .. } => input.to_string().len() + 64,
+                    MessagePart::ToolResult { output, .. } => output.to_string().len() + 64,
+                })
+                .sum::<usize>();
         if !kept.is_empty() && used + size > budget_chars {
             break;
         }
@@ -28,31 +39,152 @@ pub fn context_for(history: &[Message], model: &ModelInfo, system: &str) -> Vec<
     kept.reverse();
     let mut out: Vec<ModelMessage> = Vec::new();
     for m in kept {
+        if out.is_empty() && m.role == Role::Assistant {
+            continue;
+        }
+        if m.role == Role::Assistant && !m.parts.is_empty() {
+            for message in reply_context(&m.content, &m.parts) {
+                push(&mut out, message);
+            }
+            continue;
+        }
         let role = if m.role == Role::User {
             ModelRole::User
         } else {
             ModelRole::Assistant
         };
-        if out.is_empty() && role == ModelRole::Assistant {
-            continue;
-        }
-        let text = m.content.clone();
-        match out.last_mut() {
-            Some(last) if last.role == role => {
-                if let Some(ModelContent::Text(t)) = last.content.last_mut() {
-                    t.push_str("\n\n");
-                    t.push_str(&text);
-                } else {
-                    last.content.push(ModelContent::Text(text));
+        push(
+            &mut out,
+            ModelMessage {
+                role,
+                content: vec![ModelContent::Text(m.content.clone())],
+            },
+        );
+    }
+    out
+}
+
+/// Adds a message, merged into the last one when it has the same role (text joined by a blank
+/// line, other blocks appended).
+fn push(out: &mut Vec<ModelMessage>, message: ModelMessage) {
+    match out.last_mut() {
+        Some(last) if last.role == message.role => {
+            for block in message.content {
+                match (last.content.last_mut(), block) {
+                    (Some(ModelContent::Text(t)), ModelContent::Text(more)) => {
+                        t.push_str("\n\n");
+                        t.push_str(&more);
+                    }
+                    (_, block) => last.content.push(block),
                 }
             }
-            _ => out.push(ModelMessage {
-                role,
-                content: vec![ModelContent::Text(text)],
+        }
+        _ => out.push(message),
+    }
+}
+
+/// A reply that called tools, as the model's context: per step, the assistant's text and tool
+/// calls, then a user message with their results, in the order they happened. A call with no
+/// result (it waited for an approval that never came, or its turn died) gets an error result,
+/// since a provider refuses a tool call without one; a denied call's result says so. A reply
+/// whose parts have no text part has its whole text first.
+pub fn reply_context(text: &str, parts: &[MessagePart]) -> Vec<ModelMessage> {
+    let mut out = Vec::new();
+    let mut assistant: Vec<ModelContent> = Vec::new();
+    let mut calls: Vec<(String, Option<&Approval>)> = Vec::new();
+    let mut results: Vec<ModelContent> = Vec::new();
+    if !text.is_empty() && !parts.iter().any(|p| matches!(p, MessagePart::Text { .. })) {
+        assistant.push(ModelContent::Text(text.to_owned()));
+    }
+    let flush = |assistant: &mut Vec<ModelContent>,
+                 calls: &mut Vec<(String, Option<&Approval>)>,
+                 results: &mut Vec<ModelContent>,
+                 out: &mut Vec<ModelMessage>| {
+        if assistant.is_empty() {
+            return;
+        }
+        for (id, approval) in calls.drain(..) {
+            let answered = results
+                .iter()
+                .any(|r| matches!(r, ModelContent::ToolResult { id: rid, .. } if *rid == id));
+            if !answered {
+                let content = match approval {
+                    Some(Approval {
+                        approved: Some(false),
+                        reason,
+                        ..
+                    }) => denial(reason.as_deref()),
+                    Some(_) => {
+                        Value::String("Not run: it waited for the user's approval, which never came.".to_owned())
+                    }
+                    None => Value::String("Not run: the turn ended before the tool answered.".to_owned()),
+                };
+                results.push(ModelContent::ToolResult {
+                    id,
+                    content,
+                    is_error: true,
+                });
+            }
+        }
+        out.push(ModelMessage {
+            role: ModelRole::Assistant,
+            content: std::mem::take(assistant),
+        });
+        if !results.is_empty() {
+            out.push(ModelMessage {
+                role: ModelRole::User,
+                content: std::mem::take(results),
+            });
+        }
+    };
+    for part in parts {
+        match part {
+            MessagePart::Text { text } => {
+                if !results.is_empty() {
+                    flush(&mut assistant, &mut calls, &mut results, &mut out);
+                }
+                if !text.is_empty() {
+                    assistant.push(ModelContent::Text(text.clone()));
+                }
+            }
+            MessagePart::ToolCall {
+                tool_call_id,
+                tool_name,
+                input,
+                approval,
+            } => {
+                if !results.is_empty() {
+                    flush(&mut assistant, &mut calls, &mut results, &mut out);
+                }
+                assistant.push(ModelContent::ToolUse {
+                    id: tool_call_id.clone(),
+                    name: tool_name.clone(),
+                    input: input.clone(),
+                });
+                calls.push((tool_call_id.clone(), approval.as_ref()));
+            }
+            MessagePart::ToolResult {
+                tool_call_id,
+                output,
+                is_error,
+                ..
+            } => results.push(ModelContent::ToolResult {
+                id: tool_call_id.clone(),
+                content: output.clone(),
+                is_error: *is_error,
             }),
         }
     }
+    flush(&mut assistant, &mut calls, &mut results, &mut out);
     out
+}
+
+/// What the model reads for a call the user denied.
+pub fn denial(reason: Option<&str>) -> Value {
+    match reason {
+        Some(r) if !r.trim().is_empty() => Value::String(format!("The user denied this tool call: {r}")),
+        _ => Value::String("The user denied this tool call.".to_owned()),
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,18 @@ pub enum TurnEvent {
         /// Whether it failed.
         is_error: bool,
     },
+    /// A tool call that is an action waits for the user's approval (the reply then ends).
+    ToolApprovalRequest {
+        /// The approval's id (the client answers it).
+        approval_id: String,
+        /// The call it is for.
+        tool_call_id: String,
+    },
+    /// The user denied a call: it did not run.
+    ToolDenied {
+        /// The call.
+        id: String,
+    },
     /// A model call ended.
     FinishStep,
     /// The turn ended; metadata: model, usage, latency, finish reason.

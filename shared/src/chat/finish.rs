@@ -357,6 +357,9 @@ impl Turn {
         if outcome.text.is_empty() && outcome.parts.is_empty() {
             return None;
         }
+        if !outcome.parts.is_empty() {
+            outcome.seal_text();
+        }
         let mut reply = Message::text(
             self.reply_id.clone(),
             self.plan.conversation.id.clone(),
@@ -371,6 +374,19 @@ impl Turn {
         reply.latency_ms = Some(latency.as_millis() as u64);
         reply.finish_reason = Some(finish);
         reply.error = outcome.error.as_ref().map(|(code, _)| code.clone());
+        if let Some(earlier) = &self.plan.continues {
+            // A continued reply: one message, from its first part to this turn's last.
+            reply.created_at = earlier.created_at;
+            reply.parent_id = earlier.parent_id.clone();
+            let before = earlier.usage.unwrap_or_default();
+            reply.usage = Some(crate::domain::Usage {
+                input_tokens: before.input_tokens + outcome.usage.input_tokens,
+                output_tokens: before.output_tokens + outcome.usage.output_tokens,
+                cache_read_tokens: before.cache_read_tokens + outcome.usage.cache_read_tokens,
+                cache_write_tokens: before.cache_write_tokens + outcome.usage.cache_write_tokens,
+            });
+            reply.latency_ms = Some(earlier.latency_ms.unwrap_or(0) + latency.as_millis() as u64);
+        }
         Some(reply)
     }
 

@@ -12,7 +12,7 @@ use super::estimate::{self, Progress};
 use super::events::{TurnEvent, TurnStream};
 use super::plan::TurnPlan;
 use super::{tools, MAX_STEPS};
-use crate::domain::{FinishReason, MessageId, MessagePart, Solution, Usage, UserId};
+use crate::domain::{Approval, FinishReason, MessageId, MessagePart, Solution, Usage, UserId};
 use crate::llm::{ChatModel, ModelContent, ModelEvent, ModelMessage, ModelRequest, ModelRole, ModelStream, ToolSpec};
 use crate::llm::{ProviderError, StopReason};
 use crate::state::AppState;
@@ -30,6 +30,8 @@ pub(super) struct Turn {
     pub(super) system: &'static str,
     pub(super) context: Vec<ModelMessage>,
     pub(super) tools: Vec<ToolSpec>,
+    /// The tools' runner (web search, MCP servers), and which calls wait for approval.
+    pub(super) toolbox: tools::Toolbox,
     pub(super) reply_id: MessageId,
     pub(super) solution: Option<Solution>,
     /// The turn's id ([`crate::store::TurnStart::turn_id`]): its finish is written once per id.
@@ -59,6 +61,28 @@ pub(super) struct Outcome {
     /// The estimated cost of the model calls that ended without reporting usage
     /// ([`estimate::unreported_call`]); charged on top of `usage`.
     pub(super) estimated: u64,
+    /// Bytes of `text` already in `Text` parts (the rest goes into one when a tool part follows,
+    /// or when the reply is stored with tool parts).
+    pub(super) covered: usize,
+}
+
+impl Outcome {
+    /// Puts the text not yet in a part into a `Text` part (before a tool part, and at the end
+    /// of a reply that has tool parts), so the parts keep the order things happened in.
+    pub(super) fn seal_text(&mut self) {
+        if let Some(rest) = self.text.get(self.covered..).filter(|r| !r.is_empty()) {
+            self.parts.push(MessagePart::Text { text: rest.to_owned() });
+        }
+        self.covered = self.text.len();
+    }
+
+    /// Tool calls made so far in this reply (a continued reply's earlier ones included).
+    fn tool_calls(&self) -> usize {
+        self.parts
+            .iter()
+            .filter(|p| matches!(p, MessagePart::ToolCall { .. }))
+            .count()
+    }
 }
 
 impl Outcome {
@@ -188,9 +212,14 @@ impl Turn {
             error: None,
             first_token: None,
             estimated: 0,
+            covered: 0,
         };
         let candidates = self.candidates();
         let mut context = self.context.clone();
+        if let Some(reply) = &self.plan.continues {
+            self.continue_reply(reply, sink, &mut outcome, deadline).await;
+            context.extend(super::context::reply_context(&outcome.text, &outcome.parts));
+        }
         let mut emitted = false;
         for step in 0..MAX_STEPS {
             sink.check_stop();
@@ -199,8 +228,6 @@ impl Turn {
                 return outcome;
             }
             sink.send(TurnEvent::StartStep).await;
-            // This step's text is the tail of the reply from here (no second copy while streaming).
-            let step_start = outcome.text.len();
             // A stop while the model has not started (or a tool ran long) ends the turn too.
             let opening = tokio::select! {
                 opened = self.open_stream(&candidates, &context, &mut outcome, emitted, deadline) => Some(opened),
@@ -244,12 +271,78 @@ impl Turn {
             if relayed.tool_calls.is_empty() || step + 1 == MAX_STEPS {
                 return outcome;
             }
-            let step_text = outcome.text.get(step_start..).unwrap_or_default().to_owned();
-            let (assistant, results) = self.run_tools(relayed.tool_calls, step_text, sink, &mut outcome).await;
+            let (assistant, results, awaiting) = self.run_tools(relayed.tool_calls, sink, &mut outcome, deadline).await;
+            if awaiting {
+                // The reply waits for the user's approval: the client's answer continues it.
+                outcome.finish = FinishReason::ToolCalls;
+                return outcome;
+            }
             context.push(assistant);
             context.push(results);
         }
         outcome
+    }
+
+    /// Starts a continued reply from the stored one (its text and parts), then runs the calls
+    /// the user approved and reports the denied ones, before the model goes on.
+    async fn continue_reply(
+        &self,
+        reply: &crate::domain::Message,
+        sink: &mut Sink,
+        outcome: &mut Outcome,
+        deadline: tokio::time::Instant,
+    ) {
+        outcome.text = reply.content.clone();
+        outcome.parts = reply.parts.clone();
+        if !outcome.text.is_empty() && !outcome.parts.iter().any(|p| matches!(p, MessagePart::Text { .. })) {
+            outcome.parts.insert(
+                0,
+                MessagePart::Text {
+                    text: outcome.text.clone(),
+                },
+            );
+        }
+        outcome.covered = outcome.text.len();
+        let answered: Vec<(String, String, Value, Approval)> = outcome
+            .parts
+            .iter()
+            .filter_map(|p| match p {
+                MessagePart::ToolCall {
+                    tool_call_id,
+                    tool_name,
+                    input,
+                    approval: Some(approval @ Approval { approved: Some(_), .. }),
+                } => Some((tool_call_id.clone(), tool_name.clone(), input.clone(), approval.clone())),
+                _ => None,
+            })
+            .filter(|(id, ..)| {
+                !reply
+                    .parts
+                    .iter()
+                    .any(|r| matches!(r, MessagePart::ToolResult { tool_call_id, .. } if tool_call_id == id))
+            })
+            .collect();
+        for (id, name, input, approval) in answered {
+            let (output, is_error) = if approval.approved == Some(true) {
+                let ran = self.toolbox.run(&self.state, &name, &input, deadline).await;
+                sink.send(TurnEvent::ToolResult {
+                    id: id.clone(),
+                    output: ran.0.clone(),
+                    is_error: ran.1,
+                })
+                .await;
+                ran
+            } else {
+                sink.send(TurnEvent::ToolDenied { id: id.clone() }).await;
+                (super::context::denial(approval.reason.as_deref()), true)
+            };
+            outcome.parts.push(MessagePart::ToolResult {
+                tool_call_id: id,
+                tool_name: name,
+                output,
+                is_error,
+            });
+        }
     }
 
     /// The chosen model, then the fallback models not already in the list.
@@ -316,33 +409,69 @@ impl Turn {
     }
 
     /// Runs the step's tool calls, streams their results, keeps them as message parts, and returns
-    /// the assistant and tool-result messages the next step's context needs.
+    /// the assistant and tool-result messages the next step's context needs, and whether a call
+    /// waits for the user's approval (an action: it is not run; the reply ends there). Calls past
+    /// the turn's tool-call budget are answered with an error instead of running.
     async fn run_tools(
         &self,
         calls: Vec<ToolCall>,
-        step_text: String,
         sink: &mut Sink,
         outcome: &mut Outcome,
-    ) -> (ModelMessage, ModelMessage) {
+        deadline: tokio::time::Instant,
+    ) -> (ModelMessage, ModelMessage, bool) {
+        let step_text = outcome.text.get(outcome.covered..).unwrap_or_default().to_owned();
+        outcome.seal_text();
         let mut assistant = Vec::new();
         if !step_text.is_empty() {
             assistant.push(ModelContent::Text(step_text));
         }
         let mut results = Vec::new();
+        let mut awaiting = false;
+        let budget = self.state.config.chat.max_tool_calls as usize;
         for ToolCall { id, name, input } in calls {
-            let (output, is_error) = tools::run(&self.state.config.chat, &name, &input).await;
-            sink.send(TurnEvent::ToolResult {
-                id: id.clone(),
-                output: output.clone(),
-                is_error,
-            })
-            .await;
+            let over_budget = outcome.tool_calls() >= budget;
+            if !over_budget && self.toolbox.needs_approval(&name) {
+                let approval_id = format!("approval_{}", self.state.ids.next_ulid());
+                sink.send(TurnEvent::ToolApprovalRequest {
+                    approval_id: approval_id.clone(),
+                    tool_call_id: id.clone(),
+                })
+                .await;
+                outcome.parts.push(MessagePart::ToolCall {
+                    tool_call_id: id.clone(),
+                    tool_name: name.clone(),
+                    input: input.clone(),
+                    approval: Some(Approval {
+                        id: approval_id,
+                        approved: None,
+                        reason: None,
+                    }),
+                });
+                awaiting = true;
+                continue;
+            }
             outcome.parts.push(MessagePart::ToolCall {
                 tool_call_id: id.clone(),
                 tool_name: name.clone(),
                 input: input.clone(),
                 approval: None,
             });
+            let (output, is_error) = if over_budget {
+                (
+                    Value::String(format!(
+                        "Not run: this turn already made its {budget} tool calls. Answer with what you have."
+                    )),
+                    true,
+                )
+            } else {
+                self.toolbox.run(&self.state, &name, &input, deadline).await
+            };
+            sink.send(TurnEvent::ToolResult {
+                id: id.clone(),
+                output: output.clone(),
+                is_error,
+            })
+            .await;
             outcome.parts.push(MessagePart::ToolResult {
                 tool_call_id: id.clone(),
                 tool_name: name.clone(),
@@ -369,6 +498,7 @@ impl Turn {
                 role: ModelRole::User,
                 content: results,
             },
+            awaiting,
         )
     }
 }

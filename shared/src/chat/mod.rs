@@ -48,7 +48,7 @@ pub use events::{TurnEvent, TurnStream};
 pub use finish::STORE_UNAVAILABLE;
 pub use plan::{plan_turn, PlanInput, Planned, TurnPlan};
 pub use prompts::{capabilities, system_prompt};
-pub use request::{ChatRequest, IncomingMessage, Trigger};
+pub use request::{ApprovalAnswer, ChatRequest, IncomingMessage, Trigger};
 pub use resume::{in_progress, resume, stop, Progress, INTERRUPTED, RESUME_WINDOW_SECS};
 
 pub use crate::config::{ChatConfig, SearchConfig};
@@ -86,6 +86,7 @@ pub async fn start(
     let model_port = state.model.clone().ok_or(ChatError::NoProvider)?;
     let existing = load(state, user, &request).await?;
     let ended_turn = resume::ended_without_reply(state, user, existing.as_ref(), &request).await;
+    let caller_token = request.caller_token.clone();
     let planned = plan_turn(PlanInput {
         owner: user,
         solution,
@@ -113,7 +114,8 @@ pub async fn start(
     };
     let system = system_prompt(solution);
     let context = context_for(&plan.history, plan.model, system);
-    let tools = tools::offered(&state.config.chat, plan.web_search);
+    let toolbox = tools::Toolbox::for_turn(state, solution, plan.web_search, user, caller_token).await;
+    let tools = toolbox.specs();
     let naming = match (&state.config.chat.title_model, &plan.write) {
         (Some(model), TurnWrite::Create { messages, .. }) => {
             messages.iter().find(|m| m.role == Role::User).map(|m| (model, m))
@@ -134,14 +136,25 @@ pub async fn start(
         _ => 0,
     };
     let reserved = if budgets {
-        let input = estimate::input_tokens(system, &context, &tools);
+        let mut seen = context.clone();
+        if let Some(reply) = &plan.continues {
+            seen.extend(context::reply_context(&reply.content, &reply.parts));
+        }
+        let input = estimate::input_tokens(system, &seen, &tools);
         estimate::reservation(input, estimate::output_cap(&config.chat, plan.model)).saturating_add(title_reserved)
     } else {
         0
     };
     let turn_id = state.ids.next_ulid();
-    let reply_id = state.ids.message_id();
+    // A continued reply keeps its id: the client goes on in the same message.
+    let reply_id = plan
+        .continues
+        .as_ref()
+        .map_or_else(|| state.ids.message_id(), |reply| reply.id.clone());
     let lease = admit(state, user, &plan, &turn_id, &reply_id, reserved).await?;
+    if let (Some(reply), TurnWrite::Continue { awaiting, .. }) = (&plan.continues, &plan.write) {
+        audit_approvals(state, user, &plan.conversation.id, reply, awaiting, request_id).await;
+    }
     let title_task = naming.map(|(model, first)| title::spawn(Arc::clone(&model_port), model.clone(), &first.content));
     let turn = generate::Turn {
         state: Arc::clone(state),
@@ -150,6 +163,7 @@ pub async fn start(
         context,
         system,
         tools,
+        toolbox,
         reply_id,
         solution,
         turn_id,
@@ -162,6 +176,53 @@ pub async fn start(
         plan,
     };
     Ok(turn.spawn())
+}
+
+/// Records who approved or denied which tool call (one audit entry per answer of this request:
+/// `tool.approve` or `tool.deny`, resource `<conversation>/<tool>/<call id>`).
+async fn audit_approvals(
+    state: &AppState,
+    user: &UserId,
+    conversation: &crate::domain::ConversationId,
+    reply: &crate::domain::Message,
+    answered: &[String],
+    request_id: &str,
+) {
+    let entries: Vec<_> = reply
+        .parts
+        .iter()
+        .filter_map(|part| match part {
+            crate::domain::MessagePart::ToolCall {
+                tool_call_id,
+                tool_name,
+                approval:
+                    Some(crate::domain::Approval {
+                        id,
+                        approved: Some(approved),
+                        ..
+                    }),
+                ..
+            } if answered.contains(id) => Some((tool_call_id, tool_name, *approved)),
+            _ => None,
+        })
+        .map(|(call, name, approved)| {
+            crate::audit::entry_at(
+                &state.ids,
+                user,
+                if approved {
+                    crate::audit::action::TOOL_APPROVE
+                } else {
+                    crate::audit::action::TOOL_DENY
+                },
+                Some(format!("{conversation}/{name}/{call}")),
+                "ok",
+                Some(request_id),
+                state.config.audit_retention_days,
+                state.now(),
+            )
+        })
+        .collect();
+    crate::audit::record(state.store.as_ref(), &entries).await;
 }
 
 /// How long a turn's stream slot is leased: the longest allowed reply and a margin.

@@ -5,7 +5,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::events::{TurnEvent, TurnStream};
-use crate::domain::{Conversation, Message, MessagePart};
+use crate::domain::{Approval, Conversation, Message, MessagePart};
 
 /// The stored reply's events, in the order a live turn sends them; `messageMetadata` says it
 /// is a replay.
@@ -17,33 +17,60 @@ pub(super) fn events(conversation: &Conversation, reply: Message) -> Vec<TurnEve
         },
         TurnEvent::StartStep,
     ];
-    if !reply.content.is_empty() {
+    let has_text_parts = reply.parts.iter().any(|p| matches!(p, MessagePart::Text { .. }));
+    if !has_text_parts && !reply.content.is_empty() {
         events.push(TurnEvent::Text(reply.content));
     }
+    let denied: Vec<String> = reply
+        .parts
+        .iter()
+        .filter_map(|p| match p {
+            MessagePart::ToolCall {
+                tool_call_id,
+                approval: Some(Approval {
+                    approved: Some(false), ..
+                }),
+                ..
+            } => Some(tool_call_id.clone()),
+            _ => None,
+        })
+        .collect();
     for part in reply.parts {
-        events.push(match part {
-            MessagePart::Text { text } => TurnEvent::Text(text),
+        match part {
+            MessagePart::Text { text } => events.push(TurnEvent::Text(text)),
             MessagePart::ToolCall {
                 tool_call_id,
                 tool_name,
                 input,
-                ..
-            } => TurnEvent::ToolCall {
-                id: tool_call_id,
-                name: tool_name,
-                input,
-            },
+                approval,
+            } => {
+                events.push(TurnEvent::ToolCall {
+                    id: tool_call_id.clone(),
+                    name: tool_name,
+                    input,
+                });
+                if let Some(approval) = approval {
+                    events.push(TurnEvent::ToolApprovalRequest {
+                        approval_id: approval.id,
+                        tool_call_id: tool_call_id.clone(),
+                    });
+                }
+            }
             MessagePart::ToolResult {
                 tool_call_id,
                 output,
                 is_error,
                 ..
-            } => TurnEvent::ToolResult {
-                id: tool_call_id,
-                output,
-                is_error,
-            },
-        });
+            } => events.push(if denied.contains(&tool_call_id) {
+                TurnEvent::ToolDenied { id: tool_call_id }
+            } else {
+                TurnEvent::ToolResult {
+                    id: tool_call_id,
+                    output,
+                    is_error,
+                }
+            }),
+        }
     }
     events.push(TurnEvent::FinishStep);
     events.push(TurnEvent::Finish {

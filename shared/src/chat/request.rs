@@ -23,6 +23,22 @@ pub struct IncomingMessage {
     pub text: String,
     /// The client's id for it (idempotent submits), when it gave a valid one.
     pub client_id: Option<ClientMessageId>,
+    /// On an assistant message: the user's answers to its tool approval requests (the AI SDK's
+    /// tool parts with `approval.approved` set).
+    pub approvals: Vec<ApprovalAnswer>,
+}
+
+/// The user's answer to a tool call's approval request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApprovalAnswer {
+    /// The approval's id.
+    pub approval_id: String,
+    /// The tool call it is for.
+    pub tool_call_id: String,
+    /// Approved (run the call) or denied.
+    pub approved: bool,
+    /// The reason the user gave.
+    pub reason: Option<String>,
 }
 
 /// A validated chat request.
@@ -38,4 +54,6 @@ pub struct ChatRequest {
     pub model: Option<&'static ModelInfo>,
     /// Whether the client allows the web search tool this turn.
     pub web_search: bool,
+    /// The caller's bearer token, for MCP servers configured to receive it (never logged).
+    pub caller_token: Option<String>,
 }

@@ -170,7 +170,9 @@ pub fn parse(raw: &str, secret: &dyn Fn(&str) -> Option<String>) -> Result<Vec<M
         check_url(&w.url, w.allow_http).map_err(|e| bad(format!("server {name}: {e}")))?;
         let value = |v: WireValue, what: &str| match v {
             WireValue::Literal(s) => Ok(s),
-            WireValue::Env { env } => secret(&env).ok_or_else(|| bad(format!("server {name}: {what} names {env}, which is not set"))),
+            WireValue::Env { env } => {
+                secret(&env).ok_or_else(|| bad(format!("server {name}: {what} names {env}, which is not set")))
+            }
         };
         let mut headers = Vec::new();
         for (header, v) in w.headers {
@@ -180,7 +182,9 @@ pub fn parse(raw: &str, secret: &dyn Fn(&str) -> Option<String>) -> Result<Vec<M
             }
             let v = value(v, &format!("header {header}"))?;
             if http::HeaderValue::from_str(&v).is_err() {
-                return Err(bad(format!("server {name}: header {header} has a value that is not a valid header value")));
+                return Err(bad(format!(
+                    "server {name}: header {header} has a value that is not a valid header value"
+                )));
             }
             headers.push((lower, v));
         }
@@ -188,7 +192,9 @@ pub fn parse(raw: &str, secret: &dyn Fn(&str) -> Option<String>) -> Result<Vec<M
         if let Some(h) = &w.forward_user {
             let lower = h.to_ascii_lowercase();
             if http::HeaderName::from_bytes(lower.as_bytes()).is_err() || is_reserved_header(&lower) {
-                return Err(bad(format!("server {name}: forwardUser {h:?} is not a usable header name")));
+                return Err(bad(format!(
+                    "server {name}: forwardUser {h:?} is not a usable header name"
+                )));
             }
         }
         let solutions = w
@@ -237,8 +243,16 @@ pub fn parse(raw: &str, secret: &dyn Fn(&str) -> Option<String>) -> Result<Vec<M
 fn is_reserved_header(lower: &str) -> bool {
     matches!(
         lower,
-        "host" | "content-length" | "content-type" | "accept" | "connection" | "transfer-encoding" | "authorization"
-            | "mcp-session-id" | "mcp-protocol-version" | "last-event-id"
+        "host"
+            | "content-length"
+            | "content-type"
+            | "accept"
+            | "connection"
+            | "transfer-encoding"
+            | "authorization"
+            | "mcp-session-id"
+            | "mcp-protocol-version"
+            | "last-event-id"
     )
 }
 
@@ -246,7 +260,9 @@ fn is_reserved_header(lower: &str) -> bool {
 /// plain http only to loopback unless `allow_http`. Names are checked again when they resolve
 /// (`crate::mcp`), so a name that points at a forbidden address is refused at connection time.
 pub fn check_url(url: &str, allow_http: bool) -> Result<(), String> {
-    let (scheme, rest) = url.split_once("://").ok_or("the URL must start with http:// or https://")?;
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or("the URL must start with http:// or https://")?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if authority.contains('@') {
         return Err("the URL must not carry credentials (configure a header)".to_owned());
@@ -334,7 +350,13 @@ mod tests {
         };
         let servers = parse(raw, &secret).unwrap_or_else(|e| panic!("{e}"));
         let s = &servers[0];
-        assert_eq!(s.headers, vec![("x-api-key".to_owned(), "k-123".to_owned()), ("x-plant".to_owned(), "north".to_owned())]);
+        assert_eq!(
+            s.headers,
+            vec![
+                ("x-api-key".to_owned(), "k-123".to_owned()),
+                ("x-plant".to_owned(), "north".to_owned())
+            ]
+        );
         assert_eq!(s.bearer.as_deref(), Some("t-456"));
         assert_eq!(s.forward_user.as_deref(), Some("x-athena-user"));
         assert_eq!(s.timeout, Duration::from_secs(5));
@@ -349,18 +371,42 @@ mod tests {
         let cases = [
             (r#"{"name": "x"}"#, "not a JSON array"),
             (r#"[{"name": "", "url": "https://a/mcp"}]"#, "server name"),
-            (r#"[{"name": "a", "url": "https://a/mcp"}, {"name": "a", "url": "https://b/mcp"}]"#, "unique"),
-            (r#"[{"name": "a", "url": "http://169.254.169.254/latest"}]"#, "link-local"),
+            (
+                r#"[{"name": "a", "url": "https://a/mcp"}, {"name": "a", "url": "https://b/mcp"}]"#,
+                "unique",
+            ),
+            (
+                r#"[{"name": "a", "url": "http://169.254.169.254/latest"}]"#,
+                "link-local",
+            ),
             (r#"[{"name": "a", "url": "http://[fd00:ec2::254]/"}]"#, "link-local"),
-            (r#"[{"name": "a", "url": "http://[::ffff:169.254.169.254]/"}]"#, "link-local"),
-            (r#"[{"name": "a", "url": "http://metadata.google.internal/"}]"#, "metadata"),
+            (
+                r#"[{"name": "a", "url": "http://[::ffff:169.254.169.254]/"}]"#,
+                "link-local",
+            ),
+            (
+                r#"[{"name": "a", "url": "http://metadata.google.internal/"}]"#,
+                "metadata",
+            ),
             (r#"[{"name": "a", "url": "http://mes.internal/mcp"}]"#, "plain http"),
             (r#"[{"name": "a", "url": "ftp://x/"}]"#, "http"),
             (r#"[{"name": "a", "url": "https://user:pw@x/"}]"#, "credentials"),
-            (r#"[{"name": "a", "url": "https://x/", "headers": {"authorization": "x"}}]"#, "cannot be configured"),
-            (r#"[{"name": "a", "url": "https://x/", "headers": {"k": {"env": "NOPE"}}}]"#, "not set"),
-            (r#"[{"name": "a", "url": "https://x/", "solutions": ["nope"]}]"#, "unknown solution"),
-            (r#"[{"name": "a", "url": "https://x/", "surprise": 1}]"#, "unknown field"),
+            (
+                r#"[{"name": "a", "url": "https://x/", "headers": {"authorization": "x"}}]"#,
+                "cannot be configured",
+            ),
+            (
+                r#"[{"name": "a", "url": "https://x/", "headers": {"k": {"env": "NOPE"}}}]"#,
+                "not set",
+            ),
+            (
+                r#"[{"name": "a", "url": "https://x/", "solutions": ["nope"]}]"#,
+                "unknown solution",
+            ),
+            (
+                r#"[{"name": "a", "url": "https://x/", "surprise": 1}]"#,
+                "unknown field",
+            ),
         ];
         for (raw, expected) in cases {
             match parse(raw, &no_secrets) {
@@ -369,6 +415,10 @@ mod tests {
             }
         }
         assert!(parse(r#"[{"name": "a", "url": "http://127.0.0.1:3100/mcp"}]"#, &no_secrets).is_ok());
-        assert!(parse(r#"[{"name": "a", "url": "http://10.0.0.5/mcp", "allowHttp": true}]"#, &no_secrets).is_ok());
+        assert!(parse(
+            r#"[{"name": "a", "url": "http://10.0.0.5/mcp", "allowHttp": true}]"#,
+            &no_secrets
+        )
+        .is_ok());
     }
 }

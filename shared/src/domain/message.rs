@@ -128,9 +128,7 @@ impl MessagePart {
     pub fn awaited_approval(&self) -> Option<&str> {
         match self {
             MessagePart::ToolCall {
-                approval: Some(Approval {
-                    id, approved: None, ..
-                }),
+                approval: Some(Approval { id, approved: None, .. }),
                 ..
             } => Some(id),
             _ => None,

@@ -10,6 +10,7 @@
 //! | `#refuse` | refuse the request (not fallback-worthy) |
 //! | `#fail-after:N` | break the stream after N deltas |
 //! | `#search:QUERY` | first call the `webSearch` tool with QUERY (when offered), then answer with its result |
+//! | `#tool:NAME?k=v&k2=v2` | first say "Let me check." and call the offered tool NAME with `{"k": "v", "k2": v2}` (`_` is a space; numbers stay numbers; several directives: several calls in one step), then answer `Tools said: <results>` |
 //!
 //! Without directives it streams `Scripted reply to: <message>` word by word. A title request
 //! (system prompt [`super::TITLE_SYSTEM_PROMPT`]) is answered with the message's first five
@@ -103,30 +104,48 @@ impl ChatModel for ScriptedModel {
             let (deltas, count) = words(title.join(" "));
             return Ok(async_stream(deltas, None, None, None, input, count));
         }
-        // A tool round: call the tool unless its result is already in the context.
-        let tool_result = request.messages.iter().rev().find_map(|m| {
-            m.content.iter().find_map(|c| match c {
-                ModelContent::ToolResult { content, .. } => Some(content.clone()),
-                _ => None,
-            })
-        });
-        if let (Some(query), None) = (directive(&last_user_text, "search"), &tool_result) {
-            if request.tools.iter().any(|t| t.name == "webSearch") {
-                let events = vec![
-                    Ok(ModelEvent::ToolUse {
-                        id: "tooluse_scripted_1".to_owned(),
-                        name: "webSearch".to_owned(),
-                        input: json!({"query": query.replace('_', " ")}),
-                    }),
-                    Ok(ModelEvent::Stop(StopReason::ToolUse)),
-                    Ok(ModelEvent::Usage(Usage {
-                        input_tokens: input,
-                        output_tokens: 1,
-                        ..Usage::default()
-                    })),
-                ];
+        // A tool round: call the tools unless their results are already in the context (results
+        // given after the user's last text: earlier turns' results do not count).
+        let results = results_since_last_text(&request);
+        let tool_result = results.first().cloned();
+        if results.is_empty() {
+            if let Some(query) = directive(&last_user_text, "search") {
+                if request.tools.iter().any(|t| t.name == "webSearch") {
+                    let events = vec![
+                        Ok(ModelEvent::ToolUse {
+                            id: format!("tooluse_scripted_{}", request.messages.len()),
+                            name: "webSearch".to_owned(),
+                            input: json!({"query": query.replace('_', " ")}),
+                        }),
+                        Ok(ModelEvent::Stop(StopReason::ToolUse)),
+                        Ok(ModelEvent::Usage(Usage {
+                            input_tokens: input,
+                            output_tokens: 1,
+                            ..Usage::default()
+                        })),
+                    ];
+                    return Ok(futures::stream::iter(events).boxed());
+                }
+            }
+            let calls = tool_directives(&last_user_text, &request);
+            if !calls.is_empty() {
+                let count = calls.len() as u64;
+                let mut events: Vec<Result<ModelEvent, ProviderError>> =
+                    vec![Ok(ModelEvent::TextDelta("Let me check. ".to_owned()))];
+                events.extend(calls.into_iter().map(Ok));
+                events.push(Ok(ModelEvent::Stop(StopReason::ToolUse)));
+                events.push(Ok(ModelEvent::Usage(Usage {
+                    input_tokens: input,
+                    output_tokens: 1 + count,
+                    ..Usage::default()
+                })));
                 return Ok(futures::stream::iter(events).boxed());
             }
+        }
+        if directive(&last_user_text, "tool").is_some() && !results.is_empty() {
+            let said: Vec<String> = results.iter().map(ToString::to_string).collect();
+            let (deltas, count) = words(format!("Tools said: {}", said.join(" | ")));
+            return Ok(async_stream(deltas, None, None, None, input, count));
         }
         // Deltas are made as the stream is read (a long scripted reply is never held whole here).
         let (deltas, count): (Deltas, u64) = match (number(&last_user_text, "deltas"), &tool_result) {
@@ -140,6 +159,65 @@ impl ChatModel for ScriptedModel {
         let stream = async_stream(deltas, delay, first_delay, fail_after, input, count);
         Ok(stream)
     }
+}
+
+/// The tool results given after the user's last text (this turn's tool rounds).
+fn results_since_last_text(request: &ModelRequest) -> Vec<serde_json::Value> {
+    let last_text = request
+        .messages
+        .iter()
+        .rposition(|m| m.role == ModelRole::User && m.content.iter().any(|c| matches!(c, ModelContent::Text(_))));
+    let mut out = Vec::new();
+    for (i, m) in request.messages.iter().enumerate() {
+        let Some(from) = last_text else { break };
+        if i < from {
+            continue;
+        }
+        // In the message with the text itself, only results after its last text block count.
+        let start = if i == from {
+            m.content
+                .iter()
+                .rposition(|c| matches!(c, ModelContent::Text(_)))
+                .map_or(0, |p| p + 1)
+        } else {
+            0
+        };
+        for c in m.content.iter().skip(start) {
+            if let ModelContent::ToolResult { content, .. } = c {
+                out.push(content.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The tool calls `#tool:NAME?key=value&key=value` directives ask for (each offered tool once;
+/// `_` in a value is a space, a value that parses as a number is one).
+fn tool_directives(text: &str, request: &ModelRequest) -> Vec<ModelEvent> {
+    let mut calls = Vec::new();
+    for (n, token) in text
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("#tool:"))
+        .enumerate()
+    {
+        let (name, query) = token.split_once('?').unwrap_or((token, ""));
+        if !request.tools.iter().any(|t| t.name == name) {
+            continue;
+        }
+        let mut input = serde_json::Map::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = v.replace('_', " ");
+            let value = v.parse::<i64>().map_or_else(|_| json!(v), |n| json!(n));
+            input.insert(k.to_owned(), value);
+        }
+        calls.push(ModelEvent::ToolUse {
+            id: format!("tooluse_{}_{n}", request.messages.len()),
+            name: name.to_owned(),
+            input: serde_json::Value::Object(input),
+        });
+    }
+    calls
 }
 
 /// The text deltas of a reply, made on demand.

@@ -384,7 +384,9 @@ impl DynamoStore {
             }
             TurnWrite::Check => out.push((Part::Meta, self.owner_check(owner, &start.conversation_id)?)),
             TurnWrite::Continue { .. } => {
-                return Err(StoreError::Conflict("continuing a reply is not implemented yet".to_owned()))
+                return Err(StoreError::Conflict(
+                    "continuing a reply is not implemented yet".to_owned(),
+                ))
             }
         }
         Ok(out)

@@ -145,7 +145,9 @@ impl Turns for EmbeddedStore {
                 }
                 TurnWrite::Check => {}
                 TurnWrite::Continue { .. } => {
-                    return Err(StoreError::Conflict("continuing a reply is not implemented yet".to_owned()))
+                    return Err(StoreError::Conflict(
+                        "continuing a reply is not implemented yet".to_owned(),
+                    ))
                 }
             }
             super::streams::put_live(&tx, owner, id, &rules::live_turn(&start))?;
