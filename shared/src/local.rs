@@ -357,7 +357,29 @@ async fn bedrock_credentials_resolve() -> bool {
 /// `athena-local`: reads the environment, opens the store, listens on `ATHENA_ADDR`
 /// (default `127.0.0.1:3000`) and serves until Ctrl-C.
 pub async fn run_from_env() -> Result<(), StartError> {
-    let state = crate::lambda::init_state(true).await?;
+    run_from_env_with_demo_tools(None).await
+}
+
+/// [`run_from_env`], with the sample MES server at `demo_mes` (its MCP URL) as the manufacturing
+/// and maintenance chats' tool server when the offline demo model runs (`ATHENA_PROVIDER=scripted`)
+/// and no MCP server is configured (`ATHENA_MCP_SERVERS`).
+pub async fn run_from_env_with_demo_tools(demo_mes: Option<String>) -> Result<(), StartError> {
+    let mut state = crate::lambda::init_state(true).await?;
+    let scripted = state.model.as_ref().is_some_and(|m| m.provider() == "scripted");
+    if let (Some(url), true, true) = (demo_mes, scripted, state.config.chat.mcp.is_empty()) {
+        let mut mes = crate::config::McpServerConfig::new("mes", &url);
+        mes.solutions = Some(vec![
+            Some(crate::domain::Solution::Manufacturing),
+            Some(crate::domain::Solution::Maintenance),
+        ]);
+        mes.forward_user = Some("x-athena-user".to_owned());
+        state.config.chat.mcp = vec![mes];
+        state.mcp = Arc::new(crate::mcp::McpTools::new(&state.config.chat.mcp));
+        eprintln!(
+            "athena-local: the sample MES server ({url}) serves the manufacturing and maintenance chats' tools; \
+             try \"#tool:mes_machine_status?machineId=PRESS-02\" or \"#tool:mes_create_work_order?machineId=PRESS-02&title=Check_valve&priority=high\""
+        );
+    }
     let raw = state.config.runtime.addr.clone();
     let addr: SocketAddr = raw.parse().map_err(|_| StartError::Addr(raw.clone()))?;
     let listener = bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;

@@ -8,7 +8,7 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber (once; later calls do nothing).
 pub fn init() {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn,hyper=warn"));
+        .unwrap_or_else(|_| EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn,hyper=warn,rmcp=warn"));
     let text = crate::config::RuntimeConfig::text_logs(&crate::config::Env::process());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

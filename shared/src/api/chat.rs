@@ -245,9 +245,12 @@ impl ChatBody {
             } else {
                 limits.max_reply_chars
             };
-            input::message_content(&format!("messages[{i}].content"), &text, max)?;
-            let client_id = m.id.as_deref().and_then(|id| ClientMessageId::parse(id).ok());
             let approvals = m.approvals(i)?;
+            // A reply that only called a tool has no text; answering its approvals is still valid.
+            if !(role == Role::Assistant && !approvals.is_empty() && text.trim().is_empty()) {
+                input::message_content(&format!("messages[{i}].content"), &text, max)?;
+            }
+            let client_id = m.id.as_deref().and_then(|id| ClientMessageId::parse(id).ok());
             if role == Role::User && !approvals.is_empty() {
                 return Err(ValidationError::field(
                     format!("messages[{i}].parts"),

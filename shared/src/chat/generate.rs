@@ -259,9 +259,9 @@ impl Turn {
                 outcome.finish = FinishReason::Aborted;
                 return outcome;
             }
-            sink.send(TurnEvent::FinishStep).await;
             // A stream that ends without saying why was cut short: keep the partial reply, flag it.
             let Some(reason) = relayed.stop else {
+                sink.send(TurnEvent::FinishStep).await;
                 outcome.fail(&ProviderError::Stream(
                     "the reply ended without a stop reason".to_owned(),
                 ));
@@ -269,9 +269,13 @@ impl Turn {
             };
             outcome.finish = reason.finish_reason();
             if relayed.tool_calls.is_empty() || step + 1 == MAX_STEPS {
+                sink.send(TurnEvent::FinishStep).await;
                 return outcome;
             }
+            // The step's tool results (and approval requests) belong to the step, as in the AI
+            // SDK's own streams.
             let (assistant, results, awaiting) = self.run_tools(relayed.tool_calls, sink, &mut outcome, deadline).await;
+            sink.send(TurnEvent::FinishStep).await;
             if awaiting {
                 // The reply waits for the user's approval: the client's answer continues it.
                 outcome.finish = FinishReason::ToolCalls;
