@@ -18,6 +18,7 @@ mod faults;
 mod gateway;
 mod http_api;
 mod limits;
+mod mcp;
 mod resume;
 mod store_conformance;
 mod template;
