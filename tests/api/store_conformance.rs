@@ -2,6 +2,8 @@
 //! store on a real DynamoDB-API server (moto) started by the tests. Every behaviour the API
 //! relies on is pinned here, so the two stores cannot drift apart.
 
+mod continued;
+
 use std::sync::Arc;
 
 use athena_tests::unique;

@@ -10,11 +10,17 @@ use crate::domain::{
     SolutionFilter, Usage, UserId,
 };
 use crate::error::StoreError;
-use crate::store::{check_message_size, listing_rank, pin_base, rules};
+use crate::store::{check_message_size, listing_rank, pin_base, rules, MAX_CONTENT_BYTES};
 
 /// Bytes of content per item. DynamoDB's item limit is 400 KB including attribute names and the
 /// other attributes; 300 KB of content leaves ample room for them.
 pub const CHUNK_BYTES: usize = 300 * 1024;
+
+/// More than the number of continuation chunks a message can have ([`MAX_CONTENT_BYTES`] cut
+/// into pieces of at least `CHUNK_BYTES - 3`, a piece's cut moving back at most three bytes to
+/// a character boundary): a replacing write deletes every chunk index from its own count up to
+/// this, so no chunk of a longer old version survives.
+pub(super) const MAX_CHUNKS: usize = MAX_CONTENT_BYTES.div_ceil(CHUNK_BYTES - 3);
 
 /// The conversation item (`sk = META`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -136,6 +142,26 @@ pub(super) struct MessageItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) error: Option<String>,
     pub(super) created_at: String,
+    /// The ids of the approvals the message waits for, as a JSON array ([`awaiting_key`]);
+    /// absent when it waits for none. Bookkeeping: the condition of a continuing write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) awaiting: Option<String>,
+    /// The turn whose admission continued this reply ([`crate::store::TurnWrite::Continue`]):
+    /// that turn's finish may store the continued reply over it. Bookkeeping, never read back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) writer: Option<String>,
+}
+
+/// The `awaiting` attribute of a message waiting for the approvals `ids` (in order), `None` for
+/// none: a JSON array, so that no id can be confused with two.
+pub(super) fn awaiting_key<S: AsRef<str>>(ids: &[S]) -> Result<Option<String>, StoreError> {
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    let ids: Vec<&str> = ids.iter().map(AsRef::as_ref).collect();
+    serde_json::to_string(&ids)
+        .map(Some)
+        .map_err(|e| StoreError::internal("serializing awaited approvals", e))
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -183,6 +209,8 @@ pub(super) enum Marker {
     IfAbsent,
     /// Pointing at this message whatever it pointed at (a new version of an edited message).
     Overwrite,
+    /// Only if the client id is new or already points at this message (a replaced message).
+    IfAbsentOrSame,
 }
 
 /// The items storing one message of `owner`'s conversation: head, chunks, client-id marker. Each
@@ -196,8 +224,21 @@ pub(super) fn message_items(
     check_message_size(message)?;
     let pk = schema::conversation_pk(owner.as_str(), message.conversation_id.as_str());
     let pieces = split_content(&message.content, CHUNK_BYTES);
-    let head = MessageItem {
-        pk: pk.clone(),
+    let head = head_item(&pk, message, &pieces, None)?;
+    let mut items = vec![put_if_absent(table, to_item(&head)?)];
+    for (i, piece) in pieces.iter().enumerate().skip(1) {
+        items.push(put_if_absent(table, to_item(&chunk_item(&pk, message, i, piece))?));
+    }
+    if let Some(client_id) = &message.client_id {
+        items.push(marker_item(table, &pk, message, client_id, marker)?);
+    }
+    Ok(items)
+}
+
+/// The head item of `message` (its first piece of content), marked with `writer` when given.
+fn head_item(pk: &str, message: &Message, pieces: &[&str], writer: Option<&str>) -> Result<MessageItem, StoreError> {
+    Ok(MessageItem {
+        pk: pk.to_owned(),
         sk: schema::message_sk(message.id.as_str()),
         id: message.id.to_string(),
         conversation_id: message.conversation_id.to_string(),
@@ -213,35 +254,130 @@ pub(super) fn message_items(
         finish_reason: message.finish_reason,
         error: message.error.clone(),
         created_at: ts::format(&message.created_at),
+        awaiting: awaiting_key(&message.awaited_approvals())?,
+        writer: writer.map(str::to_owned),
+    })
+}
+
+/// The `i`th (1-based) continuation chunk of `message`.
+fn chunk_item(pk: &str, message: &Message, i: usize, piece: &str) -> ChunkItem {
+    ChunkItem {
+        pk: pk.to_owned(),
+        sk: schema::chunk_sk(message.id.as_str(), i),
+        content: piece.to_owned(),
+    }
+}
+
+/// The client-id marker of `message`, written as `marker` says.
+fn marker_item(
+    table: &str,
+    pk: &str,
+    message: &Message,
+    client_id: &ClientMessageId,
+    marker: Marker,
+) -> Result<TransactWriteItem, StoreError> {
+    let marker_item = ClientIdItem {
+        pk: pk.to_owned(),
+        sk: schema::client_id_sk(client_id.as_str()),
+        message_id: message.id.to_string(),
     };
-    let mut items = vec![put_if_absent(table, to_item(&head)?)];
+    let item = to_item(&marker_item)?;
+    let put = aws_sdk_dynamodb::types::Put::builder()
+        .table_name(table)
+        .set_item(Some(item.clone()));
+    let put = match marker {
+        Marker::IfAbsent => return Ok(put_if_absent(table, item)),
+        Marker::Overwrite => put,
+        Marker::IfAbsentOrSame => put
+            .condition_expression("attribute_not_exists(#pk) OR messageId = :id")
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_values(":id", AttributeValue::S(message.id.to_string())),
+    };
+    Ok(TransactWriteItem::builder()
+        .put(put.build().map_err(|e| StoreError::internal("building a put", e))?)
+        .build())
+}
+
+/// What a replacing write of a stored message ([`replace_items`]) requires of it.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Replace<'a> {
+    /// A continuing admission: the stored message waits for exactly `awaiting` (so it exists);
+    /// the new version is marked as writable by the turn `writer`.
+    Awaiting {
+        /// The approval ids it must still await, in order (not empty).
+        awaiting: &'a [String],
+        /// The admitting turn's id.
+        writer: &'a str,
+    },
+    /// A continued reply's finish: the stored message carries the mark of this turn id; the new
+    /// version carries none.
+    Writer(&'a str),
+}
+
+/// The items replacing the stored message `message.id` by `message`: the head first (a put
+/// conditioned as `replace` says: when it fails the whole transaction is cancelled, so nothing
+/// else needs a condition), then its chunks (unconditional puts), deletes of every chunk index
+/// past the new version's up to [`MAX_CHUNKS`] (a longer old version leaves nothing behind), and
+/// the client-id marker if any (put if absent or already pointing at this message).
+pub(super) fn replace_items(
+    table: &str,
+    owner: &UserId,
+    message: &Message,
+    replace: Replace<'_>,
+) -> Result<Vec<TransactWriteItem>, StoreError> {
+    check_message_size(message)?;
+    let pk = schema::conversation_pk(owner.as_str(), message.conversation_id.as_str());
+    let pieces = split_content(&message.content, CHUNK_BYTES);
+    let writer = match replace {
+        Replace::Awaiting { writer, .. } => Some(writer),
+        Replace::Writer(_) => None,
+    };
+    let head = aws_sdk_dynamodb::types::Put::builder()
+        .table_name(table)
+        .set_item(Some(to_item(&head_item(&pk, message, &pieces, writer)?)?))
+        .expression_attribute_names("#pk", schema::PK);
+    let head = match replace {
+        Replace::Awaiting { awaiting, .. } => {
+            let expected = awaiting_key(awaiting)?.ok_or_else(|| {
+                StoreError::Conflict(format!(
+                    "message {} awaits no approval: nothing to continue",
+                    message.id
+                ))
+            })?;
+            head.condition_expression("attribute_exists(#pk) AND #awaiting = :expected")
+                .expression_attribute_names("#awaiting", "awaiting")
+                .expression_attribute_values(":expected", AttributeValue::S(expected))
+        }
+        Replace::Writer(turn) => head
+            .condition_expression("attribute_exists(#pk) AND #writer = :writer")
+            .expression_attribute_names("#writer", "writer")
+            .expression_attribute_values(":writer", AttributeValue::S(turn.to_owned())),
+    };
+    let head = head
+        .build()
+        .map_err(|e| StoreError::internal("building a message put", e))?;
+    let mut items = vec![TransactWriteItem::builder().put(head).build()];
     for (i, piece) in pieces.iter().enumerate().skip(1) {
-        let chunk = ChunkItem {
-            pk: pk.clone(),
-            sk: schema::chunk_sk(message.id.as_str(), i),
-            content: (*piece).to_owned(),
-        };
-        items.push(put_if_absent(table, to_item(&chunk)?));
+        let put = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(table)
+            .set_item(Some(to_item(&chunk_item(&pk, message, i, piece))?))
+            .build()
+            .map_err(|e| StoreError::internal("building a chunk put", e))?;
+        items.push(TransactWriteItem::builder().put(put).build());
+    }
+    for i in pieces.len()..=MAX_CHUNKS {
+        let delete = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(table)
+            .set_key(Some(super::sdk_key(
+                pk.clone(),
+                schema::chunk_sk(message.id.as_str(), i),
+            )))
+            .build()
+            .map_err(|e| StoreError::internal("building a chunk delete", e))?;
+        items.push(TransactWriteItem::builder().delete(delete).build());
     }
     if let Some(client_id) = &message.client_id {
-        let marker_item = ClientIdItem {
-            pk,
-            sk: schema::client_id_sk(client_id.as_str()),
-            message_id: message.id.to_string(),
-        };
-        let item = to_item(&marker_item)?;
-        items.push(match marker {
-            Marker::IfAbsent => put_if_absent(table, item),
-            Marker::Overwrite => TransactWriteItem::builder()
-                .put(
-                    aws_sdk_dynamodb::types::Put::builder()
-                        .table_name(table)
-                        .set_item(Some(item))
-                        .build()
-                        .map_err(|e| StoreError::internal("building a put", e))?,
-                )
-                .build(),
-        });
+        items.push(marker_item(table, &pk, message, client_id, Marker::IfAbsentOrSame)?);
     }
     Ok(items)
 }
@@ -331,5 +467,14 @@ mod tests {
         assert!(pieces.iter().all(|p| p.len() <= 7));
         assert_eq!(pieces.concat(), text);
         assert_eq!(split_content("", 7), vec![""]);
+    }
+
+    #[test]
+    fn the_largest_message_has_fewer_chunks_than_a_replacing_write_deletes() {
+        // Four-byte characters one byte off the chunk size: every cut moves back three bytes.
+        let text = format!("a{}", "🙂".repeat((MAX_CONTENT_BYTES - 1) / 4));
+        assert!(text.len() <= MAX_CONTENT_BYTES);
+        let chunks = split_content(&text, CHUNK_BYTES).len() - 1;
+        assert!(chunks < MAX_CHUNKS, "{chunks} chunks");
     }
 }

@@ -243,6 +243,18 @@ impl DynamoStore {
         message: &Message,
         title: Option<&str>,
     ) -> Result<TransactWriteItem, StoreError> {
+        self.touch_update_counted(owner, message, title, true)
+    }
+
+    /// [`Self::touch_update`], adding one to the count only if `counted` (a message replaced in
+    /// place, a continued reply, is not one more).
+    pub(super) fn touch_update_counted(
+        &self,
+        owner: &UserId,
+        message: &Message,
+        title: Option<&str>,
+        counted: bool,
+    ) -> Result<TransactWriteItem, StoreError> {
         let mut sets = vec![
             "updatedAt = :now",
             "lastMessage = :preview",
@@ -266,14 +278,20 @@ impl DynamoStore {
             .expression_attribute_values(":now", s(ts::format(&message.created_at)))
             .expression_attribute_values(":preview", s(domain::preview(&message.content)))
             .expression_attribute_values(":scaled", n(scaled_time(message.created_at)))
-            .expression_attribute_values(":leaf", s(message.id.as_str()))
-            .expression_attribute_values(":one", n(1));
+            .expression_attribute_values(":leaf", s(message.id.as_str()));
+        if counted {
+            update = update.expression_attribute_values(":one", n(1));
+        }
         if let Some(title) = title {
             sets.push("title = :title");
             update = update.expression_attribute_values(":title", s(title));
         }
         let update = update
-            .update_expression(format!("SET {} ADD messageCount :one", sets.join(", ")))
+            .update_expression(format!(
+                "SET {}{}",
+                sets.join(", "),
+                if counted { " ADD messageCount :one" } else { "" }
+            ))
             .build()
             .map_err(|e| StoreError::internal("building the conversation update", e))?;
         Ok(TransactWriteItem::builder().update(update).build())

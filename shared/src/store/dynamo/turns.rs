@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 
-use super::items::{conversation_item, message_items, Marker};
+use super::items::{conversation_item, message_items, replace_items, Marker, Replace};
 use super::schema;
 use super::stats::stats_expression;
 use super::{classify, n, owner_condition, s, sdk_key, update_item, DynamoStore};
@@ -121,6 +121,7 @@ impl Turns for DynamoStore {
                 .collect();
             let has = |p: Part| failed.contains(&p);
             if has(Part::Meta) {
+                // (A continue too: the conversation is not the caller's, or is being deleted.)
                 return Err(match start.write {
                     TurnWrite::Create { .. } => {
                         StoreError::Conflict(format!("conversation {} already exists", start.conversation_id))
@@ -144,6 +145,9 @@ impl Turns for DynamoStore {
                     });
                 }
                 continue;
+            }
+            if has(Part::Continued) {
+                return Err(continue_conflict(&write));
             }
             if has(Part::Marker) {
                 // The message was stored by an earlier submit: admit the turn without writing it again.
@@ -180,8 +184,24 @@ impl Turns for DynamoStore {
         let mut parts: Vec<(Part, TransactWriteItem)> =
             vec![(Part::Receipt, TransactWriteItem::builder().put(receipt).build())];
         if let Some(reply) = &finish.reply {
-            parts.push((Part::Meta, self.touch_update(owner, reply, finish.title.as_deref())?));
-            for item in message_items(&self.tables.conversations, owner, reply, Marker::IfAbsent)? {
+            // A reply this turn continued is stored over its admitted version (which carries this
+            // turn's mark; the count does not change); any other is put if absent. Read first: a
+            // transaction cannot condition one item on another. Only this turn's finish writes a
+            // message with its mark, so the read cannot go stale but by a delete, which fails the
+            // put's condition (`writer` then absent): the reply is then not stored, as for a new
+            // reply whose conversation was deleted.
+            let continued = self.continued_by(owner, reply, &finish.turn_id).await?;
+            let table = &self.tables.conversations;
+            parts.push((
+                Part::Meta,
+                self.touch_update_counted(owner, reply, finish.title.as_deref(), !continued)?,
+            ));
+            let items = if continued {
+                replace_items(table, owner, reply, Replace::Writer(&finish.turn_id))?
+            } else {
+                message_items(table, owner, reply, Marker::IfAbsent)?
+            };
+            for item in items {
                 parts.push((Part::Message, item));
             }
         }
@@ -310,6 +330,8 @@ enum Part {
     Message,
     /// A client-id marker (a resubmitted message).
     Marker,
+    /// The head of a continued reply (its condition: it still awaits the approvals answered).
+    Continued,
     Charge,
     Stats,
     /// The conversation's live-turn marker (admission).
@@ -383,13 +405,44 @@ impl DynamoStore {
                 out.push((Part::Meta, update_item(update.build())?));
             }
             TurnWrite::Check => out.push((Part::Meta, self.owner_check(owner, &start.conversation_id)?)),
-            TurnWrite::Continue { .. } => {
-                return Err(StoreError::Conflict(
-                    "continuing a reply is not implemented yet".to_owned(),
-                ))
+            TurnWrite::Continue { reply, awaiting } => {
+                if reply.conversation_id != start.conversation_id {
+                    return Err(continue_conflict(&start.write));
+                }
+                out.push((Part::Meta, self.owner_check(owner, &start.conversation_id)?));
+                let replace = Replace::Awaiting {
+                    awaiting,
+                    writer: &start.turn_id,
+                };
+                for (i, item) in replace_items(table, owner, reply, replace)?.into_iter().enumerate() {
+                    out.push((if i == 0 { Part::Continued } else { Part::Message }, item));
+                }
             }
         }
         Ok(out)
+    }
+
+    /// Whether `owner`'s stored message `reply.id` carries the mark of the turn `turn_id` (its
+    /// admission continued it), read consistently.
+    async fn continued_by(&self, owner: &UserId, reply: &Message, turn_id: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.conversations)
+            .set_key(Some(sdk_key(
+                schema::conversation_pk(owner.as_str(), reply.conversation_id.as_str()),
+                schema::message_sk(reply.id.as_str()),
+            )))
+            .consistent_read(true)
+            .projection_expression("#writer")
+            .expression_attribute_names("#writer", "writer")
+            .send()
+            .await
+            .map_err(|e| classify("GetItem message writer", e))?;
+        Ok(matches!(
+            out.item.as_ref().and_then(|i| i.get("writer")),
+            Some(aws_sdk_dynamodb::types::AttributeValue::S(w)) if w == turn_id
+        ))
     }
 
     fn owner_check(&self, owner: &UserId, id: &ConversationId) -> Result<TransactWriteItem, StoreError> {
@@ -442,5 +495,16 @@ impl DynamoStore {
                 .expression_attribute_values(":headroom", n(headroom));
         }
         update_item(update.build())
+    }
+}
+
+/// The conflict of a continue whose message is missing or no longer awaits what it answers.
+fn continue_conflict(write: &TurnWrite) -> StoreError {
+    match write {
+        TurnWrite::Continue { reply, awaiting } => StoreError::Conflict(format!(
+            "message {} does not exist here or does not await exactly the approvals {awaiting:?}",
+            reply.id
+        )),
+        _ => StoreError::Conflict("a message id or client message id is repeated".to_owned()),
     }
 }

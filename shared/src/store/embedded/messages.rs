@@ -36,10 +36,24 @@ pub(super) fn insert_and_touch(
     m: &Message,
     title: Option<&str>,
 ) -> Result<(), StoreError> {
-    let current = owned_conversation(tx, owner, m.conversation_id.as_str())?;
+    owned_conversation(tx, owner, m.conversation_id.as_str())?;
     insert_message(tx, owner, m)?;
+    touch_in(tx, owner, m, title, true)
+}
+
+/// Touches `m`'s conversation for `m` (`updatedAt`, preview, rank, active leaf, the title when
+/// given), adding one to its count only if `counted` (a continued reply replaced in place is not
+/// one more).
+pub(super) fn touch_in(
+    tx: &rusqlite::Transaction<'_>,
+    owner: &str,
+    m: &Message,
+    title: Option<&str>,
+    counted: bool,
+) -> Result<(), StoreError> {
+    let current = owned_conversation(tx, owner, m.conversation_id.as_str())?;
     tx.execute(
-        "UPDATE conversations SET updated_at = ?1, last_message = ?2, message_count = message_count + 1, \
+        "UPDATE conversations SET updated_at = ?1, last_message = ?2, message_count = message_count + ?8, \
          rank = ?3, title = COALESCE(?4, title), active_leaf = ?5 WHERE owner = ?6 AND id = ?7",
         params![
             ts::format(&m.created_at),
@@ -48,7 +62,8 @@ pub(super) fn insert_and_touch(
             title,
             m.id.as_str(),
             owner,
-            m.conversation_id.as_str()
+            m.conversation_id.as_str(),
+            i64::from(counted),
         ],
     )
     .map_err(sql_err("touching a conversation"))?;

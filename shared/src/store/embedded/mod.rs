@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS messages (
     error           TEXT,
     created_at      TEXT NOT NULL,
     parent_id       TEXT,
+    writer          TEXT,
     PRIMARY KEY (owner, conversation_id, id),
     FOREIGN KEY (owner, conversation_id) REFERENCES conversations (owner, id) ON DELETE CASCADE
 ) WITHOUT ROWID;
@@ -149,7 +150,8 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 "#;
 
 /// Brings a database file made by an earlier version up to this schema: the branch columns
-/// (`messages.parent_id`, `conversations.active_leaf`), conversations keyed by owner and id
+/// (`messages.parent_id`, `conversations.active_leaf`), the continued-reply mark
+/// (`messages.writer`), conversations keyed by owner and id
 /// ([`key_by_owner`]), and the client-id index without its uniqueness (every version of an
 /// edited message keeps the client's id; appends check for a stored one inside their
 /// transaction).
@@ -163,6 +165,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if !has_column("messages", "parent_id")? {
         conn.execute_batch("ALTER TABLE messages ADD COLUMN parent_id TEXT")
             .map_err(sql_err("adding messages.parent_id"))?;
+    }
+    if !has_column("messages", "writer")? {
+        conn.execute_batch("ALTER TABLE messages ADD COLUMN writer TEXT")
+            .map_err(sql_err("adding messages.writer"))?;
     }
     if !has_column("conversations", "active_leaf")? {
         conn.execute_batch("ALTER TABLE conversations ADD COLUMN active_leaf TEXT")
@@ -232,7 +238,7 @@ const CONVERSATION_TABLE_COLUMNS: &str = "id, owner, title, is_pinned, is_shared
      created_at, updated_at, last_message, message_count, rank, active_leaf";
 /// Every column of the `messages` table but the owner (the rebuild takes it from the conversation).
 const MESSAGE_TABLE_COLUMNS: &str = "conversation_id, id, client_id, role, content, parts, model, usage, latency_ms, \
-     finish_reason, error, created_at, parent_id";
+     finish_reason, error, created_at, parent_id, writer";
 
 /// The column list of `CREATE TABLE IF NOT EXISTS <table> (...)` in `schema`.
 fn table_body(schema: &'static str, table: &str) -> Result<&'static str, StoreError> {

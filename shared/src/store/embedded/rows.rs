@@ -110,9 +110,10 @@ pub(super) fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result
     Ok(build())
 }
 
-/// Inserts a message of `owner`'s conversation.
-pub(super) fn insert_message(tx: &rusqlite::Transaction<'_>, owner: &str, m: &Message) -> Result<(), StoreError> {
-    check_message_size(m)?;
+/// The serialized columns of a message: parts, usage, finish reason.
+type Serialized = (Option<String>, Option<String>, Option<String>);
+
+fn serialized(m: &Message) -> Result<Serialized, StoreError> {
     let json = |v: Result<String, serde_json::Error>| v.map_err(|e| StoreError::internal("serializing", e));
     let parts = if m.parts.is_empty() {
         None
@@ -125,6 +126,70 @@ pub(super) fn insert_message(tx: &rusqlite::Transaction<'_>, owner: &str, m: &Me
         .map(|f| serde_json::to_value(f).map(|v| v.as_str().unwrap_or_default().to_owned()))
         .transpose()
         .map_err(|e| StoreError::internal("serializing", e))?;
+    Ok((parts, usage, finish))
+}
+
+/// Replaces every column of the stored message `m.id` of `owner`'s conversation by `m`'s, with
+/// the continued-reply mark `writer` (`None` clears it). Returns whether a row was replaced.
+pub(super) fn replace_message(
+    tx: &rusqlite::Transaction<'_>,
+    owner: &str,
+    m: &Message,
+    writer: Option<&str>,
+) -> Result<bool, StoreError> {
+    check_message_size(m)?;
+    let (parts, usage, finish) = serialized(m)?;
+    let changed = tx
+        .execute(
+            "UPDATE messages SET client_id = ?4, role = ?5, content = ?6, parts = ?7, model = ?8, usage = ?9, \
+             latency_ms = ?10, finish_reason = ?11, error = ?12, created_at = ?13, parent_id = ?14, writer = ?15 \
+             WHERE owner = ?1 AND conversation_id = ?2 AND id = ?3",
+            params![
+                owner,
+                m.conversation_id.as_str(),
+                m.id.as_str(),
+                m.client_id.as_ref().map(ClientMessageId::as_str),
+                m.role.as_str(),
+                m.content,
+                parts,
+                m.model,
+                usage,
+                m.latency_ms.map(|l| i64::try_from(l).unwrap_or(i64::MAX)),
+                finish,
+                m.error,
+                ts::format(&m.created_at),
+                m.parent_id.as_ref().map(MessageId::as_str),
+                writer,
+            ],
+        )
+        .map_err(sql_err("replacing a message"))?;
+    Ok(changed == 1)
+}
+
+/// The stored message `message` of `owner`'s conversation `id`, with its continued-reply mark.
+pub(super) fn message_with_writer(
+    conn: &Connection,
+    owner: &str,
+    id: &str,
+    message: &str,
+) -> Result<Option<(Message, Option<String>)>, StoreError> {
+    let row = conn
+        .query_row(
+            &format!(
+                "SELECT {MESSAGE_COLUMNS}, writer FROM messages WHERE owner = ?1 AND conversation_id = ?2 AND id = ?3"
+            ),
+            params![owner, id, message],
+            |r| Ok((row_to_message(r)?, r.get::<_, Option<String>>(13)?)),
+        )
+        .optional()
+        .map_err(sql_err("reading a message"))?;
+    row.map(|(m, writer)| m.map(|m| (m, writer))).transpose()
+}
+
+/// Inserts a message of `owner`'s conversation.
+pub(super) fn insert_message(tx: &rusqlite::Transaction<'_>, owner: &str, m: &Message) -> Result<(), StoreError> {
+    check_message_size(m)?;
+    let (parts, usage, finish) = serialized(m)?;
     let result = tx.execute(
         &format!(
             "INSERT INTO messages (owner, {MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"

@@ -3,11 +3,11 @@
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use super::messages::{append_in, insert_and_touch};
-use super::rows::{insert_conversation, owned_conversation};
+use super::messages::{append_in, insert_and_touch, touch_in};
+use super::rows::{insert_conversation, message_with_writer, owned_conversation, replace_message};
 use super::stats::stats_in;
 use super::{sql_err, EmbeddedStore};
-use crate::domain::UserId;
+use crate::domain::{Message, UserId};
 use crate::error::StoreError;
 use crate::store::schema;
 use crate::store::{check_message_size, rules, StreamLease, Touch, TurnBegun, TurnFinish, TurnStart, TurnWrite, Turns};
@@ -144,10 +144,8 @@ impl Turns for EmbeddedStore {
                     .map_err(sql_err("touching a conversation"))?;
                 }
                 TurnWrite::Check => {}
-                TurnWrite::Continue { .. } => {
-                    return Err(StoreError::Conflict(
-                        "continuing a reply is not implemented yet".to_owned(),
-                    ))
+                TurnWrite::Continue { reply, awaiting } => {
+                    continue_in(&tx, owner, id, reply, awaiting, &start.turn_id)?;
                 }
             }
             super::streams::put_live(&tx, owner, id, &rules::live_turn(&start))?;
@@ -188,7 +186,17 @@ impl Turns for EmbeddedStore {
                 let touch = Touch {
                     title: finish.title.clone(),
                 };
-                match append_in(&tx, owner, reply, &touch) {
+                // A reply this turn continued (its admission left this turn's mark) is stored
+                // over its admitted version, not counted again; any other is appended if absent.
+                let stored = message_with_writer(&tx, owner, reply.conversation_id.as_str(), reply.id.as_str())?;
+                let continued = matches!(&stored, Some((_, Some(writer))) if *writer == finish.turn_id);
+                let appended = if continued {
+                    replace_message(&tx, owner, reply, None)?;
+                    touch_in(&tx, owner, reply, touch.title.as_deref(), false)
+                } else {
+                    append_in(&tx, owner, reply, &touch).map(|_| ())
+                };
+                match appended {
                     Ok(_) => {}
                     Err(StoreError::NotFound | StoreError::Conflict(_)) => {
                         tracing::warn!("the conversation is gone or the reply exists: the reply is not stored");
@@ -236,6 +244,39 @@ impl Turns for EmbeddedStore {
         })
         .await
     }
+}
+
+/// A continue's write ([`TurnWrite::Continue`]): replaces the stored message `reply.id` of
+/// `owner`'s conversation `id` by `reply`, marked with the admitting turn `turn_id`, only if it
+/// exists and still awaits exactly `awaiting` (not empty); otherwise `Conflict`, nothing written.
+fn continue_in(
+    tx: &rusqlite::Transaction<'_>,
+    owner: &str,
+    id: &str,
+    reply: &Message,
+    awaiting: &[String],
+    turn_id: &str,
+) -> Result<(), StoreError> {
+    let conflict = || {
+        StoreError::Conflict(format!(
+            "message {} does not exist here or does not await exactly the approvals {awaiting:?}",
+            reply.id
+        ))
+    };
+    check_message_size(reply)?;
+    if awaiting.is_empty() || reply.conversation_id.as_str() != id {
+        return Err(conflict());
+    }
+    let Some((stored, _)) = message_with_writer(tx, owner, id, reply.id.as_str())? else {
+        return Err(conflict());
+    };
+    if stored.awaited_approvals() != awaiting {
+        return Err(conflict());
+    }
+    if !replace_message(tx, owner, reply, Some(turn_id))? {
+        return Err(conflict());
+    }
+    Ok(())
 }
 
 /// Adds `tokens` (any sign: a settlement may give tokens back) to a budget row, creating it with
