@@ -511,3 +511,171 @@ athena_tests::on_both_stores!(
         the_seed_fetch_without_a_content_type_creates_a_sonnet_conversation,
     ]
 );
+
+/// The sample MES server and a gateway whose manufacturing chat uses it (embedded store).
+async fn mes_app() -> (TestApp, athena_mes::MesServer) {
+    let mes = athena_mes::serve(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        athena_mes::Plant::sample(),
+        athena_mes::Options::default(),
+    )
+    .await
+    .expect("the MES server starts");
+    let mut server = shared::config::McpServerConfig::new("mes", &mes.url());
+    server.solutions = Some(vec![Some(shared::domain::Solution::Manufacturing)]);
+    let chat = ChatConfig {
+        mcp: vec![server],
+        ..ChatConfig::default()
+    };
+    (
+        spawn_chat_app(Arc::new(embedded_store()), Config::local(), chat).await,
+        mes,
+    )
+}
+
+/// Numbers as f64 (JavaScript writes `0.0` as `0`).
+fn numbers_as_floats(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => json!(n.as_f64()),
+        Value::Array(items) => Value::Array(items.iter().map(numbers_as_floats).collect()),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), numbers_as_floats(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+/// A UIMessage's parts as the stored view shows them: step boundaries left out, and of a tool
+/// part only what both sides carry (type, call id, state, input, output, approval).
+fn comparable(parts: &Value) -> Vec<Value> {
+    parts
+        .as_array()
+        .expect("parts")
+        .iter()
+        .filter(|p| p["type"] != "step-start")
+        .map(|p| {
+            if p["type"] == "text" {
+                json!({"type": "text", "text": p["text"]})
+            } else {
+                numbers_as_floats(
+                    &json!({"type": p["type"], "toolCallId": p["toolCallId"], "state": p["state"],
+                    "input": p["input"], "output": p["output"], "approval": p["approval"]}),
+                )
+            }
+        })
+        .collect()
+}
+
+/// Issue 16's "done when", through the real client: a read tool called and answered in one
+/// turn; an action stopped for approval, approved by `addToolApprovalResponse` (the automatic
+/// second request) and run once, or denied and never run; the stored conversation shows what
+/// the client shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_runs_mcp_tools_and_the_approval_flow() {
+    let (app, mes) = mes_app().await;
+    for (i, package) in ["ai-6-0-48", "ai-6-latest"].iter().enumerate() {
+        // A read tool, one turn.
+        let chat_id = format!("sdk-mcp-read-{i}");
+        let answer = sdk_flow(
+            &app,
+            package,
+            "chat",
+            json!({"chatId": chat_id, "path": "/api/chat/manufacturing",
+                "steps": [{"send": "How is press 2? #tool:mes_machine_status?machineId=PRESS-02"}]}),
+        )
+        .await;
+        let step = &answer["steps"][0];
+        assert!(step["error"].is_null(), "{package}: {step}");
+        let reply = &step["messages"][1];
+        let tool = reply["parts"]
+            .as_array()
+            .and_then(|parts| parts.iter().find(|p| p["type"] == "tool-mes_machine_status"))
+            .unwrap_or_else(|| panic!("{package}: no tool part in {reply}"));
+        assert_eq!(tool["state"], "output-available", "{package}");
+        assert_eq!(tool["output"]["machines"][0]["id"], "PRESS-02", "{package}");
+        let shown = app.call("GET", &format!("/api/conversations/{chat_id}"), None).await;
+        assert_eq!(
+            comparable(&shown.json["messages"][1]["parts"]),
+            comparable(&reply["parts"]),
+            "{package}"
+        );
+
+        // An action, approved: run once, in the same message.
+        let before = mes.plant.created_work_orders().len();
+        let chat_id = format!("sdk-mcp-approve-{i}");
+        let answer = sdk_flow(
+            &app,
+            package,
+            "approval",
+            json!({"chatId": chat_id, "path": "/api/chat/manufacturing", "approved": true,
+                "text": "Open one. #tool:mes_create_work_order?machineId=PRESS-02&title=Check_the_relief_valve&priority=high"}),
+        )
+        .await;
+        assert!(answer["chatError"].is_null(), "{package}: {answer}");
+        assert_eq!(answer["status"], "ready", "{package}");
+        let asked = &answer["asked"][1];
+        let final_reply = &answer["final"][1];
+        assert_eq!(
+            answer["final"].as_array().map(Vec::len),
+            Some(2),
+            "{package}: one reply"
+        );
+        assert_eq!(asked["id"], final_reply["id"], "{package}: the same message went on");
+        let second = &answer["requests"][1];
+        assert_eq!(
+            second["messages"]
+                .as_array()
+                .and_then(|m| m.last())
+                .map(|m| m["role"].clone()),
+            Some(json!("assistant"))
+        );
+        let tool = final_reply["parts"]
+            .as_array()
+            .and_then(|parts| parts.iter().find(|p| p["type"] == "tool-mes_create_work_order"))
+            .unwrap_or_else(|| panic!("{package}: no tool part in {final_reply}"));
+        assert_eq!(tool["state"], "output-available", "{package}: {tool}");
+        assert_eq!(tool["approval"]["approved"], true, "{package}");
+        assert_eq!(mes.plant.created_work_orders().len(), before + 1, "{package}: run once");
+        assert_eq!(
+            tool["output"]["id"],
+            mes.plant.created_work_orders()[before].id,
+            "{package}"
+        );
+        let shown = app.call("GET", &format!("/api/conversations/{chat_id}"), None).await;
+        assert_eq!(shown.json["messages"].as_array().map(Vec::len), Some(2), "{package}");
+        assert_eq!(
+            comparable(&shown.json["messages"][1]["parts"]),
+            comparable(&final_reply["parts"]),
+            "{package}: the stored reply is the client's"
+        );
+
+        // An action, denied: never run.
+        let before = mes.plant.created_work_orders().len();
+        let chat_id = format!("sdk-mcp-deny-{i}");
+        let answer = sdk_flow(
+            &app,
+            package,
+            "approval",
+            json!({"chatId": chat_id, "path": "/api/chat/manufacturing", "approved": false, "reason": "not now",
+                "text": "#tool:mes_create_work_order?machineId=CNC-05&title=Spindle&priority=low"}),
+        )
+        .await;
+        assert!(answer["chatError"].is_null(), "{package}: {answer}");
+        let final_reply = &answer["final"][1];
+        let tool = final_reply["parts"]
+            .as_array()
+            .and_then(|parts| parts.iter().find(|p| p["type"] == "tool-mes_create_work_order"))
+            .unwrap_or_else(|| panic!("{package}: no tool part in {final_reply}"));
+        assert_eq!(tool["state"], "output-denied", "{package}: {tool}");
+        assert_eq!(
+            mes.plant.created_work_orders().len(),
+            before,
+            "{package}: never run when denied"
+        );
+        assert!(text_parts(final_reply).contains("denied"), "{package}: {final_reply}");
+        let shown = app.call("GET", &format!("/api/conversations/{chat_id}"), None).await;
+        assert_eq!(
+            comparable(&shown.json["messages"][1]["parts"]),
+            comparable(&final_reply["parts"]),
+            "{package}"
+        );
+    }
+}

@@ -23,9 +23,13 @@ use shared::store::Store;
 const PATH: &str = "/api/chat/manufacturing";
 
 async fn mes(options: Options) -> MesServer {
-    athena_mes::serve(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), Plant::sample(), options)
-        .await
-        .expect("the MES server starts")
+    athena_mes::serve(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        Plant::sample(),
+        options,
+    )
+    .await
+    .expect("the MES server starts")
 }
 
 fn server(url: &str) -> McpServerConfig {
@@ -106,7 +110,12 @@ fn answer(chat_id: &str, reply: &Value, approved: bool, reason: Option<&str>) ->
 async fn a_read_tool_is_called_and_answered_in_one_turn(store: Arc<dyn Store>) {
     let mes = mes(Options::default()).await;
     let (app, model) = app_with(store, chat_with(vec![server(&mes.url())])).await;
-    let (status, chunks) = say(&app, "mcp-read", "How is press 2? #tool:mes_machine_status?machineId=PRESS-02").await;
+    let (status, chunks) = say(
+        &app,
+        "mcp-read",
+        "How is press 2? #tool:mes_machine_status?machineId=PRESS-02",
+    )
+    .await;
     assert_eq!(status, 200);
     let types = chunk_types(&chunks);
     let call = chunk(&chunks, "tool-input-available");
@@ -115,17 +124,33 @@ async fn a_read_tool_is_called_and_answered_in_one_turn(store: Arc<dyn Store>) {
     let output = chunk(&chunks, "tool-output-available");
     assert_eq!(output["output"]["machines"][0]["id"], "PRESS-02");
     assert_eq!(output["output"]["machines"][0]["status"], "down");
-    assert!(text_of(&chunks).contains("E-214"), "the model read the result: {}", text_of(&chunks));
+    assert!(
+        text_of(&chunks).contains("E-214"),
+        "the model read the result: {}",
+        text_of(&chunks)
+    );
     // The tool's result belongs to its step, and the turn ended normally.
     let result_at = types.iter().position(|t| t == "tool-output-available").expect("result");
     assert_eq!(types[result_at + 1], "finish-step", "{types:?}");
-    assert!(!types.iter().any(|t| t == "error" || t == "tool-approval-request"), "{types:?}");
+    assert!(
+        !types.iter().any(|t| t == "error" || t == "tool-approval-request"),
+        "{types:?}"
+    );
     // The model was offered the MES tools (and only in the chats configured for them).
-    let mut offered: Vec<String> = model.0.lock().expect("lock")[0].tools.iter().map(|t| t.name.clone()).collect();
+    let mut offered: Vec<String> = model.0.lock().expect("lock")[0]
+        .tools
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
     offered.sort();
     assert_eq!(
         offered,
-        ["mes_create_work_order", "mes_line_oee", "mes_machine_status", "mes_open_work_orders"]
+        [
+            "mes_create_work_order",
+            "mes_line_oee",
+            "mes_machine_status",
+            "mes_open_work_orders"
+        ]
     );
     // The caller's id reached the server (forwardUser).
     assert!(mes.plant.seen_users().contains(&"local-user".to_owned()));
@@ -176,8 +201,14 @@ async fn an_action_waits_for_approval_and_runs_once_when_approved(store: Arc<dyn
     let call_id = chunk(&chunks, "tool-input-available")["toolCallId"].clone();
     assert_eq!(request["toolCallId"], call_id);
     let reply_id = chunk(&chunks, "start")["messageId"].clone();
-    assert_eq!(chunk(&chunks, "finish")["messageMetadata"]["finishReason"], "tool-calls");
-    assert!(mes.plant.created_work_orders().is_empty(), "an action never runs before approval");
+    assert_eq!(
+        chunk(&chunks, "finish")["messageMetadata"]["finishReason"],
+        "tool-calls"
+    );
+    assert!(
+        mes.plant.created_work_orders().is_empty(),
+        "an action never runs before approval"
+    );
     let view = shown(&app, "mcp-approve").await;
     let reply = view["messages"][1].clone();
     assert_eq!(reply["id"], reply_id);
@@ -190,7 +221,11 @@ async fn an_action_waits_for_approval_and_runs_once_when_approved(store: Arc<dyn
     let (status, _, text) = post_chat(&app, PATH, body.clone()).await;
     assert_eq!(status, 200, "{text}");
     let chunks = parse_sse(&text);
-    assert_eq!(chunk(&chunks, "start")["messageId"], reply_id, "the same message goes on");
+    assert_eq!(
+        chunk(&chunks, "start")["messageId"],
+        reply_id,
+        "the same message goes on"
+    );
     let output = chunk(&chunks, "tool-output-available");
     assert_eq!(output["toolCallId"], call_id);
     assert_eq!(output["output"]["id"], "WO-1005");
@@ -236,7 +271,10 @@ async fn an_action_waits_for_approval_and_runs_once_when_approved(store: Arc<dyn
     let approved = approved.expect("a tool.approve entry");
     assert_eq!(
         approved["resource"],
-        format!("mcp-approve/mes_create_work_order/{}", call_id.as_str().unwrap_or_default())
+        format!(
+            "mcp-approve/mes_create_work_order/{}",
+            call_id.as_str().unwrap_or_default()
+        )
     );
     // The next turn's context replays the whole reply: text, call, result, answer.
     let (status, _) = say(&app, "mcp-approve", "Thanks").await;
@@ -252,7 +290,12 @@ async fn an_action_waits_for_approval_and_runs_once_when_approved(store: Arc<dyn
             ModelContent::ToolResult { .. } => "result",
         })
         .collect();
-    assert_eq!(blocks, ["text", "text", "use", "result", "text", "text"], "{:?}", last.messages);
+    assert_eq!(
+        blocks,
+        ["text", "text", "use", "result", "text", "text"],
+        "{:?}",
+        last.messages
+    );
 }
 
 async fn a_denied_action_never_runs(store: Arc<dyn Store>) {
@@ -266,13 +309,25 @@ async fn a_denied_action_never_runs(store: Arc<dyn Store>) {
     .await;
     chunk(&chunks, "tool-approval-request");
     let reply = shown(&app, "mcp-deny").await["messages"][1].clone();
-    let (status, _, text) = post_chat(&app, PATH, answer("mcp-deny", &reply, false, Some("not during the shift"))).await;
+    let (status, _, text) = post_chat(
+        &app,
+        PATH,
+        answer("mcp-deny", &reply, false, Some("not during the shift")),
+    )
+    .await;
     assert_eq!(status, 200, "{text}");
     let chunks = parse_sse(&text);
     let call_id = reply["parts"][1]["toolCallId"].clone();
-    assert_eq!(chunk(&chunks, "tool-output-denied"), &json!({"type": "tool-output-denied", "toolCallId": call_id}));
+    assert_eq!(
+        chunk(&chunks, "tool-output-denied"),
+        &json!({"type": "tool-output-denied", "toolCallId": call_id})
+    );
     assert!(!chunk_types(&chunks).iter().any(|t| t == "tool-output-available"));
-    assert!(text_of(&chunks).contains("denied"), "the model read the denial: {}", text_of(&chunks));
+    assert!(
+        text_of(&chunks).contains("denied"),
+        "the model read the denial: {}",
+        text_of(&chunks)
+    );
     assert!(mes.plant.created_work_orders().is_empty(), "never run when denied");
     let tool = shown(&app, "mcp-deny").await["messages"][1]["parts"][1].clone();
     assert_eq!(tool["state"], "output-denied");
@@ -291,7 +346,10 @@ async fn a_failing_tool_server_is_a_tool_error_not_a_failed_turn(store: Arc<dyn 
     let (status, chunks) = say(&app, "mcp-down", "again #tool:mes_line_oee?lineId=L2").await;
     assert_eq!(status, 200);
     let failed = chunk(&chunks, "tool-output-error");
-    assert!(failed["errorText"].as_str().is_some_and(|e| e.contains("mes")), "{failed}");
+    assert!(
+        failed["errorText"].as_str().is_some_and(|e| e.contains("mes")),
+        "{failed}"
+    );
     assert_eq!(chunk(&chunks, "finish")["messageMetadata"]["finishReason"], "stop");
     let stored = app.stored("mcp-down").await;
     let reply = stored.last().expect("reply");
@@ -313,7 +371,12 @@ on_both_stores!([
 async fn approval_answers_that_do_not_fit_are_refused() {
     let mes = mes(Options::default()).await;
     let (app, _) = app_with(Arc::new(embedded_store()), chat_with(vec![server(&mes.url())])).await;
-    let (_, chunks) = say(&app, "mcp-bad", "#tool:mes_create_work_order?machineId=PRESS-01&title=T&priority=low").await;
+    let (_, chunks) = say(
+        &app,
+        "mcp-bad",
+        "#tool:mes_create_work_order?machineId=PRESS-01&title=T&priority=low",
+    )
+    .await;
     chunk(&chunks, "tool-approval-request");
     let reply = shown(&app, "mcp-bad").await["messages"][1].clone();
     // Not a reply of this conversation.
@@ -332,11 +395,16 @@ async fn approval_answers_that_do_not_fit_are_refused() {
     let r = app.call("POST", PATH, Some(as_user)).await;
     assert_eq!((r.status, r.code()), (400, "VALIDATION"), "{}", r.text);
     // A conversation that does not exist.
-    let r = app.call("POST", PATH, Some(answer("mcp-nowhere", &reply, true, None))).await;
+    let r = app
+        .call("POST", PATH, Some(answer("mcp-nowhere", &reply, true, None)))
+        .await;
     assert_eq!(r.status, 404, "{}", r.text);
     // None of it ran the action or changed the stored reply.
     assert!(mes.plant.created_work_orders().is_empty());
-    assert_eq!(shown(&app, "mcp-bad").await["messages"][1]["parts"][1]["state"], "approval-requested");
+    assert_eq!(
+        shown(&app, "mcp-bad").await["messages"][1]["parts"][1]["state"],
+        "approval-requested"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,7 +422,12 @@ async fn calls_past_the_turns_budget_are_not_run() {
     let outputs: Vec<&Value> = chunks.iter().filter(|c| c["type"] == "tool-output-available").collect();
     assert_eq!(outputs.len(), 1, "{:?}", chunk_types(&chunks));
     let refused = chunk(&chunks, "tool-output-error");
-    assert!(refused["errorText"].as_str().is_some_and(|e| e.contains("1 tool calls")), "{refused}");
+    assert!(
+        refused["errorText"]
+            .as_str()
+            .is_some_and(|e| e.contains("1 tool calls")),
+        "{refused}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,7 +440,9 @@ async fn configured_headers_reach_the_server_and_a_refused_server_offers_nothing
     good.bearer = Some("s3cret-key".to_owned());
     let (app, model) = app_with(Arc::new(embedded_store()), chat_with(vec![good])).await;
     let (_, chunks) = say(&app, "mcp-key", "#tool:mes_open_work_orders?lineId=L1").await;
-    assert!(chunk(&chunks, "tool-output-available")["output"]["count"].as_u64().is_some_and(|n| n >= 1));
+    assert!(chunk(&chunks, "tool-output-available")["output"]["count"]
+        .as_u64()
+        .is_some_and(|n| n >= 1));
     let mut wrong = server(&mes.url());
     wrong.bearer = Some("wrong".to_owned());
     let (app, model_wrong) = app_with(Arc::new(embedded_store()), chat_with(vec![wrong])).await;

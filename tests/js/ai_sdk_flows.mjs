@@ -23,6 +23,12 @@
 //   `status: "streaming"`: the resumed stream brings it whole) and calls `chat.resumeStream()`
 //   (the transport's `GET <api>/{chatId}/stream`). Prints {stopped, loaded, resumed, status,
 //   error}: the first chat's messages, what the reload loaded, the second chat's messages.
+// - `approval` {chatId, path, text, approved, reason?}: a tool call that waits for approval, as a
+//   `useChat` page with `sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses`
+//   runs it: `chat.sendMessage({text})`, then `chat.addToolApprovalResponse({id, approved,
+//   reason})` on the part in state `approval-requested`, which posts the list ending with the
+//   assistant message by itself; waits for that second request to end. Prints {asked, final,
+//   status, chatError, requests}: the messages after the first reply and at the end.
 // - `seed-fetch` {}: seed 000's own call, `fetch('/api/conversations', {method: 'POST', body:
 //   JSON.stringify({title: 'Test', model: 'claude-sonnet'})})`, with no content type (so fetch
 //   sends `text/plain;charset=UTF-8`). Node's fetch needs an absolute URL, so the path is resolved
@@ -162,6 +168,27 @@ async function resumeFlow() {
   };
 }
 
+async function approvalFlow() {
+  const sdk = await import(pkg);
+  const chat = new HeadlessChat({
+    id: args.chatId,
+    transport: new DefaultChatTransport({ api: base + args.path, fetch: recordingFetch }),
+    sendAutomaticallyWhen: sdk.lastAssistantMessageIsCompleteWithApprovalResponses,
+    onError: () => {},
+  });
+  await chat.sendMessage({ text: args.text });
+  const asked = clone(chat.messages);
+  const part = chat.messages.at(-1)?.parts.find((p) => p.state === 'approval-requested');
+  if (!part) throw new Error(`no approval was requested: ${JSON.stringify(asked)}`);
+  await chat.addToolApprovalResponse({ id: part.approval.id, approved: args.approved, reason: args.reason });
+  // The automatic request starts inside the SDK's job queue; wait for it to be sent and to end.
+  for (let i = 0; i < 1000 && (requests.length < 2 || chat.status === 'submitted' || chat.status === 'streaming'); i++) {
+    await sleep(10);
+  }
+  if (requests.length < 2) throw new Error('the approval was never sent');
+  return { asked, final: clone(chat.messages), status: chat.status, chatError: errorText(chat.error), requests };
+}
+
 async function seedFetch() {
   const url = new URL('/api/conversations', base);
   const init = { method: 'POST', body: JSON.stringify({ title: 'Test', model: 'claude-sonnet' }) };
@@ -175,7 +202,7 @@ async function seedFetch() {
   return { status: res.status, requestContentType, json, text };
 }
 
-const flows = { chat: chatFlow, retry: retryFlow, resume: resumeFlow, 'seed-fetch': seedFetch };
+const flows = { chat: chatFlow, retry: retryFlow, resume: resumeFlow, approval: approvalFlow, 'seed-fetch': seedFetch };
 try {
   console.log(JSON.stringify(await flows[flow]()));
 } catch (error) {
