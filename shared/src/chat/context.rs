@@ -234,4 +234,67 @@ mod tests {
         assert_eq!(context.len(), 1);
         assert_eq!(context[0].content, vec![ModelContent::Text("newest".to_owned())]);
     }
+
+    #[test]
+    fn a_reply_with_tools_replays_step_by_step_and_every_call_gets_a_result() {
+        let call = |id: &str, approval: Option<Approval>| MessagePart::ToolCall {
+            tool_call_id: id.to_owned(),
+            tool_name: "mes_x".to_owned(),
+            input: serde_json::json!({}),
+            approval,
+        };
+        let parts = vec![
+            MessagePart::Text { text: "a".to_owned() },
+            call("c1", None),
+            MessagePart::ToolResult {
+                tool_call_id: "c1".to_owned(),
+                tool_name: "mes_x".to_owned(),
+                output: serde_json::json!({"ok": 1}),
+                is_error: false,
+            },
+            MessagePart::Text { text: "b".to_owned() },
+            call(
+                "c2",
+                Some(Approval {
+                    id: "ap".to_owned(),
+                    approved: None,
+                    reason: None,
+                }),
+            ),
+            call(
+                "c3",
+                Some(Approval {
+                    id: "ap3".to_owned(),
+                    approved: Some(false),
+                    reason: Some("no".to_owned()),
+                }),
+            ),
+        ];
+        let out = reply_context("ab", &parts);
+        let roles: Vec<_> = out.iter().map(|m| m.role).collect();
+        assert_eq!(
+            roles,
+            [
+                ModelRole::Assistant,
+                ModelRole::User,
+                ModelRole::Assistant,
+                ModelRole::User
+            ]
+        );
+        assert!(
+            matches!(&out[0].content[..], [ModelContent::Text(t), ModelContent::ToolUse { id, .. }] if t == "a" && id == "c1")
+        );
+        assert!(matches!(&out[1].content[..], [ModelContent::ToolResult { id, is_error: false, .. }] if id == "c1"));
+        assert!(matches!(&out[3].content[..], [
+            ModelContent::ToolResult { id: a, is_error: true, content: waited },
+            ModelContent::ToolResult { id: b, is_error: true, content: denied },
+        ] if a == "c2" && b == "c3" && waited.as_str().is_some_and(|w| w.contains("approval"))
+            && denied == &serde_json::json!("The user denied this tool call: no")));
+        // A reply stored before text parts existed: its whole text first.
+        let old = reply_context("all the text", &parts[1..3]);
+        assert!(matches!(&out[0].content[0], ModelContent::Text(_)));
+        assert!(
+            matches!(&old[0].content[..], [ModelContent::Text(t), ModelContent::ToolUse { .. }] if t == "all the text")
+        );
+    }
 }

@@ -25,6 +25,7 @@
 //! The turn speaks in [`TurnEvent`]s; `api::chat` encodes them for the wire (AI SDK UI message
 //! stream or plain text). Errors are [`ChatError`]s, mapped to HTTP once in `api::error`.
 
+mod approvals;
 mod checkpoint;
 mod context;
 mod error;

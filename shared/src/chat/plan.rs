@@ -6,8 +6,7 @@ use super::request::{ChatRequest, IncomingMessage, Trigger};
 use super::{ChatError, TITLE_CHARS};
 use crate::catalog::{Catalog, ModelInfo};
 use crate::domain::{
-    self, Approval, Conversation, FinishReason, IdGenerator, Message, MessageId, MessagePart, Role, Solution,
-    Timestamp, Title, Tree, UserId,
+    self, Conversation, FinishReason, IdGenerator, Message, MessageId, Role, Solution, Timestamp, Title, Tree, UserId,
 };
 use crate::error::ValidationError;
 use crate::store::TurnWrite;
@@ -112,7 +111,7 @@ pub fn plan_turn(input: PlanInput<'_>) -> Result<Planned, ChatError> {
             .last()
             .is_some_and(|m| m.role == Role::Assistant && !m.approvals.is_empty())
     {
-        return plan_continue(request, existing, catalog, now);
+        return super::approvals::plan_continue(request, existing, catalog, now);
     }
     if request.trigger == Trigger::Submit && request.messages.last().map(|m| m.role) != Some(Role::User) {
         return Err(ValidationError::field("messages", "must end with the user's new message").into());
@@ -268,120 +267,8 @@ pub fn plan_turn(input: PlanInput<'_>) -> Result<Planned, ChatError> {
     }))
 }
 
-/// A submit whose last message is an assistant message answering tool approvals (the AI SDK's
-/// `addToolApprovalResponse` flow): the stored reply of that id, waiting for exactly those
-/// approvals, is continued. Answered before: a finished continuation is replayed, a running one
-/// is [`ChatError::TurnInProgress`]. A reply the answers do not fit is a validation error.
-fn plan_continue(
-    request: ChatRequest,
-    existing: Option<(Conversation, Vec<Message>)>,
-    catalog: &Catalog,
-    now: Timestamp,
-) -> Result<Planned, ChatError> {
-    let Some((conversation, all)) = existing else {
-        return Err(ChatError::ConversationNotFound);
-    };
-    let Some(incoming) = request.messages.last() else {
-        return Err(ValidationError::field("messages", "must end with the user's new message").into());
-    };
-    let tree = Tree::new(&all);
-    let id = incoming.client_id.as_ref().map(|c| c.as_str()).unwrap_or_default();
-    let Some(i) = all
-        .iter()
-        .position(|m| m.id.as_str() == id && m.role == Role::Assistant)
-    else {
-        return Err(ValidationError::field(
-            "messages",
-            "the last message answers tool approvals but is not a reply of this conversation",
-        )
-        .into());
-    };
-    let stored = &all[i];
-    let awaiting: Vec<String> = stored.awaited_approvals().into_iter().map(str::to_owned).collect();
-    if awaiting.is_empty() {
-        let answered_not_run = stored.parts.iter().any(|p| match p {
-            MessagePart::ToolCall {
-                tool_call_id,
-                approval: Some(Approval {
-                    approved: Some(true), ..
-                }),
-                ..
-            } => !stored
-                .parts
-                .iter()
-                .any(|r| matches!(r, MessagePart::ToolResult { tool_call_id: t, .. } if t == tool_call_id)),
-            _ => false,
-        });
-        let live = conversation.live.as_ref().is_some_and(|l| l.reply_id == stored.id);
-        if answered_not_run && live {
-            return Err(ChatError::TurnInProgress);
-        }
-        if !stored
-            .parts
-            .iter()
-            .any(|p| matches!(p, MessagePart::ToolCall { approval: Some(_), .. }))
-        {
-            return Err(ValidationError::field("messages", "the reply asked for no approval").into());
-        }
-        let reply = stored.clone();
-        return Ok(Planned::Replay { conversation, reply });
-    }
-    let mut reply = stored.clone();
-    for part in &mut reply.parts {
-        if let MessagePart::ToolCall {
-            tool_call_id,
-            approval: Some(approval),
-            ..
-        } = part
-        {
-            if approval.approved.is_some() {
-                continue;
-            }
-            let Some(answer) = incoming
-                .approvals
-                .iter()
-                .find(|a| a.approval_id == approval.id && &a.tool_call_id == tool_call_id)
-            else {
-                return Err(ValidationError::field(
-                    "messages",
-                    format!(
-                        "the approval {} (tool call {tool_call_id}) is not answered",
-                        approval.id
-                    ),
-                )
-                .into());
-            };
-            approval.approved = Some(answer.approved);
-            approval.reason = answer.reason.clone().filter(|r| !r.trim().is_empty());
-        }
-    }
-    let parent = tree.parent(i);
-    let answers = parent.map_or_else(|| reply.id.clone(), |p| all[p].id.clone());
-    let history = branch(&tree, parent);
-    let model = request
-        .model
-        .or_else(|| stored.model.as_deref().and_then(|m| catalog.get(m)))
-        .or_else(|| catalog.get(&conversation.model))
-        .unwrap_or_else(|| catalog.default_model());
-    Ok(Planned::Run(TurnPlan {
-        write: TurnWrite::Continue {
-            reply: reply.clone(),
-            awaiting,
-        },
-        conversation,
-        history,
-        answers,
-        model,
-        created: false,
-        regenerate: false,
-        web_search: request.web_search,
-        started_at: now,
-        continues: Some(Box::new(reply)),
-    }))
-}
-
 /// The messages of the branch ending at `leaf` (none for `None`), in order.
-fn branch(tree: &Tree<'_>, leaf: Option<usize>) -> Vec<Message> {
+pub(super) fn branch(tree: &Tree<'_>, leaf: Option<usize>) -> Vec<Message> {
     leaf.map(|l| tree.path_to(l))
         .unwrap_or_default()
         .into_iter()
