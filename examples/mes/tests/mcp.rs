@@ -20,6 +20,9 @@ fn local() -> SocketAddr {
 }
 
 async fn start(options: Options) -> MesServer {
+    // The workspace builds reqwest with rustls but no built-in crypto provider (the binaries use
+    // the AWS SDK's aws-lc-rs): install it, as the backend does, before any client is built.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     serve(local(), Plant::sample(), options).await.expect("bind")
 }
 
