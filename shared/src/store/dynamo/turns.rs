@@ -184,24 +184,9 @@ impl Turns for DynamoStore {
         let mut parts: Vec<(Part, TransactWriteItem)> =
             vec![(Part::Receipt, TransactWriteItem::builder().put(receipt).build())];
         if let Some(reply) = &finish.reply {
-            // A reply this turn continued is stored over its admitted version (which carries this
-            // turn's mark; the count does not change); any other is put if absent. Read first: a
-            // transaction cannot condition one item on another. Only this turn's finish writes a
-            // message with its mark, so the read cannot go stale but by a delete, which fails the
-            // put's condition (`writer` then absent): the reply is then not stored, as for a new
-            // reply whose conversation was deleted.
-            let continued = self.continued_by(owner, reply, &finish.turn_id).await?;
-            let table = &self.tables.conversations;
-            parts.push((
-                Part::Meta,
-                self.touch_update_counted(owner, reply, finish.title.as_deref(), !continued)?,
-            ));
-            let items = if continued {
-                replace_items(table, owner, reply, Replace::Writer(&finish.turn_id))?
-            } else {
-                message_items(table, owner, reply, Marker::IfAbsent)?
-            };
-            for item in items {
+            // Put if absent; a reply this turn continued is found when that fails (below).
+            parts.push((Part::Meta, self.touch_update(owner, reply, finish.title.as_deref())?));
+            for item in message_items(&self.tables.conversations, owner, reply, Marker::IfAbsent)? {
                 parts.push((Part::Message, item));
             }
         }
@@ -243,7 +228,8 @@ impl Turns for DynamoStore {
                 .build();
             parts.push((Part::Stats, update_item(update)?));
         }
-        for _ in 0..3 {
+        let mut switched = false;
+        for _ in 0..4 {
             let (kinds, items): (Vec<Part>, Vec<TransactWriteItem>) = parts.iter().cloned().unzip();
             match self.transact(items).await {
                 Ok(Ok(())) => return Ok(()),
@@ -259,7 +245,33 @@ impl Turns for DynamoStore {
                         tracing::info!("the turn was already finished: nothing written");
                         return Ok(());
                     }
-                    if failed.iter().any(|p| matches!(p, Part::Meta | Part::Message)) {
+                    let mut skip = false;
+                    if let Some(reply) = finish
+                        .reply
+                        .as_ref()
+                        .filter(|_| !switched && failed.contains(&Part::Message) && !failed.contains(&Part::Meta))
+                    {
+                        // The reply exists. If this turn's admission continued it (its mark
+                        // names this turn), it is stored over it, and not counted again. Read
+                        // only now: a normal turn's finish stays one request. Only this turn's
+                        // finish writes over a message with its mark, so the read cannot go
+                        // stale but by a delete, which fails the put's condition (`writer`
+                        // then absent): the reply is then not stored.
+                        switched = true;
+                        if self.continued_by(owner, reply, &finish.turn_id).await? {
+                            let table = &self.tables.conversations;
+                            parts.retain(|(p, _)| !matches!(p, Part::Meta | Part::Message));
+                            parts.push((
+                                Part::Meta,
+                                self.touch_update_counted(owner, reply, finish.title.as_deref(), false)?,
+                            ));
+                            for item in replace_items(table, owner, reply, Replace::Writer(&finish.turn_id))? {
+                                parts.push((Part::Message, item));
+                            }
+                            skip = true;
+                        }
+                    }
+                    if !skip && failed.iter().any(|p| matches!(p, Part::Meta | Part::Message)) {
                         tracing::warn!("the conversation is gone or the reply exists: the reply is not stored");
                         parts.retain(|(p, _)| !matches!(p, Part::Meta | Part::Message));
                     }
