@@ -21,7 +21,7 @@ use rmcp::{RoleClient, ServiceExt};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use crate::config::{mcp::forbidden_ip, McpServerConfig};
+use crate::config::{mcp::forbidden_ip, McpServerConfig, Secret};
 use crate::domain::{Solution, UserId};
 
 /// Largest response body or SSE event accepted from a server (before decoding).
@@ -78,12 +78,22 @@ impl Called {
 struct Server {
     config: McpServerConfig,
     listed: Mutex<Option<(Instant, Arc<Vec<RemoteTool>>)>>,
+    /// Its headers and bearer token with their secrets read, reused for its list TTL.
+    resolved: Mutex<Option<(Instant, Arc<Resolved>)>>,
+}
+
+/// A server's headers and bearer token, secrets read (never logged).
+struct Resolved {
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    bearer: Option<String>,
 }
 
 /// The deployment's MCP servers (empty when none is configured).
 pub struct McpTools {
     servers: Vec<Server>,
     client: reqwest::Client,
+    /// Secrets Manager, made when a configured secret is first read.
+    secrets: tokio::sync::OnceCell<aws_sdk_secretsmanager::Client>,
 }
 
 impl std::fmt::Debug for McpTools {
@@ -106,9 +116,78 @@ impl McpTools {
                 .map(|config| Server {
                     config: config.clone(),
                     listed: Mutex::new(None),
+                    resolved: Mutex::new(None),
                 })
                 .collect(),
             client: client(),
+            secrets: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The servers of a configuration, reading stored secrets with `secrets` (tests: a Secrets
+    /// Manager client for a local endpoint).
+    pub fn with_secrets_client(configs: &[McpServerConfig], secrets: aws_sdk_secretsmanager::Client) -> Self {
+        let tools = Self::new(configs);
+        let _ = tools.secrets.set(secrets);
+        tools
+    }
+
+    /// The server's headers and bearer token, secrets read from Secrets Manager (reused for the
+    /// server's list TTL, so a rotated secret is picked up).
+    async fn resolve(&self, server: &Server) -> Result<Arc<Resolved>, String> {
+        let mut cached = server.resolved.lock().await;
+        if let Some((at, resolved)) = cached.as_ref() {
+            if at.elapsed() < server.config.list_ttl {
+                return Ok(Arc::clone(resolved));
+            }
+        }
+        let mut headers = Vec::with_capacity(server.config.headers.len());
+        for (name, value) in &server.config.headers {
+            let value = self.secret_value(value).await?;
+            headers.push((header_name(name)?, header_value(&value)?));
+        }
+        let bearer = match &server.config.bearer {
+            Some(b) => Some(self.secret_value(b).await?),
+            None => None,
+        };
+        let resolved = Arc::new(Resolved { headers, bearer });
+        *cached = Some((Instant::now(), Arc::clone(&resolved)));
+        Ok(resolved)
+    }
+
+    async fn secret_value(&self, secret: &Secret) -> Result<String, String> {
+        let (id, key) = match secret {
+            Secret::Value(v) => return Ok(v.clone()),
+            Secret::Stored { id, key } => (id, key),
+        };
+        let client = self
+            .secrets
+            .get_or_init(|| async {
+                let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .http_client(crate::http::sdk_http_client())
+                    .load()
+                    .await;
+                aws_sdk_secretsmanager::Client::new(&config)
+            })
+            .await;
+        // Boxed: the SDK's future is deep, and this runs inside the turn's own.
+        let out = Box::pin(client.get_secret_value().secret_id(id).send())
+            .await
+            .map_err(|e| {
+                format!(
+                    "reading the secret {id} failed: {}",
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                )
+            })?;
+        let text = out
+            .secret_string()
+            .ok_or_else(|| format!("the secret {id} has no string value"))?;
+        match key {
+            None => Ok(text.to_owned()),
+            Some(k) => serde_json::from_str::<Value>(text)
+                .ok()
+                .and_then(|json| json.get(k.as_str()).and_then(Value::as_str).map(str::to_owned))
+                .ok_or_else(|| format!("the secret {id} is not JSON with a string field {k}")),
         }
     }
 
@@ -152,7 +231,8 @@ impl McpTools {
         }
         let started = Instant::now();
         let fetched = tokio::time::timeout(server.config.timeout, async {
-            let service = self.connect(&server.config, caller).await?;
+            let resolved = self.resolve(server).await?;
+            let service = self.connect(&server.config, &resolved, caller).await?;
             let tools = service.list_all_tools().await.map_err(|e| e.to_string());
             let _ = service.cancel().await;
             tools
@@ -198,7 +278,8 @@ impl McpTools {
         let until = (tokio::time::Instant::now() + server.config.timeout).min(deadline);
         let started = Instant::now();
         let outcome = tokio::time::timeout_at(until, async {
-            let service = self.connect(&server.config, caller).await?;
+            let resolved = self.resolve(server).await?;
+            let service = self.connect(&server.config, &resolved, caller).await?;
             let mut params = CallToolRequestParams::new(tool.tool.clone());
             params.arguments = Some(arguments);
             let result = service.call_tool(params).await.map_err(|e| e.to_string());
@@ -227,12 +308,10 @@ impl McpTools {
     async fn connect(
         &self,
         config: &McpServerConfig,
+        resolved: &Resolved,
         caller: Caller<'_>,
     ) -> Result<RunningService<RoleClient, ()>, String> {
-        let mut headers = HashMap::new();
-        for (name, value) in &config.headers {
-            headers.insert(header_name(name)?, header_value(value)?);
-        }
+        let mut headers: HashMap<http::HeaderName, http::HeaderValue> = resolved.headers.iter().cloned().collect();
         if let Some(name) = &config.forward_user {
             headers.insert(header_name(name)?, header_value(caller.user.as_str())?);
         }
@@ -241,7 +320,7 @@ impl McpTools {
             .max_json_response_size(MAX_RESPONSE_BYTES)
             .max_sse_event_size(MAX_RESPONSE_BYTES)
             .reinit_on_expired_session(true);
-        let bearer = config
+        let bearer = resolved
             .bearer
             .as_deref()
             .or(if config.forward_token { caller.token } else { None });

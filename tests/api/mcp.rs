@@ -437,18 +437,62 @@ async fn configured_headers_reach_the_server_and_a_refused_server_offers_nothing
     })
     .await;
     let mut good = server(&mes.url());
-    good.bearer = Some("s3cret-key".to_owned());
+    good.bearer = Some("s3cret-key".into());
     let (app, model) = app_with(Arc::new(embedded_store()), chat_with(vec![good])).await;
     let (_, chunks) = say(&app, "mcp-key", "#tool:mes_open_work_orders?lineId=L1").await;
     assert!(chunk(&chunks, "tool-output-available")["output"]["count"]
         .as_u64()
         .is_some_and(|n| n >= 1));
     let mut wrong = server(&mes.url());
-    wrong.bearer = Some("wrong".to_owned());
+    wrong.bearer = Some("wrong".into());
     let (app, model_wrong) = app_with(Arc::new(embedded_store()), chat_with(vec![wrong])).await;
     let (status, chunks) = say(&app, "mcp-nokey", "#tool:mes_open_work_orders?lineId=L1").await;
     assert_eq!(status, 200, "a server that refuses us does not fail the turn");
     assert!(!chunk_types(&chunks).iter().any(|t| t.starts_with("tool-")));
     assert!(model_wrong.0.lock().expect("lock")[0].tools.is_empty());
     assert!(!model.0.lock().expect("lock")[0].tools.is_empty());
+}
+
+/// A bearer token kept in Secrets Manager (moto's, the tests' DynamoDB-API server speaks it too)
+/// is read at run time and sent; a secret that cannot be read leaves the server's tools out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_kept_in_secrets_manager_is_read_at_run_time() {
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+    let mes = mes(Options {
+        api_key: Some("from-secrets-manager".to_owned()),
+    })
+    .await;
+    let conf = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "athena-tests"))
+        .endpoint_url(athena_tests::moto_endpoint())
+        .build();
+    let secrets = aws_sdk_secretsmanager::Client::from_conf(conf);
+    let name = athena_tests::unique("mes-token");
+    secrets
+        .create_secret()
+        .name(&name)
+        .secret_string(json!({"token": "from-secrets-manager"}).to_string())
+        .send()
+        .await
+        .expect("secret created");
+    for (key, works) in [("token", true), ("missing", false)] {
+        let mut config = server(&mes.url());
+        config.bearer = Some(shared::config::Secret::Stored {
+            id: name.clone(),
+            key: Some(key.to_owned()),
+        });
+        let chat = chat_with(vec![config.clone()]);
+        let store: Arc<dyn Store> = Arc::new(embedded_store());
+        let model = Arc::new(Recording::default());
+        let mut state = AppState::new(Config::local(), Arc::clone(&store)).with_chat(model.clone(), chat);
+        state.mcp = Arc::new(shared::mcp::McpTools::with_secrets_client(&[config], secrets.clone()));
+        let app = spawn_state(state, store).await;
+        let (status, chunks) = say(&app, "mcp-secret", "#tool:mes_open_work_orders?lineId=L1").await;
+        assert_eq!(status, 200);
+        let called = chunk_types(&chunks).iter().any(|t| t == "tool-output-available");
+        assert_eq!(called, works, "key {key}: {:?}", chunk_types(&chunks));
+        assert_eq!(!model.0.lock().expect("lock")[0].tools.is_empty(), works, "key {key}");
+    }
 }

@@ -15,9 +15,11 @@
 //!  "actions": ["create_work_order"], "readOnly": []}
 //! ```
 //!
-//! A header value (and `bearer`) is a string or `{"env": "NAME"}`: the value of another
-//! environment variable (where a template puts a Secrets Manager dynamic reference), read once
-//! at start and never logged.
+//! A header value (and `bearer`) is a string, `{"env": "NAME"}` (the value of another environment
+//! variable, read once at start), or `{"secret": "<Secrets Manager secret ARN or name>", "key":
+//! "<JSON field>"}` (read at run time through Secrets Manager when the server is first used, and
+//! again after `listTtlSecs`, so a rotated secret is picked up; `key` picks one field of a JSON
+//! secret, else the whole secret string is the value). Values are never logged.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -45,9 +47,9 @@ pub struct McpServerConfig {
     /// The chats it serves (`None`: every chat); `Some(None)` in the list is the general chat.
     pub solutions: Option<Vec<Option<Solution>>>,
     /// Headers sent with every request (values may be secrets: never logged).
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(String, Secret)>,
     /// A bearer token sent as `authorization` (a secret).
-    pub bearer: Option<String>,
+    pub bearer: Option<Secret>,
     /// A header that carries the caller's user id.
     pub forward_user: Option<String>,
     /// Pass the caller's own bearer token as `authorization` (when no `bearer` is configured).
@@ -64,6 +66,37 @@ pub struct McpServerConfig {
     pub actions: Vec<String>,
     /// Tools that never wait for approval (overrides the server's annotations).
     pub read_only: Vec<String>,
+}
+
+/// A configured value that may be a secret: given (inline or from another variable), or kept in
+/// Secrets Manager and read when needed.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// The value itself.
+    Value(String),
+    /// A Secrets Manager secret: its ARN or name, and the field of its JSON to use (`None`: the
+    /// whole secret string).
+    Stored {
+        /// The secret's ARN or name.
+        id: String,
+        /// The JSON field.
+        key: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Value(_) => f.write_str("Secret::Value(..)"),
+            Secret::Stored { id, key } => write!(f, "Secret::Stored({id}, {key:?})"),
+        }
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Secret::Value(value.to_owned())
+    }
 }
 
 impl std::fmt::Debug for McpServerConfig {
@@ -114,7 +147,14 @@ impl McpServerConfig {
 #[serde(untagged)]
 enum WireValue {
     Literal(String),
-    Env { env: String },
+    Env {
+        env: String,
+    },
+    Secret {
+        secret: String,
+        #[serde(default)]
+        key: Option<String>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -169,10 +209,14 @@ pub fn parse(raw: &str, secret: &dyn Fn(&str) -> Option<String>) -> Result<Vec<M
         }
         check_url(&w.url, w.allow_http).map_err(|e| bad(format!("server {name}: {e}")))?;
         let value = |v: WireValue, what: &str| match v {
-            WireValue::Literal(s) => Ok(s),
-            WireValue::Env { env } => {
-                secret(&env).ok_or_else(|| bad(format!("server {name}: {what} names {env}, which is not set")))
+            WireValue::Literal(s) => Ok(Secret::Value(s)),
+            WireValue::Env { env } => secret(&env)
+                .map(Secret::Value)
+                .ok_or_else(|| bad(format!("server {name}: {what} names {env}, which is not set"))),
+            WireValue::Secret { secret, key } if !secret.trim().is_empty() && secret.len() <= 2048 => {
+                Ok(Secret::Stored { id: secret, key })
             }
+            WireValue::Secret { .. } => Err(bad(format!("server {name}: {what} names an empty secret"))),
         };
         let mut headers = Vec::new();
         for (header, v) in w.headers {
@@ -181,10 +225,12 @@ pub fn parse(raw: &str, secret: &dyn Fn(&str) -> Option<String>) -> Result<Vec<M
                 return Err(bad(format!("server {name}: header {header:?} cannot be configured")));
             }
             let v = value(v, &format!("header {header}"))?;
-            if http::HeaderValue::from_str(&v).is_err() {
-                return Err(bad(format!(
-                    "server {name}: header {header} has a value that is not a valid header value"
-                )));
+            if let Secret::Value(text) = &v {
+                if http::HeaderValue::from_str(text).is_err() {
+                    return Err(bad(format!(
+                        "server {name}: header {header} has a value that is not a valid header value"
+                    )));
+                }
             }
             headers.push((lower, v));
         }
@@ -341,7 +387,8 @@ mod tests {
     #[test]
     fn a_full_server_parses_and_secrets_come_from_the_environment() {
         let raw = r#"[{"name": "mes", "url": "https://mes.example.com/mcp", "solutions": ["manufacturing", "general"],
-            "headers": {"X-Api-Key": {"env": "MES_KEY"}, "x-plant": "north"}, "bearer": {"env": "MES_TOKEN"},
+            "headers": {"X-Api-Key": {"env": "MES_KEY"}, "x-plant": "north", "x-tenant": {"secret": "arn:aws:secretsmanager:eu-west-1:1:secret:mes", "key": "tenant"}},
+            "bearer": {"env": "MES_TOKEN"},
             "forwardUser": "X-Athena-User", "timeoutMs": 5000, "tools": ["a", "b"], "actions": ["b"]}]"#;
         let secret = |name: &str| match name {
             "MES_KEY" => Some("k-123".to_owned()),

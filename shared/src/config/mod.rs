@@ -9,7 +9,7 @@ pub mod mcp;
 mod sections;
 
 pub use env::{Env, Variable, VARIABLES};
-pub use mcp::McpServerConfig;
+pub use mcp::{McpServerConfig, Secret};
 pub use sections::{
     ChatConfig, ProviderConfig, RuntimeConfig, SearchConfig, StoreConfig, StoreKind, DEFAULT_EVENT_TTL_DAYS,
     DEFAULT_MAX_CONNECTIONS,
