@@ -400,11 +400,18 @@ mod tests {
         assert_eq!(
             s.headers,
             vec![
-                ("x-api-key".to_owned(), "k-123".to_owned()),
-                ("x-plant".to_owned(), "north".to_owned())
+                ("x-api-key".to_owned(), Secret::from("k-123")),
+                ("x-plant".to_owned(), Secret::from("north")),
+                (
+                    "x-tenant".to_owned(),
+                    Secret::Stored {
+                        id: "arn:aws:secretsmanager:eu-west-1:1:secret:mes".to_owned(),
+                        key: Some("tenant".to_owned())
+                    }
+                ),
             ]
         );
-        assert_eq!(s.bearer.as_deref(), Some("t-456"));
+        assert_eq!(s.bearer, Some(Secret::from("t-456")));
         assert_eq!(s.forward_user.as_deref(), Some("x-athena-user"));
         assert_eq!(s.timeout, Duration::from_secs(5));
         assert!(s.serves(Some(Solution::Manufacturing)) && s.serves(None) && !s.serves(Some(Solution::Support)));
