@@ -7,6 +7,7 @@
 
 mod coldstart;
 mod load;
+mod mcp;
 mod report;
 mod turns;
 
@@ -65,10 +66,11 @@ fn main() -> std::process::ExitCode {
         "relay" => turns::relay(&options),
         "load" => runtime.block_on(load::load(&options)),
         "footprint" => Ok(report::footprint(&options)),
+        "mcp" => runtime.block_on(mcp::mcp(&options)),
         "suite" => runtime.block_on(suite(&options)),
         _ => {
             eprintln!(
-                "usage: athena-bench <coldstart|roundtrips|relay|load|footprint|suite> [--root DIR] \
+                "usage: athena-bench <coldstart|roundtrips|relay|load|footprint|mcp|suite> [--root DIR] \
                  [--cold-runs N] [--turns N] [--load-secs S] [--no-moto] [--bin-dir target/release] \
                  [--doc docs/performance.md]"
             );
@@ -121,6 +123,8 @@ async fn suite(options: &Options) -> Result<Vec<Row>, String> {
     facts.absorb(&loaded);
     rows.extend(loaded);
     rows.extend(report::cost(&facts));
+    eprintln!("== MCP tool calls");
+    rows.extend(mcp::mcp(options).await?);
     Ok(rows)
 }
 
