@@ -600,6 +600,12 @@ fn statements(function: &Value) -> Vec<(String, Vec<String>, Vec<String>, Value)
         .unwrap_or_default()
     {
         for statement in policy["Statement"].as_sequence().cloned().unwrap_or_default() {
+            // A conditional statement (`!If [condition, statement, !Ref AWS::NoValue]`): the
+            // statement it grants when the condition holds.
+            let statement = match intrinsic(&statement) {
+                Some((tag, args)) if tag == "If" => args[1].clone(),
+                _ => statement,
+            };
             assert_eq!(statement["Effect"].as_str(), Some("Allow"));
             let actions = match &statement["Action"] {
                 Value::String(a) => vec![a.clone()],
@@ -639,7 +645,9 @@ fn every_function_has_least_privilege() {
             for action in actions {
                 assert!(!action.contains('*'), "{name}.{sid}: wildcard action {action}");
                 assert!(
-                    action.starts_with("dynamodb:") || (binary == "chat" && action.starts_with("bedrock:")),
+                    action.starts_with("dynamodb:")
+                        || (binary == "chat"
+                            && (action.starts_with("bedrock:") || action == "secretsmanager:GetSecretValue")),
                     "{name}.{sid}: {action} is outside what {binary} does"
                 );
                 assert!(
@@ -674,6 +682,11 @@ fn every_function_has_least_privilege() {
                     "{name}.{sid}: not derived from ModelAllowlist"
                 );
                 assert_eq!(actions, &["bedrock:InvokeModelWithResponseStream".to_owned()]);
+            }
+            if actions.iter().any(|a| a.starts_with("secretsmanager:")) {
+                // Exactly the secrets the McpSecretArns parameter names, and only when it is set.
+                assert_eq!(sid, "McpServerSecrets");
+                assert_eq!(resources, &["McpSecretArns".to_owned()], "{name}.{sid}");
             }
             if binary == "analytics" && resources.iter().any(|r| r.contains("ConversationsTable")) {
                 // Analytics reads no conversation: only the cold-start probe's partition.
