@@ -177,15 +177,7 @@ pub fn ui_parts(m: &Message) -> Vec<serde_json::Value> {
                 input,
                 approval,
             } => {
-                let result = m.parts.iter().find_map(|r| match r {
-                    MessagePart::ToolResult {
-                        tool_call_id: id,
-                        output,
-                        is_error,
-                        ..
-                    } if id == tool_call_id => Some((output, *is_error)),
-                    _ => None,
-                });
+                let result = m.tool_result(tool_call_id);
                 let mut view = json!({
                     "type": format!("tool-{tool_name}"),
                     "toolCallId": tool_call_id,

@@ -47,10 +47,7 @@ pub(super) fn plan_continue(
                     approved: Some(true), ..
                 }),
                 ..
-            } => !stored
-                .parts
-                .iter()
-                .any(|r| matches!(r, MessagePart::ToolResult { tool_call_id: t, .. } if t == tool_call_id)),
+            } => stored.tool_result(tool_call_id).is_none(),
             _ => false,
         });
         let live = conversation.live.as_ref().is_some_and(|l| l.reply_id == stored.id);

@@ -319,12 +319,7 @@ impl Turn {
                 } => Some((tool_call_id.clone(), tool_name.clone(), input.clone(), approval.clone())),
                 _ => None,
             })
-            .filter(|(id, ..)| {
-                !reply
-                    .parts
-                    .iter()
-                    .any(|r| matches!(r, MessagePart::ToolResult { tool_call_id, .. } if tool_call_id == id))
-            })
+            .filter(|(id, ..)| reply.tool_result(id).is_none())
             .collect();
         for (id, name, input, approval) in answered {
             let (output, is_error) = if approval.approved == Some(true) {

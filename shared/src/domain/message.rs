@@ -137,6 +137,19 @@ impl MessagePart {
 }
 
 impl Message {
+    /// The result of tool call `call_id` among the parts: its output and whether it failed.
+    pub fn tool_result(&self, call_id: &str) -> Option<(&serde_json::Value, bool)> {
+        self.parts.iter().find_map(|part| match part {
+            MessagePart::ToolResult {
+                tool_call_id,
+                output,
+                is_error,
+                ..
+            } if tool_call_id == call_id => Some((output, *is_error)),
+            _ => None,
+        })
+    }
+
     /// The ids of the approvals this message waits for, in order (empty: none).
     pub fn awaited_approvals(&self) -> Vec<&str> {
         self.parts.iter().filter_map(MessagePart::awaited_approval).collect()
