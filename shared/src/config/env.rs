@@ -74,6 +74,7 @@ variables! {
     "ATHENA_ADDR", "`127.0.0.1:3000`", "the address `athena-local` listens on";
     "ATHENA_MAX_CONNECTIONS", "10000", "connections `athena-local` serves at once; more wait to be accepted";
     "ATHENA_LOG_FORMAT", "`json`", "`text` for human-readable log lines (local work)";
+    "RUST_LOG", "`info` (the AWS SDK, hyper and rmcp at `warn`)", "log levels: comma-separated `level` and `target=level` directives (no regular expressions)";
     "AWS_LAMBDA_FUNCTION_NAME", "set by Lambda", "tells Athena it runs inside Lambda (stricter defaults: `apigw` auth, no embedded store, EMF on)";
 }
 
@@ -111,6 +112,12 @@ impl<'a> Env<'a> {
     pub fn raw(&self, name: &str) -> Option<String> {
         debug_assert!(variable(name).is_some(), "{name} is not in config::env::VARIABLES");
         (self.get)(name)
+    }
+
+    /// A variable the configuration itself names (an MCP server's `{"env": NAME}` header value),
+    /// so not in [`VARIABLES`]: raw, empty is `None`; a secret, never put in an error message.
+    pub fn referenced(&self, name: &str) -> Option<String> {
+        (self.get)(name).filter(|v| !v.is_empty())
     }
 
     /// Whether the variable is set at all (even empty).

@@ -187,7 +187,7 @@ pub fn read(env: &Env<'_>) -> Result<Vec<McpServerConfig>, ConfigError> {
     let Some(raw) = env.text("ATHENA_MCP_SERVERS") else {
         return Ok(Vec::new());
     };
-    parse(&raw, &|name| env.secret(name))
+    parse(&raw, &|name| env.referenced(name))
 }
 
 /// Parses the JSON of `ATHENA_MCP_SERVERS`; `secret` reads `{"env": NAME}` values.
