@@ -17,6 +17,16 @@ pub enum Op {
     UpdateConversation,
     /// `DELETE /api/conversations/{id}`
     DeleteConversation,
+    /// `GET /api/projects`
+    ListProjects,
+    /// `POST /api/projects`
+    CreateProject,
+    /// `GET /api/projects/{id}`
+    GetProject,
+    /// `PATCH /api/projects/{id}`
+    UpdateProject,
+    /// `DELETE /api/projects/{id}?conversations=detach|delete`
+    DeleteProject,
     /// `PUT /api/conversations/{id}/active-branch`: show another version of a message.
     SetActiveBranch,
     /// `GET /api/conversations/{id}/messages`
@@ -75,6 +85,20 @@ pub const ROUTES: &[Route] = &[
             ("GET", Op::GetConversation),
             ("PATCH", Op::UpdateConversation),
             ("DELETE", Op::DeleteConversation),
+        ],
+    },
+    Route {
+        pattern: "/api/projects",
+        function: "conversations",
+        ops: &[("GET", Op::ListProjects), ("POST", Op::CreateProject)],
+    },
+    Route {
+        pattern: "/api/projects/{id}",
+        function: "conversations",
+        ops: &[
+            ("GET", Op::GetProject),
+            ("PATCH", Op::UpdateProject),
+            ("DELETE", Op::DeleteProject),
         ],
     },
     Route {

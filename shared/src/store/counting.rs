@@ -104,6 +104,49 @@ impl Conversations for CountingStore {
 }
 
 #[async_trait]
+impl crate::store::ports::Projects for CountingStore {
+    async fn create_project(&self, project: &crate::domain::Project, max: usize) -> Result<(), StoreError> {
+        self.record("create_project");
+        self.inner.create_project(project, max).await
+    }
+
+    async fn get_project(
+        &self,
+        owner: &UserId,
+        id: &crate::domain::ProjectId,
+    ) -> Result<crate::domain::Project, StoreError> {
+        self.record("get_project");
+        self.inner.get_project(owner, id).await
+    }
+
+    async fn list_projects(&self, owner: &UserId) -> Result<Vec<crate::domain::Project>, StoreError> {
+        self.record("list_projects");
+        self.inner.list_projects(owner).await
+    }
+
+    async fn update_project(
+        &self,
+        owner: &UserId,
+        id: &crate::domain::ProjectId,
+        patch: &crate::store::ports::ProjectPatch,
+        now: Timestamp,
+    ) -> Result<crate::domain::Project, StoreError> {
+        self.record("update_project");
+        self.inner.update_project(owner, id, patch, now).await
+    }
+
+    async fn delete_project(
+        &self,
+        owner: &UserId,
+        id: &crate::domain::ProjectId,
+        conversations: crate::store::ports::ProjectConversations,
+    ) -> Result<u64, StoreError> {
+        self.record("delete_project");
+        self.inner.delete_project(owner, id, conversations).await
+    }
+}
+
+#[async_trait]
 impl Messages for CountingStore {
     async fn append_message(&self, owner: &UserId, message: &Message, touch: &Touch) -> Result<Appended, StoreError> {
         self.record("append_message");

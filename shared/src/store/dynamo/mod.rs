@@ -18,6 +18,7 @@ mod counters;
 mod idempotency;
 mod items;
 mod messages;
+mod projects;
 pub mod schema;
 mod stats;
 mod streams;
