@@ -19,6 +19,7 @@ mod gateway;
 mod http_api;
 mod limits;
 mod mcp;
+mod projects;
 mod resume;
 mod store_conformance;
 mod template;
