@@ -30,6 +30,14 @@ pub mod action {
     pub const PROJECT_UPDATE: &str = "project.update";
     /// `DELETE /api/projects/{id}`
     pub const PROJECT_DELETE: &str = "project.delete";
+    /// `POST /api/prompts`
+    pub const PROMPT_CREATE: &str = "prompt.create";
+    /// `PATCH /api/prompts/{id}`
+    pub const PROMPT_UPDATE: &str = "prompt.update";
+    /// `DELETE /api/prompts/{id}`
+    pub const PROMPT_DELETE: &str = "prompt.delete";
+    /// `POST /api/prompts/{id}/conversations` (the resource is the prompt)
+    pub const PROMPT_START: &str = "prompt.start";
     /// `POST /api/conversations/{id}/messages`
     pub const MESSAGES_ADD: &str = "messages.add";
     /// `DELETE /api/conversations/{id}/messages`

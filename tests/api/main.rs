@@ -20,6 +20,7 @@ mod http_api;
 mod limits;
 mod mcp;
 mod projects;
+mod prompts;
 mod resume;
 mod store_conformance;
 mod template;

@@ -4,6 +4,7 @@
 
 mod continued;
 mod projects;
+mod prompts;
 
 use std::sync::Arc;
 

@@ -13,6 +13,7 @@ pub mod idempotency;
 pub mod input;
 pub mod messages;
 pub mod projects;
+pub mod prompts;
 pub mod routes;
 pub mod views;
 
@@ -344,6 +345,10 @@ fn audit_action(op: Op) -> Option<&'static str> {
         Op::CreateProject => Some(action::PROJECT_CREATE),
         Op::UpdateProject => Some(action::PROJECT_UPDATE),
         Op::DeleteProject => Some(action::PROJECT_DELETE),
+        Op::CreatePrompt => Some(action::PROMPT_CREATE),
+        Op::UpdatePrompt => Some(action::PROMPT_UPDATE),
+        Op::DeletePrompt => Some(action::PROMPT_DELETE),
+        Op::StartFromPrompt => Some(action::PROMPT_START),
         Op::CreateMessage => Some(action::MESSAGES_ADD),
         Op::ClearMessages => Some(action::MESSAGES_CLEAR),
         Op::StopChat(_) => Some(action::CHAT_STOP),
@@ -411,6 +416,12 @@ async fn dispatch(
         Op::GetProject => projects::get(state, caller, id).await,
         Op::UpdateProject => projects::update(state, caller, id, req).await,
         Op::DeleteProject => projects::delete(state, caller, id, req).await,
+        Op::ListPrompts => prompts::list(state, caller, req).await,
+        Op::CreatePrompt => prompts::create(state, caller, req).await,
+        Op::GetPrompt => prompts::get(state, caller, id).await,
+        Op::UpdatePrompt => prompts::update(state, caller, id, req).await,
+        Op::DeletePrompt => prompts::delete(state, caller, id).await,
+        Op::StartFromPrompt => prompts::start(state, caller, id, req).await,
         Op::ListMessages => messages::list(state.store.as_ref(), caller, input::conversation_id(id)?, req).await,
         Op::CreateMessage => {
             let work = messages::create(state, caller, input::conversation_id(id)?, req);

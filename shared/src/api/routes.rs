@@ -27,6 +27,18 @@ pub enum Op {
     UpdateProject,
     /// `DELETE /api/projects/{id}?conversations=detach|delete`
     DeleteProject,
+    /// `GET /api/prompts?q&tag`: the shared prompts and the caller's.
+    ListPrompts,
+    /// `POST /api/prompts`
+    CreatePrompt,
+    /// `GET /api/prompts/{id}`
+    GetPrompt,
+    /// `PATCH /api/prompts/{id}`
+    UpdatePrompt,
+    /// `DELETE /api/prompts/{id}`
+    DeletePrompt,
+    /// `POST /api/prompts/{id}/conversations`: a conversation started from a prompt (template).
+    StartFromPrompt,
     /// `PUT /api/conversations/{id}/active-branch`: show another version of a message.
     SetActiveBranch,
     /// `GET /api/conversations/{id}/messages`
@@ -100,6 +112,25 @@ pub const ROUTES: &[Route] = &[
             ("PATCH", Op::UpdateProject),
             ("DELETE", Op::DeleteProject),
         ],
+    },
+    Route {
+        pattern: "/api/prompts",
+        function: "conversations",
+        ops: &[("GET", Op::ListPrompts), ("POST", Op::CreatePrompt)],
+    },
+    Route {
+        pattern: "/api/prompts/{id}",
+        function: "conversations",
+        ops: &[
+            ("GET", Op::GetPrompt),
+            ("PATCH", Op::UpdatePrompt),
+            ("DELETE", Op::DeletePrompt),
+        ],
+    },
+    Route {
+        pattern: "/api/prompts/{id}/conversations",
+        function: "conversations",
+        ops: &[("POST", Op::StartFromPrompt)],
     },
     Route {
         pattern: "/api/conversations/{id}/active-branch",

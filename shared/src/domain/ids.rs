@@ -84,6 +84,11 @@ id_type!(
     "projectId"
 );
 id_type!(
+    /// A saved prompt's id: a ULID made by the server, or a shared prompt's configured id.
+    PromptId,
+    "promptId"
+);
+id_type!(
     /// An id chosen by the client for a message (the AI SDK's UIMessage id); makes submits idempotent.
     ClientMessageId,
     "clientMessageId"
@@ -137,6 +142,11 @@ impl IdGenerator {
     /// A new conversation id.
     pub fn conversation_id(&self) -> ConversationId {
         ConversationId::parse(&self.next_ulid()).unwrap_or_else(|_| unreachable_id())
+    }
+
+    /// A new prompt id.
+    pub fn prompt_id(&self) -> PromptId {
+        PromptId::parse(&self.next_ulid()).unwrap_or_else(|_| unreachable_id())
     }
 
     /// A new project id.

@@ -28,6 +28,8 @@ pub struct StoreParts {
     pub conversations: Arc<dyn Conversations>,
     /// Projects.
     pub projects: Arc<dyn super::ports::Projects>,
+    /// Saved prompts.
+    pub prompts: Arc<dyn super::ports::Prompts>,
     /// Messages.
     pub messages: Arc<dyn Messages>,
     /// Chat turns.
@@ -56,6 +58,7 @@ impl StoreParts {
         Self {
             conversations: store.clone(),
             projects: store.clone(),
+            prompts: store.clone(),
             messages: store.clone(),
             turns: store.clone(),
             streams: store.clone(),
@@ -75,6 +78,12 @@ impl StoreParts {
     /// Replaces the projects capability.
     pub fn with_projects(mut self, part: Arc<dyn super::ports::Projects>) -> Self {
         self.projects = part;
+        self
+    }
+
+    /// Replaces the saved-prompts capability.
+    pub fn with_prompts(mut self, part: Arc<dyn super::ports::Prompts>) -> Self {
+        self.prompts = part;
         self
     }
 
@@ -197,6 +206,39 @@ impl crate::store::ports::Projects for StoreParts {
         conversations: crate::store::ports::ProjectConversations,
     ) -> Result<u64, StoreError> {
         self.projects.delete_project(owner, id, conversations).await
+    }
+}
+
+#[async_trait]
+impl crate::store::ports::Prompts for StoreParts {
+    async fn create_prompt(&self, prompt: &crate::domain::SavedPrompt, max: usize) -> Result<(), StoreError> {
+        self.prompts.create_prompt(prompt, max).await
+    }
+
+    async fn get_prompt(
+        &self,
+        owner: &UserId,
+        id: &crate::domain::PromptId,
+    ) -> Result<crate::domain::SavedPrompt, StoreError> {
+        self.prompts.get_prompt(owner, id).await
+    }
+
+    async fn list_prompts(&self, owner: &UserId) -> Result<Vec<crate::domain::SavedPrompt>, StoreError> {
+        self.prompts.list_prompts(owner).await
+    }
+
+    async fn update_prompt(
+        &self,
+        owner: &UserId,
+        id: &crate::domain::PromptId,
+        patch: &crate::store::ports::PromptPatch,
+        now: Timestamp,
+    ) -> Result<crate::domain::SavedPrompt, StoreError> {
+        self.prompts.update_prompt(owner, id, patch, now).await
+    }
+
+    async fn delete_prompt(&self, owner: &UserId, id: &crate::domain::PromptId) -> Result<(), StoreError> {
+        self.prompts.delete_prompt(owner, id).await
     }
 }
 

@@ -9,7 +9,7 @@ use super::rules::{
 };
 use crate::domain::{
     AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, LiveTurn, Message, MessageId, Project,
-    ProjectId, Solution, SolutionFilter, StatsDelta, StatsRow, Timestamp, UserId,
+    ProjectId, PromptId, SavedPrompt, Solution, SolutionFilter, StatsDelta, StatsRow, Timestamp, UserId,
 };
 use crate::error::StoreError;
 
@@ -427,6 +427,44 @@ pub trait Projects: Send + Sync {
     ) -> Result<u64, StoreError>;
 }
 
+/// The mutable fields of a saved prompt (already validated); `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PromptPatch {
+    /// New title.
+    pub title: Option<String>,
+    /// New text.
+    pub text: Option<String>,
+    /// New tags.
+    pub tags: Option<Vec<String>>,
+}
+
+/// A user's saved prompts; every read and write scoped to the owner (another owner's prompt is
+/// [`StoreError::NotFound`]).
+#[async_trait]
+pub trait Prompts: Send + Sync {
+    /// Saves a prompt. [`StoreError::Conflict`] when the owner already has one of this id or
+    /// already has `max` prompts (nothing written).
+    async fn create_prompt(&self, prompt: &SavedPrompt, max: usize) -> Result<(), StoreError>;
+
+    /// One prompt.
+    async fn get_prompt(&self, owner: &UserId, id: &PromptId) -> Result<SavedPrompt, StoreError>;
+
+    /// Every prompt of the owner, oldest first (at most the per-user cap, so never paged).
+    async fn list_prompts(&self, owner: &UserId) -> Result<Vec<SavedPrompt>, StoreError>;
+
+    /// Applies a patch and returns the updated prompt; `updatedAt` becomes `now`.
+    async fn update_prompt(
+        &self,
+        owner: &UserId,
+        id: &PromptId,
+        patch: &PromptPatch,
+        now: Timestamp,
+    ) -> Result<SavedPrompt, StoreError>;
+
+    /// Deletes a prompt.
+    async fn delete_prompt(&self, owner: &UserId, id: &PromptId) -> Result<(), StoreError>;
+}
+
 /// Conversations and their listing; every read and write scoped to the owner.
 #[async_trait]
 pub trait Conversations: Send + Sync {
@@ -630,12 +668,22 @@ pub trait Idempotency: Send + Sync {
 /// [`StoreError::NotFound`], like a missing one. Implemented for anything that has all seven
 /// capabilities; handlers and services take the one capability they use (`&dyn Conversations`).
 pub trait Store:
-    Conversations + Projects + Messages + Turns + Streams + Activity + Stats + Counters + Idempotency + 'static
+    Conversations + Projects + Prompts + Messages + Turns + Streams + Activity + Stats + Counters + Idempotency + 'static
 {
 }
 
 impl<
-        T: Conversations + Projects + Messages + Turns + Streams + Activity + Stats + Counters + Idempotency + 'static,
+        T: Conversations
+            + Projects
+            + Prompts
+            + Messages
+            + Turns
+            + Streams
+            + Activity
+            + Stats
+            + Counters
+            + Idempotency
+            + 'static,
     > Store for T
 {
 }

@@ -355,6 +355,31 @@ pub fn patched_project(
     p
 }
 
+/// A saved prompt with `patch` applied at `now`.
+pub fn patched_prompt(
+    prompt: &crate::domain::SavedPrompt,
+    patch: &super::PromptPatch,
+    now: Timestamp,
+) -> crate::domain::SavedPrompt {
+    let mut p = prompt.clone();
+    if let Some(title) = &patch.title {
+        p.title.clone_from(title);
+    }
+    if let Some(text) = &patch.text {
+        p.text.clone_from(text);
+    }
+    if let Some(tags) = &patch.tags {
+        p.tags.clone_from(tags);
+    }
+    p.updated_at = now;
+    p
+}
+
+/// The refusal of a saved prompt beyond the per-user cap.
+pub fn too_many_prompts(max: usize) -> StoreError {
+    StoreError::Conflict(format!("a user may have at most {max} saved prompts; delete one first"))
+}
+
 /// The refusal of a project beyond the per-user cap.
 pub fn too_many_projects(max: usize) -> StoreError {
     StoreError::Conflict(format!("a user may have at most {max} projects; delete one first"))

@@ -19,6 +19,7 @@ mod idempotency;
 mod items;
 mod messages;
 mod projects;
+mod prompts;
 pub mod schema;
 mod stats;
 mod streams;

@@ -15,6 +15,7 @@ mod counters;
 mod idempotency;
 mod messages;
 mod projects;
+mod prompts;
 mod rows;
 mod stats;
 mod streams;
@@ -139,6 +140,12 @@ CREATE TABLE IF NOT EXISTS turn_checkpoints (
     PRIMARY KEY (owner, conversation_id, turn_id, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS projects (
+    owner TEXT NOT NULL,
+    id    TEXT NOT NULL,
+    body  TEXT NOT NULL,
+    PRIMARY KEY (owner, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS prompts (
     owner TEXT NOT NULL,
     id    TEXT NOT NULL,
     body  TEXT NOT NULL,
