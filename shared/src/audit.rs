@@ -1,5 +1,5 @@
 //! The audit log (seed 002's `audit_logs`): every mutating action — creating, patching or
-//! deleting a conversation, adding or clearing messages, a chat turn, a regenerate — recorded with
+//! deleting a conversation or a project, adding or clearing messages, a chat turn, a regenerate — recorded with
 //! who (user id), what (action), which resource (conversation id), how it ended (`ok` or the
 //! error code) and when, kept `ATHENA_AUDIT_RETENTION_DAYS` (default 365) by TTL. Users read
 //! their own entries through `GET /api/audit`; admins may read anyone's.
@@ -24,6 +24,20 @@ pub mod action {
     pub const CONVERSATION_DELETE: &str = "conversation.delete";
     /// `PUT /api/conversations/{id}/active-branch`
     pub const CONVERSATION_BRANCH: &str = "conversation.branch";
+    /// `POST /api/projects`
+    pub const PROJECT_CREATE: &str = "project.create";
+    /// `PATCH /api/projects/{id}`
+    pub const PROJECT_UPDATE: &str = "project.update";
+    /// `DELETE /api/projects/{id}`
+    pub const PROJECT_DELETE: &str = "project.delete";
+    /// `POST /api/prompts`
+    pub const PROMPT_CREATE: &str = "prompt.create";
+    /// `PATCH /api/prompts/{id}`
+    pub const PROMPT_UPDATE: &str = "prompt.update";
+    /// `DELETE /api/prompts/{id}`
+    pub const PROMPT_DELETE: &str = "prompt.delete";
+    /// `POST /api/prompts/{id}/conversations` (the resource is the prompt)
+    pub const PROMPT_START: &str = "prompt.start";
     /// `POST /api/conversations/{id}/messages`
     pub const MESSAGES_ADD: &str = "messages.add";
     /// `DELETE /api/conversations/{id}/messages`

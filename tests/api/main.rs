@@ -19,6 +19,8 @@ mod gateway;
 mod http_api;
 mod limits;
 mod mcp;
+mod projects;
+mod prompts;
 mod resume;
 mod store_conformance;
 mod template;

@@ -3,6 +3,8 @@
 //! relies on is pinned here, so the two stores cannot drift apart.
 
 mod continued;
+mod projects;
+mod prompts;
 
 use std::sync::Arc;
 
@@ -1947,6 +1949,31 @@ async fn an_embedded_database_from_before_branches_is_migrated_in_place() {
     store.create_conversation(&theirs, &[]).await.expect("bob's own 'old'");
     let (_, messages) = store.get_conversation_with_messages(&alice, &id).await.expect("read");
     assert_eq!(messages.len(), 3, "alice's messages stay hers");
+    // Projects came with the migration: the old conversation moves into one.
+    let p = shared::domain::Project {
+        id: ids.project_id(),
+        owner: alice.clone(),
+        name: "P".to_owned(),
+        description: String::new(),
+        instructions: String::new(),
+        default_model: None,
+        default_solution: None,
+        created_at: at(0),
+        updated_at: at(0),
+    };
+    store
+        .create_project(&p, 100)
+        .await
+        .expect("a project in a migrated file");
+    let patch = ConversationPatch {
+        project: Some(Some(p.id.clone())),
+        ..ConversationPatch::default()
+    };
+    let moved = store
+        .update_conversation(&alice, &id, &patch, at(1))
+        .await
+        .expect("move");
+    assert_eq!(moved.project_id, Some(p.id));
     drop(store);
     assert!(EmbeddedStore::open(&path).is_ok(), "a migrated file opens again");
     let _ = std::fs::remove_dir_all(&dir);

@@ -8,11 +8,11 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::views::{ConversationView, ConversationWithMessages, Success};
 use super::{input, json, with_cursor, ApiRequest, AppState, Body, Caller};
-use crate::domain::{Conversation, ConversationId, MessageId, Solution, SolutionFilter, Title, Tree};
+use crate::domain::{Conversation, ConversationId, MessageId, ProjectId, Solution, SolutionFilter, Title, Tree};
 use crate::error::{FieldError, ValidationError};
 use crate::store::{ActiveLeaf, ConversationPatch, Conversations, ListConversations, MAX_PAGE};
 
-/// `GET /api/conversations?limit&cursor&solutionType`: pinned first, then newest; the next page's
+/// `GET /api/conversations?limit&cursor&solutionType&projectId`: pinned first, then newest; the next page's
 /// cursor travels in `x-next-cursor` so the body stays the seed's array.
 pub async fn list(state: &AppState, caller: &Caller, req: &ApiRequest) -> Result<Response<Body>, ApiError> {
     let solution = req
@@ -25,8 +25,14 @@ pub async fn list(state: &AppState, caller: &Caller, req: &ApiRequest) -> Result
                 "must be general or one of manufacturing, maintenance, support, change-management, impact-analysis, requirements",
             )
         })?;
+    let project = req
+        .query_param("projectId")
+        .map(ProjectId::parse)
+        .transpose()
+        .map_err(ApiError::from)?;
     let query = ListConversations {
         solution,
+        project,
         limit: Some(input::limit(req)?.unwrap_or(MAX_PAGE)),
         cursor: input::cursor(req)?,
     };
@@ -43,9 +49,12 @@ struct CreateBody {
     title: Option<String>,
     model: Option<String>,
     solution_type: Option<Solution>,
+    project_id: Option<String>,
 }
 
 /// `POST /api/conversations`: 201 with the conversation; 409 when a client-chosen id is taken.
+/// In a project (`projectId`, the caller's: 404 otherwise), its default model and solution apply
+/// when the body names none.
 pub async fn create(state: &Arc<AppState>, caller: &Caller, req: &ApiRequest) -> Result<Response<Body>, ApiError> {
     let body: CreateBody = input::json_body(req, true)?;
     let mut problems = Vec::new();
@@ -57,22 +66,37 @@ pub async fn create(state: &Arc<AppState>, caller: &Caller, req: &ApiRequest) ->
         None => Some(Title::default_title()),
         Some(raw) => collect(&mut problems, Title::parse(raw)),
     };
+    let project_id = body
+        .project_id
+        .as_deref()
+        .map(|raw| collect(&mut problems, ProjectId::parse(raw)));
     let model = match body.model.as_deref() {
-        None => Some(state.config.catalog.default_model()),
-        Some(raw) => collect(&mut problems, state.config.catalog.parse("model", raw)),
+        None => Some(None),
+        Some(raw) => collect(&mut problems, state.config.catalog.parse("model", raw)).map(Some),
     };
-    let (Some(id), Some(title), Some(model)) = (id, title, model) else {
+    let (Some(id), Some(title), Some(model), None | Some(Some(_))) = (id, title, model, &project_id) else {
         return Err(ValidationError::fields(problems).into());
     };
+    let project = match project_id.flatten() {
+        None => None,
+        Some(p) => Some(super::projects::owned(state.store.as_ref(), caller, &p).await?),
+    };
+    let model = match (model, project.as_ref().and_then(|p| p.default_model.as_deref())) {
+        (Some(m), _) => m,
+        // A default the catalog no longer has falls back to the catalog's default.
+        (None, Some(default)) => state
+            .config
+            .catalog
+            .parse("model", default)
+            .unwrap_or_else(|_| state.config.catalog.default_model()),
+        (None, None) => state.config.catalog.default_model(),
+    };
+    let solution = body
+        .solution_type
+        .or_else(|| project.as_ref().and_then(|p| p.default_solution));
     let now = state.now();
-    let conversation = Conversation::new(
-        id,
-        caller.user.clone(),
-        title.as_str(),
-        model.id,
-        body.solution_type,
-        now,
-    );
+    let mut conversation = Conversation::new(id, caller.user.clone(), title.as_str(), model.id, solution, now);
+    conversation.project_id = project.map(|p| p.id);
     state.store.create_conversation(&conversation, &[]).await?;
     record(
         state,
@@ -138,9 +162,12 @@ struct PatchBody {
     is_pinned: Option<bool>,
     is_shared: Option<bool>,
     model: Option<String>,
+    #[serde(default, deserialize_with = "super::projects::nullable")]
+    project_id: Option<Option<String>>,
 }
 
-/// `PATCH /api/conversations/{id}`: title, isPinned, isShared, model; nothing else.
+/// `PATCH /api/conversations/{id}`: title, isPinned, isShared, model, projectId (`null` moves
+/// it out of its project); nothing else.
 pub async fn update(
     state: &Arc<AppState>,
     caller: &Caller,
@@ -157,8 +184,16 @@ pub async fn update(
         None => None,
         Some(raw) => collect(&mut problems, state.config.catalog.parse("model", raw)).map(|m| m.id.to_owned()),
     };
+    let project = match &body.project_id {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(raw)) => collect(&mut problems, ProjectId::parse(raw)).map(Some),
+    };
     if !problems.is_empty() {
         return Err(ValidationError::fields(problems).into());
+    }
+    if let Some(Some(p)) = &project {
+        super::projects::owned(state.store.as_ref(), caller, p).await?;
     }
     let patch = ConversationPatch {
         title,
@@ -166,11 +201,13 @@ pub async fn update(
         is_shared: body.is_shared,
         model,
         active_leaf: None,
+        project,
     };
     if patch == ConversationPatch::default() {
-        return Err(
-            ValidationError::body("nothing to update: send at least one of title, isPinned, isShared, model").into(),
-        );
+        return Err(ValidationError::body(
+            "nothing to update: send at least one of title, isPinned, isShared, model, projectId",
+        )
+        .into());
     }
     let updated = state
         .store

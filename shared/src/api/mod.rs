@@ -12,6 +12,8 @@ pub mod health;
 pub mod idempotency;
 pub mod input;
 pub mod messages;
+pub mod projects;
+pub mod prompts;
 pub mod routes;
 pub mod views;
 
@@ -340,6 +342,13 @@ fn audit_action(op: Op) -> Option<&'static str> {
         Op::UpdateConversation => Some(action::CONVERSATION_UPDATE),
         Op::DeleteConversation => Some(action::CONVERSATION_DELETE),
         Op::SetActiveBranch => Some(action::CONVERSATION_BRANCH),
+        Op::CreateProject => Some(action::PROJECT_CREATE),
+        Op::UpdateProject => Some(action::PROJECT_UPDATE),
+        Op::DeleteProject => Some(action::PROJECT_DELETE),
+        Op::CreatePrompt => Some(action::PROMPT_CREATE),
+        Op::UpdatePrompt => Some(action::PROMPT_UPDATE),
+        Op::DeletePrompt => Some(action::PROMPT_DELETE),
+        Op::StartFromPrompt => Some(action::PROMPT_START),
         Op::CreateMessage => Some(action::MESSAGES_ADD),
         Op::ClearMessages => Some(action::MESSAGES_CLEAR),
         Op::StopChat(_) => Some(action::CHAT_STOP),
@@ -402,6 +411,17 @@ async fn dispatch(
             conversations::delete(state.store.as_ref(), caller, input::conversation_id(id)?).await
         }
         Op::SetActiveBranch => conversations::set_active_branch(state, caller, input::conversation_id(id)?, req).await,
+        Op::ListProjects => projects::list(state, caller).await,
+        Op::CreateProject => projects::create(state, caller, req).await,
+        Op::GetProject => projects::get(state, caller, id).await,
+        Op::UpdateProject => projects::update(state, caller, id, req).await,
+        Op::DeleteProject => projects::delete(state, caller, id, req).await,
+        Op::ListPrompts => prompts::list(state, caller, req).await,
+        Op::CreatePrompt => prompts::create(state, caller, req).await,
+        Op::GetPrompt => prompts::get(state, caller, id).await,
+        Op::UpdatePrompt => prompts::update(state, caller, id, req).await,
+        Op::DeletePrompt => prompts::delete(state, caller, id).await,
+        Op::StartFromPrompt => prompts::start(state, caller, id, req).await,
         Op::ListMessages => messages::list(state.store.as_ref(), caller, input::conversation_id(id)?, req).await,
         Op::CreateMessage => {
             let work = messages::create(state, caller, input::conversation_id(id)?, req);

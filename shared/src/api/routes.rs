@@ -17,6 +17,28 @@ pub enum Op {
     UpdateConversation,
     /// `DELETE /api/conversations/{id}`
     DeleteConversation,
+    /// `GET /api/projects`
+    ListProjects,
+    /// `POST /api/projects`
+    CreateProject,
+    /// `GET /api/projects/{id}`
+    GetProject,
+    /// `PATCH /api/projects/{id}`
+    UpdateProject,
+    /// `DELETE /api/projects/{id}?conversations=detach|delete`
+    DeleteProject,
+    /// `GET /api/prompts?q&tag`: the shared prompts and the caller's.
+    ListPrompts,
+    /// `POST /api/prompts`
+    CreatePrompt,
+    /// `GET /api/prompts/{id}`
+    GetPrompt,
+    /// `PATCH /api/prompts/{id}`
+    UpdatePrompt,
+    /// `DELETE /api/prompts/{id}`
+    DeletePrompt,
+    /// `POST /api/prompts/{id}/conversations`: a conversation started from a prompt (template).
+    StartFromPrompt,
     /// `PUT /api/conversations/{id}/active-branch`: show another version of a message.
     SetActiveBranch,
     /// `GET /api/conversations/{id}/messages`
@@ -76,6 +98,39 @@ pub const ROUTES: &[Route] = &[
             ("PATCH", Op::UpdateConversation),
             ("DELETE", Op::DeleteConversation),
         ],
+    },
+    Route {
+        pattern: "/api/projects",
+        function: "conversations",
+        ops: &[("GET", Op::ListProjects), ("POST", Op::CreateProject)],
+    },
+    Route {
+        pattern: "/api/projects/{id}",
+        function: "conversations",
+        ops: &[
+            ("GET", Op::GetProject),
+            ("PATCH", Op::UpdateProject),
+            ("DELETE", Op::DeleteProject),
+        ],
+    },
+    Route {
+        pattern: "/api/prompts",
+        function: "conversations",
+        ops: &[("GET", Op::ListPrompts), ("POST", Op::CreatePrompt)],
+    },
+    Route {
+        pattern: "/api/prompts/{id}",
+        function: "conversations",
+        ops: &[
+            ("GET", Op::GetPrompt),
+            ("PATCH", Op::UpdatePrompt),
+            ("DELETE", Op::DeletePrompt),
+        ],
+    },
+    Route {
+        pattern: "/api/prompts/{id}/conversations",
+        function: "conversations",
+        ops: &[("POST", Op::StartFromPrompt)],
     },
     Route {
         pattern: "/api/conversations/{id}/active-branch",

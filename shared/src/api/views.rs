@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::domain::{
-    ts, Conversation, FinishReason, Message, MessageId, MessagePart, Role, Solution, Timestamp, Tree, Usage,
+    ts, Conversation, FinishReason, Message, MessageId, MessagePart, ProjectId, Role, Solution, Timestamp, Tree, Usage,
 };
 
 /// A conversation as the API shows it.
@@ -24,6 +24,7 @@ pub struct ConversationView<'a> {
     updated_at: Timestamp,
     last_message: Option<&'a str>,
     message_count: u64,
+    project_id: Option<&'a str>,
 }
 
 impl<'a> From<&'a Conversation> for ConversationView<'a> {
@@ -39,6 +40,7 @@ impl<'a> From<&'a Conversation> for ConversationView<'a> {
             updated_at: c.updated_at,
             last_message: c.last_message.as_deref(),
             message_count: c.message_count,
+            project_id: c.project_id.as_ref().map(ProjectId::as_str),
         }
     }
 }

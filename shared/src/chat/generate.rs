@@ -27,7 +27,7 @@ pub(super) struct Turn {
     pub(super) model_port: Arc<dyn ChatModel>,
     pub(super) user: UserId,
     pub(super) plan: TurnPlan,
-    pub(super) system: &'static str,
+    pub(super) system: String,
     pub(super) context: Vec<ModelMessage>,
     pub(super) tools: Vec<ToolSpec>,
     /// The tools' runner (web search, MCP servers), and which calls wait for approval.
@@ -244,7 +244,7 @@ impl Turn {
                     return outcome;
                 }
             };
-            let input = estimate::input_tokens(self.system, &context, &self.tools);
+            let input = estimate::input_tokens(&self.system, &context, &self.tools);
             self.progress.sent(input);
             let relayed = relay(first, rest, sink, &mut outcome, &self.progress, started, deadline).await;
             if !relayed.reported {
@@ -373,7 +373,7 @@ impl Turn {
             }
             let request = ModelRequest {
                 model: candidate.clone(),
-                system: self.system.to_owned(),
+                system: self.system.clone(),
                 messages: context.to_vec(),
                 max_tokens: estimate::output_cap(chat, self.plan.model),
                 tools: self.tools.clone(),

@@ -86,6 +86,7 @@ pub async fn start(
     serves(state, solution)?;
     let model_port = state.model.clone().ok_or(ChatError::NoProvider)?;
     let existing = load(state, user, &request).await?;
+    let instructions = project_instructions(state, user, existing.as_ref().map(|(c, _)| c)).await?;
     let ended_turn = resume::ended_without_reply(state, user, existing.as_ref(), &request).await;
     let caller_token = request.caller_token.clone();
     let planned = plan_turn(PlanInput {
@@ -113,8 +114,11 @@ pub async fn start(
             return Ok(replay::spawn(conversation, reply));
         }
     };
-    let system = system_prompt(solution);
-    let context = context_for(&plan.history, plan.model, system);
+    let system = match &instructions {
+        Some(text) => prompts::with_project_instructions(system_prompt(solution), text),
+        None => system_prompt(solution).to_owned(),
+    };
+    let context = context_for(&plan.history, plan.model, &system);
     let toolbox = tools::Toolbox::for_turn(state, solution, plan.web_search, user, caller_token).await;
     let tools = toolbox.specs();
     let naming = match (&state.config.chat.title_model, &plan.write) {
@@ -141,7 +145,7 @@ pub async fn start(
         if let Some(reply) = &plan.continues {
             seen.extend(context::reply_context(&reply.content, &reply.parts));
         }
-        let input = estimate::input_tokens(system, &seen, &tools);
+        let input = estimate::input_tokens(&system, &seen, &tools);
         estimate::reservation(input, estimate::output_cap(&config.chat, plan.model)).saturating_add(title_reserved)
     } else {
         0
@@ -233,6 +237,23 @@ fn lease_secs(config: &crate::config::Config) -> i64 {
 
 /// The conversation with its history, if it exists and is the caller's (one Query).
 #[tracing::instrument(name = "chat.load", skip_all)]
+/// The instructions of the conversation's project, if it is in one that still exists.
+async fn project_instructions(
+    state: &AppState,
+    user: &UserId,
+    conversation: Option<&crate::domain::Conversation>,
+) -> Result<Option<String>, ChatError> {
+    let Some(project) = conversation.and_then(|c| c.project_id.as_ref()) else {
+        return Ok(None);
+    };
+    match state.store.get_project(user, project).await {
+        Ok(p) => Ok(Some(p.instructions)),
+        // Deleted meanwhile: the conversation goes on without them.
+        Err(StoreError::NotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 async fn load(
     state: &AppState,
     user: &UserId,

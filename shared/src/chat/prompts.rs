@@ -17,6 +17,19 @@ pub fn system_prompt(solution: Option<Solution>) -> &'static str {
     }
 }
 
+/// The system prompt of a turn in a project's conversation: the solution's prompt, then the
+/// project's instructions in a `<project_instructions>` block (unchanged when they are empty).
+pub fn with_project_instructions(system: &str, instructions: &str) -> String {
+    let instructions = instructions.trim();
+    if instructions.is_empty() {
+        return system.to_owned();
+    }
+    format!(
+        "{}\n\nThe user's project adds these instructions; follow them where they do not conflict with the above.\n<project_instructions>\n{instructions}\n</project_instructions>",
+        system.trim_end()
+    )
+}
+
 /// The capabilities a solution's GET lists.
 pub fn capabilities(solution: Option<Solution>) -> Vec<String> {
     static ALL: std::sync::OnceLock<serde_json::Map<String, Value>> = std::sync::OnceLock::new();
@@ -39,5 +52,13 @@ mod tests {
             assert!(system_prompt(s).len() > 200, "{s:?}");
             assert!(!capabilities(s).is_empty(), "{s:?}");
         }
+    }
+
+    #[test]
+    fn project_instructions_follow_the_expert_prompt_in_their_own_block() {
+        let system = with_project_instructions("Expert prompt.", " Answer in French. ");
+        assert!(system.starts_with("Expert prompt."));
+        assert!(system.ends_with("<project_instructions>\nAnswer in French.\n</project_instructions>"));
+        assert_eq!(with_project_instructions("Expert prompt.", "  "), "Expert prompt.");
     }
 }

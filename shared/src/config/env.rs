@@ -59,6 +59,7 @@ variables! {
     "ATHENA_SEARCH_URL", "unset (no web search)", "the web search API (`POST {query, max_results}`), http(s)";
     "ATHENA_SEARCH_API_KEY", "unset", "its bearer key; never logged";
     "ATHENA_MCP_SERVERS", "unset (no MCP tools)", "the deployment's MCP tool servers, a JSON array (name, url, solutions, headers, bearer, forwardUser, forwardToken, timeoutMs, listTtlSecs, maxOutputChars, tools, actions, readOnly, allowHttp): see `docs/mcp.md`";
+    "ATHENA_SHARED_PROMPTS", "unset (none)", "the deployment's shared, read-only saved prompts, a JSON array of `{id, title, text, tags?}` (same bounds as a user's prompts), listed beside every user's own by `GET /api/prompts`";
     "ATHENA_MAX_TOOL_CALLS", "8", "most tool calls in one chat turn (a turn continued after approvals included); calls past it get a tool error";
     "ATHENA_PROVIDER", "`bedrock`", "model provider: `bedrock`, `openai` (any OpenAI-compatible API) or `scripted` (offline demo model)";
     "ATHENA_OPENAI_BASE_URL", "`https://openrouter.ai/api/v1`", "base URL of the OpenAI-compatible API";

@@ -6,6 +6,7 @@
 
 pub mod env;
 pub mod mcp;
+pub mod prompts;
 mod sections;
 
 pub use env::{Env, Variable, VARIABLES};
@@ -111,6 +112,8 @@ pub struct Config {
     pub provider: ProviderConfig,
     /// Where the process runs (Lambda or not) and its switches.
     pub runtime: RuntimeConfig,
+    /// The deployment's shared, read-only prompts (`ATHENA_SHARED_PROMPTS`).
+    pub shared_prompts: Vec<prompts::SharedPrompt>,
 }
 
 /// Default per-user requests per minute.
@@ -211,6 +214,7 @@ impl Config {
             store: StoreConfig::read(env, in_lambda)?,
             provider: ProviderConfig::read(env)?,
             runtime,
+            shared_prompts: prompts::read(env)?,
         })
     }
 
@@ -233,6 +237,7 @@ impl Config {
             store: StoreConfig::default(),
             provider: ProviderConfig::Scripted,
             runtime: RuntimeConfig::default(),
+            shared_prompts: Vec::new(),
         }
     }
 }

@@ -4,7 +4,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConversationId, MessageId, Timestamp, UserId};
+use super::{ConversationId, MessageId, ProjectId, Timestamp, UserId};
 use crate::error::ValidationError;
 
 /// Title bounds (characters), seed 000's zod schema: `z.string().min(1).max(100)`.
@@ -199,6 +199,8 @@ pub struct Conversation {
     /// The newest chat turn admitted in it, as the single-conversation reads return it
     /// (`get_conversation_with_messages`); `None` in listings and before its first turn.
     pub live: Option<super::LiveTurn>,
+    /// The project it belongs to, if any.
+    pub project_id: Option<ProjectId>,
 }
 
 impl Conversation {
@@ -225,6 +227,7 @@ impl Conversation {
             message_count: 0,
             active_leaf: None,
             live: None,
+            project_id: None,
         }
     }
 }

@@ -79,6 +79,16 @@ id_type!(
     "userId"
 );
 id_type!(
+    /// A project id: a ULID made by the server.
+    ProjectId,
+    "projectId"
+);
+id_type!(
+    /// A saved prompt's id: a ULID made by the server, or a shared prompt's configured id.
+    PromptId,
+    "promptId"
+);
+id_type!(
     /// An id chosen by the client for a message (the AI SDK's UIMessage id); makes submits idempotent.
     ClientMessageId,
     "clientMessageId"
@@ -132,6 +142,16 @@ impl IdGenerator {
     /// A new conversation id.
     pub fn conversation_id(&self) -> ConversationId {
         ConversationId::parse(&self.next_ulid()).unwrap_or_else(|_| unreachable_id())
+    }
+
+    /// A new prompt id.
+    pub fn prompt_id(&self) -> PromptId {
+        PromptId::parse(&self.next_ulid()).unwrap_or_else(|_| unreachable_id())
+    }
+
+    /// A new project id.
+    pub fn project_id(&self) -> ProjectId {
+        ProjectId::parse(&self.next_ulid()).unwrap_or_else(|_| unreachable_id())
     }
 }
 

@@ -9,6 +9,8 @@ mod conversation;
 mod ids;
 mod live;
 mod message;
+mod project;
+mod prompt;
 mod time;
 
 pub use activity::{AnalyticsEvent, AuditEntry, StatsDelta, StatsRow, BUCKETS_MS};
@@ -16,7 +18,15 @@ pub use branch::Tree;
 pub use conversation::{
     preview, Conversation, Solution, SolutionFilter, Title, DEFAULT_TITLE, MAX_TITLE_CHARS, PREVIEW_CHARS,
 };
-pub use ids::{ClientMessageId, ConversationId, IdGenerator, MessageId, UserId, MAX_ID_LEN};
+pub use ids::{ClientMessageId, ConversationId, IdGenerator, MessageId, ProjectId, PromptId, UserId, MAX_ID_LEN};
 pub use live::LiveTurn;
 pub use message::{Approval, FinishReason, Message, MessagePart, Role, Usage};
+pub use project::{
+    Project, MAX_PROJECTS_PER_USER, MAX_PROJECT_DESCRIPTION_CHARS, MAX_PROJECT_INSTRUCTIONS_CHARS,
+    MAX_PROJECT_NAME_CHARS,
+};
+pub use prompt::{
+    fill, variables, SavedPrompt, MAX_PROMPTS_PER_USER, MAX_PROMPT_TAGS, MAX_PROMPT_TEXT_CHARS, MAX_PROMPT_TITLE_CHARS,
+    MAX_TAG_CHARS,
+};
 pub use time::{now, ts, Clock, ManualClock, SystemClock, Timestamp};

@@ -26,6 +26,10 @@ use crate::error::StoreError;
 pub struct StoreParts {
     /// Conversations.
     pub conversations: Arc<dyn Conversations>,
+    /// Projects.
+    pub projects: Arc<dyn super::ports::Projects>,
+    /// Saved prompts.
+    pub prompts: Arc<dyn super::ports::Prompts>,
     /// Messages.
     pub messages: Arc<dyn Messages>,
     /// Chat turns.
@@ -53,6 +57,8 @@ impl StoreParts {
     pub fn of(store: Arc<dyn Store>) -> Self {
         Self {
             conversations: store.clone(),
+            projects: store.clone(),
+            prompts: store.clone(),
             messages: store.clone(),
             turns: store.clone(),
             streams: store.clone(),
@@ -66,6 +72,18 @@ impl StoreParts {
     /// Replaces the conversations capability.
     pub fn with_conversations(mut self, part: Arc<dyn Conversations>) -> Self {
         self.conversations = part;
+        self
+    }
+
+    /// Replaces the projects capability.
+    pub fn with_projects(mut self, part: Arc<dyn super::ports::Projects>) -> Self {
+        self.projects = part;
+        self
+    }
+
+    /// Replaces the saved-prompts capability.
+    pub fn with_prompts(mut self, part: Arc<dyn super::ports::Prompts>) -> Self {
+        self.prompts = part;
         self
     }
 
@@ -150,6 +168,77 @@ impl Conversations for StoreParts {
 
     async fn delete_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
         self.conversations.delete_conversation(owner, id).await
+    }
+}
+
+#[async_trait]
+impl crate::store::ports::Projects for StoreParts {
+    async fn create_project(&self, project: &crate::domain::Project, max: usize) -> Result<(), StoreError> {
+        self.projects.create_project(project, max).await
+    }
+
+    async fn get_project(
+        &self,
+        owner: &UserId,
+        id: &crate::domain::ProjectId,
+    ) -> Result<crate::domain::Project, StoreError> {
+        self.projects.get_project(owner, id).await
+    }
+
+    async fn list_projects(&self, owner: &UserId) -> Result<Vec<crate::domain::Project>, StoreError> {
+        self.projects.list_projects(owner).await
+    }
+
+    async fn update_project(
+        &self,
+        owner: &UserId,
+        id: &crate::domain::ProjectId,
+        patch: &crate::store::ports::ProjectPatch,
+        now: Timestamp,
+    ) -> Result<crate::domain::Project, StoreError> {
+        self.projects.update_project(owner, id, patch, now).await
+    }
+
+    async fn delete_project(
+        &self,
+        owner: &UserId,
+        id: &crate::domain::ProjectId,
+        conversations: crate::store::ports::ProjectConversations,
+    ) -> Result<u64, StoreError> {
+        self.projects.delete_project(owner, id, conversations).await
+    }
+}
+
+#[async_trait]
+impl crate::store::ports::Prompts for StoreParts {
+    async fn create_prompt(&self, prompt: &crate::domain::SavedPrompt, max: usize) -> Result<(), StoreError> {
+        self.prompts.create_prompt(prompt, max).await
+    }
+
+    async fn get_prompt(
+        &self,
+        owner: &UserId,
+        id: &crate::domain::PromptId,
+    ) -> Result<crate::domain::SavedPrompt, StoreError> {
+        self.prompts.get_prompt(owner, id).await
+    }
+
+    async fn list_prompts(&self, owner: &UserId) -> Result<Vec<crate::domain::SavedPrompt>, StoreError> {
+        self.prompts.list_prompts(owner).await
+    }
+
+    async fn update_prompt(
+        &self,
+        owner: &UserId,
+        id: &crate::domain::PromptId,
+        patch: &crate::store::ports::PromptPatch,
+        now: Timestamp,
+    ) -> Result<crate::domain::SavedPrompt, StoreError> {
+        self.prompts.update_prompt(owner, id, patch, now).await
+    }
+
+    async fn delete_prompt(&self, owner: &UserId, id: &crate::domain::PromptId) -> Result<(), StoreError> {
+        self.prompts.delete_prompt(owner, id).await
     }
 }
 

@@ -104,6 +104,87 @@ impl Conversations for CountingStore {
 }
 
 #[async_trait]
+impl crate::store::ports::Projects for CountingStore {
+    async fn create_project(&self, project: &crate::domain::Project, max: usize) -> Result<(), StoreError> {
+        self.record("create_project");
+        self.inner.create_project(project, max).await
+    }
+
+    async fn get_project(
+        &self,
+        owner: &UserId,
+        id: &crate::domain::ProjectId,
+    ) -> Result<crate::domain::Project, StoreError> {
+        self.record("get_project");
+        self.inner.get_project(owner, id).await
+    }
+
+    async fn list_projects(&self, owner: &UserId) -> Result<Vec<crate::domain::Project>, StoreError> {
+        self.record("list_projects");
+        self.inner.list_projects(owner).await
+    }
+
+    async fn update_project(
+        &self,
+        owner: &UserId,
+        id: &crate::domain::ProjectId,
+        patch: &crate::store::ports::ProjectPatch,
+        now: Timestamp,
+    ) -> Result<crate::domain::Project, StoreError> {
+        self.record("update_project");
+        self.inner.update_project(owner, id, patch, now).await
+    }
+
+    async fn delete_project(
+        &self,
+        owner: &UserId,
+        id: &crate::domain::ProjectId,
+        conversations: crate::store::ports::ProjectConversations,
+    ) -> Result<u64, StoreError> {
+        self.record("delete_project");
+        self.inner.delete_project(owner, id, conversations).await
+    }
+}
+
+#[async_trait]
+impl crate::store::ports::Prompts for CountingStore {
+    async fn create_prompt(&self, prompt: &crate::domain::SavedPrompt, max: usize) -> Result<(), StoreError> {
+        self.record("create_prompt");
+        self.inner.create_prompt(prompt, max).await
+    }
+
+    async fn get_prompt(
+        &self,
+        owner: &UserId,
+        id: &crate::domain::PromptId,
+    ) -> Result<crate::domain::SavedPrompt, StoreError> {
+        self.record("get_prompt");
+        self.inner.get_prompt(owner, id).await
+    }
+
+    async fn list_prompts(&self, owner: &UserId) -> Result<Vec<crate::domain::SavedPrompt>, StoreError> {
+        self.record("list_prompts");
+        self.inner.list_prompts(owner).await
+    }
+
+    async fn update_prompt(
+        &self,
+        owner: &UserId,
+        id: &crate::domain::PromptId,
+        patch: &crate::store::ports::PromptPatch,
+        now: Timestamp,
+    ) -> Result<crate::domain::SavedPrompt, StoreError> {
+        self.record("update_prompt");
+        self.inner.update_prompt(owner, id, patch, now).await
+    }
+
+    async fn delete_prompt(&self, owner: &UserId, id: &crate::domain::PromptId) -> Result<(), StoreError> {
+        self.record("delete_prompt");
+        self.inner.delete_prompt(owner, id).await
+    }
+}
+
+#[async_trait]
 impl Messages for CountingStore {
     async fn append_message(&self, owner: &UserId, message: &Message, touch: &Touch) -> Result<Appended, StoreError> {
         self.record("append_message");

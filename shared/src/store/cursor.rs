@@ -52,8 +52,11 @@ pub fn decode<P: DeserializeOwned>(scope: &str, cursor: &str) -> Result<P, Store
 }
 
 /// The scope of an owner's conversation listing.
-pub fn conversations_scope(owner: &str, bucket: Option<&str>) -> String {
-    format!("conversations\0{owner}\0{}", bucket.unwrap_or("*"))
+pub fn conversations_scope(owner: &str, bucket: Option<&str>, project: Option<&crate::domain::ProjectId>) -> String {
+    match project {
+        None => format!("conversations\0{owner}\0{}", bucket.unwrap_or("*")),
+        Some(p) => format!("conversations\0{owner}\0{}\0{p}", bucket.unwrap_or("*")),
+    }
 }
 
 /// The scope of a conversation's message listing.

@@ -8,8 +8,8 @@ use super::rules::{
     MAX_SAVED_RESPONSE_BYTES, RECEIPT_TTL_SECS,
 };
 use crate::domain::{
-    AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, LiveTurn, Message, MessageId,
-    SolutionFilter, StatsDelta, StatsRow, Timestamp, UserId,
+    AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, LiveTurn, Message, MessageId, Project,
+    ProjectId, PromptId, SavedPrompt, Solution, SolutionFilter, StatsDelta, StatsRow, Timestamp, UserId,
 };
 use crate::error::StoreError;
 
@@ -45,6 +45,8 @@ impl<T> Page<T> {
 pub struct ListConversations {
     /// Restrict to one solution (or the general chat).
     pub solution: Option<SolutionFilter>,
+    /// Restrict to one project's conversations.
+    pub project: Option<ProjectId>,
     /// Page size, 1..=[`MAX_PAGE`]; `None` means [`DEFAULT_PAGE`].
     pub limit: Option<u32>,
     /// Cursor from the previous page.
@@ -73,6 +75,9 @@ pub struct ConversationPatch {
     pub model: Option<String>,
     /// Switch the active branch to this leaf (already checked to be the conversation's).
     pub active_leaf: Option<ActiveLeaf>,
+    /// Move into a project (`Some(Some(id))`, already checked to be the owner's) or out of any
+    /// (`Some(None)`).
+    pub project: Option<Option<ProjectId>>,
 }
 
 /// A new active leaf and the preview that goes with it.
@@ -364,6 +369,102 @@ pub struct StoredKey {
     pub response: Option<SavedResponse>,
 }
 
+/// The mutable fields of a project (already validated). `None` leaves a field as it is; the
+/// defaults take `Some(None)` to clear them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProjectPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New instructions.
+    pub instructions: Option<String>,
+    /// New default model (checked against the catalog), or none.
+    pub default_model: Option<Option<String>>,
+    /// New default solution, or none.
+    pub default_solution: Option<Option<Solution>>,
+}
+
+/// What deleting a project does with its conversations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProjectConversations {
+    /// They stay, in no project.
+    Detach,
+    /// They are deleted with it (each as [`Conversations::delete_conversation`] does).
+    Delete,
+}
+
+/// A user's projects; every read and write scoped to the owner (another owner's project is
+/// [`StoreError::NotFound`]).
+#[async_trait]
+pub trait Projects: Send + Sync {
+    /// Creates a project. [`StoreError::Conflict`] when the owner already has one of this id or
+    /// already has `max` projects (nothing written).
+    async fn create_project(&self, project: &Project, max: usize) -> Result<(), StoreError>;
+
+    /// One project.
+    async fn get_project(&self, owner: &UserId, id: &ProjectId) -> Result<Project, StoreError>;
+
+    /// Every project of the owner, oldest first (at most the per-user cap, so never paged).
+    async fn list_projects(&self, owner: &UserId) -> Result<Vec<Project>, StoreError>;
+
+    /// Applies a patch and returns the updated project; `updatedAt` becomes `now`.
+    async fn update_project(
+        &self,
+        owner: &UserId,
+        id: &ProjectId,
+        patch: &ProjectPatch,
+        now: Timestamp,
+    ) -> Result<Project, StoreError>;
+
+    /// Deletes a project after detaching or deleting its conversations. Returns how many
+    /// conversations were detached or deleted.
+    async fn delete_project(
+        &self,
+        owner: &UserId,
+        id: &ProjectId,
+        conversations: ProjectConversations,
+    ) -> Result<u64, StoreError>;
+}
+
+/// The mutable fields of a saved prompt (already validated); `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PromptPatch {
+    /// New title.
+    pub title: Option<String>,
+    /// New text.
+    pub text: Option<String>,
+    /// New tags.
+    pub tags: Option<Vec<String>>,
+}
+
+/// A user's saved prompts; every read and write scoped to the owner (another owner's prompt is
+/// [`StoreError::NotFound`]).
+#[async_trait]
+pub trait Prompts: Send + Sync {
+    /// Saves a prompt. [`StoreError::Conflict`] when the owner already has one of this id or
+    /// already has `max` prompts (nothing written).
+    async fn create_prompt(&self, prompt: &SavedPrompt, max: usize) -> Result<(), StoreError>;
+
+    /// One prompt.
+    async fn get_prompt(&self, owner: &UserId, id: &PromptId) -> Result<SavedPrompt, StoreError>;
+
+    /// Every prompt of the owner, oldest first (at most the per-user cap, so never paged).
+    async fn list_prompts(&self, owner: &UserId) -> Result<Vec<SavedPrompt>, StoreError>;
+
+    /// Applies a patch and returns the updated prompt; `updatedAt` becomes `now`.
+    async fn update_prompt(
+        &self,
+        owner: &UserId,
+        id: &PromptId,
+        patch: &PromptPatch,
+        now: Timestamp,
+    ) -> Result<SavedPrompt, StoreError>;
+
+    /// Deletes a prompt.
+    async fn delete_prompt(&self, owner: &UserId, id: &PromptId) -> Result<(), StoreError>;
+}
+
 /// Conversations and their listing; every read and write scoped to the owner.
 #[async_trait]
 pub trait Conversations: Send + Sync {
@@ -567,8 +668,22 @@ pub trait Idempotency: Send + Sync {
 /// [`StoreError::NotFound`], like a missing one. Implemented for anything that has all seven
 /// capabilities; handlers and services take the one capability they use (`&dyn Conversations`).
 pub trait Store:
-    Conversations + Messages + Turns + Streams + Activity + Stats + Counters + Idempotency + 'static
+    Conversations + Projects + Prompts + Messages + Turns + Streams + Activity + Stats + Counters + Idempotency + 'static
 {
 }
 
-impl<T: Conversations + Messages + Turns + Streams + Activity + Stats + Counters + Idempotency + 'static> Store for T {}
+impl<
+        T: Conversations
+            + Projects
+            + Prompts
+            + Messages
+            + Turns
+            + Streams
+            + Activity
+            + Stats
+            + Counters
+            + Idempotency
+            + 'static,
+    > Store for T
+{
+}

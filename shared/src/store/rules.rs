@@ -329,6 +329,62 @@ pub fn check_saved_response(response: &SavedResponse) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// A project with `patch` applied at `now` (what both adapters store on an update).
+pub fn patched_project(
+    project: &crate::domain::Project,
+    patch: &super::ProjectPatch,
+    now: Timestamp,
+) -> crate::domain::Project {
+    let mut p = project.clone();
+    if let Some(name) = &patch.name {
+        p.name.clone_from(name);
+    }
+    if let Some(description) = &patch.description {
+        p.description.clone_from(description);
+    }
+    if let Some(instructions) = &patch.instructions {
+        p.instructions.clone_from(instructions);
+    }
+    if let Some(model) = &patch.default_model {
+        p.default_model.clone_from(model);
+    }
+    if let Some(solution) = patch.default_solution {
+        p.default_solution = solution;
+    }
+    p.updated_at = now;
+    p
+}
+
+/// A saved prompt with `patch` applied at `now`.
+pub fn patched_prompt(
+    prompt: &crate::domain::SavedPrompt,
+    patch: &super::PromptPatch,
+    now: Timestamp,
+) -> crate::domain::SavedPrompt {
+    let mut p = prompt.clone();
+    if let Some(title) = &patch.title {
+        p.title.clone_from(title);
+    }
+    if let Some(text) = &patch.text {
+        p.text.clone_from(text);
+    }
+    if let Some(tags) = &patch.tags {
+        p.tags.clone_from(tags);
+    }
+    p.updated_at = now;
+    p
+}
+
+/// The refusal of a saved prompt beyond the per-user cap.
+pub fn too_many_prompts(max: usize) -> StoreError {
+    StoreError::Conflict(format!("a user may have at most {max} saved prompts; delete one first"))
+}
+
+/// The refusal of a project beyond the per-user cap.
+pub fn too_many_projects(max: usize) -> StoreError {
+    StoreError::Conflict(format!("a user may have at most {max} projects; delete one first"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -103,7 +103,7 @@ impl Conversations for DynamoStore {
     ) -> Result<Page<Conversation>, StoreError> {
         let limit = page_size(query.limit, DEFAULT_PAGE);
         let bucket = query.solution.map(SolutionFilter::bucket);
-        let scope = cursor::conversations_scope(owner.as_str(), bucket);
+        let scope = cursor::conversations_scope(owner.as_str(), bucket, query.project.as_ref());
         let (index, pk_attr, sk_attr, pk) = match bucket {
             None => (schema::GSI_OWNER, "gsi1pk", "gsi1sk", schema::owner_pk(owner.as_str())),
             Some(b) => (
@@ -127,7 +127,7 @@ impl Conversations for DynamoStore {
         let mut start = start;
         let want = limit as usize + 1;
         loop {
-            let out = self
+            let mut request = self
                 .client
                 .query()
                 .table_name(&self.tables.conversations)
@@ -137,10 +137,15 @@ impl Conversations for DynamoStore {
                 .expression_attribute_values(":pk", s(pk.clone()))
                 .scan_index_forward(false)
                 .limit((want - items.len()) as i32)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| classify("Query owner index", e))?;
+                .set_exclusive_start_key(start.take());
+            if let Some(project) = &query.project {
+                // A project's conversations: the owner's listing, filtered (the filter applies
+                // after `Limit`, so a sparse project may take several pages of the index).
+                request = request
+                    .filter_expression("projectId = :project")
+                    .expression_attribute_values(":project", s(project.as_str()));
+            }
+            let out = request.send().await.map_err(|e| classify("Query owner index", e))?;
             items.extend(out.items.unwrap_or_default());
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() && items.len() < want => start = Some(key),
@@ -193,6 +198,14 @@ impl Conversations for DynamoStore {
                 .expression_attribute_values(":model", s(model));
         }
         let mut removes = Vec::new();
+        match &patch.project {
+            Some(Some(project)) => {
+                sets.push("projectId = :project".to_owned());
+                req = req.expression_attribute_values(":project", s(project.as_str()));
+            }
+            Some(None) => removes.push("projectId"),
+            None => {}
+        }
         if let Some(leaf) = &patch.active_leaf {
             sets.push("activeLeaf = :leaf".to_owned());
             req = req.expression_attribute_values(":leaf", s(leaf.id.as_str()));

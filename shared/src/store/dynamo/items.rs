@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::schema;
 use super::{from_item, put_if_absent, to_item, Item};
 use crate::domain::{
-    ts, ClientMessageId, Conversation, ConversationId, FinishReason, Message, MessageId, MessagePart, Role, Solution,
-    SolutionFilter, Usage, UserId,
+    ts, ClientMessageId, Conversation, ConversationId, FinishReason, Message, MessageId, MessagePart, ProjectId, Role,
+    Solution, SolutionFilter, Usage, UserId,
 };
 use crate::error::StoreError;
 use crate::store::{check_message_size, listing_rank, pin_base, rules, MAX_CONTENT_BYTES};
@@ -53,6 +53,8 @@ pub(super) struct ConversationItem {
     pub(super) deleting: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) active_leaf: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) project_id: Option<String>,
 }
 
 impl ConversationItem {
@@ -82,6 +84,7 @@ impl ConversationItem {
             gsi2sk: rank,
             deleting: None,
             active_leaf: c.active_leaf.as_ref().map(ToString::to_string),
+            project_id: c.project_id.as_ref().map(ToString::to_string),
         }
     }
 
@@ -109,6 +112,11 @@ impl ConversationItem {
                 .transpose()
                 .map_err(|e| StoreError::internal("stored active leaf", e))?,
             live: None,
+            project_id: self
+                .project_id
+                .map(|id| ProjectId::parse(&id))
+                .transpose()
+                .map_err(|e| StoreError::internal("stored project id", e))?,
         })
     }
 }

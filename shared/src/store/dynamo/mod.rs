@@ -18,6 +18,8 @@ mod counters;
 mod idempotency;
 mod items;
 mod messages;
+mod projects;
+mod prompts;
 pub mod schema;
 mod stats;
 mod streams;

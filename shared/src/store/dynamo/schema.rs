@@ -12,6 +12,8 @@
 //! | turn receipt | `CONV#<owner>#<id>` | `TURN#<turn id>` | `expiresAt` (TTL) |
 //! | live-turn marker (the newest turn) | `CONV#<owner>#<id>` | `LIVE` | `ownerId`, `turnId`, `replyId`, `parentId`, `startedAt`, `deadline`, `stop?`, `expiresAt` (TTL) |
 //! | turn checkpoint | `CONV#<owner>#<id>` | `STREAM#<turn id>#<nnnnnn>` | `ownerId`, `events`, `last`, `at`, `expiresAt` (TTL) |
+//! | project | `PROJ#<owner>` | `<project id>` | `id`, `owner`, `name`, `description`, `instructions`, `defaultModel?`, `defaultSolution?`, `createdAt`, `updatedAt` |
+//! | saved prompt | `PRMT#<owner>` | `<prompt id>` | `id`, `owner`, `title`, `text`, `tags`, `createdAt`, `updatedAt` |
 //! | idempotency record | `IDEM#<owner>` | `<Idempotency-Key>` | `fingerprint`, `state`, `token?`, `status?`, `body?`, `location?`, `expiresAt` (TTL) |
 //!
 //! Table `athena-events` (env `ATHENA_EVENTS_TABLE`): events at `pk = DAY#<yyyy-mm-dd>#<shard>`,
@@ -81,6 +83,16 @@ pub fn receipt_sk(turn_id: &str) -> String {
 /// Partition key of a user's idempotency records (conversations table; `sk` = the client's key).
 pub fn idempotency_pk(owner: &str) -> String {
     format!("IDEM#{owner}")
+}
+
+/// Partition key of a user's projects (conversations table; `sk` = the project id).
+pub fn projects_pk(owner: &str) -> String {
+    format!("PROJ#{owner}")
+}
+
+/// Partition key of a user's saved prompts (conversations table; `sk` = the prompt id).
+pub fn prompts_pk(owner: &str) -> String {
+    format!("PRMT#{owner}")
 }
 
 /// Owner index partition key.

@@ -58,7 +58,8 @@ impl Conversations for EmbeddedStore {
     ) -> Result<Page<Conversation>, StoreError> {
         let limit = page_size(query.limit, DEFAULT_PAGE);
         let bucket = query.solution.map(SolutionFilter::bucket);
-        let scope = cursor::conversations_scope(owner.as_str(), bucket);
+        let scope = cursor::conversations_scope(owner.as_str(), bucket, query.project.as_ref());
+        let project = query.project.as_ref().map(ToString::to_string);
         let start = cursor::conversation_position(&scope, query.cursor.as_deref())?;
         let owner = owner.to_string();
         let rows = self
@@ -67,14 +68,14 @@ impl Conversations for EmbeddedStore {
                 let first = after.is_empty();
                 let sql = format!(
                     "SELECT {CONVERSATION_COLUMNS} FROM conversations \
-                     WHERE owner = ?1 AND (?2 IS NULL OR bucket = ?2) \
+                     WHERE owner = ?1 AND (?2 IS NULL OR bucket = ?2) AND (?7 IS NULL OR project_id = ?7) \
                      AND (?3 OR rank < ?4 OR (rank = ?4 AND id < ?5)) \
                      ORDER BY rank DESC, id DESC LIMIT ?6"
                 );
                 let mut stmt = conn.prepare_cached(&sql).map_err(sql_err("listing conversations"))?;
                 let rows = stmt
                     .query_map(
-                        params![owner, bucket, first, rank, after, i64::from(limit) + 1],
+                        params![owner, bucket, first, rank, after, i64::from(limit) + 1, project],
                         row_to_conversation,
                     )
                     .map_err(sql_err("listing conversations"))?;
@@ -112,6 +113,13 @@ impl Conversations for EmbeddedStore {
                 )
                 .map_err(sql_err("switching the active branch"))?;
             }
+            if let Some(project) = &patch.project {
+                tx.execute(
+                    "UPDATE conversations SET project_id = ?1 WHERE owner = ?2 AND id = ?3",
+                    params![project.as_ref().map(ToString::to_string), owner, id.as_str()],
+                )
+                .map_err(sql_err("moving a conversation"))?;
+            }
             tx.execute(
                 "UPDATE conversations SET title = COALESCE(?1, title), is_pinned = ?2, is_shared = COALESCE(?3, is_shared), \
                  model = COALESCE(?4, model), updated_at = ?5, rank = ?6 WHERE owner = ?7 AND id = ?8",
@@ -142,21 +150,28 @@ impl Conversations for EmbeddedStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql_err("begin"))?;
             owned_conversation(&tx, &owner, &id)?;
-            let deleted = tx
-                .execute(
-                    "DELETE FROM messages WHERE owner = ?1 AND conversation_id = ?2",
-                    params![owner, id],
-                )
-                .map_err(sql_err("deleting messages"))?;
-            super::streams::delete_all(&tx, &owner, &id)?;
-            tx.execute(
-                "DELETE FROM conversations WHERE owner = ?1 AND id = ?2",
-                params![owner, id],
-            )
-            .map_err(sql_err("deleting a conversation"))?;
+            let deleted = delete_in(&tx, &owner, &id)?;
             tx.commit().map_err(sql_err("commit"))?;
-            Ok(deleted as u64)
+            Ok(deleted)
         })
         .await
     }
+}
+
+/// Deletes `owner`'s conversation `id` with its messages and stream items inside `tx`. Returns
+/// how many messages went with it.
+pub(super) fn delete_in(tx: &rusqlite::Transaction<'_>, owner: &str, id: &str) -> Result<u64, StoreError> {
+    let deleted = tx
+        .execute(
+            "DELETE FROM messages WHERE owner = ?1 AND conversation_id = ?2",
+            params![owner, id],
+        )
+        .map_err(sql_err("deleting messages"))?;
+    super::streams::delete_all(tx, owner, id)?;
+    tx.execute(
+        "DELETE FROM conversations WHERE owner = ?1 AND id = ?2",
+        params![owner, id],
+    )
+    .map_err(sql_err("deleting a conversation"))?;
+    Ok(deleted as u64)
 }

@@ -14,6 +14,8 @@ mod conversations;
 mod counters;
 mod idempotency;
 mod messages;
+mod projects;
+mod prompts;
 mod rows;
 mod stats;
 mod streams;
@@ -47,6 +49,7 @@ CREATE TABLE IF NOT EXISTS conversations (
     message_count INTEGER NOT NULL DEFAULT 0,
     rank          INTEGER NOT NULL,
     active_leaf   TEXT,
+    project_id    TEXT,
     PRIMARY KEY (owner, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations (owner, rank DESC, id DESC);
@@ -136,6 +139,18 @@ CREATE TABLE IF NOT EXISTS turn_checkpoints (
     expires_at      INTEGER NOT NULL,
     PRIMARY KEY (owner, conversation_id, turn_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS projects (
+    owner TEXT NOT NULL,
+    id    TEXT NOT NULL,
+    body  TEXT NOT NULL,
+    PRIMARY KEY (owner, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS prompts (
+    owner TEXT NOT NULL,
+    id    TEXT NOT NULL,
+    body  TEXT NOT NULL,
+    PRIMARY KEY (owner, id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     owner       TEXT NOT NULL,
     key         TEXT NOT NULL,
@@ -151,7 +166,8 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 
 /// Brings a database file made by an earlier version up to this schema: the branch columns
 /// (`messages.parent_id`, `conversations.active_leaf`), the continued-reply mark
-/// (`messages.writer`), conversations keyed by owner and id
+/// (`messages.writer`), a conversation's project (`conversations.project_id`, indexed; the
+/// `projects` table itself comes from [`SCHEMA`]), conversations keyed by owner and id
 /// ([`key_by_owner`]), and the client-id index without its uniqueness (every version of an
 /// edited message keeps the client's id; appends check for a stored one inside their
 /// transaction).
@@ -174,9 +190,17 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         conn.execute_batch("ALTER TABLE conversations ADD COLUMN active_leaf TEXT")
             .map_err(sql_err("adding conversations.active_leaf"))?;
     }
+    if !has_column("conversations", "project_id")? {
+        conn.execute_batch("ALTER TABLE conversations ADD COLUMN project_id TEXT")
+            .map_err(sql_err("adding conversations.project_id"))?;
+    }
     if !has_column("messages", "owner")? {
         key_by_owner(conn)?;
     }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS conversations_by_project ON conversations (owner, project_id) WHERE project_id IS NOT NULL;",
+    )
+    .map_err(sql_err("indexing projects"))?;
     conn.execute_batch(
         "DROP INDEX IF EXISTS messages_client_id; \
          CREATE INDEX IF NOT EXISTS messages_by_client_id ON messages (owner, conversation_id, client_id) WHERE client_id IS NOT NULL;",
@@ -235,7 +259,7 @@ fn key_by_owner(conn: &mut Connection) -> Result<(), StoreError> {
 
 /// Every column of the `conversations` table.
 const CONVERSATION_TABLE_COLUMNS: &str = "id, owner, title, is_pinned, is_shared, model, solution_type, bucket, \
-     created_at, updated_at, last_message, message_count, rank, active_leaf";
+     created_at, updated_at, last_message, message_count, rank, active_leaf, project_id";
 /// Every column of the `messages` table but the owner (the rebuild takes it from the conversation).
 const MESSAGE_TABLE_COLUMNS: &str = "conversation_id, id, client_id, role, content, parts, model, usage, latency_ms, \
      finish_reason, error, created_at, parent_id, writer";

@@ -1,0 +1,170 @@
+//! Saved prompts on DynamoDB: one partition per user in the conversations table
+//! (`pk = PRMT#<owner>`, `sk = <prompt id>`), so listing them is one Query.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::Select;
+use serde::{Deserialize, Serialize};
+
+use super::schema;
+use super::{classify, from_item, s, to_item, DynamoStore, Item};
+use crate::domain::{PromptId, SavedPrompt, Timestamp, UserId};
+use crate::error::StoreError;
+use crate::store::{rules, PromptPatch, Prompts};
+
+/// A prompt item: its keys and the prompt's attributes.
+#[derive(Serialize, Deserialize)]
+struct PromptItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    prompt: SavedPrompt,
+}
+
+impl PromptItem {
+    fn of(prompt: &SavedPrompt) -> Self {
+        Self {
+            pk: schema::prompts_pk(prompt.owner.as_str()),
+            sk: prompt.id.to_string(),
+            prompt: prompt.clone(),
+        }
+    }
+}
+
+impl DynamoStore {
+    /// Writes `prompt` if absent (`update_of`: over the stored version whose `updatedAt` it names).
+    async fn put_prompt(&self, prompt: &SavedPrompt, update_of: Option<&str>) -> Result<(), StoreError> {
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.tables.conversations)
+            .set_item(Some(to_item(&PromptItem::of(prompt))?))
+            .expression_attribute_names("#pk", schema::PK);
+        put = match update_of {
+            None => put.condition_expression("attribute_not_exists(#pk)"),
+            Some(at) => put
+                .condition_expression("attribute_exists(#pk) AND updatedAt = :at")
+                .expression_attribute_values(":at", s(at)),
+        };
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Err(StoreError::Conflict(match update_of {
+                    None => format!("prompt {} already exists", prompt.id),
+                    Some(_) => format!("prompt {} changed meanwhile; retry", prompt.id),
+                }))
+            }
+            Err(e) => Err(classify("PutItem prompt", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Prompts for DynamoStore {
+    /// One Query (`Select: COUNT`) for the cap, one conditional PutItem. Two concurrent creates
+    /// at the cap may both pass the count: the cap is a bound on ordinary use, not a guarantee.
+    #[tracing::instrument(name = "dynamo.create_prompt", skip_all, fields(prompt = %prompt.id))]
+    async fn create_prompt(&self, prompt: &SavedPrompt, max: usize) -> Result<(), StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.tables.conversations)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_values(":pk", s(schema::prompts_pk(prompt.owner.as_str())))
+            .select(Select::Count)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("Query prompt count", e))?;
+        if usize::try_from(out.count).unwrap_or(usize::MAX) >= max {
+            return Err(rules::too_many_prompts(max));
+        }
+        self.put_prompt(prompt, None).await
+    }
+
+    #[tracing::instrument(name = "dynamo.get_prompt", skip_all, fields(prompt = %id))]
+    async fn get_prompt(&self, owner: &UserId, id: &PromptId) -> Result<SavedPrompt, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.conversations)
+            .key(schema::PK, s(schema::prompts_pk(owner.as_str())))
+            .key(schema::SK, s(id.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem prompt", e))?;
+        let item: PromptItem = from_item(out.item.ok_or(StoreError::NotFound)?)?;
+        if item.prompt.owner != *owner {
+            return Err(StoreError::NotFound);
+        }
+        Ok(item.prompt)
+    }
+
+    #[tracing::instrument(name = "dynamo.list_prompts", skip_all)]
+    async fn list_prompts(&self, owner: &UserId) -> Result<Vec<SavedPrompt>, StoreError> {
+        let mut prompts = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.tables.conversations)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", schema::PK)
+                .expression_attribute_values(":pk", s(schema::prompts_pk(owner.as_str())))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify("Query prompts", e))?;
+            for item in out.items.unwrap_or_default() {
+                prompts.push(from_item::<PromptItem>(item)?.prompt);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        Ok(prompts)
+    }
+
+    /// A read and a PutItem conditioned on the `updatedAt` read (a concurrent update: `Conflict`).
+    #[tracing::instrument(name = "dynamo.delete_prompt", skip_all, fields(prompt = %id))]
+    async fn delete_prompt(&self, owner: &UserId, id: &PromptId) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.conversations)
+            .key(schema::PK, s(schema::prompts_pk(owner.as_str())))
+            .key(schema::SK, s(id.as_str()))
+            .condition_expression("attribute_exists(#pk) AND #owner = :owner")
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Err(StoreError::NotFound)
+            }
+            Err(e) => Err(classify("DeleteItem prompt", e)),
+        }
+    }
+
+    #[tracing::instrument(name = "dynamo.update_prompt", skip_all, fields(prompt = %id))]
+    async fn update_prompt(
+        &self,
+        owner: &UserId,
+        id: &PromptId,
+        patch: &PromptPatch,
+        now: Timestamp,
+    ) -> Result<SavedPrompt, StoreError> {
+        let current = self.get_prompt(owner, id).await?;
+        let updated = rules::patched_prompt(&current, patch, now);
+        let at = crate::domain::ts::format(&current.updated_at);
+        self.put_prompt(&updated, Some(&at)).await?;
+        Ok(updated)
+    }
+}
