@@ -48,6 +48,12 @@ pub mod action {
     pub const CHAT_REGENERATE: &str = "chat.regenerate";
     /// A running chat turn asked to stop.
     pub const CHAT_STOP: &str = "chat.stop";
+    /// An upload form was issued.
+    pub const FILE_CREATE: &str = "file.create";
+    /// An upload was verified (or refused).
+    pub const FILE_COMPLETE: &str = "file.complete";
+    /// A file was deleted.
+    pub const FILE_DELETE: &str = "file.delete";
     /// The user approved a tool call that waited for approval.
     pub const TOOL_APPROVE: &str = "tool.approve";
     /// The user denied a tool call that waited for approval.

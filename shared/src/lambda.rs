@@ -68,8 +68,10 @@ pub async fn init_state(with_chat: bool) -> Result<AppState, crate::config::Conf
     } else {
         None
     };
+    let blobs = crate::blobs::from_config(&config.files).await?;
     let mut state = AppState::new(config, store);
     state.model = model;
+    state.blobs = blobs;
     Ok(state)
 }
 

@@ -217,6 +217,26 @@ fn check_head(parts: &http::request::Parts, options: &ServeOptions) -> Result<()
 
 async fn respond(state: &Arc<AppState>, req: http::Request<Incoming>, options: &ServeOptions) -> http::Response<Body> {
     let (parts, body) = req.into_parts();
+    #[cfg(feature = "embedded")]
+    if parts.uri.path().starts_with("/local/") {
+        if let Some(response) = local_files(state, &parts, body, options).await {
+            return response;
+        }
+        return api::refuse(
+            state,
+            &ApiRequest {
+                method: parts.method.clone(),
+                path: parts.uri.path().to_owned(),
+                query: Vec::new(),
+                request_id: request_id(&parts.headers),
+                headers: parts.headers.clone(),
+                body: Bytes::new(),
+                claims: None,
+                any_content_type: false,
+            },
+            ApiError::NotFound("no such route".to_owned()),
+        );
+    }
     let checked = check_head(&parts, options);
     let mut request = ApiRequest {
         method: parts.method,
@@ -251,6 +271,99 @@ async fn respond(state: &Arc<AppState>, req: http::Request<Incoming>, options: &
             response
         }
     }
+}
+
+/// The routes of the directory file store (`athena-local` without a bucket): `POST
+/// /local/uploads` takes an upload form (as S3 takes a presigned POST, with CORS for any
+/// origin since the form's signature is the credential), `GET /local/files/<key>` a signed
+/// download. `None` when no directory store is configured (the path is then unknown).
+#[cfg(feature = "embedded")]
+async fn local_files(
+    state: &Arc<AppState>,
+    parts: &http::request::Parts,
+    body: Incoming,
+    options: &ServeOptions,
+) -> Option<http::Response<Body>> {
+    use crate::blobs::disk::{Refusal, DOWNLOAD_PREFIX, UPLOAD_PATH};
+    let disk = state.blobs.as_deref()?.as_disk()?;
+    let now = state.now();
+    let path = parts.uri.path();
+    let refusal = |r: Refusal| {
+        let status = http::StatusCode::from_u16(r.status).unwrap_or(http::StatusCode::BAD_REQUEST);
+        let body = serde_json::json!({"error": {"code": r.code, "message": r.message, "requestId": request_id(&parts.headers)}});
+        let mut response = http::Response::new(api::full(bytes::Bytes::from(body.to_string())));
+        *response.status_mut() = status;
+        response
+    };
+    let mut response = if parts.method == http::Method::OPTIONS {
+        let mut r = http::Response::new(api::full(Bytes::new()));
+        *r.status_mut() = http::StatusCode::NO_CONTENT;
+        r.headers_mut()
+            .insert("access-control-allow-methods", HeaderValue::from_static("POST, GET"));
+        r.headers_mut()
+            .insert("access-control-allow-headers", HeaderValue::from_static("*"));
+        r
+    } else if path == UPLOAD_PATH && parts.method == http::Method::POST {
+        // The largest accepted file and its form fields.
+        let limit = usize::try_from(crate::domain::file::MAX_DOCUMENT_BYTES).unwrap_or(usize::MAX) + 64 * 1024;
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        match read_body(body, limit, options.body_read_timeout).await {
+            Err(e) => refusal(Refusal {
+                status: e.status().as_u16(),
+                code: e.code(),
+                message: e.public_message(),
+            }),
+            Ok(bytes) => match disk.accept_upload(&content_type, bytes, now).await {
+                Ok(()) => {
+                    let mut r = http::Response::new(api::full(Bytes::new()));
+                    *r.status_mut() = http::StatusCode::NO_CONTENT;
+                    r
+                }
+                Err(r) => refusal(r),
+            },
+        }
+    } else if let (Some(key), &http::Method::GET) = (path.strip_prefix(DOWNLOAD_PREFIX), &parts.method) {
+        let query = parse_query(parts.uri.query());
+        let param = |k: &str| query.iter().find(|(name, _)| name == k).map_or("", |(_, v)| v.as_str());
+        match disk
+            .download(key, param("expires"), param("name"), param("signature"), now)
+            .await
+        {
+            Ok(bytes) => {
+                let mut r = http::Response::new(api::full(bytes));
+                let name = param("name").replace(['"', '\\'], "_");
+                if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+                    r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+                }
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                r
+            }
+            Err(r) => refusal(r),
+        }
+    } else {
+        refusal(Refusal {
+            status: 404,
+            code: "NOT_FOUND",
+            message: "no such route".to_owned(),
+        })
+    };
+    response
+        .headers_mut()
+        .insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    if response.headers().get(header::CONTENT_TYPE).is_none() && response.status() != http::StatusCode::NO_CONTENT {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    Some(response)
 }
 
 /// Binds an address.

@@ -26,6 +26,8 @@ pub struct AppState {
     pub health: HealthMemo,
     /// The deployment's MCP tool servers (`config.chat.mcp`), with their cached tool lists.
     pub mcp: Arc<McpTools>,
+    /// Where attached files' bytes live (`None`: attachments are off).
+    pub blobs: Option<Arc<dyn crate::blobs::Blobs>>,
 }
 
 /// One remembered store check: when it ran, whether the store answered, how long it took.
@@ -56,6 +58,7 @@ impl AppState {
             clock: Arc::new(SystemClock),
             health: HealthMemo::default(),
             mcp: Arc::new(McpTools::new(&config.chat.mcp)),
+            blobs: None,
             config,
         }
     }
@@ -65,6 +68,12 @@ impl AppState {
         self.model = Some(model);
         self.mcp = Arc::new(McpTools::new(&chat.mcp));
         self.config.chat = chat;
+        self
+    }
+
+    /// Sets where attached files' bytes live.
+    pub fn with_blobs(mut self, blobs: Arc<dyn crate::blobs::Blobs>) -> Self {
+        self.blobs = Some(blobs);
         self
     }
 

@@ -164,6 +164,7 @@ async fn a_read_tool_is_called_and_answered_in_one_turn(store: Arc<dyn Store>) {
             MessagePart::Text { .. } => "text",
             MessagePart::ToolCall { .. } => "call",
             MessagePart::ToolResult { .. } => "result",
+            MessagePart::File { .. } => "file",
         })
         .collect();
     assert_eq!(kinds, ["text", "call", "result", "text"]);
@@ -288,6 +289,7 @@ async fn an_action_waits_for_approval_and_runs_once_when_approved(store: Arc<dyn
             ModelContent::Text(_) => "text",
             ModelContent::ToolUse { .. } => "use",
             ModelContent::ToolResult { .. } => "result",
+            ModelContent::FileRef { .. } | ModelContent::File { .. } => "file",
         })
         .collect();
     assert_eq!(

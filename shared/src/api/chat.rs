@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::{input, ApiRequest, AppState, Body, Caller};
 use crate::chat::{self, ApprovalAnswer, ChatRequest, IncomingMessage, Trigger, TurnEvent, TurnStream};
-use crate::domain::{ClientMessageId, ConversationId, Role, Solution};
+use crate::domain::{ClientMessageId, ConversationId, FileId, Role, Solution};
 use crate::error::ValidationError;
 use crate::stream::{Encoder, Protocol};
 
@@ -122,6 +122,7 @@ struct WirePart {
     #[serde(rename = "type")]
     kind: String,
     text: Option<String>,
+    url: Option<String>,
     tool_call_id: Option<String>,
     approval: Option<WireApproval>,
 }
@@ -147,6 +148,31 @@ impl WireMessage {
             }
         }
         out
+    }
+
+    /// The files of its `file` parts (message `i` of the body): each names an uploaded file by
+    /// its Athena URL (`/api/files/{id}`); inline data and other URLs are refused with the way
+    /// to attach instead.
+    fn files(&self, i: usize) -> Result<Vec<FileId>, ApiError> {
+        let mut out = Vec::new();
+        for (j, part) in self.parts.iter().flatten().enumerate() {
+            if part.kind != "file" {
+                continue;
+            }
+            let url = part.url.as_deref().unwrap_or_default();
+            let Some(id) = crate::domain::file::file_id_of_url(url) else {
+                return Err(ValidationError::field(
+                    format!("messages[{i}].parts[{j}].url"),
+                    "must be the url of a file uploaded with POST /api/files (/api/files/{id}); \
+                     inline data URLs and other links are not accepted",
+                )
+                .into());
+            };
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+        Ok(out)
     }
 
     /// The approval answers of its tool parts (message `i` of the body).
@@ -246,8 +272,21 @@ impl ChatBody {
                 limits.max_reply_chars
             };
             let approvals = m.approvals(i)?;
-            // A reply that only called a tool has no text; answering its approvals is still valid.
-            if !(role == Role::Assistant && !approvals.is_empty() && text.trim().is_empty()) {
+            let files = if role == Role::User { m.files(i)? } else { Vec::new() };
+            if files.len() > state.config.files.max_per_message {
+                return Err(ValidationError::field(
+                    format!("messages[{i}].parts"),
+                    format!(
+                        "at most {} files may be attached to one message",
+                        state.config.files.max_per_message
+                    ),
+                )
+                .into());
+            }
+            // A reply that only called a tool has no text; answering its approvals is still
+            // valid. A message of attachments alone needs no text either.
+            let textless = (role == Role::Assistant && !approvals.is_empty()) || !files.is_empty();
+            if !(textless && text.trim().is_empty()) {
                 input::message_content(&format!("messages[{i}].content"), &text, max)?;
             }
             let client_id = m.id.as_deref().and_then(|id| ClientMessageId::parse(id).ok());
@@ -263,6 +302,8 @@ impl ChatBody {
                 text,
                 client_id,
                 approvals,
+                files,
+                attachments: Vec::new(),
             });
         }
         let model = match self.model.as_deref() {

@@ -89,6 +89,23 @@ pub enum ApiError {
     /// A bug or misconfiguration.
     #[error("internal error")]
     Internal(#[source] Option<crate::error::BoxError>),
+    /// An attached file's problem (its code and status from [`ApiError::file_code`]).
+    #[error("{0}")]
+    File(crate::files::FileError),
+}
+
+impl From<crate::files::FileError> for ApiError {
+    fn from(e: crate::files::FileError) -> Self {
+        use crate::files::FileError;
+        match e {
+            FileError::NotFound => ApiError::NotFound("file not found".to_owned()),
+            FileError::Invalid(v) => ApiError::Validation(v),
+            FileError::Store(s) => s.into(),
+            FileError::Blob(crate::blobs::BlobError::Unavailable(m)) => ApiError::Unavailable(Some(m.into())),
+            FileError::Blob(crate::blobs::BlobError::Internal(m)) => ApiError::Internal(Some(m.into())),
+            other => ApiError::File(other),
+        }
+    }
 }
 
 impl From<StoreError> for ApiError {
@@ -125,6 +142,7 @@ impl From<crate::chat::ChatError> for ApiError {
             ChatError::TurnInProgress => ApiError::TurnInProgress,
             ChatError::NoProvider => ApiError::Internal(Some("no model provider configured".into())),
             ChatError::Store(s) => s.into(),
+            ChatError::File(f) => f.into(),
         }
     }
 }
@@ -170,6 +188,7 @@ impl ApiError {
             ApiError::Provider(_) => "PROVIDER",
             ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL",
+            ApiError::File(e) => Self::file_code(e).0,
         }
     }
 
@@ -196,6 +215,28 @@ impl ApiError {
             ApiError::Provider(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::File(e) => Self::file_code(e).1,
+        }
+    }
+
+    /// The code and status of a file error.
+    fn file_code(e: &crate::files::FileError) -> (&'static str, StatusCode) {
+        use crate::files::FileError;
+        match e {
+            FileError::Disabled => ("ATTACHMENTS_DISABLED", StatusCode::NOT_IMPLEMENTED),
+            FileError::UnsupportedType(_) => ("FILE_TYPE", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+            FileError::TooLarge { .. } => ("FILE_TOO_LARGE", StatusCode::PAYLOAD_TOO_LARGE),
+            FileError::Quota(_) => ("FILE_QUOTA", StatusCode::PAYLOAD_TOO_LARGE),
+            FileError::TypeMismatch(_) => ("FILE_TYPE_MISMATCH", StatusCode::UNPROCESSABLE_ENTITY),
+            FileError::NotUploaded => ("FILE_NOT_UPLOADED", StatusCode::CONFLICT),
+            FileError::Expired => ("UPLOAD_EXPIRED", StatusCode::GONE),
+            FileError::State(_) => ("FILE_STATE", StatusCode::CONFLICT),
+            FileError::InUse(_) => ("FILE_IN_USE", StatusCode::CONFLICT),
+            FileError::Unsupported(_) => ("ATTACHMENT_UNSUPPORTED", StatusCode::BAD_REQUEST),
+            // Mapped to other variants by `From<FileError>`.
+            FileError::NotFound => ("NOT_FOUND", StatusCode::NOT_FOUND),
+            FileError::Invalid(_) => ("VALIDATION", StatusCode::BAD_REQUEST),
+            FileError::Store(_) | FileError::Blob(_) => ("INTERNAL", StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
 

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod chat;
 pub mod conversations;
 pub mod error;
+pub mod files;
 pub mod health;
 pub mod idempotency;
 pub mod input;
@@ -352,6 +353,9 @@ fn audit_action(op: Op) -> Option<&'static str> {
         Op::CreateMessage => Some(action::MESSAGES_ADD),
         Op::ClearMessages => Some(action::MESSAGES_CLEAR),
         Op::StopChat(_) => Some(action::CHAT_STOP),
+        Op::CreateFile => Some(action::FILE_CREATE),
+        Op::CompleteFile => Some(action::FILE_COMPLETE),
+        Op::DeleteFile => Some(action::FILE_DELETE),
         _ => None,
     }
 }
@@ -408,8 +412,16 @@ async fn dispatch(
         Op::GetConversation => conversations::get(state, caller, input::conversation_id(id)?).await,
         Op::UpdateConversation => conversations::update(state, caller, input::conversation_id(id)?, req).await,
         Op::DeleteConversation => {
-            conversations::delete(state.store.as_ref(), caller, input::conversation_id(id)?).await
+            let id = input::conversation_id(id)?;
+            let response = conversations::delete(state.store.as_ref(), caller, id.clone()).await?;
+            crate::files::delete_for_conversation(state, &caller.user, Some(&id)).await;
+            Ok(response)
         }
+        Op::ListFiles => files::list(state, caller, req).await,
+        Op::CreateFile => files::create(state, caller, req).await,
+        Op::GetFile => files::get(state, caller, id, req).await,
+        Op::DeleteFile => files::delete(state, caller, id).await,
+        Op::CompleteFile => files::complete(state, caller, id, req).await,
         Op::SetActiveBranch => conversations::set_active_branch(state, caller, input::conversation_id(id)?, req).await,
         Op::ListProjects => projects::list(state, caller).await,
         Op::CreateProject => projects::create(state, caller, req).await,

@@ -248,6 +248,9 @@ pub async fn delete(
         .delete_project(&caller.user, &id, mode)
         .await
         .map_err(store_err)?;
+    if mode == ProjectConversations::Delete && conversations > 0 {
+        crate::files::delete_for_conversation(state, &caller.user, None).await;
+    }
     json(
         StatusCode::OK,
         &Deleted {

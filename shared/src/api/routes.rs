@@ -39,6 +39,16 @@ pub enum Op {
     DeletePrompt,
     /// `POST /api/prompts/{id}/conversations`: a conversation started from a prompt (template).
     StartFromPrompt,
+    /// `GET /api/files?conversationId`: the caller's files.
+    ListFiles,
+    /// `POST /api/files`: a pending file and its upload form.
+    CreateFile,
+    /// `GET /api/files/{id}`: a file (with a download URL when ready).
+    GetFile,
+    /// `DELETE /api/files/{id}`: a file not attached to a conversation.
+    DeleteFile,
+    /// `POST /api/files/{id}/complete`: verify an upload.
+    CompleteFile,
     /// `PUT /api/conversations/{id}/active-branch`: show another version of a message.
     SetActiveBranch,
     /// `GET /api/conversations/{id}/messages`
@@ -112,6 +122,21 @@ pub const ROUTES: &[Route] = &[
             ("PATCH", Op::UpdateProject),
             ("DELETE", Op::DeleteProject),
         ],
+    },
+    Route {
+        pattern: "/api/files",
+        function: "conversations",
+        ops: &[("GET", Op::ListFiles), ("POST", Op::CreateFile)],
+    },
+    Route {
+        pattern: "/api/files/{id}",
+        function: "conversations",
+        ops: &[("GET", Op::GetFile), ("DELETE", Op::DeleteFile)],
+    },
+    Route {
+        pattern: "/api/files/{id}/complete",
+        function: "conversations",
+        ops: &[("POST", Op::CompleteFile)],
     },
     Route {
         pattern: "/api/prompts",

@@ -157,7 +157,8 @@ impl<'a> From<&'a Message> for MessageView<'a> {
     }
 }
 
-/// A message's parts as the AI SDK's UIMessage parts: `{type: "text", text}` and
+/// A message's parts as the AI SDK's UIMessage parts: `{type: "text", text}`, a user's files as
+/// `{type: "file", mediaType, url: "/api/files/{id}", filename}`, and
 /// `{type: "tool-<name>", toolCallId, state, input, output | errorText, approval?}`, with `state`
 /// `input-available`, `approval-requested`, `approval-responded`, `output-available`,
 /// `output-error` or `output-denied`. A message without tool parts has none.
@@ -205,6 +206,17 @@ pub fn ui_parts(m: &Message) -> Vec<serde_json::Value> {
                 }
                 out.push(view);
             }
+            MessagePart::File {
+                file_id,
+                media_type,
+                filename,
+                ..
+            } => out.push(json!({
+                "type": "file",
+                "mediaType": media_type,
+                "url": format!("/api/files/{file_id}"),
+                "filename": filename,
+            })),
             MessagePart::ToolResult { .. } => {}
         }
     }

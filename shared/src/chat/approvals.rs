@@ -176,6 +176,8 @@ mod tests {
                     approved,
                     reason: Some("fine".into()),
                 }],
+                files: Vec::new(),
+                attachments: Vec::new(),
             }],
             model: None,
             web_search: false,

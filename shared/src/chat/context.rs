@@ -28,6 +28,9 @@ pub fn context_for(history: &[Message], model: &ModelInfo, system: &str) -> Vec<
                     MessagePart::Text { .. } => 0,
                     MessagePart::ToolCall { input, .. } => input.to_string().len() + 64,
                     MessagePart::ToolResult { output, .. } => output.to_string().len() + 64,
+                    MessagePart::File { tokens, .. } => {
+                        usize::try_from(*tokens).unwrap_or(usize::MAX / 8).saturating_mul(3) + 64
+                    }
                 })
                 .sum::<usize>();
         if !kept.is_empty() && used + size > budget_chars {
@@ -57,11 +60,44 @@ pub fn context_for(history: &[Message], model: &ModelInfo, system: &str) -> Vec<
             &mut out,
             ModelMessage {
                 role,
-                content: vec![ModelContent::Text(m.content.clone())],
+                content: user_content(m),
             },
         );
     }
     out
+}
+
+/// A message's blocks: its attached files first (as Anthropic advises, and as the AI SDK sends
+/// them), not read yet ([`ModelContent::FileRef`]), then its text. A message with files and no
+/// text says so in a line (Bedrock refuses a blank text block and a document without text).
+fn user_content(m: &Message) -> Vec<ModelContent> {
+    let mut content: Vec<ModelContent> = m
+        .parts
+        .iter()
+        .filter_map(|part| match part {
+            MessagePart::File {
+                file_id,
+                media_type,
+                filename,
+                tokens,
+                ..
+            } => crate::domain::FileFormat::from_media_type(media_type).map(|format| ModelContent::FileRef {
+                id: file_id.clone(),
+                format,
+                filename: filename.clone(),
+                tokens: *tokens,
+            }),
+            _ => None,
+        })
+        .collect();
+    if !m.content.trim().is_empty() || content.is_empty() {
+        content.push(ModelContent::Text(m.content.clone()));
+    } else {
+        content.push(ModelContent::Text(
+            "(The user sent these files without a message.)".to_owned(),
+        ));
+    }
+    content
 }
 
 /// Adds a message, merged into the last one when it has the same role (text joined by a blank
@@ -173,6 +209,8 @@ pub fn reply_context(text: &str, parts: &[MessagePart]) -> Vec<ModelMessage> {
                 content: output.clone(),
                 is_error: *is_error,
             }),
+            // Files belong to user messages; a reply never has one.
+            MessagePart::File { .. } => {}
         }
     }
     flush(&mut assistant, &mut calls, &mut results, &mut out);

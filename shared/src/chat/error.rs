@@ -23,4 +23,8 @@ pub enum ChatError {
     /// The store refused (rate limit, budget, stream cap, not found) or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An attached file was refused (not the caller's, not ready, in another conversation, not
+    /// readable by the provider).
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
 }

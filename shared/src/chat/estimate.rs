@@ -43,6 +43,11 @@ pub fn input_tokens(system: &str, messages: &[ModelMessage], tools: &[ToolSpec])
                 ModelContent::Text(t) => count(t),
                 ModelContent::ToolUse { name, input, .. } => count(name) + count(&input.to_string()),
                 ModelContent::ToolResult { content, .. } => count(&content.to_string()),
+                // A file's own estimate (`domain::file::estimate_tokens`), in characters.
+                ModelContent::FileRef { tokens, .. } => tokens.saturating_mul(CHARS_PER_TOKEN),
+                ModelContent::File { format, bytes, .. } => {
+                    crate::domain::file::estimate_tokens(*format, bytes).saturating_mul(CHARS_PER_TOKEN)
+                }
             };
         }
     }

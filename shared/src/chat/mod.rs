@@ -85,7 +85,9 @@ pub async fn start(
 ) -> Result<TurnStream, ChatError> {
     serves(state, solution)?;
     let model_port = state.model.clone().ok_or(ChatError::NoProvider)?;
+    let mut request = request;
     let existing = load(state, user, &request).await?;
+    attach_files(state, user, &mut request).await?;
     let instructions = project_instructions(state, user, existing.as_ref().map(|(c, _)| c)).await?;
     let ended_turn = resume::ended_without_reply(state, user, existing.as_ref(), &request).await;
     let caller_token = request.caller_token.clone();
@@ -118,7 +120,8 @@ pub async fn start(
         Some(text) => prompts::with_project_instructions(system_prompt(solution), text),
         None => system_prompt(solution).to_owned(),
     };
-    let context = context_for(&plan.history, plan.model, &system);
+    let mut context = context_for(&plan.history, plan.model, &system);
+    crate::files::load(state, user, &mut context).await;
     let toolbox = tools::Toolbox::for_turn(state, solution, plan.web_search, user, caller_token).await;
     let tools = toolbox.specs();
     let naming = match (&state.config.chat.title_model, &plan.write) {
@@ -231,6 +234,19 @@ async fn audit_approvals(
 }
 
 /// How long a turn's stream slot is leased: the longest allowed reply and a margin.
+/// Checks and attaches the files of the request's newest user message (the only message the
+/// turn may store; earlier messages are the stored history). A regenerate attaches nothing.
+async fn attach_files(state: &AppState, user: &UserId, request: &mut ChatRequest) -> Result<(), ChatError> {
+    if request.trigger != Trigger::Submit {
+        return Ok(());
+    }
+    let conversation = request.conversation_id.clone();
+    if let Some(newest) = request.messages.last_mut().filter(|m| m.role == Role::User) {
+        newest.attachments = crate::files::attach(state, user, &conversation, &newest.files).await?;
+    }
+    Ok(())
+}
+
 fn lease_secs(config: &crate::config::Config) -> i64 {
     i64::try_from(config.chat.total_timeout.as_secs()).unwrap_or(240) + LEASE_MARGIN_SECS
 }

@@ -131,7 +131,7 @@ pub fn plan_turn(input: PlanInput<'_>) -> Result<Planned, ChatError> {
             };
             let stored = newest.client_id.as_ref().and_then(|c| tree.by_client_id(c.as_str()));
             match stored {
-                Some(i) if all[i].content == newest.text => {
+                Some(i) if all[i].content == newest.text && all[i].files().eq(newest.files.iter()) => {
                     if let Some(reply) = finished_reply(&tree, i) {
                         return Ok(Planned::Replay {
                             conversation,
@@ -289,6 +289,7 @@ fn finished_reply(tree: &Tree<'_>, i: usize) -> Option<usize> {
 fn message(ids: &IdGenerator, conversation: &Conversation, m: IncomingMessage, at: Timestamp) -> Message {
     let mut message = Message::text(ids.message_id(), conversation.id.clone(), m.role, m.text, at);
     message.client_id = m.client_id;
+    message.parts = m.attachments;
     message
 }
 
@@ -307,6 +308,8 @@ mod tests {
             text: text.to_owned(),
             client_id: client_id.and_then(|c| ClientMessageId::parse(c).ok()),
             approvals: Vec::new(),
+            files: Vec::new(),
+            attachments: Vec::new(),
         }
     }
 

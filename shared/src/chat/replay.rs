@@ -70,6 +70,8 @@ pub(super) fn events(conversation: &Conversation, reply: Message) -> Vec<TurnEve
                     is_error,
                 }
             }),
+            // Files belong to user messages; a reply never has one.
+            MessagePart::File { .. } => {}
         }
     }
     events.push(TurnEvent::FinishStep);

@@ -3,7 +3,7 @@
 //! or the AI SDK's `{id, messages[parts], trigger, messageId}`).
 
 use crate::catalog::ModelInfo;
-use crate::domain::{ClientMessageId, ConversationId, Role};
+use crate::domain::{ClientMessageId, ConversationId, FileId, MessagePart, Role};
 
 /// What the client asks the turn to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,7 +15,7 @@ pub enum Trigger {
 }
 
 /// One message the client sent, validated.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct IncomingMessage {
     /// `user` or `assistant` (the system prompt is the server's).
     pub role: Role,
@@ -26,6 +26,11 @@ pub struct IncomingMessage {
     /// On an assistant message: the user's answers to its tool approval requests (the AI SDK's
     /// tool parts with `approval.approved` set).
     pub approvals: Vec<ApprovalAnswer>,
+    /// On a user message: the files it attaches (the AI SDK's `file` parts naming
+    /// `/api/files/{id}`), in order.
+    pub files: Vec<FileId>,
+    /// The attached files' parts, once the turn checked and attached them (`files::attach`).
+    pub attachments: Vec<MessagePart>,
 }
 
 /// The user's answer to a tool call's approval request.

@@ -65,6 +65,11 @@ variables! {
     "ATHENA_OPENAI_BASE_URL", "`https://openrouter.ai/api/v1`", "base URL of the OpenAI-compatible API";
     "ATHENA_OPENAI_API_KEY", "unset", "its bearer key; never logged";
     "ATHENA_OPENAI_MODEL", "unset (the catalog id)", "a model name that replaces the catalog id in every request";
+    "ATHENA_FILES_BUCKET", "unset (athena-local: files on disk; Lambda: no attachments)", "the S3 bucket of attached files (the template creates it); `AWS_ENDPOINT_URL_S3` points at a local S3-API server";
+    "ATHENA_FILES_DIR", "`files/` beside `ATHENA_DB`", "where `athena-local` keeps attached files when no bucket is set";
+    "ATHENA_FILE_QUOTA_BYTES", "1073741824", "bytes of attached files a user may keep (pending uploads count at their declared size)";
+    "ATHENA_MAX_FILES_PER_MESSAGE", "5", "most files attached to one message (at most 100)";
+    "ATHENA_UPLOAD_TTL_SECS", "300", "how long an upload form (`POST /api/files`) is valid, seconds (at most 3600)";
     "ATHENA_TABLE", "unset (embedded store)", "the DynamoDB conversations table; setting it selects DynamoDB";
     "ATHENA_EVENTS_TABLE", "`<ATHENA_TABLE>-events`", "the DynamoDB analytics events table";
     "ATHENA_CREATE_TABLES", "`false`", "`true` creates missing DynamoDB tables at start (local DynamoDB-API servers only)";

@@ -5,6 +5,7 @@
 //! parser in [`env::Env`].
 
 pub mod env;
+pub mod files;
 pub mod mcp;
 pub mod prompts;
 mod sections;
@@ -114,6 +115,8 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// The deployment's shared, read-only prompts (`ATHENA_SHARED_PROMPTS`).
     pub shared_prompts: Vec<prompts::SharedPrompt>,
+    /// File attachments.
+    pub files: files::FilesConfig,
 }
 
 /// Default per-user requests per minute.
@@ -211,6 +214,7 @@ impl Config {
             max_concurrent_streams,
             audit_retention_days: env.positive("ATHENA_AUDIT_RETENTION_DAYS", DEFAULT_AUDIT_RETENTION_DAYS)?,
             chat,
+            files: files::FilesConfig::read(env, in_lambda, env.text("ATHENA_DB").as_deref())?,
             store: StoreConfig::read(env, in_lambda)?,
             provider: ProviderConfig::read(env)?,
             runtime,
@@ -238,6 +242,7 @@ impl Config {
             provider: ProviderConfig::Scripted,
             runtime: RuntimeConfig::default(),
             shared_prompts: Vec::new(),
+            files: files::FilesConfig::default(),
         }
     }
 }

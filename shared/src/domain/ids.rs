@@ -89,6 +89,11 @@ id_type!(
     "promptId"
 );
 id_type!(
+    /// An attached file's id: a ULID made by the server.
+    FileId,
+    "fileId"
+);
+id_type!(
     /// An id chosen by the client for a message (the AI SDK's UIMessage id); makes submits idempotent.
     ClientMessageId,
     "clientMessageId"
@@ -152,6 +157,11 @@ impl IdGenerator {
     /// A new project id.
     pub fn project_id(&self) -> ProjectId {
         ProjectId::parse(&self.next_ulid()).unwrap_or_else(|_| unreachable_id())
+    }
+
+    /// A new file id.
+    pub fn file_id(&self) -> FileId {
+        FileId::parse(&self.next_ulid()).unwrap_or_else(|_| unreachable_id())
     }
 }
 

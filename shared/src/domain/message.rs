@@ -4,7 +4,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClientMessageId, ConversationId, MessageId, Timestamp};
+use super::{ClientMessageId, ConversationId, FileId, MessageId, Timestamp};
 use crate::error::ValidationError;
 
 /// Who wrote a message.
@@ -94,6 +94,22 @@ pub enum MessagePart {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         approval: Option<Approval>,
     },
+    /// A file the user attached: a reference to a stored file (its bytes are kept apart, in
+    /// the bucket or on disk).
+    #[serde(rename_all = "camelCase")]
+    File {
+        /// The file.
+        file_id: FileId,
+        /// Its media type (checked against its bytes).
+        media_type: String,
+        /// Its name as uploaded.
+        filename: String,
+        /// Its size, bytes.
+        size: u64,
+        /// Its estimated input tokens.
+        #[serde(default)]
+        tokens: u64,
+    },
     /// A tool answered.
     #[serde(rename_all = "camelCase")]
     ToolResult {
@@ -146,6 +162,14 @@ impl Message {
                 is_error,
                 ..
             } if tool_call_id == call_id => Some((output, *is_error)),
+            _ => None,
+        })
+    }
+
+    /// The files attached to this message, in order.
+    pub fn files(&self) -> impl Iterator<Item = &FileId> {
+        self.parts.iter().filter_map(|part| match part {
+            MessagePart::File { file_id, .. } => Some(file_id),
             _ => None,
         })
     }

@@ -6,6 +6,7 @@
 mod activity;
 mod branch;
 mod conversation;
+pub mod file;
 mod ids;
 mod live;
 mod message;
@@ -18,7 +19,10 @@ pub use branch::Tree;
 pub use conversation::{
     preview, Conversation, Solution, SolutionFilter, Title, DEFAULT_TITLE, MAX_TITLE_CHARS, PREVIEW_CHARS,
 };
-pub use ids::{ClientMessageId, ConversationId, IdGenerator, MessageId, ProjectId, PromptId, UserId, MAX_ID_LEN};
+pub use file::{FileFormat, FileKind, FileStatus, StoredFile};
+pub use ids::{
+    ClientMessageId, ConversationId, FileId, IdGenerator, MessageId, ProjectId, PromptId, UserId, MAX_ID_LEN,
+};
 pub use live::LiveTurn;
 pub use message::{Approval, FinishReason, Message, MessagePart, Role, Usage};
 pub use project::{

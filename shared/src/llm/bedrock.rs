@@ -8,10 +8,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver;
+use aws_sdk_bedrockruntime::primitives::Blob;
 use aws_sdk_bedrockruntime::types::error::ConverseStreamOutputError;
 use aws_sdk_bedrockruntime::types::{
-    ContentBlock, ContentBlockDelta, ContentBlockStart, ConversationRole, ConverseStreamOutput, InferenceConfiguration,
-    Message, StopReason as BedrockStop, SystemContentBlock, Tool, ToolConfiguration, ToolInputSchema, ToolResultBlock,
+    ContentBlock, ContentBlockDelta, ContentBlockStart, ConversationRole, ConverseStreamOutput, DocumentBlock,
+    DocumentFormat, DocumentSource, ImageBlock, ImageFormat, ImageSource, InferenceConfiguration, Message,
+    StopReason as BedrockStop, SystemContentBlock, Tool, ToolConfiguration, ToolInputSchema, ToolResultBlock,
     ToolResultContentBlock, ToolResultStatus, ToolSpecification, ToolUseBlock,
 };
 use aws_sdk_bedrockruntime::Client;
@@ -20,6 +22,7 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use super::{ChatModel, ModelContent, ModelEvent, ModelRequest, ModelRole, ModelStream, ProviderError, StopReason};
+use crate::domain::FileFormat;
 use crate::domain::Usage;
 
 /// The Bedrock provider.
@@ -85,7 +88,53 @@ pub fn from_document(doc: &Document) -> Value {
     }
 }
 
-fn build_message(m: &super::ModelMessage) -> Result<Message, ProviderError> {
+/// A file as a Converse image or document block. Document names are unique within a request
+/// (Bedrock refuses two documents of one name): a repeated name gets a ` (n)` suffix.
+fn file_block(
+    format: FileFormat,
+    filename: &str,
+    bytes: &bytes::Bytes,
+    names: &mut Vec<String>,
+) -> Result<ContentBlock, ProviderError> {
+    let blob = Blob::new(bytes.to_vec());
+    let refused = |e: aws_sdk_bedrockruntime::error::BuildError| ProviderError::Refused(format!("file block: {e}"));
+    let image = |f: ImageFormat| {
+        ImageBlock::builder()
+            .format(f)
+            .source(ImageSource::Bytes(blob.clone()))
+            .build()
+            .map(ContentBlock::Image)
+            .map_err(refused)
+    };
+    let document_format = match format {
+        FileFormat::Png => return image(ImageFormat::Png),
+        FileFormat::Jpeg => return image(ImageFormat::Jpeg),
+        FileFormat::Gif => return image(ImageFormat::Gif),
+        FileFormat::Webp => return image(ImageFormat::Webp),
+        FileFormat::Pdf => DocumentFormat::Pdf,
+        FileFormat::Txt => DocumentFormat::Txt,
+        FileFormat::Md => DocumentFormat::Md,
+        FileFormat::Csv => DocumentFormat::Csv,
+        FileFormat::Docx => DocumentFormat::Docx,
+    };
+    let base = crate::domain::file::document_name(filename);
+    let mut name = base.clone();
+    let mut n = 1;
+    while names.contains(&name) {
+        n += 1;
+        name = format!("{base} ({n})");
+    }
+    names.push(name.clone());
+    DocumentBlock::builder()
+        .format(document_format)
+        .name(name)
+        .source(DocumentSource::Bytes(blob))
+        .build()
+        .map(ContentBlock::Document)
+        .map_err(refused)
+}
+
+fn build_message(m: &super::ModelMessage, names: &mut Vec<String>) -> Result<Message, ProviderError> {
     let role = match m.role {
         ModelRole::User => ConversationRole::User,
         ModelRole::Assistant => ConversationRole::Assistant,
@@ -94,6 +143,15 @@ fn build_message(m: &super::ModelMessage) -> Result<Message, ProviderError> {
     for c in &m.content {
         let block = match c {
             ModelContent::Text(t) => ContentBlock::Text(t.clone()),
+            ModelContent::File {
+                format,
+                filename,
+                bytes,
+            } => file_block(*format, filename, bytes, names)?,
+            // Never left in a request by the turn; said plainly if it were.
+            ModelContent::FileRef { filename, .. } => {
+                ContentBlock::Text(format!("[The attached file {filename} could not be read.]"))
+            }
             ModelContent::ToolUse { id, name, input } => ContentBlock::ToolUse(
                 ToolUseBlock::builder()
                     .tool_use_id(id)
@@ -247,10 +305,11 @@ impl ChatModel for BedrockModel {
     }
 
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ProviderError> {
+        let mut names = Vec::new();
         let messages = request
             .messages
             .iter()
-            .map(build_message)
+            .map(|m| build_message(m, &mut names))
             .collect::<Result<Vec<_>, _>>()?;
         let mut call = self
             .client

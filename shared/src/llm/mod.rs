@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde_json::Value;
 
-use crate::domain::{FinishReason, Usage};
+use crate::domain::{FileFormat, FileId, FinishReason, Usage};
 
 /// A message of the model's context.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,6 +62,28 @@ pub enum ModelContent {
         content: Value,
         /// Whether the tool failed.
         is_error: bool,
+    },
+    /// A file the user attached, not read yet: the turn replaces it with [`ModelContent::File`]
+    /// (its bytes) or with a note, before the request leaves (`chat::attachments`).
+    FileRef {
+        /// The file.
+        id: FileId,
+        /// Its format.
+        format: FileFormat,
+        /// Its name as uploaded.
+        filename: String,
+        /// Its estimated input tokens.
+        tokens: u64,
+    },
+    /// A file's bytes: an image block or a document block (Bedrock), an image part or text
+    /// (OpenAI-compatible).
+    File {
+        /// Its format.
+        format: FileFormat,
+        /// Its name as uploaded (a document block's name is derived from it).
+        filename: String,
+        /// The bytes.
+        bytes: bytes::Bytes,
     },
 }
 
@@ -197,6 +219,13 @@ pub trait ChatModel: Send + Sync + 'static {
 
     /// Starts a reply. `Err` means nothing was produced (fallback may apply).
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ProviderError>;
+
+    /// Whether the provider takes files of this format (attaching one it does not take is
+    /// refused before the turn starts). Every format by default.
+    fn accepts(&self, format: FileFormat) -> bool {
+        let _ = format;
+        true
+    }
 }
 
 /// The configured provider ([`ProviderConfig`](crate::config::ProviderConfig)).

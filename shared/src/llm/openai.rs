@@ -16,7 +16,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{ChatModel, ModelContent, ModelEvent, ModelRequest, ModelRole, ModelStream, ProviderError, StopReason};
-use crate::domain::Usage;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
+use crate::domain::{FileFormat, FileKind, Usage};
 
 /// The OpenAI-compatible provider.
 #[derive(Clone)]
@@ -63,9 +66,29 @@ impl OpenAiModel {
         for m in &request.messages {
             let mut text = String::new();
             let mut tool_calls = Vec::new();
+            let mut images = Vec::new();
             for c in &m.content {
                 match c {
                     ModelContent::Text(t) => text.push_str(t),
+                    // Images as data-URL image parts; text documents inline, delimited; other
+                    // documents never get here (`accepts` refuses them before the turn).
+                    ModelContent::File {
+                        format,
+                        filename,
+                        bytes,
+                    } => match format.kind() {
+                        FileKind::Image => images.push(json!({
+                            "type": "image_url",
+                            "image_url": {"url": format!("data:{};base64,{}", format.media_type(), BASE64.encode(bytes))},
+                        })),
+                        FileKind::Document => {
+                            let body = String::from_utf8_lossy(bytes);
+                            text.push_str(&format!("<document name=\"{filename}\">\n{body}\n</document>\n\n"));
+                        }
+                    },
+                    ModelContent::FileRef { filename, .. } => {
+                        text.push_str(&format!("[The attached file {filename} could not be read.]\n\n"));
+                    }
                     ModelContent::ToolUse { id, name, input } => tool_calls.push(json!({
                         "id": id, "type": "function",
                         "function": {"name": name, "arguments": input.to_string()}
@@ -79,7 +102,11 @@ impl OpenAiModel {
                 ModelRole::User => "user",
                 ModelRole::Assistant => "assistant",
             };
-            if !tool_calls.is_empty() {
+            if !images.is_empty() {
+                let mut parts = vec![json!({"type": "text", "text": text})];
+                parts.extend(images);
+                messages.push(json!({"role": role, "content": parts}));
+            } else if !tool_calls.is_empty() {
                 messages.push(json!({"role": role, "content": text, "tool_calls": tool_calls}));
             } else if !text.is_empty() {
                 messages.push(json!({"role": role, "content": text}));
@@ -177,6 +204,12 @@ fn finish(reason: &str) -> StopReason {
 
 #[async_trait]
 impl ChatModel for OpenAiModel {
+    /// Images (image parts) and text documents (inline); chat-completions APIs have no portable
+    /// PDF or DOCX input.
+    fn accepts(&self, format: FileFormat) -> bool {
+        format.kind() == FileKind::Image || format.is_text()
+    }
+
     fn provider(&self) -> &'static str {
         "openai"
     }

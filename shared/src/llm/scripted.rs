@@ -51,6 +51,8 @@ pub fn input_tokens(request: &ModelRequest) -> u64 {
                 ModelContent::Text(t) => t.chars().count(),
                 ModelContent::ToolUse { input, .. } => input.to_string().chars().count(),
                 ModelContent::ToolResult { content, .. } => content.to_string().chars().count(),
+                ModelContent::File { bytes, .. } => bytes.len(),
+                ModelContent::FileRef { filename, .. } => filename.chars().count(),
             };
         }
     }
@@ -151,7 +153,10 @@ impl ChatModel for ScriptedModel {
         let (deltas, count): (Deltas, u64) = match (number(&last_user_text, "deltas"), &tool_result) {
             (_, Some(result)) => words(format!("Search said: {result}")),
             (Some(n), None) => (Box::new((0..n).map(|i| format!("w{i} "))), n),
-            (None, None) => words(format!("Scripted reply to: {last_user_text}")),
+            (None, None) => words(match attachments_seen(&request) {
+                Some(files) => format!("Scripted reply to: {last_user_text} (attachments: {files})"),
+                None => format!("Scripted reply to: {last_user_text}"),
+            }),
         };
         let delay = number(&last_user_text, "delay").map(Duration::from_millis);
         let first_delay = number(&last_user_text, "first-delay").map(Duration::from_millis);
@@ -159,6 +164,30 @@ impl ChatModel for ScriptedModel {
         let stream = async_stream(deltas, delay, first_delay, fail_after, input, count);
         Ok(stream)
     }
+}
+
+/// The files of the last user message with text, as the scripted reply names them
+/// (`name media-type bytes`, comma-separated), so a demo or a test sees what reached the model.
+fn attachments_seen(request: &ModelRequest) -> Option<String> {
+    let last = request
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == ModelRole::User && m.content.iter().any(|c| matches!(c, ModelContent::Text(_))))?;
+    let files: Vec<String> = last
+        .content
+        .iter()
+        .filter_map(|c| match c {
+            ModelContent::File {
+                format,
+                filename,
+                bytes,
+            } => Some(format!("{filename} {} {} bytes", format.media_type(), bytes.len())),
+            ModelContent::FileRef { filename, .. } => Some(format!("{filename} unreadable")),
+            _ => None,
+        })
+        .collect();
+    (!files.is_empty()).then(|| files.join(", "))
 }
 
 /// The tool results given after the user's last text (this turn's tool rounds).

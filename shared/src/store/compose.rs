@@ -30,6 +30,8 @@ pub struct StoreParts {
     pub projects: Arc<dyn super::ports::Projects>,
     /// Saved prompts.
     pub prompts: Arc<dyn super::ports::Prompts>,
+    /// Attached files.
+    pub files: Arc<dyn super::ports::Files>,
     /// Messages.
     pub messages: Arc<dyn Messages>,
     /// Chat turns.
@@ -59,6 +61,7 @@ impl StoreParts {
             conversations: store.clone(),
             projects: store.clone(),
             prompts: store.clone(),
+            files: store.clone(),
             messages: store.clone(),
             turns: store.clone(),
             streams: store.clone(),
@@ -206,6 +209,37 @@ impl crate::store::ports::Projects for StoreParts {
         conversations: crate::store::ports::ProjectConversations,
     ) -> Result<u64, StoreError> {
         self.projects.delete_project(owner, id, conversations).await
+    }
+}
+
+#[async_trait]
+impl crate::store::ports::Files for StoreParts {
+    async fn put_file(&self, file: &crate::domain::StoredFile) -> Result<(), StoreError> {
+        self.files.put_file(file).await
+    }
+
+    async fn get_file(
+        &self,
+        owner: &UserId,
+        id: &crate::domain::FileId,
+    ) -> Result<crate::domain::StoredFile, StoreError> {
+        self.files.get_file(owner, id).await
+    }
+
+    async fn list_files(&self, owner: &UserId) -> Result<Vec<crate::domain::StoredFile>, StoreError> {
+        self.files.list_files(owner).await
+    }
+
+    async fn replace_file(
+        &self,
+        file: &crate::domain::StoredFile,
+        condition: crate::store::ports::FileCondition<'_>,
+    ) -> Result<(), StoreError> {
+        self.files.replace_file(file, condition).await
+    }
+
+    async fn delete_files(&self, owner: &UserId, ids: &[crate::domain::FileId]) -> Result<(), StoreError> {
+        self.files.delete_files(owner, ids).await
     }
 }
 

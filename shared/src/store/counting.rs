@@ -185,6 +185,42 @@ impl crate::store::ports::Prompts for CountingStore {
 }
 
 #[async_trait]
+impl crate::store::ports::Files for CountingStore {
+    async fn put_file(&self, file: &crate::domain::StoredFile) -> Result<(), StoreError> {
+        self.record("put_file");
+        self.inner.put_file(file).await
+    }
+
+    async fn get_file(
+        &self,
+        owner: &UserId,
+        id: &crate::domain::FileId,
+    ) -> Result<crate::domain::StoredFile, StoreError> {
+        self.record("get_file");
+        self.inner.get_file(owner, id).await
+    }
+
+    async fn list_files(&self, owner: &UserId) -> Result<Vec<crate::domain::StoredFile>, StoreError> {
+        self.record("list_files");
+        self.inner.list_files(owner).await
+    }
+
+    async fn replace_file(
+        &self,
+        file: &crate::domain::StoredFile,
+        condition: crate::store::ports::FileCondition<'_>,
+    ) -> Result<(), StoreError> {
+        self.record("replace_file");
+        self.inner.replace_file(file, condition).await
+    }
+
+    async fn delete_files(&self, owner: &UserId, ids: &[crate::domain::FileId]) -> Result<(), StoreError> {
+        self.record("delete_files");
+        self.inner.delete_files(owner, ids).await
+    }
+}
+
+#[async_trait]
 impl Messages for CountingStore {
     async fn append_message(&self, owner: &UserId, message: &Message, touch: &Touch) -> Result<Appended, StoreError> {
         self.record("append_message");

@@ -8,8 +8,9 @@ use super::rules::{
     MAX_SAVED_RESPONSE_BYTES, RECEIPT_TTL_SECS,
 };
 use crate::domain::{
-    AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, LiveTurn, Message, MessageId, Project,
-    ProjectId, PromptId, SavedPrompt, Solution, SolutionFilter, StatsDelta, StatsRow, Timestamp, UserId,
+    AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, FileId, LiveTurn, Message, MessageId,
+    Project, ProjectId, PromptId, SavedPrompt, Solution, SolutionFilter, StatsDelta, StatsRow, StoredFile, Timestamp,
+    UserId,
 };
 use crate::error::StoreError;
 
@@ -465,6 +466,36 @@ pub trait Prompts: Send + Sync {
     async fn delete_prompt(&self, owner: &UserId, id: &PromptId) -> Result<(), StoreError>;
 }
 
+/// What a conditional file write expects of the stored file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileCondition<'a> {
+    /// Still pending (verifying an upload).
+    Pending,
+    /// Ready, and attached to no conversation or to this one (attaching it).
+    AttachableTo(&'a ConversationId),
+}
+
+/// A user's attached files (their records; the bytes are the blob store's); every read and write
+/// scoped to the owner (another owner's file is [`StoreError::NotFound`]).
+#[async_trait]
+pub trait Files: Send + Sync {
+    /// Stores a new file. [`StoreError::Conflict`] when the owner already has one of this id.
+    async fn put_file(&self, file: &StoredFile) -> Result<(), StoreError>;
+
+    /// One file.
+    async fn get_file(&self, owner: &UserId, id: &FileId) -> Result<StoredFile, StoreError>;
+
+    /// Every file of the owner, oldest first (bounded by the per-user cap, so never paged).
+    async fn list_files(&self, owner: &UserId) -> Result<Vec<StoredFile>, StoreError>;
+
+    /// Replaces a stored file if it still meets `condition`: [`StoreError::Conflict`] when it
+    /// does not, [`StoreError::NotFound`] when it is gone.
+    async fn replace_file(&self, file: &StoredFile, condition: FileCondition<'_>) -> Result<(), StoreError>;
+
+    /// Deletes files of the owner (missing ones are skipped).
+    async fn delete_files(&self, owner: &UserId, ids: &[FileId]) -> Result<(), StoreError>;
+}
+
 /// Conversations and their listing; every read and write scoped to the owner.
 #[async_trait]
 pub trait Conversations: Send + Sync {
@@ -668,7 +699,18 @@ pub trait Idempotency: Send + Sync {
 /// [`StoreError::NotFound`], like a missing one. Implemented for anything that has all seven
 /// capabilities; handlers and services take the one capability they use (`&dyn Conversations`).
 pub trait Store:
-    Conversations + Projects + Prompts + Messages + Turns + Streams + Activity + Stats + Counters + Idempotency + 'static
+    Conversations
+    + Projects
+    + Prompts
+    + Files
+    + Messages
+    + Turns
+    + Streams
+    + Activity
+    + Stats
+    + Counters
+    + Idempotency
+    + 'static
 {
 }
 
@@ -676,6 +718,7 @@ impl<
         T: Conversations
             + Projects
             + Prompts
+            + Files
             + Messages
             + Turns
             + Streams

@@ -13,6 +13,7 @@
 //! | live-turn marker (the newest turn) | `CONV#<owner>#<id>` | `LIVE` | `ownerId`, `turnId`, `replyId`, `parentId`, `startedAt`, `deadline`, `stop?`, `expiresAt` (TTL) |
 //! | turn checkpoint | `CONV#<owner>#<id>` | `STREAM#<turn id>#<nnnnnn>` | `ownerId`, `events`, `last`, `at`, `expiresAt` (TTL) |
 //! | project | `PROJ#<owner>` | `<project id>` | `id`, `owner`, `name`, `description`, `instructions`, `defaultModel?`, `defaultSolution?`, `createdAt`, `updatedAt` |
+//! | attached file | `FILE#<owner>` | `<file id>` | `id`, `owner`, `filename`, `format`, `size`, `status`, `conversationId?`, `tokens`, `createdAt`, `uploadExpiresAt`, `expiresAt?` (TTL, pending files) |
 //! | saved prompt | `PRMT#<owner>` | `<prompt id>` | `id`, `owner`, `title`, `text`, `tags`, `createdAt`, `updatedAt` |
 //! | idempotency record | `IDEM#<owner>` | `<Idempotency-Key>` | `fingerprint`, `state`, `token?`, `status?`, `body?`, `location?`, `expiresAt` (TTL) |
 //!
@@ -83,6 +84,11 @@ pub fn receipt_sk(turn_id: &str) -> String {
 /// Partition key of a user's idempotency records (conversations table; `sk` = the client's key).
 pub fn idempotency_pk(owner: &str) -> String {
     format!("IDEM#{owner}")
+}
+
+/// Partition key of a user's attached files (conversations table; `sk` = the file id).
+pub fn files_pk(owner: &str) -> String {
+    format!("FILE#{owner}")
 }
 
 /// Partition key of a user's projects (conversations table; `sk` = the project id).

@@ -12,6 +12,7 @@
 mod activity;
 mod conversations;
 mod counters;
+mod files;
 mod idempotency;
 mod messages;
 mod projects;
@@ -140,6 +141,12 @@ CREATE TABLE IF NOT EXISTS turn_checkpoints (
     PRIMARY KEY (owner, conversation_id, turn_id, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS projects (
+    owner TEXT NOT NULL,
+    id    TEXT NOT NULL,
+    body  TEXT NOT NULL,
+    PRIMARY KEY (owner, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS files (
     owner TEXT NOT NULL,
     id    TEXT NOT NULL,
     body  TEXT NOT NULL,
