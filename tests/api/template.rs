@@ -536,7 +536,14 @@ fn dev_deletes_what_it_created_and_prod_retains_its_data() {
     let template = expanded();
     let mut stateful = resources_of_type(&template, "AWS::DynamoDB::Table");
     stateful.extend(resources_of_type(&template, "AWS::Cognito::UserPool"));
-    assert_eq!(stateful.len(), 3, "two tables and the user pool");
+    // The files bucket, and its TLS-only policy so that a retained bucket keeps it.
+    stateful.extend(resources_of_type(&template, "AWS::S3::Bucket"));
+    stateful.extend(resources_of_type(&template, "AWS::S3::BucketPolicy"));
+    assert_eq!(
+        stateful.len(),
+        5,
+        "two tables, the user pool, the files bucket and its policy"
+    );
     for (name, resource) in stateful {
         let (condition, prod, dev) = if_parts(&resource["DeletionPolicy"]);
         assert_eq!(
@@ -644,8 +651,13 @@ fn every_function_has_least_privilege() {
         for (sid, actions, resources, condition) in &statements {
             for action in actions {
                 assert!(!action.contains('*'), "{name}.{sid}: wildcard action {action}");
+                // The files bucket and its key: conversations and chat only (checked in detail by
+                // only_the_conversations_and_chat_functions_touch_the_files_bucket).
+                let files = matches!(binary, "conversations" | "chat")
+                    && (action.starts_with("s3:") || action.starts_with("kms:"));
                 assert!(
                     action.starts_with("dynamodb:")
+                        || files
                         || (binary == "chat"
                             && (action.starts_with("bedrock:") || action == "secretsmanager:GetSecretValue")),
                     "{name}.{sid}: {action} is outside what {binary} does"
@@ -706,4 +718,281 @@ fn every_function_has_least_privilege() {
             "{name}: its cold-start probe (Query on ConversationsTable) is denied"
         );
     }
+}
+
+/// The one files bucket: `(logical id, resource)`.
+fn files_bucket(template: &Value) -> (String, Value) {
+    let buckets = resources_of_type(template, "AWS::S3::Bucket");
+    assert_eq!(buckets.len(), 1, "one bucket, for file attachments");
+    let (name, bucket) = &buckets[0];
+    (name.clone(), (*bucket).clone())
+}
+
+fn is_ref(v: &Value, name: &str) -> bool {
+    matches!(intrinsic(v), Some((t, a)) if t == "Ref" && a.as_str() == Some(name))
+}
+
+#[test]
+fn the_files_bucket_is_private_encrypted_and_reachable_over_tls_only() {
+    let template = expanded();
+    let (name, bucket) = files_bucket(&template);
+    let props = &bucket["Properties"];
+    let block = &props["PublicAccessBlockConfiguration"];
+    for setting in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(block[setting].as_bool(), Some(true), "{name}: {setting}");
+    }
+    let rules = props["OwnershipControls"]["Rules"]
+        .as_sequence()
+        .expect("OwnershipControls");
+    assert_eq!(rules.len(), 1);
+    assert_eq!(
+        rules[0]["ObjectOwnership"].as_str(),
+        Some("BucketOwnerEnforced"),
+        "no ACLs"
+    );
+    // Encrypted by default: with KmsKeyArn by that key (as the tables), SSE-S3 otherwise.
+    let encryption = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        .as_sequence()
+        .expect("default encryption");
+    assert_eq!(encryption.len(), 1, "{name}: one default encryption rule");
+    let (condition, with_key, without) = if_parts(&encryption[0]);
+    assert_eq!(condition, "HasKmsKey");
+    let with_key = &with_key["ServerSideEncryptionByDefault"];
+    assert_eq!(with_key["SSEAlgorithm"].as_str(), Some("aws:kms"));
+    assert!(is_ref(&with_key["KMSMasterKeyID"], "KmsKeyArn"), "{with_key:?}");
+    assert_eq!(
+        without["ServerSideEncryptionByDefault"]["SSEAlgorithm"].as_str(),
+        Some("AES256")
+    );
+    // A bucket policy denying every request that is not over TLS, on the bucket and its objects.
+    let policies: Vec<_> = resources_of_type(&template, "AWS::S3::BucketPolicy")
+        .into_iter()
+        .filter(|(_, p)| is_ref(&p["Properties"]["Bucket"], &name))
+        .collect();
+    assert_eq!(policies.len(), 1, "{name}: one bucket policy");
+    let statements = policies[0].1["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .expect("Statement");
+    let tls_only = statements
+        .iter()
+        .find(|s| s["Condition"]["Bool"]["aws:SecureTransport"].as_str() == Some("false"))
+        .expect("a statement on aws:SecureTransport false");
+    assert_eq!(tls_only["Effect"].as_str(), Some("Deny"));
+    assert_eq!(tls_only["Principal"].as_str(), Some("*"));
+    assert_eq!(tls_only["Action"].as_str(), Some("s3:*"));
+    let mut resources = Vec::new();
+    strings(&tls_only["Resource"], &mut resources);
+    let arn = format!("{name}.Arn");
+    assert!(resources.contains(&arn), "the bucket: {resources:?}");
+    assert!(
+        resources.contains(&format!("${{{arn}}}/*")),
+        "its objects: {resources:?}"
+    );
+}
+
+#[test]
+fn browsers_may_upload_and_download_files_from_the_allowed_origins_only() {
+    let template = expanded();
+    let (name, bucket) = files_bucket(&template);
+    let rules = bucket["Properties"]["CorsConfiguration"]["CorsRules"]
+        .as_sequence()
+        .expect("CorsRules");
+    assert_eq!(rules.len(), 1, "{name}: one CORS rule");
+    let rule = &rules[0];
+    let methods: BTreeSet<&str> = rule["AllowedMethods"]
+        .as_sequence()
+        .expect("AllowedMethods")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        methods,
+        BTreeSet::from(["POST", "GET"]),
+        "the upload and presigned downloads"
+    );
+    // The origins the API allows (the AllowedOrigins parameter, comma separated), never `*`.
+    let (tag, args) = intrinsic(&rule["AllowedOrigins"]).expect("AllowedOrigins from the parameter");
+    assert_eq!(tag, "Split");
+    assert_eq!(args[0].as_str(), Some(","));
+    assert!(is_ref(&args[1], "AllowedOrigins"), "{args:?}");
+    assert_eq!(
+        rule["AllowedHeaders"]
+            .as_sequence()
+            .map(|h| h.iter().filter_map(Value::as_str).collect::<Vec<_>>()),
+        Some(vec!["*"])
+    );
+    assert_eq!(rule["MaxAge"].as_u64(), Some(3000));
+}
+
+#[test]
+fn abandoned_uploads_expire_within_a_day_and_files_are_kept() {
+    let template = expanded();
+    let (name, bucket) = files_bucket(&template);
+    let rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+        .as_sequence()
+        .expect("lifecycle rules");
+    let enabled: Vec<&Value> = rules
+        .iter()
+        .filter(|r| r["Status"].as_str() == Some("Enabled"))
+        .collect();
+    let uploads = enabled
+        .iter()
+        .find(|r| r["Prefix"].as_str() == Some("uploads/"))
+        .unwrap_or_else(|| panic!("{name}: no rule for uploads/"));
+    let days = uploads["ExpirationInDays"].as_u64().expect("ExpirationInDays");
+    assert_eq!(days, 1, "uploads/ expire after a day, not {days}");
+    let multipart = enabled
+        .iter()
+        .find_map(|r| r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"].as_u64())
+        .unwrap_or_else(|| panic!("{name}: incomplete multipart uploads are never aborted"));
+    assert!(multipart <= 1, "incomplete multipart uploads kept {multipart} days");
+    // Nothing expires files/ (the app deletes them) or the whole bucket.
+    for rule in &enabled {
+        if rule["ExpirationInDays"].is_null() && rule["ExpirationDate"].is_null() {
+            continue;
+        }
+        assert_eq!(
+            rule["Prefix"].as_str(),
+            Some("uploads/"),
+            "{name}: {rule:?} expires more than uploads"
+        );
+    }
+}
+
+/// The statements of a function's inline policies granted only under a condition:
+/// `(condition, statement)`.
+fn conditional_statements(function: &Value) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for policy in function["Properties"]["Policies"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default()
+    {
+        for statement in policy["Statement"].as_sequence().cloned().unwrap_or_default() {
+            if matches!(intrinsic(&statement), Some((tag, _)) if tag == "If") {
+                let (condition, then, otherwise) = if_parts(&statement);
+                assert!(is_no_value(&otherwise), "{statement:?}");
+                out.push((condition, then));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn only_the_conversations_and_chat_functions_touch_the_files_bucket() {
+    let template = expanded();
+    let (bucket, _) = files_bucket(&template);
+    let objects = |prefix: &str| format!("${{{bucket}.Arn}}/{prefix}/*");
+    let mut chats = 0;
+    let mut conversations = 0;
+    for (name, function) in resources_of_type(&template, "AWS::Serverless::Function") {
+        let binary = function["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap_or_default();
+        // action -> the resources it is granted on
+        let mut granted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (sid, actions, resources, _) in statements(function) {
+            for action in actions.iter().filter(|a| a.starts_with("s3:")) {
+                assert!(!action.contains('*'), "{name}.{sid}: {action}");
+                for resource in &resources {
+                    assert!(
+                        resource != "*" && resource.starts_with(&format!("${{{bucket}.Arn}}/")),
+                        "{name}.{sid}: {action} on {resource}, not on objects of {bucket}"
+                    );
+                    granted.entry(action.clone()).or_default().insert(resource.clone());
+                }
+            }
+        }
+        let expected: BTreeMap<String, BTreeSet<String>> = match binary {
+            // Reads promoted files to send them to the model: nothing else.
+            "chat" => {
+                chats += 1;
+                BTreeMap::from([("s3:GetObject".to_owned(), BTreeSet::from([objects("files")]))])
+            }
+            // Signs the presigned POST (PutObject on uploads/), verifies, copies to files/,
+            // presigns downloads and deletes: no ListBucket, nothing outside the two prefixes.
+            "conversations" => {
+                conversations += 1;
+                let both = BTreeSet::from([objects("uploads"), objects("files")]);
+                ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"]
+                    .into_iter()
+                    .map(|a| (a.to_owned(), both.clone()))
+                    .collect()
+            }
+            _ => BTreeMap::new(),
+        };
+        assert_eq!(granted, expected, "{name} ({binary}): S3 grants");
+        // The bucket's key, only when KmsKeyArn is given, only through S3; chat only decrypts.
+        let kms: Vec<(String, Value)> = conditional_statements(function)
+            .into_iter()
+            .filter(|(_, s)| {
+                let mut actions = Vec::new();
+                strings(&s["Action"], &mut actions);
+                actions.iter().any(|a| a.starts_with("kms:"))
+            })
+            .collect();
+        let expected_kms: &[&str] = match binary {
+            "chat" => &["kms:Decrypt"],
+            "conversations" => &["kms:Decrypt", "kms:GenerateDataKey"],
+            _ => &[],
+        };
+        if expected_kms.is_empty() {
+            assert!(kms.is_empty(), "{name}: {kms:?}");
+            continue;
+        }
+        assert_eq!(kms.len(), 1, "{name}: one statement for the bucket's key");
+        let (condition, statement) = &kms[0];
+        assert_eq!(condition, "HasKmsKey", "{name}");
+        let mut actions = Vec::new();
+        strings(&statement["Action"], &mut actions);
+        assert_eq!(actions, expected_kms, "{name}");
+        assert!(is_ref(&statement["Resource"], "KmsKeyArn"), "{name}: {statement:?}");
+        let mut via = Vec::new();
+        strings(&statement["Condition"]["StringEquals"]["kms:ViaService"], &mut via);
+        assert_eq!(via, ["s3.${AWS::Region}.amazonaws.com"], "{name}: through S3 only");
+    }
+    assert_eq!((chats, conversations), (7, 1));
+    // No unconditional KMS grant anywhere (a conditional one is checked above).
+    for (name, function) in resources_of_type(&template, "AWS::Serverless::Function") {
+        for (sid, actions, _, _) in statements(function) {
+            if actions.iter().any(|a| a.starts_with("kms:")) {
+                assert!(
+                    conditional_statements(function)
+                        .iter()
+                        .any(|(_, s)| s["Sid"].as_str() == Some(sid.as_str())),
+                    "{name}.{sid}: a KMS grant without KmsKeyArn"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_files_bucket_is_named_to_exactly_the_functions_that_use_it() {
+    let template = raw_template();
+    assert!(
+        template["Globals"]["Function"]["Environment"]["Variables"]["ATHENA_FILES_BUCKET"].is_null(),
+        "not in Globals: only conversations and chat use the bucket"
+    );
+    let template = expanded();
+    let (bucket, _) = files_bucket(&template);
+    for (name, function) in resources_of_type(&template, "AWS::Serverless::Function") {
+        let binary = function["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap_or_default();
+        let value = &function["Properties"]["Environment"]["Variables"]["ATHENA_FILES_BUCKET"];
+        if matches!(binary, "conversations" | "chat") {
+            assert!(is_ref(value, &bucket), "{name}: ATHENA_FILES_BUCKET is {value:?}");
+        } else {
+            assert!(value.is_null(), "{name} ({binary}) does not use the files bucket");
+        }
+    }
+    let output = &template["Outputs"]["FilesBucketName"]["Value"];
+    assert!(is_ref(output, &bucket), "the bucket's name is an output: {output:?}");
 }
