@@ -15,6 +15,7 @@ mod chat;
 mod durable;
 mod events;
 mod faults;
+mod files;
 mod gateway;
 mod http_api;
 mod limits;

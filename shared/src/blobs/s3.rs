@@ -60,6 +60,24 @@ impl S3Blobs {
         }
     }
 
+    /// A bucket through an existing client (tests: a local S3-API server, with `endpoint` its URL
+    /// and path-style addressing on the client).
+    pub fn new(
+        client: Client,
+        bucket: String,
+        region: String,
+        endpoint: Option<String>,
+        credentials: SharedCredentialsProvider,
+    ) -> Self {
+        Self {
+            client,
+            bucket,
+            region,
+            endpoint,
+            credentials: Some(credentials),
+        }
+    }
+
     /// The bucket's URL for form uploads.
     fn bucket_url(&self) -> String {
         match &self.endpoint {
