@@ -16,7 +16,7 @@ use shared::chat::ChatConfig;
 use shared::config::Config;
 use shared::domain::{ConversationId, Role};
 
-const VERSIONS: [&str; 3] = ["ai-6-0-48", "ai-6-latest", "ai-5"];
+pub(crate) const VERSIONS: [&str; 3] = ["ai-6-0-48", "ai-6-latest", "ai-5"];
 const SONNET: &str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
 
 /// Runs `node tests/js/<script> <args...>` in `tests/js`; returns the JSON of its last line.
@@ -58,7 +58,7 @@ async fn sdk_turn(app: &TestApp, package: &str, path: &str, chat_id: &str, text:
 }
 
 /// Runs one flow of `ai_sdk_flows.mjs` with `package`; fails the test if the script itself threw.
-async fn sdk_flow(app: &TestApp, package: &str, flow: &str, args: Value) -> Value {
+pub(crate) async fn sdk_flow(app: &TestApp, package: &str, flow: &str, args: Value) -> Value {
     let answer = node(
         "ai_sdk_flows.mjs",
         vec![package.to_owned(), app.base.clone(), flow.to_owned(), args.to_string()],

@@ -194,8 +194,92 @@ on_both_stores!(
         uploads_that_lie_are_too_large_or_missing_are_refused_and_nothing_stays,
         a_used_or_expired_upload_form_changes_nothing,
         attachments_must_be_the_callers_ready_files_of_this_conversation,
+        the_ai_sdk_client_attaches_a_pdf_and_a_png_to_a_maintenance_question,
     ]
 );
+
+/// The done-when of issue 17, through the real AI SDK client (every installed version): the
+/// browser's upload (FormData to the form's URL: the bucket on moto, or athena-local's own), then
+/// `chat.sendMessage({text, files})`; Bedrock's request carries the document and the image.
+async fn the_ai_sdk_client_attaches_a_pdf_and_a_png_to_a_maintenance_question(f: Files) {
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    for package in crate::ai_sdk::VERSIONS {
+        f.bedrock.push(reply_frames("Check the seal first."));
+        let chat_id = unique("sdk-files");
+        let answer = crate::ai_sdk::sdk_flow(
+            &f.app,
+            package,
+            "files",
+            json!({
+                "chatId": chat_id,
+                "path": "/api/chat/maintenance",
+                "text": "The pump in the photo leaks; what does the manual say?",
+                "files": [
+                    {"filename": "manual.pdf", "mediaType": "application/pdf", "base64": b64(PDF)},
+                    {"filename": "pump.png", "mediaType": "image/png", "base64": b64(PNG)},
+                ],
+            }),
+        )
+        .await;
+        assert_eq!(answer["status"], "ready", "{package}: {answer}");
+        for upload in answer["uploads"].as_array().expect("uploads") {
+            assert!(
+                upload["posted"].as_u64().is_some_and(|s| (200..300).contains(&s)),
+                "{package}: {upload}"
+            );
+            assert_eq!(upload["completed"], 200, "{package}: {upload}");
+        }
+        let messages = answer["messages"].as_array().expect("messages");
+        let reply: String = messages[1]["parts"]
+            .as_array()
+            .expect("parts")
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect();
+        assert_eq!(reply, "Check the seal first.", "{package}: {answer}");
+        let posted = &answer["requests"][0]["messages"][0]["parts"];
+        assert_eq!(
+            posted.as_array().map(Vec::len),
+            Some(3),
+            "{package}: the SDK posts both file parts: {posted}"
+        );
+
+        let request = f.bedrock.requests().last().expect("a Bedrock request").body.clone();
+        let content = &request["messages"][0]["content"];
+        assert_eq!(content[0]["document"]["format"], "pdf", "{package}: {content}");
+        assert_eq!(content[0]["document"]["source"]["bytes"], b64(PDF), "{package}");
+        assert_eq!(content[1]["image"]["format"], "png", "{package}: {content}");
+        assert_eq!(content[1]["image"]["source"]["bytes"], b64(PNG), "{package}");
+        assert!(
+            request["system"][0]["text"]
+                .as_str()
+                .is_some_and(|s| s.contains("maintenance")),
+            "{package}"
+        );
+
+        let shown = f.app.call("GET", &format!("/api/conversations/{chat_id}"), None).await;
+        let kinds: Vec<&str> = shown.json["messages"][0]["parts"]
+            .as_array()
+            .expect("parts")
+            .iter()
+            .filter_map(|p| p["type"].as_str())
+            .collect();
+        assert_eq!(kinds, ["text", "file", "file"], "{package}: {}", shown.text);
+        let deleted = f
+            .app
+            .call("DELETE", &format!("/api/conversations/{chat_id}"), None)
+            .await;
+        assert_eq!(deleted.status, 200);
+        for upload in answer["uploads"].as_array().expect("uploads") {
+            let id = upload["file"]["id"].as_str().expect("id");
+            assert_eq!(
+                f.blobs.head(&key_of(id)).await.expect("head"),
+                None,
+                "{package}: {id} left behind"
+            );
+        }
+    }
+}
 
 async fn a_pdf_and_a_png_reach_bedrock_as_document_and_image_blocks_and_go_with_their_conversation(f: Files) {
     let pdf = upload(&f, "Pump manual.pdf", "application/pdf", PDF).await;

@@ -29,6 +29,12 @@
 //   reason})` on the part in state `approval-requested`, which posts the list ending with the
 //   assistant message by itself; waits for that second request to end. Prints {asked, final,
 //   status, chatError, requests}: the messages after the first reply and at the end.
+// - `files` {chatId, path, text, files: [{filename, mediaType, base64}]}: attachments as a browser
+//   sends them: each file announced (`POST /api/files`), its upload form posted with `FormData`
+//   (the form's fields, then the file) straight to the form's URL (the bucket, or athena-local's
+//   own), the upload completed (`POST /api/files/{id}/complete`), then
+//   `chat.sendMessage({text, files})` with one `FileUIPart` per file naming the file's URL.
+//   Prints {uploads: [{created, posted, completed, file}], messages, status, chatError, requests}.
 // - `seed-fetch` {}: seed 000's own call, `fetch('/api/conversations', {method: 'POST', body:
 //   JSON.stringify({title: 'Test', model: 'claude-sonnet'})})`, with no content type (so fetch
 //   sends `text/plain;charset=UTF-8`). Node's fetch needs an absolute URL, so the path is resolved
@@ -189,6 +195,36 @@ async function approvalFlow() {
   return { asked, final: clone(chat.messages), status: chat.status, chatError: errorText(chat.error), requests };
 }
 
+async function filesFlow() {
+  const uploads = [];
+  const files = [];
+  for (const f of args.files) {
+    const bytes = Buffer.from(f.base64, 'base64');
+    const created = await fetch(new URL('/api/files', base), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ filename: f.filename, mediaType: f.mediaType, size: bytes.length }),
+    });
+    const announced = await created.json();
+    if (created.status !== 201) throw new Error(`POST /api/files: ${created.status} ${JSON.stringify(announced)}`);
+    const form = new FormData();
+    for (const [name, value] of Object.entries(announced.upload.fields)) form.append(name, value);
+    form.append('file', new Blob([bytes], { type: f.mediaType }), f.filename);
+    const posted = await fetch(announced.upload.url, { method: 'POST', body: form });
+    const completed = await fetch(new URL(`/api/files/${announced.file.id}/complete`, base), { method: 'POST' });
+    const file = await completed.json();
+    uploads.push({ created: announced, posted: posted.status, completed: completed.status, file });
+    files.push({ type: 'file', mediaType: file.mediaType, url: file.url, filename: file.filename });
+  }
+  const chat = new HeadlessChat({
+    id: args.chatId,
+    transport: new DefaultChatTransport({ api: base + args.path, fetch: recordingFetch }),
+    onError: () => {},
+  });
+  await chat.sendMessage({ text: args.text, files });
+  return { uploads, messages: clone(chat.messages), status: chat.status, chatError: errorText(chat.error), requests };
+}
+
 async function seedFetch() {
   const url = new URL('/api/conversations', base);
   const init = { method: 'POST', body: JSON.stringify({ title: 'Test', model: 'claude-sonnet' }) };
@@ -202,7 +238,7 @@ async function seedFetch() {
   return { status: res.status, requestContentType, json, text };
 }
 
-const flows = { chat: chatFlow, retry: retryFlow, resume: resumeFlow, approval: approvalFlow, 'seed-fetch': seedFetch };
+const flows = { chat: chatFlow, retry: retryFlow, resume: resumeFlow, approval: approvalFlow, files: filesFlow, 'seed-fetch': seedFetch };
 try {
   console.log(JSON.stringify(await flows[flow]()));
 } catch (error) {
