@@ -3,6 +3,7 @@
 //! relies on is pinned here, so the two stores cannot drift apart.
 
 mod continued;
+mod files;
 mod projects;
 mod prompts;
 
