@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::error::SdkError;
 use serde::{Deserialize, Serialize};
 
 use super::schema;
-use super::{classify, from_item, s, to_item, DynamoStore, Item};
+use super::{classify, s, to_item, DynamoStore};
 use crate::domain::{FileId, FileStatus, StoredFile, UserId};
 use crate::error::StoreError;
 use crate::store::{FileCondition, Files};
@@ -62,17 +62,9 @@ impl Files for DynamoStore {
 
     #[tracing::instrument(name = "dynamo.get_file", skip_all, fields(file = %id))]
     async fn get_file(&self, owner: &UserId, id: &FileId) -> Result<StoredFile, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.conversations)
-            .key(schema::PK, s(schema::files_pk(owner.as_str())))
-            .key(schema::SK, s(id.as_str()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("GetItem file", e))?;
-        let item: FileItem = from_item(out.item.ok_or(StoreError::NotFound)?)?;
+        let item: FileItem = self
+            .get_doc("file", schema::files_pk(owner.as_str()), id.as_str())
+            .await?;
         if item.file.owner != *owner {
             return Err(StoreError::NotFound);
         }
@@ -81,30 +73,8 @@ impl Files for DynamoStore {
 
     #[tracing::instrument(name = "dynamo.list_files", skip_all)]
     async fn list_files(&self, owner: &UserId) -> Result<Vec<StoredFile>, StoreError> {
-        let mut files = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.tables.conversations)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", schema::PK)
-                .expression_attribute_values(":pk", s(schema::files_pk(owner.as_str())))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| classify("Query files", e))?;
-            for item in out.items.unwrap_or_default() {
-                files.push(from_item::<FileItem>(item)?.file);
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
-            }
-        }
-        Ok(files)
+        let items: Vec<FileItem> = self.list_docs("files", schema::files_pk(owner.as_str())).await?;
+        Ok(items.into_iter().map(|item| item.file).collect())
     }
 
     #[tracing::instrument(name = "dynamo.replace_file", skip_all, fields(file = %file.id))]

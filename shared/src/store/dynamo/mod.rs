@@ -15,6 +15,7 @@
 mod activity;
 mod conversations;
 mod counters;
+mod docs;
 mod files;
 mod idempotency;
 mod items;

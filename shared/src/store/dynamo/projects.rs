@@ -4,11 +4,11 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::{AttributeValue, Select};
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
 use super::schema;
-use super::{classify, from_item, s, to_item, DynamoStore, Item};
+use super::{classify, s, to_item, DynamoStore, Item};
 use crate::domain::{ConversationId, Project, ProjectId, Timestamp, UserId};
 use crate::error::StoreError;
 use crate::store::{rules, Conversations, ProjectConversations, ProjectPatch, Projects};
@@ -98,19 +98,10 @@ impl Projects for DynamoStore {
     /// at the cap may both pass the count: the cap is a bound on ordinary use, not a guarantee.
     #[tracing::instrument(name = "dynamo.create_project", skip_all, fields(project = %project.id))]
     async fn create_project(&self, project: &Project, max: usize) -> Result<(), StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.tables.conversations)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", schema::PK)
-            .expression_attribute_values(":pk", s(schema::projects_pk(project.owner.as_str())))
-            .select(Select::Count)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("Query project count", e))?;
-        if usize::try_from(out.count).unwrap_or(usize::MAX) >= max {
+        let count = self
+            .count_docs("projects", schema::projects_pk(project.owner.as_str()))
+            .await?;
+        if count >= max {
             return Err(rules::too_many_projects(max));
         }
         self.put_project(project, None).await
@@ -118,17 +109,9 @@ impl Projects for DynamoStore {
 
     #[tracing::instrument(name = "dynamo.get_project", skip_all, fields(project = %id))]
     async fn get_project(&self, owner: &UserId, id: &ProjectId) -> Result<Project, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.conversations)
-            .key(schema::PK, s(schema::projects_pk(owner.as_str())))
-            .key(schema::SK, s(id.as_str()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("GetItem project", e))?;
-        let item: ProjectItem = from_item(out.item.ok_or(StoreError::NotFound)?)?;
+        let item: ProjectItem = self
+            .get_doc("project", schema::projects_pk(owner.as_str()), id.as_str())
+            .await?;
         if item.project.owner != *owner {
             return Err(StoreError::NotFound);
         }
@@ -137,29 +120,8 @@ impl Projects for DynamoStore {
 
     #[tracing::instrument(name = "dynamo.list_projects", skip_all)]
     async fn list_projects(&self, owner: &UserId) -> Result<Vec<Project>, StoreError> {
-        let mut projects = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.tables.conversations)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", schema::PK)
-                .expression_attribute_values(":pk", s(schema::projects_pk(owner.as_str())))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| classify("Query projects", e))?;
-            for item in out.items.unwrap_or_default() {
-                projects.push(from_item::<ProjectItem>(item)?.project);
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
-            }
-        }
-        Ok(projects)
+        let items: Vec<ProjectItem> = self.list_docs("projects", schema::projects_pk(owner.as_str())).await?;
+        Ok(items.into_iter().map(|item| item.project).collect())
     }
 
     /// A read and a PutItem conditioned on the `updatedAt` read (a concurrent update: `Conflict`).

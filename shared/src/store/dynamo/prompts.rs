@@ -3,11 +3,10 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::Select;
 use serde::{Deserialize, Serialize};
 
 use super::schema;
-use super::{classify, from_item, s, to_item, DynamoStore, Item};
+use super::{classify, s, to_item, DynamoStore};
 use crate::domain::{PromptId, SavedPrompt, Timestamp, UserId};
 use crate::error::StoreError;
 use crate::store::{rules, PromptPatch, Prompts};
@@ -65,19 +64,10 @@ impl Prompts for DynamoStore {
     /// at the cap may both pass the count: the cap is a bound on ordinary use, not a guarantee.
     #[tracing::instrument(name = "dynamo.create_prompt", skip_all, fields(prompt = %prompt.id))]
     async fn create_prompt(&self, prompt: &SavedPrompt, max: usize) -> Result<(), StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.tables.conversations)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", schema::PK)
-            .expression_attribute_values(":pk", s(schema::prompts_pk(prompt.owner.as_str())))
-            .select(Select::Count)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("Query prompt count", e))?;
-        if usize::try_from(out.count).unwrap_or(usize::MAX) >= max {
+        let count = self
+            .count_docs("prompts", schema::prompts_pk(prompt.owner.as_str()))
+            .await?;
+        if count >= max {
             return Err(rules::too_many_prompts(max));
         }
         self.put_prompt(prompt, None).await
@@ -85,17 +75,9 @@ impl Prompts for DynamoStore {
 
     #[tracing::instrument(name = "dynamo.get_prompt", skip_all, fields(prompt = %id))]
     async fn get_prompt(&self, owner: &UserId, id: &PromptId) -> Result<SavedPrompt, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.conversations)
-            .key(schema::PK, s(schema::prompts_pk(owner.as_str())))
-            .key(schema::SK, s(id.as_str()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("GetItem prompt", e))?;
-        let item: PromptItem = from_item(out.item.ok_or(StoreError::NotFound)?)?;
+        let item: PromptItem = self
+            .get_doc("prompt", schema::prompts_pk(owner.as_str()), id.as_str())
+            .await?;
         if item.prompt.owner != *owner {
             return Err(StoreError::NotFound);
         }
@@ -104,29 +86,8 @@ impl Prompts for DynamoStore {
 
     #[tracing::instrument(name = "dynamo.list_prompts", skip_all)]
     async fn list_prompts(&self, owner: &UserId) -> Result<Vec<SavedPrompt>, StoreError> {
-        let mut prompts = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.tables.conversations)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", schema::PK)
-                .expression_attribute_values(":pk", s(schema::prompts_pk(owner.as_str())))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| classify("Query prompts", e))?;
-            for item in out.items.unwrap_or_default() {
-                prompts.push(from_item::<PromptItem>(item)?.prompt);
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
-            }
-        }
-        Ok(prompts)
+        let items: Vec<PromptItem> = self.list_docs("prompts", schema::prompts_pk(owner.as_str())).await?;
+        Ok(items.into_iter().map(|item| item.prompt).collect())
     }
 
     /// A read and a PutItem conditioned on the `updatedAt` read (a concurrent update: `Conflict`).

@@ -2,32 +2,15 @@
 //! (the bytes live on disk beside the database, or in the bucket).
 
 use async_trait::async_trait;
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, TransactionBehavior};
 
+use super::docs::Docs;
 use super::{sql_err, EmbeddedStore};
 use crate::domain::{FileId, FileStatus, StoredFile, UserId};
 use crate::error::StoreError;
 use crate::store::{FileCondition, Files};
 
-fn encode(f: &StoredFile) -> Result<String, StoreError> {
-    serde_json::to_string(f).map_err(|e| StoreError::internal("serializing a file", e))
-}
-
-fn decode(body: &str) -> Result<StoredFile, StoreError> {
-    serde_json::from_str(body).map_err(|e| StoreError::internal("stored file", e))
-}
-
-fn owned(conn: &rusqlite::Connection, owner: &str, id: &str) -> Result<StoredFile, StoreError> {
-    let body: Option<String> = conn
-        .query_row(
-            "SELECT body FROM files WHERE owner = ?1 AND id = ?2",
-            params![owner, id],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(sql_err("reading a file"))?;
-    decode(&body.ok_or(StoreError::NotFound)?)
-}
+const DOCS: Docs = Docs::new("files", "file");
 
 /// Whether `stored` meets `condition`.
 fn meets(stored: &StoredFile, condition: FileCondition<'_>) -> bool {
@@ -44,41 +27,20 @@ impl Files for EmbeddedStore {
     #[tracing::instrument(name = "embedded.put_file", skip_all, fields(file = %file.id))]
     async fn put_file(&self, file: &StoredFile) -> Result<(), StoreError> {
         let f = file.clone();
-        self.with(move |conn| {
-            let inserted = conn
-                .execute(
-                    "INSERT OR IGNORE INTO files (owner, id, body) VALUES (?1, ?2, ?3)",
-                    params![f.owner.as_str(), f.id.as_str(), encode(&f)?],
-                )
-                .map_err(sql_err("storing a file"))?;
-            if inserted == 0 {
-                return Err(StoreError::Conflict(format!("file {} already exists", f.id)));
-            }
-            Ok(())
-        })
-        .await
+        self.with(move |conn| DOCS.insert(conn, f.owner.as_str(), f.id.as_str(), &f))
+            .await
     }
 
     #[tracing::instrument(name = "embedded.get_file", skip_all, fields(file = %id))]
     async fn get_file(&self, owner: &UserId, id: &FileId) -> Result<StoredFile, StoreError> {
         let (owner, id) = (owner.to_string(), id.to_string());
-        self.with(move |conn| owned(conn, &owner, &id)).await
+        self.with(move |conn| DOCS.get(conn, &owner, &id)).await
     }
 
     #[tracing::instrument(name = "embedded.list_files", skip_all)]
     async fn list_files(&self, owner: &UserId) -> Result<Vec<StoredFile>, StoreError> {
         let owner = owner.to_string();
-        self.with(move |conn| {
-            let mut stmt = conn
-                .prepare_cached("SELECT body FROM files WHERE owner = ?1 ORDER BY id")
-                .map_err(sql_err("listing files"))?;
-            let rows = stmt
-                .query_map(params![owner], |r| r.get::<_, String>(0))
-                .map_err(sql_err("listing files"))?;
-            rows.map(|row| decode(&row.map_err(sql_err("listing files"))?))
-                .collect()
-        })
-        .await
+        self.with(move |conn| DOCS.list(conn, &owner)).await
     }
 
     #[tracing::instrument(name = "embedded.replace_file", skip_all, fields(file = %file.id))]
@@ -92,7 +54,7 @@ impl Files for EmbeddedStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql_err("begin"))?;
-            let stored = owned(&tx, f.owner.as_str(), f.id.as_str())?;
+            let stored: StoredFile = DOCS.get(&tx, f.owner.as_str(), f.id.as_str())?;
             let condition = match &expected {
                 None => FileCondition::Pending,
                 Some(c) => FileCondition::AttachableTo(c),
@@ -100,11 +62,7 @@ impl Files for EmbeddedStore {
             if !meets(&stored, condition) {
                 return Err(StoreError::Conflict(format!("file {} changed meanwhile", f.id)));
             }
-            tx.execute(
-                "UPDATE files SET body = ?3 WHERE owner = ?1 AND id = ?2",
-                params![f.owner.as_str(), f.id.as_str(), encode(&f)?],
-            )
-            .map_err(sql_err("updating a file"))?;
+            DOCS.update(&tx, f.owner.as_str(), f.id.as_str(), &f)?;
             tx.commit().map_err(sql_err("commit"))
         })
         .await

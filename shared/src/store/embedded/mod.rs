@@ -12,6 +12,7 @@
 mod activity;
 mod conversations;
 mod counters;
+mod docs;
 mod files;
 mod idempotency;
 mod messages;
