@@ -302,8 +302,8 @@ pub async fn delete_for_conversation(state: &AppState, owner: &UserId, conversat
 }
 
 /// The parts of a new message's attachments: each file the caller's, ready, readable by the
-/// provider, and attached to no other conversation; attaching binds it to `conversation` (a
-/// conditional write, so two conversations cannot both take one file).
+/// provider, and attached to no other existing conversation; attaching binds it to
+/// `conversation` (a conditional write, so two conversations cannot both take one file).
 pub async fn attach(
     state: &AppState,
     owner: &UserId,
@@ -327,14 +327,23 @@ pub async fn attach(
                 return Err(FileError::Unsupported(file.format.media_type()));
             }
         }
-        match &file.conversation_id {
-            Some(c) if c != conversation => return Err(FileError::InUse(id.clone())),
-            Some(_) => {}
-            None => {
+        match file.conversation_id.clone() {
+            Some(c) if c == *conversation => {}
+            bound => {
+                // Bound to a conversation that was never created (its first turn was refused, and
+                // the client started another chat): the file moves. Bound to one that exists: in use.
+                if let Some(other) = &bound {
+                    match state.store.get_conversation(owner, other).await {
+                        Err(StoreError::NotFound) => {}
+                        Ok(_) => return Err(FileError::InUse(id.clone())),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
                 file.conversation_id = Some(conversation.clone());
+                let expected = bound.as_ref().unwrap_or(conversation);
                 match state
                     .store
-                    .replace_file(&file, FileCondition::AttachableTo(conversation))
+                    .replace_file(&file, FileCondition::AttachableTo(expected))
                     .await
                 {
                     Ok(()) => {}

@@ -516,6 +516,23 @@ async fn attachments_must_be_the_callers_ready_files_of_this_conversation(f: Fil
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("at most 5 files"), "{text}");
 
+    // A file bound by a turn that never created its conversation (refused here: its message
+    // also names another user's file) moves to the next chat that attaches it.
+    let never = unique("c");
+    let both = vec![
+        file_part(&txt, "text/markdown", "notes.md"),
+        file_part(theirs.id.as_str(), "text/markdown", "n.md"),
+    ];
+    let (status, _, text) = chat(chat_body(&never, "x", both)).await;
+    assert_eq!(status, 404, "{text}");
+    assert_eq!(
+        f.app
+            .call("GET", &format!("/api/conversations/{never}"), None)
+            .await
+            .status,
+        404
+    );
+
     // A pending file cannot be attached.
     let pending = f
         .app
