@@ -111,13 +111,23 @@ pub async fn create(
         });
     }
     let now = state.now();
-    let held: Vec<StoredFile> = state
+    let (abandoned, held): (Vec<StoredFile>, Vec<StoredFile>) = state
         .store
         .list_files(owner)
         .await?
         .into_iter()
-        .filter(|f| !f.abandoned(now))
-        .collect();
+        .partition(|f| f.abandoned(now));
+    if !abandoned.is_empty() {
+        // Uploads never verified: their objects and records go now (DynamoDB's TTL and the
+        // bucket's lifecycle rule would take them within a day; the directory store has neither).
+        let keys: Vec<String> = abandoned.iter().map(StoredFile::upload_key).collect();
+        let ids: Vec<FileId> = abandoned.into_iter().map(|f| f.id).collect();
+        if blobs.delete(&keys).await.is_ok() {
+            if let Err(e) = state.store.delete_files(owner, &ids).await {
+                tracing::warn!(error = %e, "purging abandoned uploads failed");
+            }
+        }
+    }
     if held.len() >= MAX_FILES_PER_USER {
         return Err(FileError::Quota(format!(
             "you have {MAX_FILES_PER_USER} files, the most allowed; delete some (or their conversations) first"

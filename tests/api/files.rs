@@ -470,6 +470,38 @@ async fn a_used_or_expired_upload_form_changes_nothing(f: Files) {
         f.app.call("GET", &format!("/api/files/{old_id}"), None).await.status,
         404
     );
+
+    // A form never used: once abandoned, the next upload form purges its record.
+    f.clock.set(now - chrono::Duration::hours(1));
+    let unused = f
+        .app
+        .call(
+            "POST",
+            "/api/files",
+            Some(json!({"filename": "u.txt", "mediaType": "text/plain", "size": 8})),
+        )
+        .await;
+    let unused_id = unused.json["file"]["id"].as_str().expect("id").to_owned();
+    f.clock.set(now);
+    let listed = f.app.call("GET", "/api/files", None).await;
+    assert!(
+        !listed.text.contains(&unused_id),
+        "an abandoned upload is not listed: {}",
+        listed.text
+    );
+    f.app
+        .call(
+            "POST",
+            "/api/files",
+            Some(json!({"filename": "n.txt", "mediaType": "text/plain", "size": 8})),
+        )
+        .await;
+    let gone = f
+        .app
+        .store
+        .get_file(&local_user(), &shared::domain::FileId::parse(&unused_id).expect("id"))
+        .await;
+    assert!(gone.is_err(), "the abandoned record was purged: {gone:?}");
 }
 
 async fn attachments_must_be_the_callers_ready_files_of_this_conversation(f: Files) {
