@@ -218,7 +218,18 @@ pub async fn complete(state: &AppState, owner: &UserId, id: &FileId) -> Result<S
         discard(&file).await;
         return Err(FileError::TypeMismatch(mismatch));
     }
-    blobs.promote(&upload, &file.key()).await?;
+    if let Err(e) = blobs.promote(&upload, &file.key()).await {
+        // A concurrent completion moved it first: say so, not "unavailable".
+        if state
+            .store
+            .get_file(owner, id)
+            .await
+            .is_ok_and(|f| f.status == FileStatus::Ready)
+        {
+            return Err(FileError::State(format!("file {id} is already complete")));
+        }
+        return Err(e.into());
+    }
     file.status = FileStatus::Ready;
     file.size = bytes.len() as u64;
     file.tokens = file::estimate_tokens(file.format, &bytes);

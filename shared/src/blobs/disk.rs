@@ -285,7 +285,11 @@ impl Blobs for DiskBlobs {
                 .await
                 .map_err(|e| io("creating a directory", e))?;
         }
-        tokio::fs::rename(&from, &to).await.map_err(|e| io("moving a file", e))
+        tokio::fs::rename(&from, &to).await.map_err(|e| match e.kind() {
+            // Moved meanwhile (a concurrent completion).
+            std::io::ErrorKind::NotFound => BlobError::Unavailable("the upload is gone".to_owned()),
+            _ => io("moving a file", e),
+        })
     }
 
     async fn delete(&self, keys: &[String]) -> Result<(), BlobError> {
