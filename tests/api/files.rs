@@ -664,3 +664,46 @@ async fn a_provider_that_cannot_read_a_type_refuses_it_up_front() {
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("ATTACHMENT_UNSUPPORTED"), "{text}");
 }
+
+/// Bedrock takes at most 5 documents per request: over a conversation, the newest are sent and
+/// each older one is replaced by a line saying so.
+#[tokio::test]
+async fn the_newest_documents_are_sent_within_bedrocks_per_request_limit() {
+    let f = files_app(athena_tests::embedded_store(), Config::local()).await;
+    let conversation = unique("c");
+    for turn in 0..2 {
+        let mut parts = Vec::new();
+        for i in 0..3 {
+            let name = format!("doc-{turn}-{i}.pdf");
+            let id = upload(&f, &name, "application/pdf", PDF).await;
+            parts.push(file_part(&id, "application/pdf", &name));
+        }
+        f.bedrock.push(reply_frames("Read."));
+        let (status, _, text) = athena_tests::sse::post_chat(
+            &f.app,
+            "/api/chat",
+            chat_body(&conversation, &format!("turn {turn}"), parts),
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+    }
+    let request = f.bedrock.requests().last().expect("a request").body.clone();
+    let blocks: Vec<&Value> = request["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .flat_map(|m| m["content"].as_array().expect("content").iter())
+        .collect();
+    let documents: Vec<&str> = blocks.iter().filter_map(|b| b["document"]["name"].as_str()).collect();
+    assert_eq!(
+        documents,
+        ["doc-0-1", "doc-0-2", "doc-1-0", "doc-1-1", "doc-1-2"],
+        "{request}"
+    );
+    let notes: Vec<&str> = blocks
+        .iter()
+        .filter_map(|b| b["text"].as_str())
+        .filter(|t| t.contains("doc-0-0.pdf is not repeated"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{request}");
+}
