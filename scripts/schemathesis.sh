@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Contract fuzzing: schemathesis (every check, bounded examples, fixed seed) against athena-local
-# with a bearer token (ATHENA_AUTH=jwt, HS256), on a fresh embedded store, the scripted model, and
-# the per-user limits off (a fuzzer would otherwise spend them and read 429s). Accepted exceptions
+# with a bearer token (ATHENA_AUTH=jwt, HS256), on a fresh embedded store (files in its directory),
+# the scripted model, and the per-user limits off (a fuzzer would otherwise spend them and read
+# 429s; the file quota raised so its pending uploads never reach it). Accepted exceptions
 # live in schemathesis.toml at the repository root, each with its reason. Exit status: schemathesis's.
 # Usage: scripts/schemathesis.sh [extra schemathesis args]   (needs .venv from scripts/tools.sh)
 set -euo pipefail
@@ -23,7 +24,7 @@ cargo build --quiet --locked -p athena-local
 ATHENA_ADDR="127.0.0.1:$port" ATHENA_DB="$dir/athena.db" ATHENA_PROVIDER=scripted \
   ATHENA_AUTH=jwt ATHENA_JWT_SECRET="$secret" ATHENA_JWT_ISSUER=athena-fuzz ATHENA_JWT_AUDIENCE=athena \
   ATHENA_RATE_LIMIT_PER_MINUTE=0 ATHENA_TOKEN_BUDGET_DAY=0 ATHENA_TOKEN_BUDGET_MONTH=0 \
-  ATHENA_MAX_CONCURRENT_STREAMS=0 RUST_LOG=warn \
+  ATHENA_MAX_CONCURRENT_STREAMS=0 ATHENA_FILE_QUOTA_BYTES=1000000000000 RUST_LOG=warn \
   target/debug/athena-local 2>"$dir/server.log" &
 server=$!
 trap 'kill $server 2>/dev/null; rm -rf "$dir"' EXIT

@@ -23,7 +23,10 @@ const SAMPLE_ISSUER: &str = "https://auth.athena.example.com";
 const SAMPLE_AUDIENCE: &str = "athena-web";
 
 fn expected_status(name: &str) -> u16 {
-    if name.contains("invalid") {
+    if name.starts_with("files-") && name.contains("invalid") {
+        // An unsupported file type: 415 FILE_TYPE.
+        415
+    } else if name.contains("invalid") {
         400
     } else if name.contains("forbidden") {
         403
@@ -53,6 +56,14 @@ async fn seeded_chat_state() -> Arc<AppState> {
         Arc::new(shared::llm::scripted::ScriptedModel),
         shared::chat::ChatConfig::default(),
     ))
+}
+
+/// The conversations function with file storage, as deployed (the template sets
+/// `ATHENA_FILES_BUCKET`): a directory store stands in for the bucket.
+async fn seeded_files_state() -> Arc<AppState> {
+    let dir = std::env::temp_dir().join(format!("athena-events-files-{}", ulid::Ulid::new()));
+    let blobs = shared::blobs::disk::DiskBlobs::open(dir.to_str().expect("utf-8 temp dir")).expect("files dir");
+    Arc::new(seeded(AuthMode::ApiGateway).await.with_blobs(Arc::new(blobs)))
 }
 
 async fn seeded(auth: AuthMode) -> AppState {
@@ -87,7 +98,7 @@ async fn every_sample_event_is_answered_as_documented() {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
         let function: &'static str = if name.starts_with("messages-") {
             "messages"
-        } else if name.starts_with("conversations-") {
+        } else if name.starts_with("conversations-") || name.starts_with("files-") {
             "conversations"
         } else if name.starts_with("chat-") {
             "chat"
@@ -103,6 +114,18 @@ async fn every_sample_event_is_answered_as_documented() {
         let uri_path = shared::api::routes::normalize(event.uri().path()).to_owned();
         let state = if function == "chat" {
             seeded_chat_state().await
+        } else if name.starts_with("files-") {
+            // Without a bucket (a function outside the template) attachments are off: 501.
+            let off = lambda_http::request::from_str(&text).expect("event");
+            let response = shared::lambda::respond(&seeded_state().await, function, off).await;
+            let status = response.status().as_u16();
+            let body = match response.into_body() {
+                lambda_http::Body::Text(t) => t,
+                other => String::from_utf8(other.collect().await.expect("body").to_bytes().to_vec()).expect("utf8"),
+            };
+            assert_eq!(status, 501, "{name} without file storage: {body}");
+            assert!(body.contains("ATTACHMENTS_DISABLED"), "{name}: {body}");
+            seeded_files_state().await
         } else {
             seeded_state().await
         };

@@ -65,7 +65,27 @@ struct UploadView<'a> {
 struct CreateBody {
     filename: String,
     media_type: String,
+    #[serde(deserialize_with = "whole_number")]
     size: u64,
+}
+
+/// A whole number as JSON Schema's `integer` (what the contract says) has it: `1000` and
+/// `1000.0` alike; fractions, negatives and other types are refused.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(u) = n.as_u64() {
+        return Ok(u);
+    }
+    match n.as_f64() {
+        // `u64::MAX as f64` rounds up to 2^64, so the bound is exclusive.
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        Some(f) if f.fract() == 0.0 && (0.0..u64::MAX as f64).contains(&f) => Ok(f as u64),
+        _ => Err(serde::de::Error::custom("must be a whole number of bytes")),
+    }
 }
 
 /// Parses the path's `{id}`.
