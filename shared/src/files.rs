@@ -37,6 +37,14 @@ pub enum FileError {
         /// The cap.
         max: u64,
     },
+    /// An image larger than Bedrock takes.
+    #[error("the image is {width} x {height} px; images may be at most {max} x {max} px", max = file::MAX_IMAGE_SIDE_PX)]
+    Dimensions {
+        /// Its width.
+        width: usize,
+        /// Its height.
+        height: usize,
+    },
     /// The user's storage quota would be exceeded.
     #[error("{0}")]
     Quota(String),
@@ -217,6 +225,22 @@ pub async fn complete(state: &AppState, owner: &UserId, id: &FileId) -> Result<S
     if let Err(mismatch) = file::check_type(file.format, &bytes) {
         discard(&file).await;
         return Err(FileError::TypeMismatch(mismatch));
+    }
+    if file.format.kind() == FileKind::Image {
+        match file::image_dimensions(file.format, &bytes) {
+            Some((width, height)) if width.max(height) > file::MAX_IMAGE_SIDE_PX => {
+                discard(&file).await;
+                return Err(FileError::Dimensions { width, height });
+            }
+            Some(_) => {}
+            None => {
+                discard(&file).await;
+                return Err(FileError::TypeMismatch(file::TypeMismatch {
+                    declared: file.format.media_type(),
+                    found: "an image whose header cannot be read".to_owned(),
+                }));
+            }
+        }
     }
     if let Err(e) = blobs.promote(&upload, &file.key()).await {
         // A concurrent completion moved it first: say so, not "unavailable".

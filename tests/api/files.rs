@@ -393,6 +393,22 @@ async fn uploads_that_lie_are_too_large_or_missing_are_refused_and_nothing_stays
     );
     assert_eq!(f.blobs.head(&key_of(&liar_id)).await.expect("head"), None);
 
+    // An image wider than Bedrock takes (a PNG header claiming 9000 x 10 px).
+    let mut wide = PNG.to_vec();
+    wide[16..20].copy_from_slice(&9_000u32.to_be_bytes());
+    let huge = create("wide.png", "image/png", wide.len()).await;
+    let huge_id = huge.json["file"]["id"].as_str().expect("id").to_owned();
+    assert!(post_form(&f.app, &huge.json["upload"], "image/png", &wide)
+        .await
+        .status()
+        .is_success());
+    let done = f
+        .app
+        .call("POST", &format!("/api/files/{huge_id}/complete"), None)
+        .await;
+    assert_eq!((done.status, done.code()), (413, "FILE_TOO_LARGE"), "{}", done.text);
+    assert!(done.text.contains("9000 x 8 px"), "{}", done.text);
+
     // More bytes than declared: S3 enforces the form's size range, and Athena checks it again.
     let small = create("small.pdf", "application/pdf", 10).await;
     let small_id = small.json["file"]["id"].as_str().expect("id").to_owned();

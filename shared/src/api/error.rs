@@ -225,7 +225,9 @@ impl ApiError {
         match e {
             FileError::Disabled => ("ATTACHMENTS_DISABLED", StatusCode::NOT_IMPLEMENTED),
             FileError::UnsupportedType(_) => ("FILE_TYPE", StatusCode::UNSUPPORTED_MEDIA_TYPE),
-            FileError::TooLarge { .. } => ("FILE_TOO_LARGE", StatusCode::PAYLOAD_TOO_LARGE),
+            FileError::TooLarge { .. } | FileError::Dimensions { .. } => {
+                ("FILE_TOO_LARGE", StatusCode::PAYLOAD_TOO_LARGE)
+            }
             FileError::Quota(_) => ("FILE_QUOTA", StatusCode::PAYLOAD_TOO_LARGE),
             FileError::TypeMismatch(_) => ("FILE_TYPE_MISMATCH", StatusCode::UNPROCESSABLE_ENTITY),
             FileError::NotUploaded => ("FILE_NOT_UPLOADED", StatusCode::CONFLICT),

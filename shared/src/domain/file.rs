@@ -18,6 +18,8 @@ pub const MAX_IMAGE_BYTES: u64 = 3_750_000;
 pub const MAX_DOCUMENT_BYTES: u64 = 4_500_000;
 /// Most images Bedrock takes in one request.
 pub const MAX_IMAGES_PER_REQUEST: usize = 20;
+/// Widest and tallest image Bedrock takes, pixels.
+pub const MAX_IMAGE_SIDE_PX: usize = 8_000;
 /// Most documents Bedrock takes in one request.
 pub const MAX_DOCUMENTS_PER_REQUEST: usize = 5;
 /// Longest file name (characters).
@@ -169,6 +171,14 @@ pub fn check_type(declared: FileFormat, bytes: &[u8]) -> Result<(), TypeMismatch
         Some(kind) => Err(mismatch(kind.mime_type().to_owned())),
         None => Err(mismatch("of an unrecognised type".to_owned())),
     }
+}
+
+/// An image's dimensions from its header, when it is an image whose header can be read.
+pub fn image_dimensions(format: FileFormat, bytes: &[u8]) -> Option<(usize, usize)> {
+    if format.kind() != FileKind::Image {
+        return None;
+    }
+    imagesize::blob_size(bytes).ok().map(|size| (size.width, size.height))
 }
 
 /// Estimated input tokens of a file, for the turn's budget reservation: images by Anthropic's
