@@ -723,3 +723,56 @@ async fn the_newest_documents_are_sent_within_bedrocks_per_request_limit() {
         .collect();
     assert_eq!(notes.len(), 1, "{request}");
 }
+
+/// A retried create with the same `Idempotency-Key` gets the first answer and creates nothing
+/// more: upload forms, projects and saved prompts alike.
+#[tokio::test]
+async fn retried_creates_with_an_idempotency_key_create_once() {
+    let f = files_app(athena_tests::embedded_store(), Config::local()).await;
+    for (path, body) in [
+        (
+            "/api/files",
+            json!({"filename": "a.pdf", "mediaType": "application/pdf", "size": 100}),
+        ),
+        ("/api/projects", json!({"name": "Line 3"})),
+        (
+            "/api/prompts",
+            json!({"title": "Shift report", "text": "Summarise {{shift}}"}),
+        ),
+    ] {
+        let key = unique("key");
+        let send = || {
+            f.app.send(
+                f.app
+                    .client
+                    .post(format!("{}{path}", f.app.base))
+                    .header("idempotency-key", &key)
+                    .json(&body),
+            )
+        };
+        let (first, second) = (send().await, send().await);
+        assert_eq!(
+            (first.status, second.status),
+            (201, 201),
+            "{path}: {} / {}",
+            first.text,
+            second.text
+        );
+        assert_eq!(first.json, second.json, "{path}: the same answer");
+        assert_eq!(second.header("idempotent-replayed"), Some("true"), "{path}");
+        let listed = f.app.call("GET", path, None).await;
+        let count = listed.json.as_array().map(Vec::len).unwrap_or_default();
+        assert_eq!(count, 1, "{path}: created once: {}", listed.text);
+        let other = f
+            .app
+            .send(
+                f.app
+                    .client
+                    .post(format!("{}{path}", f.app.base))
+                    .header("idempotency-key", &key)
+                    .json(&json!({"filename": "other"})),
+            )
+            .await;
+        assert_eq!((other.status, other.code()), (422, "IDEMPOTENCY_KEY_REUSED"), "{path}");
+    }
+}

@@ -1,5 +1,6 @@
 //! The `Idempotency-Key` request header on the create routes (`POST /api/conversations`,
-//! `POST /api/conversations/{id}/messages`), as Stripe and the IETF draft "The Idempotency-Key
+//! `POST /api/conversations/{id}/messages`, `POST /api/projects`, `POST /api/prompts`,
+//! `POST /api/prompts/{id}/conversations`, `POST /api/files`), as Stripe and the IETF draft "The Idempotency-Key
 //! HTTP Header Field" define it. [`once`] wraps a handler:
 //!
 //! - no header: the handler runs, and the store is not called for idempotency at all;

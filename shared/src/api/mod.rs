@@ -418,22 +418,22 @@ async fn dispatch(
             Ok(response)
         }
         Op::ListFiles => files::list(state, caller, req).await,
-        Op::CreateFile => files::create(state, caller, req).await,
+        Op::CreateFile => idempotency::once(state, caller, req, files::create(state, caller, req)).await,
         Op::GetFile => files::get(state, caller, id, req).await,
         Op::DeleteFile => files::delete(state, caller, id).await,
         Op::CompleteFile => files::complete(state, caller, id, req).await,
         Op::SetActiveBranch => conversations::set_active_branch(state, caller, input::conversation_id(id)?, req).await,
         Op::ListProjects => projects::list(state, caller).await,
-        Op::CreateProject => projects::create(state, caller, req).await,
+        Op::CreateProject => idempotency::once(state, caller, req, projects::create(state, caller, req)).await,
         Op::GetProject => projects::get(state, caller, id).await,
         Op::UpdateProject => projects::update(state, caller, id, req).await,
         Op::DeleteProject => projects::delete(state, caller, id, req).await,
         Op::ListPrompts => prompts::list(state, caller, req).await,
-        Op::CreatePrompt => prompts::create(state, caller, req).await,
+        Op::CreatePrompt => idempotency::once(state, caller, req, prompts::create(state, caller, req)).await,
         Op::GetPrompt => prompts::get(state, caller, id).await,
         Op::UpdatePrompt => prompts::update(state, caller, id, req).await,
         Op::DeletePrompt => prompts::delete(state, caller, id).await,
-        Op::StartFromPrompt => prompts::start(state, caller, id, req).await,
+        Op::StartFromPrompt => idempotency::once(state, caller, req, prompts::start(state, caller, id, req)).await,
         Op::ListMessages => messages::list(state.store.as_ref(), caller, input::conversation_id(id)?, req).await,
         Op::CreateMessage => {
             let work = messages::create(state, caller, input::conversation_id(id)?, req);
