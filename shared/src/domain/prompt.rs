@@ -75,10 +75,13 @@ impl SavedPrompt {
         }
         let mut tags: Vec<String> = Vec::new();
         for tag in raw {
-            let tag = tag.trim().to_lowercase();
-            let ok = !tag.is_empty()
-                && tag.chars().count() <= MAX_TAG_CHARS
-                && tag.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_');
+            // Checked as sent, then lowercased: lowercasing can add combining marks ('İ' becomes
+            // 'i' and U+0307), which are not alphanumeric themselves.
+            let trimmed = tag.trim();
+            let ok = !trimmed.is_empty()
+                && trimmed.chars().count() <= MAX_TAG_CHARS
+                && trimmed.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_');
+            let tag = trimmed.to_lowercase();
             if !ok {
                 return Err(ValidationError::field(
                     "tags",
@@ -189,6 +192,8 @@ mod tests {
         let tags = SavedPrompt::parse_tags(&["Maint".to_owned(), "maint".to_owned(), "mtbf".to_owned()]);
         assert_eq!(tags.ok(), Some(vec!["maint".to_owned(), "mtbf".to_owned()]));
         assert!(SavedPrompt::parse_tags(&["a b".to_owned()]).is_err());
+        // A letter whose lowercase carries a combining mark is still a letter (schemathesis).
+        assert!(SavedPrompt::parse_tags(&["ǗÈzƁİ".to_owned()]).is_ok());
         assert!(SavedPrompt::parse_tags(&vec!["t".to_owned(); 11]).is_err());
     }
 }
