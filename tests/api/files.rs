@@ -183,6 +183,12 @@ fn chat_body(conversation: &str, text: &str, files: Vec<Value>) -> Value {
     })
 }
 
+/// The conversation a file is attached to.
+async fn shown_conversation_of(f: &Files, id: &str) -> String {
+    let shown = f.app.call("GET", &format!("/api/files/{id}"), None).await;
+    shown.json["conversationId"].as_str().expect("attached").to_owned()
+}
+
 fn key_of(id: &str) -> String {
     StoredFile::key_of(&local_user(), &shared::domain::FileId::parse(id).expect("id"))
 }
@@ -331,6 +337,25 @@ async fn a_pdf_and_a_png_reach_bedrock_as_document_and_image_blocks_and_go_with_
         .call("GET", &format!("/api/files?conversationId={conversation}"), None)
         .await;
     assert_eq!(listed.json.as_array().map(Vec::len), Some(2), "{}", listed.text);
+
+    // Clearing the messages takes their files; deleting the conversation takes the rest.
+    let kept = upload(&f, "kept.png", "image/png", PNG).await;
+    f.bedrock.push(reply_frames("Seen."));
+    let (status, _, text) = athena_tests::sse::post_chat(
+        &f.app,
+        "/api/chat/maintenance",
+        chat_body(&unique("c"), "look", vec![file_part(&kept, "image/png", "kept.png")]),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let other = shown_conversation_of(&f, &kept).await;
+    let cleared = f
+        .app
+        .call("DELETE", &format!("/api/conversations/{other}/messages"), None)
+        .await;
+    assert_eq!(cleared.status, 200, "{}", cleared.text);
+    assert_eq!(f.app.call("GET", &format!("/api/files/{kept}"), None).await.status, 404);
+    assert_eq!(f.blobs.head(&key_of(&kept)).await.expect("head"), None);
 
     // Deleting the conversation deletes the files: records and objects.
     let deleted = f

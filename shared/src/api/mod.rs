@@ -439,7 +439,13 @@ async fn dispatch(
             let work = messages::create(state, caller, input::conversation_id(id)?, req);
             idempotency::once(state, caller, req, work).await
         }
-        Op::ClearMessages => messages::clear(state.store.as_ref(), caller, input::conversation_id(id)?).await,
+        Op::ClearMessages => {
+            // The messages go, and with them the files they attached.
+            let id = input::conversation_id(id)?;
+            let response = messages::clear(state.store.as_ref(), caller, id.clone()).await?;
+            crate::files::delete_for_conversation(state, &caller.user, Some(&id)).await;
+            Ok(response)
+        }
         Op::ChatInfo(solution) => chat::info(state, solution),
         Op::Chat(solution) => chat::post(state, caller, solution, req).await,
         Op::ResumeChat(solution) => chat::resume(state, caller, solution, input::conversation_id(id)?, req).await,
