@@ -801,3 +801,78 @@ async fn retried_creates_with_an_idempotency_key_create_once() {
         assert_eq!((other.status, other.code()), (422, "IDEMPOTENCY_KEY_REUSED"), "{path}");
     }
 }
+
+/// The S3 presigned POST is signed as botocore signs one (`generate_presigned_post`): the same
+/// credential scope and signature for the policy, and every form field pinned by the policy.
+/// moto does not check the signature, so this is checked against botocore's own signer.
+#[tokio::test]
+async fn the_s3_upload_form_is_signed_as_botocore_signs_one() {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let python = std::env::var("MOTO_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| athena_tests::workspace_root().join(".venv/bin/python"));
+    for token in [None, Some("session-token/with+chars=")] {
+        let credentials = Credentials::new(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            token.map(str::to_owned),
+            None,
+            "t",
+        );
+        let client = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("eu-west-1"))
+                .credentials_provider(credentials.clone())
+                .build(),
+        );
+        let blobs = shared::blobs::s3::S3Blobs::new(
+            client,
+            "athena-files-123".to_owned(),
+            "eu-west-1".to_owned(),
+            None,
+            aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+        );
+        let form = blobs
+            .upload_form(
+                "uploads/abc/01JD0000000000000000000000",
+                "application/pdf",
+                4_500_000,
+                chrono::Utc::now() + chrono::Duration::minutes(5),
+                "http://unused",
+            )
+            .await
+            .expect("a form");
+        assert_eq!(form.url, "https://athena-files-123.s3.eu-west-1.amazonaws.com");
+        let input = json!({"url": form.url, "fields": form.fields}).to_string();
+        let out = tokio::task::spawn_blocking({
+            let python = python.clone();
+            move || {
+                use std::io::Write;
+                let mut child = std::process::Command::new(python)
+                    .arg(athena_tests::workspace_root().join("tests/s3_post_check.py"))
+                    .args([
+                        "AKIDEXAMPLE",
+                        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                        token.unwrap_or(""),
+                        "eu-west-1",
+                    ])
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("running the botocore check");
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(input.as_bytes())
+                    .expect("write");
+                child.wait_with_output().expect("output")
+            }
+        })
+        .await
+        .expect("join");
+        let answer: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+        assert_eq!(answer["ok"], true, "token {token:?}: {answer}");
+    }
+}
