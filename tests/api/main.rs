@@ -14,6 +14,7 @@ mod bedrock_provider;
 mod chat;
 mod durable;
 mod events;
+mod export;
 mod faults;
 mod files;
 mod gateway;

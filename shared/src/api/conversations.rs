@@ -1,4 +1,5 @@
-//! `/api/conversations` and `/api/conversations/{id}`: list, create, get, patch, delete.
+//! `/api/conversations` and `/api/conversations/{id}`: list, create, get, patch, delete; and
+//! `/api/conversations/{id}/export`.
 
 use std::sync::Arc;
 
@@ -152,6 +153,40 @@ pub async fn get(state: &AppState, caller: &Caller, id: ConversationId) -> Resul
         view.push_streaming(reply);
     }
     json(StatusCode::OK, &view)
+}
+
+/// `GET /api/conversations/{id}/export?format=json|markdown`: the conversation as a download
+/// (`Content-Disposition: attachment`). JSON (the default) is Athena's versioned document with
+/// every message of every branch (`docs/export.md`); Markdown is the active branch, readable.
+/// The reply of a turn that died is stored first, as `GET` does; a reply still streaming is not
+/// exported (it is not stored yet). A read: not audited, like `GET`.
+pub async fn export(
+    state: &AppState,
+    caller: &Caller,
+    id: ConversationId,
+    req: &ApiRequest,
+) -> Result<Response<Body>, ApiError> {
+    let format = super::export::Format::parse(req.query_param("format"))?;
+    let (mut conversation, mut messages) = state.store.get_conversation_with_messages(&caller.user, &id).await?;
+    // Stores an interrupted turn's reply; a reply still streaming is left out.
+    let _ = crate::chat::in_progress(state, &caller.user, &mut conversation, &mut messages).await;
+    let mut response = match format {
+        super::export::Format::Json => json(
+            StatusCode::OK,
+            &super::export::ConversationExport::new(&conversation, &messages, state.now()),
+        )?,
+        super::export::Format::Markdown => {
+            let mut response = Response::new(super::full(super::export::markdown(&conversation, &messages)));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+            response
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&super::export::content_disposition(&conversation, format)) {
+        response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
 }
 
 /// Body of `PATCH /api/conversations/{id}`: only the documented fields.

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod chat;
 pub mod conversations;
 pub mod error;
+pub mod export;
 pub mod files;
 pub mod health;
 pub mod idempotency;
@@ -193,7 +194,8 @@ pub fn user_tag(user: &UserId) -> String {
 /// Headers allowed in CORS requests.
 const CORS_ALLOW_HEADERS: &str = "authorization, content-type, x-request-id, idempotency-key";
 /// Headers a browser may read.
-const CORS_EXPOSE_HEADERS: &str = "x-request-id, x-next-cursor, retry-after, location, idempotent-replayed";
+const CORS_EXPOSE_HEADERS: &str =
+    "x-request-id, x-next-cursor, retry-after, location, idempotent-replayed, content-disposition";
 
 /// Answers a request an adapter refused before routing it (a URI or headers too large, a body too
 /// large or too slow to arrive): the error's JSON shape with the same common headers (request id,
@@ -410,6 +412,7 @@ async fn dispatch(
             idempotency::once(state, caller, req, conversations::create(state, caller, req)).await
         }
         Op::GetConversation => conversations::get(state, caller, input::conversation_id(id)?).await,
+        Op::ExportConversation => conversations::export(state, caller, input::conversation_id(id)?, req).await,
         Op::UpdateConversation => conversations::update(state, caller, input::conversation_id(id)?, req).await,
         Op::DeleteConversation => {
             let id = input::conversation_id(id)?;

@@ -17,6 +17,8 @@ pub enum Op {
     UpdateConversation,
     /// `DELETE /api/conversations/{id}`
     DeleteConversation,
+    /// `GET /api/conversations/{id}/export?format=json|markdown`: one conversation as a download.
+    ExportConversation,
     /// `GET /api/projects`
     ListProjects,
     /// `POST /api/projects`
@@ -161,6 +163,11 @@ pub const ROUTES: &[Route] = &[
         pattern: "/api/conversations/{id}/active-branch",
         function: "conversations",
         ops: &[("PUT", Op::SetActiveBranch)],
+    },
+    Route {
+        pattern: "/api/conversations/{id}/export",
+        function: "conversations",
+        ops: &[("GET", Op::ExportConversation)],
     },
     Route {
         pattern: "/api/conversations/{id}/messages",
