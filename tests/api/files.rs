@@ -270,7 +270,17 @@ async fn the_ai_sdk_client_attaches_a_pdf_and_a_png_to_a_maintenance_question(f:
             .iter()
             .filter_map(|p| p["type"].as_str())
             .collect();
-        assert_eq!(kinds, ["text", "file", "file"], "{package}: {}", shown.text);
+        assert_eq!(
+            kinds,
+            ["file", "file", "text"],
+            "{package}: the parts in the order the SDK sent them: {}",
+            shown.text
+        );
+        // A reloaded page shows the question exactly as the client holds it.
+        assert_eq!(
+            shown.json["messages"][0]["parts"], messages[0]["parts"],
+            "{package}: stored and client parts"
+        );
         let deleted = f
             .app
             .call("DELETE", &format!("/api/conversations/{chat_id}"), None)
@@ -327,11 +337,16 @@ async fn a_pdf_and_a_png_reach_bedrock_as_document_and_image_blocks_and_go_with_
     assert_eq!(shown.status, 200, "{}", shown.text);
     let parts = &shown.json["messages"][0]["parts"];
     assert_eq!(
-        parts[1],
+        parts[0],
         file_part(&pdf, "application/pdf", "Pump manual.pdf"),
         "{parts}"
     );
-    assert_eq!(parts[2], file_part(&png, "image/png", "valve.png"), "{parts}");
+    assert_eq!(parts[1], file_part(&png, "image/png", "valve.png"), "{parts}");
+    assert_eq!(
+        parts[2],
+        json!({"type": "text", "text": "Why does this pump leak?"}),
+        "{parts}"
+    );
     let listed = f
         .app
         .call("GET", &format!("/api/files?conversationId={conversation}"), None)

@@ -158,7 +158,8 @@ impl<'a> From<&'a Message> for MessageView<'a> {
 }
 
 /// A message's parts as the AI SDK's UIMessage parts: `{type: "text", text}`, a user's files as
-/// `{type: "file", mediaType, url: "/api/files/{id}", filename}`, and
+/// `{type: "file", mediaType, url: "/api/files/{id}", filename}` (before the text, as the SDK
+/// sends them), and
 /// `{type: "tool-<name>", toolCallId, state, input, output | errorText, approval?}`, with `state`
 /// `input-available`, `approval-requested`, `approval-responded`, `output-available`,
 /// `output-error` or `output-denied`. A message without tool parts has none.
@@ -168,7 +169,11 @@ pub fn ui_parts(m: &Message) -> Vec<serde_json::Value> {
         return Vec::new();
     }
     let mut out = Vec::new();
-    if !m.content.is_empty() && !m.parts.iter().any(|p| matches!(p, MessagePart::Text { .. })) {
+    // The whole text first, except on a message of attached files: its files come first and its
+    // text last, as the AI SDK's `sendMessage({text, files})` builds the message.
+    let text_first = !m.parts.iter().any(|p| matches!(p, MessagePart::File { .. }));
+    let whole_text = !m.content.is_empty() && !m.parts.iter().any(|p| matches!(p, MessagePart::Text { .. }));
+    if whole_text && text_first {
         out.push(json!({"type": "text", "text": m.content}));
     }
     for part in &m.parts {
@@ -219,6 +224,9 @@ pub fn ui_parts(m: &Message) -> Vec<serde_json::Value> {
             })),
             MessagePart::ToolResult { .. } => {}
         }
+    }
+    if whole_text && !text_first {
+        out.push(json!({"type": "text", "text": m.content}));
     }
     out
 }
