@@ -2,15 +2,51 @@
 //! (`PROJ#<owner>`, `PRMT#<owner>`, `FILE#<owner>`), `sk` = the document's id, the document's
 //! attributes beside the keys. The reads every kind shares.
 
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_sdk_dynamodb::types::Select;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use super::schema;
-use super::{classify, from_item, s, DynamoStore, Item};
+use super::{classify, from_item, s, to_item, DynamoStore, Item};
 use crate::error::StoreError;
 
 impl DynamoStore {
+    /// Writes `item` (its keys and the document) if absent, or with `update_of`, over the stored
+    /// version whose `updatedAt` it names. [`StoreError::Conflict`] when the condition fails;
+    /// `noun` and `id` name the document in the message.
+    pub(super) async fn put_doc<T: Serialize>(
+        &self,
+        noun: &str,
+        id: &str,
+        item: &T,
+        update_of: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.tables.conversations)
+            .set_item(Some(to_item(item)?))
+            .expression_attribute_names("#pk", schema::PK);
+        put = match update_of {
+            None => put.condition_expression("attribute_not_exists(#pk)"),
+            Some(at) => put
+                .condition_expression("attribute_exists(#pk) AND updatedAt = :at")
+                .expression_attribute_values(":at", s(at)),
+        };
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Err(StoreError::Conflict(match update_of {
+                    None => format!("{noun} {id} already exists"),
+                    Some(_) => format!("{noun} {id} changed meanwhile; retry"),
+                }))
+            }
+            Err(e) => Err(classify(&format!("PutItem {noun}"), e)),
+        }
+    }
+
     /// The item at (`pk`, `sk`), read consistently ([`StoreError::NotFound`] when there is none);
     /// `what` names it in errors.
     pub(super) async fn get_doc<T: DeserializeOwned>(&self, what: &str, pk: String, sk: &str) -> Result<T, StoreError> {

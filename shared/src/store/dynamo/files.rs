@@ -42,22 +42,7 @@ impl FileItem {
 impl Files for DynamoStore {
     #[tracing::instrument(name = "dynamo.put_file", skip_all, fields(file = %file.id))]
     async fn put_file(&self, file: &StoredFile) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.tables.conversations)
-            .set_item(Some(to_item(&FileItem::of(file))?))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", schema::PK)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Err(StoreError::Conflict(format!("file {} already exists", file.id)))
-            }
-            Err(e) => Err(classify("PutItem file", e)),
-        }
+        self.put_doc("file", file.id.as_str(), &FileItem::of(file), None).await
     }
 
     #[tracing::instrument(name = "dynamo.get_file", skip_all, fields(file = %id))]

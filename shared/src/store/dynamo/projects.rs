@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
 use super::schema;
-use super::{classify, s, to_item, DynamoStore, Item};
+use super::{classify, s, DynamoStore, Item};
 use crate::domain::{ConversationId, Project, ProjectId, Timestamp, UserId};
 use crate::error::StoreError;
 use crate::store::{rules, Conversations, ProjectConversations, ProjectPatch, Projects};
@@ -35,28 +35,8 @@ impl ProjectItem {
 impl DynamoStore {
     /// Writes `project` if absent (`update_of`: over the stored version whose `updatedAt` it names).
     async fn put_project(&self, project: &Project, update_of: Option<&str>) -> Result<(), StoreError> {
-        let mut put = self
-            .client
-            .put_item()
-            .table_name(&self.tables.conversations)
-            .set_item(Some(to_item(&ProjectItem::of(project))?))
-            .expression_attribute_names("#pk", schema::PK);
-        put = match update_of {
-            None => put.condition_expression("attribute_not_exists(#pk)"),
-            Some(at) => put
-                .condition_expression("attribute_exists(#pk) AND updatedAt = :at")
-                .expression_attribute_values(":at", s(at)),
-        };
-        match put.send().await {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Err(StoreError::Conflict(match update_of {
-                    None => format!("project {} already exists", project.id),
-                    Some(_) => format!("project {} changed meanwhile; retry", project.id),
-                }))
-            }
-            Err(e) => Err(classify("PutItem project", e)),
-        }
+        self.put_doc("project", project.id.as_str(), &ProjectItem::of(project), update_of)
+            .await
     }
 
     /// The ids of `owner`'s conversations in project `id` (the owner index, filtered, every page).

@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::error::SdkError;
 use serde::{Deserialize, Serialize};
 
 use super::schema;
-use super::{classify, s, to_item, DynamoStore};
+use super::{classify, s, DynamoStore};
 use crate::domain::{PromptId, SavedPrompt, Timestamp, UserId};
 use crate::error::StoreError;
 use crate::store::{rules, PromptPatch, Prompts};
@@ -33,28 +33,8 @@ impl PromptItem {
 impl DynamoStore {
     /// Writes `prompt` if absent (`update_of`: over the stored version whose `updatedAt` it names).
     async fn put_prompt(&self, prompt: &SavedPrompt, update_of: Option<&str>) -> Result<(), StoreError> {
-        let mut put = self
-            .client
-            .put_item()
-            .table_name(&self.tables.conversations)
-            .set_item(Some(to_item(&PromptItem::of(prompt))?))
-            .expression_attribute_names("#pk", schema::PK);
-        put = match update_of {
-            None => put.condition_expression("attribute_not_exists(#pk)"),
-            Some(at) => put
-                .condition_expression("attribute_exists(#pk) AND updatedAt = :at")
-                .expression_attribute_values(":at", s(at)),
-        };
-        match put.send().await {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Err(StoreError::Conflict(match update_of {
-                    None => format!("prompt {} already exists", prompt.id),
-                    Some(_) => format!("prompt {} changed meanwhile; retry", prompt.id),
-                }))
-            }
-            Err(e) => Err(classify("PutItem prompt", e)),
-        }
+        self.put_doc("prompt", prompt.id.as_str(), &PromptItem::of(prompt), update_of)
+            .await
     }
 }
 
