@@ -26,6 +26,18 @@ pub mod action {
     pub const CONVERSATION_BRANCH: &str = "conversation.branch";
     /// `POST /api/projects`
     pub const PROJECT_CREATE: &str = "project.create";
+    /// A conversation restored from the trash.
+    pub const CONVERSATION_RESTORE: &str = "conversation.restore";
+    /// A conversation deleted for good from the trash.
+    pub const CONVERSATION_PURGE: &str = "conversation.purge";
+    /// The trash emptied.
+    pub const TRASH_EMPTY: &str = "trash.empty";
+    /// A folder created.
+    pub const FOLDER_CREATE: &str = "folder.create";
+    /// A folder renamed or moved.
+    pub const FOLDER_UPDATE: &str = "folder.update";
+    /// A folder deleted (its conversations moved to no folder).
+    pub const FOLDER_DELETE: &str = "folder.delete";
     /// `PATCH /api/projects/{id}`
     pub const PROJECT_UPDATE: &str = "project.update";
     /// `DELETE /api/projects/{id}`

@@ -281,9 +281,10 @@ async fn the_ai_sdk_client_attaches_a_pdf_and_a_png_to_a_maintenance_question(f:
             shown.json["messages"][0]["parts"], messages[0]["parts"],
             "{package}: stored and client parts"
         );
+        // Deleted for good (a conversation in the trash keeps its files until it is purged).
         let deleted = f
             .app
-            .call("DELETE", &format!("/api/conversations/{chat_id}"), None)
+            .call("DELETE", &format!("/api/conversations/{chat_id}?permanent=true"), None)
             .await;
         assert_eq!(deleted.status, 200);
         for upload in answer["uploads"].as_array().expect("uploads") {
@@ -372,11 +373,20 @@ async fn a_pdf_and_a_png_reach_bedrock_as_document_and_image_blocks_and_go_with_
     assert_eq!(f.app.call("GET", &format!("/api/files/{kept}"), None).await.status, 404);
     assert_eq!(f.blobs.head(&key_of(&kept)).await.expect("head"), None);
 
-    // Deleting the conversation deletes the files: records and objects.
-    let deleted = f
+    // In the trash, the conversation keeps its files (it may be restored)...
+    let trashed = f
         .app
         .call("DELETE", &format!("/api/conversations/{conversation}"), None)
         .await;
+    assert_eq!(trashed.status, 200, "{}", trashed.text);
+    for id in [&pdf, &png] {
+        assert!(
+            f.blobs.head(&key_of(id)).await.expect("head").is_some(),
+            "{id} kept in the trash"
+        );
+    }
+    // ... and deleting it for good deletes them: records and objects.
+    let deleted = f.app.call("DELETE", &format!("/api/trash/{conversation}"), None).await;
     assert_eq!(deleted.status, 200, "{}", deleted.text);
     for id in [&pdf, &png] {
         assert_eq!(f.app.call("GET", &format!("/api/files/{id}"), None).await.status, 404);

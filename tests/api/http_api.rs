@@ -675,7 +675,13 @@ async fn a_failed_request_releases_its_idempotency_key(app: TestApp) {
     // A conflict is not saved either: once the id is free, the same request succeeds.
     let taken = post_with_key(&app, "/api/conversations", "c-1", json!({"id": "later"})).await;
     assert_eq!((taken.status, taken.code()), (409, "CONFLICT"));
-    assert_eq!(app.call("DELETE", "/api/conversations/later", None).await.status, 200);
+    // Deleted for good (a trashed conversation keeps its id until it is purged).
+    assert_eq!(
+        app.call("DELETE", "/api/conversations/later?permanent=true", None)
+            .await
+            .status,
+        200
+    );
     let again = post_with_key(&app, "/api/conversations", "c-1", json!({"id": "later"})).await;
     assert_eq!(
         (again.status, again.header("idempotent-replayed")),

@@ -21,6 +21,7 @@ mod gateway;
 mod http_api;
 mod limits;
 mod mcp;
+mod organize;
 mod projects;
 mod prompts;
 mod resume;

@@ -4,6 +4,7 @@
 
 mod continued;
 mod files;
+mod organize;
 mod projects;
 mod prompts;
 

@@ -355,4 +355,22 @@ impl Conversations for Faults {
         self.run(Op::DeleteConversation, self.inner.delete_conversation(owner, id))
             .await
     }
+
+    async fn trash_conversation(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        now: Timestamp,
+    ) -> Result<Conversation, StoreError> {
+        self.inner.trash_conversation(owner, id, now).await
+    }
+
+    async fn restore_conversation(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        now: Timestamp,
+    ) -> Result<Conversation, StoreError> {
+        self.inner.restore_conversation(owner, id, now).await
+    }
 }

@@ -227,10 +227,18 @@ pub async fn spawn_state(state: AppState, store: Arc<dyn Store>) -> TestApp {
 
 /// Starts a gateway on a prepared state with its own connection limits and timeouts.
 pub async fn spawn_state_with(state: AppState, store: Arc<dyn Store>, options: shared::local::ServeOptions) -> TestApp {
+    spawn_shared_state(Arc::new(state), store, options).await
+}
+
+/// Starts a gateway on a state the test keeps a handle on (to run a service on it as well).
+pub async fn spawn_shared_state(
+    state: Arc<AppState>,
+    store: Arc<dyn Store>,
+    options: shared::local::ServeOptions,
+) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let state = Arc::new(state);
     tokio::spawn(shared::local::serve_with(state, listener, options, async {
         let _ = rx.await;
     }));

@@ -9,13 +9,27 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::views::{ConversationView, ConversationWithMessages, Success};
 use super::{input, json, with_cursor, ApiRequest, AppState, Body, Caller};
-use crate::domain::{Conversation, ConversationId, MessageId, ProjectId, Solution, SolutionFilter, Title, Tree};
+use crate::domain::{
+    parse_tag, parse_tags, Conversation, ConversationId, FolderId, MessageId, ProjectId, Shelf, Solution,
+    SolutionFilter, Title, Tree,
+};
 use crate::error::{FieldError, ValidationError};
-use crate::store::{ActiveLeaf, ConversationPatch, Conversations, ListConversations, MAX_PAGE};
+use crate::store::{ActiveLeaf, ConversationPatch, ListConversations, MAX_PAGE};
 
-/// `GET /api/conversations?limit&cursor&solutionType&projectId`: pinned first, then newest; the next page's
-/// cursor travels in `x-next-cursor` so the body stays the seed's array.
+/// `GET /api/conversations?limit&cursor&solutionType&projectId&folderId&tag&pinned&archived`:
+/// pinned first, then newest; the next page's cursor travels in `x-next-cursor` so the body stays
+/// the seed's array. `archived=true` lists the archive instead of the default list; the trash has
+/// its own route (`GET /api/trash`).
 pub async fn list(state: &AppState, caller: &Caller, req: &ApiRequest) -> Result<Response<Body>, ApiError> {
+    let archived = input::flag(req, "archived")?.unwrap_or(false);
+    let query = filters(state, req, if archived { Shelf::Archived } else { Shelf::Active })?;
+    let page = state.store.list_conversations(&caller.user, &query).await?;
+    let views: Vec<ConversationView<'_>> = page.items.iter().map(ConversationView::from).collect();
+    Ok(with_cursor(json(StatusCode::OK, &views)?, page.next_cursor))
+}
+
+/// The listing filters of the query string, on `shelf`.
+pub(super) fn filters(state: &AppState, req: &ApiRequest, shelf: Shelf) -> Result<ListConversations, ApiError> {
     let solution = req
         .query_param("solutionType")
         .map(SolutionFilter::parse)
@@ -31,15 +45,28 @@ pub async fn list(state: &AppState, caller: &Caller, req: &ApiRequest) -> Result
         .map(ProjectId::parse)
         .transpose()
         .map_err(ApiError::from)?;
-    let query = ListConversations {
+    let folder = req
+        .query_param("folderId")
+        .map(FolderId::parse)
+        .transpose()
+        .map_err(ApiError::from)?;
+    let tag = req.query_param("tag").map(parse_tag).transpose().map_err(|_| {
+        ValidationError::field(
+            "tag",
+            "must be 1 to 32 characters, not blank, without control characters",
+        )
+    })?;
+    Ok(ListConversations {
         solution,
         project,
+        folder,
+        tag,
+        pinned: input::flag(req, "pinned")?,
+        shelf,
+        now: Some(state.now()),
         limit: Some(input::limit(req)?.unwrap_or(MAX_PAGE)),
         cursor: input::cursor(req)?,
-    };
-    let page = state.store.list_conversations(&caller.user, &query).await?;
-    let views: Vec<ConversationView<'_>> = page.items.iter().map(ConversationView::from).collect();
-    Ok(with_cursor(json(StatusCode::OK, &views)?, page.next_cursor))
+    })
 }
 
 /// Body of `POST /api/conversations`.
@@ -199,10 +226,15 @@ struct PatchBody {
     model: Option<String>,
     #[serde(default, deserialize_with = "super::projects::nullable")]
     project_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "super::projects::nullable")]
+    folder_id: Option<Option<String>>,
+    tags: Option<Vec<String>>,
+    is_archived: Option<bool>,
 }
 
 /// `PATCH /api/conversations/{id}`: title, isPinned, isShared, model, projectId (`null` moves
-/// it out of its project); nothing else.
+/// it out of its project), folderId (`null`: out of its folder), tags (replaced), isArchived;
+/// nothing else.
 pub async fn update(
     state: &Arc<AppState>,
     caller: &Caller,
@@ -224,11 +256,23 @@ pub async fn update(
         Some(None) => Some(None),
         Some(Some(raw)) => collect(&mut problems, ProjectId::parse(raw)).map(Some),
     };
+    let folder = match &body.folder_id {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(raw)) => collect(&mut problems, FolderId::parse(raw)).map(Some),
+    };
+    let tags = match &body.tags {
+        None => None,
+        Some(raw) => collect(&mut problems, parse_tags(raw)),
+    };
     if !problems.is_empty() {
         return Err(ValidationError::fields(problems).into());
     }
     if let Some(Some(p)) = &project {
         super::projects::owned(state.store.as_ref(), caller, p).await?;
+    }
+    if let Some(Some(f)) = &folder {
+        super::organize::owned_folder(state.store.as_ref(), caller, f).await?;
     }
     let patch = ConversationPatch {
         title,
@@ -237,10 +281,13 @@ pub async fn update(
         model,
         active_leaf: None,
         project,
+        folder,
+        tags,
+        archived: body.is_archived,
     };
     if patch == ConversationPatch::default() {
         return Err(ValidationError::body(
-            "nothing to update: send at least one of title, isPinned, isShared, model, projectId",
+            "nothing to update: send at least one of title, isPinned, isShared, model, projectId, folderId, tags, isArchived",
         )
         .into());
     }
@@ -300,12 +347,19 @@ pub async fn set_active_branch(
     json(StatusCode::OK, &ConversationWithMessages::new(&updated, &all))
 }
 
-/// `DELETE /api/conversations/{id}`: the conversation and every message; `{"success": true}`.
+/// `DELETE /api/conversations/{id}`: moves the conversation to the trash (restorable for 30
+/// days: `GET /api/trash`); `?permanent=true` deletes it and every message at once, with its
+/// files. `{"success": true}` either way.
 pub async fn delete(
-    store: &dyn Conversations,
+    state: &Arc<AppState>,
     caller: &Caller,
     id: ConversationId,
+    req: &ApiRequest,
 ) -> Result<Response<Body>, ApiError> {
-    store.delete_conversation(&caller.user, &id).await?;
+    if input::flag(req, "permanent")?.unwrap_or(false) {
+        super::organize::delete_forever(state, caller, &id, false).await?;
+    } else {
+        state.store.trash_conversation(&caller.user, &id, state.now()).await?;
+    }
     json(StatusCode::OK, &Success { success: true })
 }

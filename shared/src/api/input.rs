@@ -123,6 +123,16 @@ pub fn limit(req: &ApiRequest) -> Result<Option<u32>, ApiError> {
     }
 }
 
+/// Parses a boolean query parameter `name`: `true` or `false`.
+pub fn flag(req: &ApiRequest, name: &str) -> Result<Option<bool>, ApiError> {
+    match req.query_param(name) {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err(ValidationError::field(name, "must be true or false").into()),
+    }
+}
+
 /// Parses `cursor`: opaque, bounded.
 pub fn cursor(req: &ApiRequest) -> Result<Option<String>, ApiError> {
     match req.query_param("cursor") {

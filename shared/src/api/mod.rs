@@ -14,6 +14,7 @@ pub mod health;
 pub mod idempotency;
 pub mod input;
 pub mod messages;
+pub mod organize;
 pub mod projects;
 pub mod prompts;
 pub mod routes;
@@ -358,6 +359,12 @@ fn audit_action(op: Op) -> Option<&'static str> {
         Op::CreateFile => Some(action::FILE_CREATE),
         Op::CompleteFile => Some(action::FILE_COMPLETE),
         Op::DeleteFile => Some(action::FILE_DELETE),
+        Op::CreateFolder => Some(action::FOLDER_CREATE),
+        Op::UpdateFolder => Some(action::FOLDER_UPDATE),
+        Op::DeleteFolder => Some(action::FOLDER_DELETE),
+        Op::RestoreConversation => Some(action::CONVERSATION_RESTORE),
+        Op::DeleteForever => Some(action::CONVERSATION_PURGE),
+        Op::EmptyTrash => Some(action::TRASH_EMPTY),
         _ => None,
     }
 }
@@ -414,12 +421,17 @@ async fn dispatch(
         Op::GetConversation => conversations::get(state, caller, input::conversation_id(id)?).await,
         Op::ExportConversation => conversations::export(state, caller, input::conversation_id(id)?, req).await,
         Op::UpdateConversation => conversations::update(state, caller, input::conversation_id(id)?, req).await,
-        Op::DeleteConversation => {
-            let id = input::conversation_id(id)?;
-            let response = conversations::delete(state.store.as_ref(), caller, id.clone()).await?;
-            crate::files::delete_for_conversation(state, &caller.user, Some(&id)).await;
-            Ok(response)
-        }
+        Op::DeleteConversation => conversations::delete(state, caller, input::conversation_id(id)?, req).await,
+        Op::ListFolders => organize::list_folders(state, caller).await,
+        Op::CreateFolder => idempotency::once(state, caller, req, organize::create_folder(state, caller, req)).await,
+        Op::GetFolder => organize::get_folder(state, caller, id).await,
+        Op::UpdateFolder => organize::update_folder(state, caller, id, req).await,
+        Op::DeleteFolder => organize::delete_folder(state, caller, id).await,
+        Op::ListTags => organize::list_tags(state, caller).await,
+        Op::ListTrash => organize::list_trash(state, caller, req).await,
+        Op::EmptyTrash => organize::empty(state, caller).await,
+        Op::RestoreConversation => organize::restore(state, caller, input::conversation_id(id)?).await,
+        Op::DeleteForever => organize::delete(state, caller, input::conversation_id(id)?).await,
         Op::ListFiles => files::list(state, caller, req).await,
         Op::CreateFile => idempotency::once(state, caller, req, files::create(state, caller, req)).await,
         Op::GetFile => files::get(state, caller, id, req).await,

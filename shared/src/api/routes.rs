@@ -19,6 +19,26 @@ pub enum Op {
     DeleteConversation,
     /// `GET /api/conversations/{id}/export?format=json|markdown`: one conversation as a download.
     ExportConversation,
+    /// `GET /api/folders`
+    ListFolders,
+    /// `POST /api/folders`
+    CreateFolder,
+    /// `GET /api/folders/{id}`
+    GetFolder,
+    /// `PATCH /api/folders/{id}`: rename, move under another folder or to the top level.
+    UpdateFolder,
+    /// `DELETE /api/folders/{id}`: with its subfolders; their conversations move to no folder.
+    DeleteFolder,
+    /// `GET /api/tags`: the caller's tags with counts.
+    ListTags,
+    /// `GET /api/trash`: the caller's trashed conversations.
+    ListTrash,
+    /// `DELETE /api/trash`: empty the trash.
+    EmptyTrash,
+    /// `POST /api/trash/{id}/restore`
+    RestoreConversation,
+    /// `DELETE /api/trash/{id}`: delete a trashed conversation for good.
+    DeleteForever,
     /// `GET /api/projects`
     ListProjects,
     /// `POST /api/projects`
@@ -110,6 +130,40 @@ pub const ROUTES: &[Route] = &[
             ("PATCH", Op::UpdateConversation),
             ("DELETE", Op::DeleteConversation),
         ],
+    },
+    Route {
+        pattern: "/api/folders",
+        function: "conversations",
+        ops: &[("GET", Op::ListFolders), ("POST", Op::CreateFolder)],
+    },
+    Route {
+        pattern: "/api/folders/{id}",
+        function: "conversations",
+        ops: &[
+            ("GET", Op::GetFolder),
+            ("PATCH", Op::UpdateFolder),
+            ("DELETE", Op::DeleteFolder),
+        ],
+    },
+    Route {
+        pattern: "/api/tags",
+        function: "conversations",
+        ops: &[("GET", Op::ListTags)],
+    },
+    Route {
+        pattern: "/api/trash",
+        function: "conversations",
+        ops: &[("GET", Op::ListTrash), ("DELETE", Op::EmptyTrash)],
+    },
+    Route {
+        pattern: "/api/trash/{id}",
+        function: "conversations",
+        ops: &[("DELETE", Op::DeleteForever)],
+    },
+    Route {
+        pattern: "/api/trash/{id}/restore",
+        function: "conversations",
+        ops: &[("POST", Op::RestoreConversation)],
     },
     Route {
         pattern: "/api/projects",

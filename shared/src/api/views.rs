@@ -5,7 +5,8 @@
 use serde::Serialize;
 
 use crate::domain::{
-    ts, Conversation, FinishReason, Message, MessageId, MessagePart, ProjectId, Role, Solution, Timestamp, Tree, Usage,
+    ts, Conversation, FinishReason, FolderId, Message, MessageId, MessagePart, ProjectId, Role, Solution, Timestamp,
+    Tree, Usage,
 };
 
 /// A conversation as the API shows it.
@@ -25,6 +26,13 @@ pub struct ConversationView<'a> {
     last_message: Option<&'a str>,
     message_count: u64,
     project_id: Option<&'a str>,
+    folder_id: Option<&'a str>,
+    tags: &'a [String],
+    is_archived: bool,
+    #[serde(skip_serializing_if = "Option::is_none", with = "ts::option")]
+    trashed_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none", with = "ts::option")]
+    purge_at: Option<Timestamp>,
 }
 
 impl<'a> From<&'a Conversation> for ConversationView<'a> {
@@ -41,6 +49,11 @@ impl<'a> From<&'a Conversation> for ConversationView<'a> {
             last_message: c.last_message.as_deref(),
             message_count: c.message_count,
             project_id: c.project_id.as_ref().map(ProjectId::as_str),
+            folder_id: c.folder_id.as_ref().map(FolderId::as_str),
+            tags: &c.tags,
+            is_archived: c.archived_at.is_some(),
+            trashed_at: c.trashed_at,
+            purge_at: c.purge_at(),
         }
     }
 }

@@ -105,6 +105,8 @@ pub struct Config {
     pub max_concurrent_streams: u32,
     /// Days audit entries are kept.
     pub audit_retention_days: u64,
+    /// Days a conversation may stay untouched before it goes to the trash (0: off).
+    pub retention_days: u64,
     /// Chat settings (solution, fallback, timeouts, output cap, web search).
     pub chat: ChatConfig,
     /// Which store, and its settings.
@@ -213,6 +215,7 @@ impl Config {
             token_budget_month: env.count("ATHENA_TOKEN_BUDGET_MONTH", DEFAULT_TOKEN_BUDGET_MONTH)?,
             max_concurrent_streams,
             audit_retention_days: env.positive("ATHENA_AUDIT_RETENTION_DAYS", DEFAULT_AUDIT_RETENTION_DAYS)?,
+            retention_days: env.count("ATHENA_RETENTION_DAYS", 0)?,
             chat,
             files: files::FilesConfig::read(env, in_lambda, env.text("ATHENA_DB").as_deref())?,
             store: StoreConfig::read(env, in_lambda)?,
@@ -237,6 +240,7 @@ impl Config {
             token_budget_month: DEFAULT_TOKEN_BUDGET_MONTH,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             audit_retention_days: DEFAULT_AUDIT_RETENTION_DAYS,
+            retention_days: 0,
             chat: ChatConfig::default(),
             store: StoreConfig::default(),
             provider: ProviderConfig::Scripted,

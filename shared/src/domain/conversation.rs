@@ -4,7 +4,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConversationId, MessageId, ProjectId, Timestamp, UserId};
+use super::{ConversationId, FolderId, MessageId, ProjectId, Shelf, Timestamp, UserId};
 use crate::error::ValidationError;
 
 /// Title bounds (characters), seed 000's zod schema: `z.string().min(1).max(100)`.
@@ -201,6 +201,14 @@ pub struct Conversation {
     pub live: Option<super::LiveTurn>,
     /// The project it belongs to, if any.
     pub project_id: Option<ProjectId>,
+    /// The folder it is in, if any.
+    pub folder_id: Option<FolderId>,
+    /// Its tags, normalised ([`super::parse_tags`]), in the order given.
+    pub tags: Vec<String>,
+    /// When it was archived (hidden from the default list); `None`: not archived.
+    pub archived_at: Option<Timestamp>,
+    /// When it was moved to the trash; `None`: not in the trash.
+    pub trashed_at: Option<Timestamp>,
 }
 
 impl Conversation {
@@ -228,7 +236,21 @@ impl Conversation {
             active_leaf: None,
             live: None,
             project_id: None,
+            folder_id: None,
+            tags: Vec::new(),
+            archived_at: None,
+            trashed_at: None,
         }
+    }
+
+    /// The shelf it sits on.
+    pub fn shelf(&self) -> Shelf {
+        Shelf::of(self.archived_at, self.trashed_at)
+    }
+
+    /// When a trashed conversation is purged ([`super::TRASH_DAYS`] after it was trashed).
+    pub fn purge_at(&self) -> Option<Timestamp> {
+        self.trashed_at.map(|t| t + chrono::Duration::days(super::TRASH_DAYS))
     }
 }
 

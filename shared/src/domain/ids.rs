@@ -84,6 +84,11 @@ id_type!(
     "projectId"
 );
 id_type!(
+    /// A folder id: a ULID made by the server.
+    FolderId,
+    "folderId"
+);
+id_type!(
     /// A saved prompt's id: a ULID made by the server, or a shared prompt's configured id.
     PromptId,
     "promptId"
@@ -157,6 +162,11 @@ impl IdGenerator {
     /// A new project id.
     pub fn project_id(&self) -> ProjectId {
         ProjectId::parse(&self.next_ulid()).unwrap_or_else(|_| unreachable_id())
+    }
+
+    /// A new folder id.
+    pub fn folder_id(&self) -> FolderId {
+        FolderId::parse(&self.next_ulid()).unwrap_or_else(|_| unreachable_id())
     }
 
     /// A new file id.

@@ -7,6 +7,7 @@ mod activity;
 mod branch;
 mod conversation;
 pub mod file;
+mod folder;
 mod ids;
 mod live;
 mod message;
@@ -20,8 +21,12 @@ pub use conversation::{
     preview, Conversation, Solution, SolutionFilter, Title, DEFAULT_TITLE, MAX_TITLE_CHARS, PREVIEW_CHARS,
 };
 pub use file::{FileFormat, FileKind, FileStatus, StoredFile};
+pub use folder::{
+    parse_tag, parse_tags, Folder, Shelf, MAX_FOLDERS_PER_USER, MAX_FOLDER_NAME_CHARS, MAX_TAGS_PER_CONVERSATION,
+    MAX_TAG_LEN, TRASH_DAYS,
+};
 pub use ids::{
-    ClientMessageId, ConversationId, FileId, IdGenerator, MessageId, ProjectId, PromptId, UserId, MAX_ID_LEN,
+    ClientMessageId, ConversationId, FileId, FolderId, IdGenerator, MessageId, ProjectId, PromptId, UserId, MAX_ID_LEN,
 };
 pub use live::LiveTurn;
 pub use message::{Approval, FinishReason, Message, MessagePart, Role, Usage};

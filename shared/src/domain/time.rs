@@ -35,6 +35,31 @@ pub mod ts {
             .map(|t| t.with_timezone(&Utc))
             .map_err(serde::de::Error::custom)
     }
+
+    /// The same for an optional timestamp (`None` as `null`; pair with `skip_serializing_if`).
+    pub mod option {
+        use chrono::{DateTime, Utc};
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        /// Serializes `Some` as [`super::format`], `None` as `null`.
+        pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => s.serialize_str(&super::format(t)),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// Accepts `null` or any RFC 3339 timestamp.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|raw| {
+                    DateTime::parse_from_rfc3339(&raw)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(serde::de::Error::custom)
+                })
+                .transpose()
+        }
+    }
 }
 
 /// Where "now" comes from. The application state holds one ([`SystemClock`] in production); tests

@@ -26,6 +26,8 @@ use crate::error::StoreError;
 pub struct StoreParts {
     /// Conversations.
     pub conversations: Arc<dyn Conversations>,
+    /// Folders and tags.
+    pub organizer: Arc<dyn super::ports::Organizer>,
     /// Projects.
     pub projects: Arc<dyn super::ports::Projects>,
     /// Saved prompts.
@@ -59,6 +61,7 @@ impl StoreParts {
     pub fn of(store: Arc<dyn Store>) -> Self {
         Self {
             conversations: store.clone(),
+            organizer: store.clone(),
             projects: store.clone(),
             prompts: store.clone(),
             files: store.clone(),
@@ -171,6 +174,59 @@ impl Conversations for StoreParts {
 
     async fn delete_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
         self.conversations.delete_conversation(owner, id).await
+    }
+
+    async fn trash_conversation(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        now: Timestamp,
+    ) -> Result<Conversation, StoreError> {
+        self.conversations.trash_conversation(owner, id, now).await
+    }
+
+    async fn restore_conversation(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        now: Timestamp,
+    ) -> Result<Conversation, StoreError> {
+        self.conversations.restore_conversation(owner, id, now).await
+    }
+}
+
+#[async_trait]
+impl super::ports::Organizer for StoreParts {
+    async fn create_folder(&self, folder: &crate::domain::Folder, max: usize) -> Result<(), StoreError> {
+        self.organizer.create_folder(folder, max).await
+    }
+
+    async fn get_folder(
+        &self,
+        owner: &UserId,
+        id: &crate::domain::FolderId,
+    ) -> Result<crate::domain::Folder, StoreError> {
+        self.organizer.get_folder(owner, id).await
+    }
+
+    async fn list_folders(&self, owner: &UserId) -> Result<Vec<crate::domain::Folder>, StoreError> {
+        self.organizer.list_folders(owner).await
+    }
+
+    async fn replace_folder(&self, folder: &crate::domain::Folder, updated_at: Timestamp) -> Result<(), StoreError> {
+        self.organizer.replace_folder(folder, updated_at).await
+    }
+
+    async fn delete_folder(
+        &self,
+        owner: &UserId,
+        id: &crate::domain::FolderId,
+    ) -> Result<super::ports::FolderDeleted, StoreError> {
+        self.organizer.delete_folder(owner, id).await
+    }
+
+    async fn list_tags(&self, owner: &UserId) -> Result<Vec<super::ports::TagCount>, StoreError> {
+        self.organizer.list_tags(owner).await
     }
 }
 

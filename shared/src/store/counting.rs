@@ -101,6 +101,67 @@ impl Conversations for CountingStore {
         self.record("delete_conversation");
         self.inner.delete_conversation(owner, id).await
     }
+
+    async fn trash_conversation(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        now: Timestamp,
+    ) -> Result<Conversation, StoreError> {
+        self.record("trash_conversation");
+        self.inner.trash_conversation(owner, id, now).await
+    }
+
+    async fn restore_conversation(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        now: Timestamp,
+    ) -> Result<Conversation, StoreError> {
+        self.record("restore_conversation");
+        self.inner.restore_conversation(owner, id, now).await
+    }
+}
+
+#[async_trait]
+impl crate::store::ports::Organizer for CountingStore {
+    async fn create_folder(&self, folder: &crate::domain::Folder, max: usize) -> Result<(), StoreError> {
+        self.record("create_folder");
+        self.inner.create_folder(folder, max).await
+    }
+
+    async fn get_folder(
+        &self,
+        owner: &UserId,
+        id: &crate::domain::FolderId,
+    ) -> Result<crate::domain::Folder, StoreError> {
+        self.record("get_folder");
+        self.inner.get_folder(owner, id).await
+    }
+
+    async fn list_folders(&self, owner: &UserId) -> Result<Vec<crate::domain::Folder>, StoreError> {
+        self.record("list_folders");
+        self.inner.list_folders(owner).await
+    }
+
+    async fn replace_folder(&self, folder: &crate::domain::Folder, updated_at: Timestamp) -> Result<(), StoreError> {
+        self.record("replace_folder");
+        self.inner.replace_folder(folder, updated_at).await
+    }
+
+    async fn delete_folder(
+        &self,
+        owner: &UserId,
+        id: &crate::domain::FolderId,
+    ) -> Result<crate::store::FolderDeleted, StoreError> {
+        self.record("delete_folder");
+        self.inner.delete_folder(owner, id).await
+    }
+
+    async fn list_tags(&self, owner: &UserId) -> Result<Vec<crate::store::TagCount>, StoreError> {
+        self.record("list_tags");
+        self.inner.list_tags(owner).await
+    }
 }
 
 #[async_trait]

@@ -51,12 +51,29 @@ pub fn decode<P: DeserializeOwned>(scope: &str, cursor: &str) -> Result<P, Store
     serde_json::from_slice(&payload).map_err(|_| StoreError::InvalidCursor)
 }
 
-/// The scope of an owner's conversation listing.
-pub fn conversations_scope(owner: &str, bucket: Option<&str>, project: Option<&crate::domain::ProjectId>) -> String {
-    match project {
-        None => format!("conversations\0{owner}\0{}", bucket.unwrap_or("*")),
-        Some(p) => format!("conversations\0{owner}\0{}\0{p}", bucket.unwrap_or("*")),
+/// The scope of an owner's conversation listing: the owner and every filter, so a cursor of one
+/// listing is refused by another.
+pub fn conversations_scope(owner: &str, query: &super::ports::ListConversations) -> String {
+    let bucket = query.solution.map_or("*", crate::domain::SolutionFilter::bucket);
+    let mut scope = format!("conversations\0{owner}\0{bucket}");
+    if let Some(p) = &query.project {
+        scope.push_str(&format!("\0{p}"));
     }
+    if let Some(f) = &query.folder {
+        scope.push_str(&format!("\0folder={f}"));
+    }
+    if let Some(t) = &query.tag {
+        scope.push_str(&format!("\0tag={t}"));
+    }
+    if let Some(p) = query.pinned {
+        scope.push_str(&format!("\0pinned={p}"));
+    }
+    match query.shelf {
+        crate::domain::Shelf::Active => {}
+        crate::domain::Shelf::Archived => scope.push_str("\0archived"),
+        crate::domain::Shelf::Trash => scope.push_str("\0trash"),
+    }
+    scope
 }
 
 /// The scope of a conversation's message listing.

@@ -8,9 +8,9 @@ use super::rules::{
     MAX_SAVED_RESPONSE_BYTES, RECEIPT_TTL_SECS,
 };
 use crate::domain::{
-    AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, FileId, LiveTurn, Message, MessageId,
-    Project, ProjectId, PromptId, SavedPrompt, Solution, SolutionFilter, StatsDelta, StatsRow, StoredFile, Timestamp,
-    UserId,
+    AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, FileId, Folder, FolderId, LiveTurn,
+    Message, MessageId, Project, ProjectId, PromptId, SavedPrompt, Shelf, Solution, SolutionFilter, StatsDelta,
+    StatsRow, StoredFile, Timestamp, UserId,
 };
 use crate::error::StoreError;
 
@@ -48,6 +48,17 @@ pub struct ListConversations {
     pub solution: Option<SolutionFilter>,
     /// Restrict to one project's conversations.
     pub project: Option<ProjectId>,
+    /// Restrict to one folder's conversations (not its subfolders').
+    pub folder: Option<FolderId>,
+    /// Restrict to the conversations carrying this (normalised) tag.
+    pub tag: Option<String>,
+    /// Restrict to pinned (`true`) or unpinned (`false`) conversations.
+    pub pinned: Option<bool>,
+    /// The shelf listed: the default list, the archive or the trash (the trash lists newest
+    /// trashed first and leaves out what is due for purging).
+    pub shelf: Shelf,
+    /// The time the trash's purge cutoff is measured from (`None`: the system clock).
+    pub now: Option<Timestamp>,
     /// Page size, 1..=[`MAX_PAGE`]; `None` means [`DEFAULT_PAGE`].
     pub limit: Option<u32>,
     /// Cursor from the previous page.
@@ -79,6 +90,13 @@ pub struct ConversationPatch {
     /// Move into a project (`Some(Some(id))`, already checked to be the owner's) or out of any
     /// (`Some(None)`).
     pub project: Option<Option<ProjectId>>,
+    /// Move into a folder (`Some(Some(id))`, already checked to be the owner's) or out of any
+    /// (`Some(None)`).
+    pub folder: Option<Option<FolderId>>,
+    /// Replace the tags (already normalised: [`crate::domain::parse_tags`]).
+    pub tags: Option<Vec<String>>,
+    /// Archive (`true`: hidden from the default list) or unarchive.
+    pub archived: Option<bool>,
 }
 
 /// A new active leaf and the preview that goes with it.
@@ -531,8 +549,74 @@ pub trait Conversations: Send + Sync {
         now: Timestamp,
     ) -> Result<Conversation, StoreError>;
 
-    /// Deletes a conversation and every item belonging to it. Returns how many messages went with it.
+    /// Deletes a conversation and every item belonging to it, whatever its shelf (the trash's
+    /// "delete forever"). Returns how many messages went with it.
     async fn delete_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<u64, StoreError>;
+
+    /// Moves a conversation to the trash (`trashedAt = now`): from then on every read and write
+    /// of it answers [`StoreError::NotFound`] but the trash listing ([`Shelf::Trash`]),
+    /// [`Conversations::restore_conversation`] and [`Conversations::delete_conversation`]; it is
+    /// purged [`crate::domain::TRASH_DAYS`] later. `updatedAt` is left as it was. Not found when
+    /// it is not the owner's or already in the trash.
+    async fn trash_conversation(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        now: Timestamp,
+    ) -> Result<Conversation, StoreError>;
+
+    /// Takes a conversation out of the trash, back to the shelf it left (archived or not, in its
+    /// folder, with its tags). Not found when it is not in the owner's trash or is due for
+    /// purging at `now`.
+    async fn restore_conversation(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        now: Timestamp,
+    ) -> Result<Conversation, StoreError>;
+}
+
+/// What deleting a folder did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FolderDeleted {
+    /// Folders deleted (the folder and its subfolders).
+    pub folders: u64,
+    /// Conversations moved out of them (to no folder), on every shelf.
+    pub conversations: u64,
+}
+
+/// A tag and how many of the owner's conversations (not in the trash) carry it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagCount {
+    /// The tag.
+    pub tag: String,
+    /// How many conversations carry it.
+    pub conversations: u64,
+}
+
+/// A user's folders and tags; every read and write scoped to the owner (another owner's folder is
+/// [`StoreError::NotFound`]).
+#[async_trait]
+pub trait Organizer: Send + Sync {
+    /// Creates a folder. [`StoreError::Conflict`] when the owner already has one of this id or
+    /// already has `max` folders. The parent, if any, is checked by the caller.
+    async fn create_folder(&self, folder: &Folder, max: usize) -> Result<(), StoreError>;
+
+    /// One folder.
+    async fn get_folder(&self, owner: &UserId, id: &FolderId) -> Result<Folder, StoreError>;
+
+    /// Every folder of the owner, oldest first.
+    async fn list_folders(&self, owner: &UserId) -> Result<Vec<Folder>, StoreError>;
+
+    /// Replaces a folder by `folder` if the stored one still has `updated_at` (an optimistic
+    /// update: [`StoreError::Conflict`] when it changed meanwhile).
+    async fn replace_folder(&self, folder: &Folder, updated_at: Timestamp) -> Result<(), StoreError>;
+
+    /// Deletes a folder and its subfolders; their conversations (on every shelf) move to no folder.
+    async fn delete_folder(&self, owner: &UserId, id: &FolderId) -> Result<FolderDeleted, StoreError>;
+
+    /// The owner's tags with their counts, most used first, then by name.
+    async fn list_tags(&self, owner: &UserId) -> Result<Vec<TagCount>, StoreError>;
 }
 
 /// A conversation's messages.
@@ -700,6 +784,7 @@ pub trait Idempotency: Send + Sync {
 /// capabilities; handlers and services take the one capability they use (`&dyn Conversations`).
 pub trait Store:
     Conversations
+    + Organizer
     + Projects
     + Prompts
     + Files
@@ -716,6 +801,7 @@ pub trait Store:
 
 impl<
         T: Conversations
+            + Organizer
             + Projects
             + Prompts
             + Files

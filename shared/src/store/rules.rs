@@ -230,6 +230,30 @@ pub fn listing_rank(is_pinned: bool, id: &ConversationId, updated_at: Timestamp)
     pin_base(is_pinned, id) + scaled_time(updated_at)
 }
 
+/// The rank of a conversation in the trash listing: newest trashed first (pinning does not
+/// count there), the same tiebreak as [`listing_rank`].
+pub fn trash_rank(id: &ConversationId, trashed_at: Timestamp) -> i64 {
+    pin_base(false, id) + scaled_time(trashed_at)
+}
+
+/// The rank a conversation lists under on its shelf: [`trash_rank`] in the trash,
+/// [`listing_rank`] elsewhere.
+pub fn shelf_rank(c: &Conversation) -> i64 {
+    match c.trashed_at {
+        Some(t) => trash_rank(&c.id, t),
+        None => listing_rank(c.is_pinned, &c.id, c.updated_at),
+    }
+}
+
+/// Conversations trashed before this are due for purging at `now` ([`crate::domain::TRASH_DAYS`]).
+pub fn trash_cutoff(now: Timestamp) -> Timestamp {
+    now - chrono::Duration::days(crate::domain::TRASH_DAYS)
+}
+
+/// The rank that separates pinned conversations (at or above it) from the others, on the
+/// default list and the archive.
+pub const PINNED_RANK: i64 = PINNED_BASE;
+
 /// `updatedAt` in milliseconds times 1000, the time part of [`listing_rank`].
 pub fn scaled_time(updated_at: Timestamp) -> i64 {
     updated_at.timestamp_millis().saturating_mul(1000)
@@ -383,6 +407,26 @@ pub fn too_many_prompts(max: usize) -> StoreError {
 /// The refusal of a project beyond the per-user cap.
 pub fn too_many_projects(max: usize) -> StoreError {
     StoreError::Conflict(format!("a user may have at most {max} projects; delete one first"))
+}
+
+/// The refusal of a folder over the per-user cap.
+pub fn too_many_folders(max: usize) -> StoreError {
+    StoreError::Conflict(format!("a user may have at most {max} folders; delete one first"))
+}
+
+/// The refusal of a folder update that lost a race with another.
+pub fn folder_changed() -> StoreError {
+    StoreError::Conflict("the folder changed meanwhile; read it again".to_owned())
+}
+
+/// Tag counts, most used first, then by name.
+pub fn sorted_tags(counts: std::collections::HashMap<String, u64>) -> Vec<super::ports::TagCount> {
+    let mut tags: Vec<super::ports::TagCount> = counts
+        .into_iter()
+        .map(|(tag, conversations)| super::ports::TagCount { tag, conversations })
+        .collect();
+    tags.sort_by(|a, b| b.conversations.cmp(&a.conversations).then_with(|| a.tag.cmp(&b.tag)));
+    tags
 }
 
 #[cfg(test)]

@@ -6,13 +6,11 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::items::{assemble_messages, conversation_item, message_items, ConversationItem, Marker};
 use super::schema;
-use super::{classify, from_item, n, owner_condition, s, sdk_key, DynamoStore, Item};
-use crate::domain::{ts, Conversation, ConversationId, Message, SolutionFilter, Timestamp, UserId};
+use super::{classify, from_item, n, s, sdk_key, DynamoStore, Item};
+use crate::domain::{Conversation, ConversationId, Message, Shelf, SolutionFilter, Timestamp, UserId};
 use crate::error::StoreError;
-use crate::store::{
-    cursor, listing_rank, page_size, pin_base, scaled_time, ConversationPatch, Conversations, ListConversations, Page,
-    DEFAULT_PAGE,
-};
+use crate::store::rules::PINNED_RANK;
+use crate::store::{cursor, page_size, ConversationPatch, Conversations, ListConversations, Page, DEFAULT_PAGE};
 
 #[async_trait]
 impl Conversations for DynamoStore {
@@ -20,6 +18,7 @@ impl Conversations for DynamoStore {
     async fn create_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError> {
         let table = &self.tables.conversations;
         let mut items = vec![conversation_item(table, conversation, messages)?];
+        items.extend(self.tag_puts(conversation)?);
         for m in messages {
             items.extend(message_items(table, &conversation.owner, m, Marker::IfAbsent)?);
         }
@@ -95,7 +94,10 @@ impl Conversations for DynamoStore {
         Ok((conversation, assemble_messages(messages)?))
     }
 
-    #[tracing::instrument(name = "dynamo.list_conversations", skip_all, fields(solution = ?query.solution, limit = ?query.limit, paged = query.cursor.is_some()))]
+    /// One Query on the narrowest key the filters name: the folder index, the project index, the
+    /// tag memberships, the owner + solution index or the owner index, each per shelf; the other
+    /// filters apply to that partition only (`docs/data-model.md`).
+    #[tracing::instrument(name = "dynamo.list_conversations", skip_all, fields(solution = ?query.solution, shelf = ?query.shelf, limit = ?query.limit, paged = query.cursor.is_some()))]
     async fn list_conversations(
         &self,
         owner: &UserId,
@@ -103,20 +105,79 @@ impl Conversations for DynamoStore {
     ) -> Result<Page<Conversation>, StoreError> {
         let limit = page_size(query.limit, DEFAULT_PAGE);
         let bucket = query.solution.map(SolutionFilter::bucket);
-        let scope = cursor::conversations_scope(owner.as_str(), bucket, query.project.as_ref());
-        let (index, pk_attr, sk_attr, pk) = match bucket {
-            None => (schema::GSI_OWNER, "gsi1pk", "gsi1sk", schema::owner_pk(owner.as_str())),
-            Some(b) => (
+        let scope = cursor::conversations_scope(owner.as_str(), query);
+        let shelf = query.shelf;
+        let o = owner.as_str();
+        let mut filters: Vec<&str> = Vec::new();
+        let mut values: Vec<(&str, AttributeValue)> = Vec::new();
+        let (index, pk_attr, sk_attr, pk) = if let Some(folder) = &query.folder {
+            (
+                schema::GSI_FOLDER,
+                "gsi3pk",
+                "gsi3sk",
+                schema::folder_pk(o, folder.as_str(), shelf),
+            )
+        } else if let Some(project) = &query.project {
+            (
+                schema::GSI_PROJECT,
+                "gsi4pk",
+                "gsi4sk",
+                schema::project_pk(o, project.as_str(), shelf),
+            )
+        } else if let (Some(tag), false) = (&query.tag, shelf == Shelf::Trash) {
+            return self.list_by_tag(owner, tag, query, &scope, limit).await;
+        } else if let Some(b) = bucket {
+            (
                 schema::GSI_OWNER_SOLUTION,
                 "gsi2pk",
                 "gsi2sk",
-                schema::owner_solution_pk(owner.as_str(), b),
-            ),
+                schema::owner_solution_shelf_pk(o, b, shelf),
+            )
+        } else {
+            (schema::GSI_OWNER, "gsi1pk", "gsi1sk", schema::owner_shelf_pk(o, shelf))
         };
+        if let (Some(project), Some(_)) = (&query.project, &query.folder) {
+            filters.push("projectId = :project");
+            values.push((":project", s(project.as_str())));
+        }
+        if let (Some(b), true) = (bucket, index != schema::GSI_OWNER_SOLUTION) {
+            match b {
+                "general" => filters.push("attribute_not_exists(solutionType)"),
+                _ => {
+                    filters.push("solutionType = :solution");
+                    values.push((":solution", s(b)));
+                }
+            }
+        }
+        if let Some(tag) = &query.tag {
+            filters.push("contains(tags, :tag)");
+            values.push((":tag", s(tag)));
+        }
+        let mut key_condition = "#pk = :pk".to_owned();
+        match (query.pinned, shelf) {
+            (Some(pinned), Shelf::Trash) => {
+                filters.push("isPinned = :pinned");
+                values.push((":pinned", AttributeValue::Bool(pinned)));
+            }
+            (Some(true), _) => {
+                key_condition.push_str(" AND #sk >= :pinnedRank");
+                values.push((":pinnedRank", n(PINNED_RANK)));
+            }
+            (Some(false), _) => {
+                key_condition.push_str(" AND #sk < :pinnedRank");
+                values.push((":pinnedRank", n(PINNED_RANK)));
+            }
+            (None, _) => {}
+        }
+        if shelf == Shelf::Trash {
+            // Due for purging: TTL deletes it within a few days; it is gone for the reader now.
+            filters.push("expiresAt > :now");
+            values.push((":now", n(query.now.unwrap_or_else(chrono::Utc::now).timestamp())));
+        }
         let start = match cursor::conversation_position(&scope, query.cursor.as_deref())? {
             None => None,
             Some((rank, id)) => {
-                let mut key = sdk_key(schema::conversation_pk(owner.as_str(), &id), schema::META.to_owned());
+                let mut key = sdk_key(schema::conversation_pk(o, &id), schema::META.to_owned());
                 key.insert(pk_attr.to_owned(), s(pk.clone()));
                 key.insert(sk_attr.to_owned(), n(rank));
                 Some(key)
@@ -132,20 +193,24 @@ impl Conversations for DynamoStore {
                 .query()
                 .table_name(&self.tables.conversations)
                 .index_name(index)
-                .key_condition_expression("#pk = :pk")
+                .key_condition_expression(&key_condition)
                 .expression_attribute_names("#pk", pk_attr)
                 .expression_attribute_values(":pk", s(pk.clone()))
                 .scan_index_forward(false)
                 .limit((want - items.len()) as i32)
                 .set_exclusive_start_key(start.take());
-            if let Some(project) = &query.project {
-                // A project's conversations: the owner's listing, filtered (the filter applies
-                // after `Limit`, so a sparse project may take several pages of the index).
-                request = request
-                    .filter_expression("projectId = :project")
-                    .expression_attribute_values(":project", s(project.as_str()));
+            if key_condition.contains("#sk") {
+                request = request.expression_attribute_names("#sk", sk_attr);
             }
-            let out = request.send().await.map_err(|e| classify("Query owner index", e))?;
+            if !filters.is_empty() {
+                // The filters apply after `Limit`, so a sparse match may take several pages of
+                // the partition; the loop asks again until it has a page or the partition ends.
+                request = request.filter_expression(filters.join(" AND "));
+            }
+            for (name, value) in &values {
+                request = request.expression_attribute_values(*name, value.clone());
+            }
+            let out = request.send().await.map_err(|e| classify("Query conversations", e))?;
             items.extend(out.items.unwrap_or_default());
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() && items.len() < want => start = Some(key),
@@ -156,13 +221,11 @@ impl Conversations for DynamoStore {
         let more = items.len() > limit as usize;
         items.truncate(limit as usize);
         let metas: Vec<ConversationItem> = items.into_iter().map(from_item).collect::<Result<_, _>>()?;
-        cursor::next_page(metas, more, &scope, |last| {
-            let rank = if bucket.is_some() { last.gsi2sk } else { last.gsi1sk };
-            (rank, last.id.clone())
-        })?
-        .try_map(ConversationItem::into_domain)
+        cursor::next_page(metas, more, &scope, |last| (last.gsi1sk, last.id.clone()))?
+            .try_map(ConversationItem::into_domain)
     }
 
+    /// One consistent GetItem and one conditional UpdateItem (a TransactWriteItems when tags change).
     #[tracing::instrument(name = "dynamo.update_conversation", skip_all, fields(conversation = %id))]
     async fn update_conversation(
         &self,
@@ -171,80 +234,27 @@ impl Conversations for DynamoStore {
         patch: &ConversationPatch,
         now: Timestamp,
     ) -> Result<Conversation, StoreError> {
-        let mut sets = vec!["updatedAt = :now".to_owned()];
-        let mut req = self
-            .client
-            .update_item()
-            .table_name(&self.tables.conversations)
-            .key(schema::PK, s(schema::conversation_pk(owner.as_str(), id.as_str())))
-            .key(schema::SK, s(schema::META))
-            .condition_expression(owner_condition())
-            .expression_attribute_names("#pk", schema::PK)
-            .expression_attribute_values(":owner", s(owner.as_str()))
-            .expression_attribute_values(":now", s(ts::format(&now)))
-            .return_values(ReturnValue::AllNew);
-        if let Some(title) = &patch.title {
-            sets.push("title = :title".to_owned());
-            req = req.expression_attribute_values(":title", s(title));
-        }
-        if let Some(shared) = patch.is_shared {
-            sets.push("isShared = :shared".to_owned());
-            req = req.expression_attribute_values(":shared", AttributeValue::Bool(shared));
-        }
-        if let Some(model) = &patch.model {
-            sets.push("#model = :model".to_owned());
-            req = req
-                .expression_attribute_names("#model", "model")
-                .expression_attribute_values(":model", s(model));
-        }
-        let mut removes = Vec::new();
-        match &patch.project {
-            Some(Some(project)) => {
-                sets.push("projectId = :project".to_owned());
-                req = req.expression_attribute_values(":project", s(project.as_str()));
-            }
-            Some(None) => removes.push("projectId"),
-            None => {}
-        }
-        if let Some(leaf) = &patch.active_leaf {
-            sets.push("activeLeaf = :leaf".to_owned());
-            req = req.expression_attribute_values(":leaf", s(leaf.id.as_str()));
-            match &leaf.preview {
-                Some(preview) => {
-                    sets.push("lastMessage = :preview".to_owned());
-                    req = req.expression_attribute_values(":preview", s(preview));
-                }
-                None => removes.push("lastMessage"),
-            }
-        }
-        match patch.is_pinned {
-            Some(pinned) => {
-                let rank = listing_rank(pinned, id, now);
-                sets.push("isPinned = :pinned, pinBase = :pinBase, gsi1sk = :rank, gsi2sk = :rank".to_owned());
-                req = req
-                    .expression_attribute_values(":pinned", AttributeValue::Bool(pinned))
-                    .expression_attribute_values(":pinBase", n(pin_base(pinned, id)))
-                    .expression_attribute_values(":rank", n(rank));
-            }
-            None => {
-                sets.push("gsi1sk = pinBase + :scaled, gsi2sk = pinBase + :scaled".to_owned());
-                req = req.expression_attribute_values(":scaled", n(scaled_time(now)));
-            }
-        }
-        let out = req
-            .update_expression(if removes.is_empty() {
-                format!("SET {}", sets.join(", "))
-            } else {
-                format!("SET {} REMOVE {}", sets.join(", "), removes.join(", "))
-            })
-            .send()
-            .await
-            .map_err(|e| match e {
-                SdkError::ServiceError(se) if se.err().is_conditional_check_failed_exception() => StoreError::NotFound,
-                other => classify("UpdateItem conversation", other),
-            })?;
-        let item: ConversationItem = from_item(out.attributes.unwrap_or_default())?;
-        item.into_domain()
+        self.patch_conversation(owner, id, patch, now).await
+    }
+
+    #[tracing::instrument(name = "dynamo.trash_conversation", skip_all, fields(conversation = %id))]
+    async fn trash_conversation(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        now: Timestamp,
+    ) -> Result<Conversation, StoreError> {
+        self.trash(owner, id, now).await
+    }
+
+    #[tracing::instrument(name = "dynamo.restore_conversation", skip_all, fields(conversation = %id))]
+    async fn restore_conversation(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        now: Timestamp,
+    ) -> Result<Conversation, StoreError> {
+        self.restore(owner, id, now).await
     }
 
     #[tracing::instrument(name = "dynamo.delete_conversation", skip_all, fields(conversation = %id))]
@@ -255,12 +265,14 @@ impl Conversations for DynamoStore {
         );
         // 1. Mark: leaves the listings at once and makes every further append fail its condition.
         //    A delete interrupted after this point can be repeated and finishes the job.
-        self.client
+        let marked = self
+            .client
             .update_item()
             .table_name(&self.tables.conversations)
             .set_key(Some(key.clone()))
-            .update_expression("SET deleting = :yes REMOVE gsi1pk, gsi2pk")
+            .update_expression("SET deleting = :yes REMOVE gsi1pk, gsi2pk, gsi3pk, gsi4pk")
             .condition_expression("attribute_exists(#pk) AND ownerId = :owner")
+            .return_values(ReturnValue::AllOld)
             .expression_attribute_names("#pk", schema::PK)
             .expression_attribute_values(":owner", s(owner.as_str()))
             .expression_attribute_values(":yes", AttributeValue::Bool(true))
@@ -270,7 +282,9 @@ impl Conversations for DynamoStore {
                 SdkError::ServiceError(se) if se.err().is_conditional_check_failed_exception() => StoreError::NotFound,
                 other => classify("UpdateItem mark deleting", other),
             })?;
-        // 2. Remove every other item of the partition.
+        // 2. Remove its tag memberships and every other item of the partition.
+        let meta: ConversationItem = from_item(marked.attributes.unwrap_or_default())?;
+        self.delete_memberships(&meta).await?;
         let messages = self.delete_partition_items(owner, id).await?;
         // 3. The conversation itself, last.
         self.client

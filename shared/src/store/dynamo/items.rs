@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 use super::schema;
 use super::{from_item, put_if_absent, to_item, Item};
 use crate::domain::{
-    ts, ClientMessageId, Conversation, ConversationId, FinishReason, Message, MessageId, MessagePart, ProjectId, Role,
-    Solution, SolutionFilter, Usage, UserId,
+    ts, ClientMessageId, Conversation, ConversationId, FinishReason, FolderId, Message, MessageId, MessagePart,
+    ProjectId, Role, Solution, SolutionFilter, Usage, UserId,
 };
 use crate::error::StoreError;
-use crate::store::{check_message_size, listing_rank, pin_base, rules, MAX_CONTENT_BYTES};
+use crate::store::{check_message_size, pin_base, rules, MAX_CONTENT_BYTES};
 
 /// Bytes of content per item. DynamoDB's item limit is 400 KB including attribute names and the
 /// other attributes; 300 KB of content leaves ample room for them.
@@ -55,11 +55,64 @@ pub(super) struct ConversationItem {
     pub(super) active_leaf: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) project_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) folder_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) archived_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) trashed_at: Option<String>,
+    /// TTL (epoch seconds): set while the conversation is in the trash, to its purge time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) expires_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) gsi3pk: Option<String>,
+    #[serde(default)]
+    pub(super) gsi3sk: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) gsi4pk: Option<String>,
+    #[serde(default)]
+    pub(super) gsi4sk: i64,
+    /// Bumped by every change of the organising attributes (folder, project, tags, archive,
+    /// trash): the optimistic condition of the next one.
+    #[serde(default)]
+    pub(super) rev: u64,
+}
+
+/// The index keys of a conversation on its shelf (`None`: not in that sparse index).
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct IndexKeys {
+    pub(super) gsi1pk: String,
+    pub(super) gsi2pk: String,
+    pub(super) gsi3pk: Option<String>,
+    pub(super) gsi4pk: Option<String>,
+    pub(super) rank: i64,
+}
+
+impl IndexKeys {
+    pub(super) fn of(c: &Conversation) -> Self {
+        let (owner, shelf) = (c.owner.as_str(), c.shelf());
+        Self {
+            gsi1pk: schema::owner_shelf_pk(owner, shelf),
+            gsi2pk: schema::owner_solution_shelf_pk(owner, SolutionFilter::of(c.solution_type).bucket(), shelf),
+            gsi3pk: c
+                .folder_id
+                .as_ref()
+                .map(|f| schema::folder_pk(owner, f.as_str(), shelf)),
+            gsi4pk: c
+                .project_id
+                .as_ref()
+                .map(|p| schema::project_pk(owner, p.as_str(), shelf)),
+            rank: rules::shelf_rank(c),
+        }
+    }
 }
 
 impl ConversationItem {
     pub(super) fn from_domain(c: &Conversation) -> Self {
-        let rank = listing_rank(c.is_pinned, &c.id, c.updated_at);
+        let keys = IndexKeys::of(c);
+        let rank = keys.rank;
         Self {
             pk: schema::conversation_pk(c.owner.as_str(), c.id.as_str()),
             sk: schema::META.to_owned(),
@@ -75,21 +128,33 @@ impl ConversationItem {
             last_message: c.last_message.clone(),
             message_count: c.message_count,
             pin_base: pin_base(c.is_pinned, &c.id),
-            gsi1pk: Some(schema::owner_pk(c.owner.as_str())),
+            gsi1pk: Some(keys.gsi1pk),
             gsi1sk: rank,
-            gsi2pk: Some(schema::owner_solution_pk(
-                c.owner.as_str(),
-                SolutionFilter::of(c.solution_type).bucket(),
-            )),
+            gsi2pk: Some(keys.gsi2pk),
             gsi2sk: rank,
             deleting: None,
             active_leaf: c.active_leaf.as_ref().map(ToString::to_string),
             project_id: c.project_id.as_ref().map(ToString::to_string),
+            folder_id: c.folder_id.as_ref().map(ToString::to_string),
+            tags: c.tags.clone(),
+            archived_at: c.archived_at.as_ref().map(ts::format),
+            trashed_at: c.trashed_at.as_ref().map(ts::format),
+            expires_at: c.purge_at().map(|t| t.timestamp()),
+            gsi3pk: keys.gsi3pk,
+            gsi3sk: rank,
+            gsi4pk: keys.gsi4pk,
+            gsi4sk: rank,
+            rev: 0,
         }
     }
 
-    /// Whether `owner` may see it: theirs, and no delete under way.
+    /// Whether `owner` may see it: theirs, no delete under way, not in the trash.
     pub(super) fn visible_to(&self, owner: &UserId) -> bool {
+        self.owned_by(owner) && self.trashed_at.is_none()
+    }
+
+    /// Whether it is `owner`'s and no delete is under way (on any shelf, the trash included).
+    pub(super) fn owned_by(&self, owner: &UserId) -> bool {
         self.owner_id == owner.as_str() && !self.deleting.unwrap_or(false)
     }
 
@@ -117,6 +182,14 @@ impl ConversationItem {
                 .map(|id| ProjectId::parse(&id))
                 .transpose()
                 .map_err(|e| StoreError::internal("stored project id", e))?,
+            folder_id: self
+                .folder_id
+                .map(|id| FolderId::parse(&id))
+                .transpose()
+                .map_err(|e| StoreError::internal("stored folder id", e))?,
+            tags: self.tags,
+            archived_at: self.archived_at.as_deref().map(rules::parse_ts).transpose()?,
+            trashed_at: self.trashed_at.as_deref().map(rules::parse_ts).transpose()?,
         })
     }
 }

@@ -260,6 +260,8 @@ impl DynamoStore {
             "lastMessage = :preview",
             "gsi1sk = pinBase + :scaled",
             "gsi2sk = pinBase + :scaled",
+            "gsi3sk = pinBase + :scaled",
+            "gsi4sk = pinBase + :scaled",
             "activeLeaf = :leaf",
         ];
         let mut update = Update::builder()

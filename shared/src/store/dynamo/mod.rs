@@ -20,6 +20,7 @@ mod files;
 mod idempotency;
 mod items;
 mod messages;
+mod organize;
 mod projects;
 mod prompts;
 pub mod schema;
@@ -138,6 +139,16 @@ impl DynamoStore {
     }
 
     async fn get_meta(&self, owner: &UserId, id: &ConversationId) -> Result<ConversationItem, StoreError> {
+        let meta = self.read_meta(owner, id).await?;
+        if meta.trashed_at.is_some() {
+            return Err(StoreError::NotFound);
+        }
+        Ok(meta)
+    }
+
+    /// The META item of `owner`'s conversation (read consistently), whatever its shelf (the
+    /// trash included); not found when it is someone else's or being deleted.
+    async fn read_meta(&self, owner: &UserId, id: &ConversationId) -> Result<ConversationItem, StoreError> {
         let out = self
             .client
             .get_item()
@@ -150,7 +161,7 @@ impl DynamoStore {
             .map_err(|e| classify("GetItem conversation", e))?;
         let item = out.item.ok_or(StoreError::NotFound)?;
         let meta: ConversationItem = from_item(item)?;
-        if !meta.visible_to(owner) {
+        if !meta.owned_by(owner) {
             return Err(StoreError::NotFound);
         }
         Ok(meta)
@@ -540,5 +551,5 @@ fn update_item(update: Result<Update, aws_sdk_dynamodb::error::BuildError>) -> R
 }
 
 fn owner_condition() -> &'static str {
-    "attribute_exists(#pk) AND ownerId = :owner AND attribute_not_exists(deleting)"
+    "attribute_exists(#pk) AND ownerId = :owner AND attribute_not_exists(deleting) AND attribute_not_exists(trashedAt)"
 }

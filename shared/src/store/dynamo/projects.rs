@@ -3,13 +3,11 @@
 //! `META` item's `projectId`.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
 use super::schema;
-use super::{classify, s, DynamoStore, Item};
-use crate::domain::{ConversationId, Project, ProjectId, Timestamp, UserId};
+use super::{classify, s, DynamoStore};
+use crate::domain::{ConversationId, Project, ProjectId, Shelf, Timestamp, UserId};
 use crate::error::StoreError;
 use crate::store::{rules, Conversations, ProjectConversations, ProjectPatch, Projects};
 
@@ -39,34 +37,12 @@ impl DynamoStore {
             .await
     }
 
-    /// The ids of `owner`'s conversations in project `id` (the owner index, filtered, every page).
+    /// The ids of `owner`'s conversations in project `id`, on every shelf (the project index).
     async fn project_conversations(&self, owner: &UserId, id: &ProjectId) -> Result<Vec<String>, StoreError> {
         let mut ids = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.tables.conversations)
-                .index_name(schema::GSI_OWNER)
-                .key_condition_expression("gsi1pk = :pk")
-                .filter_expression("projectId = :project")
-                .projection_expression("id")
-                .expression_attribute_values(":pk", s(schema::owner_pk(owner.as_str())))
-                .expression_attribute_values(":project", s(id.as_str()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| classify("Query a project's conversations", e))?;
-            for item in out.items.unwrap_or_default() {
-                if let Some(AttributeValue::S(conversation)) = item.get("id") {
-                    ids.push(conversation.clone());
-                }
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
-            }
+        for shelf in Shelf::ALL {
+            let pk = schema::project_pk(owner.as_str(), id.as_str(), shelf);
+            ids.extend(self.index_ids(schema::GSI_PROJECT, "gsi4pk", &pk).await?);
         }
         Ok(ids)
     }
@@ -158,24 +134,22 @@ impl Projects for DynamoStore {
 }
 
 impl DynamoStore {
-    /// Takes a conversation out of project `project` (if it is still in it). Whether it was.
+    /// Takes a conversation out of project `project` (if it is still in it), on any shelf.
+    /// Whether it was.
     async fn detach(&self, owner: &UserId, id: &ConversationId, project: &ProjectId) -> Result<bool, StoreError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.tables.conversations)
-            .key(schema::PK, s(schema::conversation_pk(owner.as_str(), id.as_str())))
-            .key(schema::SK, s(schema::META))
-            .update_expression("REMOVE projectId")
-            .condition_expression("ownerId = :owner AND projectId = :project")
-            .expression_attribute_values(":owner", s(owner.as_str()))
-            .expression_attribute_values(":project", s(project.as_str()))
-            .send()
+            .rewrite(owner, id, super::organize::Expect::Any, false, |c| {
+                let mut next = c.clone();
+                if next.project_id.as_ref() == Some(project) {
+                    next.project_id = None;
+                }
+                next
+            })
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
-            Err(e) => Err(classify("UpdateItem detach", e)),
+            Err(StoreError::NotFound) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 }

@@ -5,7 +5,9 @@
 //!
 //! | item | pk | sk | other keys |
 //! |---|---|---|---|
-//! | conversation | `CONV#<owner>#<id>` | `META` | `gsi1pk = USER#<owner>`, `gsi2pk = USER#<owner>#SOL#<bucket>`, `gsi1sk = gsi2sk = rank` |
+//! | conversation | `CONV#<owner>#<id>` | `META` | `gsi1pk = USER#<owner><shelf>`, `gsi2pk = USER#<owner>#SOL#<bucket><shelf>`, `gsi3pk? = USER#<owner>#FOLDER#<folder><shelf>`, `gsi4pk? = USER#<owner>#PROJ#<project><shelf>`, `gsi1sk = … = gsi4sk = rank`; `<shelf>` is empty, `#ARCHIVED` or `#TRASH` |
+//! | tag membership | `TAGS#<owner>` | `<tag length>:<tag>#<conversation id>` | `conversationId` (conversations not in the trash) |
+//! | folder | `FOLD#<owner>` | `<folder id>` | `id`, `owner`, `name`, `parentId?`, `createdAt`, `updatedAt` |
 //! | message | `CONV#<owner>#<id>` | `MSG#<ulid>` | |
 //! | content chunk | `CONV#<owner>#<id>` | `MSG#<ulid>#C<nnnn>` | |
 //! | client id marker | `CONV#<owner>#<id>` | `CID#<client id>` | |
@@ -23,6 +25,8 @@
 //! at `pk = SLOT#<user>`, `sk = <n>`; audit entries at `pk = AUDIT#<user>`, `sk = <ulid>`; all
 //! expire through the TTL attribute `expiresAt`.
 
+use crate::domain::Shelf;
+
 /// Partition key attribute of both tables.
 pub const PK: &str = "pk";
 /// Sort key attribute of both tables.
@@ -31,6 +35,11 @@ pub const SK: &str = "sk";
 pub const GSI_OWNER: &str = "byOwner";
 /// Owner + solution index: one owner's conversations of one solution (or of the general chat).
 pub const GSI_OWNER_SOLUTION: &str = "byOwnerSolution";
+/// Folder index: one owner's conversations in one folder, per shelf (sparse: only conversations
+/// in a folder carry `gsi3pk`).
+pub const GSI_FOLDER: &str = "byFolder";
+/// Project index: one owner's conversations in one project, per shelf (sparse, `gsi4pk`).
+pub const GSI_PROJECT: &str = "byProject";
 /// TTL attribute of both tables (on the conversations table only idempotency records and turn
 /// receipts carry it).
 pub const TTL_ATTRIBUTE: &str = "expiresAt";
@@ -101,14 +110,55 @@ pub fn prompts_pk(owner: &str) -> String {
     format!("PRMT#{owner}")
 }
 
-/// Owner index partition key.
+/// Partition key of a user's folders (conversations table; `sk` = the folder id).
+pub fn folders_pk(owner: &str) -> String {
+    format!("FOLD#{owner}")
+}
+
+/// Partition key of a user's tag memberships (conversations table).
+pub fn tags_pk(owner: &str) -> String {
+    format!("TAGS#{owner}")
+}
+
+/// The sort-key prefix of a tag's memberships: the tag's length in bytes before it, so no tag's
+/// prefix is another's (`3:a#b#…` cannot be read as tag `a`).
+pub fn tag_prefix(tag: &str) -> String {
+    format!("{}:{tag}#", tag.len())
+}
+
+/// Sort key of one conversation's membership of a tag.
+pub fn tag_sk(tag: &str, conversation: &str) -> String {
+    format!("{}{conversation}", tag_prefix(tag))
+}
+
+/// Owner index partition key (the default list; `#ARCHIVED` / `#TRASH` appended for the others).
 pub fn owner_pk(owner: &str) -> String {
     format!("USER#{owner}")
+}
+
+/// Owner index partition key of a shelf.
+pub fn owner_shelf_pk(owner: &str, shelf: Shelf) -> String {
+    format!("USER#{owner}{}", shelf.key_suffix())
 }
 
 /// Owner + solution index partition key.
 pub fn owner_solution_pk(owner: &str, bucket: &str) -> String {
     format!("USER#{owner}#SOL#{bucket}")
+}
+
+/// Owner + solution index partition key of a shelf.
+pub fn owner_solution_shelf_pk(owner: &str, bucket: &str, shelf: Shelf) -> String {
+    format!("USER#{owner}#SOL#{bucket}{}", shelf.key_suffix())
+}
+
+/// Folder index partition key of a shelf.
+pub fn folder_pk(owner: &str, folder: &str, shelf: Shelf) -> String {
+    format!("USER#{owner}#FOLDER#{folder}{}", shelf.key_suffix())
+}
+
+/// Project index partition key of a shelf.
+pub fn project_pk(owner: &str, project: &str, shelf: Shelf) -> String {
+    format!("USER#{owner}#PROJ#{project}{}", shelf.key_suffix())
 }
 
 /// Counter partition key (events table, expires by TTL): a key and its window.
@@ -226,6 +276,20 @@ pub fn conversations_table() -> TableDef {
                 key: KeyDef {
                     hash: ("gsi2pk", KeyType::String),
                     range: Some(("gsi2sk", KeyType::Number)),
+                },
+            },
+            IndexDef {
+                name: GSI_FOLDER,
+                key: KeyDef {
+                    hash: ("gsi3pk", KeyType::String),
+                    range: Some(("gsi3sk", KeyType::Number)),
+                },
+            },
+            IndexDef {
+                name: GSI_PROJECT,
+                key: KeyDef {
+                    hash: ("gsi4pk", KeyType::String),
+                    range: Some(("gsi4sk", KeyType::Number)),
                 },
             },
         ],

@@ -3,12 +3,15 @@
 use async_trait::async_trait;
 use rusqlite::{params, TransactionBehavior};
 
-use super::rows::{insert_conversation, messages_of, owned_conversation, row_to_conversation, CONVERSATION_COLUMNS};
+use super::rows::{
+    any_conversation, insert_conversation, messages_of, owned_conversation, row_to_conversation, tags_json,
+    CONVERSATION_COLUMNS,
+};
 use super::{sql_err, EmbeddedStore};
-use crate::domain::{ts, Conversation, ConversationId, Message, SolutionFilter, Timestamp, UserId};
+use crate::domain::{ts, Conversation, ConversationId, Message, Shelf, SolutionFilter, Timestamp, UserId};
 use crate::error::StoreError;
 use crate::store::{
-    cursor, listing_rank, page_size, ConversationPatch, Conversations, ListConversations, Page, DEFAULT_PAGE,
+    cursor, listing_rank, page_size, rules, ConversationPatch, Conversations, ListConversations, Page, DEFAULT_PAGE,
 };
 
 #[async_trait]
@@ -50,7 +53,7 @@ impl Conversations for EmbeddedStore {
         .await
     }
 
-    #[tracing::instrument(name = "embedded.list_conversations", skip_all, fields(solution = ?query.solution, limit = ?query.limit, paged = query.cursor.is_some()))]
+    #[tracing::instrument(name = "embedded.list_conversations", skip_all, fields(solution = ?query.solution, shelf = ?query.shelf, limit = ?query.limit, paged = query.cursor.is_some()))]
     async fn list_conversations(
         &self,
         owner: &UserId,
@@ -58,8 +61,17 @@ impl Conversations for EmbeddedStore {
     ) -> Result<Page<Conversation>, StoreError> {
         let limit = page_size(query.limit, DEFAULT_PAGE);
         let bucket = query.solution.map(SolutionFilter::bucket);
-        let scope = cursor::conversations_scope(owner.as_str(), bucket, query.project.as_ref());
+        let scope = cursor::conversations_scope(owner.as_str(), query);
         let project = query.project.as_ref().map(ToString::to_string);
+        let folder = query.folder.as_ref().map(ToString::to_string);
+        let tag = query.tag.clone();
+        let pinned = query.pinned;
+        let shelf = match query.shelf {
+            Shelf::Active => "active",
+            Shelf::Archived => "archived",
+            Shelf::Trash => "trash",
+        };
+        let cutoff = ts::format(&rules::trash_cutoff(query.now.unwrap_or_else(chrono::Utc::now)));
         let start = cursor::conversation_position(&scope, query.cursor.as_deref())?;
         let owner = owner.to_string();
         let rows = self
@@ -68,14 +80,30 @@ impl Conversations for EmbeddedStore {
                 let first = after.is_empty();
                 let sql = format!(
                     "SELECT {CONVERSATION_COLUMNS} FROM conversations \
-                     WHERE owner = ?1 AND (?2 IS NULL OR bucket = ?2) AND (?7 IS NULL OR project_id = ?7) \
+                     WHERE owner = ?1 AND (CASE ?11 WHEN 'active' THEN trashed_at IS NULL AND archived_at IS NULL \
+                     WHEN 'archived' THEN trashed_at IS NULL AND archived_at IS NOT NULL ELSE trashed_at > ?12 END) AND (?2 IS NULL OR bucket = ?2) AND (?7 IS NULL OR project_id = ?7) \
+                     AND (?8 IS NULL OR folder_id = ?8) AND (?9 IS NULL OR is_pinned = ?9) \
+                     AND (?10 IS NULL OR EXISTS (SELECT 1 FROM json_each(conversations.tags) WHERE value = ?10)) \
                      AND (?3 OR rank < ?4 OR (rank = ?4 AND id < ?5)) \
                      ORDER BY rank DESC, id DESC LIMIT ?6"
                 );
                 let mut stmt = conn.prepare_cached(&sql).map_err(sql_err("listing conversations"))?;
                 let rows = stmt
                     .query_map(
-                        params![owner, bucket, first, rank, after, i64::from(limit) + 1, project],
+                        params![
+                            owner,
+                            bucket,
+                            first,
+                            rank,
+                            after,
+                            i64::from(limit) + 1,
+                            project,
+                            folder,
+                            pinned,
+                            tag,
+                            shelf,
+                            cutoff
+                        ],
                         row_to_conversation,
                     )
                     .map_err(sql_err("listing conversations"))?;
@@ -120,6 +148,29 @@ impl Conversations for EmbeddedStore {
                 )
                 .map_err(sql_err("moving a conversation"))?;
             }
+            if let Some(folder) = &patch.folder {
+                tx.execute(
+                    "UPDATE conversations SET folder_id = ?1 WHERE owner = ?2 AND id = ?3",
+                    params![folder.as_ref().map(ToString::to_string), owner, id.as_str()],
+                )
+                .map_err(sql_err("moving a conversation to a folder"))?;
+            }
+            if let Some(tags) = &patch.tags {
+                tx.execute(
+                    "UPDATE conversations SET tags = ?1 WHERE owner = ?2 AND id = ?3",
+                    params![tags_json(tags)?, owner, id.as_str()],
+                )
+                .map_err(sql_err("tagging a conversation"))?;
+            }
+            if let Some(archived) = patch.archived {
+                // Archiving an archived conversation keeps when it was first archived.
+                let at = archived.then(|| current.archived_at.unwrap_or(now));
+                tx.execute(
+                    "UPDATE conversations SET archived_at = ?1 WHERE owner = ?2 AND id = ?3",
+                    params![at.as_ref().map(ts::format), owner, id.as_str()],
+                )
+                .map_err(sql_err("archiving a conversation"))?;
+            }
             tx.execute(
                 "UPDATE conversations SET title = COALESCE(?1, title), is_pinned = ?2, is_shared = COALESCE(?3, is_shared), \
                  model = COALESCE(?4, model), updated_at = ?5, rank = ?6 WHERE owner = ?7 AND id = ?8",
@@ -142,6 +193,64 @@ impl Conversations for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(name = "embedded.trash_conversation", skip_all, fields(conversation = %id))]
+    async fn trash_conversation(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        now: Timestamp,
+    ) -> Result<Conversation, StoreError> {
+        let (owner, id) = (owner.to_string(), id.clone());
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql_err("begin"))?;
+            owned_conversation(&tx, &owner, id.as_str())?;
+            tx.execute(
+                "UPDATE conversations SET trashed_at = ?1, rank = ?2 WHERE owner = ?3 AND id = ?4",
+                params![ts::format(&now), rules::trash_rank(&id, now), owner, id.as_str()],
+            )
+            .map_err(sql_err("trashing a conversation"))?;
+            let trashed = any_conversation(&tx, &owner, id.as_str())?;
+            tx.commit().map_err(sql_err("commit"))?;
+            Ok(trashed)
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "embedded.restore_conversation", skip_all, fields(conversation = %id))]
+    async fn restore_conversation(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        now: Timestamp,
+    ) -> Result<Conversation, StoreError> {
+        let (owner, id) = (owner.to_string(), id.clone());
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql_err("begin"))?;
+            let trashed = any_conversation(&tx, &owner, id.as_str())?;
+            match trashed.trashed_at {
+                Some(at) if at > rules::trash_cutoff(now) => {}
+                _ => return Err(StoreError::NotFound),
+            }
+            tx.execute(
+                "UPDATE conversations SET trashed_at = NULL, rank = ?1 WHERE owner = ?2 AND id = ?3",
+                params![
+                    listing_rank(trashed.is_pinned, &id, trashed.updated_at),
+                    owner,
+                    id.as_str()
+                ],
+            )
+            .map_err(sql_err("restoring a conversation"))?;
+            let restored = owned_conversation(&tx, &owner, id.as_str())?;
+            tx.commit().map_err(sql_err("commit"))?;
+            Ok(restored)
+        })
+        .await
+    }
+
     #[tracing::instrument(name = "embedded.delete_conversation", skip_all, fields(conversation = %id))]
     async fn delete_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<u64, StoreError> {
         let (owner, id) = (owner.to_string(), id.to_string());
@@ -149,7 +258,7 @@ impl Conversations for EmbeddedStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql_err("begin"))?;
-            owned_conversation(&tx, &owner, &id)?;
+            any_conversation(&tx, &owner, &id)?;
             let deleted = delete_in(&tx, &owner, &id)?;
             tx.commit().map_err(sql_err("commit"))?;
             Ok(deleted)

@@ -14,6 +14,7 @@ mod conversations;
 mod counters;
 mod docs;
 mod files;
+mod folders;
 mod idempotency;
 mod messages;
 mod projects;
@@ -52,6 +53,10 @@ CREATE TABLE IF NOT EXISTS conversations (
     rank          INTEGER NOT NULL,
     active_leaf   TEXT,
     project_id    TEXT,
+    folder_id     TEXT,
+    tags          TEXT,
+    archived_at   TEXT,
+    trashed_at    TEXT,
     PRIMARY KEY (owner, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations (owner, rank DESC, id DESC);
@@ -147,6 +152,12 @@ CREATE TABLE IF NOT EXISTS projects (
     body  TEXT NOT NULL,
     PRIMARY KEY (owner, id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS folders (
+    owner TEXT NOT NULL,
+    id    TEXT NOT NULL,
+    body  TEXT NOT NULL,
+    PRIMARY KEY (owner, id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS files (
     owner TEXT NOT NULL,
     id    TEXT NOT NULL,
@@ -202,9 +213,20 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         conn.execute_batch("ALTER TABLE conversations ADD COLUMN project_id TEXT")
             .map_err(sql_err("adding conversations.project_id"))?;
     }
+    for column in ["folder_id", "tags", "archived_at", "trashed_at"] {
+        if !has_column("conversations", column)? {
+            conn.execute_batch(&format!("ALTER TABLE conversations ADD COLUMN {column} TEXT"))
+                .map_err(sql_err("adding the organising columns"))?;
+        }
+    }
     if !has_column("messages", "owner")? {
         key_by_owner(conn)?;
     }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS conversations_by_folder ON conversations (owner, folder_id) WHERE folder_id IS NOT NULL; \
+         CREATE INDEX IF NOT EXISTS conversations_in_trash ON conversations (trashed_at) WHERE trashed_at IS NOT NULL;",
+    )
+    .map_err(sql_err("indexing folders and the trash"))?;
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS conversations_by_project ON conversations (owner, project_id) WHERE project_id IS NOT NULL;",
     )
@@ -267,7 +289,8 @@ fn key_by_owner(conn: &mut Connection) -> Result<(), StoreError> {
 
 /// Every column of the `conversations` table.
 const CONVERSATION_TABLE_COLUMNS: &str = "id, owner, title, is_pinned, is_shared, model, solution_type, bucket, \
-     created_at, updated_at, last_message, message_count, rank, active_leaf, project_id";
+     created_at, updated_at, last_message, message_count, rank, active_leaf, project_id, folder_id, tags, archived_at, \
+     trashed_at";
 /// Every column of the `messages` table but the owner (the rebuild takes it from the conversation).
 const MESSAGE_TABLE_COLUMNS: &str = "conversation_id, id, client_id, role, content, parts, model, usage, latency_ms, \
      finish_reason, error, created_at, parent_id, writer";

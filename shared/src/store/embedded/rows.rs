@@ -4,14 +4,14 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::sql_err;
 use crate::domain::{
-    ts, ClientMessageId, Conversation, ConversationId, Message, MessageId, ProjectId, Role, Solution, SolutionFilter,
-    UserId,
+    ts, ClientMessageId, Conversation, ConversationId, FolderId, Message, MessageId, ProjectId, Role, Solution,
+    SolutionFilter, UserId,
 };
 use crate::error::StoreError;
-use crate::store::{check_message_size, listing_rank, rules};
+use crate::store::{check_message_size, rules};
 
 pub(super) const CONVERSATION_COLUMNS: &str =
-    "id, owner, title, is_pinned, is_shared, model, solution_type, created_at, updated_at, last_message, message_count, rank, active_leaf, project_id";
+    "id, owner, title, is_pinned, is_shared, model, solution_type, created_at, updated_at, last_message, message_count, rank, active_leaf, project_id, folder_id, tags, archived_at, trashed_at";
 
 pub(super) fn row_to_conversation(
     row: &rusqlite::Row<'_>,
@@ -30,6 +30,10 @@ pub(super) fn row_to_conversation(
     let last_message: Option<String> = row.get(9)?;
     let active_leaf: Option<String> = row.get(12)?;
     let project: Option<String> = row.get(13)?;
+    let folder: Option<String> = row.get(14)?;
+    let tags: Option<String> = row.get(15)?;
+    let archived: Option<String> = row.get(16)?;
+    let trashed: Option<String> = row.get(17)?;
     let build = || -> Result<Conversation, StoreError> {
         Ok(Conversation {
             id: ConversationId::parse(&id).map_err(|e| StoreError::internal("stored id", e))?,
@@ -55,6 +59,16 @@ pub(super) fn row_to_conversation(
                 .map(|p| ProjectId::parse(&p))
                 .transpose()
                 .map_err(|e| StoreError::internal("stored project id", e))?,
+            folder_id: folder
+                .map(|f| FolderId::parse(&f))
+                .transpose()
+                .map_err(|e| StoreError::internal("stored folder id", e))?,
+            tags: match tags {
+                None => Vec::new(),
+                Some(json) => serde_json::from_str(&json).map_err(|e| StoreError::internal("stored tags", e))?,
+            },
+            archived_at: archived.as_deref().map(rules::parse_ts).transpose()?,
+            trashed_at: trashed.as_deref().map(rules::parse_ts).transpose()?,
         })
     };
     Ok((build(), rank))
@@ -226,10 +240,35 @@ pub(super) fn insert_message(tx: &rusqlite::Transaction<'_>, owner: &str, m: &Me
     }
 }
 
+/// Tags as stored: a JSON array, or NULL when there are none.
+pub(super) fn tags_json(tags: &[String]) -> Result<Option<String>, StoreError> {
+    if tags.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(tags)
+        .map(Some)
+        .map_err(|e| StoreError::internal("encoding tags", e))
+}
+
+/// `owner`'s conversation `id`, trashed or not (the trash's own routes).
+pub(super) fn any_conversation(conn: &Connection, owner: &str, id: &str) -> Result<Conversation, StoreError> {
+    conn.query_row(
+        &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1 AND owner = ?2"),
+        params![id, owner],
+        row_to_conversation,
+    )
+    .optional()
+    .map_err(sql_err("reading a conversation"))?
+    .map_or(Err(StoreError::NotFound), |(c, _)| c)
+}
+
+/// `owner`'s conversation `id`, unless it is in the trash.
 pub(super) fn owned_conversation(conn: &Connection, owner: &str, id: &str) -> Result<Conversation, StoreError> {
     let row = conn
         .query_row(
-            &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1 AND owner = ?2"),
+            &format!(
+                "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1 AND owner = ?2 AND trashed_at IS NULL"
+            ),
             params![id, owner],
             row_to_conversation,
         )
@@ -292,7 +331,7 @@ pub(super) fn insert_conversation(
 ) -> Result<(), StoreError> {
     let stored = rules::as_created(c, messages);
     let result = tx.execute(
-        &format!("INSERT INTO conversations ({CONVERSATION_COLUMNS}, bucket) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
+        &format!("INSERT INTO conversations ({CONVERSATION_COLUMNS}, bucket) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"),
         params![
             stored.id.as_str(),
             stored.owner.as_str(),
@@ -305,9 +344,13 @@ pub(super) fn insert_conversation(
             ts::format(&stored.updated_at),
             stored.last_message,
             i64::try_from(stored.message_count).unwrap_or(0),
-            listing_rank(stored.is_pinned, &stored.id, stored.updated_at),
+            rules::shelf_rank(&stored),
             stored.active_leaf.as_ref().map(MessageId::as_str),
             stored.project_id.as_ref().map(ProjectId::as_str),
+            stored.folder_id.as_ref().map(FolderId::as_str),
+            tags_json(&stored.tags)?,
+            stored.archived_at.as_ref().map(ts::format),
+            stored.trashed_at.as_ref().map(ts::format),
             SolutionFilter::of(stored.solution_type).bucket(),
         ],
     );
