@@ -26,6 +26,8 @@ pub mod action {
     pub const CONVERSATION_BRANCH: &str = "conversation.branch";
     /// `POST /api/projects`
     pub const PROJECT_CREATE: &str = "project.create";
+    /// Every item of a user erased (recorded under the pseudonymous `erased-<hash>` id).
+    pub const ACCOUNT_ERASE: &str = "account.erase";
     /// A conversation restored from the trash.
     pub const CONVERSATION_RESTORE: &str = "conversation.restore";
     /// A conversation deleted for good from the trash.

@@ -298,6 +298,39 @@ pub async fn delete(state: &AppState, owner: &UserId, id: &FileId) -> Result<(),
     Ok(())
 }
 
+/// The ids of the owner's conversations in the trash (every page).
+async fn trash_ids(state: &AppState, owner: &UserId) -> Result<Vec<ConversationId>, StoreError> {
+    let mut query = crate::store::ListConversations {
+        shelf: crate::domain::Shelf::Trash,
+        now: Some(state.now()),
+        limit: Some(crate::store::MAX_PAGE),
+        ..Default::default()
+    };
+    let mut ids = Vec::new();
+    loop {
+        let page = state.store.list_conversations(owner, &query).await?;
+        ids.extend(page.items.into_iter().map(|c| c.id));
+        match page.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => return Ok(ids),
+        }
+    }
+}
+
+/// Deletes the objects of every file of `owner` (uploads and verified files), before their
+/// records go with the rest of the user's data. An error leaves the records in place.
+pub async fn delete_all_objects(state: &AppState, owner: &UserId) -> Result<usize, FileError> {
+    let Some(blobs) = state.blobs.as_deref() else {
+        return Ok(0);
+    };
+    let files = state.store.list_files(owner).await?;
+    let keys: Vec<String> = files.iter().flat_map(|f| [f.key(), f.upload_key()]).collect();
+    for chunk in keys.chunks(500) {
+        blobs.delete(chunk).await?;
+    }
+    Ok(files.len())
+}
+
 /// Deletes the files of conversations that are gone: those attached to `conversation`, or with
 /// `None`, every attached file whose conversation no longer exists (after a project's
 /// conversations were deleted). Objects first, then records, so nothing stored points at a
@@ -315,6 +348,8 @@ pub async fn delete_for_conversation(state: &AppState, owner: &UserId, conversat
     };
     let mut doomed = Vec::new();
     let mut checked: Vec<(ConversationId, bool)> = Vec::new();
+    // A conversation in the trash is not gone: it may be restored with its files.
+    let mut trashed: Option<Vec<ConversationId>> = None;
     for f in files {
         let Some(c) = &f.conversation_id else { continue };
         let gone = match conversation {
@@ -322,7 +357,21 @@ pub async fn delete_for_conversation(state: &AppState, owner: &UserId, conversat
             None => match checked.iter().find(|(id, _)| id == c) {
                 Some((_, gone)) => *gone,
                 None => {
-                    let gone = matches!(state.store.get_conversation(owner, c).await, Err(StoreError::NotFound));
+                    let hidden = matches!(state.store.get_conversation(owner, c).await, Err(StoreError::NotFound));
+                    let gone = if hidden {
+                        if trashed.is_none() {
+                            match trash_ids(state, owner).await {
+                                Ok(ids) => trashed = Some(ids),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "listing the trash before deleting files failed");
+                                    return;
+                                }
+                            }
+                        }
+                        !trashed.as_ref().is_some_and(|ids| ids.contains(c))
+                    } else {
+                        false
+                    };
                     checked.push((c.clone(), gone));
                     gone
                 }

@@ -7,6 +7,7 @@
 //! `bedrock_env` is the one suite kept apart (`tests/bedrock_env/main.rs`): it sets process
 //! environment variables, which must not race with the tests here.
 
+mod account;
 mod ai_sdk;
 mod analytics;
 mod auth;

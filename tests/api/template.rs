@@ -240,7 +240,7 @@ fn the_tables_in_the_template_are_the_tables_in_the_code() {
             );
             assert_eq!(
                 declared["Projection"]["ProjectionType"].as_str(),
-                Some("ALL"),
+                Some(if index.keys_only { "KEYS_ONLY" } else { "ALL" }),
                 "{}",
                 index.name
             );

@@ -3,6 +3,7 @@
 //! [`ApiRequest`] and call [`handle`]. Handlers parse and validate, resolve the caller, call the
 //! store, and map errors in one place ([`error::ApiError`]).
 
+pub mod account;
 pub mod analytics;
 pub mod audit;
 pub mod chat;
@@ -428,6 +429,7 @@ async fn dispatch(
         Op::UpdateFolder => organize::update_folder(state, caller, id, req).await,
         Op::DeleteFolder => organize::delete_folder(state, caller, id).await,
         Op::ListTags => organize::list_tags(state, caller).await,
+        Op::EraseAccount => account::erase(state, caller, req).await,
         Op::ListTrash => organize::list_trash(state, caller, req).await,
         Op::EmptyTrash => organize::empty(state, caller).await,
         Op::RestoreConversation => organize::restore(state, caller, input::conversation_id(id)?).await,

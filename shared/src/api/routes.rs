@@ -31,6 +31,8 @@ pub enum Op {
     DeleteFolder,
     /// `GET /api/tags`: the caller's tags with counts.
     ListTags,
+    /// `DELETE /api/account?confirm=true`: erase every item of the caller.
+    EraseAccount,
     /// `GET /api/trash`: the caller's trashed conversations.
     ListTrash,
     /// `DELETE /api/trash`: empty the trash.
@@ -144,6 +146,11 @@ pub const ROUTES: &[Route] = &[
             ("PATCH", Op::UpdateFolder),
             ("DELETE", Op::DeleteFolder),
         ],
+    },
+    Route {
+        pattern: "/api/account",
+        function: "conversations",
+        ops: &[("DELETE", Op::EraseAccount)],
     },
     Route {
         pattern: "/api/tags",

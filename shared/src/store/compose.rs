@@ -28,6 +28,8 @@ pub struct StoreParts {
     pub conversations: Arc<dyn Conversations>,
     /// Folders and tags.
     pub organizer: Arc<dyn super::ports::Organizer>,
+    /// A user's data as a whole (erasure).
+    pub accounts: Arc<dyn super::ports::Accounts>,
     /// Projects.
     pub projects: Arc<dyn super::ports::Projects>,
     /// Saved prompts.
@@ -62,6 +64,7 @@ impl StoreParts {
         Self {
             conversations: store.clone(),
             organizer: store.clone(),
+            accounts: store.clone(),
             projects: store.clone(),
             prompts: store.clone(),
             files: store.clone(),
@@ -192,6 +195,13 @@ impl Conversations for StoreParts {
         now: Timestamp,
     ) -> Result<Conversation, StoreError> {
         self.conversations.restore_conversation(owner, id, now).await
+    }
+}
+
+#[async_trait]
+impl super::ports::Accounts for StoreParts {
+    async fn erase_user(&self, user: &UserId, now: Timestamp) -> Result<super::ports::Erased, StoreError> {
+        self.accounts.erase_user(user, now).await
     }
 }
 

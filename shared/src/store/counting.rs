@@ -124,6 +124,14 @@ impl Conversations for CountingStore {
 }
 
 #[async_trait]
+impl crate::store::ports::Accounts for CountingStore {
+    async fn erase_user(&self, user: &UserId, now: Timestamp) -> Result<crate::store::Erased, StoreError> {
+        self.record("erase_user");
+        self.inner.erase_user(user, now).await
+    }
+}
+
+#[async_trait]
 impl crate::store::ports::Organizer for CountingStore {
     async fn create_folder(&self, folder: &crate::domain::Folder, max: usize) -> Result<(), StoreError> {
         self.record("create_folder");

@@ -576,6 +576,28 @@ pub trait Conversations: Send + Sync {
     ) -> Result<Conversation, StoreError>;
 }
 
+/// What erasing a user's data removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Erased {
+    /// Conversations deleted (every shelf, with their messages).
+    pub conversations: u64,
+    /// Other items (or rows) deleted or rewritten: folders, tag memberships, projects, prompts,
+    /// file records, idempotency records, audit entries, stream slots, budgets, rate counters,
+    /// analytics events, and daily counters the user's hash was taken out of.
+    pub items: u64,
+}
+
+/// A user's data as a whole.
+#[async_trait]
+pub trait Accounts: Send + Sync {
+    /// Deletes every item of `user` in every table: conversations on every shelf (with their
+    /// messages, markers, checkpoints and tag memberships), folders, projects, saved prompts,
+    /// file records (the objects are the caller's to delete first), idempotency records, audit
+    /// entries, stream slots, token budgets and rate counters, the user's analytics events, and
+    /// the user's hash in the daily counters' active-user sets. Repeating it finds nothing more.
+    async fn erase_user(&self, user: &UserId, now: Timestamp) -> Result<Erased, StoreError>;
+}
+
 /// What deleting a folder did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FolderDeleted {
@@ -785,6 +807,7 @@ pub trait Idempotency: Send + Sync {
 pub trait Store:
     Conversations
     + Organizer
+    + Accounts
     + Projects
     + Prompts
     + Files
@@ -802,6 +825,7 @@ pub trait Store:
 impl<
         T: Conversations
             + Organizer
+            + Accounts
             + Projects
             + Prompts
             + Files

@@ -113,6 +113,8 @@ impl DynamoStore {
             #[serde(flatten)]
             event: &'a AnalyticsEvent,
             expires_at: i64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            user_key: Option<String>,
         }
         let row = rules::event_row(event, self.event_ttl);
         let item = EventItem {
@@ -120,6 +122,7 @@ impl DynamoStore {
             sk: &event.id,
             event,
             expires_at: row.expires_at,
+            user_key: event.user_id.as_deref().map(schema::event_user_key),
         };
         let put = aws_sdk_dynamodb::types::PutRequest::builder()
             .set_item(Some(to_item(&item)?))

@@ -12,6 +12,7 @@
 //! its tables, the client, table creation, error classification and the transaction and batch
 //! helpers every capability uses.
 
+mod accounts;
 mod activity;
 mod conversations;
 mod counters;
@@ -497,7 +498,15 @@ async fn create_table(client: &Client, def: &TableDef, name: &str) -> Result<(),
             GlobalSecondaryIndex::builder()
                 .index_name(index.name)
                 .set_key_schema(Some(key_schema(&index.key)?))
-                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .projection(
+                    Projection::builder()
+                        .projection_type(if index.keys_only {
+                            ProjectionType::KeysOnly
+                        } else {
+                            ProjectionType::All
+                        })
+                        .build(),
+                )
                 .build()
                 .map_err(|e| StoreError::internal("index definition", e))?,
         );

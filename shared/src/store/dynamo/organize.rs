@@ -103,7 +103,11 @@ impl Expr {
 
 impl DynamoStore {
     /// Every item a Query returns, page after page (`query` builds the request of each page).
-    async fn all_pages(&self, what: &str, query: impl Fn() -> QueryFluentBuilder) -> Result<Vec<Item>, StoreError> {
+    pub(super) async fn all_pages(
+        &self,
+        what: &str,
+        query: impl Fn() -> QueryFluentBuilder,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {

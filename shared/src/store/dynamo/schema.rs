@@ -40,6 +40,9 @@ pub const GSI_OWNER_SOLUTION: &str = "byOwnerSolution";
 pub const GSI_FOLDER: &str = "byFolder";
 /// Project index: one owner's conversations in one project, per shelf (sparse, `gsi4pk`).
 pub const GSI_PROJECT: &str = "byProject";
+/// Events table index of a user's analytics events (sparse, keys only: `userKey = U#<hashed
+/// user>` on event items), so erasing a user's data finds their events without a Scan.
+pub const GSI_EVENTS_BY_USER: &str = "byUser";
 /// TTL attribute of both tables (on the conversations table only idempotency records and turn
 /// receipts carry it).
 pub const TTL_ATTRIBUTE: &str = "expiresAt";
@@ -166,6 +169,16 @@ pub fn counter_pk(key: &str, window_start: i64) -> String {
     format!("CTR#{key}#{window_start}")
 }
 
+/// The prefix of every window's counter of `key` ([`counter_pk`] without the window).
+pub fn counter_prefix(key: &str) -> String {
+    format!("CTR#{key}#")
+}
+
+/// The prefix of every budget partition key of a user ([`budget_pks`] without the period).
+pub fn budget_prefix(user: &str) -> String {
+    format!("BUD#{user}#")
+}
+
 /// The rate-limit counter key of a user (shared by every route and the chat turn).
 pub fn rate_key(user: &str) -> String {
     format!("rpm#{user}")
@@ -192,6 +205,11 @@ pub fn audit_pk(user: &str) -> String {
 /// Analytics counters partition key (events table): one partition per day, `sk = <solution>#<model>`.
 pub fn stats_pk(day: &str) -> String {
     format!("STAT#{day}")
+}
+
+/// The `userKey` of an analytics event of the (hashed) user `user_hash`.
+pub fn event_user_key(user_hash: &str) -> String {
+    format!("U#{user_hash}")
 }
 
 /// Events partition key for a day and shard.
@@ -227,13 +245,15 @@ pub struct KeyDef {
     pub range: Option<(&'static str, KeyType)>,
 }
 
-/// A global secondary index (projection ALL).
+/// A global secondary index.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexDef {
     /// Index name.
     pub name: &'static str,
     /// Its key.
     pub key: KeyDef,
+    /// Projection `KEYS_ONLY` (`true`) or `ALL`.
+    pub keys_only: bool,
 }
 
 /// A table as the code uses it; `template.yaml` must declare exactly this (checked by a test).
@@ -270,6 +290,7 @@ pub fn conversations_table() -> TableDef {
                     hash: ("gsi1pk", KeyType::String),
                     range: Some(("gsi1sk", KeyType::Number)),
                 },
+                keys_only: false,
             },
             IndexDef {
                 name: GSI_OWNER_SOLUTION,
@@ -277,6 +298,7 @@ pub fn conversations_table() -> TableDef {
                     hash: ("gsi2pk", KeyType::String),
                     range: Some(("gsi2sk", KeyType::Number)),
                 },
+                keys_only: false,
             },
             IndexDef {
                 name: GSI_FOLDER,
@@ -284,6 +306,7 @@ pub fn conversations_table() -> TableDef {
                     hash: ("gsi3pk", KeyType::String),
                     range: Some(("gsi3sk", KeyType::Number)),
                 },
+                keys_only: false,
             },
             IndexDef {
                 name: GSI_PROJECT,
@@ -291,6 +314,7 @@ pub fn conversations_table() -> TableDef {
                     hash: ("gsi4pk", KeyType::String),
                     range: Some(("gsi4sk", KeyType::Number)),
                 },
+                keys_only: false,
             },
         ],
         ttl: Some(TTL_ATTRIBUTE),
@@ -307,7 +331,14 @@ pub fn events_table() -> TableDef {
             hash: (PK, KeyType::String),
             range: Some((SK, KeyType::String)),
         },
-        indexes: Vec::new(),
+        indexes: vec![IndexDef {
+            name: GSI_EVENTS_BY_USER,
+            key: KeyDef {
+                hash: ("userKey", KeyType::String),
+                range: Some((SK, KeyType::String)),
+            },
+            keys_only: true,
+        }],
         ttl: Some(TTL_ATTRIBUTE),
     }
 }

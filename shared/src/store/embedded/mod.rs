@@ -9,6 +9,7 @@
 //! `counters`, `idempotency`); `rows` maps rows to the domain and holds the statements several capabilities
 //! share; this module holds the schema, opening the database and running a call on it.
 
+mod accounts;
 mod activity;
 mod conversations;
 mod counters;
