@@ -19,7 +19,7 @@ const STATS_CONCURRENCY: usize = 16;
 
 impl DynamoStore {
     /// Deletes items of `table` by key, 25 a request (unprocessed ones retried). How many.
-    async fn delete_keys(&self, table: &str, keys: Vec<Item>) -> Result<u64, StoreError> {
+    pub(super) async fn delete_keys(&self, table: &str, keys: Vec<Item>) -> Result<u64, StoreError> {
         let count = keys.len() as u64;
         for chunk in keys.chunks(25) {
             let mut requests: Vec<WriteRequest> = chunk

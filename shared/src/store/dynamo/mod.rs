@@ -36,9 +36,8 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType as DdbKeyType, Projection, ProjectionType, Put, ScalarAttributeType, TransactWriteItem, Update,
-    WriteRequest,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType as DdbKeyType,
+    Projection, ProjectionType, Put, ScalarAttributeType, TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
@@ -244,22 +243,11 @@ impl DynamoStore {
         Ok(items)
     }
 
-    /// Deletes items by key in batches of 25, retrying unprocessed ones with backoff.
+    /// Deletes items of the conversations table by key in batches of 25, retrying unprocessed
+    /// ones with backoff.
     async fn batch_delete(&self, keys: Vec<Item>) -> Result<(), StoreError> {
-        for chunk in keys.chunks(25) {
-            let mut requests: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|key| {
-                    let del = DeleteRequest::builder()
-                        .set_key(Some(key.clone()))
-                        .build()
-                        .map_err(|e| StoreError::internal("building a delete request", e))?;
-                    Ok(WriteRequest::builder().delete_request(del).build())
-                })
-                .collect::<Result<_, StoreError>>()?;
-            self.batch_write(&self.tables.conversations, &mut requests).await?;
-        }
-        Ok(())
+        let table = self.tables.conversations.clone();
+        self.delete_keys(&table, keys).await.map(|_| ())
     }
 
     /// Deletes every item of a conversation's partition but the conversation itself (messages,
