@@ -36,6 +36,32 @@ pub async fn run(function: &'static str) -> Result<(), lambda_http::Error> {
     .await
 }
 
+/// The `housekeeping` function, run hourly by an EventBridge schedule: retention
+/// (`ATHENA_RETENTION_DAYS`) and the trash's purge ([`api::organize::housekeeping`]). The event's
+/// content is not read; the answer (`{"retired", "purged"}`) shows in the invocation's result and
+/// its log line. A failure fails the invocation (EventBridge retries it; the next hour's run
+/// picks up whatever is left).
+pub async fn run_housekeeping() -> Result<(), lambda_http::Error> {
+    use lambda_http::lambda_runtime::{self, LambdaEvent};
+    telemetry::init();
+    let state = Arc::new(
+        init_state(false)
+            .await
+            .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?,
+    );
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |_event: LambdaEvent<serde_json::Value>| {
+            let state = Arc::clone(&state);
+            async move {
+                let (retired, purged) = api::organize::housekeeping(&state).await?;
+                tracing::info!(retired, purged, "housekeeping done");
+                Ok::<_, lambda_http::Error>(serde_json::json!({"retired": retired, "purged": purged}))
+            }
+        },
+    ))
+    .await
+}
+
 /// The chat function: the same handler, run with Lambda response streaming so each delta is
 /// sent as it is produced (the REST API's streaming integrations, function URLs with `InvokeMode:
 /// RESPONSE_STREAM`); concurrently on Lambda Managed Instances, as [`run`].

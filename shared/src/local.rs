@@ -467,24 +467,15 @@ async fn bedrock_credentials_resolve() -> bool {
     )
 }
 
-/// Runs the embedded store's housekeeping at start and then hourly: conversations due for purging
-/// leave the trash for good (with their files), and with `ATHENA_RETENTION_DAYS` conversations
-/// untouched that long go to the trash. (On DynamoDB the trash expires by TTL.)
-#[cfg(feature = "embedded")]
-fn spawn_housekeeping(state: Arc<AppState>, path: String) {
+/// Runs the housekeeping at start and then hourly: with `ATHENA_RETENTION_DAYS`, conversations
+/// untouched that long go to the trash; conversations due for purging leave the trash for good
+/// (with their files). The `housekeeping` Lambda function does the same on a schedule.
+fn spawn_housekeeping(state: Arc<AppState>) {
     tokio::spawn(async move {
-        // A second connection to the same file (WAL; writers wait on each other's locks).
-        let store = match crate::store::embedded::EmbeddedStore::open(&path) {
-            Ok(store) => store,
-            Err(e) => {
-                tracing::warn!(error = %e, "housekeeping: cannot open the embedded store; the trash is not purged");
-                return;
-            }
-        };
         let mut every = tokio::time::interval(Duration::from_secs(3600));
         loop {
             every.tick().await;
-            match api::organize::housekeeping(&state, &store).await {
+            match api::organize::housekeeping(&state).await {
                 Ok((retired, purged)) => {
                     tracing::info!(retired, purged, "housekeeping: retention and trash purge done");
                 }
@@ -538,10 +529,7 @@ pub async fn run_from_env_with_demo_tools(demo_mes: Option<String>) -> Result<()
         );
     }
     let state = Arc::new(state);
-    #[cfg(feature = "embedded")]
-    if let crate::config::StoreKind::Embedded { path } = &state.config.store.kind {
-        spawn_housekeeping(Arc::clone(&state), path.clone());
-    }
+    spawn_housekeeping(Arc::clone(&state));
     serve(state, listener, async {
         let _ = tokio::signal::ctrl_c().await;
     })

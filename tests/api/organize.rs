@@ -2,7 +2,7 @@
 //! move, delete with their conversations moved out), tags (normalised, at most 20, listed with
 //! counts), the listing's filters (folder, tag, solution, pinned, archived) with their errors,
 //! the trash (delete moves there, restore, delete forever, empty, 404 everywhere else, files
-//! deleted only when purged), the embedded store's purge and retention, each audited; and
+//! deleted only when purged), the housekeeping's purge and retention, each audited; and
 //! another user's folder, tag or trashed conversation is never visible or touchable.
 
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use shared::config::Config;
 use shared::domain::{ManualClock, TRASH_DAYS};
 use shared::state::AppState;
+use shared::store::Store;
 
 fn id(v: &Value) -> String {
     v["id"].as_str().expect("id").to_owned()
@@ -526,11 +527,9 @@ async fn another_users_folders_tags_and_trash_are_never_visible_or_touchable() {
     assert_eq!(f.json["name"], "Alice's");
 }
 
-/// The embedded store's housekeeping: a conversation trashed 30 days ago is purged (with its
-/// rows); with `ATHENA_RETENTION_DAYS` an untouched one goes to the trash, a recent one stays.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn housekeeping_purges_the_old_trash_and_applies_retention() {
-    let store = Arc::new(embedded_store());
+/// Housekeeping on a store: a conversation trashed 30 days ago is purged; with
+/// `ATHENA_RETENTION_DAYS` an untouched one goes to the trash, a pinned or recent one stays.
+async fn housekeeping_purges_the_old_trash_and_applies_retention(store: Arc<dyn Store>) {
     let clock = Arc::new(ManualClock::new(shared::domain::now()));
     let config = Config {
         retention_days: 90,
@@ -547,29 +546,63 @@ async fn housekeeping_purges_the_old_trash_and_applies_retention() {
         Some(json!({"role": "user", "content": "x"})),
     )
     .await;
+    let pinned = conversation(&app, json!({"title": "pinned"})).await;
+    ok(
+        &app,
+        "PATCH",
+        &format!("/api/conversations/{pinned}"),
+        Some(json!({"isPinned": true})),
+    )
+    .await;
     let doomed = conversation(&app, json!({"title": "doomed"})).await;
     ok(&app, "DELETE", &format!("/api/conversations/{doomed}"), None).await;
-    clock.advance(chrono::Duration::days(31));
+    clock.advance(chrono::Duration::days(29));
+    assert_eq!(
+        shared::api::organize::housekeeping(&state).await.expect("housekeeping"),
+        (0, 0),
+        "29 days: nothing is due"
+    );
+    clock.advance(chrono::Duration::days(2));
     let fresh = conversation(&app, json!({"title": "fresh"})).await;
-    let (retired, purged) = shared::api::organize::housekeeping(&state, &store)
-        .await
-        .expect("housekeeping");
+    let (retired, purged) = shared::api::organize::housekeeping(&state).await.expect("housekeeping");
     assert_eq!(
         (retired, purged),
         (0, 1),
         "31 days: the trashed one is purged, nothing is 90 days old"
     );
     assert_eq!(ok(&app, "GET", "/api/trash", None).await, json!([]));
-    let owner = shared::domain::UserId::parse("local-user").expect("user");
-    let doomed_id = shared::domain::ConversationId::parse(&doomed).expect("id");
-    assert_eq!(store.raw_row_count(&owner, &doomed_id).await.expect("rows"), 0);
+    refused(
+        &app,
+        "POST",
+        &format!("/api/trash/{doomed}/restore"),
+        None,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
     clock.advance(chrono::Duration::days(60));
-    let (retired, purged) = shared::api::organize::housekeeping(&state, &store)
-        .await
-        .expect("housekeeping");
-    assert_eq!((retired, purged), (1, 0), "91 days untouched: 'old' goes to the trash");
+    let (retired, purged) = shared::api::organize::housekeeping(&state).await.expect("housekeeping");
+    assert_eq!(
+        (retired, purged),
+        (1, 0),
+        "91 days untouched: 'old' goes to the trash, 'pinned' stays"
+    );
     assert_eq!(ids(&ok(&app, "GET", "/api/trash", None).await), vec![old.clone()]);
-    assert_eq!(ids(&ok(&app, "GET", "/api/conversations", None).await), vec![fresh]);
-    // Restorable for 30 days like anything else in the trash.
+    assert_eq!(
+        ids(&ok(&app, "GET", "/api/conversations", None).await),
+        vec![pinned.clone(), fresh]
+    );
+    // Restorable for 30 days like anything else in the trash, with its message.
     ok(&app, "POST", &format!("/api/trash/{old}/restore"), None).await;
+    let back = ok(&app, "GET", &format!("/api/conversations/{old}"), None).await;
+    assert_eq!(back["messages"].as_array().map(Vec::len), Some(1));
+}
+
+/// The housekeeping tests (paths `organize::housekeeping::<store>::...`).
+mod housekeeping {
+    use super::*;
+    on_both_stores!(
+        |store| Arc::new(store) as Arc<dyn Store>,
+        [housekeeping_purges_the_old_trash_and_applies_retention]
+    );
 }

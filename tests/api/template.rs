@@ -653,7 +653,7 @@ fn every_function_has_least_privilege() {
                 assert!(!action.contains('*'), "{name}.{sid}: wildcard action {action}");
                 // The files bucket and its key: conversations and chat only (checked in detail by
                 // only_the_conversations_and_chat_functions_touch_the_files_bucket).
-                let files = matches!(binary, "conversations" | "chat")
+                let files = matches!(binary, "conversations" | "chat" | "housekeeping")
                     && (action.starts_with("s3:") || action.starts_with("kms:"));
                 assert!(
                     action.starts_with("dynamodb:")
@@ -891,6 +891,7 @@ fn only_the_conversations_and_chat_functions_touch_the_files_bucket() {
     let objects = |prefix: &str| format!("${{{bucket}.Arn}}/{prefix}/*");
     let mut chats = 0;
     let mut conversations = 0;
+    let mut housekeepers = 0;
     for (name, function) in resources_of_type(&template, "AWS::Serverless::Function") {
         let binary = function["Metadata"]["BuildProperties"]["Binary"]
             .as_str()
@@ -925,6 +926,12 @@ fn only_the_conversations_and_chat_functions_touch_the_files_bucket() {
                     .map(|a| (a.to_owned(), both.clone()))
                     .collect()
             }
+            // Deletes a purged conversation's objects: nothing else.
+            "housekeeping" => {
+                housekeepers += 1;
+                let both = BTreeSet::from([objects("uploads"), objects("files")]);
+                BTreeMap::from([("s3:DeleteObject".to_owned(), both)])
+            }
             _ => BTreeMap::new(),
         };
         assert_eq!(granted, expected, "{name} ({binary}): S3 grants");
@@ -957,7 +964,7 @@ fn only_the_conversations_and_chat_functions_touch_the_files_bucket() {
         strings(&statement["Condition"]["StringEquals"]["kms:ViaService"], &mut via);
         assert_eq!(via, ["s3.${AWS::Region}.amazonaws.com"], "{name}: through S3 only");
     }
-    assert_eq!((chats, conversations), (7, 1));
+    assert_eq!((chats, conversations, housekeepers), (7, 1, 1));
     // No unconditional KMS grant anywhere (a conditional one is checked above).
     for (name, function) in resources_of_type(&template, "AWS::Serverless::Function") {
         for (sid, actions, _, _) in statements(function) {
@@ -987,7 +994,7 @@ fn the_files_bucket_is_named_to_exactly_the_functions_that_use_it() {
             .as_str()
             .unwrap_or_default();
         let value = &function["Properties"]["Environment"]["Variables"]["ATHENA_FILES_BUCKET"];
-        if matches!(binary, "conversations" | "chat") {
+        if matches!(binary, "conversations" | "chat" | "housekeeping") {
             assert!(is_ref(value, &bucket), "{name}: ATHENA_FILES_BUCKET is {value:?}");
         } else {
             assert!(value.is_null(), "{name} ({binary}) does not use the files bucket");

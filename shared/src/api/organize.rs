@@ -334,14 +334,11 @@ pub async fn delete_forever(
     Ok(())
 }
 
-/// Purges what is due in the embedded store's trash and, with `ATHENA_RETENTION_DAYS`, moves
-/// conversations untouched that long to the trash. On DynamoDB the trash expires by TTL and the
-/// stream consumer purges the rest. Returns (trashed by retention, purged).
-#[cfg(feature = "embedded")]
-pub async fn housekeeping(
-    state: &Arc<AppState>,
-    store: &crate::store::embedded::EmbeddedStore,
-) -> Result<(u64, u64), StoreError> {
+/// The hourly upkeep (`athena-local`, the `housekeeping` Lambda function): with
+/// `ATHENA_RETENTION_DAYS`, conversations untouched that long (not pinned) go to the trash; then
+/// every conversation due for purging leaves the trash for good, with its files. Returns
+/// (moved to the trash by retention, purged).
+pub async fn housekeeping(state: &AppState) -> Result<(u64, u64), StoreError> {
     let now = state.now();
     let days = i64::try_from(state.config.retention_days).unwrap_or(i64::MAX);
     // Off (0), or so long that nothing can be that old.
@@ -349,12 +346,12 @@ pub async fn housekeeping(
         .filter(|_| days > 0)
         .and_then(|d| now.checked_sub_signed(d));
     let retired = match before {
-        Some(before) => store.trash_untouched(before, now).await?,
+        Some(before) => state.store.trash_untouched(before, now).await?,
         None => 0,
     };
     let mut purged = 0;
     loop {
-        let due = store.expired_trash(now, 100).await?;
+        let due = state.store.due_for_purge(now, 100).await?;
         if due.is_empty() {
             break;
         }

@@ -48,7 +48,7 @@ variables! {
     "ATHENA_TOKEN_BUDGET_MONTH", "20000000", "tokens per user per UTC calendar month (0: off)";
     "ATHENA_MAX_CONCURRENT_STREAMS", "3", "chat streams a user may have open at once (0: off)";
     "ATHENA_AUDIT_RETENTION_DAYS", "365", "days audit entries are kept (TTL)";
-    "ATHENA_RETENTION_DAYS", "0 (off)", "days a conversation may stay untouched before it goes to the trash (purged 30 days later); applied at start and hourly by `athena-local` on the embedded store";
+    "ATHENA_RETENTION_DAYS", "0 (off)", "days a conversation may stay untouched (and not pinned) before it goes to the trash (purged 30 days later); applied hourly by the `housekeeping` function and `athena-local`";
     "ATHENA_SOLUTION", "unset (every chat route)", "the one chat a chat function serves: `general` or a solution name";
     "ATHENA_FALLBACK_MODELS", "none", "comma-separated models tried in order when the chosen one is throttled or unavailable before any output";
     "ATHENA_FIRST_TOKEN_TIMEOUT_MS", "20000", "how long a turn waits for the model's first token, ms";

@@ -30,6 +30,8 @@ pub struct StoreParts {
     pub organizer: Arc<dyn super::ports::Organizer>,
     /// A user's data as a whole (erasure).
     pub accounts: Arc<dyn super::ports::Accounts>,
+    /// The trash's purge and retention.
+    pub housekeeping: Arc<dyn super::ports::Housekeeping>,
     /// Projects.
     pub projects: Arc<dyn super::ports::Projects>,
     /// Saved prompts.
@@ -65,6 +67,7 @@ impl StoreParts {
             conversations: store.clone(),
             organizer: store.clone(),
             accounts: store.clone(),
+            housekeeping: store.clone(),
             projects: store.clone(),
             prompts: store.clone(),
             files: store.clone(),
@@ -202,6 +205,17 @@ impl Conversations for StoreParts {
 impl super::ports::Accounts for StoreParts {
     async fn erase_user(&self, user: &UserId, now: Timestamp) -> Result<super::ports::Erased, StoreError> {
         self.accounts.erase_user(user, now).await
+    }
+}
+
+#[async_trait]
+impl super::ports::Housekeeping for StoreParts {
+    async fn due_for_purge(&self, now: Timestamp, limit: u32) -> Result<Vec<(UserId, ConversationId)>, StoreError> {
+        self.housekeeping.due_for_purge(now, limit).await
+    }
+
+    async fn trash_untouched(&self, before: Timestamp, now: Timestamp) -> Result<u64, StoreError> {
+        self.housekeeping.trash_untouched(before, now).await
     }
 }
 

@@ -132,6 +132,19 @@ impl crate::store::ports::Accounts for CountingStore {
 }
 
 #[async_trait]
+impl crate::store::ports::Housekeeping for CountingStore {
+    async fn due_for_purge(&self, now: Timestamp, limit: u32) -> Result<Vec<(UserId, ConversationId)>, StoreError> {
+        self.record("due_for_purge");
+        self.inner.due_for_purge(now, limit).await
+    }
+
+    async fn trash_untouched(&self, before: Timestamp, now: Timestamp) -> Result<u64, StoreError> {
+        self.record("trash_untouched");
+        self.inner.trash_untouched(before, now).await
+    }
+}
+
+#[async_trait]
 impl crate::store::ports::Organizer for CountingStore {
     async fn create_folder(&self, folder: &crate::domain::Folder, max: usize) -> Result<(), StoreError> {
         self.record("create_folder");

@@ -38,10 +38,10 @@ pub use compose::StoreParts;
 pub use open::{from_env, open, probe, Probe, PROBE_ID};
 pub use ports::{
     Accounts, ActiveLeaf, Activity, Appended, Checkpoint, CheckpointAck, ConversationPatch, Conversations, Counters,
-    Erased, FileCondition, Files, FolderDeleted, HeldKey, Idempotency, ListConversations, ListMessages, Messages,
-    Organizer, Page, ProjectConversations, ProjectPatch, Projects, PromptPatch, Prompts, Reservation, SavedResponse,
-    Settlement, Stats, StatsUpdate, Store, StoredKey, StreamLease, Streams, TagCount, Touch, TurnBegun, TurnFinish,
-    TurnLimits, TurnStart, TurnWrite, Turns,
+    Erased, FileCondition, Files, FolderDeleted, HeldKey, Housekeeping, Idempotency, ListConversations, ListMessages,
+    Messages, Organizer, Page, ProjectConversations, ProjectPatch, Projects, PromptPatch, Prompts, Reservation,
+    SavedResponse, Settlement, Stats, StatsUpdate, Store, StoredKey, StreamLease, Streams, TagCount, Touch, TurnBegun,
+    TurnFinish, TurnLimits, TurnStart, TurnWrite, Turns,
 };
 pub use rules::{
     check_message_size, days_between, listing_rank, page_size, pin_base, retry_after, scaled_time, window_ends,
@@ -52,7 +52,7 @@ pub use rules::{
 /// The capability traits, to call store methods on any store: `use shared::store::prelude::*;`.
 pub mod prelude {
     pub use super::ports::{
-        Accounts, Activity, Conversations, Counters, Files, Idempotency, Messages, Organizer, Projects, Prompts, Stats,
-        Store, Streams, Turns,
+        Accounts, Activity, Conversations, Counters, Files, Housekeeping, Idempotency, Messages, Organizer, Projects,
+        Prompts, Stats, Store, Streams, Turns,
     };
 }

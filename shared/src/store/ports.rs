@@ -598,6 +598,19 @@ pub trait Accounts: Send + Sync {
     async fn erase_user(&self, user: &UserId, now: Timestamp) -> Result<Erased, StoreError>;
 }
 
+/// The deployment-wide upkeep the trash and retention need (run hourly: `athena-local`, the
+/// `housekeeping` Lambda function).
+#[async_trait]
+pub trait Housekeeping: Send + Sync {
+    /// Conversations in the trash due for purging at `now` (at most `limit`), as (owner, id):
+    /// the caller deletes each (with its files).
+    async fn due_for_purge(&self, now: Timestamp, limit: u32) -> Result<Vec<(UserId, ConversationId)>, StoreError>;
+
+    /// Retention: moves every conversation that is not pinned and not in the trash, whose
+    /// `updatedAt` is before `before`, to the trash (as trashed at `now`). How many moved.
+    async fn trash_untouched(&self, before: Timestamp, now: Timestamp) -> Result<u64, StoreError>;
+}
+
 /// What deleting a folder did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FolderDeleted {
@@ -808,6 +821,7 @@ pub trait Store:
     Conversations
     + Organizer
     + Accounts
+    + Housekeeping
     + Projects
     + Prompts
     + Files
@@ -826,6 +840,7 @@ impl<
         T: Conversations
             + Organizer
             + Accounts
+            + Housekeeping
             + Projects
             + Prompts
             + Files

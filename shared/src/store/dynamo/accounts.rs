@@ -183,3 +183,98 @@ impl Accounts for DynamoStore {
         Ok(erased)
     }
 }
+
+/// How many days back housekeeping looks in the day index (a run that was missed for longer
+/// leaves older days to be found by a wider run: see `docs/data-model.md`).
+const LOOKBACK_DAYS: i64 = 31;
+
+impl DynamoStore {
+    /// The (owner, id) of every conversation under day-index keys of `kind` for the days from
+    /// `last - LOOKBACK_DAYS` to `last`, every shard.
+    async fn day_index(&self, kind: &str, last: Timestamp) -> Result<Vec<(UserId, ConversationId)>, StoreError> {
+        let keys: Vec<String> = (0..=LOOKBACK_DAYS)
+            .rev()
+            .flat_map(|back| {
+                let day = (last - chrono::Duration::days(back)).format("%Y-%m-%d").to_string();
+                (0..schema::DAY_SHARDS).map(move |shard| schema::day_key(kind, &day, shard))
+            })
+            .collect();
+        let pages: Vec<Vec<Item>> = stream::iter(keys)
+            .map(|key| {
+                self.all_pages("Query the day index", move || {
+                    self.client
+                        .query()
+                        .table_name(&self.tables.conversations)
+                        .index_name(schema::GSI_DAY)
+                        .key_condition_expression("dayKey = :k")
+                        .expression_attribute_values(":k", s(key.clone()))
+                })
+            })
+            .buffered(STATS_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut out = Vec::new();
+        for item in pages.into_iter().flatten() {
+            let Some(AttributeValue::S(pk)) = item.get(schema::PK) else {
+                continue;
+            };
+            let Some((owner, id)) = schema::parse_conversation_pk(pk) else {
+                continue;
+            };
+            let owner = UserId::parse(owner).map_err(|e| StoreError::internal("stored owner", e))?;
+            let id = ConversationId::parse(id).map_err(|e| StoreError::internal("stored conversation id", e))?;
+            out.push((owner, id));
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl crate::store::Housekeeping for DynamoStore {
+    /// The day index's purge days up to today (every shard, one `Query` each), then each
+    /// candidate's META (a consistent `GetItem`): in the trash and `purgeAt` passed.
+    #[tracing::instrument(name = "dynamo.due_for_purge", skip_all)]
+    async fn due_for_purge(&self, now: Timestamp, limit: u32) -> Result<Vec<(UserId, ConversationId)>, StoreError> {
+        let mut due = Vec::new();
+        for (owner, id) in self.day_index("P", now).await? {
+            if due.len() >= limit as usize {
+                break;
+            }
+            match self.read_meta(&owner, &id).await {
+                Ok(meta) if meta.trashed_at.is_some() && meta.purge_at.is_some_and(|at| at <= now.timestamp()) => {
+                    due.push((owner, id));
+                }
+                Ok(_) | Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(due)
+    }
+
+    /// The day index's touched days up to `before`'s, then each candidate's META: not pinned, not
+    /// in the trash, `updatedAt` before `before`: moved to the trash (the organising rewrite).
+    #[tracing::instrument(name = "dynamo.trash_untouched", skip_all)]
+    async fn trash_untouched(&self, before: Timestamp, now: Timestamp) -> Result<u64, StoreError> {
+        let mut moved = 0;
+        for (owner, id) in self.day_index("T", before).await? {
+            let meta = match self.read_meta(&owner, &id).await {
+                Ok(meta) => meta,
+                Err(StoreError::NotFound) => continue,
+                Err(e) => return Err(e),
+            };
+            if meta.is_pinned || meta.trashed_at.is_some() {
+                continue;
+            }
+            let updated = rules::parse_ts(&meta.updated_at)?;
+            if updated >= before {
+                continue;
+            }
+            match self.trash(&owner, &id, now).await {
+                Ok(_) => moved += 1,
+                Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(moved)
+    }
+}

@@ -171,7 +171,7 @@ impl Conversations for DynamoStore {
         }
         if shelf == Shelf::Trash {
             // Due for purging: TTL deletes it within a few days; it is gone for the reader now.
-            filters.push("expiresAt > :now");
+            filters.push("purgeAt > :now");
             values.push((":now", n(query.now.unwrap_or_else(chrono::Utc::now).timestamp())));
         }
         let start = match cursor::conversation_position(&scope, query.cursor.as_deref())? {

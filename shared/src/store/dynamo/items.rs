@@ -63,9 +63,13 @@ pub(super) struct ConversationItem {
     pub(super) archived_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) trashed_at: Option<String>,
-    /// TTL (epoch seconds): set while the conversation is in the trash, to its purge time.
+    /// When a conversation in the trash is purged (epoch seconds); absent otherwise. Not the
+    /// table's TTL attribute: the purge deletes the whole conversation at once (housekeeping).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) expires_at: Option<i64>,
+    pub(super) purge_at: Option<i64>,
+    /// The `byDay` index key: the day it was last touched, or (in the trash) the day it is purged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) day_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) gsi3pk: Option<String>,
     #[serde(default)]
@@ -87,6 +91,7 @@ pub(super) struct IndexKeys {
     pub(super) gsi2pk: String,
     pub(super) gsi3pk: Option<String>,
     pub(super) gsi4pk: Option<String>,
+    pub(super) day_key: String,
     pub(super) rank: i64,
 }
 
@@ -104,6 +109,10 @@ impl IndexKeys {
                 .project_id
                 .as_ref()
                 .map(|p| schema::project_pk(owner, p.as_str(), shelf)),
+            day_key: match c.purge_at() {
+                Some(purge) => schema::purge_day_key(&purge, c.id.as_str()),
+                None => schema::touched_day_key(&c.updated_at, c.id.as_str()),
+            },
             rank: rules::shelf_rank(c),
         }
     }
@@ -139,7 +148,8 @@ impl ConversationItem {
             tags: c.tags.clone(),
             archived_at: c.archived_at.as_ref().map(ts::format),
             trashed_at: c.trashed_at.as_ref().map(ts::format),
-            expires_at: c.purge_at().map(|t| t.timestamp()),
+            purge_at: c.purge_at().map(|t| t.timestamp()),
+            day_key: Some(keys.day_key.clone()),
             gsi3pk: keys.gsi3pk,
             gsi3sk: rank,
             gsi4pk: keys.gsi4pk,

@@ -263,6 +263,7 @@ impl DynamoStore {
             "gsi3sk = pinBase + :scaled",
             "gsi4sk = pinBase + :scaled",
             "activeLeaf = :leaf",
+            "dayKey = :day",
         ];
         let mut update = Update::builder()
             .table_name(&self.tables.conversations)
@@ -280,7 +281,14 @@ impl DynamoStore {
             .expression_attribute_values(":now", s(ts::format(&message.created_at)))
             .expression_attribute_values(":preview", s(domain::preview(&message.content)))
             .expression_attribute_values(":scaled", n(scaled_time(message.created_at)))
-            .expression_attribute_values(":leaf", s(message.id.as_str()));
+            .expression_attribute_values(":leaf", s(message.id.as_str()))
+            .expression_attribute_values(
+                ":day",
+                s(schema::touched_day_key(
+                    &message.created_at,
+                    message.conversation_id.as_str(),
+                )),
+            );
         if counted {
             update = update.expression_attribute_values(":one", n(1));
         }

@@ -142,7 +142,7 @@ impl DynamoStore {
             let meta = self.read_meta(owner, id).await?;
             let fits = match expect {
                 Expect::Visible => meta.trashed_at.is_none(),
-                Expect::Trashed(now) => meta.trashed_at.is_some() && meta.expires_at.is_some_and(|at| at > now),
+                Expect::Trashed(now) => meta.trashed_at.is_some() && meta.purge_at.is_some_and(|at| at > now),
                 Expect::Any => true,
             };
             if !fits {
@@ -197,7 +197,7 @@ impl DynamoStore {
         );
         e.set_or_remove("archivedAt", opt_ts(after.archived_at));
         e.set_or_remove("trashedAt", opt_ts(after.trashed_at));
-        e.set_or_remove("expiresAt", after.purge_at().map(|t| n(t.timestamp())));
+        e.set_or_remove("purgeAt", after.purge_at().map(|t| n(t.timestamp())));
         if touched {
             e.set("updatedAt", s(ts::format(&after.updated_at)));
         }
@@ -211,6 +211,7 @@ impl DynamoStore {
         e.set("gsi2pk", s(keys.gsi2pk));
         e.set_or_remove("gsi3pk", keys.gsi3pk.map(s));
         e.set_or_remove("gsi4pk", keys.gsi4pk.map(s));
+        e.set("dayKey", s(keys.day_key));
         for attr in ["gsi1sk", "gsi2sk", "gsi3sk", "gsi4sk"] {
             e.set(attr, n(keys.rank));
         }

@@ -40,6 +40,14 @@ pub const GSI_OWNER_SOLUTION: &str = "byOwnerSolution";
 pub const GSI_FOLDER: &str = "byFolder";
 /// Project index: one owner's conversations in one project, per shelf (sparse, `gsi4pk`).
 pub const GSI_PROJECT: &str = "byProject";
+/// Day index of the conversations table (keys only, `dayKey`): every conversation under the day
+/// it was last touched (`T#<yyyy-mm-dd>#<shard>`), or, in the trash, the day it is purged
+/// (`P#<yyyy-mm-dd>#<shard>`): housekeeping finds what retention moves to the trash and what the
+/// trash purges without a Scan.
+pub const GSI_DAY: &str = "byDay";
+/// Partitions each day of the day index is spread over (by conversation id).
+pub const DAY_SHARDS: u32 = 8;
+
 /// Events table index of a user's analytics events (sparse, keys only: `userKey = U#<hashed
 /// user>` on event items), so erasing a user's data finds their events without a Scan.
 pub const GSI_EVENTS_BY_USER: &str = "byUser";
@@ -111,6 +119,33 @@ pub fn projects_pk(owner: &str) -> String {
 /// Partition key of a user's saved prompts (conversations table; `sk` = the prompt id).
 pub fn prompts_pk(owner: &str) -> String {
     format!("PRMT#{owner}")
+}
+
+/// The shard of a conversation in the day index.
+pub fn day_shard(conversation: &str) -> u32 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(conversation.as_bytes());
+    u32::from(digest[0]) % DAY_SHARDS
+}
+
+/// Day-index key of a conversation last touched at `at`.
+pub fn touched_day_key(at: &chrono::DateTime<chrono::Utc>, conversation: &str) -> String {
+    day_key("T", &at.format("%Y-%m-%d").to_string(), day_shard(conversation))
+}
+
+/// Day-index key of a conversation in the trash, purged at `at`.
+pub fn purge_day_key(at: &chrono::DateTime<chrono::Utc>, conversation: &str) -> String {
+    day_key("P", &at.format("%Y-%m-%d").to_string(), day_shard(conversation))
+}
+
+/// Day-index key of `kind` (`T` touched, `P` purged), `day` (`YYYY-MM-DD`) and `shard`.
+pub fn day_key(kind: &str, day: &str, shard: u32) -> String {
+    format!("{kind}#{day}#{shard}")
+}
+
+/// The owner and conversation id of a conversation partition key (`CONV#<owner>#<id>`).
+pub fn parse_conversation_pk(pk: &str) -> Option<(&str, &str)> {
+    pk.strip_prefix("CONV#")?.split_once('#')
 }
 
 /// Partition key of a user's folders (conversations table; `sk` = the folder id).
@@ -315,6 +350,14 @@ pub fn conversations_table() -> TableDef {
                     range: Some(("gsi4sk", KeyType::Number)),
                 },
                 keys_only: false,
+            },
+            IndexDef {
+                name: GSI_DAY,
+                key: KeyDef {
+                    hash: ("dayKey", KeyType::String),
+                    range: None,
+                },
+                keys_only: true,
             },
         ],
         ttl: Some(TTL_ATTRIBUTE),

@@ -11,7 +11,7 @@ use super::docs::Docs;
 use super::{sql_err, EmbeddedStore};
 use crate::domain::{ts, Folder, FolderId, Timestamp, UserId};
 use crate::error::StoreError;
-use crate::store::{rules, FolderDeleted, Organizer, TagCount};
+use crate::store::{rules, FolderDeleted, Housekeeping, Organizer, TagCount};
 
 const DOCS: Docs = Docs::new("folders", "folder");
 
@@ -122,10 +122,10 @@ impl Organizer for EmbeddedStore {
     }
 }
 
-impl EmbeddedStore {
-    /// Conversations in the trash that are due for purging at `now` (at most `limit`), as
-    /// (owner, id): the purge that runs at start and hourly deletes each (with its files).
-    pub async fn expired_trash(
+#[async_trait]
+impl Housekeeping for EmbeddedStore {
+    #[tracing::instrument(name = "embedded.due_for_purge", skip_all)]
+    async fn due_for_purge(
         &self,
         now: Timestamp,
         limit: u32,
@@ -155,9 +155,8 @@ impl EmbeddedStore {
         .await
     }
 
-    /// Retention: moves every conversation not in the trash whose `updatedAt` is before `before`
-    /// to the trash (as trashed at `now`). Returns how many moved.
-    pub async fn trash_untouched(&self, before: Timestamp, now: Timestamp) -> Result<u64, StoreError> {
+    #[tracing::instrument(name = "embedded.trash_untouched", skip_all)]
+    async fn trash_untouched(&self, before: Timestamp, now: Timestamp) -> Result<u64, StoreError> {
         let (before, at) = (ts::format(&before), ts::format(&now));
         self.with(move |conn| {
             let tx = conn
@@ -165,7 +164,7 @@ impl EmbeddedStore {
                 .map_err(sql_err("begin"))?;
             let ids: Vec<(String, String)> = {
                 let mut stmt = tx
-                    .prepare("SELECT owner, id FROM conversations WHERE trashed_at IS NULL AND updated_at < ?1")
+                    .prepare("SELECT owner, id FROM conversations WHERE trashed_at IS NULL AND is_pinned = 0 AND updated_at < ?1")
                     .map_err(sql_err("finding untouched conversations"))?;
                 let rows = stmt
                     .query_map(params![before], |r| Ok((r.get(0)?, r.get(1)?)))

@@ -1,0 +1,8 @@
+//! Lambda function run hourly by an EventBridge schedule: conversations untouched for
+//! `ATHENA_RETENTION_DAYS` go to the trash, and conversations 30 days in the trash are deleted
+//! for good with their files.
+
+#[tokio::main]
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::run_housekeeping().await
+}
