@@ -24,6 +24,8 @@ pub mod action {
     pub const CONVERSATION_DELETE: &str = "conversation.delete";
     /// `PUT /api/conversations/{id}/active-branch`
     pub const CONVERSATION_BRANCH: &str = "conversation.branch";
+    /// `POST /api/import` (conversations from an export file; the report lists each one)
+    pub const CONVERSATIONS_IMPORT: &str = "conversations.import";
     /// `POST /api/projects`
     pub const PROJECT_CREATE: &str = "project.create";
     /// `PATCH /api/projects/{id}`

@@ -19,6 +19,7 @@ mod faults;
 mod files;
 mod gateway;
 mod http_api;
+mod import;
 mod limits;
 mod mcp;
 mod projects;

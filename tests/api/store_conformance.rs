@@ -4,6 +4,7 @@
 
 mod continued;
 mod files;
+mod imports;
 mod projects;
 mod prompts;
 

@@ -11,15 +11,12 @@
 use serde::Serialize;
 
 use crate::domain::{
-    ts, Conversation, FinishReason, Message, MessagePart, ProjectId, Role, Solution, Timestamp, Tree, Usage,
+    ts, Conversation, FinishReason, ImportSource, Message, MessagePart, ProjectId, Role, Solution, Timestamp, Tree,
+    Usage,
 };
 use crate::error::ValidationError;
 
-/// The `format` field of a JSON export.
-pub const FORMAT_NAME: &str = "athena.conversation";
-/// The version of the JSON export's schema; a change that an importer of this version could not
-/// read gets a new one.
-pub const FORMAT_VERSION: u32 = 1;
+pub use crate::import::athena::{FORMAT_NAME, FORMAT_VERSION};
 /// Longest tool input or output shown on a Markdown tool line, in characters.
 const TOOL_LINE_CHARS: usize = 200;
 /// Longest title kept in an export's file name, in characters.
@@ -114,6 +111,8 @@ struct ConversationMeta<'a> {
     #[serde(with = "ts")]
     updated_at: Timestamp,
     message_count: usize,
+    /// Where it was imported from (`null` when it was made here).
+    imported_from: Option<ImportSource>,
     /// The last message of the branch shown (`null` without messages).
     active_leaf_id: Option<&'a str>,
 }
@@ -176,6 +175,7 @@ impl<'a> ConversationExport<'a> {
                 created_at: c.created_at,
                 updated_at: c.updated_at,
                 message_count: all.len(),
+                imported_from: c.imported_from,
                 active_leaf_id: tree.leaf(c.active_leaf.as_ref()).map(|i| all[i].id.as_str()),
             },
             messages,

@@ -12,6 +12,7 @@ pub mod export;
 pub mod files;
 pub mod health;
 pub mod idempotency;
+pub mod import;
 pub mod input;
 pub mod messages;
 pub mod projects;
@@ -197,6 +198,15 @@ const CORS_ALLOW_HEADERS: &str = "authorization, content-type, x-request-id, ide
 const CORS_EXPOSE_HEADERS: &str =
     "x-request-id, x-next-cursor, retry-after, location, idempotent-replayed, content-disposition";
 
+/// The largest body a request to `path` may carry: `ATHENA_MAX_IMPORT_BYTES` for `POST
+/// /api/import` (an export file), `ATHENA_MAX_BODY_BYTES` for everything else.
+pub fn body_limit(config: &Config, path: &str) -> usize {
+    match routes::find(Scope::All, path).map(|m| m.route.pattern) {
+        Some(routes::IMPORT_PATH) => config.limits.max_import_bytes.max(config.limits.max_body_bytes),
+        _ => config.limits.max_body_bytes,
+    }
+}
+
 /// Answers a request an adapter refused before routing it (a URI or headers too large, a body too
 /// large or too slow to arrive): the error's JSON shape with the same common headers (request id,
 /// security headers, CORS) and the same log line as [`handle`]'s answers.
@@ -282,11 +292,11 @@ async fn route(
         // No caller and no user data: the version and whether the store answers.
         return health::check(state).await;
     }
-    if req.body.len() > state.config.limits.max_body_bytes {
+    let limit = body_limit(&state.config, &req.path);
+    if req.body.len() > limit {
         return Err(ApiError::PayloadTooLarge(format!(
-            "the body is {} bytes; the limit is {} bytes",
+            "the body is {} bytes; the limit is {limit} bytes",
             req.body.len(),
-            state.config.limits.max_body_bytes
         )));
     }
     let caller = authenticate(&state.config, req).await?;
@@ -358,6 +368,7 @@ fn audit_action(op: Op) -> Option<&'static str> {
         Op::CreateFile => Some(action::FILE_CREATE),
         Op::CompleteFile => Some(action::FILE_COMPLETE),
         Op::DeleteFile => Some(action::FILE_DELETE),
+        Op::Import => Some(action::CONVERSATIONS_IMPORT),
         _ => None,
     }
 }
@@ -420,6 +431,7 @@ async fn dispatch(
             crate::files::delete_for_conversation(state, &caller.user, Some(&id)).await;
             Ok(response)
         }
+        Op::Import => import::post(state, caller, req).await,
         Op::ListFiles => files::list(state, caller, req).await,
         Op::CreateFile => idempotency::once(state, caller, req, files::create(state, caller, req)).await,
         Op::GetFile => files::get(state, caller, id, req).await,

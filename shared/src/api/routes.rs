@@ -19,6 +19,8 @@ pub enum Op {
     DeleteConversation,
     /// `GET /api/conversations/{id}/export?format=json|markdown`: one conversation as a download.
     ExportConversation,
+    /// `POST /api/import?source=auto|athena|chatgpt|claude`: conversations from an export file.
+    Import,
     /// `GET /api/projects`
     ListProjects,
     /// `POST /api/projects`
@@ -95,6 +97,9 @@ impl Route {
     }
 }
 
+/// The import route's path (its body may be larger than other routes': `api::body_limit`).
+pub const IMPORT_PATH: &str = "/api/import";
+
 /// Every route of Athena.
 pub const ROUTES: &[Route] = &[
     Route {
@@ -168,6 +173,11 @@ pub const ROUTES: &[Route] = &[
         pattern: "/api/conversations/{id}/export",
         function: "conversations",
         ops: &[("GET", Op::ExportConversation)],
+    },
+    Route {
+        pattern: IMPORT_PATH,
+        function: "conversations",
+        ops: &[("POST", Op::Import)],
     },
     Route {
         pattern: "/api/conversations/{id}/messages",

@@ -5,7 +5,8 @@
 use serde::Serialize;
 
 use crate::domain::{
-    ts, Conversation, FinishReason, Message, MessageId, MessagePart, ProjectId, Role, Solution, Timestamp, Tree, Usage,
+    ts, Conversation, FinishReason, ImportSource, Message, MessageId, MessagePart, ProjectId, Role, Solution,
+    Timestamp, Tree, Usage,
 };
 
 /// A conversation as the API shows it.
@@ -25,6 +26,7 @@ pub struct ConversationView<'a> {
     last_message: Option<&'a str>,
     message_count: u64,
     project_id: Option<&'a str>,
+    imported_from: Option<ImportSource>,
 }
 
 impl<'a> From<&'a Conversation> for ConversationView<'a> {
@@ -41,6 +43,7 @@ impl<'a> From<&'a Conversation> for ConversationView<'a> {
             last_message: c.last_message.as_deref(),
             message_count: c.message_count,
             project_id: c.project_id.as_ref().map(ProjectId::as_str),
+            imported_from: c.imported_from,
         }
     }
 }

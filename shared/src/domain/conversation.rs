@@ -201,6 +201,38 @@ pub struct Conversation {
     pub live: Option<super::LiveTurn>,
     /// The project it belongs to, if any.
     pub project_id: Option<ProjectId>,
+    /// Where it was imported from (`POST /api/import`); `None` for a conversation made here.
+    pub imported_from: Option<ImportSource>,
+}
+
+/// The export an imported conversation came from (`importedFrom` in JSON).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImportSource {
+    /// Athena's own JSON export (`docs/export.md`).
+    Athena,
+    /// ChatGPT's `conversations.json`.
+    Chatgpt,
+    /// Claude's `conversations.json`.
+    Claude,
+}
+
+impl ImportSource {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImportSource::Athena => "athena",
+            ImportSource::Chatgpt => "chatgpt",
+            ImportSource::Claude => "claude",
+        }
+    }
+
+    /// Parses a wire name (`None` for anything else).
+    pub fn from_name(raw: &str) -> Option<Self> {
+        [ImportSource::Athena, ImportSource::Chatgpt, ImportSource::Claude]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+    }
 }
 
 impl Conversation {
@@ -228,6 +260,7 @@ impl Conversation {
             active_leaf: None,
             live: None,
             project_id: None,
+            imported_from: None,
         }
     }
 }

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::schema;
 use super::{from_item, put_if_absent, to_item, Item};
 use crate::domain::{
-    ts, ClientMessageId, Conversation, ConversationId, FinishReason, Message, MessageId, MessagePart, ProjectId, Role,
-    Solution, SolutionFilter, Usage, UserId,
+    ts, ClientMessageId, Conversation, ConversationId, FinishReason, ImportSource, Message, MessageId, MessagePart,
+    ProjectId, Role, Solution, SolutionFilter, Usage, UserId,
 };
 use crate::error::StoreError;
 use crate::store::{check_message_size, listing_rank, pin_base, rules, MAX_CONTENT_BYTES};
@@ -55,6 +55,12 @@ pub(super) struct ConversationItem {
     pub(super) active_leaf: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) project_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) imported_from: Option<ImportSource>,
+    /// Set while a large import writes its messages in batches (the conversation is hidden
+    /// meanwhile, like one being deleted): `Conversations::import_conversation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) importing: Option<bool>,
 }
 
 impl ConversationItem {
@@ -85,12 +91,14 @@ impl ConversationItem {
             deleting: None,
             active_leaf: c.active_leaf.as_ref().map(ToString::to_string),
             project_id: c.project_id.as_ref().map(ToString::to_string),
+            imported_from: c.imported_from,
+            importing: None,
         }
     }
 
     /// Whether `owner` may see it: theirs, and no delete under way.
     pub(super) fn visible_to(&self, owner: &UserId) -> bool {
-        self.owner_id == owner.as_str() && !self.deleting.unwrap_or(false)
+        self.owner_id == owner.as_str() && !self.deleting.unwrap_or(false) && !self.importing.unwrap_or(false)
     }
 
     pub(super) fn into_domain(self) -> Result<Conversation, StoreError> {
@@ -117,6 +125,7 @@ impl ConversationItem {
                 .map(|id| ProjectId::parse(&id))
                 .transpose()
                 .map_err(|e| StoreError::internal("stored project id", e))?,
+            imported_from: self.imported_from,
         })
     }
 }

@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS conversations (
     rank          INTEGER NOT NULL,
     active_leaf   TEXT,
     project_id    TEXT,
+    imported_from TEXT,
     PRIMARY KEY (owner, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations (owner, rank DESC, id DESC);
@@ -202,6 +203,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         conn.execute_batch("ALTER TABLE conversations ADD COLUMN project_id TEXT")
             .map_err(sql_err("adding conversations.project_id"))?;
     }
+    if !has_column("conversations", "imported_from")? {
+        conn.execute_batch("ALTER TABLE conversations ADD COLUMN imported_from TEXT")
+            .map_err(sql_err("adding conversations.imported_from"))?;
+    }
     if !has_column("messages", "owner")? {
         key_by_owner(conn)?;
     }
@@ -267,7 +272,7 @@ fn key_by_owner(conn: &mut Connection) -> Result<(), StoreError> {
 
 /// Every column of the `conversations` table.
 const CONVERSATION_TABLE_COLUMNS: &str = "id, owner, title, is_pinned, is_shared, model, solution_type, bucket, \
-     created_at, updated_at, last_message, message_count, rank, active_leaf, project_id";
+     created_at, updated_at, last_message, message_count, rank, active_leaf, project_id, imported_from";
 /// Every column of the `messages` table but the owner (the rebuild takes it from the conversation).
 const MESSAGE_TABLE_COLUMNS: &str = "conversation_id, id, client_id, role, content, parts, model, usage, latency_ms, \
      finish_reason, error, created_at, parent_id, writer";

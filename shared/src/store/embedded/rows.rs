@@ -4,14 +4,14 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::sql_err;
 use crate::domain::{
-    ts, ClientMessageId, Conversation, ConversationId, Message, MessageId, ProjectId, Role, Solution, SolutionFilter,
-    UserId,
+    ts, ClientMessageId, Conversation, ConversationId, ImportSource, Message, MessageId, ProjectId, Role, Solution,
+    SolutionFilter, UserId,
 };
 use crate::error::StoreError;
 use crate::store::{check_message_size, listing_rank, rules};
 
 pub(super) const CONVERSATION_COLUMNS: &str =
-    "id, owner, title, is_pinned, is_shared, model, solution_type, created_at, updated_at, last_message, message_count, rank, active_leaf, project_id";
+    "id, owner, title, is_pinned, is_shared, model, solution_type, created_at, updated_at, last_message, message_count, rank, active_leaf, project_id, imported_from";
 
 pub(super) fn row_to_conversation(
     row: &rusqlite::Row<'_>,
@@ -30,6 +30,7 @@ pub(super) fn row_to_conversation(
     let last_message: Option<String> = row.get(9)?;
     let active_leaf: Option<String> = row.get(12)?;
     let project: Option<String> = row.get(13)?;
+    let imported: Option<String> = row.get(14)?;
     let build = || -> Result<Conversation, StoreError> {
         Ok(Conversation {
             id: ConversationId::parse(&id).map_err(|e| StoreError::internal("stored id", e))?,
@@ -55,6 +56,12 @@ pub(super) fn row_to_conversation(
                 .map(|p| ProjectId::parse(&p))
                 .transpose()
                 .map_err(|e| StoreError::internal("stored project id", e))?,
+            imported_from: imported
+                .map(|s| {
+                    ImportSource::from_name(&s)
+                        .ok_or_else(|| StoreError::internal("stored import source", format!("unknown source {s}")))
+                })
+                .transpose()?,
         })
     };
     Ok((build(), rank))
@@ -292,7 +299,7 @@ pub(super) fn insert_conversation(
 ) -> Result<(), StoreError> {
     let stored = rules::as_created(c, messages);
     let result = tx.execute(
-        &format!("INSERT INTO conversations ({CONVERSATION_COLUMNS}, bucket) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
+        &format!("INSERT INTO conversations ({CONVERSATION_COLUMNS}, bucket) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
         params![
             stored.id.as_str(),
             stored.owner.as_str(),
@@ -308,6 +315,7 @@ pub(super) fn insert_conversation(
             listing_rank(stored.is_pinned, &stored.id, stored.updated_at),
             stored.active_leaf.as_ref().map(MessageId::as_str),
             stored.project_id.as_ref().map(ProjectId::as_str),
+            stored.imported_from.map(ImportSource::as_str),
             SolutionFilter::of(stored.solution_type).bucket(),
         ],
     );
