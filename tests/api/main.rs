@@ -15,6 +15,7 @@ mod chat;
 mod durable;
 mod events;
 mod export;
+mod export_all;
 mod faults;
 mod files;
 mod gateway;

@@ -58,11 +58,17 @@ impl Format {
     }
 }
 
-/// The `Content-Disposition` of an export: an attachment named `<safe title>-<id>.<ext>`, where
-/// the safe title keeps ASCII letters and digits, turns every other run of characters into one
-/// `-`, is lowercased and cut to 60 characters (`conversation` when nothing is left). The id is
+/// The `Content-Disposition` of an export: an attachment named [`file_name`]. The id is
 /// already `[A-Za-z0-9_-]`, so the name needs no quoting rules beyond the quotes.
 pub fn content_disposition(c: &Conversation, format: Format) -> String {
+    format!("attachment; filename=\"{}\"", file_name(c, format))
+}
+
+/// An export's file name, `<safe title>-<id>.<ext>`, where the safe title keeps ASCII letters
+/// and digits, turns every other run of characters into one `-`, is lowercased and cut to 60
+/// characters (`conversation` when nothing is left). Unique per owner (the id is), and safe as
+/// a path in a zip (no `/`, `\`, `..` or leading `.`).
+pub fn file_name(c: &Conversation, format: Format) -> String {
     let mut safe = String::new();
     for ch in c.title.chars() {
         if ch.is_ascii_alphanumeric() {
@@ -76,11 +82,7 @@ pub fn content_disposition(c: &Conversation, format: Format) -> String {
     }
     let safe = safe.trim_end_matches('-');
     let safe = if safe.is_empty() { "conversation" } else { safe };
-    format!(
-        "attachment; filename=\"{safe}-{}.{}\"",
-        c.id.as_str(),
-        format.extension()
-    )
+    format!("{safe}-{}.{}", c.id.as_str(), format.extension())
 }
 
 /// The JSON export (`athena.conversation`, version 1).

@@ -9,6 +9,7 @@ pub mod chat;
 pub mod conversations;
 pub mod error;
 pub mod export;
+pub mod export_all;
 pub mod files;
 pub mod health;
 pub mod idempotency;
@@ -369,6 +370,7 @@ fn audit_action(op: Op) -> Option<&'static str> {
         Op::CompleteFile => Some(action::FILE_COMPLETE),
         Op::DeleteFile => Some(action::FILE_DELETE),
         Op::Import => Some(action::CONVERSATIONS_IMPORT),
+        Op::ExportAll => Some(action::CONVERSATIONS_EXPORT),
         _ => None,
     }
 }
@@ -432,6 +434,7 @@ async fn dispatch(
             Ok(response)
         }
         Op::Import => import::post(state, caller, req).await,
+        Op::ExportAll => export_all::get(state, caller, req).await,
         Op::ListFiles => files::list(state, caller, req).await,
         Op::CreateFile => idempotency::once(state, caller, req, files::create(state, caller, req)).await,
         Op::GetFile => files::get(state, caller, id, req).await,

@@ -21,6 +21,8 @@ pub enum Op {
     ExportConversation,
     /// `POST /api/import?source=auto|athena|chatgpt|claude`: conversations from an export file.
     Import,
+    /// `GET /api/export?format=json|markdown`: every conversation of the caller, streamed.
+    ExportAll,
     /// `GET /api/projects`
     ListProjects,
     /// `POST /api/projects`
@@ -173,6 +175,11 @@ pub const ROUTES: &[Route] = &[
         pattern: "/api/conversations/{id}/export",
         function: "conversations",
         ops: &[("GET", Op::ExportConversation)],
+    },
+    Route {
+        pattern: "/api/export",
+        function: "export",
+        ops: &[("GET", Op::ExportAll)],
     },
     Route {
         pattern: IMPORT_PATH,
