@@ -94,3 +94,70 @@ athena_tests::on_both_stores!(
     |store| &Arc::new(store),
     [an_import_of_any_size_is_stored_whole_once_and_marked]
 );
+
+/// DynamoDB: an import interrupted after its hidden conversation was written (some message items
+/// missing, the conversation still marked `importing`) is invisible (no read, listing or append
+/// sees it), and importing it again finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_large_import_is_hidden_and_the_next_import_finishes_it() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use shared::store::schema::{conversation_pk, META};
+
+    let store = Arc::new(athena_tests::dynamo_store().await);
+    let ids = IdGenerator::new();
+    let alice = user(&unique("alice"));
+    let mut c = conversation(&ids, &alice, at(0));
+    c.imported_from = Some(ImportSource::Claude);
+    let messages = branched(&ids, &c, 140);
+    store.import_conversation(&c, &messages).await.expect("import");
+    // Undo its end: hidden again, and the last 40 message heads gone.
+    let table = &store.tables().conversations;
+    let pk = conversation_pk(alice.as_str(), c.id.as_str());
+    store
+        .client()
+        .update_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(pk.clone()))
+        .key("sk", AttributeValue::S(META.to_owned()))
+        .update_expression("SET importing = :yes REMOVE gsi1pk, gsi2pk")
+        .expression_attribute_values(":yes", AttributeValue::Bool(true))
+        .send()
+        .await
+        .expect("mark");
+    for m in &messages[100..] {
+        store
+            .client()
+            .delete_item()
+            .table_name(table)
+            .key("pk", AttributeValue::S(pk.clone()))
+            .key(
+                "sk",
+                AttributeValue::S(shared::store::schema::message_sk(m.id.as_str())),
+            )
+            .send()
+            .await
+            .expect("delete");
+    }
+    let hidden = store.get_conversation(&alice, &c.id).await.expect_err("hidden");
+    assert!(matches!(hidden, StoreError::NotFound), "{hidden:?}");
+    let listed = store
+        .list_conversations(&alice, &ListConversations::default())
+        .await
+        .expect("list");
+    assert!(listed.items.is_empty(), "not listed while importing");
+    let late = text(&ids, &c, Role::User, "late", at(500));
+    let appended = store.append_message(&alice, &late, &Touch::default()).await;
+    assert!(matches!(appended, Err(StoreError::NotFound)), "{appended:?}");
+    // The same import again: finished, nothing doubled.
+    store.import_conversation(&c, &messages).await.expect("resumed");
+    let (stored, back) = store.get_conversation_with_messages(&alice, &c.id).await.expect("read");
+    assert_eq!(back, messages);
+    assert_eq!(stored.message_count, 140);
+    let listed = store
+        .list_conversations(&alice, &ListConversations::default())
+        .await
+        .expect("list");
+    assert_eq!(listed.items.len(), 1);
+    let again = store.import_conversation(&c, &messages).await.expect_err("done");
+    assert!(matches!(again, StoreError::Conflict(_)), "{again:?}");
+}
