@@ -244,16 +244,7 @@ mod streaming {
         }
         for format in ["json", "markdown"] {
             counting.take();
-            let req = ApiRequest {
-                method: http::Method::GET,
-                path: "/api/export".to_owned(),
-                query: vec![("format".to_owned(), format.to_owned())],
-                headers: http::HeaderMap::new(),
-                body: bytes::Bytes::new(),
-                request_id: "r-1".to_owned(),
-                claims: None,
-                any_content_type: false,
-            };
+            let req = ApiRequest::get("/api/export", &[("format", format)], "r-1");
             let response = shared::api::handle(&state, Scope::All, req).await;
             assert_eq!(response.status(), 200);
             let mut body = response.into_body();

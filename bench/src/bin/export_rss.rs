@@ -81,16 +81,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Reset the peak to the current RSS, so the peak measured is this export's.
         let _ = std::fs::write("/proc/self/clear_refs", "5");
         let before = status_kib("VmRSS:");
-        let req = ApiRequest {
-            method: http::Method::GET,
-            path: "/api/export".to_owned(),
-            query: vec![("format".to_owned(), format.to_owned())],
-            headers: http::HeaderMap::new(),
-            body: bytes::Bytes::new(),
-            request_id: "bench".to_owned(),
-            claims: None,
-            any_content_type: false,
-        };
+        let req = ApiRequest::get("/api/export", &[("format", format)], "bench");
         let response = shared::api::handle(&state, Scope::All, req).await;
         let mut body = response.into_body();
         let mut bytes = 0usize;

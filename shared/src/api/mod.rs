@@ -69,6 +69,21 @@ pub struct ApiRequest {
 }
 
 impl ApiRequest {
+    /// A `GET` of `path` with `query`, no headers and no body (in-process callers: benchmarks,
+    /// tests).
+    pub fn get(path: &str, query: &[(&str, &str)], request_id: &str) -> Self {
+        Self {
+            method: Method::GET,
+            path: path.to_owned(),
+            query: query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            request_id: request_id.to_owned(),
+            claims: None,
+            any_content_type: false,
+        }
+    }
+
     /// The first value of a query parameter.
     pub fn query_param(&self, name: &str) -> Option<&str> {
         self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
