@@ -69,15 +69,31 @@ pub(super) fn prepare(item: Value, ctx: &Context<'_>) -> Result<Prepared, ItemEr
     let conv: Conv = serde_json::from_value(item)
         .map_err(|e| ItemError::invalid(format!("not a ChatGPT conversation: {e}"), raw_title.as_deref()))?;
     let title = conv.title.as_deref();
-    let created = conv.create_time.and_then(from_unix_seconds).unwrap_or(ctx.now);
-    let updated = conv.update_time.and_then(from_unix_seconds).unwrap_or(created);
+    let source_created = conv.create_time.and_then(from_unix_seconds);
+    let created = source_created.unwrap_or(ctx.now);
+    // Without an id of its own, the conversation is known by its title, time and first node.
     let source_id = conv
         .conversation_id
         .clone()
         .or_else(|| conv.id.clone())
-        .unwrap_or_else(|| format!("{}@{}", title.unwrap_or_default(), created.timestamp_millis()));
+        .unwrap_or_else(|| {
+            format!(
+                "{}@{:?}#{}",
+                title.unwrap_or_default(),
+                source_created.map(|t| t.timestamp_millis()),
+                conv.mapping.keys().min().map_or("", String::as_str)
+            )
+        });
     let key = format!("chatgpt:{source_id}");
-    let conversation = new_conversation(ctx, &key, title, conv.default_model_slug.as_deref(), created, updated)?;
+    let updated = conv.update_time.and_then(from_unix_seconds);
+    let conversation = new_conversation(
+        ctx,
+        &key,
+        title,
+        conv.default_model_slug.as_deref(),
+        source_created,
+        updated,
+    )?;
 
     // Roots: nodes without a parent in the mapping, in a stable order.
     let mut roots: Vec<&String> = conv

@@ -65,10 +65,11 @@ pub(super) fn prepare(item: Value, ctx: &Context<'_>) -> Result<Prepared, ItemEr
             })
             .transpose()
     };
-    let created = time(&conv.created_at, "created_at")?.unwrap_or(ctx.now);
-    let updated = time(&conv.updated_at, "updated_at")?.unwrap_or(created);
+    let source_created = time(&conv.created_at, "created_at")?;
+    let created = source_created.unwrap_or(ctx.now);
+    let updated = time(&conv.updated_at, "updated_at")?;
     let key = format!("claude:{}", conv.uuid);
-    let conversation = new_conversation(ctx, &key, title, None, created, updated)?;
+    let conversation = new_conversation(ctx, &key, title, None, source_created, updated)?;
     let mut drafts: Vec<Draft> = Vec::with_capacity(conv.chat_messages.len());
     let mut by_uuid: HashMap<String, usize> = HashMap::new();
     for (i, m) in conv.chat_messages.iter().enumerate() {

@@ -211,19 +211,23 @@ fn assemble(
     Prepared { conversation, messages }
 }
 
-/// A new conversation of `ctx.owner` with an id derived from `key`.
+/// A new conversation of `ctx.owner` with an id derived from `key` and its source's creation
+/// time (the Unix epoch when it has none, so that the id is the same at every import); created
+/// `created` (now when the source has no time), updated at least then.
 fn new_conversation(
     ctx: &Context<'_>,
     key: &str,
     title: Option<&str>,
     model: Option<&str>,
-    created: Timestamp,
-    updated: Timestamp,
+    created: Option<Timestamp>,
+    updated: Option<Timestamp>,
 ) -> Result<Conversation, ItemError> {
-    let id = ConversationId::parse(&derived_id(key, created))
+    let id_time = created.unwrap_or(chrono::DateTime::UNIX_EPOCH);
+    let id = ConversationId::parse(&derived_id(key, id_time))
         .map_err(|e| ItemError::invalid(format!("no id could be derived: {e}"), title))?;
+    let created = created.unwrap_or(ctx.now);
     let mut c = Conversation::new(id, ctx.owner.clone(), title_of(title), ctx.model(model), None, created);
-    c.updated_at = updated.max(created);
+    c.updated_at = updated.unwrap_or(created).max(created);
     Ok(c)
 }
 
@@ -460,6 +464,64 @@ mod tests {
         assert!(!e.0.is_empty());
         assert!(collect("42").is_err());
         assert!(collect("[1] trailing").is_err());
+    }
+
+    fn prepared(item: serde_json::Value, now_ms: i64) -> Result<Prepared, ItemError> {
+        let config = crate::config::Config::local();
+        let owner = UserId::parse("alice").unwrap_or_else(|_| unreachable!());
+        let now = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_else(|| unreachable!());
+        let ctx = Context {
+            owner: &owner,
+            catalog: &config.catalog,
+            now,
+        };
+        prepare(Source::Auto, item, &ctx)
+    }
+
+    #[test]
+    fn a_conversation_without_id_or_time_gets_the_same_id_at_every_import() {
+        let item = serde_json::json!({"title": "No id", "mapping": {
+            "r": {"message": null, "parent": null, "children": ["a"]},
+            "a": {"parent": "r", "children": [], "message": {"author": {"role": "critic"},
+                  "content": {"content_type": "text", "parts": ["hm"]}}}}});
+        let first = prepared(item.clone(), 1_000).map_err(|e| e.message);
+        let later = prepared(item, 9_000_000).map_err(|e| e.message);
+        let (Ok(first), Ok(later)) = (first, later) else {
+            panic!("both import")
+        };
+        assert_eq!(first.conversation.id, later.conversation.id);
+        assert_ne!(
+            first.conversation.created_at, later.conversation.created_at,
+            "created now"
+        );
+        assert_eq!(first.messages.len(), 1);
+        assert_eq!(first.messages[0].role, Role::Tool);
+        assert_eq!(first.messages[0].content, "[critic] hm", "an unknown role is named");
+    }
+
+    #[test]
+    fn a_claude_branch_named_by_its_parents_is_kept_with_the_leaf_shown() {
+        let m = |uuid: &str, parent: &str, sender: &str, text: &str| {
+            serde_json::json!({"uuid": uuid, "parent_message_uuid": parent, "sender": sender, "text": text,
+                "created_at": "2024-03-01T10:00:00.000Z"})
+        };
+        let root = "00000000-0000-4000-8000-000000000000";
+        let item = serde_json::json!({"uuid": "c1", "name": "Branches", "created_at": "2024-03-01T10:00:00Z",
+            "current_leaf_message_uuid": "a1",
+            "chat_messages": [m("q", root, "human", "Q"), m("a1", "q", "assistant", "A1"),
+                              m("a2", "q", "assistant", "A2")]});
+        let Ok(p) = prepared(item, 0) else { panic!("imports") };
+        let ids: Vec<&MessageId> = p.messages.iter().map(|m| &m.id).collect();
+        assert_eq!(p.messages[0].parent_id, None);
+        assert_eq!(p.messages[1].parent_id.as_ref(), Some(ids[0]));
+        assert_eq!(
+            p.messages[2].parent_id.as_ref(),
+            Some(ids[0]),
+            "a regenerated reply: a sibling"
+        );
+        assert_eq!(p.conversation.active_leaf.as_ref(), Some(ids[1]));
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids sort in order");
+        assert_eq!(p.conversation.imported_from, Some(ImportSource::Claude));
     }
 
     #[test]
