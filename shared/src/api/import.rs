@@ -1,12 +1,13 @@
 //! `POST /api/import?source=auto|athena|chatgpt|claude`: the caller's conversations from an
 //! export file sent as the body (`docs/export.md`). The file is read item by item on a blocking
 //! thread ([`crate::import::read_items`]) and each item stored as soon as it is read (a channel
-//! of a few items between the two), so memory holds the body and a few items, not a parsed copy
-//! of the whole file. Each item ends `imported`, `skipped` (already there: a re-import) or
+//! of a few items between the two, up to four stored at once), so memory holds the body and a
+//! few items, not a parsed copy of the whole file. Each item ends `imported`, `skipped` (already there: a re-import) or
 //! `failed` (with a code and a message); a bad item does not stop the others.
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use http::{Response, StatusCode};
 
 use super::error::ApiError;
@@ -16,6 +17,8 @@ use crate::import::{self, Context, ItemResult, Report, Source, Status};
 
 /// Items read ahead of the store.
 const READ_AHEAD: usize = 4;
+/// Items being stored at once.
+const IN_FLIGHT: usize = 4;
 
 /// One item handed from the reader to the importer.
 type Item = (usize, serde_json::Value);
@@ -39,8 +42,12 @@ pub async fn post(state: &Arc<AppState>, caller: &Caller, req: &ApiRequest) -> R
         now: state.now(),
     };
     let mut report = Report::default();
-    while let Some((index, item)) = rx.recv().await {
-        report.push(import_one(state, &ctx, source, index, item).await);
+    // A few items stored at once (each its own conversation), results kept in file order.
+    let mut results = futures::stream::poll_fn(|cx| rx.poll_recv(cx))
+        .map(|(index, item)| import_one(state, &ctx, source, index, item))
+        .buffered(IN_FLIGHT);
+    while let Some(result) = results.next().await {
+        report.push(result);
     }
     let read = reader.await.map_err(|e| ApiError::Internal(Some(Box::new(e))))?;
     if let Err((count, e)) = read {
