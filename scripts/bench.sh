@@ -33,7 +33,7 @@ cargo build --release --locked \
 
 if [ "$arm64" = 1 ]; then
   PATH="$PWD/.venv/bin:$PATH" cargo lambda build --release --arm64 --locked \
-    -p conversations -p messages -p chat -p analytics
+    -p conversations -p messages -p chat -p analytics -p export -p housekeeping
 fi
 
 target/release/athena-bench suite --root . --doc "${BENCH_DOC:-docs/performance.md}" "${args[@]}"

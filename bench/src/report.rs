@@ -138,7 +138,14 @@ pub fn rewrite(doc: &Path, rows: &[Row]) -> Result<(), String> {
 /// --arm64`) when present, and the host's release binaries.
 pub fn footprint(options: &Options) -> Vec<Row> {
     let mut rows = Vec::new();
-    for name in ["conversations", "messages", "chat", "analytics", "hello-lambda"] {
+    for name in [
+        "conversations",
+        "messages",
+        "chat",
+        "analytics",
+        "export",
+        "hello-lambda",
+    ] {
         let arm = options.root.join(format!("target/lambda/{name}/bootstrap"));
         let host = options.bin_dir.join(name);
         for (label, path, command) in [

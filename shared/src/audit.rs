@@ -24,6 +24,10 @@ pub mod action {
     pub const CONVERSATION_DELETE: &str = "conversation.delete";
     /// `PUT /api/conversations/{id}/active-branch`
     pub const CONVERSATION_BRANCH: &str = "conversation.branch";
+    /// `POST /api/import` (conversations from an export file; the report lists each one)
+    pub const CONVERSATIONS_IMPORT: &str = "conversations.import";
+    /// `GET /api/export` (every conversation, as a download; `ok` when the download starts)
+    pub const CONVERSATIONS_EXPORT: &str = "conversations.export";
     /// `POST /api/projects`
     pub const PROJECT_CREATE: &str = "project.create";
     /// Every item of a user erased (recorded under the pseudonymous `erased-<hash>` id).

@@ -62,13 +62,14 @@ pub async fn run_housekeeping() -> Result<(), lambda_http::Error> {
     .await
 }
 
-/// The chat function: the same handler, run with Lambda response streaming so each delta is
-/// sent as it is produced (the REST API's streaming integrations, function URLs with `InvokeMode:
-/// RESPONSE_STREAM`); concurrently on Lambda Managed Instances, as [`run`].
+/// The chat and export functions: the same handler, run with Lambda response streaming so each
+/// chunk (a chat delta, a conversation of an export) is sent as it is produced (the REST API's
+/// streaming integrations, function URLs with `InvokeMode: RESPONSE_STREAM`); concurrently on
+/// Lambda Managed Instances, as [`run`].
 pub async fn run_streaming(function: &'static str) -> Result<(), lambda_http::Error> {
     telemetry::init();
     let state = Arc::new(
-        init_state(true)
+        init_state(function == "chat")
             .await
             .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?,
     );

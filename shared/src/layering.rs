@@ -24,6 +24,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("audit", 7),
     ("ratelimit", 7),
     ("files", 7),
+    ("import", 7),
     ("chat", 8),
     ("api", 9),
     ("lambda", 10),

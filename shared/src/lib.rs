@@ -32,6 +32,7 @@ pub mod domain;
 pub mod error;
 pub mod files;
 pub mod http;
+pub mod import;
 pub mod lambda;
 pub mod llm;
 pub mod local;

@@ -252,7 +252,7 @@ async fn respond(state: &Arc<AppState>, req: http::Request<Incoming>, options: &
         claims: None,
         any_content_type: false,
     };
-    let limit = state.config.limits.max_body_bytes;
+    let limit = api::body_limit(&state.config, &request.path);
     let read = match checked {
         Ok(()) => read_body(body, limit, options.body_read_timeout).await,
         Err(e) => Err(e),

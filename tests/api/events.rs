@@ -104,6 +104,8 @@ async fn every_sample_event_is_answered_as_documented() {
             "chat"
         } else if name.starts_with("analytics-") {
             "analytics"
+        } else if name.starts_with("export-") {
+            "export"
         } else {
             panic!("{name}: event files are named <function>-<case>.json");
         };

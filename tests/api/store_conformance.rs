@@ -4,6 +4,7 @@
 
 mod continued;
 mod files;
+mod imports;
 mod organize;
 mod projects;
 mod prompts;

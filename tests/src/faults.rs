@@ -313,6 +313,10 @@ impl Conversations for Faults {
         .await
     }
 
+    async fn import_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError> {
+        self.inner.import_conversation(conversation, messages).await
+    }
+
     async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
         self.inner.get_conversation(owner, id).await
     }

@@ -11,15 +11,12 @@
 use serde::Serialize;
 
 use crate::domain::{
-    ts, Conversation, FinishReason, Message, MessagePart, ProjectId, Role, Solution, Timestamp, Tree, Usage,
+    ts, Conversation, FinishReason, ImportSource, Message, MessagePart, ProjectId, Role, Solution, Timestamp, Tree,
+    Usage,
 };
 use crate::error::ValidationError;
 
-/// The `format` field of a JSON export.
-pub const FORMAT_NAME: &str = "athena.conversation";
-/// The version of the JSON export's schema; a change that an importer of this version could not
-/// read gets a new one.
-pub const FORMAT_VERSION: u32 = 1;
+pub use crate::import::athena::{FORMAT_NAME, FORMAT_VERSION};
 /// Longest tool input or output shown on a Markdown tool line, in characters.
 const TOOL_LINE_CHARS: usize = 200;
 /// Longest title kept in an export's file name, in characters.
@@ -61,11 +58,17 @@ impl Format {
     }
 }
 
-/// The `Content-Disposition` of an export: an attachment named `<safe title>-<id>.<ext>`, where
-/// the safe title keeps ASCII letters and digits, turns every other run of characters into one
-/// `-`, is lowercased and cut to 60 characters (`conversation` when nothing is left). The id is
+/// The `Content-Disposition` of an export: an attachment named [`file_name`]. The id is
 /// already `[A-Za-z0-9_-]`, so the name needs no quoting rules beyond the quotes.
 pub fn content_disposition(c: &Conversation, format: Format) -> String {
+    format!("attachment; filename=\"{}\"", file_name(c, format))
+}
+
+/// An export's file name, `<safe title>-<id>.<ext>`, where the safe title keeps ASCII letters
+/// and digits, turns every other run of characters into one `-`, is lowercased and cut to 60
+/// characters (`conversation` when nothing is left). Unique per owner (the id is), and safe as
+/// a path in a zip (no `/`, `\`, `..` or leading `.`).
+pub fn file_name(c: &Conversation, format: Format) -> String {
     let mut safe = String::new();
     for ch in c.title.chars() {
         if ch.is_ascii_alphanumeric() {
@@ -79,11 +82,7 @@ pub fn content_disposition(c: &Conversation, format: Format) -> String {
     }
     let safe = safe.trim_end_matches('-');
     let safe = if safe.is_empty() { "conversation" } else { safe };
-    format!(
-        "attachment; filename=\"{safe}-{}.{}\"",
-        c.id.as_str(),
-        format.extension()
-    )
+    format!("{safe}-{}.{}", c.id.as_str(), format.extension())
 }
 
 /// The JSON export (`athena.conversation`, version 1).
@@ -114,6 +113,8 @@ struct ConversationMeta<'a> {
     #[serde(with = "ts")]
     updated_at: Timestamp,
     message_count: usize,
+    /// Where it was imported from (`null` when it was made here).
+    imported_from: Option<ImportSource>,
     /// The last message of the branch shown (`null` without messages).
     active_leaf_id: Option<&'a str>,
 }
@@ -176,6 +177,7 @@ impl<'a> ConversationExport<'a> {
                 created_at: c.created_at,
                 updated_at: c.updated_at,
                 message_count: all.len(),
+                imported_from: c.imported_from,
                 active_leaf_id: tree.leaf(c.active_leaf.as_ref()).map(|i| all[i].id.as_str()),
             },
             messages,

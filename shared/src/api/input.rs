@@ -40,6 +40,21 @@ fn is_json(content_type: &str) -> bool {
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// Refuses a body that does not say it is JSON (415), unless the request is a bearer-token (or
+/// local) one, whose body is JSON whatever its content type says.
+pub fn json_content_type(req: &ApiRequest) -> Result<(), ApiError> {
+    match req.headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("?")) {
+        Some(ct) if is_json(ct) => Ok(()),
+        _ if req.any_content_type => Ok(()),
+        Some(ct) => Err(ApiError::UnsupportedMediaType(format!(
+            "content-type must be application/json, not {ct}"
+        ))),
+        None => Err(ApiError::UnsupportedMediaType(
+            "content-type must be application/json".to_owned(),
+        )),
+    }
+}
+
 /// Parses a JSON body into `T`. An empty body with no content type parses as `{}` when
 /// `empty_ok`. Refuses: non-JSON content types (415), invalid UTF-8 or JSON, unknown fields,
 /// wrong types, duplicate keys (400, naming the field).
@@ -52,21 +67,8 @@ pub fn json_body<T: DeserializeOwned>(req: &ApiRequest, empty_ok: bool) -> Resul
             return Err(ValidationError::body("a JSON body is required").into());
         }
     } else {
-        match content_type {
-            Some(ct) if is_json(ct) => &req.body,
-            // A bearer-token (or local) request: JSON whatever the content type says.
-            _ if req.any_content_type => &req.body,
-            Some(ct) => {
-                return Err(ApiError::UnsupportedMediaType(format!(
-                    "content-type must be application/json, not {ct}"
-                )))
-            }
-            None => {
-                return Err(ApiError::UnsupportedMediaType(
-                    "content-type must be application/json".to_owned(),
-                ))
-            }
-        }
+        json_content_type(req)?;
+        &req.body
     };
     let text = std::str::from_utf8(bytes).map_err(|_| ValidationError::body("the body is not valid UTF-8"))?;
     // serde reads a struct from an array positionally; a body is an object or nothing.

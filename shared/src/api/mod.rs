@@ -10,9 +10,11 @@ pub mod chat;
 pub mod conversations;
 pub mod error;
 pub mod export;
+pub mod export_all;
 pub mod files;
 pub mod health;
 pub mod idempotency;
+pub mod import;
 pub mod input;
 pub mod messages;
 pub mod organize;
@@ -69,6 +71,21 @@ pub struct ApiRequest {
 }
 
 impl ApiRequest {
+    /// A `GET` of `path` with `query`, no headers and no body (in-process callers: benchmarks,
+    /// tests).
+    pub fn get(path: &str, query: &[(&str, &str)], request_id: &str) -> Self {
+        Self {
+            method: Method::GET,
+            path: path.to_owned(),
+            query: query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            request_id: request_id.to_owned(),
+            claims: None,
+            any_content_type: false,
+        }
+    }
+
     /// The first value of a query parameter.
     pub fn query_param(&self, name: &str) -> Option<&str> {
         self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
@@ -199,6 +216,15 @@ const CORS_ALLOW_HEADERS: &str = "authorization, content-type, x-request-id, ide
 const CORS_EXPOSE_HEADERS: &str =
     "x-request-id, x-next-cursor, retry-after, location, idempotent-replayed, content-disposition";
 
+/// The largest body a request to `path` may carry: `ATHENA_MAX_IMPORT_BYTES` for `POST
+/// /api/import` (an export file), `ATHENA_MAX_BODY_BYTES` for everything else.
+pub fn body_limit(config: &Config, path: &str) -> usize {
+    match routes::find(Scope::All, path).map(|m| m.route.pattern) {
+        Some(routes::IMPORT_PATH) => config.limits.max_import_bytes.max(config.limits.max_body_bytes),
+        _ => config.limits.max_body_bytes,
+    }
+}
+
 /// Answers a request an adapter refused before routing it (a URI or headers too large, a body too
 /// large or too slow to arrive): the error's JSON shape with the same common headers (request id,
 /// security headers, CORS) and the same log line as [`handle`]'s answers.
@@ -284,11 +310,11 @@ async fn route(
         // No caller and no user data: the version and whether the store answers.
         return health::check(state).await;
     }
-    if req.body.len() > state.config.limits.max_body_bytes {
+    let limit = body_limit(&state.config, &req.path);
+    if req.body.len() > limit {
         return Err(ApiError::PayloadTooLarge(format!(
-            "the body is {} bytes; the limit is {} bytes",
+            "the body is {} bytes; the limit is {limit} bytes",
             req.body.len(),
-            state.config.limits.max_body_bytes
         )));
     }
     let caller = authenticate(&state.config, req).await?;
@@ -366,6 +392,8 @@ fn audit_action(op: Op) -> Option<&'static str> {
         Op::RestoreConversation => Some(action::CONVERSATION_RESTORE),
         Op::DeleteForever => Some(action::CONVERSATION_PURGE),
         Op::EmptyTrash => Some(action::TRASH_EMPTY),
+        Op::Import => Some(action::CONVERSATIONS_IMPORT),
+        Op::ExportAll => Some(action::CONVERSATIONS_EXPORT),
         _ => None,
     }
 }
@@ -434,6 +462,8 @@ async fn dispatch(
         Op::EmptyTrash => organize::empty(state, caller).await,
         Op::RestoreConversation => organize::restore(state, caller, input::conversation_id(id)?).await,
         Op::DeleteForever => organize::delete(state, caller, input::conversation_id(id)?).await,
+        Op::Import => import::post(state, caller, req).await,
+        Op::ExportAll => export_all::get(state, caller, req).await,
         Op::ListFiles => files::list(state, caller, req).await,
         Op::CreateFile => idempotency::once(state, caller, req, files::create(state, caller, req)).await,
         Op::GetFile => files::get(state, caller, id, req).await,

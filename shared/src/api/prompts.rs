@@ -23,7 +23,7 @@ use crate::store::PromptPatch;
 /// A prompt as the API shows it: the caller's own or a shared one.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct PromptView<'a> {
+pub struct PromptView<'a> {
     id: &'a str,
     title: &'a str,
     text: &'a str,

@@ -41,6 +41,10 @@ pub enum Op {
     RestoreConversation,
     /// `DELETE /api/trash/{id}`: delete a trashed conversation for good.
     DeleteForever,
+    /// `POST /api/import?source=auto|athena|chatgpt|claude`: conversations from an export file.
+    Import,
+    /// `GET /api/export?format=json|markdown`: every conversation of the caller, streamed.
+    ExportAll,
     /// `GET /api/projects`
     ListProjects,
     /// `POST /api/projects`
@@ -116,6 +120,9 @@ impl Route {
         self.ops.iter().map(|(m, _)| *m).collect()
     }
 }
+
+/// The import route's path (its body may be larger than other routes': `api::body_limit`).
+pub const IMPORT_PATH: &str = "/api/import";
 
 /// Every route of Athena.
 pub const ROUTES: &[Route] = &[
@@ -229,6 +236,16 @@ pub const ROUTES: &[Route] = &[
         pattern: "/api/conversations/{id}/export",
         function: "conversations",
         ops: &[("GET", Op::ExportConversation)],
+    },
+    Route {
+        pattern: "/api/export",
+        function: "export",
+        ops: &[("GET", Op::ExportAll)],
+    },
+    Route {
+        pattern: IMPORT_PATH,
+        function: "conversations",
+        ops: &[("POST", Op::Import)],
     },
     Route {
         pattern: "/api/conversations/{id}/messages",

@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use crate::domain::{
-    ts, Conversation, FinishReason, FolderId, Message, MessageId, MessagePart, ProjectId, Role, Solution, Timestamp,
-    Tree, Usage,
+    ts, Conversation, FinishReason, FolderId, ImportSource, Message, MessageId, MessagePart, ProjectId, Role, Solution,
+    Timestamp, Tree, Usage,
 };
 
 /// A conversation as the API shows it.
@@ -33,6 +33,7 @@ pub struct ConversationView<'a> {
     trashed_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none", with = "ts::option")]
     purge_at: Option<Timestamp>,
+    imported_from: Option<ImportSource>,
 }
 
 impl<'a> From<&'a Conversation> for ConversationView<'a> {
@@ -54,6 +55,7 @@ impl<'a> From<&'a Conversation> for ConversationView<'a> {
             is_archived: c.archived_at.is_some(),
             trashed_at: c.trashed_at,
             purge_at: c.purge_at(),
+            imported_from: c.imported_from,
         }
     }
 }

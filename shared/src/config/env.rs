@@ -43,6 +43,7 @@ variables! {
     "ATHENA_MAX_MESSAGE_CHARS", "10000", "longest user or system message, characters";
     "ATHENA_MAX_REPLY_CHARS", "200000", "longest assistant or tool message posted through the messages API, characters";
     "ATHENA_MAX_BODY_BYTES", "1048576", "largest request body, bytes";
+    "ATHENA_MAX_IMPORT_BYTES", "5242880", "largest body of `POST /api/import` (an export sent directly; Lambda takes at most 6 MB), bytes";
     "ATHENA_RATE_LIMIT_PER_MINUTE", "100", "requests per user per minute, all instances together (0: off)";
     "ATHENA_TOKEN_BUDGET_DAY", "1000000", "tokens (input + output) per user per UTC day (0: off)";
     "ATHENA_TOKEN_BUDGET_MONTH", "20000000", "tokens per user per UTC calendar month (0: off)";

@@ -66,6 +66,8 @@ impl Cors {
 pub struct Limits {
     /// Largest body, bytes.
     pub max_body_bytes: usize,
+    /// Largest body of `POST /api/import` (an export file sent directly), bytes.
+    pub max_import_bytes: usize,
     /// Longest user or system message, characters.
     pub max_message_chars: usize,
     /// Longest assistant or tool message posted through the messages API, characters.
@@ -76,6 +78,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_body_bytes: 1024 * 1024,
+            max_import_bytes: 5 * 1024 * 1024,
             max_message_chars: 10_000,
             max_reply_chars: 200_000,
         }
@@ -190,6 +193,7 @@ impl Config {
         };
         let limits = Limits {
             max_body_bytes: size("ATHENA_MAX_BODY_BYTES", defaults.max_body_bytes)?,
+            max_import_bytes: size("ATHENA_MAX_IMPORT_BYTES", defaults.max_import_bytes)?,
             max_message_chars: size("ATHENA_MAX_MESSAGE_CHARS", defaults.max_message_chars)?,
             max_reply_chars: size("ATHENA_MAX_REPLY_CHARS", defaults.max_reply_chars)?,
         };

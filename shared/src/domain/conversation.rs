@@ -209,6 +209,38 @@ pub struct Conversation {
     pub archived_at: Option<Timestamp>,
     /// When it was moved to the trash; `None`: not in the trash.
     pub trashed_at: Option<Timestamp>,
+    /// Where it was imported from (`POST /api/import`); `None` for a conversation made here.
+    pub imported_from: Option<ImportSource>,
+}
+
+/// The export an imported conversation came from (`importedFrom` in JSON).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImportSource {
+    /// Athena's own JSON export (`docs/export.md`).
+    Athena,
+    /// ChatGPT's `conversations.json`.
+    Chatgpt,
+    /// Claude's `conversations.json`.
+    Claude,
+}
+
+impl ImportSource {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImportSource::Athena => "athena",
+            ImportSource::Chatgpt => "chatgpt",
+            ImportSource::Claude => "claude",
+        }
+    }
+
+    /// Parses a wire name (`None` for anything else).
+    pub fn from_name(raw: &str) -> Option<Self> {
+        [ImportSource::Athena, ImportSource::Chatgpt, ImportSource::Claude]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+    }
 }
 
 impl Conversation {
@@ -240,6 +272,7 @@ impl Conversation {
             tags: Vec::new(),
             archived_at: None,
             trashed_at: None,
+            imported_from: None,
         }
     }
 

@@ -18,7 +18,7 @@ mod time;
 pub use activity::{AnalyticsEvent, AuditEntry, StatsDelta, StatsRow, BUCKETS_MS};
 pub use branch::Tree;
 pub use conversation::{
-    preview, Conversation, Solution, SolutionFilter, Title, DEFAULT_TITLE, MAX_TITLE_CHARS, PREVIEW_CHARS,
+    preview, Conversation, ImportSource, Solution, SolutionFilter, Title, DEFAULT_TITLE, MAX_TITLE_CHARS, PREVIEW_CHARS,
 };
 pub use file::{FileFormat, FileKind, FileStatus, StoredFile};
 pub use folder::{

@@ -148,6 +148,10 @@ impl Conversations for StoreParts {
         self.conversations.create_conversation(conversation, messages).await
     }
 
+    async fn import_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError> {
+        self.conversations.import_conversation(conversation, messages).await
+    }
+
     async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
         self.conversations.get_conversation(owner, id).await
     }

@@ -63,6 +63,11 @@ impl Conversations for CountingStore {
         self.inner.create_conversation(conversation, messages).await
     }
 
+    async fn import_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError> {
+        self.record("import_conversation");
+        self.inner.import_conversation(conversation, messages).await
+    }
+
     async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
         self.record("get_conversation");
         self.inner.get_conversation(owner, id).await

@@ -523,6 +523,16 @@ pub trait Conversations: Send + Sync {
     /// conversation, and creating it is no conflict.
     async fn create_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError>;
 
+    /// Creates an imported conversation with ALL its messages, however many (`POST /api/import`):
+    /// [`StoreError::Conflict`] when its owner already has a conversation with this id (a
+    /// re-import: nothing written). The conversation is never seen half-written: the embedded
+    /// store writes it in one transaction; DynamoDB does too when it fits one
+    /// `TransactWriteItems` (100 items), otherwise it writes the conversation hidden (marked
+    /// `importing`), its messages in `BatchWriteItem`s, then reveals it; an import interrupted
+    /// in between is finished by the next import of the same conversation
+    /// (`docs/data-model.md`).
+    async fn import_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError>;
+
     /// One conversation, without its messages.
     async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError>;
 

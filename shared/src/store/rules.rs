@@ -137,13 +137,20 @@ pub fn parse_ts(raw: &str) -> Result<Timestamp, StoreError> {
 }
 
 /// A conversation as stored when it is created with its first messages: `updatedAt` is the later
-/// of its own and the last message's time, the preview is the last message's, the count theirs.
+/// of its own and the last message's time, the preview is the active leaf's (when the
+/// conversation names one among them) or else the last message's, the count theirs.
 /// Without messages it is stored as given.
 pub fn as_created(conversation: &Conversation, messages: &[Message]) -> Conversation {
     let mut stored = conversation.clone();
     if let Some(last) = messages.last() {
+        // The preview is the active leaf's when one is named (an import's branch), else the newest.
+        let shown = conversation
+            .active_leaf
+            .as_ref()
+            .and_then(|leaf| messages.iter().find(|m| &m.id == leaf))
+            .unwrap_or(last);
         stored.updated_at = conversation.updated_at.max(last.created_at);
-        stored.last_message = Some(domain::preview(&last.content));
+        stored.last_message = Some(domain::preview(&shown.content));
         stored.message_count = messages.len() as u64;
     }
     stored

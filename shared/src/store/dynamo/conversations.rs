@@ -2,15 +2,15 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, ReturnValue, WriteRequest};
 
 use super::items::{assemble_messages, conversation_item, message_items, ConversationItem, Marker};
 use super::schema;
-use super::{classify, from_item, n, s, sdk_key, DynamoStore, Item};
+use super::{classify, from_item, n, s, sdk_key, DynamoStore, Item, MAX_TRANSACTION_ITEMS};
 use crate::domain::{Conversation, ConversationId, Message, Shelf, SolutionFilter, Timestamp, UserId};
 use crate::error::StoreError;
 use crate::store::rules::PINNED_RANK;
-use crate::store::{cursor, page_size, ConversationPatch, Conversations, ListConversations, Page, DEFAULT_PAGE};
+use crate::store::{cursor, page_size, rules, ConversationPatch, Conversations, ListConversations, Page, DEFAULT_PAGE};
 
 #[async_trait]
 impl Conversations for DynamoStore {
@@ -54,6 +54,81 @@ impl Conversations for DynamoStore {
                 "a message id or client message id is repeated".to_owned(),
             )),
         }
+    }
+
+    #[tracing::instrument(name = "dynamo.import_conversation", skip_all, fields(conversation = %conversation.id, messages = messages.len()))]
+    async fn import_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError> {
+        let table = &self.tables.conversations;
+        let mut writes = Vec::new();
+        for m in messages {
+            writes.extend(message_items(table, &conversation.owner, m, Marker::IfAbsent)?);
+        }
+        if writes.len() < MAX_TRANSACTION_ITEMS {
+            // It fits one transaction with its conversation: all or nothing.
+            return self.create_conversation(conversation, messages).await;
+        }
+        // 1. The conversation, hidden (`importing`, out of the listings): put if absent, or over
+        //    the hidden one of an import of it that was interrupted (which this one finishes).
+        let mut meta = ConversationItem::from_domain(&rules::as_created(conversation, messages));
+        let (gsi1pk, gsi2pk) = (meta.gsi1pk.take(), meta.gsi2pk.take());
+        meta.importing = Some(true);
+        let result = self
+            .client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(super::to_item(&meta)?))
+            .condition_expression("attribute_not_exists(#pk) OR importing = :yes")
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .send()
+            .await;
+        match result {
+            Ok(_) => {}
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                return Err(StoreError::Conflict(format!(
+                    "conversation {} already exists",
+                    conversation.id
+                )))
+            }
+            Err(e) => return Err(classify("PutItem imported conversation", e)),
+        }
+        // 2. Its messages (heads, chunks, client-id markers): plain puts, 25 a batch; writing
+        //    them again (a resumed import) writes the same items.
+        let mut requests = Vec::with_capacity(writes.len());
+        for write in writes {
+            let Some(put) = write.put else {
+                return Err(StoreError::internal(
+                    "import conversation",
+                    "a message write is not a put",
+                ));
+            };
+            let request = PutRequest::builder()
+                .set_item(Some(put.item))
+                .build()
+                .map_err(|e| StoreError::internal("building a put request", e))?;
+            requests.push(WriteRequest::builder().put_request(request).build());
+        }
+        for chunk in requests.chunks(25) {
+            self.batch_write(table, &mut chunk.to_vec()).await?;
+        }
+        // 3. Shown: back in the listings, the mark removed.
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(table)
+            .set_key(Some(sdk_key(meta.pk.clone(), schema::META.to_owned())))
+            .update_expression("SET gsi1pk = :g1, gsi2pk = :g2 REMOVE importing")
+            .condition_expression("importing = :yes")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true));
+        for (name, value) in [(":g1", gsi1pk), (":g2", gsi2pk)] {
+            let value = value.ok_or_else(|| StoreError::internal("import conversation", "no listing key"))?;
+            update = update.expression_attribute_values(name, s(&value));
+        }
+        update
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem reveal imported conversation", e))?;
+        Ok(())
     }
 
     #[tracing::instrument(name = "dynamo.get_conversation", skip_all, fields(conversation = %id))]

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::schema;
 use super::{from_item, put_if_absent, to_item, Item};
 use crate::domain::{
-    ts, ClientMessageId, Conversation, ConversationId, FinishReason, FolderId, Message, MessageId, MessagePart,
-    ProjectId, Role, Solution, SolutionFilter, Usage, UserId,
+    ts, ClientMessageId, Conversation, ConversationId, FinishReason, FolderId, ImportSource, Message, MessageId,
+    MessagePart, ProjectId, Role, Solution, SolutionFilter, Usage, UserId,
 };
 use crate::error::StoreError;
 use crate::store::{check_message_size, pin_base, rules, MAX_CONTENT_BYTES};
@@ -82,6 +82,12 @@ pub(super) struct ConversationItem {
     /// trash): the optimistic condition of the next one.
     #[serde(default)]
     pub(super) rev: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) imported_from: Option<ImportSource>,
+    /// Set while a large import writes its messages in batches (the conversation is hidden
+    /// meanwhile, like one being deleted): `Conversations::import_conversation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) importing: Option<bool>,
 }
 
 /// The index keys of a conversation on its shelf (`None`: not in that sparse index).
@@ -155,6 +161,8 @@ impl ConversationItem {
             gsi4pk: keys.gsi4pk,
             gsi4sk: rank,
             rev: 0,
+            imported_from: c.imported_from,
+            importing: None,
         }
     }
 
@@ -165,7 +173,7 @@ impl ConversationItem {
 
     /// Whether it is `owner`'s and no delete is under way (on any shelf, the trash included).
     pub(super) fn owned_by(&self, owner: &UserId) -> bool {
-        self.owner_id == owner.as_str() && !self.deleting.unwrap_or(false)
+        self.owner_id == owner.as_str() && !self.deleting.unwrap_or(false) && !self.importing.unwrap_or(false)
     }
 
     pub(super) fn into_domain(self) -> Result<Conversation, StoreError> {
@@ -200,6 +208,7 @@ impl ConversationItem {
             tags: self.tags,
             archived_at: self.archived_at.as_deref().map(rules::parse_ts).transpose()?,
             trashed_at: self.trashed_at.as_deref().map(rules::parse_ts).transpose()?,
+            imported_from: self.imported_from,
         })
     }
 }

@@ -548,5 +548,5 @@ fn update_item(update: Result<Update, aws_sdk_dynamodb::error::BuildError>) -> R
 }
 
 fn owner_condition() -> &'static str {
-    "attribute_exists(#pk) AND ownerId = :owner AND attribute_not_exists(deleting) AND attribute_not_exists(trashedAt)"
+    "attribute_exists(#pk) AND ownerId = :owner AND attribute_not_exists(deleting) AND attribute_not_exists(trashedAt) AND attribute_not_exists(importing)"
 }

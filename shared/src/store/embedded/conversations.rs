@@ -30,6 +30,12 @@ impl Conversations for EmbeddedStore {
         .await
     }
 
+    #[tracing::instrument(name = "embedded.import_conversation", skip_all, fields(conversation = %conversation.id, messages = messages.len()))]
+    async fn import_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError> {
+        // One transaction, however many messages.
+        self.create_conversation(conversation, messages).await
+    }
+
     #[tracing::instrument(name = "embedded.get_conversation", skip_all, fields(conversation = %id))]
     async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
         let (owner, id) = (owner.to_string(), id.to_string());

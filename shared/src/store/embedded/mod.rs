@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS conversations (
     tags          TEXT,
     archived_at   TEXT,
     trashed_at    TEXT,
+    imported_from TEXT,
     PRIMARY KEY (owner, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations (owner, rank DESC, id DESC);
@@ -220,6 +221,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
                 .map_err(sql_err("adding the organising columns"))?;
         }
     }
+    if !has_column("conversations", "imported_from")? {
+        conn.execute_batch("ALTER TABLE conversations ADD COLUMN imported_from TEXT")
+            .map_err(sql_err("adding conversations.imported_from"))?;
+    }
     if !has_column("messages", "owner")? {
         key_by_owner(conn)?;
     }
@@ -291,7 +296,7 @@ fn key_by_owner(conn: &mut Connection) -> Result<(), StoreError> {
 /// Every column of the `conversations` table.
 const CONVERSATION_TABLE_COLUMNS: &str = "id, owner, title, is_pinned, is_shared, model, solution_type, bucket, \
      created_at, updated_at, last_message, message_count, rank, active_leaf, project_id, folder_id, tags, archived_at, \
-     trashed_at";
+     trashed_at, imported_from";
 /// Every column of the `messages` table but the owner (the rebuild takes it from the conversation).
 const MESSAGE_TABLE_COLUMNS: &str = "conversation_id, id, client_id, role, content, parts, model, usage, latency_ms, \
      finish_reason, error, created_at, parent_id, writer";

@@ -4,14 +4,14 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::sql_err;
 use crate::domain::{
-    ts, ClientMessageId, Conversation, ConversationId, FolderId, Message, MessageId, ProjectId, Role, Solution,
-    SolutionFilter, UserId,
+    ts, ClientMessageId, Conversation, ConversationId, FolderId, ImportSource, Message, MessageId, ProjectId, Role,
+    Solution, SolutionFilter, UserId,
 };
 use crate::error::StoreError;
 use crate::store::{check_message_size, rules};
 
 pub(super) const CONVERSATION_COLUMNS: &str =
-    "id, owner, title, is_pinned, is_shared, model, solution_type, created_at, updated_at, last_message, message_count, rank, active_leaf, project_id, folder_id, tags, archived_at, trashed_at";
+    "id, owner, title, is_pinned, is_shared, model, solution_type, created_at, updated_at, last_message, message_count, rank, active_leaf, project_id, folder_id, tags, archived_at, trashed_at, imported_from";
 
 pub(super) fn row_to_conversation(
     row: &rusqlite::Row<'_>,
@@ -34,6 +34,7 @@ pub(super) fn row_to_conversation(
     let tags: Option<String> = row.get(15)?;
     let archived: Option<String> = row.get(16)?;
     let trashed: Option<String> = row.get(17)?;
+    let imported: Option<String> = row.get(18)?;
     let build = || -> Result<Conversation, StoreError> {
         Ok(Conversation {
             id: ConversationId::parse(&id).map_err(|e| StoreError::internal("stored id", e))?,
@@ -69,6 +70,12 @@ pub(super) fn row_to_conversation(
             },
             archived_at: archived.as_deref().map(rules::parse_ts).transpose()?,
             trashed_at: trashed.as_deref().map(rules::parse_ts).transpose()?,
+            imported_from: imported
+                .map(|s| {
+                    ImportSource::from_name(&s)
+                        .ok_or_else(|| StoreError::internal("stored import source", format!("unknown source {s}")))
+                })
+                .transpose()?,
         })
     };
     Ok((build(), rank))
@@ -331,7 +338,7 @@ pub(super) fn insert_conversation(
 ) -> Result<(), StoreError> {
     let stored = rules::as_created(c, messages);
     let result = tx.execute(
-        &format!("INSERT INTO conversations ({CONVERSATION_COLUMNS}, bucket) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"),
+        &format!("INSERT INTO conversations ({CONVERSATION_COLUMNS}, bucket) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"),
         params![
             stored.id.as_str(),
             stored.owner.as_str(),
@@ -351,6 +358,7 @@ pub(super) fn insert_conversation(
             tags_json(&stored.tags)?,
             stored.archived_at.as_ref().map(ts::format),
             stored.trashed_at.as_ref().map(ts::format),
+            stored.imported_from.map(ImportSource::as_str),
             SolutionFilter::of(stored.solution_type).bucket(),
         ],
     );

@@ -1,0 +1,163 @@
+//! Imported conversations (`Conversations::import_conversation`): stored whole whatever their
+//! size (on DynamoDB more than one transaction holds past 100 items), marked with their source,
+//! listed once, and never written twice.
+
+use super::*;
+use shared::domain::ImportSource;
+
+/// `n` messages: a line of `n - 10`, then ten versions of the last reply (siblings), some with
+/// a client id (a marker item each on DynamoDB).
+fn branched(ids: &IdGenerator, c: &Conversation, n: usize) -> Vec<Message> {
+    let mut messages: Vec<Message> = Vec::with_capacity(n);
+    for i in 0..n {
+        let role = if i % 2 == 0 { Role::User } else { Role::Assistant };
+        let mut m = text(ids, c, role, &format!("message {i} Ünïcødé"), at(i as i64));
+        let line = n - 10;
+        m.parent_id = match i {
+            0 => None,
+            i if i < line => Some(messages[i - 1].id.clone()),
+            _ => Some(messages[line - 2].id.clone()),
+        };
+        if i % 7 == 0 {
+            m.client_id = Some(ClientMessageId::parse(&format!("client-{i}")).expect("client id"));
+        }
+        messages.push(m);
+    }
+    messages
+}
+
+async fn an_import_of_any_size_is_stored_whole_once_and_marked(h: &dyn Harness) {
+    let store = h.store();
+    let ids = IdGenerator::new();
+    let alice = user(&unique("alice"));
+    for n in [12usize, 260] {
+        let mut c = conversation(&ids, &alice, at(0));
+        c.imported_from = Some(ImportSource::Chatgpt);
+        c.title = format!("Imported {n}");
+        let messages = branched(&ids, &c, n);
+        // The version shown is the first of the ten siblings, not the newest message.
+        let leaf = messages[n - 10].clone();
+        c.active_leaf = Some(leaf.id.clone());
+        store.import_conversation(&c, &messages).await.expect("import");
+        let (stored, back) = store.get_conversation_with_messages(&alice, &c.id).await.expect("read");
+        assert_eq!(back, messages, "{n}: every message, in order, as given");
+        assert_eq!(stored.message_count, n as u64);
+        assert_eq!(stored.imported_from, Some(ImportSource::Chatgpt));
+        assert_eq!(stored.active_leaf, Some(leaf.id.clone()));
+        assert_eq!(
+            stored.last_message.as_deref(),
+            Some(leaf.content.as_str()),
+            "the preview is the leaf's"
+        );
+        assert_eq!(stored.updated_at, messages[n - 1].created_at);
+        let raw = h.raw_count(&c).await;
+        let again = store.import_conversation(&c, &messages).await.expect_err("a re-import");
+        assert!(matches!(again, StoreError::Conflict(_)), "{again:?}");
+        assert_eq!(h.raw_count(&c).await, raw, "{n}: nothing written twice");
+    }
+    let listed = store
+        .list_conversations(&alice, &ListConversations::default())
+        .await
+        .expect("list");
+    let titles: Vec<&str> = listed.items.iter().map(|c| c.title.as_str()).collect();
+    assert_eq!(titles.len(), 2, "{titles:?}");
+    assert!(listed
+        .items
+        .iter()
+        .all(|c| c.imported_from == Some(ImportSource::Chatgpt)));
+    // Another owner's import of the same ids is theirs.
+    let bob = user(&unique("bob"));
+    let mut theirs = listed.items[0].clone();
+    theirs.owner = bob.clone();
+    store.import_conversation(&theirs, &[]).await.expect("bob's own");
+    assert_eq!(
+        store
+            .get_conversation(&bob, &theirs.id)
+            .await
+            .expect("bob's")
+            .imported_from,
+        Some(ImportSource::Chatgpt)
+    );
+    // A conversation made here has no source.
+    let here = created(h, &ids, &alice).await;
+    assert_eq!(
+        store
+            .get_conversation(&alice, &here.id)
+            .await
+            .expect("get")
+            .imported_from,
+        None
+    );
+}
+
+athena_tests::on_both_stores!(
+    |store| &Arc::new(store),
+    [an_import_of_any_size_is_stored_whole_once_and_marked]
+);
+
+/// DynamoDB: an import interrupted after its hidden conversation was written (some message items
+/// missing, the conversation still marked `importing`) is invisible (no read, listing or append
+/// sees it), and importing it again finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_large_import_is_hidden_and_the_next_import_finishes_it() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use shared::store::schema::{conversation_pk, META};
+
+    let store = Arc::new(athena_tests::dynamo_store().await);
+    let ids = IdGenerator::new();
+    let alice = user(&unique("alice"));
+    let mut c = conversation(&ids, &alice, at(0));
+    c.imported_from = Some(ImportSource::Claude);
+    let messages = branched(&ids, &c, 140);
+    store.import_conversation(&c, &messages).await.expect("import");
+    // Undo its end: hidden again, and the last 40 message heads gone.
+    let table = &store.tables().conversations;
+    let pk = conversation_pk(alice.as_str(), c.id.as_str());
+    store
+        .client()
+        .update_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(pk.clone()))
+        .key("sk", AttributeValue::S(META.to_owned()))
+        .update_expression("SET importing = :yes REMOVE gsi1pk, gsi2pk")
+        .expression_attribute_values(":yes", AttributeValue::Bool(true))
+        .send()
+        .await
+        .expect("mark");
+    for m in &messages[100..] {
+        store
+            .client()
+            .delete_item()
+            .table_name(table)
+            .key("pk", AttributeValue::S(pk.clone()))
+            .key(
+                "sk",
+                AttributeValue::S(shared::store::schema::message_sk(m.id.as_str())),
+            )
+            .send()
+            .await
+            .expect("delete");
+    }
+    let hidden = store.get_conversation(&alice, &c.id).await.expect_err("hidden");
+    assert!(matches!(hidden, StoreError::NotFound), "{hidden:?}");
+    let listed = store
+        .list_conversations(&alice, &ListConversations::default())
+        .await
+        .expect("list");
+    assert!(listed.items.is_empty(), "not listed while importing");
+    let late = text(&ids, &c, Role::User, "late", at(500));
+    let appended = store.append_message(&alice, &late, &Touch::default()).await;
+    assert!(matches!(appended, Err(StoreError::NotFound)), "{appended:?}");
+    // The same import again: finished, nothing doubled.
+    store.import_conversation(&c, &messages).await.expect("resumed");
+    let (stored, back) = store.get_conversation_with_messages(&alice, &c.id).await.expect("read");
+    assert_eq!(back, messages);
+    assert_eq!(stored.message_count, 140);
+    let listed = store
+        .list_conversations(&alice, &ListConversations::default())
+        .await
+        .expect("list");
+    assert_eq!(listed.items.len(), 1);
+    let again = store.import_conversation(&c, &messages).await.expect_err("done");
+    assert!(matches!(again, StoreError::Conflict(_)), "{again:?}");
+}
