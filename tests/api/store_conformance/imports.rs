@@ -110,20 +110,26 @@ async fn an_interrupted_large_import_is_hidden_and_the_next_import_finishes_it()
     c.imported_from = Some(ImportSource::Claude);
     let messages = branched(&ids, &c, 140);
     store.import_conversation(&c, &messages).await.expect("import");
-    // Undo its end: hidden again, and the last 40 message heads gone.
+    // Undo its end: hidden again (as the import leaves it before it is shown), and the last 40
+    // message heads gone.
     let table = &store.tables().conversations;
     let pk = conversation_pk(alice.as_str(), c.id.as_str());
-    store
-        .client()
-        .update_item()
-        .table_name(table)
-        .key("pk", AttributeValue::S(pk.clone()))
-        .key("sk", AttributeValue::S(META.to_owned()))
-        .update_expression("SET importing = :yes REMOVE gsi1pk, gsi2pk")
-        .expression_attribute_values(":yes", AttributeValue::Bool(true))
-        .send()
-        .await
-        .expect("mark");
+    let hide = |pk: String| {
+        store
+            .client()
+            .update_item()
+            .table_name(table)
+            .key("pk", AttributeValue::S(pk))
+            .key("sk", AttributeValue::S(META.to_owned()))
+            .update_expression("SET importing = :yes, gsi1pk = :hidden REMOVE gsi2pk")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(
+                ":hidden",
+                AttributeValue::S(shared::store::schema::importing_pk(alice.as_str())),
+            )
+            .send()
+    };
+    hide(pk.clone()).await.expect("mark");
     for m in &messages[100..] {
         store
             .client()
@@ -160,4 +166,26 @@ async fn an_interrupted_large_import_is_hidden_and_the_next_import_finishes_it()
     assert_eq!(listed.items.len(), 1);
     let again = store.import_conversation(&c, &messages).await.expect_err("done");
     assert!(matches!(again, StoreError::Conflict(_)), "{again:?}");
+    // An import interrupted for good is still its owner's: erasing the account finds it.
+    let mut other = conversation(&ids, &alice, at(1));
+    other.imported_from = Some(ImportSource::Claude);
+    let more = branched(&ids, &other, 120);
+    store.import_conversation(&other, &more).await.expect("import");
+    let other_pk = conversation_pk(alice.as_str(), other.id.as_str());
+    hide(other_pk.clone()).await.expect("mark");
+    let erased = store.erase_user(&alice, at(600)).await.expect("erase");
+    assert_eq!(erased.conversations, 2, "the shown one and the hidden one");
+    for pk in [pk, other_pk] {
+        let left = store
+            .client()
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(pk))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("query");
+        assert_eq!(left.count, 0, "nothing of the conversation is left");
+    }
 }

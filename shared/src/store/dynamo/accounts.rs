@@ -100,8 +100,12 @@ impl Accounts for DynamoStore {
     async fn erase_user(&self, user: &UserId, now: Timestamp) -> Result<Erased, StoreError> {
         let owner = user.as_str();
         let mut erased = Erased::default();
-        for shelf in Shelf::ALL {
-            let pk = schema::owner_shelf_pk(owner, shelf);
+        // Every shelf, and the conversations an interrupted import left hidden.
+        let partitions = Shelf::ALL
+            .into_iter()
+            .map(|shelf| schema::owner_shelf_pk(owner, shelf))
+            .chain(std::iter::once(schema::importing_pk(owner)));
+        for pk in partitions {
             for id in self.index_ids(schema::GSI_OWNER, "gsi1pk", &pk).await? {
                 let id = ConversationId::parse(&id).map_err(|e| StoreError::internal("stored conversation id", e))?;
                 match self.delete_conversation(user, &id).await {

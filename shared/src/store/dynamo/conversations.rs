@@ -71,6 +71,8 @@ impl Conversations for DynamoStore {
         //    the hidden one of an import of it that was interrupted (which this one finishes).
         let mut meta = ConversationItem::from_domain(&rules::as_created(conversation, messages));
         let (gsi1pk, gsi2pk) = (meta.gsi1pk.take(), meta.gsi2pk.take());
+        // Out of every listing, but still found by its owner's erasure (`Accounts::erase_user`).
+        meta.gsi1pk = Some(schema::importing_pk(conversation.owner.as_str()));
         meta.importing = Some(true);
         let result = self
             .client

@@ -179,6 +179,11 @@ pub fn owner_shelf_pk(owner: &str, shelf: Shelf) -> String {
     format!("USER#{owner}{}", shelf.key_suffix())
 }
 
+/// Owner index partition key of a user's conversations hidden while a large import writes them.
+pub fn importing_pk(owner: &str) -> String {
+    format!("USER#{owner}#IMPORTING")
+}
+
 /// Owner + solution index partition key.
 pub fn owner_solution_pk(owner: &str, bucket: &str) -> String {
     format!("USER#{owner}#SOL#{bucket}")
