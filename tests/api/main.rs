@@ -24,5 +24,6 @@ mod mcp;
 mod projects;
 mod prompts;
 mod resume;
+mod search;
 mod store_conformance;
 mod template;

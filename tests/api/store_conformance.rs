@@ -6,6 +6,7 @@ mod continued;
 mod files;
 mod projects;
 mod prompts;
+mod search;
 
 use std::sync::Arc;
 

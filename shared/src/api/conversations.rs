@@ -9,23 +9,14 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::views::{ConversationView, ConversationWithMessages, Success};
 use super::{input, json, with_cursor, ApiRequest, AppState, Body, Caller};
-use crate::domain::{Conversation, ConversationId, MessageId, ProjectId, Solution, SolutionFilter, Title, Tree};
+use crate::domain::{Conversation, ConversationId, MessageId, ProjectId, Solution, Title, Tree};
 use crate::error::{FieldError, ValidationError};
 use crate::store::{ActiveLeaf, ConversationPatch, Conversations, ListConversations, MAX_PAGE};
 
 /// `GET /api/conversations?limit&cursor&solutionType&projectId`: pinned first, then newest; the next page's
 /// cursor travels in `x-next-cursor` so the body stays the seed's array.
 pub async fn list(state: &AppState, caller: &Caller, req: &ApiRequest) -> Result<Response<Body>, ApiError> {
-    let solution = req
-        .query_param("solutionType")
-        .map(SolutionFilter::parse)
-        .transpose()
-        .map_err(|_| {
-            ValidationError::field(
-                "solutionType",
-                "must be general or one of manufacturing, maintenance, support, change-management, impact-analysis, requirements",
-            )
-        })?;
+    let solution = input::solution_filter(req)?;
     let project = req
         .query_param("projectId")
         .map(ProjectId::parse)

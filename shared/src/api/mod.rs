@@ -17,6 +17,7 @@ pub mod messages;
 pub mod projects;
 pub mod prompts;
 pub mod routes;
+pub mod search;
 pub mod views;
 
 use std::convert::Infallible;
@@ -420,6 +421,7 @@ async fn dispatch(
             crate::files::delete_for_conversation(state, &caller.user, Some(&id)).await;
             Ok(response)
         }
+        Op::Search => search::search(state, caller, req).await,
         Op::ListFiles => files::list(state, caller, req).await,
         Op::CreateFile => idempotency::once(state, caller, req, files::create(state, caller, req)).await,
         Op::GetFile => files::get(state, caller, id, req).await,

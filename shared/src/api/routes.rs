@@ -19,6 +19,8 @@ pub enum Op {
     DeleteConversation,
     /// `GET /api/conversations/{id}/export?format=json|markdown`: one conversation as a download.
     ExportConversation,
+    /// `GET /api/search?q&limit&cursor&solutionType`: full-text search over the caller's conversations.
+    Search,
     /// `GET /api/projects`
     ListProjects,
     /// `POST /api/projects`
@@ -110,6 +112,11 @@ pub const ROUTES: &[Route] = &[
             ("PATCH", Op::UpdateConversation),
             ("DELETE", Op::DeleteConversation),
         ],
+    },
+    Route {
+        pattern: "/api/search",
+        function: "conversations",
+        ops: &[("GET", Op::Search)],
     },
     Route {
         pattern: "/api/projects",

@@ -12,6 +12,7 @@ mod live;
 mod message;
 mod project;
 mod prompt;
+pub mod text;
 mod time;
 
 pub use activity::{AnalyticsEvent, AuditEntry, StatsDelta, StatsRow, BUCKETS_MS};

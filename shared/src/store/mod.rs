@@ -35,12 +35,13 @@ pub mod rules;
 pub use dynamo::schema;
 
 pub use compose::StoreParts;
-pub use open::{from_env, open, probe, Probe, PROBE_ID};
+pub use open::{from_env, open, open_dynamo, probe, Probe, PROBE_ID};
 pub use ports::{
     ActiveLeaf, Activity, Appended, Checkpoint, CheckpointAck, ConversationPatch, Conversations, Counters,
-    FileCondition, Files, HeldKey, Idempotency, ListConversations, ListMessages, Messages, Page, ProjectConversations,
-    ProjectPatch, Projects, PromptPatch, Prompts, Reservation, SavedResponse, Settlement, Stats, StatsUpdate, Store,
-    StoredKey, StreamLease, Streams, Touch, TurnBegun, TurnFinish, TurnLimits, TurnStart, TurnWrite, Turns,
+    FileCondition, Files, HeldKey, Idempotency, IndexHit, IndexQuery, ListConversations, ListMessages, Messages, Page,
+    ProjectConversations, ProjectPatch, Projects, PromptPatch, Prompts, Reservation, SavedResponse, Search, Settlement,
+    Stats, StatsUpdate, Store, StoredKey, StreamLease, Streams, Touch, TurnBegun, TurnFinish, TurnLimits, TurnStart,
+    TurnWrite, Turns,
 };
 pub use rules::{
     check_message_size, days_between, listing_rank, page_size, pin_base, retry_after, scaled_time, window_ends,
@@ -51,7 +52,7 @@ pub use rules::{
 /// The capability traits, to call store methods on any store: `use shared::store::prelude::*;`.
 pub mod prelude {
     pub use super::ports::{
-        Activity, Conversations, Counters, Files, Idempotency, Messages, Projects, Prompts, Stats, Store, Streams,
-        Turns,
+        Activity, Conversations, Counters, Files, Idempotency, Messages, Projects, Prompts, Search, Stats, Store,
+        Streams, Turns,
     };
 }

@@ -9,8 +9,8 @@ use super::rules::{
 };
 use crate::domain::{
     AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, FileId, LiveTurn, Message, MessageId,
-    Project, ProjectId, PromptId, SavedPrompt, Solution, SolutionFilter, StatsDelta, StatsRow, StoredFile, Timestamp,
-    UserId,
+    Project, ProjectId, PromptId, Role, SavedPrompt, Solution, SolutionFilter, StatsDelta, StatsRow, StoredFile,
+    Timestamp, UserId,
 };
 use crate::error::StoreError;
 
@@ -496,6 +496,44 @@ pub trait Files: Send + Sync {
     async fn delete_files(&self, owner: &UserId, ids: &[FileId]) -> Result<(), StoreError>;
 }
 
+/// A search of the owner's index: [`Search::search_index`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexQuery {
+    /// The query's distinct words ([`crate::domain::text::query_terms`]): a hit holds every one.
+    pub terms: Vec<String>,
+    /// How many hits of the ranking to skip.
+    pub offset: usize,
+    /// How many hits to return at most.
+    pub limit: usize,
+}
+
+/// One hit of the owner's index, not yet checked against its conversation (which may be gone or
+/// hidden: the search service resolves it through [`Conversations::get_conversation`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct IndexHit {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The message that matched; `None` when the conversation's title did.
+    pub message_id: Option<MessageId>,
+    /// The matched message's author.
+    pub role: Option<Role>,
+    /// When the matched message was stored.
+    pub created_at: Option<Timestamp>,
+    /// The matched message's indexed text ([`crate::domain::text::indexed_part`]), for its
+    /// snippet; `None` for a title hit (the title is read from the conversation).
+    pub text: Option<String>,
+}
+
+/// Full-text search over the owner's conversation titles and messages. Ranking, the same on every
+/// adapter: title hits first, then relevance (BM25 over the query's words), then the newest
+/// message first; ties by id. Only the owner's own index is ever read.
+#[async_trait]
+pub trait Search: Send + Sync {
+    /// The owner's hits for `query.terms` (every term in the title or the message), ranked,
+    /// `query.offset` skipped, at most `query.limit`.
+    async fn search_index(&self, owner: &UserId, query: &IndexQuery) -> Result<Vec<IndexHit>, StoreError>;
+}
+
 /// Conversations and their listing; every read and write scoped to the owner.
 #[async_trait]
 pub trait Conversations: Send + Sync {
@@ -710,6 +748,7 @@ pub trait Store:
     + Stats
     + Counters
     + Idempotency
+    + Search
     + 'static
 {
 }
@@ -726,6 +765,7 @@ impl<
             + Stats
             + Counters
             + Idempotency
+            + Search
             + 'static,
     > Store for T
 {
