@@ -122,14 +122,20 @@ impl StreamPoller {
         Ok(total)
     }
 
-    /// Drains the stream every `period`, forever (athena-local's indexer); failures are logged
-    /// and retried at the next period.
+    /// Drains the stream every `period`, forever (athena-local's indexer). A failure is logged
+    /// and retried after a doubling pause (at most a minute), so an unreachable stream does not
+    /// flood the log.
     pub async fn run(mut self, store: DynamoStore, period: Duration) {
+        let mut pause = period;
         loop {
-            if let Err(e) = self.drain(&store).await {
-                tracing::warn!(error = %e, "reading the conversations table's stream failed; retrying");
+            match self.drain(&store).await {
+                Ok(_) => pause = period,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_s = pause.as_secs(), "reading the conversations table's stream failed");
+                    pause = (pause * 2).min(Duration::from_secs(60));
+                }
             }
-            tokio::time::sleep(period).await;
+            tokio::time::sleep(pause).await;
         }
     }
 }
