@@ -3,12 +3,13 @@
 //! the results table of `docs/performance.md`. Nothing here asserts a timing; it reports.
 //!
 //! Subcommands (each prints its rows; `suite` runs them all and writes the document):
-//! `coldstart`, `roundtrips`, `relay`, `load`, `footprint`, `suite`.
+//! `coldstart`, `roundtrips`, `relay`, `load`, `footprint`, `mcp`, `search`, `suite`.
 
 mod coldstart;
 mod load;
 mod mcp;
 mod report;
+mod search;
 mod turns;
 
 use std::path::{Path, PathBuf};
@@ -67,10 +68,11 @@ fn main() -> std::process::ExitCode {
         "load" => runtime.block_on(load::load(&options)),
         "footprint" => Ok(report::footprint(&options)),
         "mcp" => runtime.block_on(mcp::mcp(&options)),
+        "search" => runtime.block_on(search::search_bench(&options)),
         "suite" => runtime.block_on(suite(&options)),
         _ => {
             eprintln!(
-                "usage: athena-bench <coldstart|roundtrips|relay|load|footprint|mcp|suite> [--root DIR] \
+                "usage: athena-bench <coldstart|roundtrips|relay|load|footprint|mcp|search|suite> [--root DIR] \
                  [--cold-runs N] [--turns N] [--load-secs S] [--no-moto] [--bin-dir target/release] \
                  [--doc docs/performance.md]"
             );
@@ -125,6 +127,8 @@ async fn suite(options: &Options) -> Result<Vec<Row>, String> {
     rows.extend(report::cost(&facts));
     eprintln!("== MCP tool calls");
     rows.extend(mcp::mcp(options).await?);
+    eprintln!("== full-text search");
+    rows.extend(search::search_bench(options).await?);
     Ok(rows)
 }
 

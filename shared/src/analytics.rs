@@ -35,12 +35,7 @@ pub fn cost_nano_usd(model: &ModelInfo, usage: &Usage) -> u64 {
         + usage.cache_write_tokens * (model.cache_write_micro_usd_per_mtok / 1000)
 }
 
-/// A user id as analytics stores it: a stable SHA-256 tag, not reversible to the id.
-pub fn user_hash(user: &UserId) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("athena-analytics\0{user}").as_bytes());
-    digest[..10].iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::domain::user_hash;
 
 fn one_hot(ms: u64) -> Vec<u64> {
     let mut h = vec![0; BUCKETS_MS.len() + 1];

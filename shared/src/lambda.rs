@@ -83,6 +83,41 @@ pub async fn run_streaming(function: &'static str) -> Result<(), lambda_http::Er
     .await
 }
 
+/// The `streams` function: the conversations table's stream records, handed to their reactions
+/// ([`crate::reactions`]); failed records are reported for a retry (`ReportBatchItemFailures`).
+pub async fn run_stream_consumer() -> Result<(), lambda_http::Error> {
+    telemetry::init();
+    let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?;
+    let store = store::open_dynamo(&config.store)
+        .await?
+        .ok_or_else(|| crate::config::ConfigError("the streams function needs ATHENA_TABLE".to_owned()))
+        .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?;
+    let store = Arc::new(store);
+    lambda_http::lambda_runtime::run(service_fn(
+        move |event: lambda_http::LambdaEvent<crate::reactions::StreamEvent>| {
+            let store = Arc::clone(&store);
+            async move { Ok::<_, Infallible>(consume(&store, &event.payload).await) }
+        },
+    ))
+    .await
+}
+
+/// One batch of stream records (tests feed `events/streams-*.json` through this).
+pub async fn consume(
+    store: &store::dynamo::DynamoStore,
+    event: &crate::reactions::StreamEvent,
+) -> crate::reactions::BatchResponse {
+    let (response, applied) = crate::reactions::handle(store, event).await;
+    tracing::info!(
+        records = applied.records,
+        postings_put = applied.index.puts,
+        postings_deleted = applied.index.deletes,
+        failed = !response.batch_item_failures.is_empty(),
+        "stream batch"
+    );
+    response
+}
+
 /// Configuration (read once), store and (for chat) the model provider.
 pub async fn init_state(with_chat: bool) -> Result<AppState, crate::config::ConfigError> {
     let config = Config::from_env()?;

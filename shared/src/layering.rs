@@ -23,6 +23,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("analytics", 7),
     ("audit", 7),
     ("ratelimit", 7),
+    ("search", 7),
+    ("reactions", 7),
     ("files", 7),
     ("import", 7),
     ("chat", 8),

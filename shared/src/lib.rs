@@ -12,8 +12,9 @@
 //! - [`store`], [`llm`], [`telemetry`]: the store ports by capability and their adapters
 //!   (DynamoDB, embedded SQLite); model providers behind one trait; JSON logs.
 //! - [`state`]: the application state every request reads (config, store, ids, model, clock).
-//! - [`analytics`], [`audit`], [`ratelimit`], [`chat`]: the services: usage events and counters,
-//!   the audit log, the per-minute request limit, the chat turn (plan, admission, context,
+//! - [`analytics`], [`audit`], [`ratelimit`], [`search`], [`chat`]: the services: usage events and
+//!   counters, the audit log, the per-minute request limit, full-text search over a user's own
+//!   conversations, the chat turn (plan, admission, context,
 //!   generation, finishing).
 //! - [`api`]: the HTTP layer: route table, handlers, strict input, the chat's HTTP half, the one
 //!   error mapping.
@@ -38,6 +39,8 @@ pub mod llm;
 pub mod local;
 pub mod mcp;
 pub mod ratelimit;
+pub mod reactions;
+pub mod search;
 pub mod state;
 pub mod store;
 pub mod stream;

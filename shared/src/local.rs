@@ -528,6 +528,8 @@ pub async fn run_from_env_with_demo_tools(demo_mes: Option<String>) -> Result<()
              or run the offline demo model with ATHENA_PROVIDER=scripted."
         );
     }
+    #[cfg(feature = "stream-poller")]
+    start_stream_indexer(&state.config.store).await;
     let state = Arc::new(state);
     spawn_housekeeping(Arc::clone(&state));
     serve(state, listener, async {
@@ -535,4 +537,26 @@ pub async fn run_from_env_with_demo_tools(demo_mes: Option<String>) -> Result<()
     })
     .await
     .map_err(StartError::Serve)
+}
+
+/// On DynamoDB, the search indexer that the `streams` function runs in AWS, run here by reading
+/// the conversations table's stream once a second ([`crate::reactions::StreamPoller`]): search
+/// finds what was written within about a second, as deployed.
+#[cfg(feature = "stream-poller")]
+async fn start_stream_indexer(config: &crate::config::StoreConfig) {
+    use crate::reactions::StreamPoller;
+    let store = match crate::store::open_dynamo(config).await {
+        Ok(Some(store)) => store,
+        Ok(None) => return,
+        Err(e) => {
+            eprintln!("athena-local: search indexing is off ({e})");
+            return;
+        }
+    };
+    match StreamPoller::new(&store, StreamPoller::client_from_env().await).await {
+        Ok(poller) => {
+            tokio::spawn(poller.run(store, std::time::Duration::from_secs(1)));
+        }
+        Err(e) => eprintln!("athena-local: search indexing is off: the table's stream cannot be read ({e})"),
+    }
 }

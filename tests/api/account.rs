@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use athena_tests::indexed::IntoIndexed;
 use athena_tests::tokens::{self, claims, hs256, SECRET};
 use athena_tests::{dynamo_store, spawn_state, unique, with_bearer, TestApp};
 use serde_json::{json, Value};
@@ -112,11 +113,14 @@ async fn leave_traces(app: &TestApp, token: &str, user: &str, files: &std::path:
 const ALICE: &str = "erasure-alice-0001";
 const BOB: &str = "erasure-bob-0002";
 
-/// The whole scenario on one store; `raw` dumps every stored item as text.
-async fn erasing_leaves_nothing<F, Fut>(store: Arc<dyn Store>, raw: F)
+/// The whole scenario on one store; `raw` dumps every stored item as text; `settle` brings the
+/// search index up to date (DynamoDB: the stream consumer, driven with moto's stream records).
+async fn erasing_leaves_nothing<F, Fut, S, SFut>(store: Arc<dyn Store>, raw: F, settle: S)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Vec<String>>,
+    S: Fn() -> SFut,
+    SFut: std::future::Future<Output = ()>,
 {
     let dir = std::env::temp_dir().join(unique("athena-erase-files"));
     let app = app(Arc::clone(&store), &dir).await;
@@ -134,8 +138,15 @@ where
         }
         seen = now;
     }
+    settle().await;
     let before = raw().await;
     assert!(before.iter().any(|row| row.contains(ALICE)), "alice's items are stored");
+    assert!(
+        before
+            .iter()
+            .any(|row| row.contains(&format!("SRCH#{ALICE}#")) || row.starts_with("search_fts")),
+        "alice's messages are indexed for search"
+    );
     assert!(
         before.iter().any(|row| row.contains(&hash)),
         "alice's analytics are stored"
@@ -152,6 +163,8 @@ where
     assert_eq!(erased.json["conversations"], json!(4), "{}", erased.text);
     assert_eq!(erased.json["files"], json!(1));
     let audit_id = erased.json["auditId"].as_str().expect("audit id").to_owned();
+    // The deletions' stream records take the postings out (DynamoDB).
+    settle().await;
     let after = raw().await;
     let left: Vec<&String> = after
         .iter()
@@ -217,13 +230,14 @@ async fn erasing_an_account_leaves_no_row_of_the_user_in_sqlite() {
             rows
         }
     };
-    erasing_leaves_nothing(store, raw).await;
+    erasing_leaves_nothing(store, raw, || async {}).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erasing_an_account_leaves_no_item_of_the_user_in_dynamodb() {
-    let store = Arc::new(dynamo_store().await);
+    let indexed = dynamo_store().await.indexed().await;
+    let store = Arc::clone(&indexed.dynamo.as_ref().expect("dynamodb").0);
     let scanned = Arc::clone(&store);
     let raw = move || {
         let store: Arc<DynamoStore> = Arc::clone(&scanned);
@@ -253,5 +267,11 @@ async fn erasing_an_account_leaves_no_item_of_the_user_in_dynamodb() {
             rows
         }
     };
-    erasing_leaves_nothing(store, raw).await;
+    let settle = move || {
+        let indexed = indexed.clone();
+        async move {
+            indexed.settle().await;
+        }
+    };
+    erasing_leaves_nothing(store, raw, settle).await;
 }

@@ -96,6 +96,10 @@ async fn every_sample_event_is_answered_as_documented() {
     let openapi = OpenApi::shared();
     for path in files {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        if name.starts_with("streams-") {
+            // DynamoDB stream events, not HTTP: the_sample_stream_event_indexes_its_message_and_title.
+            continue;
+        }
         let function: &'static str = if name.starts_with("messages-") {
             "messages"
         } else if name.starts_with("conversations-") || name.starts_with("files-") {
@@ -216,4 +220,52 @@ async fn a_function_answers_only_its_own_routes() {
     let event = lambda_http::request::from_str(&text).expect("event");
     let response = shared::lambda::respond(&state, "conversations", event).await;
     assert_eq!(response.status().as_u16(), 404);
+}
+
+/// `events/streams-index.json` (a message inserted and a conversation renamed, as the stream
+/// delivers them to the `streams` function) goes through the function's handler on DynamoDB
+/// (moto): the message's and the new title's words are indexed, applying it again changes
+/// nothing, and a store that does not answer reports the first record for a retry.
+#[tokio::test]
+async fn the_sample_stream_event_indexes_its_message_and_title() {
+    use shared::store::{IndexQuery, Search};
+    let text = std::fs::read_to_string(workspace_root().join("events/streams-index.json")).expect("read");
+    let event: shared::reactions::StreamEvent = serde_json::from_str(&text).expect("a DynamoDB stream event");
+    let store = athena_tests::dynamo_store().await;
+    let response = shared::lambda::consume(&store, &event).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let owner = UserId::parse(USER).expect("user");
+    let search = |q: &str| {
+        let query = IndexQuery {
+            terms: shared::domain::text::query_terms(q).expect("query"),
+            offset: 0,
+            limit: 10,
+        };
+        let (store, owner) = (&store, &owner);
+        async move { store.search_index(owner, &query).await.expect("search") }
+    };
+    let hydraulic = search("hydraulic").await;
+    assert_eq!(hydraulic.len(), 1, "{hydraulic:?}");
+    assert_eq!(
+        hydraulic[0].message_id.as_ref().map(|m| m.as_str()),
+        Some("01JDMSG0000000000000000AB2")
+    );
+    assert_eq!(hydraulic[0].role, Some(Role::Assistant));
+    let valve = search("valve").await;
+    assert_eq!(valve.len(), 2, "the new title and the message: {valve:?}");
+    assert_eq!(valve[0].message_id, None, "the title first");
+    assert!(
+        search("conversation").await.is_empty(),
+        "the default title is not indexed"
+    );
+    let again = shared::lambda::consume(&store, &event).await;
+    assert!(again.batch_item_failures.is_empty());
+    assert_eq!(search("valve").await.len(), 2, "idempotent");
+    let down = athena_tests::unreachable_dynamo_store(1, store.tables().clone()).await;
+    let failed = shared::lambda::consume(&down, &event).await;
+    let json = serde_json::to_value(&failed).expect("json");
+    assert_eq!(
+        json,
+        serde_json::json!({"batchItemFailures": [{"itemIdentifier": "111000000000000000000001"}]})
+    );
 }

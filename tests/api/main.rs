@@ -28,5 +28,6 @@ mod organize;
 mod projects;
 mod prompts;
 mod resume;
+mod search;
 mod store_conformance;
 mod template;

@@ -8,6 +8,7 @@ mod imports;
 mod organize;
 mod projects;
 mod prompts;
+mod search;
 
 use std::sync::Arc;
 

@@ -253,6 +253,12 @@ fn the_tables_in_the_template_are_the_tables_in_the_code() {
             None => assert!(props["TimeToLiveSpecification"].is_null()),
         }
         assert_eq!(
+            props["StreamSpecification"]["StreamViewType"].as_str(),
+            table.stream,
+            "{} stream",
+            table.logical_id
+        );
+        assert_eq!(
             props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(),
             Some(true)
         );
@@ -655,9 +661,13 @@ fn every_function_has_least_privilege() {
                 // only_the_conversations_and_chat_functions_touch_the_files_bucket).
                 let files = matches!(binary, "conversations" | "chat" | "housekeeping")
                     && (action.starts_with("s3:") || action.starts_with("kms:"));
+                // The stream consumer's dead-letter queue (checked in detail by
+                // the_stream_consumer_writes_postings_only_and_reads_the_filtered_stream).
+                let dead_letters = binary == "streams" && action == "sqs:SendMessage";
                 assert!(
                     action.starts_with("dynamodb:")
                         || files
+                        || dead_letters
                         || (binary == "chat"
                             && (action.starts_with("bedrock:") || action == "secretsmanager:GetSecretValue")),
                     "{name}.{sid}: {action} is outside what {binary} does"
@@ -712,9 +722,10 @@ fn every_function_has_least_privilege() {
                 );
             }
         }
-        // Every function probes the conversations table during init (shared::lambda::warm_store).
+        // Every API function probes the conversations table during init
+        // (shared::lambda::warm_store); the stream consumer serves no request and reads nothing.
         assert!(
-            probes,
+            probes || binary == "streams",
             "{name}: its cold-start probe (Query on ConversationsTable) is denied"
         );
     }
@@ -1002,4 +1013,116 @@ fn the_files_bucket_is_named_to_exactly_the_functions_that_use_it() {
     }
     let output = &template["Outputs"]["FilesBucketName"]["Value"];
     assert!(is_ref(output, &bucket), "the bucket's name is an output: {output:?}");
+}
+
+/// The stream consumer (the search indexer, `shared::reactions`): it may write search postings
+/// (`SRCH#` partitions) and nothing else of the table, reads the table's stream, sends failed
+/// batches to its dead-letter queue; the mapping lets only conversation and message records
+/// through, reports failed records one by one and has an on-failure destination.
+#[test]
+fn the_stream_consumer_writes_postings_only_and_reads_the_filtered_stream() {
+    let template = expanded();
+    let functions: Vec<(String, &Value)> = resources_of_type(&template, "AWS::Serverless::Function")
+        .into_iter()
+        .filter(|(_, f)| f["Metadata"]["BuildProperties"]["Binary"].as_str() == Some("streams"))
+        .collect();
+    assert_eq!(functions.len(), 1, "one stream consumer");
+    let (name, function) = &functions[0];
+    assert!(
+        function["Properties"]["Events"].is_null(),
+        "{name}: no API event, no SAM-made policy"
+    );
+    let statements = statements(function);
+    let by_sid = |sid: &str| {
+        statements
+            .iter()
+            .find(|s| s.0 == sid)
+            .unwrap_or_else(|| panic!("{name}: no statement {sid}"))
+    };
+    assert_eq!(statements.len(), 3, "{name}: {statements:?}");
+    let (_, actions, resources, condition) = by_sid("SearchPostings");
+    assert_eq!(actions, &["dynamodb:BatchWriteItem".to_owned()]);
+    assert_eq!(resources, &["ConversationsTable.Arn".to_owned()]);
+    let keys = &condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
+    assert_eq!(
+        keys.as_sequence()
+            .map(|k| k.iter().filter_map(Value::as_str).collect::<Vec<_>>()),
+        Some(vec!["SRCH#*"]),
+        "postings only"
+    );
+    assert!(shared::store::schema::search_pk("u", "t").starts_with("SRCH#"));
+    let (_, actions, resources, _) = by_sid("ConversationsStream");
+    let mut actions = actions.clone();
+    actions.sort();
+    assert_eq!(
+        actions,
+        [
+            "dynamodb:DescribeStream",
+            "dynamodb:GetRecords",
+            "dynamodb:GetShardIterator",
+            "dynamodb:ListStreams"
+        ]
+    );
+    assert_eq!(resources, &["${ConversationsTable.Arn}/stream/*".to_owned()]);
+    let (_, actions, resources, _) = by_sid("DeadLetters");
+    assert_eq!(actions, &["sqs:SendMessage".to_owned()]);
+    assert_eq!(resources, &["StreamsDeadLetterQueue.Arn".to_owned()]);
+
+    let mappings = resources_of_type(&template, "AWS::Lambda::EventSourceMapping");
+    assert_eq!(mappings.len(), 1);
+    let props = &mappings[0].1["Properties"];
+    let mut source = Vec::new();
+    strings(&props["EventSourceArn"], &mut source);
+    assert_eq!(source, ["ConversationsTable.StreamArn"]);
+    assert_eq!(
+        props["FunctionResponseTypes"]
+            .as_sequence()
+            .map(|t| t.iter().filter_map(Value::as_str).collect::<Vec<_>>()),
+        Some(vec!["ReportBatchItemFailures"])
+    );
+    let mut destination = Vec::new();
+    strings(
+        &props["DestinationConfig"]["OnFailure"]["Destination"],
+        &mut destination,
+    );
+    assert_eq!(destination, ["StreamsDeadLetterQueue.Arn"]);
+    assert!(props["MaximumRetryAttempts"].as_u64().is_some_and(|n| n > 0 && n <= 10));
+    // The filter: every record of a conversation's META or a message, nothing else (checked
+    // against what the consumer follows).
+    let patterns: Vec<serde_json::Value> = props["FilterCriteria"]["Filters"]
+        .as_sequence()
+        .expect("filters")
+        .iter()
+        .map(|f| serde_json::from_str(f["Pattern"].as_str().expect("pattern")).expect("a JSON pattern"))
+        .collect();
+    let passes = |sk: &str| {
+        patterns.iter().any(|p| {
+            p["dynamodb"]["Keys"]["sk"]["S"]
+                .as_array()
+                .expect("a sort key pattern")
+                .iter()
+                .any(|m| m.as_str() == Some(sk) || m["prefix"].as_str().is_some_and(|pre| sk.starts_with(pre)))
+        })
+    };
+    for (pk, sk) in [
+        ("CONV#u#c", "META"),
+        ("CONV#u#c", "MSG#01JH0000000000000000000001"),
+        ("CONV#u#c", "CID#x"),
+        ("CONV#u#c", "LIVE"),
+        ("CONV#u#c", "STREAM#t#000001"),
+        ("SRCH#u#valve", "M#01JH0000000000000000000001#c"),
+        ("IDEM#u", "key"),
+    ] {
+        if shared::store::dynamo::is_indexed(pk, sk) {
+            assert!(passes(sk), "{pk} {sk} must reach the consumer");
+        }
+        if !sk.starts_with("MSG#") && sk != "META" {
+            assert!(!passes(sk), "{pk} {sk} must not invoke the consumer");
+        }
+    }
+    // The stream carries the old image the index needs to remove postings.
+    assert_eq!(
+        template["Resources"]["ConversationsTable"]["Properties"]["StreamSpecification"]["StreamViewType"].as_str(),
+        Some(shared::store::schema::STREAM_VIEW)
+    );
 }

@@ -136,6 +136,7 @@ pub async fn unreachable_dynamo_store(max_attempts: u32, tables: Tables) -> Dyna
 pub mod bedrock_mock;
 mod both;
 pub mod faults;
+pub mod indexed;
 pub mod openapi;
 pub mod probes;
 pub mod sse;

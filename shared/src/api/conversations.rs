@@ -10,8 +10,7 @@ use super::error::ApiError;
 use super::views::{ConversationView, ConversationWithMessages, Success};
 use super::{input, json, with_cursor, ApiRequest, AppState, Body, Caller};
 use crate::domain::{
-    parse_tag, parse_tags, Conversation, ConversationId, FolderId, MessageId, ProjectId, Shelf, Solution,
-    SolutionFilter, Title, Tree,
+    parse_tag, parse_tags, Conversation, ConversationId, FolderId, MessageId, ProjectId, Shelf, Solution, Title, Tree,
 };
 use crate::error::{FieldError, ValidationError};
 use crate::store::{ActiveLeaf, ConversationPatch, ListConversations, MAX_PAGE};
@@ -30,16 +29,7 @@ pub async fn list(state: &AppState, caller: &Caller, req: &ApiRequest) -> Result
 
 /// The listing filters of the query string, on `shelf`.
 pub(super) fn filters(state: &AppState, req: &ApiRequest, shelf: Shelf) -> Result<ListConversations, ApiError> {
-    let solution = req
-        .query_param("solutionType")
-        .map(SolutionFilter::parse)
-        .transpose()
-        .map_err(|_| {
-            ValidationError::field(
-                "solutionType",
-                "must be general or one of manufacturing, maintenance, support, change-management, impact-analysis, requirements",
-            )
-        })?;
+    let solution = input::solution_filter(req)?;
     let project = req
         .query_param("projectId")
         .map(ProjectId::parse)

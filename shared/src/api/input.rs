@@ -135,6 +135,20 @@ pub fn flag(req: &ApiRequest, name: &str) -> Result<Option<bool>, ApiError> {
     }
 }
 
+/// Parses `solutionType` (a listing's or a search's filter): `general` or a solution.
+pub fn solution_filter(req: &ApiRequest) -> Result<Option<crate::domain::SolutionFilter>, ApiError> {
+    req.query_param("solutionType")
+        .map(crate::domain::SolutionFilter::parse)
+        .transpose()
+        .map_err(|_| {
+            ValidationError::field(
+                "solutionType",
+                "must be general or one of manufacturing, maintenance, support, change-management, impact-analysis, requirements",
+            )
+            .into()
+        })
+}
+
 /// Parses `cursor`: opaque, bounded.
 pub fn cursor(req: &ApiRequest) -> Result<Option<String>, ApiError> {
     match req.query_param("cursor") {

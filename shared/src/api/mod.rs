@@ -21,6 +21,7 @@ pub mod organize;
 pub mod projects;
 pub mod prompts;
 pub mod routes;
+pub mod search;
 pub mod views;
 
 use std::convert::Infallible;
@@ -464,6 +465,7 @@ async fn dispatch(
         Op::DeleteForever => organize::delete(state, caller, input::conversation_id(id)?).await,
         Op::Import => import::post(state, caller, req).await,
         Op::ExportAll => export_all::get(state, caller, req).await,
+        Op::Search => search::search(state, caller, req).await,
         Op::ListFiles => files::list(state, caller, req).await,
         Op::CreateFile => idempotency::once(state, caller, req, files::create(state, caller, req)).await,
         Op::GetFile => files::get(state, caller, id, req).await,

@@ -45,6 +45,8 @@ pub enum Op {
     Import,
     /// `GET /api/export?format=json|markdown`: every conversation of the caller, streamed.
     ExportAll,
+    /// `GET /api/search?q&limit&cursor&solutionType`: full-text search over the caller's conversations.
+    Search,
     /// `GET /api/projects`
     ListProjects,
     /// `POST /api/projects`
@@ -178,6 +180,11 @@ pub const ROUTES: &[Route] = &[
         pattern: "/api/trash/{id}/restore",
         function: "conversations",
         ops: &[("POST", Op::RestoreConversation)],
+    },
+    Route {
+        pattern: "/api/search",
+        function: "conversations",
+        ops: &[("GET", Op::Search)],
     },
     Route {
         pattern: "/api/projects",

@@ -130,3 +130,10 @@ pub struct AuditEntry {
     #[serde(default, skip_serializing)]
     pub expires_at: i64,
 }
+
+/// A user id as analytics stores it: a stable SHA-256 tag, not reversible to the id.
+pub fn user_hash(user: &super::UserId) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("athena-analytics\0{user}").as_bytes());
+    digest[..10].iter().map(|b| format!("{b:02x}")).collect()
+}

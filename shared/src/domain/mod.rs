@@ -13,9 +13,10 @@ mod live;
 mod message;
 mod project;
 mod prompt;
+pub mod text;
 mod time;
 
-pub use activity::{AnalyticsEvent, AuditEntry, StatsDelta, StatsRow, BUCKETS_MS};
+pub use activity::{user_hash, AnalyticsEvent, AuditEntry, StatsDelta, StatsRow, BUCKETS_MS};
 pub use branch::Tree;
 pub use conversation::{
     preview, Conversation, ImportSource, Solution, SolutionFilter, Title, DEFAULT_TITLE, MAX_TITLE_CHARS, PREVIEW_CHARS,

@@ -52,6 +52,8 @@ pub struct StoreParts {
     pub counters: Arc<dyn Counters>,
     /// `Idempotency-Key` records.
     pub idempotency: Arc<dyn Idempotency>,
+    /// The full-text index.
+    pub search: Arc<dyn super::ports::Search>,
 }
 
 impl std::fmt::Debug for StoreParts {
@@ -77,7 +79,8 @@ impl StoreParts {
             activity: store.clone(),
             stats: store.clone(),
             counters: store.clone(),
-            idempotency: store,
+            idempotency: store.clone(),
+            search: store,
         }
     }
 
@@ -96,6 +99,12 @@ impl StoreParts {
     /// Replaces the saved-prompts capability.
     pub fn with_prompts(mut self, part: Arc<dyn super::ports::Prompts>) -> Self {
         self.prompts = part;
+        self
+    }
+
+    /// Replaces the full-text search capability.
+    pub fn with_search(mut self, part: Arc<dyn super::ports::Search>) -> Self {
+        self.search = part;
         self
     }
 
@@ -497,5 +506,16 @@ impl Idempotency for StoreParts {
 
     async fn release_key(&self, held: &HeldKey) -> Result<(), StoreError> {
         self.idempotency.release_key(held).await
+    }
+}
+
+#[async_trait]
+impl super::ports::Search for StoreParts {
+    async fn search_index(
+        &self,
+        owner: &UserId,
+        query: &super::ports::IndexQuery,
+    ) -> Result<Vec<super::ports::IndexHit>, StoreError> {
+        self.search.search_index(owner, query).await
     }
 }

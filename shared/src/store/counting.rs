@@ -469,3 +469,15 @@ impl Idempotency for CountingStore {
         self.inner.release_key(held).await
     }
 }
+
+#[async_trait]
+impl crate::store::Search for CountingStore {
+    async fn search_index(
+        &self,
+        owner: &UserId,
+        query: &crate::store::IndexQuery,
+    ) -> Result<Vec<crate::store::IndexHit>, StoreError> {
+        self.record("search_index");
+        self.inner.search_index(owner, query).await
+    }
+}

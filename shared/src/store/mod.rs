@@ -29,19 +29,20 @@ pub mod dynamo;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 mod open;
+pub mod organizing;
 pub mod ports;
 pub mod rules;
 
 pub use dynamo::schema;
 
 pub use compose::StoreParts;
-pub use open::{from_env, open, probe, Probe, PROBE_ID};
+pub use open::{from_env, open, open_dynamo, probe, Probe, PROBE_ID};
 pub use ports::{
     Accounts, ActiveLeaf, Activity, Appended, Checkpoint, CheckpointAck, ConversationPatch, Conversations, Counters,
-    Erased, FileCondition, Files, FolderDeleted, HeldKey, Housekeeping, Idempotency, ListConversations, ListMessages,
-    Messages, Organizer, Page, ProjectConversations, ProjectPatch, Projects, PromptPatch, Prompts, Reservation,
-    SavedResponse, Settlement, Stats, StatsUpdate, Store, StoredKey, StreamLease, Streams, TagCount, Touch, TurnBegun,
-    TurnFinish, TurnLimits, TurnStart, TurnWrite, Turns,
+    Erased, FileCondition, Files, FolderDeleted, HeldKey, Housekeeping, Idempotency, IndexHit, IndexQuery,
+    ListConversations, ListMessages, Messages, Organizer, Page, ProjectConversations, ProjectPatch, Projects,
+    PromptPatch, Prompts, Reservation, SavedResponse, Search, Settlement, Stats, StatsUpdate, Store, StoredKey,
+    StreamLease, Streams, TagCount, Touch, TurnBegun, TurnFinish, TurnLimits, TurnStart, TurnWrite, Turns,
 };
 pub use rules::{
     check_message_size, days_between, listing_rank, page_size, pin_base, retry_after, scaled_time, window_ends,
@@ -53,6 +54,6 @@ pub use rules::{
 pub mod prelude {
     pub use super::ports::{
         Accounts, Activity, Conversations, Counters, Files, Housekeeping, Idempotency, Messages, Organizer, Projects,
-        Prompts, Stats, Store, Streams, Turns,
+        Prompts, Search, Stats, Store, Streams, Turns,
     };
 }

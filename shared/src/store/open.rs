@@ -10,31 +10,41 @@ use crate::error::StoreError;
 /// Opens the configured store: DynamoDB (creating missing tables when asked, for local
 /// DynamoDB-API servers; production tables come from `template.yaml`) or the embedded store.
 pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, ConfigError> {
+    if let Some(store) = open_dynamo(config).await? {
+        return Ok(Arc::new(store));
+    }
     match &config.kind {
-        StoreKind::Dynamo {
-            conversations_table,
-            events_table,
-            create_tables,
-        } => {
-            let tables = dynamo::Tables {
-                conversations: conversations_table.clone(),
-                events: events_table.clone(),
-            };
-            let client = dynamo::client_from_env().await;
-            let store = dynamo::DynamoStore::new(client, tables).with_event_ttl(config.event_ttl);
-            if *create_tables {
-                store
-                    .create_tables()
-                    .await
-                    .map_err(|e| ConfigError(format!("creating the DynamoDB tables: {e}")))?;
-            }
-            Ok(Arc::new(store))
-        }
         StoreKind::Embedded { path } => open_embedded(path, config.event_ttl),
-        StoreKind::MissingTable => Err(ConfigError(
+        StoreKind::Dynamo { .. } | StoreKind::MissingTable => Err(ConfigError(
             "ATHENA_TABLE must name the DynamoDB table inside Lambda".to_owned(),
         )),
     }
+}
+
+/// The DynamoDB store, when the configuration names one (creating missing tables when asked):
+/// what [`open`] opens, and what the stream consumer and athena-local's indexer use directly.
+pub async fn open_dynamo(config: &StoreConfig) -> Result<Option<dynamo::DynamoStore>, ConfigError> {
+    let StoreKind::Dynamo {
+        conversations_table,
+        events_table,
+        create_tables,
+    } = &config.kind
+    else {
+        return Ok(None);
+    };
+    let tables = dynamo::Tables {
+        conversations: conversations_table.clone(),
+        events: events_table.clone(),
+    };
+    let client = dynamo::client_from_env().await;
+    let store = dynamo::DynamoStore::new(client, tables).with_event_ttl(config.event_ttl);
+    if *create_tables {
+        store
+            .create_tables()
+            .await
+            .map_err(|e| ConfigError(format!("creating the DynamoDB tables: {e}")))?;
+    }
+    Ok(Some(store))
 }
 
 /// The store the process environment names ([`StoreConfig::read`], then [`open`]).

@@ -154,7 +154,7 @@ impl Accounts for DynamoStore {
         // Deleting a missing item is no error: these count as attempted, not as found.
         self.delete_keys(&events_table, periodic).await?;
         // Analytics events, through the user's index.
-        let hash = crate::analytics::user_hash(user);
+        let hash = crate::domain::user_hash(user);
         let events = self
             .all_pages("Query a user's events", || {
                 self.client

@@ -66,11 +66,15 @@ impl DynamoStore {
     /// Every item of partition `pk`, in `sk` order (every page, read consistently).
     pub(super) async fn list_docs<T: DeserializeOwned>(&self, what: &str, pk: String) -> Result<Vec<T>, StoreError> {
         let mut docs = Vec::new();
-        self.each_page(what, pk, None, |page| {
+        let read = PartitionRead {
+            consistent: true,
+            ..PartitionRead::default()
+        };
+        self.each_page(what, pk, read, |page| {
             for item in page.items.unwrap_or_default() {
                 docs.push(from_item(item)?);
             }
-            Ok(())
+            Ok(true)
         })
         .await?;
         Ok(docs)
@@ -79,21 +83,27 @@ impl DynamoStore {
     /// How many items partition `pk` holds (a consistent `Select: COUNT` Query).
     pub(super) async fn count_docs(&self, what: &str, pk: String) -> Result<usize, StoreError> {
         let mut count = 0usize;
-        self.each_page(what, pk, Some(Select::Count), |page| {
+        let read = PartitionRead {
+            select: Some(Select::Count),
+            consistent: true,
+            backwards: false,
+        };
+        self.each_page(what, pk, read, |page| {
             count = count.saturating_add(usize::try_from(page.count).unwrap_or(usize::MAX));
-            Ok(())
+            Ok(true)
         })
         .await?;
         Ok(count)
     }
 
-    /// Queries partition `pk` page by page (consistently), handing each page to `on_page`.
-    async fn each_page(
+    /// Queries partition `pk` page by page, handing each page to `on_page` until it answers
+    /// `false` or the partition ends.
+    pub(super) async fn each_page(
         &self,
         what: &str,
         pk: String,
-        select: Option<Select>,
-        mut on_page: impl FnMut(QueryOutput) -> Result<(), StoreError>,
+        read: PartitionRead,
+        mut on_page: impl FnMut(QueryOutput) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
         let mut start: Option<Item> = None;
         loop {
@@ -104,18 +114,30 @@ impl DynamoStore {
                 .key_condition_expression("#pk = :pk")
                 .expression_attribute_names("#pk", schema::PK)
                 .expression_attribute_values(":pk", s(pk.clone()))
-                .set_select(select.clone())
-                .consistent_read(true)
+                .set_select(read.select.clone())
+                .consistent_read(read.consistent)
+                .scan_index_forward(!read.backwards)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|e| classify(&format!("Query {what}"), e))?;
             let next = page.last_evaluated_key.clone().filter(|key| !key.is_empty());
-            on_page(page)?;
+            let more = on_page(page)?;
             match next {
-                Some(key) => start = Some(key),
-                None => return Ok(()),
+                Some(key) if more => start = Some(key),
+                _ => return Ok(()),
             }
         }
     }
+}
+
+/// How [`DynamoStore::each_page`] reads a partition.
+#[derive(Clone, Debug, Default)]
+pub(super) struct PartitionRead {
+    /// `Select` (`COUNT` to count without reading items).
+    pub(super) select: Option<Select>,
+    /// Strongly consistent reads.
+    pub(super) consistent: bool,
+    /// Highest sort key first.
+    pub(super) backwards: bool,
 }

@@ -25,11 +25,13 @@ mod organize;
 mod projects;
 mod prompts;
 pub mod schema;
+mod search;
 mod stats;
 mod streams;
 mod turns;
 
 pub use items::CHUNK_BYTES;
+pub use search::{is_indexed, IndexChange, IndexWrites, ItemImage, MAX_POSTINGS_PER_TERM};
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -472,6 +474,15 @@ async fn create_table(client: &Client, def: &TableDef, name: &str) -> Result<(),
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
         .set_key_schema(Some(key_schema(&def.key)?));
+    if let Some(view) = def.stream {
+        req = req.stream_specification(
+            aws_sdk_dynamodb::types::StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::from(view))
+                .build()
+                .map_err(|e| StoreError::internal("stream specification", e))?,
+        );
+    }
     for (a, t) in attributes {
         req = req.attribute_definitions(
             AttributeDefinition::builder()

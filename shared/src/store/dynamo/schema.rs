@@ -18,6 +18,11 @@
 //! | attached file | `FILE#<owner>` | `<file id>` | `id`, `owner`, `filename`, `format`, `size`, `status`, `conversationId?`, `tokens`, `createdAt`, `uploadExpiresAt`, `expiresAt?` (TTL, pending files) |
 //! | saved prompt | `PRMT#<owner>` | `<prompt id>` | `id`, `owner`, `title`, `text`, `tags`, `createdAt`, `updatedAt` |
 //! | idempotency record | `IDEM#<owner>` | `<Idempotency-Key>` | `fingerprint`, `state`, `token?`, `status?`, `body?`, `location?`, `expiresAt` (TTL) |
+//! | search posting of a message | `SRCH#<owner>#<term>` | `M#<message id>#<conversation id>` | `tf`, `len`, `role`, `at` |
+//! | search posting of a title | `SRCH#<owner>#<term>` | `T#<conversation id>` | `tf`, `len` |
+//!
+//! Search postings are written only by the stream consumer (`shared::reactions`, the `streams`
+//! function), from the table's stream (`NEW_AND_OLD_IMAGES`): never in a request's write.
 //!
 //! Table `athena-events` (env `ATHENA_EVENTS_TABLE`): events at `pk = DAY#<yyyy-mm-dd>#<shard>`,
 //! `sk = <ulid>`; counters (rate limits) at `pk = CTR#<key>#<window start>`, `sk = -`; token
@@ -170,6 +175,29 @@ pub fn tag_sk(tag: &str, conversation: &str) -> String {
 }
 
 /// Owner index partition key (the default list; `#ARCHIVED` / `#TRASH` appended for the others).
+/// Partition key of a user's search postings of one term (conversations table): a user's index is
+/// a set of partitions, one per term; a search Queries one per query word. A term is letters and
+/// digits only ([`crate::domain::text::words`]), so the key is unambiguous.
+pub fn search_pk(owner: &str, term: &str) -> String {
+    format!("SRCH#{owner}#{term}")
+}
+
+/// Sort key of a message's posting: the message id first, so a term's postings read newest first
+/// (message ids are ULIDs) when read backwards.
+pub fn message_posting_sk(message_id: &str, conversation_id: &str) -> String {
+    format!("M#{message_id}#{conversation_id}")
+}
+
+/// Sort key of a conversation title's posting.
+pub fn title_posting_sk(conversation_id: &str) -> String {
+    format!("T#{conversation_id}")
+}
+
+/// The stream the conversations table carries (`StreamSpecification.StreamViewType`): the search
+/// index's consumer needs the old image of a removed or changed message to remove its postings.
+pub const STREAM_VIEW: &str = "NEW_AND_OLD_IMAGES";
+
+/// Owner index partition key.
 pub fn owner_pk(owner: &str) -> String {
     format!("USER#{owner}")
 }
@@ -311,6 +339,8 @@ pub struct TableDef {
     pub indexes: Vec<IndexDef>,
     /// TTL attribute, if any.
     pub ttl: Option<&'static str>,
+    /// Stream view type, if the table has a stream.
+    pub stream: Option<&'static str>,
 }
 
 /// The conversations table (conversations, messages, chunks, markers, idempotency records).
@@ -366,6 +396,7 @@ pub fn conversations_table() -> TableDef {
             },
         ],
         ttl: Some(TTL_ATTRIBUTE),
+        stream: Some(STREAM_VIEW),
     }
 }
 
@@ -388,6 +419,7 @@ pub fn events_table() -> TableDef {
             keys_only: true,
         }],
         ttl: Some(TTL_ATTRIBUTE),
+        stream: None,
     }
 }
 

@@ -27,7 +27,7 @@ impl Accounts for EmbeddedStore {
     #[tracing::instrument(name = "embedded.erase_user", skip_all)]
     async fn erase_user(&self, user: &UserId, _now: Timestamp) -> Result<Erased, StoreError> {
         let owner = user.to_string();
-        let hash = crate::analytics::user_hash(user);
+        let hash = crate::domain::user_hash(user);
         self.with(move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -21,6 +21,7 @@ mod messages;
 mod projects;
 mod prompts;
 mod rows;
+mod search;
 mod stats;
 mod streams;
 mod turns;
@@ -191,7 +192,8 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 /// `projects` table itself comes from [`SCHEMA`]), conversations keyed by owner and id
 /// ([`key_by_owner`]), and the client-id index without its uniqueness (every version of an
 /// edited message keeps the client's id; appends check for a stored one inside their
-/// transaction).
+/// transaction), and the full-text index (created, filled from what is stored, and kept in sync
+/// by triggers from then on: [`search`]).
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let has_column = |table: &str, column: &str| -> Result<bool, StoreError> {
         let mut stmt = conn
@@ -241,7 +243,8 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         "DROP INDEX IF EXISTS messages_client_id; \
          CREATE INDEX IF NOT EXISTS messages_by_client_id ON messages (owner, conversation_id, client_id) WHERE client_id IS NOT NULL;",
     )
-    .map_err(sql_err("indexing client ids"))
+    .map_err(sql_err("indexing client ids"))?;
+    search::migrate(conn)
 }
 
 /// Rebuilds the two tables of a file whose conversations were keyed by id alone (`id TEXT PRIMARY

@@ -1,0 +1,418 @@
+//! Full-text search (issue 18, item 2): a user with 10,000 stored messages (200 conversations of
+//! 50), searched for a word found only in the 9,000th message and for common words, on the
+//! embedded store (SQLite FTS5) and on DynamoDB (moto; the index written by the stream consumer
+//! from moto's real stream records, as the `streams` function writes it). Reported: p50 / p95 of
+//! one search page (the service: index, conversation checks, message texts, snippets), the
+//! index's extra write units per stored message (DynamoDB: one posting put per distinct word,
+//! each under 1 KB) and the read units of one search (estimated from the sizes of the items it
+//! reads, as DynamoDB bills them).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use shared::domain::{text, Conversation, IdGenerator, Message, Role, UserId};
+use shared::reactions::StreamPoller;
+use shared::search::{search, SearchRequest};
+use shared::store::dynamo::{DynamoStore, Tables};
+use shared::store::embedded::EmbeddedStore;
+use shared::store::{schema, Conversations, Store};
+
+use crate::report::{percentile, Row};
+use crate::Options;
+
+const COMMAND: &str = "cargo run --release -p athena-bench -- search";
+/// Messages of the user.
+const MESSAGES: usize = 10_000;
+/// Messages per conversation (one create writes a conversation with its messages).
+const PER_CONVERSATION: usize = 50;
+/// The message holding the rare word (1-based).
+const NEEDLE_AT: usize = 9_000;
+const NEEDLE: &str = "zephyrine";
+/// The p95 target of one search.
+const TARGET_MS: f64 = 300.0;
+
+/// Words of the synthetic messages: a maintenance vocabulary and generated rarer words, drawn
+/// with a skew (a few words in most messages, most words in few).
+const WORDS: &[&str] = &[
+    "the",
+    "valve",
+    "pressure",
+    "press",
+    "line",
+    "pump",
+    "motor",
+    "bearing",
+    "oil",
+    "temperature",
+    "sensor",
+    "alarm",
+    "shift",
+    "operator",
+    "maintenance",
+    "check",
+    "replace",
+    "leak",
+    "noise",
+    "vibration",
+    "filter",
+    "hydraulic",
+    "spindle",
+    "conveyor",
+    "belt",
+    "gearbox",
+    "torque",
+    "cycle",
+    "downtime",
+    "order",
+];
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn word(&mut self) -> String {
+        let r = (self.next() % 10_000) as f64 / 10_000.0;
+        if r < 0.6 {
+            WORDS[(r * r * WORDS.len() as f64 / 0.36) as usize % WORDS.len()].to_owned()
+        } else {
+            format!("term{}", self.next() % 3_000)
+        }
+    }
+}
+
+/// The user's conversations with their messages; the needle in message [`NEEDLE_AT`].
+fn corpus(owner: &UserId) -> Vec<(Conversation, Vec<Message>)> {
+    let ids = IdGenerator::new();
+    let mut rng = Rng(42);
+    let start = shared::domain::now() - chrono::Duration::days(30);
+    let mut out = Vec::new();
+    let mut n = 0usize;
+    for c in 0..MESSAGES / PER_CONVERSATION {
+        let at = start + chrono::Duration::minutes(c as i64 * 60);
+        let conversation = Conversation::new(
+            ids.conversation_id(),
+            owner.clone(),
+            format!("Shift report {c} {}", rng.word()),
+            "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+            None,
+            at,
+        );
+        let mut messages = Vec::with_capacity(PER_CONVERSATION);
+        for i in 0..PER_CONVERSATION {
+            n += 1;
+            let mut words: Vec<String> = (0..24).map(|_| rng.word()).collect();
+            words.insert(0, "the".to_owned());
+            if n == NEEDLE_AT {
+                words.insert(5, NEEDLE.to_owned());
+            }
+            let role = if i % 2 == 0 { Role::User } else { Role::Assistant };
+            let at = at + chrono::Duration::seconds(i as i64);
+            messages.push(Message::text(
+                ids.message_id(),
+                conversation.id.clone(),
+                role,
+                words.join(" "),
+                at,
+            ));
+        }
+        out.push((conversation, messages));
+    }
+    out
+}
+
+/// The measured queries: the needle, a common word, the most common word, two words.
+const QUERIES: &[(&str, &str)] = &[
+    (NEEDLE, "the word of the 9,000th message only"),
+    ("valve", "a common word"),
+    ("the", "a word of every message"),
+    ("pressure valve", "two common words"),
+];
+
+struct Measured {
+    store: &'static str,
+    query: &'static str,
+    what: &'static str,
+    p50: f64,
+    p95: f64,
+    hits: usize,
+}
+
+async fn measure(store: &dyn Store, owner: &UserId, label: &'static str, runs: usize) -> Result<Vec<Measured>, String> {
+    let mut out = Vec::new();
+    for (q, what) in QUERIES {
+        let request = SearchRequest {
+            terms: text::query_terms(q).map_err(|e| e.to_string())?,
+            ..SearchRequest::default()
+        };
+        let mut times = Vec::with_capacity(runs);
+        let mut hits = 0;
+        for _ in 0..runs {
+            let start = Instant::now();
+            let page = search(store, owner, &request)
+                .await
+                .map_err(|e| format!("{label} search {q}: {e}"))?;
+            times.push(start.elapsed().as_secs_f64() * 1000.0);
+            hits = page.items.len();
+            if *q == NEEDLE {
+                let found = page.items.first().map(|h| h.snippet.text.contains(NEEDLE));
+                if page.items.len() != 1 || found != Some(true) {
+                    return Err(format!("{label}: the 9,000th message's word was not found alone"));
+                }
+            }
+        }
+        out.push(Measured {
+            store: label,
+            query: q,
+            what,
+            p50: percentile(&times, 50.0),
+            p95: percentile(&times, 95.0),
+            hits,
+        });
+    }
+    Ok(out)
+}
+
+/// Writes `messages` as the store's message items (`BatchWriteItem` of 25): what
+/// `create_conversation` writes in one transaction, which moto's server applies by copying its
+/// whole table (quadratic over 10,000 messages); the stream records are the same.
+async fn put_messages(store: &DynamoStore, owner: &str, messages: &[Message]) -> Result<(), String> {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    for chunk in messages.chunks(25) {
+        let mut requests = Vec::with_capacity(chunk.len());
+        for m in chunk {
+            let s = |v: &str| AttributeValue::S(v.to_owned());
+            let item = std::collections::HashMap::from([
+                (
+                    "pk".to_owned(),
+                    s(&schema::conversation_pk(owner, m.conversation_id.as_str())),
+                ),
+                ("sk".to_owned(), s(&schema::message_sk(m.id.as_str()))),
+                ("id".to_owned(), s(m.id.as_str())),
+                ("conversationId".to_owned(), s(m.conversation_id.as_str())),
+                ("role".to_owned(), s(m.role.as_str())),
+                ("content".to_owned(), s(&m.content)),
+                ("createdAt".to_owned(), s(&shared::domain::ts::format(&m.created_at))),
+            ]);
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| e.to_string())?;
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        let out = store
+            .client()
+            .batch_write_item()
+            .request_items(&store.tables().conversations, requests)
+            .send()
+            .await
+            .map_err(|e| format!("writing messages: {e}"))?;
+        if out.unprocessed_items.is_some_and(|u| !u.is_empty()) {
+            return Err("moto left messages unprocessed".to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// DynamoDB's size of an item (attribute names and values), as capacity units are computed.
+fn item_size(item: &std::collections::HashMap<String, AttributeValue>) -> usize {
+    item.iter()
+        .map(|(k, v)| {
+            k.len()
+                + match v {
+                    AttributeValue::S(s) => s.len(),
+                    AttributeValue::N(n) => n.len().div_ceil(2) + 1,
+                    AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+                    other => format!("{other:?}").len(),
+                }
+        })
+        .sum()
+}
+
+/// Read units of one search page on DynamoDB: the query words' posting partitions (eventually
+/// consistent Query, 0.5 per 4 KB), the page's messages (BatchGetItem, 0.5 each under 4 KB) and
+/// its conversations (consistent GetItem, 1 each).
+async fn read_units(store: &DynamoStore, owner: &UserId, q: &str) -> Result<f64, String> {
+    let request = SearchRequest {
+        terms: text::query_terms(q).map_err(|e| e.to_string())?,
+        ..SearchRequest::default()
+    };
+    let mut units = 0.0;
+    for term in &request.terms {
+        let mut bytes = 0usize;
+        let mut start = None;
+        loop {
+            let page = store
+                .client()
+                .query()
+                .table_name(&store.tables().conversations)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(schema::search_pk(owner.as_str(), term)))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| format!("reading postings: {e}"))?;
+            bytes += page.items.unwrap_or_default().iter().map(item_size).sum::<usize>();
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        units += 0.5 * (bytes.div_ceil(4096).max(1)) as f64;
+    }
+    let page = search(store, owner, &request).await.map_err(|e| e.to_string())?;
+    let messages = page.items.iter().filter(|h| h.message_id.is_some()).count();
+    let mut conversations: Vec<_> = page.items.iter().map(|h| h.conversation.id.clone()).collect();
+    conversations.sort();
+    conversations.dedup();
+    Ok(units + 0.5 * messages as f64 + conversations.len() as f64)
+}
+
+fn rows_of(measured: &[Measured]) -> Vec<Row> {
+    measured
+        .iter()
+        .map(|m| Row {
+            area: "9 search",
+            metric: format!(
+                "one search page, {} (`{}`, {} hits), 10,000 messages, {}: p50 / p95",
+                m.what, m.query, m.hits, m.store
+            ),
+            measured: format!("{:.1} / {:.1} ms", m.p50, m.p95),
+            target: format!("p95 ≤ {TARGET_MS:.0} ms"),
+            ratio: format!("{:.2}", m.p95 / TARGET_MS),
+            met: Some(m.p95 <= TARGET_MS),
+            command: COMMAND.to_owned(),
+            key: None,
+            value: m.p95,
+        })
+        .collect()
+}
+
+pub async fn search_bench(options: &Options) -> Result<Vec<Row>, String> {
+    let owner = UserId::parse("bench-search-user").map_err(|e| e.to_string())?;
+    let corpus = corpus(&owner);
+    let mut rows = Vec::new();
+
+    eprintln!("search: embedded store, writing {MESSAGES} messages");
+    let dir = std::env::temp_dir().join(format!("athena-bench-search-{}", std::process::id()));
+    let embedded = EmbeddedStore::open(dir.join("athena.db")).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    for (c, messages) in &corpus {
+        embedded
+            .create_conversation(c, messages)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let embedded_write = started.elapsed().as_secs_f64();
+    let embedded: Arc<dyn Store> = Arc::new(embedded);
+    rows.extend(rows_of(
+        &measure(embedded.as_ref(), &owner, "embedded (SQLite FTS5)", 100).await?,
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    rows.push(Row {
+        area: "9 search",
+        metric: "writing 10,000 messages with their index in the same transactions, embedded (200 creates of 50)"
+            .to_owned(),
+        measured: format!("{embedded_write:.1} s"),
+        target: "none".to_owned(),
+        ratio: String::new(),
+        met: None,
+        command: COMMAND.to_owned(),
+        key: None,
+        value: embedded_write,
+    });
+
+    if options.no_moto {
+        return Ok(rows);
+    }
+    let moto = crate::load::Moto::start(&options.root).await?;
+    let credentials = aws_sdk_dynamodb::config::Credentials::new("bench", "bench", None, None, "athena-bench");
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(credentials.clone())
+        .endpoint_url(moto.url())
+        .build();
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::from_conf(config),
+        Tables {
+            conversations: "bench-search".to_owned(),
+            events: "bench-search-events".to_owned(),
+        },
+    );
+    store.create_tables().await.map_err(|e| e.to_string())?;
+    let streams = aws_sdk_dynamodbstreams::Config::builder()
+        .behavior_version(aws_sdk_dynamodbstreams::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodbstreams::config::Region::new("us-east-1"))
+        .credentials_provider(credentials)
+        .endpoint_url(moto.url())
+        .build();
+    let mut poller = StreamPoller::new(&store, aws_sdk_dynamodbstreams::Client::from_conf(streams))
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!("search: DynamoDB (moto), writing {MESSAGES} messages");
+    for (c, messages) in &corpus {
+        store.create_conversation(c, &[]).await.map_err(|e| e.to_string())?;
+        put_messages(&store, owner.as_str(), messages).await?;
+    }
+    eprintln!("search: DynamoDB (moto), indexing from the stream");
+    let started = Instant::now();
+    let applied = poller.drain(&store).await.map_err(|e| e.to_string())?;
+    let indexing = started.elapsed().as_secs_f64();
+    let store = Arc::new(store);
+    let dyn_store: Arc<dyn Store> = store.clone();
+    rows.extend(rows_of(
+        &measure(dyn_store.as_ref(), &owner, "DynamoDB (moto)", 30).await?,
+    ));
+    let per_message = applied.index.puts as f64 / MESSAGES as f64;
+    rows.push(Row {
+        area: "9 search",
+        metric: format!(
+            "the index's extra write units per stored message, DynamoDB (postings put by the stream consumer: {} for {MESSAGES} messages of 25 words and {} titles; each posting under 1 KB = 1 WCU)",
+            applied.index.puts,
+            corpus.len()
+        ),
+        measured: format!("{per_message:.1} WCU"),
+        target: "low (none set)".to_owned(),
+        ratio: String::new(),
+        met: None,
+        command: COMMAND.to_owned(),
+        key: Some("search_wcu_per_message".to_owned()),
+        value: per_message,
+    });
+    rows.push(Row {
+        area: "9 search",
+        metric: format!(
+            "indexing 10,000 messages from the stream on moto ({} records, in-process consumer)",
+            applied.records
+        ),
+        measured: format!("{indexing:.1} s"),
+        target: "none (AWS: within seconds of each write)".to_owned(),
+        ratio: String::new(),
+        met: None,
+        command: COMMAND.to_owned(),
+        key: None,
+        value: indexing,
+    });
+    for (q, what) in QUERIES {
+        let units = read_units(&store, &owner, q).await?;
+        rows.push(Row {
+            area: "9 search",
+            metric: format!("read units of one search page, {what} (`{q}`), DynamoDB (postings Query + BatchGetItem + GetItem per conversation)"),
+            measured: format!("{units:.1} RCU"),
+            target: "none".to_owned(),
+            ratio: String::new(),
+            met: None,
+            command: COMMAND.to_owned(),
+            key: None,
+            value: units,
+        });
+    }
+    Ok(rows)
+}
