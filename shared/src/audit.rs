@@ -76,6 +76,10 @@ pub mod action {
     pub const TOOL_APPROVE: &str = "tool.approve";
     /// The user denied a tool call that waited for approval.
     pub const TOOL_DENY: &str = "tool.deny";
+    /// An admin set a user's plan (`PUT /api/admin/users/{id}/plan`; resource: the user id).
+    pub const PLAN_SET: &str = "plan.set";
+    /// An admin removed a user's plan override.
+    pub const PLAN_CLEAR: &str = "plan.clear";
 }
 
 /// Builds an entry stamped now, kept `retention_days`.

@@ -85,10 +85,10 @@ pub enum StoreError {
         /// Seconds until the window ends.
         retry_after: u64,
     },
-    /// A token budget is spent.
-    #[error("the {window} token budget is spent")]
+    /// A token budget (or the month's dollar budget) is spent.
+    #[error("the {window} budget is spent")]
     BudgetExceeded {
-        /// `day` or `month`.
+        /// `day`, `month` or [`crate::store::rules::DOLLAR_WINDOW`].
         window: &'static str,
         /// Seconds until the window ends.
         retry_after: u64,

@@ -50,7 +50,8 @@ impl HealthMemo {
 
 impl AppState {
     /// State from parts, without a model provider.
-    pub fn new(config: Config, store: Arc<dyn Store>) -> Self {
+    pub fn new(mut config: Config, store: Arc<dyn Store>) -> Self {
+        config.refresh_default_plan();
         Self {
             store,
             ids: IdGenerator::new(),
@@ -68,6 +69,7 @@ impl AppState {
         self.model = Some(model);
         self.mcp = Arc::new(McpTools::new(&chat.mcp));
         self.config.chat = chat;
+        self.config.refresh_default_plan();
         self
     }
 

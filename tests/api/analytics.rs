@@ -289,16 +289,11 @@ fn chromium() -> Option<std::path::PathBuf> {
         .find(|p| p.exists())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_renders_the_workloads_figures_in_a_real_browser() {
+/// The page at `url` as headless Chromium renders it (scripts run, 10 s of virtual time).
+async fn rendered_dom(url: String) -> String {
     let Some(browser) = chromium() else {
         panic!("Chromium is not installed: run scripts/tools.sh (apt-get install chromium)");
     };
-    let (app, expected) = run_workload(Arc::new(embedded_store())).await;
-    let requests: u64 = expected.values().map(|e| e.requests).sum();
-    let conversations: u64 = expected.values().map(|e| e.conversations).sum();
-    let cost_nano: u64 = expected.values().map(|e| e.cost_nano).sum();
-    let url = format!("{}/dashboard", app.base);
     let profile = std::env::temp_dir().join(format!("athena-chromium-{}", ulid::Ulid::new()));
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(browser)
@@ -321,16 +316,88 @@ async fn the_dashboard_renders_the_workloads_figures_in_a_real_browser() {
     .await
     .expect("join")
     .expect("chromium runs");
-    let dom = String::from_utf8_lossy(&output.stdout).into_owned();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The text of the element with `data-testid="testid"` in a dumped DOM.
+fn testid_text(dom: &str, testid: &str) -> String {
+    let marker = format!("data-testid=\"{testid}\">");
+    let start = dom.find(&marker).map(|i| i + marker.len()).unwrap_or(0);
+    dom[start..].split('<').next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_usage_page_shows_what_get_api_usage_returns_in_a_real_browser() {
+    let mut config = Config::local();
+    config.token_budget_day = 50_000;
+    let app = spawn_chat_app(Arc::new(embedded_store()), config, ChatConfig::default()).await;
+    for (id, path) in [("mine-1", "/api/chat"), ("mine-2", "/api/chat/support")] {
+        let (status, _, body) = post_chat(
+            &app,
+            path,
+            json!({"id": id, "model": MODELS[1].id, "messages": [{"role": "user", "content": "#deltas:5 hi"}]}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let usage = app.call("GET", "/api/usage", None).await;
+    assert_eq!(usage.status, 200, "{}", usage.text);
+    let month = &usage.json["month"]["usage"];
+    assert_eq!(month["requests"], 2);
+    let dom = rendered_dom(format!("{}/dashboard", app.base)).await;
     assert!(
-        dom.contains("data-loaded=\"true\""),
+        dom.contains("id=\"mine\" aria-labelledby=\"mine-title\" data-loaded=\"true\"")
+            || dom.contains("data-loaded=\"true\" id=\"mine\""),
+        "the usage section did not load: {dom}"
+    );
+    assert_eq!(
+        testid_text(&dom, "usage-plan"),
+        usage.json["plan"]["name"].as_str().expect("plan")
+    );
+    assert_eq!(testid_text(&dom, "usage-month-tokens"), month["tokens"].to_string());
+    assert_eq!(
+        testid_text(&dom, "usage-today-tokens"),
+        usage.json["today"]["usage"]["tokens"].to_string()
+    );
+    assert_eq!(testid_text(&dom, "usage-month-requests"), "2");
+    let cost = month["costUsd"].as_f64().expect("cost");
+    let shown = if cost < 0.01 {
+        format!("${cost:.6}")
+    } else {
+        format!("${cost:.2}")
+    };
+    assert_eq!(testid_text(&dom, "usage-month-cost"), shown);
+    let left = usage.json["budgets"]["tokensToday"]["remaining"]
+        .as_u64()
+        .expect("day budget on");
+    assert!(
+        testid_text(&dom, "usage-day-left").starts_with(&format!("{left} left, renews ")),
+        "{}",
+        testid_text(&dom, "usage-day-left")
+    );
+    assert_eq!(
+        testid_text(&dom, "usage-usd-left"),
+        "no limit",
+        "the default plan has no dollar budget"
+    );
+    // One row per model and per solution used this month.
+    assert_eq!(dom.matches("data-usage=\"solution ").count(), 2, "general and support");
+    assert_eq!(dom.matches("data-usage=\"model ").count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_renders_the_workloads_figures_in_a_real_browser() {
+    let (app, expected) = run_workload(Arc::new(embedded_store())).await;
+    let requests: u64 = expected.values().map(|e| e.requests).sum();
+    let conversations: u64 = expected.values().map(|e| e.conversations).sum();
+    let cost_nano: u64 = expected.values().map(|e| e.cost_nano).sum();
+    let url = format!("{}/dashboard", app.base);
+    let dom = rendered_dom(url).await;
+    assert!(
+        dom.contains("<body data-loaded=\"true\">"),
         "the page did not load its data: {dom}"
     );
-    let value = |testid: &str| -> String {
-        let marker = format!("data-testid=\"{testid}\">");
-        let start = dom.find(&marker).map(|i| i + marker.len()).unwrap_or(0);
-        dom[start..].split('<').next().unwrap_or_default().to_owned()
-    };
+    let value = |testid: &str| testid_text(&dom, testid);
     assert_eq!(value("total-requests"), requests.to_string());
     assert_eq!(value("total-conversations"), conversations.to_string());
     let micro = (cost_nano + 500) / 1000;

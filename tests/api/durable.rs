@@ -35,6 +35,7 @@ async fn slot_free(store: &dyn Store, owner: &UserId, conversation: &Conversatio
         turn_id: unique("slot-probe"),
         now: shared::domain::now(),
         reservation: 0,
+        reservation_nano_usd: 0,
         reply_id: shared::domain::IdGenerator::new().message_id(),
         reply_parent: shared::domain::MessageId::root(),
     };
@@ -92,6 +93,7 @@ async fn admitted(store: &dyn Store, ids: &IdGenerator, c: &Conversation, stream
             turn_id: turn_id.clone(),
             now: shared::domain::now(),
             reservation: 400,
+            reservation_nano_usd: 0,
             reply_id: shared::domain::IdGenerator::new().message_id(),
             reply_parent: shared::domain::MessageId::root(),
         })
@@ -122,6 +124,7 @@ async fn a_second_finish_of_the_same_turn_changes_nothing(store: Arc<dyn Store>)
         settlement: Settlement {
             reserved: 400,
             actual: 130,
+            ..Settlement::default()
         },
         started: shared::domain::now(),
         stats: None,
@@ -154,6 +157,7 @@ async fn a_second_finish_of_the_same_turn_changes_nothing(store: Arc<dyn Store>)
             settlement: Settlement {
                 reserved: 400,
                 actual: 0,
+                ..Settlement::default()
             },
             ..finish
         })

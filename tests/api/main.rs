@@ -25,6 +25,7 @@ mod import;
 mod limits;
 mod mcp;
 mod organize;
+mod plans;
 mod projects;
 mod prompts;
 mod resume;

@@ -49,6 +49,7 @@ async fn begun(store: &dyn Store, c: &Conversation, started: shared::domain::Tim
             turn_id: turn_id.clone(),
             now: started,
             reservation: 0,
+            reservation_nano_usd: 0,
             reply_id: reply_id.clone(),
             reply_parent: MessageId::root(),
         })

@@ -2,6 +2,7 @@
 //! store on a real DynamoDB-API server (moto) started by the tests. Every behaviour the API
 //! relies on is pinned here, so the two stores cannot drift apart.
 
+mod accounting;
 mod continued;
 mod files;
 mod imports;
@@ -921,6 +922,7 @@ fn limits(rpm: u64, day: u64, month: u64, streams: u32) -> TurnLimits {
         requests_per_minute: rpm,
         tokens_per_day: day,
         tokens_per_month: month,
+        nano_usd_per_month: 0,
         max_streams: streams,
         lease_secs: 300,
     }
@@ -935,6 +937,7 @@ fn turn(ids: &IdGenerator, c: &Conversation, write: TurnWrite, limits: TurnLimit
         turn_id: ids.next_ulid(),
         now: shared::domain::now(),
         reservation: 0,
+        reservation_nano_usd: 0,
         reply_id: shared::domain::IdGenerator::new().message_id(),
         reply_parent: shared::domain::MessageId::root(),
     }
@@ -990,6 +993,7 @@ async fn the_token_budget_is_exact_under_concurrent_turns(h: &dyn Harness) {
                             let exact = Settlement {
                                 reserved: 10,
                                 actual: 10,
+                                ..Settlement::default()
                             };
                             store.finish_turn(&settle(c, begun.lease, exact)).await.expect("finish");
                         }
@@ -1085,6 +1089,7 @@ async fn a_reservation_that_does_not_fit_is_refused_and_writes_nothing(h: &dyn H
             Settlement {
                 reserved: 600,
                 actual: 600,
+                ..Settlement::default()
             },
         ))
         .await
@@ -1152,6 +1157,7 @@ async fn a_reservation_is_settled_down_and_up(h: &dyn Harness) {
     let down = Settlement {
         reserved: 400,
         actual: 130,
+        ..Settlement::default()
     };
     h.store()
         .finish_turn(&settle(&c, None, down))
@@ -1168,6 +1174,7 @@ async fn a_reservation_is_settled_down_and_up(h: &dyn Harness) {
     let up = Settlement {
         reserved: 300,
         actual: 900,
+        ..Settlement::default()
     };
     h.store().finish_turn(&settle(&c, None, up)).await.expect("settle up");
     assert_spent(h, &ids, &c, true, 1_030).await;
@@ -1182,6 +1189,7 @@ async fn a_reservation_is_settled_down_and_up(h: &dyn Harness) {
     let settled = Settlement {
         reserved: 250,
         actual: 20,
+        ..Settlement::default()
     };
     h.store()
         .finish_turn(&settle(&c2, None, settled))
@@ -1218,6 +1226,7 @@ async fn concurrent_turns_never_overshoot_a_budget_by_more_than_the_reservations
             let cost = Settlement {
                 reserved: 400,
                 actual: 250,
+                ..Settlement::default()
             };
             async move { store.finish_turn(&settle(c, None, cost)).await.expect("settle") }
         })
@@ -1243,6 +1252,7 @@ async fn concurrent_turns_never_overshoot_a_budget_by_more_than_the_reservations
                             let cost = Settlement {
                                 reserved: 400,
                                 actual: 250,
+                                ..Settlement::default()
                             };
                             store.finish_turn(&settle(c2, None, cost)).await.expect("settle");
                         }

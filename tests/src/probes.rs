@@ -22,6 +22,7 @@ pub async fn under_day_budget(store: &dyn Store, owner: &UserId, conversation: &
         turn_id: crate::unique("probe"),
         now: shared::domain::now(),
         reservation: 0,
+        reservation_nano_usd: 0,
         reply_id: IdGenerator::new().message_id(),
         reply_parent: MessageId::root(),
     };

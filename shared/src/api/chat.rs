@@ -19,20 +19,33 @@ use crate::error::ValidationError;
 use crate::stream::{Encoder, Protocol};
 
 /// `GET /api/chat[/solution]`: models, solution, capabilities.
-pub fn info(state: &AppState, solution: Option<Solution>) -> Result<Response<Body>, ApiError> {
+/// `GET /api/chat[/solution]`: the caller's models (those of their plan), the solution, its
+/// capabilities, whether chat is on.
+pub fn info(state: &AppState, caller: &Caller, solution: Option<Solution>) -> Result<Response<Body>, ApiError> {
     chat::serves(state, solution)?;
     let catalog = &state.config.catalog;
+    let plan = &caller.plan;
+    let models: Vec<_> = catalog.models().iter().filter(|m| plan.allows(m.id)).collect();
+    let default = if plan.allows(catalog.default_model().id) {
+        Some(catalog.default_model().id)
+    } else {
+        models.first().map(|m| m.id)
+    };
     super::json(
         StatusCode::OK,
         &json!({
-            "models": catalog.models(),
-            "defaultModel": catalog.default_model().id,
+            "models": models,
+            "defaultModel": default,
             "solutionType": solution,
             "capabilities": chat::capabilities(solution),
-            "webSearch": state.config.chat.search.is_some(),
+            "webSearch": state.config.chat.search.is_some() && plan.web_search,
+            "attachments": plan.attachments,
+            "plan": plan.name,
+            "chatEnabled": state.config.plans.chat_enabled,
             "aliases": catalog
                 .aliases()
                 .into_iter()
+                .filter(|(_, m)| plan.allows(m.id))
                 .map(|(alias, m)| (alias, Value::from(m.id)))
                 .collect::<serde_json::Map<String, Value>>(),
         }),
@@ -60,7 +73,7 @@ pub async fn post(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::to_owned);
-    let turn = chat::start(state, &caller.user, solution, request, &req.request_id).await?;
+    let turn = chat::start(state, &caller.user, &caller.plan, solution, request, &req.request_id).await?;
     Ok(streamed(turn, protocol))
 }
 
@@ -327,6 +340,7 @@ fn streamed(turn: TurnStream, protocol: Protocol) -> Response<Body> {
     let TurnStream {
         conversation_id,
         mut events,
+        budget_headers,
     } = turn;
     let mut encoder = Encoder::new(protocol);
     let stream = futures::stream::poll_fn(move |cx| events.poll_recv(cx))
@@ -336,6 +350,11 @@ fn streamed(turn: TurnStream, protocol: Protocol) -> Response<Body> {
     *response.headers_mut() = protocol.headers();
     if let Ok(v) = http::HeaderValue::from_str(conversation_id.as_str()) {
         response.headers_mut().insert("x-conversation-id", v);
+    }
+    for (name, value) in budget_headers {
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, v);
+        }
     }
     response
 }

@@ -80,6 +80,23 @@ pub enum ApiError {
         /// Seconds until the budget's window ends.
         retry_after: u64,
     },
+    /// The caller's plan does not include it (code `PLAN`, 403, with the plan's models).
+    #[error("{message}")]
+    Plan {
+        /// Explanation.
+        message: String,
+        /// The models the plan allows.
+        allowed: Vec<String>,
+    },
+    /// The deployment's monthly spend cap is reached (code `SPEND_CAP`, 503).
+    #[error("the deployment's spending limit for this month is reached; chat is paused until the month ends (UTC)")]
+    SpendCap {
+        /// Seconds until the month ends.
+        retry_after: u64,
+    },
+    /// Chat is switched off (code `CHAT_DISABLED`, 503).
+    #[error("chat is switched off for maintenance; conversations can still be read and organised")]
+    ChatDisabled,
     /// The model provider failed.
     #[error("{0}")]
     Provider(String),
@@ -122,7 +139,11 @@ impl From<StoreError> for ApiError {
                 retry_after,
             },
             StoreError::BudgetExceeded { window, retry_after } => ApiError::Budget {
-                message: format!("your {window} token budget is spent; it renews when the {window} ends (UTC)"),
+                message: if window == crate::store::rules::DOLLAR_WINDOW {
+                    "your plan's dollar budget for this month is spent; it renews when the month ends (UTC)".to_owned()
+                } else {
+                    format!("your {window} token budget is spent; it renews when the {window} ends (UTC)")
+                },
                 retry_after,
             },
             StoreError::TooManyStreams { retry_after } => ApiError::TooManyStreams { retry_after },
@@ -143,6 +164,9 @@ impl From<crate::chat::ChatError> for ApiError {
             ChatError::NoProvider => ApiError::Internal(Some("no model provider configured".into())),
             ChatError::Store(s) => s.into(),
             ChatError::File(f) => f.into(),
+            ChatError::Plan { message, allowed } => ApiError::Plan { message, allowed },
+            ChatError::SpendCap { retry_after } => ApiError::SpendCap { retry_after },
+            ChatError::Disabled => ApiError::ChatDisabled,
         }
     }
 }
@@ -160,6 +184,9 @@ struct ErrorDetail<'a> {
     request_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     details: Option<&'a [FieldError]>,
+    /// `PLAN`: the models the caller's plan allows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed: Option<&'a [String]>,
 }
 
 /// Seconds a client should wait after a 503, or a 409 `IDEMPOTENCY_KEY_IN_PROGRESS`.
@@ -185,6 +212,9 @@ impl ApiError {
             ApiError::HeadersTooLarge(_) => "HEADERS_TOO_LARGE",
             ApiError::RateLimited { .. } | ApiError::TooManyStreams { .. } => "RATE_LIMIT",
             ApiError::Budget { .. } => "BUDGET",
+            ApiError::Plan { .. } => "PLAN",
+            ApiError::SpendCap { .. } => "SPEND_CAP",
+            ApiError::ChatDisabled => "CHAT_DISABLED",
             ApiError::Provider(_) => "PROVIDER",
             ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL",
@@ -212,8 +242,11 @@ impl ApiError {
             ApiError::RateLimited { .. } | ApiError::TooManyStreams { .. } | ApiError::Budget { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
+            ApiError::Plan { .. } => StatusCode::FORBIDDEN,
             ApiError::Provider(_) => StatusCode::BAD_GATEWAY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::SpendCap { .. } | ApiError::ChatDisabled => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::File(e) => Self::file_code(e).1,
         }
@@ -275,6 +308,10 @@ impl ApiError {
                 message: self.public_message(),
                 request_id,
                 details,
+                allowed: match &self {
+                    ApiError::Plan { allowed, .. } => Some(allowed.as_slice()),
+                    _ => None,
+                },
             },
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| br#"{"error":{"code":"INTERNAL"}}"#.to_vec());
@@ -290,7 +327,8 @@ impl ApiError {
             }
             ApiError::RateLimited { retry_after, .. }
             | ApiError::TooManyStreams { retry_after }
-            | ApiError::Budget { retry_after, .. } => {
+            | ApiError::Budget { retry_after, .. }
+            | ApiError::SpendCap { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             ApiError::Unavailable(_) | ApiError::IdempotencyKeyInProgress => {

@@ -22,6 +22,7 @@ pub mod projects;
 pub mod prompts;
 pub mod routes;
 pub mod search;
+pub mod usage;
 pub mod views;
 
 use std::convert::Infallible;
@@ -106,6 +107,11 @@ pub struct Caller {
     pub user: UserId,
     /// Whether they may read analytics (`ATHENA_ADMINS`, an `admin` group claim, or the local user).
     pub admin: bool,
+    /// The values of the plan claim (`ATHENA_PLAN_CLAIM`), in order: the first naming a plan
+    /// is the caller's plan unless an admin set another ([`usage::plan_of`]).
+    pub plan_claims: Vec<String>,
+    /// Their plan: the default until [`usage::plan_of`] resolved it (every routed request).
+    pub plan: std::sync::Arc<crate::config::plans::Plan>,
 }
 
 /// Resolves the caller from the request according to the auth mode. In the bearer-token modes a
@@ -126,6 +132,8 @@ pub async fn authenticate(config: &Config, req: &ApiRequest) -> Result<Caller, A
             return Ok(Caller {
                 user: user.clone(),
                 admin: true,
+                plan_claims: Vec::new(),
+                plan: config.plans.default_plan().clone(),
             })
         }
         AuthMode::ApiGateway => req
@@ -147,7 +155,13 @@ pub async fn authenticate(config: &Config, req: &ApiRequest) -> Result<Caller, A
     // Subjects are UUIDs or similar; anything else is refused rather than stored as a key.
     let user = UserId::parse(sub).map_err(|_| ApiError::Auth("the token's subject is not usable".to_owned()))?;
     let admin = config.admins.contains(&user) || is_admin_claim(&claims);
-    Ok(Caller { user, admin })
+    let plan_claims = claim_values(&claims, &config.plans.claim);
+    Ok(Caller {
+        user,
+        admin,
+        plan_claims,
+        plan: config.plans.default_plan().clone(),
+    })
 }
 
 /// The header a SigV4-signed caller puts the user's `Bearer` token in: its `Authorization` header
@@ -194,14 +208,24 @@ fn carries_credentials(config: &Config, req: &ApiRequest) -> bool {
 
 /// `cognito:groups` or `groups` containing `admin` (a list, or API Gateway's stringified list).
 fn is_admin_claim(claims: &serde_json::Map<String, serde_json::Value>) -> bool {
-    ["cognito:groups", "groups"].iter().any(|key| match claims.get(*key) {
-        Some(serde_json::Value::Array(groups)) => groups.iter().any(|g| g == "admin"),
-        Some(serde_json::Value::String(groups)) => groups
+    ["cognito:groups", "groups"]
+        .iter()
+        .any(|key| claim_values(claims, key).iter().any(|g| g == "admin"))
+}
+
+/// The values of claim `key`: a list, API Gateway's stringified list (`[a b]` or `[a,b]`), or a
+/// single string.
+fn claim_values(claims: &serde_json::Map<String, serde_json::Value>, key: &str) -> Vec<String> {
+    match claims.get(key) {
+        Some(serde_json::Value::Array(values)) => values.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+        Some(serde_json::Value::String(values)) => values
             .trim_matches(|c| c == '[' || c == ']')
             .split([',', ' '])
-            .any(|g| g.trim_matches('"') == "admin"),
-        _ => false,
-    })
+            .map(|v| v.trim_matches('"').to_owned())
+            .filter(|v| !v.is_empty())
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// A short, stable, non-reversible tag of a user id for logs (never the id itself).
@@ -318,8 +342,9 @@ async fn route(
             req.body.len(),
         )));
     }
-    let caller = authenticate(&state.config, req).await?;
+    let mut caller = authenticate(&state.config, req).await?;
     *user = Some(user_tag(&caller.user));
+    caller.plan = usage::plan_of(state, &caller).await?;
     if let Op::Chat(solution) = op {
         // A chat turn is counted by the store in the write that admits it (one round trip for the
         // rate limit, budgets, stream cap and the user's message): see `chat::post`.
@@ -387,6 +412,8 @@ fn audit_action(op: Op) -> Option<&'static str> {
         Op::CreateFile => Some(action::FILE_CREATE),
         Op::CompleteFile => Some(action::FILE_COMPLETE),
         Op::DeleteFile => Some(action::FILE_DELETE),
+        Op::SetUserPlan => Some(action::PLAN_SET),
+        Op::ClearUserPlan => Some(action::PLAN_CLEAR),
         Op::CreateFolder => Some(action::FOLDER_CREATE),
         Op::UpdateFolder => Some(action::FOLDER_UPDATE),
         Op::DeleteFolder => Some(action::FOLDER_DELETE),
@@ -405,7 +432,12 @@ fn audit_action(op: Op) -> Option<&'static str> {
 async fn audit_chat_refusal(state: &AppState, caller: &Caller, req: &ApiRequest, e: &ApiError) {
     if !matches!(
         e,
-        ApiError::Budget { .. } | ApiError::TooManyStreams { .. } | ApiError::NotFound(_) | ApiError::Conflict(_)
+        ApiError::Budget { .. }
+            | ApiError::Plan { .. }
+            | ApiError::SpendCap { .. }
+            | ApiError::TooManyStreams { .. }
+            | ApiError::NotFound(_)
+            | ApiError::Conflict(_)
     ) {
         return;
     }
@@ -495,12 +527,16 @@ async fn dispatch(
             crate::files::delete_for_conversation(state, &caller.user, Some(&id)).await;
             Ok(response)
         }
-        Op::ChatInfo(solution) => chat::info(state, solution),
+        Op::ChatInfo(solution) => chat::info(state, caller, solution),
         Op::Chat(solution) => chat::post(state, caller, solution, req).await,
         Op::ResumeChat(solution) => chat::resume(state, caller, solution, input::conversation_id(id)?, req).await,
         Op::StopChat(solution) => chat::stop(state, caller, solution, input::conversation_id(id)?).await,
         Op::AnalyticsSummary => analytics::summary(state, caller, req).await,
         Op::ListAudit => audit::list(state.store.as_ref(), caller, req).await,
+        Op::Usage => usage::get(state, caller).await,
+        Op::GetUserPlan => usage::get_user_plan(state, caller, id).await,
+        Op::SetUserPlan => usage::set_user_plan(state, caller, id, req).await,
+        Op::ClearUserPlan => usage::clear_user_plan(state, caller, id).await,
         Op::Dashboard | Op::Health => unreachable_route(),
     }
 }
@@ -508,7 +544,7 @@ async fn dispatch(
 /// Counts the request against the caller's per-minute budget (one atomic counter per user and
 /// minute, shared by every instance through the store).
 async fn rate_limit(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
-    let limit = state.config.rate_limit_per_minute;
+    let limit = caller.plan.requests_per_minute;
     if limit == 0 {
         return Ok(());
     }

@@ -103,6 +103,14 @@ pub enum Op {
     ListAudit,
     /// `GET /api/health`: version and store reachability, no authentication.
     Health,
+    /// `GET /api/usage`: the caller's usage, plan and what remains of each budget.
+    Usage,
+    /// `GET /api/admin/users/{id}/plan` (admins): a user's plan and override.
+    GetUserPlan,
+    /// `PUT /api/admin/users/{id}/plan` (admins): set a user's plan override.
+    SetUserPlan,
+    /// `DELETE /api/admin/users/{id}/plan` (admins): remove it.
+    ClearUserPlan,
 }
 
 /// A path pattern with its methods and function.
@@ -400,6 +408,20 @@ pub const ROUTES: &[Route] = &[
         pattern: "/dashboard",
         function: "analytics",
         ops: &[("GET", Op::Dashboard)],
+    },
+    Route {
+        pattern: "/api/usage",
+        function: "analytics",
+        ops: &[("GET", Op::Usage)],
+    },
+    Route {
+        pattern: "/api/admin/users/{id}/plan",
+        function: "analytics",
+        ops: &[
+            ("GET", Op::GetUserPlan),
+            ("PUT", Op::SetUserPlan),
+            ("DELETE", Op::ClearUserPlan),
+        ],
     },
     Route {
         pattern: "/api/health",

@@ -23,6 +23,24 @@ pub enum ChatError {
     /// The store refused (rate limit, budget, stream cap, not found) or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The caller's plan does not include what the turn asks for (a model, web search,
+    /// attachments); `allowed` lists the plan's models.
+    #[error("{message}")]
+    Plan {
+        /// What is not in the plan.
+        message: String,
+        /// The models the plan allows.
+        allowed: Vec<String>,
+    },
+    /// The deployment's spend cap for the month is reached.
+    #[error("the deployment's spending limit for this month is reached; chat is paused until the month ends (UTC)")]
+    SpendCap {
+        /// Seconds until the month ends.
+        retry_after: u64,
+    },
+    /// Chat is switched off on this function (`ATHENA_CHAT_ENABLED=false`).
+    #[error("chat is switched off for maintenance; conversations can still be read and organised")]
+    Disabled,
     /// An attached file was refused (not the caller's, not ready, in another conversation, not
     /// readable by the provider).
     #[error(transparent)]

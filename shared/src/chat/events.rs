@@ -75,4 +75,6 @@ pub struct TurnStream {
     pub conversation_id: ConversationId,
     /// The events, as the turn produces them (bounded: a slow client slows the relay, not memory).
     pub events: mpsc::Receiver<TurnEvent>,
+    /// Soft-limit headers (the caller is at 80 % of a budget): `x-athena-budget-remaining-*`.
+    pub budget_headers: Vec<(&'static str, String)>,
 }

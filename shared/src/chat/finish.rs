@@ -43,7 +43,10 @@ pub(super) struct SlotGuard {
     turn_id: String,
     lease: Option<StreamLease>,
     reserved: u64,
+    reserved_nano_usd: u64,
     title_reserved: u64,
+    /// The turn's model, to price the estimate when its dollar reservation is settled.
+    model: &'static crate::catalog::ModelInfo,
     progress: Arc<Progress>,
     started: Timestamp,
 }
@@ -57,7 +60,9 @@ impl SlotGuard {
             turn_id: turn.turn_id.clone(),
             lease: turn.lease.clone(),
             reserved: turn.reserved,
+            reserved_nano_usd: turn.reserved_nano_usd,
             title_reserved: turn.title_reserved,
+            model: turn.plan.model,
             progress: Arc::clone(&turn.progress),
             started: turn.plan.started_at,
         }
@@ -68,6 +73,7 @@ impl SlotGuard {
     fn disarm(&mut self) {
         self.lease = None;
         self.reserved = 0;
+        self.reserved_nano_usd = 0;
     }
 }
 
@@ -75,9 +81,11 @@ impl Drop for SlotGuard {
     fn drop(&mut self) {
         let lease = self.lease.take();
         let reserved = std::mem::take(&mut self.reserved);
-        if lease.is_none() && reserved == 0 {
+        let reserved_nano_usd = std::mem::take(&mut self.reserved_nano_usd);
+        if lease.is_none() && reserved == 0 && reserved_nano_usd == 0 {
             return;
         }
+        let estimate = self.progress.estimate().saturating_add(self.title_reserved);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -85,8 +93,10 @@ impl Drop for SlotGuard {
         let (conversation_id, turn_id) = (self.conversation_id.clone(), self.turn_id.clone());
         let settlement = Settlement {
             reserved,
-            actual: if reserved > 0 {
-                self.progress.estimate().saturating_add(self.title_reserved)
+            actual: if reserved > 0 { estimate } else { 0 },
+            reserved_nano_usd,
+            actual_nano_usd: if reserved_nano_usd > 0 {
+                super::budget::upper_nano_usd(self.model, estimate)
             } else {
                 0
             },
@@ -140,20 +150,42 @@ impl Turn {
         let named = self.named().await;
         let record = self.record(&outcome, latency);
         let config = &self.state.config;
-        let charge = config.token_budget_day > 0 || config.token_budget_month > 0;
+        let plan = Arc::clone(&self.entitlement);
+        let charge = plan.tokens_per_day > 0 || plan.tokens_per_month > 0;
+        let charge_dollars = plan.nano_usd_per_month > 0;
         let has_reply = reply.is_some();
         // What the turn cost: the reported usage, plus the estimate of calls that reported none.
         let actual = outcome.usage.input_tokens
             + outcome.usage.output_tokens
             + outcome.estimated
             + named.as_ref().map_or(0, |n| n.tokens);
+        // In dollars: the reported usage at its model's prices, the estimates at the output price.
+        let model = config.catalog.get(&outcome.model).unwrap_or(self.plan.model);
+        let title_model = config
+            .chat
+            .title_model
+            .as_deref()
+            .and_then(|id| config.catalog.get(id))
+            .unwrap_or(model);
+        let actual_nano_usd = crate::analytics::cost_nano_usd(model, &outcome.usage)
+            .saturating_add(super::budget::upper_nano_usd(model, outcome.estimated))
+            .saturating_add(super::budget::upper_nano_usd(
+                title_model,
+                named.as_ref().map_or(0, |n| n.tokens),
+            ));
+        let remaining = self.levels_before.map(|mut levels| {
+            levels.tokens_day = levels.tokens_day.saturating_add(actual);
+            levels.tokens_month = levels.tokens_month.saturating_add(actual);
+            levels.nano_usd_month = levels.nano_usd_month.saturating_add(actual_nano_usd);
+            super::budget::Remaining::of(&plan, &levels)
+        });
         // How the stream ends, if the write succeeds; it goes into the final checkpoint.
         let last = match &outcome.error {
             Some((_, message)) => TurnEvent::Error {
                 message: message.clone(),
             },
             None => TurnEvent::Finish {
-                metadata: self.metadata(&outcome, finish, latency),
+                metadata: self.metadata(&outcome, finish, latency, remaining.as_ref()),
             },
         };
         let tail = match sink.recorder.take() {
@@ -167,13 +199,11 @@ impl Turn {
             turn_id: self.turn_id.clone(),
             reply,
             lease: self.lease.clone(),
-            settlement: if charge {
-                Settlement {
-                    reserved: self.reserved,
-                    actual,
-                }
-            } else {
-                Settlement::default()
+            settlement: Settlement {
+                reserved: if charge { self.reserved } else { 0 },
+                actual: if charge { actual } else { 0 },
+                reserved_nano_usd: if charge_dollars { self.reserved_nano_usd } else { 0 },
+                actual_nano_usd: if charge_dollars { actual_nano_usd } else { 0 },
             },
             started: self.plan.started_at,
             stats: Some(crate::analytics::turn_stats(&record)),
@@ -410,15 +440,26 @@ impl Turn {
     }
 
     /// The `finish` metadata: model, finish reason, usage, latency, time to first token.
-    fn metadata(&self, outcome: &Outcome, finish: FinishReason, latency: Duration) -> Value {
-        json!({
+    fn metadata(
+        &self,
+        outcome: &Outcome,
+        finish: FinishReason,
+        latency: Duration,
+        remaining: Option<&super::budget::Remaining>,
+    ) -> Value {
+        let mut metadata = json!({
             "conversationId": self.plan.conversation.id.as_str(),
             "model": outcome.model,
             "finishReason": finish,
             "usage": outcome.usage,
             "latencyMs": latency.as_millis() as u64,
             "firstTokenMs": outcome.first_token.map(|d| d.as_millis() as u64),
-        })
+        });
+        // At 80 % of a budget: what remains after this turn, so the client can warn.
+        if let (Some(budget), Some(map)) = (remaining.and_then(|r| r.metadata()), metadata.as_object_mut()) {
+            map.insert("budget".to_owned(), budget);
+        }
+        metadata
     }
 
     /// The client has everything; records the events and the audit entry in one batch (the

@@ -39,8 +39,16 @@ pub(super) struct Turn {
     pub(super) lease: Option<StreamLease>,
     /// Tokens reserved on the budgets at admission (0: budgets off), settled when the turn ends.
     pub(super) reserved: u64,
+    /// Nano-dollars reserved on the month's dollar budget (0: no dollar budget).
+    pub(super) reserved_nano_usd: u64,
     /// The part of `reserved` for the title request (0 without one).
     pub(super) title_reserved: u64,
+    /// The caller's plan.
+    pub(super) entitlement: Arc<crate::config::plans::Plan>,
+    /// The output cap of the turn's model calls (deployment, plan and model).
+    pub(super) output_cap: u32,
+    /// The caller's budget items before admission, when a budget is on (the soft limit).
+    pub(super) levels_before: Option<crate::store::BudgetLevels>,
     /// What has been sent and streamed so far, for settling a turn whose task dies.
     pub(super) progress: Arc<Progress>,
     pub(super) request_id: String,
@@ -164,6 +172,7 @@ impl Turn {
         TurnStream {
             conversation_id,
             events,
+            budget_headers: Vec::new(),
         }
     }
 
@@ -348,7 +357,8 @@ impl Turn {
     fn candidates(&self) -> Vec<String> {
         let mut candidates: Vec<String> = vec![self.plan.model.id.to_owned()];
         for f in &self.state.config.chat.fallback {
-            if !candidates.contains(f) {
+            // Only the models of the caller's plan.
+            if !candidates.contains(f) && self.entitlement.allows(f) {
                 candidates.push(f.clone());
             }
         }
@@ -375,7 +385,7 @@ impl Turn {
                 model: candidate.clone(),
                 system: self.system.clone(),
                 messages: context.to_vec(),
-                max_tokens: estimate::output_cap(chat, self.plan.model),
+                max_tokens: self.output_cap,
                 tools: self.tools.clone(),
             };
             let first_deadline = (tokio::time::Instant::now() + chat.first_token_timeout).min(deadline);

@@ -1,7 +1,9 @@
 //! The chat turn: the hot path of Athena. [`start`] reads like the turn's outline:
 //!
 //! 1. **Admission**: the caller's [`ChatRequest`] (already parsed and validated by the HTTP layer,
-//!    `api::chat`) and the conversation with its history (one Query).
+//!    `api::chat`) and the conversation with its history (one Query; beside it, in parallel, the
+//!    caller's budget levels for the soft limit when their plan has a budget, and the month's
+//!    spend when `ATHENA_SPEND_CAP_USD` is set: [`budget`]). The plan's checks ([`budget::check_request`]).
 //! 2. **Plan** ([`plan_turn`], pure, unit-tested without a store): which conversation (existing,
 //!    or new with a title from the first message), which messages, which model, and what the
 //!    admitting write stores (append, create, regenerate, or only check a resubmit).
@@ -26,6 +28,7 @@
 //! stream or plain text). Errors are [`ChatError`]s, mapped to HTTP once in `api::error`.
 
 mod approvals;
+pub mod budget;
 mod checkpoint;
 mod context;
 mod error;
@@ -52,6 +55,7 @@ pub use prompts::{capabilities, system_prompt};
 pub use request::{ApprovalAnswer, ChatRequest, IncomingMessage, Trigger};
 pub use resume::{in_progress, resume, stop, Progress, INTERRUPTED, RESUME_WINDOW_SECS};
 
+use crate::config::plans::Plan;
 pub use crate::config::{ChatConfig, SearchConfig};
 use crate::domain::{Role, Solution, UserId};
 use crate::error::StoreError;
@@ -79,14 +83,39 @@ pub fn serves(state: &AppState, solution: Option<Solution>) -> Result<(), ChatEr
 pub async fn start(
     state: &Arc<AppState>,
     user: &UserId,
+    entitlement: &Arc<Plan>,
     solution: Option<Solution>,
     request: ChatRequest,
     request_id: &str,
 ) -> Result<TurnStream, ChatError> {
     serves(state, solution)?;
+    if !state.config.plans.chat_enabled {
+        return Err(ChatError::Disabled);
+    }
     let model_port = state.model.clone().ok_or(ChatError::NoProvider)?;
     let mut request = request;
-    let existing = load(state, user, &request).await?;
+    let token_budgets = entitlement.tokens_per_day > 0 || entitlement.tokens_per_month > 0;
+    let dollars = entitlement.nano_usd_per_month > 0;
+    // Side by side with the conversation's Query (no extra round trip): the budgets' levels for
+    // the soft limit (when a budget is on) and the deployment's spend (when capped).
+    let (existing, levels, capped) = tokio::join!(
+        load(state, user, &request),
+        async {
+            if token_budgets || dollars {
+                state.store.budget_levels(user, state.now()).await.ok()
+            } else {
+                None
+            }
+        },
+        budget::check_spend_cap(state),
+    );
+    let existing = existing?;
+    budget::check_request(
+        entitlement,
+        &mut request,
+        existing.as_ref().map(|(c, _)| c),
+        &state.config.catalog,
+    )?;
     attach_files(state, user, &mut request).await?;
     let instructions = project_instructions(state, user, existing.as_ref().map(|(c, _)| c)).await?;
     let ended_turn = resume::ended_without_reply(state, user, existing.as_ref(), &request).await;
@@ -106,23 +135,20 @@ pub async fn start(
         Planned::Run(plan) => plan,
         Planned::Replay { conversation, reply } => {
             // Nothing is generated or stored, but the request still counts against the limit.
-            crate::ratelimit::count(
-                state.store.as_ref(),
-                user,
-                state.now(),
-                state.config.rate_limit_per_minute,
-            )
-            .await?;
+            crate::ratelimit::count(state.store.as_ref(), user, state.now(), entitlement.requests_per_minute).await?;
             return Ok(replay::spawn(conversation, reply));
         }
     };
+    // A stored reply is replayed whatever the spend; a new turn is not started past the cap.
+    capped?;
     let system = match &instructions {
         Some(text) => prompts::with_project_instructions(system_prompt(solution), text),
         None => system_prompt(solution).to_owned(),
     };
     let mut context = context_for(&plan.history, plan.model, &system);
     crate::files::load(state, user, &mut context).await;
-    let toolbox = tools::Toolbox::for_turn(state, solution, plan.web_search, user, caller_token).await;
+    let toolbox =
+        tools::Toolbox::for_turn(state, solution, plan.web_search, entitlement.tools, user, caller_token).await;
     let tools = toolbox.specs();
     let naming = match (&state.config.chat.title_model, &plan.write) {
         (Some(model), TurnWrite::Create { messages, .. }) => {
@@ -138,20 +164,34 @@ pub async fn start(
         _ => None,
     };
     let config = &state.config;
-    let budgets = config.token_budget_day > 0 || config.token_budget_month > 0;
     let title_reserved = match naming {
-        Some((_, first)) if budgets => title::reservation(&first.content),
+        Some((_, first)) if token_budgets || dollars => title::reservation(&first.content),
         _ => 0,
     };
-    let reserved = if budgets {
+    let cap = budget::output_cap(&config.chat, entitlement, plan.model);
+    let (reserved, reserved_nano_usd) = if token_budgets || dollars {
         let mut seen = context.clone();
         if let Some(reply) = &plan.continues {
             seen.extend(context::reply_context(&reply.content, &reply.parts));
         }
         let input = estimate::input_tokens(&system, &seen, &tools);
-        estimate::reservation(input, estimate::output_cap(&config.chat, plan.model)).saturating_add(title_reserved)
+        let title_nano = naming
+            .and_then(|(model, _)| config.catalog.get(model))
+            .map_or(0, |m| budget::upper_nano_usd(m, title_reserved));
+        (
+            if token_budgets {
+                estimate::reservation(input, cap).saturating_add(title_reserved)
+            } else {
+                0
+            },
+            if dollars {
+                budget::reservation_nano_usd(plan.model, input, cap).saturating_add(title_nano)
+            } else {
+                0
+            },
+        )
     } else {
-        0
+        (0, 0)
     };
     let turn_id = state.ids.next_ulid();
     // A continued reply keeps its id: the client goes on in the same message.
@@ -159,7 +199,23 @@ pub async fn start(
         .continues
         .as_ref()
         .map_or_else(|| state.ids.message_id(), |reply| reply.id.clone());
-    let lease = admit(state, user, &plan, &turn_id, &reply_id, reserved).await?;
+    let lease = admit(
+        state,
+        user,
+        entitlement,
+        &plan,
+        &turn_id,
+        &reply_id,
+        (reserved, reserved_nano_usd),
+    )
+    .await?;
+    let notice = levels.map(|mut levels| {
+        levels.tokens_day = levels.tokens_day.saturating_add(reserved);
+        levels.tokens_month = levels.tokens_month.saturating_add(reserved);
+        levels.nano_usd_month = levels.nano_usd_month.saturating_add(reserved_nano_usd);
+        budget::Remaining::of(entitlement, &levels)
+    });
+    let levels_before = levels;
     if let (Some(reply), TurnWrite::Continue { awaiting, .. }) = (&plan.continues, &plan.write) {
         audit_approvals(state, user, &plan.conversation.id, reply, awaiting, request_id).await;
     }
@@ -177,13 +233,19 @@ pub async fn start(
         turn_id,
         lease,
         reserved,
+        reserved_nano_usd,
         title_reserved,
+        entitlement: Arc::clone(entitlement),
+        output_cap: cap,
+        levels_before,
         progress: Arc::default(),
         request_id: request_id.to_owned(),
         title_task,
         plan,
     };
-    Ok(turn.spawn())
+    let mut stream = turn.spawn();
+    stream.budget_headers = notice.map(|n| n.headers()).unwrap_or_default();
+    Ok(stream)
 }
 
 /// Records who approved or denied which tool call (one audit entry per answer of this request:
@@ -293,10 +355,11 @@ async fn load(
 async fn admit(
     state: &AppState,
     user: &UserId,
+    entitlement: &Plan,
     plan: &TurnPlan,
     turn_id: &str,
     reply_id: &crate::domain::MessageId,
-    reserved: u64,
+    (reserved, reserved_nano_usd): (u64, u64),
 ) -> Result<Option<crate::store::StreamLease>, ChatError> {
     let config = &state.config;
     let start = TurnStart {
@@ -304,15 +367,17 @@ async fn admit(
         conversation_id: plan.conversation.id.clone(),
         write: plan.write.clone(),
         limits: TurnLimits {
-            requests_per_minute: config.rate_limit_per_minute,
-            tokens_per_day: config.token_budget_day,
-            tokens_per_month: config.token_budget_month,
-            max_streams: config.max_concurrent_streams,
+            requests_per_minute: entitlement.requests_per_minute,
+            tokens_per_day: entitlement.tokens_per_day,
+            tokens_per_month: entitlement.tokens_per_month,
+            nano_usd_per_month: entitlement.nano_usd_per_month,
+            max_streams: entitlement.concurrent_streams,
             lease_secs: lease_secs(config),
         },
         turn_id: turn_id.to_owned(),
         now: plan.started_at,
         reservation: reserved,
+        reservation_nano_usd: reserved_nano_usd,
         reply_id: reply_id.clone(),
         reply_parent: plan.answers.clone(),
     };
@@ -322,7 +387,7 @@ async fn admit(
     match state.store.begin_turn(&start).await {
         Ok(begun) => Ok(begun.lease),
         Err(e @ (StoreError::Unavailable(_) | StoreError::Internal { .. })) => {
-            release_unknown_slot(state, user, turn_id).await;
+            release_unknown_slot(state, user, turn_id, entitlement.concurrent_streams).await;
             Err(e.into())
         }
         Err(e) => Err(e.into()),
@@ -334,9 +399,9 @@ async fn admit(
 /// Which slot is unknown: each is released only if `turn_id` holds it (idempotent; one call per
 /// slot, only on this failure path). The reservation stays charged: settling it could give back
 /// tokens that were never reserved. Bounded in time; a failure leaves the slot to its lease.
-async fn release_unknown_slot(state: &AppState, user: &UserId, turn_id: &str) {
+async fn release_unknown_slot(state: &AppState, user: &UserId, turn_id: &str, slots: u32) {
     let release = async {
-        for slot in 0..state.config.max_concurrent_streams {
+        for slot in 0..slots {
             let lease = crate::store::StreamLease {
                 slot,
                 turn_id: turn_id.to_owned(),

@@ -101,5 +101,6 @@ pub(super) fn spawn(conversation: Conversation, reply: Message) -> TurnStream {
     TurnStream {
         conversation_id: conversation.id,
         events: rx,
+        budget_headers: Vec::new(),
     }
 }

@@ -61,6 +61,7 @@ pub async fn resume(
     Ok(Some(TurnStream {
         conversation_id: id,
         events,
+        budget_headers: Vec::new(),
     }))
 }
 

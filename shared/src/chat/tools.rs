@@ -33,10 +33,11 @@ impl Toolbox {
         state: &AppState,
         solution: Option<Solution>,
         web_search: bool,
+        mcp_allowed: bool,
         user: &UserId,
         token: Option<String>,
     ) -> Self {
-        let mcp = if state.mcp.is_empty() {
+        let mcp = if state.mcp.is_empty() || !mcp_allowed {
             Vec::new()
         } else {
             let caller = Caller {

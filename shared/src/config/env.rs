@@ -48,6 +48,11 @@ variables! {
     "ATHENA_TOKEN_BUDGET_DAY", "1000000", "tokens (input + output) per user per UTC day (0: off)";
     "ATHENA_TOKEN_BUDGET_MONTH", "20000000", "tokens per user per UTC calendar month (0: off)";
     "ATHENA_MAX_CONCURRENT_STREAMS", "3", "chat streams a user may have open at once (0: off)";
+    "ATHENA_PLANS", "unset (one plan, `default`, of the values above)", "named plans, a JSON object of name to `{tokensPerDay, tokensPerMonth, usdPerMonth, requestsPerMinute, concurrentStreams, models, maxOutputTokens, webSearch, tools, attachments}` (each optional, inheriting the deployment-wide value): see `docs/security.md`";
+    "ATHENA_DEFAULT_PLAN", "the first plan by name", "the plan of a user with no override and no plan claim";
+    "ATHENA_PLAN_CLAIM", "`plan`", "the JWT claim a user's plan is read from (a string, or a list of groups such as `cognito:groups`: the first that names a plan)";
+    "ATHENA_SPEND_CAP_USD", "0", "deployment-wide spend per UTC month in US dollars (0: off); new turns get 503 SPEND_CAP once it is reached";
+    "ATHENA_CHAT_ENABLED", "`true`", "the chat kill switch: `false` refuses every chat turn with 503 CHAT_DISABLED while the other routes keep working (per function)";
     "ATHENA_AUDIT_RETENTION_DAYS", "365", "days audit entries are kept (TTL)";
     "ATHENA_RETENTION_DAYS", "0 (off)", "days a conversation may stay untouched (and not pinned) before it goes to the trash (purged 30 days later); applied hourly by the `housekeeping` function and `athena-local`";
     "ATHENA_SOLUTION", "unset (every chat route)", "the one chat a chat function serves: `general` or a solution name";

@@ -7,6 +7,7 @@
 pub mod env;
 pub mod files;
 pub mod mcp;
+pub mod plans;
 pub mod prompts;
 mod sections;
 
@@ -122,6 +123,8 @@ pub struct Config {
     pub shared_prompts: Vec<prompts::SharedPrompt>,
     /// File attachments.
     pub files: files::FilesConfig,
+    /// Plans, the spend cap and the chat kill switch.
+    pub plans: plans::PlansConfig,
 }
 
 /// Default per-user requests per minute.
@@ -208,15 +211,29 @@ impl Config {
             .map(|s| UserId::parse(s).map_err(|e| ConfigError(format!("ATHENA_ADMINS: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
         let chat = ChatConfig::read(env, &catalog)?;
+        let rate_limit_per_minute = env.count("ATHENA_RATE_LIMIT_PER_MINUTE", DEFAULT_RATE_LIMIT_PER_MINUTE)?;
+        let token_budget_day = env.count("ATHENA_TOKEN_BUDGET_DAY", DEFAULT_TOKEN_BUDGET_DAY)?;
+        let token_budget_month = env.count("ATHENA_TOKEN_BUDGET_MONTH", DEFAULT_TOKEN_BUDGET_MONTH)?;
+        let plans = plans::PlansConfig::read(
+            env,
+            plans::Inherited {
+                tokens_per_day: token_budget_day,
+                tokens_per_month: token_budget_month,
+                requests_per_minute: rate_limit_per_minute,
+                concurrent_streams: max_concurrent_streams,
+                max_output_tokens: chat.max_output_tokens,
+                catalog: &catalog,
+            },
+        )?;
         Ok(Self {
             auth,
             cors,
             catalog,
             limits,
-            rate_limit_per_minute: env.count("ATHENA_RATE_LIMIT_PER_MINUTE", DEFAULT_RATE_LIMIT_PER_MINUTE)?,
+            rate_limit_per_minute,
             admins,
-            token_budget_day: env.count("ATHENA_TOKEN_BUDGET_DAY", DEFAULT_TOKEN_BUDGET_DAY)?,
-            token_budget_month: env.count("ATHENA_TOKEN_BUDGET_MONTH", DEFAULT_TOKEN_BUDGET_MONTH)?,
+            token_budget_day,
+            token_budget_month,
             max_concurrent_streams,
             audit_retention_days: env.positive("ATHENA_AUDIT_RETENTION_DAYS", DEFAULT_AUDIT_RETENTION_DAYS)?,
             retention_days: env.count("ATHENA_RETENTION_DAYS", 0)?,
@@ -226,6 +243,7 @@ impl Config {
             provider: ProviderConfig::read(env)?,
             runtime,
             shared_prompts: prompts::read(env)?,
+            plans,
         })
     }
 
@@ -251,7 +269,35 @@ impl Config {
             runtime: RuntimeConfig::default(),
             shared_prompts: Vec::new(),
             files: files::FilesConfig::default(),
+            plans: plans::PlansConfig::single(plans::Inherited {
+                tokens_per_day: DEFAULT_TOKEN_BUDGET_DAY,
+                tokens_per_month: DEFAULT_TOKEN_BUDGET_MONTH,
+                requests_per_minute: DEFAULT_RATE_LIMIT_PER_MINUTE,
+                concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+                max_output_tokens: ChatConfig::default().max_output_tokens,
+                catalog: &Catalog::all(),
+            }),
         }
+    }
+
+    /// Rebuilds the single default plan from the deployment-wide values (after a test changed
+    /// them); a configuration with `ATHENA_PLANS` is left as it is.
+    pub fn refresh_default_plan(&mut self) {
+        if self.plans.explicit {
+            return;
+        }
+        let mut single = plans::PlansConfig::single(plans::Inherited {
+            tokens_per_day: self.token_budget_day,
+            tokens_per_month: self.token_budget_month,
+            requests_per_minute: self.rate_limit_per_minute,
+            concurrent_streams: self.max_concurrent_streams,
+            max_output_tokens: self.chat.max_output_tokens,
+            catalog: &self.catalog,
+        });
+        single.spend_cap_nano_usd = self.plans.spend_cap_nano_usd;
+        single.chat_enabled = self.plans.chat_enabled;
+        single.claim = std::mem::take(&mut self.plans.claim);
+        self.plans = single;
     }
 }
 

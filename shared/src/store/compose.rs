@@ -28,6 +28,8 @@ pub struct StoreParts {
     pub conversations: Arc<dyn Conversations>,
     /// Folders and tags.
     pub organizer: Arc<dyn super::ports::Organizer>,
+    /// Plans, usage and spend.
+    pub accounting: Arc<dyn super::ports::Accounting>,
     /// A user's data as a whole (erasure).
     pub accounts: Arc<dyn super::ports::Accounts>,
     /// The trash's purge and retention.
@@ -68,6 +70,7 @@ impl StoreParts {
         Self {
             conversations: store.clone(),
             organizer: store.clone(),
+            accounting: store.clone(),
             accounts: store.clone(),
             housekeeping: store.clone(),
             projects: store.clone(),
@@ -211,6 +214,38 @@ impl Conversations for StoreParts {
         now: Timestamp,
     ) -> Result<Conversation, StoreError> {
         self.conversations.restore_conversation(owner, id, now).await
+    }
+}
+
+#[async_trait]
+impl super::ports::Accounting for StoreParts {
+    async fn plan_override(&self, user: &UserId) -> Result<Option<super::ports::PlanOverride>, StoreError> {
+        self.accounting.plan_override(user).await
+    }
+
+    async fn set_plan_override(
+        &self,
+        user: &UserId,
+        value: Option<&super::ports::PlanOverride>,
+    ) -> Result<(), StoreError> {
+        self.accounting.set_plan_override(user, value).await
+    }
+
+    async fn usage_between(
+        &self,
+        user: &UserId,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<super::ports::UsageRow>, StoreError> {
+        self.accounting.usage_between(user, from, to).await
+    }
+
+    async fn budget_levels(&self, user: &UserId, at: Timestamp) -> Result<super::ports::BudgetLevels, StoreError> {
+        self.accounting.budget_levels(user, at).await
+    }
+
+    async fn month_spend(&self, month: &str) -> Result<u64, StoreError> {
+        self.accounting.month_spend(month).await
     }
 }
 

@@ -129,6 +129,43 @@ impl Conversations for CountingStore {
 }
 
 #[async_trait]
+impl crate::store::ports::Accounting for CountingStore {
+    async fn plan_override(&self, user: &UserId) -> Result<Option<crate::store::PlanOverride>, StoreError> {
+        self.record("plan_override");
+        self.inner.plan_override(user).await
+    }
+
+    async fn set_plan_override(
+        &self,
+        user: &UserId,
+        value: Option<&crate::store::PlanOverride>,
+    ) -> Result<(), StoreError> {
+        self.record("set_plan_override");
+        self.inner.set_plan_override(user, value).await
+    }
+
+    async fn usage_between(
+        &self,
+        user: &UserId,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<crate::store::UsageRow>, StoreError> {
+        self.record("usage_between");
+        self.inner.usage_between(user, from, to).await
+    }
+
+    async fn budget_levels(&self, user: &UserId, at: Timestamp) -> Result<crate::store::BudgetLevels, StoreError> {
+        self.record("budget_levels");
+        self.inner.budget_levels(user, at).await
+    }
+
+    async fn month_spend(&self, month: &str) -> Result<u64, StoreError> {
+        self.record("month_spend");
+        self.inner.month_spend(month).await
+    }
+}
+
+#[async_trait]
 impl crate::store::ports::Accounts for CountingStore {
     async fn erase_user(&self, user: &UserId, now: Timestamp) -> Result<crate::store::Erased, StoreError> {
         self.record("erase_user");

@@ -22,6 +22,7 @@
 //! One conformance suite (`tests/api/store_conformance.rs`) holds both adapters to the same
 //! behaviour. `docs/data-model.md` lists every access pattern with its key condition and round trips.
 
+pub mod accounting;
 pub mod compose;
 pub mod counting;
 pub mod cursor;
@@ -38,11 +39,12 @@ pub use dynamo::schema;
 pub use compose::StoreParts;
 pub use open::{from_env, open, open_dynamo, probe, Probe, PROBE_ID};
 pub use ports::{
-    Accounts, ActiveLeaf, Activity, Appended, Checkpoint, CheckpointAck, ConversationPatch, Conversations, Counters,
-    Erased, FileCondition, Files, FolderDeleted, HeldKey, Housekeeping, Idempotency, IndexHit, IndexQuery,
-    ListConversations, ListMessages, Messages, Organizer, Page, ProjectConversations, ProjectPatch, Projects,
-    PromptPatch, Prompts, Reservation, SavedResponse, Search, Settlement, Stats, StatsUpdate, Store, StoredKey,
-    StreamLease, Streams, TagCount, Touch, TurnBegun, TurnFinish, TurnLimits, TurnStart, TurnWrite, Turns,
+    Accounting, Accounts, ActiveLeaf, Activity, Appended, BudgetLevels, Checkpoint, CheckpointAck, ConversationPatch,
+    Conversations, Counters, Erased, FileCondition, Files, FolderDeleted, HeldKey, Housekeeping, Idempotency, IndexHit,
+    IndexQuery, ListConversations, ListMessages, Messages, Organizer, Page, PlanOverride, ProjectConversations,
+    ProjectPatch, Projects, PromptPatch, Prompts, Reservation, SavedResponse, Search, Settlement, Stats, StatsUpdate,
+    Store, StoredKey, StreamLease, Streams, TagCount, Touch, TurnBegun, TurnFinish, TurnLimits, TurnStart, TurnWrite,
+    Turns, UsageRow,
 };
 pub use rules::{
     check_message_size, days_between, listing_rank, page_size, pin_base, retry_after, scaled_time, window_ends,
@@ -53,7 +55,7 @@ pub use rules::{
 /// The capability traits, to call store methods on any store: `use shared::store::prelude::*;`.
 pub mod prelude {
     pub use super::ports::{
-        Accounts, Activity, Conversations, Counters, Files, Housekeeping, Idempotency, Messages, Organizer, Projects,
-        Prompts, Search, Stats, Store, Streams, Turns,
+        Accounting, Accounts, Activity, Conversations, Counters, Files, Housekeeping, Idempotency, Messages, Organizer,
+        Projects, Prompts, Search, Stats, Store, Streams, Turns,
     };
 }

@@ -14,6 +14,7 @@ use crate::domain::{
 };
 use crate::error::StoreError;
 
+pub use super::accounting::{Accounting, BudgetLevels, PlanOverride, Settlement, TurnLimits, UsageRow};
 pub use super::organizing::{
     Accounts, Erased, FolderDeleted, Housekeeping, IndexHit, IndexQuery, Organizer, Search, TagCount,
 };
@@ -128,34 +129,6 @@ pub enum Appended {
     Duplicate(MessageId),
 }
 
-/// Per-user limits a chat turn is admitted under (from [`crate::config::Config`]); 0 switches one off.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TurnLimits {
-    /// Requests per user per minute (the counter the other routes share).
-    pub requests_per_minute: u64,
-    /// Tokens (input + output) per user per UTC day.
-    pub tokens_per_day: u64,
-    /// Tokens per user per UTC calendar month.
-    pub tokens_per_month: u64,
-    /// Chat streams a user may have open at once.
-    pub max_streams: u32,
-    /// How long a stream slot is leased for (seconds): a crashed instance's slot frees itself then.
-    pub lease_secs: i64,
-}
-
-impl TurnLimits {
-    /// No limit at all.
-    pub fn none() -> Self {
-        Self {
-            requests_per_minute: 0,
-            tokens_per_day: 0,
-            tokens_per_month: 0,
-            max_streams: 0,
-            lease_secs: 300,
-        }
-    }
-}
-
 /// What admitting a chat turn writes besides the limits.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TurnWrite {
@@ -225,6 +198,9 @@ pub struct TurnStart {
     /// budget` for every budget switched on; added to both budget items when either is on.
     /// 0 reserves nothing (the turn still needs one token left, as before reservations).
     pub reservation: u64,
+    /// Nano-dollars reserved against the month's dollar budget in the same write (the estimate
+    /// priced from the catalog), under the same rule as `reservation`.
+    pub reservation_nano_usd: u64,
     /// The id its reply will be stored under: with `turn_id`, `now` and the lease, the
     /// conversation's [`LiveTurn`] marker written in the same atomic write.
     pub reply_id: MessageId,
@@ -261,30 +237,6 @@ pub struct StatsUpdate {
     pub model: String,
     /// What to add.
     pub delta: StatsDelta,
-}
-
-/// Settling a turn's budget reservation: the day and month budget items of the turn's start get
-/// `actual - reserved` added (negative when the turn cost less than reserved). Nothing is written
-/// when the two are equal (both 0 when budgets are off).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Settlement {
-    /// Tokens reserved by [`Turns::begin_turn`] ([`TurnStart::reservation`]).
-    pub reserved: u64,
-    /// What the turn cost: the provider's reported usage, or the estimate when none was reported.
-    pub actual: u64,
-}
-
-impl Settlement {
-    /// Charges `actual` tokens with nothing reserved (what a turn admitted without a reservation owes).
-    pub fn charge(actual: u64) -> Self {
-        Self { reserved: 0, actual }
-    }
-
-    /// What to add to the budget items: `actual - reserved`, saturating at the `i64` range.
-    pub fn delta(&self) -> i64 {
-        let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        signed(self.actual).saturating_sub(signed(self.reserved))
-    }
 }
 
 /// The end of a chat turn: [`Turns::finish_turn`].
@@ -755,6 +707,7 @@ pub trait Idempotency: Send + Sync {
 /// capabilities; handlers and services take the one capability they use (`&dyn Conversations`).
 pub trait Store:
     Conversations
+    + Accounting
     + Organizer
     + Accounts
     + Housekeeping
@@ -775,6 +728,7 @@ pub trait Store:
 
 impl<
         T: Conversations
+            + Accounting
             + Organizer
             + Accounts
             + Housekeeping

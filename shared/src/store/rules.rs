@@ -79,14 +79,32 @@ pub fn over_budget(start: &TurnStart, day: bool) -> StoreError {
     }
 }
 
-/// The refusal of a turn whose reservation alone is over its day or month budget (one switched
-/// on), whatever was spent: both stores check it first and then write (and ask) nothing.
+/// The refusal of a turn over its month's dollar budget: `Retry-After` is the end of the month.
+pub fn over_dollar_budget(start: &TurnStart) -> StoreError {
+    let (_, _, month_end) = window_ends(start.now);
+    StoreError::BudgetExceeded {
+        window: DOLLAR_WINDOW,
+        retry_after: retry_after(start.now, month_end),
+    }
+}
+
+/// The `window` of [`StoreError::BudgetExceeded`] for the month's dollar budget.
+pub const DOLLAR_WINDOW: &str = "month's dollar";
+
+/// The refusal of a turn whose reservation alone is over its day or month token budget or its
+/// dollar budget (one switched on), whatever was spent: both stores check it first and then
+/// write (and ask) nothing.
 pub fn reservation_over_budget(start: &TurnStart) -> Option<StoreError> {
     let limits = &start.limits;
-    [(limits.tokens_per_day, true), (limits.tokens_per_month, false)]
+    let tokens = [(limits.tokens_per_day, true), (limits.tokens_per_month, false)]
         .into_iter()
         .find(|(budget, _)| *budget > 0 && budget_headroom(*budget, start.reservation).is_none())
-        .map(|(_, day)| over_budget(start, day))
+        .map(|(_, day)| over_budget(start, day));
+    tokens.or_else(|| {
+        (limits.nano_usd_per_month > 0
+            && budget_headroom(limits.nano_usd_per_month, start.reservation_nano_usd).is_none())
+        .then(|| over_dollar_budget(start))
+    })
 }
 
 /// The stream slot `slot` leased to the turn `start` until `now + lease_secs`.
@@ -519,7 +537,14 @@ mod tests {
         );
         assert_eq!(budget_headroom(0, 0), None);
         use super::super::ports::Settlement;
-        let settle = |reserved, actual| Settlement { reserved, actual }.delta();
+        let settle = |reserved, actual| {
+            Settlement {
+                reserved,
+                actual,
+                ..Settlement::default()
+            }
+            .delta()
+        };
         assert_eq!(settle(400, 130), -270, "settled down");
         assert_eq!(settle(400, 900), 500, "settled up");
         assert_eq!(settle(0, 0), 0);

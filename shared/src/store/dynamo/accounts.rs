@@ -126,6 +126,7 @@ impl Accounts for DynamoStore {
             (&conversations_table, schema::idempotency_pk(owner)),
             (&events_table, schema::audit_pk(owner)),
             (&events_table, schema::slot_pk(owner)),
+            (&events_table, schema::usage_pk(owner)),
         ] {
             let keys = self.partition_keys(table, &pk).await?;
             erased.items += self.delete_keys(table, keys).await?;
@@ -133,7 +134,7 @@ impl Accounts for DynamoStore {
         // Counters and budgets: one item per period; delete the periods that can still exist.
         let key =
             |pk: String| -> Item { HashMap::from([(schema::PK.to_owned(), s(pk)), (schema::SK.to_owned(), s("-"))]) };
-        let mut periodic = Vec::new();
+        let mut periodic = vec![key(schema::plan_pk(owner))];
         let window = rules::rate_window(now).start;
         for k in 0..4 {
             periodic.push(key(schema::counter_pk(
@@ -145,7 +146,7 @@ impl Accounts for DynamoStore {
         for days_back in 0..70 {
             let at = now - chrono::Duration::days(days_back);
             let (day, month) = schema::budget_pks(owner, &at);
-            for pk in [day, month] {
+            for pk in [day, month, schema::budget_usd_pk(owner, &at)] {
                 if seen.insert(pk.clone()) {
                     periodic.push(key(pk));
                 }

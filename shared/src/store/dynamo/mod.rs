@@ -12,6 +12,7 @@
 //! its tables, the client, table creation, error classification and the transaction and batch
 //! helpers every capability uses.
 
+mod accounting;
 mod accounts;
 mod activity;
 mod conversations;

@@ -260,6 +260,31 @@ pub fn budget_pks(user: &str, at: &chrono::DateTime<chrono::Utc>) -> (String, St
     )
 }
 
+/// The month's dollar-budget partition key of a user at a time (nano-dollars in `tokens`).
+pub fn budget_usd_pk(user: &str, at: &chrono::DateTime<chrono::Utc>) -> String {
+    format!("BUD#{user}#U#{}", at.format("%Y-%m"))
+}
+
+/// A user's usage rows partition (events table): `sk` = [`usage_sk`].
+pub fn usage_pk(user: &str) -> String {
+    format!("USAGE#{user}")
+}
+
+/// A usage row's sort key: the day first, so a month is one key range.
+pub fn usage_sk(day: &str, solution: &str, model: &str) -> String {
+    format!("{day}#{solution}#{model}")
+}
+
+/// A user's plan override (events table, `sk` = `-`).
+pub fn plan_pk(user: &str) -> String {
+    format!("PLAN#{user}")
+}
+
+/// The deployment's spend of a UTC month (events table, `sk` = `-`; nano-dollars in `tokens`).
+pub fn spend_pk(month: &str) -> String {
+    format!("SPEND#{month}")
+}
+
 /// Stream-slot partition key of a user (`sk` = the slot number).
 pub fn slot_pk(user: &str) -> String {
     format!("SLOT#{user}")

@@ -66,6 +66,20 @@ impl Turns for DynamoStore {
                 fixed.push((part, self.budget_add(pk, start.reservation, expires, Some(headroom))?));
             }
         }
+        if limits.nano_usd_per_month > 0 {
+            let Some(headroom) = rules::budget_headroom(limits.nano_usd_per_month, start.reservation_nano_usd) else {
+                return Err(rules::over_dollar_budget(start));
+            };
+            fixed.push((
+                Part::Dollars,
+                self.budget_add(
+                    schema::budget_usd_pk(owner.as_str(), &start.now),
+                    start.reservation_nano_usd,
+                    month_expires,
+                    Some(headroom),
+                )?,
+            ));
+        }
         let slots = limits.max_streams;
         let first_slot = if slots > 0 {
             use rand::Rng;
@@ -137,6 +151,9 @@ impl Turns for DynamoStore {
             if has(Part::Day) || has(Part::Month) {
                 return Err(rules::over_budget(start, has(Part::Day)));
             }
+            if has(Part::Dollars) {
+                return Err(rules::over_dollar_budget(start));
+            }
             if has(Part::Slot) {
                 tried += 1;
                 if tried >= slots {
@@ -205,6 +222,12 @@ impl Turns for DynamoStore {
                 parts.push((Part::Charge, self.budget_add_item(pk, delta, expires, None)?));
             }
         }
+        let delta_usd = finish.settlement.delta_nano_usd();
+        if delta_usd != 0 {
+            let (_, month_expires) = rules::budget_expiries(finish.started);
+            let pk = schema::budget_usd_pk(owner.as_str(), &finish.started);
+            parts.push((Part::Charge, self.budget_add_item(pk, delta_usd, month_expires, None)?));
+        }
         if let Some(lease) = &finish.lease {
             let delete = aws_sdk_dynamodb::types::Delete::builder()
                 .table_name(&self.tables.events)
@@ -227,6 +250,9 @@ impl Turns for DynamoStore {
                 .set_expression_attribute_values(Some(values))
                 .build();
             parts.push((Part::Stats, update_item(update)?));
+            for item in super::accounting::usage_items(&self.tables.events, owner.as_str(), stats)? {
+                parts.push((Part::Usage, item));
+            }
         }
         let mut switched = false;
         for _ in 0..4 {
@@ -335,6 +361,8 @@ enum Part {
     Rate,
     Day,
     Month,
+    /// The month's dollar budget (admission).
+    Dollars,
     Slot,
     /// The conversation item (create-if-absent or owner check).
     Meta,
@@ -346,6 +374,8 @@ enum Part {
     Continued,
     Charge,
     Stats,
+    /// The user's usage row and the month's spend (finish).
+    Usage,
     /// The conversation's live-turn marker (admission).
     Live,
     /// The turn's final checkpoint (finish).

@@ -9,6 +9,7 @@
 //! `counters`, `idempotency`); `rows` maps rows to the domain and holds the statements several capabilities
 //! share; this module holds the schema, opening the database and running a call on it.
 
+mod accounting;
 mod accounts;
 mod activity;
 mod conversations;
@@ -101,6 +102,27 @@ CREATE TABLE IF NOT EXISTS counters (
     key        TEXT PRIMARY KEY,
     count      INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS usage (
+    owner              TEXT NOT NULL,
+    day                TEXT NOT NULL,
+    solution           TEXT NOT NULL,
+    model              TEXT NOT NULL,
+    requests           INTEGER NOT NULL,
+    input_tokens       INTEGER NOT NULL,
+    output_tokens      INTEGER NOT NULL,
+    cache_read_tokens  INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    cost_nano_usd      INTEGER NOT NULL,
+    PRIMARY KEY (owner, day, solution, model)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS plan_overrides (
+    owner TEXT PRIMARY KEY,
+    body  TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS spend (
+    month    TEXT PRIMARY KEY,
+    nano_usd INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS budgets (
     key        TEXT PRIMARY KEY,

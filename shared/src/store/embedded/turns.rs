@@ -82,6 +82,21 @@ impl Turns for EmbeddedStore {
                     return Err(rules::over_budget(&start, day));
                 }
             }
+            let usd_key = schema::budget_usd_pk(owner, &start.now);
+            if limits.nano_usd_per_month > 0 {
+                let spent: i64 = tx
+                    .query_row("SELECT tokens FROM budgets WHERE key = ?1", params![usd_key], |r| {
+                        r.get(0)
+                    })
+                    .optional()
+                    .map_err(sql_err("reading a budget"))?
+                    .unwrap_or(0);
+                let fits = rules::budget_headroom(limits.nano_usd_per_month, start.reservation_nano_usd)
+                    .is_some_and(|headroom| spent <= i64::try_from(headroom).unwrap_or(i64::MAX));
+                if !fits {
+                    return Err(rules::over_dollar_budget(&start));
+                }
+            }
             let lease = if limits.max_streams > 0 {
                 let mut held = std::collections::HashSet::new();
                 {
@@ -117,6 +132,11 @@ impl Turns for EmbeddedStore {
                 let reservation = i64::try_from(start.reservation).unwrap_or(i64::MAX);
                 add_tokens(&tx, &day_key, reservation, day_expires)?;
                 add_tokens(&tx, &month_key, reservation, month_expires)?;
+            }
+            if limits.nano_usd_per_month > 0 && start.reservation_nano_usd > 0 {
+                let (_, month_expires) = rules::budget_expiries(start.now);
+                let reservation = i64::try_from(start.reservation_nano_usd).unwrap_or(i64::MAX);
+                add_tokens(&tx, &usd_key, reservation, month_expires)?;
             }
             if limits.requests_per_minute > 0 {
                 tx.execute(
@@ -214,6 +234,16 @@ impl Turns for EmbeddedStore {
                 add_tokens(&tx, &day_key, delta, day_expires)?;
                 add_tokens(&tx, &month_key, delta, month_expires)?;
             }
+            let delta_usd = finish.settlement.delta_nano_usd();
+            if delta_usd != 0 {
+                let (_, month_expires) = rules::budget_expiries(finish.started);
+                add_tokens(
+                    &tx,
+                    &schema::budget_usd_pk(owner, &finish.started),
+                    delta_usd,
+                    month_expires,
+                )?;
+            }
             if let Some(lease) = &finish.lease {
                 tx.execute(
                     "DELETE FROM stream_slots WHERE owner = ?1 AND slot = ?2 AND turn = ?3",
@@ -225,6 +255,7 @@ impl Turns for EmbeddedStore {
                 if let Err(e) = stats_in(&tx, &stats.day, &stats.solution, &stats.model, &stats.delta) {
                     tracing::warn!(error = %e, "the turn's analytics counters failed; writing without them");
                 }
+                super::accounting::add_usage(&tx, owner, stats)?;
             }
             tx.commit().map_err(sql_err("commit"))
         })
