@@ -231,7 +231,7 @@ pub fn body_limit(config: &Config, path: &str) -> usize {
 /// security headers, CORS) and the same log line as [`handle`]'s answers.
 pub fn refuse(state: &AppState, req: &ApiRequest, error: ApiError) -> Response<Body> {
     let origin = req.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let mut response = error.into_response(&req.request_id);
+    let mut response = error_response(state, error, &req.request_id);
     finish_headers(state, req, origin, &mut response);
     tracing::info!(
         request_id = %req.request_id,
@@ -242,6 +242,22 @@ pub fn refuse(state: &AppState, req: &ApiRequest, error: ApiError) -> Response<B
         "request"
     );
     response
+}
+
+/// An error's response, counted first: `ApiRequests`, `ApiErrors` by code, `AuthFailures` for
+/// a 401, and `Refusals` for a request a limit refused (`crate::metrics`).
+fn error_response(state: &AppState, error: ApiError, request_id: &str) -> Response<Body> {
+    let now = state.now();
+    let outcome = crate::metrics::Outcome {
+        error_code: Some(error.code()),
+        auth_failure: matches!(error, ApiError::Auth(_)),
+    };
+    crate::metrics::request(&state.metrics, now, outcome);
+    if let Some(code) = error.refusal_code() {
+        // The caller's plan is not known here yet.
+        crate::metrics::refusal(&state.metrics, now, code, None);
+    }
+    error.into_response(request_id)
 }
 
 /// Handles one request: routing, CORS, the handler, error mapping, common headers and one log line.
@@ -260,8 +276,11 @@ pub async fn handle(state: &Arc<AppState>, scope: Scope, mut req: ApiRequest) ->
         let mut user = None;
         let result = route(state, scope, &req, &mut route_label, &mut user).await;
         let mut response = match result {
-            Ok(r) => r,
-            Err(e) => e.into_response(&req.request_id),
+            Ok(r) => {
+                crate::metrics::request(&state.metrics, state.now(), crate::metrics::Outcome::default());
+                r
+            }
+            Err(e) => error_response(state, e, &req.request_id),
         };
         finish_headers(state, &req, origin.as_deref(), &mut response);
         tracing::info!(
