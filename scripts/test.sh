@@ -38,5 +38,5 @@ echo "== schemathesis (docs/openapi.yaml against athena-local)"
 timeout 300 scripts/schemathesis.sh
 echo "== cargo lambda build --release --arm64 (every function)"
 PATH="$PWD/.venv/bin:$PATH" cargo lambda build --release --arm64 --locked \
-  -p conversations -p messages -p chat -p analytics -p export -p housekeeping
+  -p conversations -p messages -p chat -p analytics -p export -p housekeeping -p streams
 ls -l target/lambda/*/bootstrap

@@ -7,7 +7,8 @@
 //!   latency and time-to-first-token histograms, and the set of active (hashed) users. A 30-day
 //!   dashboard reads 30 partitions, never a scan of events.
 //! - **CloudWatch Embedded Metric Format** lines on stdout in Lambda (namespace `Athena`,
-//!   dimensions `solution`, `model`), so alarms and dashboards need no API calls.
+//!   dimensions `solution`, `model`; written by [`crate::metrics`]), so alarms and dashboards
+//!   need no API calls; hourly, the day's cost against the trailing week ([`cost_growth`]).
 //!
 //! Recording never fails a request: errors are logged, not returned.
 
@@ -19,6 +20,7 @@ use serde_json::json;
 use crate::catalog::ModelInfo;
 use crate::domain::{AnalyticsEvent, IdGenerator, Solution, Timestamp, Usage, UserId};
 pub use crate::domain::{StatsDelta, StatsRow, BUCKETS_MS};
+use crate::metrics::{Emitter, Line, Unit};
 use crate::store::Store;
 
 /// The bucket of a duration.
@@ -164,11 +166,90 @@ pub fn turn_stats(turn: &TurnRecord) -> crate::store::StatsUpdate {
     }
 }
 
-/// Prints the turn's CloudWatch EMF line when running in Lambda (or `ATHENA_EMF=true`).
-pub fn emit_metrics(turn: &TurnRecord, enabled: bool) {
-    if enabled {
-        println!("{}", emf(turn, cost_nano_usd(turn.model, &turn.usage)));
+/// Writes the turn's CloudWatch EMF line (namespace `Athena`, dimension sets `[solution,
+/// model]` and `[solution]`): `Requests`, `Errors`, `Cancelled` (the client stopped the turn or
+/// went away before its end: the stream-cancel rate is `Cancelled / Requests`), `Latency`,
+/// `TimeToFirstToken` (when a token came), `InputTokens`, `OutputTokens` and `CostMicroUsd` (its
+/// daily sum is the cost per day).
+pub fn turn_metrics(emitter: &Emitter, turn: &TurnRecord, cancelled: bool) {
+    let cost_nano = cost_nano_usd(turn.model, &turn.usage);
+    let line = Line::new(turn.at)
+        .dimension("solution", solution_key(turn.solution))
+        .dimension("model", turn.model.id)
+        .directive(&[&["solution", "model"], &["solution"]])
+        .metric("Requests", Unit::Count, 1)
+        .metric("Errors", Unit::Count, u64::from(turn.error.is_some()))
+        .metric("Cancelled", Unit::Count, u64::from(cancelled))
+        .metric("Latency", Unit::Milliseconds, turn.latency_ms)
+        .metric_if("TimeToFirstToken", Unit::Milliseconds, turn.ttft_ms)
+        .metric("InputTokens", Unit::Count, turn.usage.input_tokens)
+        .metric("OutputTokens", Unit::Count, turn.usage.output_tokens)
+        .metric("CostMicroUsd", Unit::None, cost_nano as f64 / 1000.0);
+    emitter.emit(&line);
+}
+
+/// Days of history the cost-growth ratio compares today with.
+pub const COST_GROWTH_DAYS: u32 = 7;
+
+/// The day's cost against the trailing week, from the daily counters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CostGrowth {
+    /// `day`'s cost so far, US dollars.
+    pub today_usd: f64,
+    /// The average daily cost of the [`COST_GROWTH_DAYS`] days before, US dollars.
+    pub trailing_daily_usd: f64,
+    /// `today_usd / trailing_daily_usd`; `None` while the trailing days cost nothing.
+    pub ratio: Option<f64>,
+}
+
+/// The cost growth of `day` (`YYYY-MM-DD`) from counter rows covering it and the
+/// [`COST_GROWTH_DAYS`] days before (rows of other days are ignored). Days without a row cost
+/// nothing: a deployment younger than a week has a low average, hence a high ratio.
+pub fn cost_growth_of(rows: &[StatsRow], day: &str) -> Option<CostGrowth> {
+    let today = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
+    let first = today - chrono::Days::new(u64::from(COST_GROWTH_DAYS));
+    let (mut today_nano, mut trailing_nano) = (0_u64, 0_u64);
+    for row in rows {
+        match chrono::NaiveDate::parse_from_str(&row.day, "%Y-%m-%d") {
+            Ok(d) if d == today => today_nano += row.stats.cost_nano_usd,
+            Ok(d) if d >= first && d < today => trailing_nano += row.stats.cost_nano_usd,
+            _ => {}
+        }
     }
+    let today_usd = today_nano as f64 / 1e9;
+    let trailing_daily_usd = trailing_nano as f64 / 1e9 / f64::from(COST_GROWTH_DAYS);
+    Some(CostGrowth {
+        today_usd,
+        trailing_daily_usd,
+        ratio: (trailing_nano > 0).then(|| today_usd / trailing_daily_usd),
+    })
+}
+
+/// Hourly (the housekeeping): reads today's counters and the week's before (one Query per day)
+/// and writes `CostTodayUsd`, `CostTrailingDailyUsd` and, once the week cost anything,
+/// `CostGrowthRatio` (the alarm `CostGrowthAlarm` watches it). Today's cost is the day so far,
+/// so the ratio only grows through the day: it crosses its threshold as soon as the day has
+/// spent that many typical days. Never fails: errors are logged.
+pub async fn cost_growth(state: &crate::state::AppState) -> Option<CostGrowth> {
+    let now = state.now();
+    let day = now.format("%Y-%m-%d").to_string();
+    let first = (now - chrono::Duration::days(i64::from(COST_GROWTH_DAYS)))
+        .format("%Y-%m-%d")
+        .to_string();
+    let rows = match state.store.stats_between(&first, &day).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the cost counters failed");
+            return None;
+        }
+    };
+    let growth = cost_growth_of(&rows, &day)?;
+    let line = Line::new(now)
+        .metric("CostTodayUsd", Unit::None, growth.today_usd)
+        .metric("CostTrailingDailyUsd", Unit::None, growth.trailing_daily_usd)
+        .metric_if("CostGrowthRatio", Unit::None, growth.ratio);
+    state.metrics.emit(&line);
+    Some(growth)
 }
 
 /// A non-chat event to record.
@@ -223,40 +304,6 @@ pub async fn record_event(store: &dyn Store, ids: &IdGenerator, input: EventInpu
             tracing::warn!(error = %e, "updating analytics counters failed");
         }
     }
-}
-
-/// A CloudWatch Embedded Metric Format record for one turn.
-pub fn emf(turn: &TurnRecord, cost_nano: u64) -> String {
-    let mut record = json!({
-        "_aws": {
-            "Timestamp": turn.at.timestamp_millis(),
-            "CloudWatchMetrics": [{
-                "Namespace": "Athena",
-                "Dimensions": [["solution", "model"], ["solution"]],
-                "Metrics": [
-                    {"Name": "Requests", "Unit": "Count"},
-                    {"Name": "Errors", "Unit": "Count"},
-                    {"Name": "Latency", "Unit": "Milliseconds"},
-                    {"Name": "TimeToFirstToken", "Unit": "Milliseconds"},
-                    {"Name": "InputTokens", "Unit": "Count"},
-                    {"Name": "OutputTokens", "Unit": "Count"},
-                    {"Name": "CostMicroUsd", "Unit": "None"}
-                ]
-            }]
-        },
-        "solution": solution_key(turn.solution),
-        "model": turn.model.id,
-        "Requests": 1,
-        "Errors": u64::from(turn.error.is_some()),
-        "Latency": turn.latency_ms,
-        "InputTokens": turn.usage.input_tokens,
-        "OutputTokens": turn.usage.output_tokens,
-        "CostMicroUsd": cost_nano as f64 / 1000.0,
-    });
-    if let Some(t) = turn.ttft_ms {
-        record["TimeToFirstToken"] = json!(t);
-    }
-    record.to_string()
 }
 
 /// Aggregated figures for a group (a solution, a model, a day).
@@ -421,6 +468,125 @@ mod tests {
             cost_nano_usd(&MODELS[0], &usage),
             1_000 * 3_000 + 500 * 15_000 + 10 * 300 + 4 * 3_750
         );
+    }
+
+    fn turn(ttft_ms: Option<u64>, error: Option<&str>) -> TurnRecord {
+        TurnRecord {
+            solution: None,
+            user: UserId::parse("user-1").unwrap_or_else(|_| unreachable!()),
+            conversation_id: "c".to_owned(),
+            model: &MODELS[0],
+            fell_back_from: None,
+            usage: Usage {
+                input_tokens: 1_000,
+                output_tokens: 10,
+                ..Usage::default()
+            },
+            latency_ms: 1_234,
+            ttft_ms,
+            error: error.map(str::to_owned),
+            created_conversation: false,
+            at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
+        }
+    }
+
+    fn turn_line(turn: &TurnRecord, cancelled: bool) -> serde_json::Value {
+        let emitter = Emitter::capture();
+        turn_metrics(&emitter, turn, cancelled);
+        let lines = emitter.captured();
+        assert_eq!(lines.len(), 1);
+        lines.into_iter().next().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_turn_line_is_valid_emf_with_its_cost_and_whether_it_was_cancelled() {
+        let line = turn_line(&turn(Some(200), None), true);
+        let directives = crate::metrics::tests::valid(&line);
+        assert_eq!(directives.len(), 1);
+        let (sets, names) = &directives[0];
+        assert_eq!(
+            sets,
+            &[
+                vec!["solution".to_owned(), "model".to_owned()],
+                vec!["solution".to_owned()]
+            ]
+        );
+        assert_eq!(
+            names,
+            &[
+                "Requests",
+                "Errors",
+                "Cancelled",
+                "Latency",
+                "TimeToFirstToken",
+                "InputTokens",
+                "OutputTokens",
+                "CostMicroUsd"
+            ]
+        );
+        assert_eq!(
+            (line["solution"].as_str(), line["model"].as_str()),
+            (Some("general"), Some(MODELS[0].id))
+        );
+        assert_eq!(
+            (&line["Requests"], &line["Errors"], &line["Cancelled"]),
+            (&json!(1), &json!(0), &json!(1))
+        );
+        assert_eq!(
+            (&line["Latency"], &line["TimeToFirstToken"]),
+            (&json!(1_234), &json!(200))
+        );
+        // Sonnet 4.5: 1,000 input tokens at 3,000 and 10 output tokens at 15,000 nano-dollars.
+        assert_eq!(line["CostMicroUsd"].as_f64(), Some(3_150.0));
+    }
+
+    #[test]
+    fn a_failed_turn_without_a_token_counts_an_error_and_names_no_time_to_first_token() {
+        let line = turn_line(&turn(None, Some("PROVIDER")), false);
+        let (_, names) = &crate::metrics::tests::valid(&line)[0];
+        assert!(!names.iter().any(|n| n == "TimeToFirstToken"), "{names:?}");
+        assert_eq!((&line["Errors"], &line["Cancelled"]), (&json!(1), &json!(0)));
+    }
+
+    fn cost_row(day: &str, model: &str, cost_nano_usd: u64) -> StatsRow {
+        StatsRow {
+            day: day.to_owned(),
+            solution: "general".to_owned(),
+            model: model.to_owned(),
+            stats: StatsDelta {
+                cost_nano_usd,
+                ..StatsDelta::default()
+            },
+        }
+    }
+
+    #[test]
+    fn cost_growth_is_the_day_over_the_average_of_the_seven_days_before() {
+        let dollar = 1_000_000_000;
+        let mut rows: Vec<StatsRow> = (1..=7)
+            .map(|d| cost_row(&format!("2026-11-{:02}", 22 + d), "a", 2 * dollar))
+            .collect();
+        rows.push(cost_row("2026-11-30", "a", 5 * dollar));
+        rows.push(cost_row("2026-11-30", "b", dollar));
+        // Outside the window: ignored.
+        rows.push(cost_row("2026-11-22", "a", 100 * dollar));
+        let growth = cost_growth_of(&rows, "2026-11-30");
+        assert_eq!(
+            growth,
+            Some(CostGrowth {
+                today_usd: 6.0,
+                trailing_daily_usd: 2.0,
+                ratio: Some(3.0),
+            })
+        );
+    }
+
+    #[test]
+    fn cost_growth_has_no_ratio_without_a_baseline() {
+        let rows = [cost_row("2026-11-30", "a", 1_000)];
+        let growth = cost_growth_of(&rows, "2026-11-30");
+        assert_eq!(growth.map(|g| g.ratio), Some(None));
+        assert_eq!(cost_growth_of(&rows, "not a day"), None);
     }
 
     #[test]

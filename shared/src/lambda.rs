@@ -37,7 +37,8 @@ pub async fn run(function: &'static str) -> Result<(), lambda_http::Error> {
 }
 
 /// The `housekeeping` function, run hourly by an EventBridge schedule: retention
-/// (`ATHENA_RETENTION_DAYS`) and the trash's purge ([`api::organize::housekeeping`]). The event's
+/// (`ATHENA_RETENTION_DAYS`) and the trash's purge ([`api::organize::housekeeping`]), after the
+/// day's cost against the trailing week ([`crate::analytics::cost_growth`]). The event's
 /// content is not read; the answer (`{"retired", "purged"}`) shows in the invocation's result and
 /// its log line. A failure fails the invocation (EventBridge retries it; the next hour's run
 /// picks up whatever is left).
@@ -53,6 +54,9 @@ pub async fn run_housekeeping() -> Result<(), lambda_http::Error> {
         move |_event: LambdaEvent<serde_json::Value>| {
             let state = Arc::clone(&state);
             async move {
+                // First, so that a failing purge does not stop the measure.
+                let growth = crate::analytics::cost_growth(&state).await;
+                tracing::info!(ratio = growth.and_then(|g| g.ratio), "cost growth measured");
                 let (retired, purged) = api::organize::housekeeping(&state).await?;
                 tracing::info!(retired, purged, "housekeeping done");
                 Ok::<_, lambda_http::Error>(serde_json::json!({"retired": retired, "purged": purged}))

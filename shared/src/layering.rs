@@ -12,6 +12,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("catalog", 2),
     ("http", 2),
     ("stream", 2),
+    ("metrics", 2),
     ("auth", 3),
     ("config", 4),
     ("telemetry", 5),

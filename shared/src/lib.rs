@@ -38,6 +38,7 @@ pub mod lambda;
 pub mod llm;
 pub mod local;
 pub mod mcp;
+pub mod metrics;
 pub mod ratelimit;
 pub mod reactions;
 pub mod search;

@@ -469,12 +469,14 @@ async fn bedrock_credentials_resolve() -> bool {
 
 /// Runs the housekeeping at start and then hourly: with `ATHENA_RETENTION_DAYS`, conversations
 /// untouched that long go to the trash; conversations due for purging leave the trash for good
-/// (with their files). The `housekeeping` Lambda function does the same on a schedule.
+/// (with their files); the day's cost against the trailing week is measured (an EMF line with
+/// `ATHENA_EMF=true`). The `housekeeping` Lambda function does the same on a schedule.
 fn spawn_housekeeping(state: Arc<AppState>) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(3600));
         loop {
             every.tick().await;
+            crate::analytics::cost_growth(&state).await;
             match api::organize::housekeeping(&state).await {
                 Ok((retired, purged)) => {
                     tracing::info!(retired, purged, "housekeeping: retention and trash purge done");

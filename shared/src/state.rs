@@ -28,6 +28,8 @@ pub struct AppState {
     pub mcp: Arc<McpTools>,
     /// Where attached files' bytes live (`None`: attachments are off).
     pub blobs: Option<Arc<dyn crate::blobs::Blobs>>,
+    /// Where CloudWatch EMF lines go (stdout when `config.runtime.emf`; tests capture them).
+    pub metrics: crate::metrics::Emitter,
 }
 
 /// One remembered store check: when it ran, whether the store answered, how long it took.
@@ -60,6 +62,7 @@ impl AppState {
             health: HealthMemo::default(),
             mcp: Arc::new(McpTools::new(&config.chat.mcp)),
             blobs: None,
+            metrics: crate::metrics::Emitter::from_flag(config.runtime.emf),
             config,
         }
     }
@@ -76,6 +79,12 @@ impl AppState {
     /// Sets where attached files' bytes live.
     pub fn with_blobs(mut self, blobs: Arc<dyn crate::blobs::Blobs>) -> Self {
         self.blobs = Some(blobs);
+        self
+    }
+
+    /// Replaces where EMF lines go (tests: [`crate::metrics::Emitter::capture`]).
+    pub fn with_metrics(mut self, metrics: crate::metrics::Emitter) -> Self {
+        self.metrics = metrics;
         self
     }
 

@@ -24,6 +24,7 @@ mod http_api;
 mod import;
 mod limits;
 mod mcp;
+mod metrics;
 mod organize;
 mod plans;
 mod projects;

@@ -209,21 +209,16 @@ async fn the_dollar_budget_is_charged_from_the_catalog_prices_and_refuses_when_s
         .map(|a| a.iter().filter_map(|c| c["id"].as_str()).collect())
         .unwrap_or_default();
     assert!(!ids.contains(&"usd-2"), "the refused turn stored nothing: {ids:?}");
-    // Another user on the same plan is not affected.
-    let other = chat_as(
-        &tight,
-        &token(&unique("frank")),
-        "/api/chat",
-        turn("usd-3", Some(HAIKU)),
-    )
-    .await;
-    assert_eq!(other.status, 200, "{}", other.text);
 }
 
 async fn the_spend_cap_and_the_kill_switch_stop_chat_but_not_the_other_routes(store: Arc<dyn Store>) {
     let mut config = jwt_config(verifier());
     config.plans.spend_cap_nano_usd = 1;
-    let capped = spawn_chat_app(Arc::clone(&store), config, ChatConfig::default()).await;
+    let metrics = shared::metrics::Emitter::capture();
+    let state = shared::api::AppState::new(config, Arc::clone(&store))
+        .with_chat(Arc::new(shared::llm::scripted::ScriptedModel), ChatConfig::default())
+        .with_metrics(metrics.clone());
+    let capped = athena_tests::spawn_state(state, Arc::clone(&store)).await;
     let grace = token(&unique("grace"));
     // Nothing spent yet: admitted; its cost reaches the cap.
     let first = chat_as(&capped, &grace, "/api/chat", turn("cap-1", Some(HAIKU))).await;
@@ -238,6 +233,17 @@ async fn the_spend_cap_and_the_kill_switch_stop_chat_but_not_the_other_routes(st
     assert!((1..=31 * 86_400).contains(&retry), "{retry}");
     let list = with_bearer(&capped, &grace, "GET", "/api/conversations", None).await;
     assert_eq!(list.status, 200, "reading still works");
+    // The alarm's metric (0 % before the first turn, then over 100 %) and the refusal by plan.
+    let lines = metrics.captured();
+    let used: Vec<f64> = lines.iter().filter_map(|l| l["SpendCapUsedPercent"].as_f64()).collect();
+    assert_eq!(used.len(), 2, "{lines:?}");
+    assert!(used[0] == 0.0 && used[1] >= 100.0, "{used:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["Refusals"] == 1 && l["code"] == "SPEND_CAP" && l["plan"] == "default"),
+        "{lines:?}"
+    );
     // Below the cap (a higher one), chat goes on.
     let mut config = jwt_config(verifier());
     config.plans.spend_cap_nano_usd = 1_000_000_000;

@@ -521,8 +521,9 @@ fn no_alarm_uses_a_search_expression_and_each_solution_has_its_turn_error_alarm(
             !text.iter().any(|s| s.to_ascii_uppercase().contains("SEARCH(")),
             "{name} alarms on a SEARCH expression"
         );
-        if alarm["Properties"]["Namespace"].as_str() == Some("Athena") {
-            assert_eq!(alarm["Properties"]["MetricName"].as_str(), Some("Errors"), "{name}");
+        if alarm["Properties"]["Namespace"].as_str() == Some("Athena")
+            && alarm["Properties"]["MetricName"].as_str() == Some("Errors")
+        {
             let dims = alarm["Properties"]["Dimensions"].as_sequence().expect("Dimensions");
             assert_eq!(dims.len(), 1, "{name}: the EMF dimension set [solution]");
             assert_eq!(dims[0]["Name"].as_str(), Some("solution"));
@@ -535,6 +536,166 @@ fn no_alarm_uses_a_search_expression_and_each_solution_has_its_turn_error_alarm(
         .map(|r| r.pattern.strip_prefix("/api/chat/").unwrap_or("general").to_owned())
         .collect();
     assert_eq!(solutions, expected, "one turn-error alarm per solution");
+}
+
+/// A template parameter: `(type, default)`.
+fn parameter(template: &Value, name: &str) -> (String, String) {
+    let p = &template["Parameters"][name];
+    let text = |v: &Value| match v {
+        Value::Number(n) => n.to_string(),
+        other => other.as_str().unwrap_or_default().to_owned(),
+    };
+    (text(&p["Type"]), text(&p["Default"]))
+}
+
+/// An operator alarm as it must be.
+struct Expected {
+    name: &'static str,
+    metric: &'static str,
+    statistic: &'static str,
+    period: u64,
+    comparison: &'static str,
+    /// The parameter it reads, or a literal.
+    threshold: &'static str,
+    /// The EMF dimension set it is written with.
+    dimensions: &'static [(&'static str, &'static str)],
+}
+
+#[test]
+fn the_operator_alarms_watch_their_athena_metrics_and_notify_the_alarm_topic() {
+    let template = expanded();
+    let alarm = |name: &str| template["Resources"][name].clone();
+    let reference = |v: &Value| {
+        intrinsic(v)
+            .filter(|(f, _)| f == "Ref")
+            .and_then(|(_, r)| r.as_str().map(str::to_owned))
+    };
+    let expected = [
+        Expected {
+            name: "CostGrowthAlarm",
+            metric: "CostGrowthRatio",
+            statistic: "Maximum",
+            period: 3600,
+            comparison: "GreaterThanOrEqualToThreshold",
+            threshold: "CostGrowthThreshold",
+            dimensions: &[],
+        },
+        Expected {
+            name: "AuthFailuresAlarm",
+            metric: "AuthFailures",
+            statistic: "Sum",
+            period: 300,
+            comparison: "GreaterThanThreshold",
+            threshold: "AuthFailuresThreshold",
+            dimensions: &[],
+        },
+        Expected {
+            name: "RateLimitRefusalsAlarm",
+            metric: "Refusals",
+            statistic: "Sum",
+            period: 300,
+            comparison: "GreaterThanThreshold",
+            threshold: "RateLimitRefusalsThreshold",
+            dimensions: &[("code", "RATE_LIMIT")],
+        },
+        Expected {
+            name: "SpendCapNearingAlarm",
+            metric: "SpendCapUsedPercent",
+            statistic: "Maximum",
+            period: 300,
+            comparison: "GreaterThanOrEqualToThreshold",
+            threshold: "80",
+            dimensions: &[],
+        },
+    ];
+    for Expected {
+        name,
+        metric,
+        statistic,
+        period,
+        comparison,
+        threshold,
+        dimensions,
+    } in expected
+    {
+        let a = alarm(name);
+        assert_eq!(a["Type"].as_str(), Some("AWS::CloudWatch::Alarm"), "{name}");
+        let p = &a["Properties"];
+        assert_eq!(p["Namespace"].as_str(), Some("Athena"), "{name}: the EMF namespace");
+        assert_eq!(p["MetricName"].as_str(), Some(metric), "{name}");
+        assert_eq!(p["Statistic"].as_str(), Some(statistic), "{name}");
+        assert_eq!(p["Period"].as_u64(), Some(period), "{name}");
+        assert_eq!(p["EvaluationPeriods"].as_u64(), Some(1), "{name}");
+        assert_eq!(p["ComparisonOperator"].as_str(), Some(comparison), "{name}");
+        let actual = reference(&p["Threshold"]).or_else(|| p["Threshold"].as_u64().map(|n| n.to_string()));
+        assert_eq!(actual.as_deref(), Some(threshold), "{name}: threshold");
+        let dims: Vec<(String, String)> = p["Dimensions"]
+            .as_sequence()
+            .map(|d| {
+                d.iter()
+                    .map(|d| {
+                        (
+                            d["Name"].as_str().unwrap_or_default().to_owned(),
+                            d["Value"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let want: Vec<(String, String)> = dimensions
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(dims, want, "{name}: the EMF dimension set it is written with");
+        for actions in ["AlarmActions", "OKActions"] {
+            let (condition, then, otherwise) = if_parts(&p[actions]);
+            assert_eq!(condition, "HasAlarmTopic", "{name}.{actions}");
+            let topics: Vec<Option<String>> = then
+                .as_sequence()
+                .map(|t| t.iter().map(reference).collect())
+                .unwrap_or_default();
+            assert_eq!(topics, [Some("AlarmTopicArn".to_owned())], "{name}.{actions}");
+            assert!(is_no_value(&otherwise), "{name}.{actions}");
+        }
+        if threshold != "80" {
+            assert_eq!(parameter(&template, threshold).0, "Number", "{name}: {threshold}");
+        }
+    }
+    // The metrics are written by the code under these names (shared::metrics, shared::analytics).
+    let source = |path: &str| std::fs::read_to_string(workspace_root().join(path)).unwrap_or_default();
+    let code =
+        source("shared/src/metrics.rs") + &source("shared/src/analytics.rs") + &source("shared/src/api/error.rs");
+    for metric in [
+        "\"CostGrowthRatio\"",
+        "\"AuthFailures\"",
+        "\"Refusals\"",
+        "\"RATE_LIMIT\"",
+    ] {
+        assert!(code.contains(metric), "{metric} is not written by the code");
+    }
+    // The spend cap: off by default; its alarm exists only with a cap, and every chat function
+    // is told the cap.
+    assert_eq!(
+        parameter(&template, "SpendCapUsd"),
+        ("Number".to_owned(), "0".to_owned())
+    );
+    assert_eq!(alarm("SpendCapNearingAlarm")["Condition"].as_str(), Some("HasSpendCap"));
+    let condition = &template["Conditions"]["HasSpendCap"];
+    let (not, inner) = intrinsic(condition).expect("Fn::Not");
+    assert_eq!(not, "Not");
+    let (equals, operands) = intrinsic(&untag(inner)[0]).expect("Fn::Equals");
+    assert_eq!(equals, "Equals");
+    assert_eq!(reference(&operands[0]).as_deref(), Some("SpendCapUsd"));
+    assert_eq!(operands[1].as_str(), Some("0"));
+    let chats: Vec<(String, &Value)> = resources_of_type(&template, "AWS::Serverless::Function")
+        .into_iter()
+        .filter(|(_, f)| f["Metadata"]["BuildProperties"]["Binary"].as_str() == Some("chat"))
+        .collect();
+    assert!(chats.len() >= 7, "{}", chats.len());
+    for (name, function) in chats {
+        let cap = &function["Properties"]["Environment"]["Variables"]["ATHENA_SPEND_CAP_USD"];
+        assert_eq!(reference(cap).as_deref(), Some("SpendCapUsd"), "{name}");
+    }
 }
 
 #[test]

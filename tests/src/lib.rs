@@ -143,7 +143,7 @@ pub mod sse;
 pub mod stub;
 pub mod tokens;
 
-pub use sse::{chunk_types, parse_sse, post_chat, text_of};
+pub use sse::{chunk_types, open_chat, parse_sse, post_chat, text_of};
 pub use stub::stub_server;
 pub use tokens::{as_user, with_bearer};
 

@@ -42,3 +42,21 @@ pub fn text_of(chunks: &[Value]) -> String {
         .filter_map(|c| c["delta"].as_str())
         .collect()
 }
+
+/// Posts a chat body to `path` and returns the open event stream once it answered 200 (the
+/// caller reads it, or drops it to go away).
+pub async fn open_chat(
+    app: &TestApp,
+    path: &str,
+    body: Value,
+) -> impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> {
+    let res = app
+        .client
+        .post(format!("{}{path}", app.base))
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status().as_u16(), 200, "{path}");
+    res.bytes_stream()
+}

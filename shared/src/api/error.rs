@@ -222,6 +222,18 @@ impl ApiError {
         }
     }
 
+    /// The code a request refused by a limit counts under in the `Refusals` metric (`None`: not
+    /// a refusal). The response's code, except for the stream cap, answered `RATE_LIMIT` like
+    /// the per-minute limit but counted apart as `TOO_MANY_STREAMS`.
+    pub fn refusal_code(&self) -> Option<&'static str> {
+        match self {
+            ApiError::RateLimited { .. } | ApiError::Budget { .. } => Some(self.code()),
+            ApiError::TooManyStreams { .. } => Some("TOO_MANY_STREAMS"),
+            ApiError::Plan { .. } | ApiError::SpendCap { .. } | ApiError::ChatDisabled => Some(self.code()),
+            _ => None,
+        }
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {

@@ -255,7 +255,7 @@ pub fn body_limit(config: &Config, path: &str) -> usize {
 /// security headers, CORS) and the same log line as [`handle`]'s answers.
 pub fn refuse(state: &AppState, req: &ApiRequest, error: ApiError) -> Response<Body> {
     let origin = req.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let mut response = error.into_response(&req.request_id);
+    let mut response = error_response(state, error, &req.request_id, None);
     finish_headers(state, req, origin, &mut response);
     tracing::info!(
         request_id = %req.request_id,
@@ -266,6 +266,21 @@ pub fn refuse(state: &AppState, req: &ApiRequest, error: ApiError) -> Response<B
         "request"
     );
     response
+}
+
+/// An error's response, counted first: `ApiRequests`, `ApiErrors` by code, `AuthFailures` for
+/// a 401, and `Refusals` for a request a limit refused (`crate::metrics`).
+fn error_response(state: &AppState, error: ApiError, request_id: &str, plan: Option<&str>) -> Response<Body> {
+    let now = state.now();
+    let outcome = crate::metrics::Outcome {
+        error_code: Some(error.code()),
+        auth_failure: matches!(error, ApiError::Auth(_)),
+    };
+    crate::metrics::request(&state.metrics, now, outcome);
+    if let Some(code) = error.refusal_code() {
+        crate::metrics::refusal(&state.metrics, now, code, plan);
+    }
+    error.into_response(request_id)
 }
 
 /// Handles one request: routing, CORS, the handler, error mapping, common headers and one log line.
@@ -282,10 +297,14 @@ pub async fn handle(state: &Arc<AppState>, scope: Scope, mut req: ApiRequest) ->
             .map(str::to_owned);
         let mut route_label = "unmatched";
         let mut user = None;
-        let result = route(state, scope, &req, &mut route_label, &mut user).await;
+        let mut plan = None;
+        let result = route(state, scope, &req, &mut route_label, &mut user, &mut plan).await;
         let mut response = match result {
-            Ok(r) => r,
-            Err(e) => e.into_response(&req.request_id),
+            Ok(r) => {
+                crate::metrics::request(&state.metrics, state.now(), crate::metrics::Outcome::default());
+                r
+            }
+            Err(e) => error_response(state, e, &req.request_id, plan.as_deref()),
         };
         finish_headers(state, &req, origin.as_deref(), &mut response);
         tracing::info!(
@@ -308,6 +327,7 @@ async fn route(
     req: &ApiRequest,
     label: &mut &'static str,
     user: &mut Option<String>,
+    plan: &mut Option<String>,
 ) -> Result<Response<Body>, ApiError> {
     let matched = routes::find(scope, &req.path).ok_or_else(|| ApiError::NotFound("no such route".to_owned()))?;
     *label = matched.route.pattern;
@@ -345,6 +365,7 @@ async fn route(
     let mut caller = authenticate(&state.config, req).await?;
     *user = Some(user_tag(&caller.user));
     caller.plan = usage::plan_of(state, &caller).await?;
+    *plan = Some(caller.plan.name.clone());
     if let Op::Chat(solution) = op {
         // A chat turn is counted by the store in the write that admits it (one round trip for the
         // rate limit, budgets, stream cap and the user's message): see `chat::post`.

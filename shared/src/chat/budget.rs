@@ -83,12 +83,20 @@ pub async fn check_spend_cap(state: &AppState) -> Result<(), ChatError> {
     let now = state.now();
     let spent = state.store.month_spend(&now.format("%Y-%m").to_string()).await?;
     let percent = (spent as f64 / cap as f64 * 100.0).min(1000.0);
-    tracing::info!(
+    tracing::debug!(
         spent_nano_usd = spent,
         cap_nano_usd = cap,
         percent,
         "deployment spend this month"
     );
+    // What the `SpendCapNearing` alarm watches (at 80 %).
+    state
+        .metrics
+        .emit(&crate::metrics::Line::new(now).directive(&[&[]]).metric(
+            "SpendCapUsedPercent",
+            crate::metrics::Unit::Percent,
+            percent,
+        ));
     if spent >= cap {
         let (_, _, month_end) = crate::store::window_ends(now);
         return Err(ChatError::SpendCap {

@@ -257,7 +257,7 @@ impl Turn {
         };
         sink.send_to_client(last).await;
         self.record_activity(&record, &outcome, finish, saved).await;
-        crate::analytics::emit_metrics(&record, config.runtime.emf);
+        crate::analytics::turn_metrics(&self.state.metrics, &record, finish == FinishReason::Aborted);
     }
 
     /// The final checkpoint (the events not yet checkpointed and `last`) for the finishing write,

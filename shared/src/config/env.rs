@@ -83,7 +83,7 @@ variables! {
     "ATHENA_DB", "`.athena/athena.db`", "the embedded store's SQLite file";
     "ATHENA_EVENT_TTL_DAYS", "90", "days analytics events are kept (TTL)";
     "ATHENA_WARM_CONNECTIONS", "`true`", "`false`: no DynamoDB connection warm-up at Lambda init";
-    "ATHENA_EMF", "`true` in Lambda, else `false`", "write CloudWatch Embedded Metric Format lines for each chat turn";
+    "ATHENA_EMF", "`true` in Lambda, else `false`", "write CloudWatch Embedded Metric Format lines (chat turns, API responses, refusals, the hourly cost growth)";
     "ATHENA_ADDR", "`127.0.0.1:3000`", "the address `athena-local` listens on";
     "ATHENA_MAX_CONNECTIONS", "10000", "connections `athena-local` serves at once; more wait to be accepted";
     "ATHENA_LOG_FORMAT", "`json`", "`text` for human-readable log lines (local work)";

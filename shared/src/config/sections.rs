@@ -280,7 +280,7 @@ pub struct RuntimeConfig {
     pub in_lambda: bool,
     /// Open the DynamoDB connection during Lambda init (`ATHENA_WARM_CONNECTIONS`).
     pub warm_connections: bool,
-    /// Write CloudWatch EMF lines per chat turn (`ATHENA_EMF`; on in Lambda by default).
+    /// Write CloudWatch EMF lines (`ATHENA_EMF`; on in Lambda by default): `crate::metrics`.
     pub emf: bool,
     /// `athena-local`'s listen address (`ATHENA_ADDR`).
     pub addr: String,
