@@ -801,6 +801,12 @@ async fn cors_answers_allowed_origins_only() {
     assert!(get
         .header("access-control-expose-headers")
         .is_some_and(|h| h.contains("x-next-cursor")));
+    // A browser may read the soft-limit headers of a chat response.
+    assert!(
+        get.header("access-control-expose-headers").is_some_and(
+            |h| h.contains("x-athena-budget-remaining-tokens") && h.contains("x-athena-budget-remaining-usd")
+        )
+    );
 }
 
 #[tokio::test]

@@ -239,7 +239,8 @@ pub fn user_tag(user: &UserId) -> String {
 const CORS_ALLOW_HEADERS: &str = "authorization, content-type, x-request-id, idempotency-key";
 /// Headers a browser may read.
 const CORS_EXPOSE_HEADERS: &str =
-    "x-request-id, x-next-cursor, retry-after, location, idempotent-replayed, content-disposition";
+    "x-request-id, x-next-cursor, retry-after, location, idempotent-replayed, content-disposition, \
+     x-conversation-id, x-athena-budget-remaining-tokens, x-athena-budget-remaining-usd";
 
 /// The largest body a request to `path` may carry: `ATHENA_MAX_IMPORT_BYTES` for `POST
 /// /api/import` (an export file), `ATHENA_MAX_BODY_BYTES` for everything else.
