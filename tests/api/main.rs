@@ -24,6 +24,7 @@ mod http_api;
 mod import;
 mod limits;
 mod mcp;
+mod migrate;
 mod organize;
 mod projects;
 mod prompts;

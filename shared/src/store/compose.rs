@@ -161,6 +161,10 @@ impl Conversations for StoreParts {
         self.conversations.import_conversation(conversation, messages).await
     }
 
+    async fn claim_conversation_id(&self, owner: &UserId, id: &ConversationId) -> Result<(), StoreError> {
+        self.conversations.claim_conversation_id(owner, id).await
+    }
+
     async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
         self.conversations.get_conversation(owner, id).await
     }

@@ -68,6 +68,11 @@ impl Conversations for CountingStore {
         self.inner.import_conversation(conversation, messages).await
     }
 
+    async fn claim_conversation_id(&self, owner: &UserId, id: &ConversationId) -> Result<(), StoreError> {
+        self.record("claim_conversation_id");
+        self.inner.claim_conversation_id(owner, id).await
+    }
+
     async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
         self.record("get_conversation");
         self.inner.get_conversation(owner, id).await

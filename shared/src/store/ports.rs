@@ -537,6 +537,14 @@ pub trait Conversations: Send + Sync {
     /// (`docs/data-model.md`).
     async fn import_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError>;
 
+    /// Claims conversation id `id` for `owner` across EVERY owner (`athena-migrate`: the
+    /// original's ids are global, Athena's are per owner, so migrating one database twice under
+    /// two owners must not make two copies): `Ok` when the id was unclaimed (it is now the
+    /// owner's) or is already the owner's; [`StoreError::Conflict`] when another owner holds it
+    /// (nothing written). Only migrated conversations are claimed; a claim is a small record of
+    /// its own (the id and the owner), not the conversation.
+    async fn claim_conversation_id(&self, owner: &UserId, id: &ConversationId) -> Result<(), StoreError>;
+
     /// One conversation, without its messages.
     async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError>;
 

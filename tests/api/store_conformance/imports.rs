@@ -92,7 +92,10 @@ async fn an_import_of_any_size_is_stored_whole_once_and_marked(h: &dyn Harness) 
 
 athena_tests::on_both_stores!(
     |store| &Arc::new(store),
-    [an_import_of_any_size_is_stored_whole_once_and_marked]
+    [
+        an_import_of_any_size_is_stored_whole_once_and_marked,
+        a_conversation_id_is_claimed_by_one_owner_across_all_owners
+    ]
 );
 
 /// DynamoDB: an import interrupted after its hidden conversation was written (some message items
@@ -188,4 +191,35 @@ async fn an_interrupted_large_import_is_hidden_and_the_next_import_finishes_it()
             .expect("query");
         assert_eq!(left.count, 0, "nothing of the conversation is left");
     }
+}
+
+/// `Conversations::claim_conversation_id` (athena-migrate): an id is claimed once across every
+/// owner; its owner may claim it again (a rerun), another owner is refused and changes nothing.
+async fn a_conversation_id_is_claimed_by_one_owner_across_all_owners(h: &dyn Harness) {
+    let store = h.store();
+    let alice = user(&unique("alice"));
+    let bob = user(&unique("bob"));
+    let id = ConversationId::parse(&unique("clx0seedid")).expect("id");
+    store
+        .claim_conversation_id(&alice, &id)
+        .await
+        .expect("unclaimed: alice's now");
+    store
+        .claim_conversation_id(&alice, &id)
+        .await
+        .expect("alice's again: a rerun");
+    let refused = store
+        .claim_conversation_id(&bob, &id)
+        .await
+        .expect_err("alice holds it");
+    assert!(matches!(refused, StoreError::Conflict(_)), "{refused:?}");
+    // The refusal wrote nothing: the id is still alice's, and bob's own ids are unaffected.
+    store.claim_conversation_id(&alice, &id).await.expect("still alice's");
+    let other = ConversationId::parse(&unique("clx0other")).expect("id");
+    store.claim_conversation_id(&bob, &other).await.expect("bob's own id");
+    let refused = store
+        .claim_conversation_id(&alice, &other)
+        .await
+        .expect_err("bob holds it");
+    assert!(matches!(refused, StoreError::Conflict(_)), "{refused:?}");
 }

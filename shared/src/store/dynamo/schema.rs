@@ -28,7 +28,8 @@
 //! `sk = <ulid>`; counters (rate limits) at `pk = CTR#<key>#<window start>`, `sk = -`; token
 //! budgets at `pk = BUD#<user>#D#<yyyy-mm-dd>` / `BUD#<user>#M#<yyyy-mm>`, `sk = -`; stream slots
 //! at `pk = SLOT#<user>`, `sk = <n>`; audit entries at `pk = AUDIT#<user>`, `sk = <ulid>`; all
-//! expire through the TTL attribute `expiresAt`.
+//! expire through the TTL attribute `expiresAt`. Conversation id claims of `athena-migrate` at
+//! `pk = CLAIM#<conversation id>`, `sk = -` (`owner`; no TTL).
 
 use crate::domain::Shelf;
 
@@ -230,6 +231,13 @@ pub fn folder_pk(owner: &str, folder: &str, shelf: Shelf) -> String {
 /// Project index partition key of a shelf.
 pub fn project_pk(owner: &str, project: &str, shelf: Shelf) -> String {
     format!("USER#{owner}#PROJ#{project}{}", shelf.key_suffix())
+}
+
+/// Partition key of a conversation id's claim (events table, no TTL; sort key `-`, attribute
+/// `owner`): `athena-migrate` claims each original id for one owner
+/// (`Conversations::claim_conversation_id`).
+pub fn claim_pk(conversation_id: &str) -> String {
+    format!("CLAIM#{conversation_id}")
 }
 
 /// Counter partition key (events table, expires by TTL): a key and its window.

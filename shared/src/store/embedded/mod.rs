@@ -97,6 +97,11 @@ CREATE TABLE IF NOT EXISTS stats (
     body     TEXT NOT NULL,
     PRIMARY KEY (day, solution, model)
 ) WITHOUT ROWID;
+-- Conversation ids claimed by `athena-migrate` across every owner (Conversations::claim_conversation_id).
+CREATE TABLE IF NOT EXISTS id_claims (
+    id    TEXT PRIMARY KEY,
+    owner TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS counters (
     key        TEXT PRIMARY KEY,
     count      INTEGER NOT NULL,
