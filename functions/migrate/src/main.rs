@@ -22,7 +22,7 @@ const USAGE: &str =
 The target is the store athena-local opens: ATHENA_DB (embedded) or ATHENA_TABLE/ATHENA_EVENTS_TABLE (DynamoDB).";
 
 struct Args {
-    from: String,
+    from: From,
     owner: Option<String>,
     dry_run: bool,
     json: bool,
@@ -54,7 +54,7 @@ fn args() -> Result<Args, String> {
         }
     }
     Ok(Args {
-        from: from.ok_or("--from is required")?,
+        from: From::parse(&from.ok_or("--from is required")?).map_err(|e| e.to_string())?,
         owner,
         dry_run,
         json,
@@ -92,7 +92,6 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<Report, String> {
-    let from = From::parse(&args.from).map_err(|e| e.to_string())?;
     let config = Config::from_env().map_err(|e| e.to_string())?;
     let owner = match (&args.owner, &config.auth) {
         (Some(raw), _) => UserId::parse(raw).map_err(|e| format!("--owner: {e}"))?,
@@ -100,7 +99,7 @@ async fn run(args: Args) -> Result<Report, String> {
         (None, _) => return Err("--owner is required when ATHENA_AUTH is jwt or apigw".to_owned()),
     };
     // The source first: a bad database is reported before the store is touched.
-    let source = Source::open(&from).await.map_err(|e| e.to_string())?;
+    let source = Source::open(&args.from).await.map_err(|e| e.to_string())?;
     let total = source.count().await.map_err(|e| e.to_string())?;
     if !source.has_solution() {
         eprintln!(
