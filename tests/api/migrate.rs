@@ -11,13 +11,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use athena_migrate::source::{Item, SourceError};
-use athena_migrate::{migrate, From, MigrateError, Options, Report, Source};
+use athena_migrate::{migrate, migrate_all, From, MigrateError, Options, Report, Source};
 use athena_tests::tokens::{self, as_user};
 use athena_tests::{on_both_stores, spawn_app, unique, workspace_root};
 use chrono::SecondsFormat;
 use serde_json::Value;
 use shared::catalog::Catalog;
-use shared::domain::UserId;
+use shared::domain::{user_hash, UserId};
 use shared::store::Store;
 
 const ALICE: &str = "alice-0001";
@@ -108,6 +108,102 @@ const MESSAGES: [Msg; 7] = [
     ("cmm3a", "cm3legacy003", "user", "Hi", T + 120_000),
 ];
 
+/// An analytics event row: id, eventType, solutionType, conversationId, model, metadata, timestamp.
+type Ev = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    i64,
+);
+
+const DAY: i64 = 86_400_000;
+
+const EVENTS: [Ev; 6] = [
+    (
+        "ev1",
+        "conversation_created",
+        Some("manufacturing"),
+        "cm1press0001",
+        SONNET,
+        None,
+        T,
+    ),
+    (
+        "ev2",
+        "message_sent",
+        Some("manufacturing"),
+        "cm1press0001",
+        SONNET,
+        Some("{}"),
+        T + 1_000,
+    ),
+    (
+        "ev3",
+        "api_call",
+        Some("manufacturing"),
+        "cm1press0001",
+        SONNET,
+        Some(r#"{"inputTokens":100,"outputTokens":40,"latencyMs":1200}"#),
+        T + 2_000,
+    ),
+    (
+        "ev4",
+        "api_call",
+        None,
+        "cm2shift0002",
+        SONNET,
+        Some(r#"{"inputTokens":7,"outputTokens":3}"#),
+        T + DAY,
+    ),
+    (
+        "ev5",
+        "error",
+        None,
+        "cm2shift0002",
+        SONNET,
+        Some("not json"),
+        T + DAY + 5,
+    ),
+    (
+        "ev6",
+        "conversation_created",
+        Some("maintenance"),
+        "cm3legacy003",
+        "anthropic.claude-v2",
+        None,
+        T + 2_000,
+    ),
+];
+
+/// The events of the test: [`EVENTS`] (past the 90-day event retention today: they go into the
+/// daily counters only) and two of yesterday (recorded as Athena's events too).
+fn events() -> Vec<Ev> {
+    let yesterday = shared::domain::now().timestamp_millis() - DAY;
+    let mut all = EVENTS.to_vec();
+    all.push((
+        "evr1",
+        "message_sent",
+        Some("support"),
+        "cm1press0001",
+        SONNET,
+        None,
+        yesterday,
+    ));
+    all.push((
+        "evr2",
+        "api_call",
+        Some("support"),
+        "cm1press0001",
+        SONNET,
+        Some(r#"{"inputTokens":5}"#),
+        yesterday + 1,
+    ));
+    all
+}
+
 /// The listing order the API must show: pinned first, then newest `updatedAt`.
 const LISTED: [&str; 4] = ["cm2shift0002", "cm3legacy003", "cm1press0001", "cm4empty0004"];
 
@@ -128,7 +224,7 @@ fn temp(name: &str) -> PathBuf {
 
 /// A SQLite database with Prisma's DDL (`schema`: `000` or `001`) holding these rows. One
 /// message's time is ISO-8601 text (Prisma's SQLite connector writes integers; text is read too).
-fn sqlite_db(schema: &str, conversations: &[Conv], messages: &[Msg]) -> PathBuf {
+fn sqlite_db(schema: &str, conversations: &[Conv], messages: &[Msg], events: &[Ev]) -> PathBuf {
     let path = temp("prisma-dev").with_extension("db");
     let conn = rusqlite::Connection::open(&path).expect("a SQLite file");
     conn.execute_batch(&fixture(&format!("sqlite-{schema}.sql")))
@@ -161,11 +257,19 @@ fn sqlite_db(schema: &str, conversations: &[Conv], messages: &[Msg]) -> PathBuf 
         )
         .expect("a message row");
     }
+    for &(id, kind, solution, conversation, model, metadata, at) in events {
+        conn.execute(
+            "INSERT INTO analytics_events (id, \"eventType\", \"solutionType\", \"conversationId\", model, metadata, timestamp) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            rusqlite::params![id, kind, solution, conversation, model, metadata, at],
+        )
+        .expect("an event row");
+    }
     path
 }
 
 /// A PostgreSQL database with Prisma's DDL (seed 001) holding these rows.
-async fn postgres_db(conversations: &[Conv], messages: &[Msg]) -> String {
+async fn postgres_db(conversations: &[Conv], messages: &[Msg], events: &[Ev]) -> String {
     let url = athena_tests::postgres::postgres_database().await;
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
@@ -202,6 +306,19 @@ async fn postgres_db(conversations: &[Conv], messages: &[Msg]) -> String {
             .await
             .expect("a message row");
     }
+    for &(id, kind, solution, conversation, model, metadata, at) in events {
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO analytics_events (id, \"eventType\", \"solutionType\", \"conversationId\", model, metadata, timestamp) \
+                     VALUES ($1, $2, $3, $4, $5, $6, {})",
+                    ts(7)
+                ),
+                &[&id, &kind, &solution, &conversation, &model, &metadata, &at],
+            )
+            .await
+            .expect("an event row");
+    }
     url
 }
 
@@ -210,16 +327,64 @@ fn user(name: &str) -> UserId {
 }
 
 async fn run(store: &Arc<dyn Store>, from: &From, owner: &str, dry_run: bool) -> Result<Report, MigrateError> {
-    let source = Source::open(from).await?;
-    migrate(
-        source.stream(),
+    migrate_all(
+        from,
         store.as_ref(),
         &user(owner),
         &Catalog::all(),
         Options { dry_run },
+        std::time::Duration::from_secs(90 * 86_400),
+        shared::domain::now(),
         &|_| {},
     )
     .await
+}
+
+/// The gateway on `store`, ALICE an admin (the analytics summary).
+async fn app_on(store: &Arc<dyn Store>) -> athena_tests::TestApp {
+    let mut config = tokens::jwt_config(tokens::verifier());
+    config.admins = vec![user(ALICE)];
+    spawn_app(Arc::clone(store), config).await
+}
+
+/// The dashboard shows the original's history: the daily counters rebuilt from its events,
+/// each counted once; the events are Athena's, under their day.
+async fn history_arrived(app: &athena_tests::TestApp) {
+    let summary = as_user(
+        app,
+        ALICE,
+        "GET",
+        "/api/analytics/summary?from=2025-10-09&to=2025-10-10",
+        None,
+    )
+    .await;
+    assert_eq!(summary.status, 200, "{}", summary.text);
+    let totals = &summary.json["totals"];
+    assert_eq!(
+        (&totals["requests"], &totals["errors"], &totals["conversations"]),
+        (&Value::from(2), &Value::from(1), &Value::from(2)),
+        "{}",
+        summary.text
+    );
+    let manufacturing = summary.json["bySolution"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["name"] == "manufacturing"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(manufacturing["inputTokens"], 100, "{}", summary.text);
+    assert_eq!(manufacturing["outputTokens"], 40);
+    // Past the retention: not recorded (they would expire at once); yesterday's are, as the
+    // owner's.
+    assert!(app.store.events_of_day("2025-10-09").await.expect("events").is_empty());
+    let yesterday = (shared::domain::now() - chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let recent = app.store.events_of_day(&yesterday).await.expect("events");
+    let mut ids: Vec<&str> = recent.iter().map(|e| e.id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["evr1", "evr2"]);
+    let owner = user_hash(&user(ALICE));
+    assert!(recent.iter().all(|e| e.user_id.as_deref() == Some(owner.as_str())));
 }
 
 /// As [`run`], stopped after `n` conversations (an interrupted run: the reader is dropped).
@@ -297,22 +462,49 @@ async fn arrived(app: &athena_tests::TestApp, owner: &str, with_solution: bool) 
     }
 }
 
-fn counts(report: &Report) -> [(u64, u64, u64, u64); 2] {
-    [report.conversations, report.messages].map(|c| (c.read, c.written, c.skipped, c.refused))
+fn counts(report: &Report) -> [(u64, u64, u64, u64); 3] {
+    [report.conversations, report.messages, report.events].map(|c| (c.read, c.written, c.skipped, c.refused))
 }
 
 async fn a_prisma_sqlite_database_arrives_whole_and_a_rerun_writes_nothing(store: Arc<dyn Store>) {
-    let app = spawn_app(Arc::clone(&store), tokens::jwt_config(tokens::verifier())).await;
-    let from = From::Sqlite(sqlite_db("001", &CONVERSATIONS, &MESSAGES).display().to_string());
+    let app = app_on(&store).await;
+    let from = From::Sqlite(
+        sqlite_db("001", &CONVERSATIONS, &MESSAGES, &events())
+            .display()
+            .to_string(),
+    );
     // A dry run reads and validates everything and writes nothing.
     let dry = run(&store, &from, ALICE, true).await.expect("dry run");
-    assert_eq!(counts(&dry), [(4, 4, 0, 0), (7, 7, 0, 0)], "{}", dry.render());
+    assert_eq!(
+        counts(&dry),
+        [(4, 4, 0, 0), (7, 7, 0, 0), (8, 2, 6, 0)],
+        "{}",
+        dry.render()
+    );
     let listed = as_user(&app, ALICE, "GET", "/api/conversations", None).await;
     assert_eq!(listed.json, Value::Array(Vec::new()), "the dry run wrote nothing");
+    assert!(store.events_of_day("2025-10-09").await.expect("events").is_empty());
+    assert!(store
+        .stats_between("2025-10-09", "2025-10-10")
+        .await
+        .expect("stats")
+        .is_empty());
     // The run.
     let report = run(&store, &from, ALICE, false).await.expect("run");
-    assert_eq!(counts(&report), [(4, 4, 0, 0), (7, 7, 0, 0)], "{}", report.render());
-    assert_eq!(report.flags.len(), 1, "{:?}", report.flags);
+    assert_eq!(
+        counts(&report),
+        [(4, 4, 0, 0), (7, 7, 0, 0), (8, 2, 6, 0)],
+        "{}",
+        report.render()
+    );
+    assert_eq!(report.flags.len(), 2, "{:?}", report.flags);
+    assert!(
+        report.flags[1]
+            .note
+            .starts_with("6 event(s) older than the event retention"),
+        "{:?}",
+        report.flags
+    );
     assert_eq!(report.flags[0].conversation_id, "cm3legacy003");
     assert!(
         report.flags[0].note.contains("anthropic.claude-v2"),
@@ -320,12 +512,19 @@ async fn a_prisma_sqlite_database_arrives_whole_and_a_rerun_writes_nothing(store
         report.flags
     );
     arrived(&app, ALICE, true).await;
-    // A rerun writes nothing; a dry run now finds everything there.
+    history_arrived(&app).await;
+    // A rerun writes nothing (the counters are not added twice); a dry run finds everything there.
     let again = run(&store, &from, ALICE, false).await.expect("rerun");
-    assert_eq!(counts(&again), [(4, 0, 4, 0), (7, 0, 7, 0)], "{}", again.render());
+    assert_eq!(
+        counts(&again),
+        [(4, 0, 4, 0), (7, 0, 7, 0), (8, 0, 8, 0)],
+        "{}",
+        again.render()
+    );
     let dry = run(&store, &from, ALICE, true).await.expect("dry run");
-    assert_eq!(counts(&dry), [(4, 0, 4, 0), (7, 0, 7, 0)]);
+    assert_eq!(counts(&dry), [(4, 0, 4, 0), (7, 0, 7, 0), (8, 0, 8, 0)]);
     arrived(&app, ALICE, true).await;
+    history_arrived(&app).await;
     // Bob sees none of it.
     let bobs = as_user(&app, BOB, "GET", "/api/conversations", None).await;
     assert_eq!(bobs.json, Value::Array(Vec::new()));
@@ -334,37 +533,64 @@ async fn a_prisma_sqlite_database_arrives_whole_and_a_rerun_writes_nothing(store
 }
 
 async fn a_database_from_before_seed_001_migrates_as_general_chats(store: Arc<dyn Store>) {
-    let app = spawn_app(Arc::clone(&store), tokens::jwt_config(tokens::verifier())).await;
-    let from = From::Sqlite(sqlite_db("000", &CONVERSATIONS, &MESSAGES).display().to_string());
+    let app = app_on(&store).await;
+    let from = From::Sqlite(sqlite_db("000", &CONVERSATIONS, &MESSAGES, &[]).display().to_string());
     let source = Source::open(&from).await.expect("source");
     assert!(!source.has_solution());
+    assert!(!source.has_events());
     let report = run(&store, &from, ALICE, false).await.expect("run");
-    assert_eq!(counts(&report), [(4, 4, 0, 0), (7, 7, 0, 0)], "{}", report.render());
+    assert_eq!(
+        counts(&report),
+        [(4, 4, 0, 0), (7, 7, 0, 0), (0, 0, 0, 0)],
+        "{}",
+        report.render()
+    );
     arrived(&app, ALICE, false).await;
 }
 
 async fn a_postgresql_database_arrives_as_the_sqlite_one_does(store: Arc<dyn Store>) {
-    let app = spawn_app(Arc::clone(&store), tokens::jwt_config(tokens::verifier())).await;
-    let from = From::Postgres(postgres_db(&CONVERSATIONS, &MESSAGES).await);
+    let app = app_on(&store).await;
+    let from = From::Postgres(postgres_db(&CONVERSATIONS, &MESSAGES, &events()).await);
     let dry = run(&store, &from, ALICE, true).await.expect("dry run");
-    assert_eq!(counts(&dry), [(4, 4, 0, 0), (7, 7, 0, 0)], "{}", dry.render());
+    assert_eq!(
+        counts(&dry),
+        [(4, 4, 0, 0), (7, 7, 0, 0), (8, 2, 6, 0)],
+        "{}",
+        dry.render()
+    );
     assert_eq!(
         as_user(&app, ALICE, "GET", "/api/conversations", None).await.json,
         Value::Array(Vec::new())
     );
     let report = run(&store, &from, ALICE, false).await.expect("run");
-    assert_eq!(counts(&report), [(4, 4, 0, 0), (7, 7, 0, 0)], "{}", report.render());
+    assert_eq!(
+        counts(&report),
+        [(4, 4, 0, 0), (7, 7, 0, 0), (8, 2, 6, 0)],
+        "{}",
+        report.render()
+    );
     arrived(&app, ALICE, true).await;
+    history_arrived(&app).await;
     let again = run(&store, &from, ALICE, false).await.expect("rerun");
-    assert_eq!(counts(&again), [(4, 0, 4, 0), (7, 0, 7, 0)]);
+    assert_eq!(counts(&again), [(4, 0, 4, 0), (7, 0, 7, 0), (8, 0, 8, 0)]);
+    history_arrived(&app).await;
 }
 
 async fn an_id_another_user_holds_is_refused_not_merged(store: Arc<dyn Store>) {
-    let app = spawn_app(Arc::clone(&store), tokens::jwt_config(tokens::verifier())).await;
-    let from = From::Sqlite(sqlite_db("001", &CONVERSATIONS, &MESSAGES).display().to_string());
+    let app = app_on(&store).await;
+    let from = From::Sqlite(
+        sqlite_db("001", &CONVERSATIONS, &MESSAGES, &events())
+            .display()
+            .to_string(),
+    );
     run(&store, &from, ALICE, false).await.expect("alice's");
     let bobs = run(&store, &from, BOB, false).await.expect("bob's run ends");
-    assert_eq!(counts(&bobs), [(4, 0, 0, 4), (7, 0, 0, 7)], "{}", bobs.render());
+    assert_eq!(
+        counts(&bobs),
+        [(4, 0, 0, 4), (7, 0, 0, 7), (8, 0, 8, 0)],
+        "{}: the history is the same database's, counted once",
+        bobs.render()
+    );
     assert!(
         bobs.refusals.iter().all(|r| r.code == "OTHER_OWNER"),
         "{:?}",
@@ -373,10 +599,11 @@ async fn an_id_another_user_holds_is_refused_not_merged(store: Arc<dyn Store>) {
     let listed = as_user(&app, BOB, "GET", "/api/conversations", None).await;
     assert_eq!(listed.json, Value::Array(Vec::new()), "nothing of alice's is bob's");
     arrived(&app, ALICE, true).await;
+    history_arrived(&app).await;
 }
 
 async fn an_interrupted_run_resumes_where_it_stopped(store: Arc<dyn Store>) {
-    let app = spawn_app(Arc::clone(&store), tokens::jwt_config(tokens::verifier())).await;
+    let app = app_on(&store).await;
     // A large conversation too (on DynamoDB: more than one transaction, written hidden first).
     let mut messages: Vec<Msg> = MESSAGES.to_vec();
     const BIG: usize = 130;
@@ -389,7 +616,11 @@ async fn an_interrupted_run_resumes_where_it_stopped(store: Arc<dyn Store>) {
     }
     let mut conversations = CONVERSATIONS.to_vec();
     conversations.push(("cm0big000000", "Long", false, false, SONNET, None, T, T + 500));
-    let from = From::Sqlite(sqlite_db("001", &conversations, &messages).display().to_string());
+    let from = From::Sqlite(
+        sqlite_db("001", &conversations, &messages, &events())
+            .display()
+            .to_string(),
+    );
     let first = run_first(&store, &from, ALICE, 2).await;
     assert_eq!(first.conversations.written, 2, "{}", first.render());
     let rest = run(&store, &from, ALICE, false).await.expect("resumed");
@@ -397,7 +628,8 @@ async fn an_interrupted_run_resumes_where_it_stopped(store: Arc<dyn Store>) {
         counts(&rest),
         [
             (5, 3, 2, 0),
-            (137, 137 - first.messages.written, first.messages.written, 0)
+            (137, 137 - first.messages.written, first.messages.written, 0),
+            (8, 2, 6, 0)
         ]
     );
     let big = as_user(&app, ALICE, "GET", "/api/conversations/cm0big000000/export", None).await;
@@ -407,7 +639,7 @@ async fn an_interrupted_run_resumes_where_it_stopped(store: Arc<dyn Store>) {
 }
 
 async fn bad_rows_are_refused_whole_and_the_rest_arrives(store: Arc<dyn Store>) {
-    let app = spawn_app(Arc::clone(&store), tokens::jwt_config(tokens::verifier())).await;
+    let app = app_on(&store).await;
     let conversations: [Conv; 4] = [
         ("cmbadrole001", "Bad role", false, false, SONNET, None, T, T),
         ("cmbadtime002", "Bad time", false, false, SONNET, None, T, T),
@@ -431,7 +663,21 @@ async fn bad_rows_are_refused_whole_and_the_rest_arrives(store: Arc<dyn Store>) 
         ("m5", "cmgood000004", "user", "kept", T + 5),
         ("m6", "cmgood000004", "assistant", "kept too", T + 6),
     ];
-    let path = sqlite_db("001", &conversations, &messages);
+    // An event with a solution that does not exist, one with an unparsable time (below), a good one.
+    let events: [Ev; 3] = [
+        (
+            "evbadsol",
+            "api_call",
+            Some("astrology"),
+            "cmgood000004",
+            SONNET,
+            None,
+            T,
+        ),
+        ("evbadtime", "api_call", None, "cmgood000004", SONNET, None, T),
+        ("evgood", "message_sent", None, "cmgood000004", SONNET, None, T + 5),
+    ];
+    let path = sqlite_db("001", &conversations, &messages, &events);
     {
         let conn = rusqlite::Connection::open(&path).expect("open");
         conn.execute_batch("PRAGMA foreign_keys = OFF").expect("pragma");
@@ -439,6 +685,11 @@ async fn bad_rows_are_refused_whole_and_the_rest_arrives(store: Arc<dyn Store>) 
         // damaged or hand-edited database may have them).
         conn.execute("UPDATE messages SET \"createdAt\" = 'yesterday' WHERE id = 'm3'", [])
             .expect("update");
+        conn.execute(
+            "UPDATE analytics_events SET timestamp = 'soon' WHERE id = 'evbadtime'",
+            [],
+        )
+        .expect("update");
         conn.execute(
             "INSERT INTO messages (id, \"conversationId\", role, content, \"createdAt\") VALUES \
              ('o1', 'cmgone000009', 'user', 'orphan', 1), ('o2', 'cmgone000009', 'user', 'orphan', 2), \
@@ -449,7 +700,12 @@ async fn bad_rows_are_refused_whole_and_the_rest_arrives(store: Arc<dyn Store>) 
     }
     let from = From::Sqlite(path.display().to_string());
     let report = run(&store, &from, ALICE, false).await.expect("run");
-    assert_eq!(counts(&report), [(4, 1, 0, 3), (9, 2, 0, 7)], "{}", report.render());
+    assert_eq!(
+        counts(&report),
+        [(4, 1, 0, 3), (9, 2, 0, 7), (3, 0, 1, 2)],
+        "{}",
+        report.render()
+    );
     let reason = |id: &str| {
         report
             .refusals
@@ -458,6 +714,11 @@ async fn bad_rows_are_refused_whole_and_the_rest_arrives(store: Arc<dyn Store>) 
             .map(|r| (r.code, r.reason.clone()))
             .unwrap_or_else(|| panic!("{id} refused: {:?}", report.refusals))
     };
+    let (code, why) = reason("(event evbadsol)");
+    assert_eq!(code, "INVALID_EVENT");
+    assert!(why.contains("astrology"), "{why}");
+    let (_, why) = reason("(event evbadtime)");
+    assert!(why.contains("soon"), "{why}");
     let (code, why) = reason("cmbadrole001");
     assert_eq!(code, "INVALID_ROW");
     assert!(why.contains("\"m2\"") && why.contains("robot"), "{why}");
@@ -520,7 +781,7 @@ async fn a_database_that_is_not_prismas_is_refused_before_anything_is_written() 
         message.contains("not the original Athena's Prisma database"),
         "{message}"
     );
-    let no_role = sqlite_db("001", &[], &[]);
+    let no_role = sqlite_db("001", &[], &[], &[]);
     rusqlite::Connection::open(&no_role)
         .and_then(|c| c.execute_batch("ALTER TABLE messages DROP COLUMN role"))
         .expect("drop a column");

@@ -15,7 +15,10 @@
 //!   holds is refused; an interrupted run is finished by the next.
 //! - **Nothing half-written**: a conversation with a bad row (role, timestamp, flag, id) is
 //!   refused whole, with the reason; messages whose conversation does not exist are refused.
+//! - **History**: seed 001's analytics events become Athena's, and the daily counters are rebuilt
+//!   from them once per day ([`events`]).
 
+pub mod events;
 pub mod postgres;
 pub mod source;
 pub mod sqlite;
@@ -94,6 +97,31 @@ impl Source {
         }
     }
 
+    /// Whether it has seed 001's `analytics_events` table.
+    pub fn has_events(&self) -> bool {
+        match self {
+            Source::Sqlite(s) => s.has_events(),
+            Source::Postgres(p) => p.has_events(),
+        }
+    }
+
+    /// Starts streaming its analytics events (none without the table).
+    pub fn stream_events(self) -> tokio::sync::mpsc::Receiver<source::ReceivedEvent> {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        if !self.has_events() {
+            return rx;
+        }
+        match self {
+            Source::Sqlite(s) => {
+                tokio::task::spawn_blocking(move || s.stream_events(&tx));
+            }
+            Source::Postgres(p) => {
+                tokio::spawn(async move { p.stream_events(tx).await });
+            }
+        }
+        rx
+    }
+
     /// Starts streaming: conversations in id order, then orphans.
     pub fn stream(self) -> tokio::sync::mpsc::Receiver<Received> {
         let (tx, rx) = source::channel();
@@ -136,7 +164,8 @@ pub struct Counts {
 pub struct Refusal {
     /// The conversation's id (for orphans: the missing conversation's id).
     pub conversation_id: String,
-    /// Machine-readable: `INVALID_ROW`, `ORPHAN_MESSAGES`, `OTHER_OWNER`, `TOO_LARGE`.
+    /// Machine-readable: `INVALID_ROW`, `ORPHAN_MESSAGES`, `OTHER_OWNER`, `TOO_LARGE`,
+    /// `INVALID_EVENT` (an analytics event; `conversationId` is then `(event <id>)`).
     pub code: &'static str,
     /// For people.
     pub reason: String,
@@ -166,6 +195,9 @@ pub struct Report {
     pub conversations: Counts,
     /// Messages.
     pub messages: Counts,
+    /// Analytics events (`skipped`: their day's counters were imported before, or they are past
+    /// the event retention and are in the counters only).
+    pub events: Counts,
     /// Why things were refused (at most [`MAX_LISTED`]).
     pub refusals: Vec<Refusal>,
     /// Kept as stored, flagged (at most [`MAX_LISTED`]).
@@ -185,6 +217,17 @@ impl Report {
         }
     }
 
+    fn refuse_event(&mut self, event_id: &str, reason: String) {
+        self.events.refused += 1;
+        if self.refusals.len() < MAX_LISTED {
+            self.refusals.push(Refusal {
+                conversation_id: format!("(event {event_id})"),
+                code: "INVALID_EVENT",
+                reason,
+            });
+        }
+    }
+
     fn flag(&mut self, conversation_id: &str, note: String) {
         if self.flags.len() < MAX_LISTED {
             self.flags.push(Flag {
@@ -199,7 +242,11 @@ impl Report {
         use std::fmt::Write;
         let mut out = String::new();
         let verb = if self.dry_run { "would write" } else { "written" };
-        for (what, c) in [("conversations", self.conversations), ("messages", self.messages)] {
+        for (what, c) in [
+            ("conversations", self.conversations),
+            ("messages", self.messages),
+            ("events", self.events),
+        ] {
             let _ = writeln!(
                 out,
                 "{what:<14} read {:>8}  {verb} {:>8}  skipped {:>8}  refused {:>8}",
@@ -370,6 +417,26 @@ pub async fn migrate(
             }
         }
     }
+    Ok(report)
+}
+
+/// Everything `athena-migrate` does: the conversations and messages of `from` ([`migrate`]),
+/// then its analytics events and the daily counters rebuilt from them
+/// ([`events::migrate_events`]; events past `retention` at `now` go into the counters only).
+#[allow(clippy::too_many_arguments)]
+pub async fn migrate_all(
+    from: &From,
+    store: &dyn Store,
+    owner: &UserId,
+    catalog: &Catalog,
+    options: Options,
+    retention: std::time::Duration,
+    now: Timestamp,
+    tick: &(dyn Fn(&Report) + Sync),
+) -> Result<Report, MigrateError> {
+    let source = Source::open(from).await?;
+    let mut report = migrate(source.stream(), store, owner, catalog, options, tick).await?;
+    events::migrate_events(from, store, owner, options, retention, now, &mut report).await?;
     Ok(report)
 }
 

@@ -6,7 +6,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use athena_migrate::{migrate, From, Options, Report, Source};
+use athena_migrate::{migrate_all, From, Options, Report, Source};
 use shared::config::{AuthMode, Config};
 use shared::domain::UserId;
 
@@ -125,7 +125,18 @@ async fn run(args: Args) -> Result<Report, String> {
         }
     };
     let options = Options { dry_run: args.dry_run };
-    let outcome = migrate(source.stream(), store.as_ref(), &owner, &config.catalog, options, &tick).await;
+    drop(source);
+    let outcome = migrate_all(
+        &args.from,
+        store.as_ref(),
+        &owner,
+        &config.catalog,
+        options,
+        config.store.event_ttl,
+        shared::domain::now(),
+        &tick,
+    )
+    .await;
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

@@ -9,8 +9,9 @@ use futures::{pin_mut, StreamExt};
 use tokio_postgres::{Client, NoTls, Row};
 
 use crate::source::{
-    check_columns as check, Item, Merger, Received, SourceConversation, SourceError, SourceMessage, CONVERSATIONS,
-    CONVERSATION_COLUMNS, MESSAGES, MESSAGE_COLUMNS, SOLUTION_COLUMN,
+    check_columns as check, Item, Merger, Received, ReceivedEvent, SourceConversation, SourceError, SourceEvent,
+    SourceMessage, CONVERSATIONS, CONVERSATION_COLUMNS, EVENTS, EVENT_COLUMNS, MESSAGES, MESSAGE_COLUMNS,
+    SOLUTION_COLUMN,
 };
 
 /// Messages read ahead of the merge (one batch of the message stream).
@@ -22,6 +23,7 @@ pub struct PostgresSource {
     conversations: Client,
     messages: Client,
     has_solution: bool,
+    has_events: bool,
 }
 
 async fn connect(url: &str) -> Result<Client, SourceError> {
@@ -60,7 +62,13 @@ impl PostgresSource {
         let message_columns = columns(&conversations, MESSAGES).await?;
         check(&conversation_columns, CONVERSATIONS, &CONVERSATION_COLUMNS)?;
         check(&message_columns, MESSAGES, &MESSAGE_COLUMNS)?;
+        let has_events = match columns(&conversations, EVENTS).await {
+            Ok(events) => check(&events, EVENTS, &EVENT_COLUMNS).map(|()| true)?,
+            Err(SourceError::MissingTable { .. }) => false,
+            Err(e) => return Err(e),
+        };
         Ok(Self {
+            has_events,
             url: redact(url),
             has_solution: conversation_columns.contains(SOLUTION_COLUMN),
             conversations,
@@ -87,6 +95,47 @@ impl PostgresSource {
     /// The server, for messages (no password).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Whether the database has seed 001's `analytics_events` table.
+    pub fn has_events(&self) -> bool {
+        self.has_events
+    }
+
+    /// Streams every analytics event into `tx`, in the table's order.
+    pub async fn stream_events(self, tx: tokio::sync::mpsc::Sender<ReceivedEvent>) {
+        let sent = async {
+            let rows = self
+                .conversations
+                .query_raw(
+                    "SELECT id, \"eventType\", \"solutionType\", \"conversationId\", model, metadata, \
+                     floor(extract(epoch from timestamp) * 1000)::bigint FROM analytics_events",
+                    std::iter::empty::<i32>(),
+                )
+                .await
+                .map_err(read_err)?;
+            pin_mut!(rows);
+            while let Some(row) = rows.next().await {
+                let row = row.map_err(read_err)?;
+                let event = SourceEvent {
+                    id: get(&row, 0)?,
+                    event_type: get::<Option<String>>(&row, 1)?.unwrap_or_default(),
+                    solution_type: get(&row, 2)?,
+                    conversation_id: get(&row, 3)?,
+                    model: get(&row, 4)?,
+                    metadata: get(&row, 5)?,
+                    timestamp: get::<Option<i64>>(&row, 6)?.ok_or_else(|| "no timestamp (NULL)".to_owned()),
+                };
+                if tx.send(Ok(event)).await.is_err() {
+                    break;
+                }
+            }
+            Ok::<(), SourceError>(())
+        }
+        .await;
+        if let Err(e) = sent {
+            let _ = tx.send(Err(e)).await;
+        }
     }
 
     /// Streams every conversation into `tx`.

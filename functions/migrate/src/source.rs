@@ -16,6 +16,20 @@ pub const SOLUTION_COLUMN: &str = "solutionType";
 /// Columns every message row must have.
 pub const MESSAGE_COLUMNS: [&str; 5] = ["id", "role", "content", "conversationId", "createdAt"];
 
+/// Seed 001's analytics events (absent before it).
+pub const EVENTS: &str = "analytics_events";
+/// Columns the events table must have when it exists (`userId` is not read: every migrated
+/// event is `--owner`'s).
+pub const EVENT_COLUMNS: [&str; 7] = [
+    "id",
+    "eventType",
+    "solutionType",
+    "conversationId",
+    "model",
+    "metadata",
+    "timestamp",
+];
+
 /// Why a source cannot be read: the run stops before writing anything (schema checks) or where
 /// it stands (a read failing mid-way: conversations already written stay whole; a rerun resumes).
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +105,28 @@ pub struct SourceConversation {
     /// Its messages.
     pub messages: Vec<SourceMessage>,
 }
+
+/// One analytics event row.
+#[derive(Clone, Debug)]
+pub struct SourceEvent {
+    /// Its id (a CUID).
+    pub id: String,
+    /// `api_call`, `conversation_created`, `message_sent`, `error`, ….
+    pub event_type: String,
+    /// `solutionType`.
+    pub solution_type: Option<String>,
+    /// `conversationId`.
+    pub conversation_id: Option<String>,
+    /// `model`.
+    pub model: Option<String>,
+    /// `metadata` (a JSON string).
+    pub metadata: Option<String>,
+    /// `timestamp`.
+    pub timestamp: Millis,
+}
+
+/// What a source sends on its events channel.
+pub type ReceivedEvent = Result<SourceEvent, SourceError>;
 
 /// What a source sends, in conversation id order.
 #[derive(Debug)]

@@ -9,8 +9,9 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::source::{
-    check_columns as check, parse_text_millis, Item, Merger, Millis, Received, SourceConversation, SourceError,
-    SourceMessage, CONVERSATIONS, CONVERSATION_COLUMNS, MESSAGES, MESSAGE_COLUMNS, SOLUTION_COLUMN,
+    check_columns as check, parse_text_millis, Item, Merger, Millis, Received, ReceivedEvent, SourceConversation,
+    SourceError, SourceEvent, SourceMessage, CONVERSATIONS, CONVERSATION_COLUMNS, EVENTS, EVENT_COLUMNS, MESSAGES,
+    MESSAGE_COLUMNS, SOLUTION_COLUMN,
 };
 
 /// An opened, checked SQLite source.
@@ -18,6 +19,7 @@ pub struct SqliteSource {
     path: String,
     conn: Connection,
     has_solution: bool,
+    has_events: bool,
 }
 
 impl SqliteSource {
@@ -39,7 +41,13 @@ impl SqliteSource {
         let messages = columns(&conn, path, MESSAGES)?;
         check(&conversations, CONVERSATIONS, &CONVERSATION_COLUMNS)?;
         check(&messages, MESSAGES, &MESSAGE_COLUMNS)?;
+        let has_events = match columns(&conn, path, EVENTS) {
+            Ok(events) => check(&events, EVENTS, &EVENT_COLUMNS).map(|()| true)?,
+            Err(SourceError::MissingTable { .. }) => false,
+            Err(e) => return Err(e),
+        };
         Ok(Self {
+            has_events,
             path: path.to_owned(),
             has_solution: conversations.contains(SOLUTION_COLUMN),
             conn,
@@ -57,6 +65,50 @@ impl SqliteSource {
     /// Whether the database predates seed 001 (no `solutionType` column).
     pub fn has_solution(&self) -> bool {
         self.has_solution
+    }
+
+    /// Whether the database has seed 001's `analytics_events` table.
+    pub fn has_events(&self) -> bool {
+        self.has_events
+    }
+
+    /// Streams every analytics event into `tx` (call on a blocking thread), in the table's order.
+    pub fn stream_events(self, tx: &tokio::sync::mpsc::Sender<ReceivedEvent>) {
+        let sent = (|| -> Result<(), SourceError> {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT id, \"eventType\", \"solutionType\", \"conversationId\", model, metadata, timestamp \
+                     FROM analytics_events",
+                )
+                .map_err(read_err)?;
+            let optional = |v: ValueRef<'_>| match v {
+                ValueRef::Null => None,
+                v => Some(text(v)),
+            };
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(SourceEvent {
+                        id: text(r.get_ref(0)?),
+                        event_type: text(r.get_ref(1)?),
+                        solution_type: optional(r.get_ref(2)?),
+                        conversation_id: optional(r.get_ref(3)?),
+                        model: optional(r.get_ref(4)?),
+                        metadata: optional(r.get_ref(5)?),
+                        timestamp: millis(r.get_ref(6)?),
+                    })
+                })
+                .map_err(read_err)?;
+            for row in rows {
+                if tx.blocking_send(Ok(row.map_err(read_err)?)).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = sent {
+            let _ = tx.blocking_send(Err(e));
+        }
     }
 
     /// Streams every conversation into `tx` (call on a blocking thread).

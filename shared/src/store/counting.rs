@@ -11,8 +11,8 @@ use crate::domain::{
 use crate::error::StoreError;
 use crate::store::{
     Activity, Appended, Checkpoint, CheckpointAck, ConversationPatch, Conversations, Counters, HeldKey, Idempotency,
-    ListConversations, ListMessages, Messages, Page, Reservation, SavedResponse, Stats, Store, StreamLease, Streams,
-    Touch, TurnBegun, TurnFinish, TurnStart, Turns,
+    ListConversations, ListMessages, Messages, Page, Reservation, SavedResponse, Stats, StatsUpdate, Store,
+    StreamLease, Streams, Touch, TurnBegun, TurnFinish, TurnStart, Turns,
 };
 use async_trait::async_trait;
 
@@ -440,6 +440,16 @@ impl Stats for CountingStore {
     async fn stats_between(&self, from: &str, to: &str) -> Result<Vec<StatsRow>, StoreError> {
         self.record("stats_between");
         self.inner.stats_between(from, to).await
+    }
+
+    async fn stats_imported(&self, key: &str) -> Result<bool, StoreError> {
+        self.record("stats_imported");
+        self.inner.stats_imported(key).await
+    }
+
+    async fn import_stats(&self, key: &str, rows: &[StatsUpdate]) -> Result<bool, StoreError> {
+        self.record("import_stats");
+        self.inner.import_stats(key, rows).await
     }
 }
 

@@ -720,7 +720,20 @@ pub trait Stats: Send + Sync {
 
     /// The analytics counters of the days `from..=to` (`YYYY-MM-DD`), one row per day × solution × model.
     async fn stats_between(&self, from: &str, to: &str) -> Result<Vec<StatsRow>, StoreError>;
+
+    /// Whether counters were imported under `key` ([`Stats::import_stats`]).
+    async fn stats_imported(&self, key: &str) -> Result<bool, StoreError>;
+
+    /// Adds `rows` (counters rebuilt from imported history, `athena-migrate`) at most once per
+    /// `key`, atomically: `true` when added now, `false` (nothing written) when a call with this
+    /// key added them before. At most [`MAX_IMPORTED_STATS_ROWS`] rows; the record of the key
+    /// expires with the counters of its last day (`rules::stats_expiry`).
+    async fn import_stats(&self, key: &str, rows: &[StatsUpdate]) -> Result<bool, StoreError>;
 }
+
+/// Most counter rows one [`Stats::import_stats`] call adds (one DynamoDB transaction with the
+/// key's record).
+pub const MAX_IMPORTED_STATS_ROWS: usize = 99;
 
 /// Windowed counters (rate limits).
 #[async_trait]

@@ -29,7 +29,8 @@
 //! budgets at `pk = BUD#<user>#D#<yyyy-mm-dd>` / `BUD#<user>#M#<yyyy-mm>`, `sk = -`; stream slots
 //! at `pk = SLOT#<user>`, `sk = <n>`; audit entries at `pk = AUDIT#<user>`, `sk = <ulid>`; all
 //! expire through the TTL attribute `expiresAt`. Conversation id claims of `athena-migrate` at
-//! `pk = CLAIM#<conversation id>`, `sk = -` (`owner`; no TTL).
+//! `pk = CLAIM#<conversation id>`, `sk = -` (`owner`; no TTL); records of counters imported from
+//! history at `pk = STATIMP#<key>`, `sk = -` (expiring with their last day's counters).
 
 use crate::domain::Shelf;
 
@@ -281,6 +282,12 @@ pub fn audit_pk(user: &str) -> String {
 /// Analytics counters partition key (events table): one partition per day, `sk = <solution>#<model>`.
 pub fn stats_pk(day: &str) -> String {
     format!("STAT#{day}")
+}
+
+/// Partition key of the record of counters imported under `key` (`Stats::import_stats`; events
+/// table, sort key `-`, expiring with the counters of its last day).
+pub fn stats_import_pk(key: &str) -> String {
+    format!("STATIMP#{key}")
 }
 
 /// The `userKey` of an analytics event of the (hashed) user `user_hash`.
