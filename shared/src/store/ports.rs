@@ -14,36 +14,10 @@ use crate::domain::{
 };
 use crate::error::StoreError;
 
+pub use super::cursor::Page;
 pub use super::organizing::{
     Accounts, Erased, FolderDeleted, Housekeeping, IndexHit, IndexQuery, Organizer, Search, TagCount,
 };
-
-/// One page of a listing, with the cursor of the next page when there is one.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Page<T> {
-    /// The items of this page, in listing order.
-    pub items: Vec<T>,
-    /// Opaque cursor for the next page; `None` at the end.
-    pub next_cursor: Option<String>,
-}
-
-impl<T> Page<T> {
-    /// The same page with every item converted by `f`.
-    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
-        Page {
-            items: self.items.into_iter().map(f).collect(),
-            next_cursor: self.next_cursor,
-        }
-    }
-
-    /// The same page with every item converted by `f`, or the first error.
-    pub fn try_map<U, E>(self, f: impl FnMut(T) -> Result<U, E>) -> Result<Page<U>, E> {
-        Ok(Page {
-            items: self.items.into_iter().map(f).collect::<Result<_, _>>()?,
-            next_cursor: self.next_cursor,
-        })
-    }
-}
 
 /// Parameters of the per-owner conversation listing.
 #[derive(Clone, Debug, Default)]
