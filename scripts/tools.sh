@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and builds use: the pinned Python tools (moto's DynamoDB server, boto3,
 # cfn-lint, SAM CLI, cargo-lambda and zig for the arm64 Lambda build) into .venv, once per change
-# of tests/requirements.txt; the IaC scanner (checkov) into .venv-scan; the AI SDK clients (npm); Debian's Chromium; the Rust arm64 target.
+# of tests/requirements.txt; the IaC scanner (checkov) into .venv-scan; the AI SDK clients (npm); Debian's Chromium and PostgreSQL server; the Rust arm64 target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stamp=".venv/.installed-$(sha256sum tests/requirements.txt | cut -c1-16)"
@@ -34,6 +34,15 @@ if ! command -v chromium >/dev/null 2>&1; then
   [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+# Debian's PostgreSQL server binaries, for athena-migrate's tests (tests/src/postgres.rs starts a
+# throwaway cluster from /usr/lib/postgresql/<n>/bin; a missing server fails those tests).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "== installing postgresql (apt)"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
 fi
 # The Lambda functions are built for Graviton (arm64) with cargo-lambda and zig as the linker.
 if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then

@@ -217,6 +217,12 @@ impl Stats for BrokenAnalytics {
     async fn stats_between(&self, _: &str, _: &str) -> Result<Vec<StatsRow>, StoreError> {
         Err(down())
     }
+    async fn stats_imported(&self, _: &str) -> Result<bool, StoreError> {
+        Err(down())
+    }
+    async fn import_stats(&self, _: &str, _: &[shared::store::StatsUpdate]) -> Result<bool, StoreError> {
+        Err(down())
+    }
 }
 
 #[async_trait]

@@ -25,6 +25,7 @@ mod import;
 mod limits;
 mod mcp;
 mod metrics;
+mod migrate;
 mod organize;
 mod plans;
 mod projects;

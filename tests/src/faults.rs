@@ -317,6 +317,10 @@ impl Conversations for Faults {
         self.inner.import_conversation(conversation, messages).await
     }
 
+    async fn claim_conversation_id(&self, owner: &UserId, id: &ConversationId) -> Result<(), StoreError> {
+        self.inner.claim_conversation_id(owner, id).await
+    }
+
     async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
         self.inner.get_conversation(owner, id).await
     }

@@ -3,7 +3,8 @@
 //! ready to be driven by one suite ([`on_both_stores!`]), an in-process gateway whose every answer is
 //! checked against `docs/openapi.yaml` ([`TestApp`]), chat posting and stream parsing ([`sse`]),
 //! bearer tokens ([`tokens`]), stub servers ([`stub`]), a mock Bedrock endpoint
-//! ([`bedrock_mock`]) and a store that fails or stalls on demand ([`faults`]).
+//! ([`bedrock_mock`]), a store that fails or stalls on demand ([`faults`]) and a throwaway
+//! PostgreSQL server ([`postgres`], for `athena-migrate`).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -54,34 +55,50 @@ pub fn moto_endpoint() -> &'static str {
         let port = free_port();
         let python = moto_python();
         let server = workspace_root().join("tests/moto_serial.py");
-        let script = format!(
-            "'{}' '{}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill $m",
+        let server = format!(
+            "'{}' '{}' -H 127.0.0.1 -p {port} >/dev/null 2>&1",
             python.display(),
-            server.display(),
-            parent = std::process::id()
+            server.display()
         );
-        // The watchdog shell outlives nothing: it exits (stopping moto) when this process ends,
-        // so there is no child to wait for.
-        #[allow(clippy::zombie_processes)]
-        Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("could not start moto's server (run `scripts/test.sh` once, or set MOTO_PYTHON)");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto's server ({}) did not listen on port {port} within 60 s",
+        serve_until_exit(&server, "", port, || {
+            format!(
+                "moto's server ({}; run `scripts/test.sh` once, or set MOTO_PYTHON)",
                 python.display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            )
+        });
         format!("http://127.0.0.1:{port}")
     })
+}
+
+/// Starts `server` (a shell command line) in the background under a watchdog shell that stops
+/// it (then runs `stop`, a shell command line) when this test process ends, and waits up to 60 s
+/// for `port` to listen; panics with `describe()` otherwise. The watchdog outlives nothing, so
+/// there is no child to wait for.
+pub(crate) fn serve_until_exit(server: &str, stop: &str, port: u16, describe: impl Fn() -> String) {
+    let script = format!(
+        "{server} & m=$!; while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill $m; {stop}",
+        parent = std::process::id()
+    );
+    #[allow(clippy::zombie_processes)]
+    let started = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    if let Err(e) = started {
+        panic!("could not start the watchdog of {}: {e}", describe());
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not listen on port {port} within 60 s",
+            describe()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// An SDK client for an endpoint, with test credentials.
@@ -138,6 +155,7 @@ mod both;
 pub mod faults;
 pub mod indexed;
 pub mod openapi;
+pub mod postgres;
 pub mod probes;
 pub mod sse;
 pub mod stub;

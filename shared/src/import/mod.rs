@@ -151,8 +151,9 @@ pub fn derived_id(key: &str, at: Timestamp) -> String {
 }
 
 /// As [`derived_id`], with `seq` (a message's position in its conversation) in the top 32 bits
-/// of the random part: ids of equal time sort by position.
-fn derived_id_seq(key: &str, at: Timestamp, seq: Option<u32>) -> String {
+/// of the random part: ids of equal time sort by position (`athena-migrate` derives its message
+/// ids with it too).
+pub fn derived_id_seq(key: &str, at: Timestamp, seq: Option<u32>) -> String {
     let digest = Sha256::digest(key.as_bytes());
     let mut random = digest.iter().take(10).fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
     if let Some(seq) = seq {

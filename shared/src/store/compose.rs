@@ -12,8 +12,8 @@ use async_trait::async_trait;
 
 use super::ports::{
     Activity, Appended, Checkpoint, CheckpointAck, ConversationPatch, Conversations, Counters, HeldKey, Idempotency,
-    ListConversations, ListMessages, Messages, Page, Reservation, SavedResponse, Stats, Store, StreamLease, Streams,
-    Touch, TurnBegun, TurnFinish, TurnStart, Turns,
+    ListConversations, ListMessages, Messages, Page, Reservation, SavedResponse, Stats, StatsUpdate, Store,
+    StreamLease, Streams, Touch, TurnBegun, TurnFinish, TurnStart, Turns,
 };
 use crate::domain::{
     AnalyticsEvent, AuditEntry, ClientMessageId, Conversation, ConversationId, LiveTurn, Message, MessageId,
@@ -162,6 +162,10 @@ impl Conversations for StoreParts {
 
     async fn import_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError> {
         self.conversations.import_conversation(conversation, messages).await
+    }
+
+    async fn claim_conversation_id(&self, owner: &UserId, id: &ConversationId) -> Result<(), StoreError> {
+        self.conversations.claim_conversation_id(owner, id).await
     }
 
     async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
@@ -513,6 +517,14 @@ impl Stats for StoreParts {
 
     async fn stats_between(&self, from: &str, to: &str) -> Result<Vec<StatsRow>, StoreError> {
         self.stats.stats_between(from, to).await
+    }
+
+    async fn stats_imported(&self, key: &str) -> Result<bool, StoreError> {
+        self.stats.stats_imported(key).await
+    }
+
+    async fn import_stats(&self, key: &str, rows: &[StatsUpdate]) -> Result<bool, StoreError> {
+        self.stats.import_stats(key, rows).await
     }
 }
 

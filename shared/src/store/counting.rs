@@ -11,8 +11,8 @@ use crate::domain::{
 use crate::error::StoreError;
 use crate::store::{
     Activity, Appended, Checkpoint, CheckpointAck, ConversationPatch, Conversations, Counters, HeldKey, Idempotency,
-    ListConversations, ListMessages, Messages, Page, Reservation, SavedResponse, Stats, Store, StreamLease, Streams,
-    Touch, TurnBegun, TurnFinish, TurnStart, Turns,
+    ListConversations, ListMessages, Messages, Page, Reservation, SavedResponse, Stats, StatsUpdate, Store,
+    StreamLease, Streams, Touch, TurnBegun, TurnFinish, TurnStart, Turns,
 };
 use async_trait::async_trait;
 
@@ -66,6 +66,11 @@ impl Conversations for CountingStore {
     async fn import_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError> {
         self.record("import_conversation");
         self.inner.import_conversation(conversation, messages).await
+    }
+
+    async fn claim_conversation_id(&self, owner: &UserId, id: &ConversationId) -> Result<(), StoreError> {
+        self.record("claim_conversation_id");
+        self.inner.claim_conversation_id(owner, id).await
     }
 
     async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
@@ -472,6 +477,16 @@ impl Stats for CountingStore {
     async fn stats_between(&self, from: &str, to: &str) -> Result<Vec<StatsRow>, StoreError> {
         self.record("stats_between");
         self.inner.stats_between(from, to).await
+    }
+
+    async fn stats_imported(&self, key: &str) -> Result<bool, StoreError> {
+        self.record("stats_imported");
+        self.inner.stats_imported(key).await
+    }
+
+    async fn import_stats(&self, key: &str, rows: &[StatsUpdate]) -> Result<bool, StoreError> {
+        self.record("import_stats");
+        self.inner.import_stats(key, rows).await
     }
 }
 

@@ -5,6 +5,7 @@
 //! to another listing (another owner, another filter), fails the check and is refused as
 //! [`StoreError::InvalidCursor`]. The tag is an integrity check, not a secret: cursors hold no
 //! data the caller may not see, and queries always use the caller's own partition.
+//! [`Page`], a listing page with the cursor of the next one, lives here too.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -12,7 +13,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::ports::Page;
 use crate::domain::{ConversationId, MessageId};
 use crate::error::StoreError;
 
@@ -135,6 +135,33 @@ pub fn next_page<T, P: Serialize>(
         _ => None,
     };
     Ok(Page { items, next_cursor })
+}
+
+/// One page of a listing, with the cursor of the next page when there is one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page<T> {
+    /// The items of this page, in listing order.
+    pub items: Vec<T>,
+    /// Opaque cursor for the next page; `None` at the end.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// The same page with every item converted by `f`.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            next_cursor: self.next_cursor,
+        }
+    }
+
+    /// The same page with every item converted by `f`, or the first error.
+    pub fn try_map<U, E>(self, f: impl FnMut(T) -> Result<U, E>) -> Result<Page<U>, E> {
+        Ok(Page {
+            items: self.items.into_iter().map(f).collect::<Result<_, _>>()?,
+            next_cursor: self.next_cursor,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -15,36 +15,10 @@ use crate::domain::{
 use crate::error::StoreError;
 
 pub use super::accounting::{Accounting, BudgetLevels, PlanOverride, Settlement, TurnLimits, UsageRow};
+pub use super::cursor::Page;
 pub use super::organizing::{
     Accounts, Erased, FolderDeleted, Housekeeping, IndexHit, IndexQuery, Organizer, Search, TagCount,
 };
-
-/// One page of a listing, with the cursor of the next page when there is one.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Page<T> {
-    /// The items of this page, in listing order.
-    pub items: Vec<T>,
-    /// Opaque cursor for the next page; `None` at the end.
-    pub next_cursor: Option<String>,
-}
-
-impl<T> Page<T> {
-    /// The same page with every item converted by `f`.
-    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
-        Page {
-            items: self.items.into_iter().map(f).collect(),
-            next_cursor: self.next_cursor,
-        }
-    }
-
-    /// The same page with every item converted by `f`, or the first error.
-    pub fn try_map<U, E>(self, f: impl FnMut(T) -> Result<U, E>) -> Result<Page<U>, E> {
-        Ok(Page {
-            items: self.items.into_iter().map(f).collect::<Result<_, _>>()?,
-            next_cursor: self.next_cursor,
-        })
-    }
-}
 
 /// Parameters of the per-owner conversation listing.
 #[derive(Clone, Debug, Default)]
@@ -489,6 +463,14 @@ pub trait Conversations: Send + Sync {
     /// (`docs/data-model.md`).
     async fn import_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError>;
 
+    /// Claims conversation id `id` for `owner` across EVERY owner (`athena-migrate`: the
+    /// original's ids are global, Athena's are per owner, so migrating one database twice under
+    /// two owners must not make two copies): `Ok` when the id was unclaimed (it is now the
+    /// owner's) or is already the owner's; [`StoreError::Conflict`] when another owner holds it
+    /// (nothing written). Only migrated conversations are claimed; a claim is a small record of
+    /// its own (the id and the owner), not the conversation.
+    async fn claim_conversation_id(&self, owner: &UserId, id: &ConversationId) -> Result<(), StoreError>;
+
     /// One conversation, without its messages.
     async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError>;
 
@@ -664,7 +646,20 @@ pub trait Stats: Send + Sync {
 
     /// The analytics counters of the days `from..=to` (`YYYY-MM-DD`), one row per day × solution × model.
     async fn stats_between(&self, from: &str, to: &str) -> Result<Vec<StatsRow>, StoreError>;
+
+    /// Whether counters were imported under `key` ([`Stats::import_stats`]).
+    async fn stats_imported(&self, key: &str) -> Result<bool, StoreError>;
+
+    /// Adds `rows` (counters rebuilt from imported history, `athena-migrate`) at most once per
+    /// `key`, atomically: `true` when added now, `false` (nothing written) when a call with this
+    /// key added them before. At most [`MAX_IMPORTED_STATS_ROWS`] rows; the record of the key
+    /// expires with the counters of its last day (`rules::stats_expiry`).
+    async fn import_stats(&self, key: &str, rows: &[StatsUpdate]) -> Result<bool, StoreError>;
 }
+
+/// Most counter rows one [`Stats::import_stats`] call adds (one DynamoDB transaction with the
+/// key's record).
+pub const MAX_IMPORTED_STATS_ROWS: usize = 99;
 
 /// Windowed counters (rate limits).
 #[async_trait]

@@ -147,6 +147,19 @@ pub fn stats_expiry(day: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// [`StoreError::TooLarge`] when one [`crate::store::Stats::import_stats`] call holds more rows
+/// than [`crate::store::ports::MAX_IMPORTED_STATS_ROWS`].
+pub fn check_imported_rows(rows: &[crate::store::StatsUpdate]) -> Result<(), StoreError> {
+    let max = crate::store::ports::MAX_IMPORTED_STATS_ROWS;
+    if rows.len() > max {
+        return Err(StoreError::TooLarge(format!(
+            "{} counter rows in one import; at most {max}",
+            rows.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Parses a stored timestamp (RFC 3339, as [`domain::ts::format`] writes it).
 pub fn parse_ts(raw: &str) -> Result<Timestamp, StoreError> {
     chrono::DateTime::parse_from_rfc3339(raw)

@@ -1,6 +1,7 @@
 //! Plans, usage and spend ([`shared::store::Accounting`]) on both stores: a user's plan override,
 //! the dollar budget reserved and settled like the token budgets, the usage rows and the month's
-//! spend added by a finished turn, and all of it gone with the user's data.
+//! spend added by a finished turn, and all of it (with `athena-migrate`'s id claims) gone with
+//! the user's data.
 
 use super::*;
 use shared::analytics::StatsDelta;
@@ -204,7 +205,23 @@ async fn a_finished_turn_adds_to_its_users_usage_and_the_months_spend(h: &dyn Ha
         .await
         .expect("reserve");
     assert_eq!(levels(h, &alice).await.nano_usd_month, 40);
+    store
+        .claim_conversation_id(&alice, &ca.id)
+        .await
+        .expect("alice claims her id");
+    assert!(
+        matches!(
+            store.claim_conversation_id(&bob, &ca.id).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "the id is alice's"
+    );
     store.erase_user(&alice, shared::domain::now()).await.expect("erase");
+    // Her id claims went too: the id is free again.
+    store
+        .claim_conversation_id(&bob, &ca.id)
+        .await
+        .expect("free after the erasure");
     assert!(store
         .usage_between(&alice, "2026-10-01", "2026-11-30")
         .await

@@ -92,7 +92,11 @@ async fn an_import_of_any_size_is_stored_whole_once_and_marked(h: &dyn Harness) 
 
 athena_tests::on_both_stores!(
     |store| &Arc::new(store),
-    [an_import_of_any_size_is_stored_whole_once_and_marked]
+    [
+        an_import_of_any_size_is_stored_whole_once_and_marked,
+        a_conversation_id_is_claimed_by_one_owner_across_all_owners,
+        counters_imported_under_a_key_are_added_once
+    ]
 );
 
 /// DynamoDB: an import interrupted after its hidden conversation was written (some message items
@@ -188,4 +192,87 @@ async fn an_interrupted_large_import_is_hidden_and_the_next_import_finishes_it()
             .expect("query");
         assert_eq!(left.count, 0, "nothing of the conversation is left");
     }
+}
+
+/// `Conversations::claim_conversation_id` (athena-migrate): an id is claimed once across every
+/// owner; its owner may claim it again (a rerun), another owner is refused and changes nothing.
+async fn a_conversation_id_is_claimed_by_one_owner_across_all_owners(h: &dyn Harness) {
+    let store = h.store();
+    let alice = user(&unique("alice"));
+    let bob = user(&unique("bob"));
+    let id = ConversationId::parse(&unique("clx0seedid")).expect("id");
+    store
+        .claim_conversation_id(&alice, &id)
+        .await
+        .expect("unclaimed: alice's now");
+    store
+        .claim_conversation_id(&alice, &id)
+        .await
+        .expect("alice's again: a rerun");
+    let refused = store
+        .claim_conversation_id(&bob, &id)
+        .await
+        .expect_err("alice holds it");
+    assert!(matches!(refused, StoreError::Conflict(_)), "{refused:?}");
+    // The refusal wrote nothing: the id is still alice's, and bob's own ids are unaffected.
+    store.claim_conversation_id(&alice, &id).await.expect("still alice's");
+    let other = ConversationId::parse(&unique("clx0other")).expect("id");
+    store.claim_conversation_id(&bob, &other).await.expect("bob's own id");
+    let refused = store
+        .claim_conversation_id(&alice, &other)
+        .await
+        .expect_err("bob holds it");
+    assert!(matches!(refused, StoreError::Conflict(_)), "{refused:?}");
+}
+
+/// `Stats::import_stats` (athena-migrate's counters rebuilt from history): the rows of a key are
+/// added once, atomically; another key adds again; too many rows are refused with nothing written.
+async fn counters_imported_under_a_key_are_added_once(h: &dyn Harness) {
+    use shared::domain::StatsDelta;
+    use shared::store::StatsUpdate;
+    let store = h.store();
+    let model = unique("model");
+    let row = |day: &str, solution: &str, requests: u64| StatsUpdate {
+        day: day.to_owned(),
+        solution: solution.to_owned(),
+        model: model.clone(),
+        delta: StatsDelta {
+            requests,
+            messages: requests * 2,
+            conversations: 1,
+            users: std::collections::BTreeSet::from(["u1".to_owned()]),
+            ..StatsDelta::default()
+        },
+    };
+    let rows = vec![row("2025-10-09", "manufacturing", 2), row("2025-10-10", "general", 5)];
+    let key = unique("prisma");
+    let requests = || async {
+        let all = store.stats_between("2025-10-09", "2025-10-10").await.expect("stats");
+        all.iter()
+            .filter(|r| r.model == model)
+            .map(|r| (r.day.clone(), r.solution.clone(), r.stats.requests, r.stats.messages))
+            .collect::<Vec<_>>()
+    };
+    assert!(!store.stats_imported(&key).await.expect("read"));
+    assert!(store.import_stats(&key, &rows).await.expect("import"));
+    assert!(store.stats_imported(&key).await.expect("read"));
+    let once = vec![
+        ("2025-10-09".to_owned(), "manufacturing".to_owned(), 2, 4),
+        ("2025-10-10".to_owned(), "general".to_owned(), 5, 10),
+    ];
+    assert_eq!(requests().await, once);
+    assert!(
+        !store.import_stats(&key, &rows).await.expect("again"),
+        "the same key: nothing"
+    );
+    assert_eq!(requests().await, once, "not added twice");
+    let other = unique("prisma");
+    assert!(store.import_stats(&other, &rows[..1]).await.expect("another key"));
+    assert_eq!(requests().await[0].2, 4, "another key adds");
+    let third = unique("prisma");
+    let many = vec![rows[0].clone(); shared::store::ports::MAX_IMPORTED_STATS_ROWS + 1];
+    let refused = store.import_stats(&third, &many).await.expect_err("too many rows");
+    assert!(matches!(refused, StoreError::TooLarge(_)), "{refused:?}");
+    assert!(!store.stats_imported(&third).await.expect("read"), "nothing written");
+    assert_eq!(requests().await[0].2, 4);
 }

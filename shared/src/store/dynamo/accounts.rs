@@ -100,6 +100,7 @@ impl Accounts for DynamoStore {
     async fn erase_user(&self, user: &UserId, now: Timestamp) -> Result<Erased, StoreError> {
         let owner = user.as_str();
         let mut erased = Erased::default();
+        let mut ids_seen = Vec::new();
         // Every shelf, and the conversations an interrupted import left hidden.
         let partitions = Shelf::ALL
             .into_iter()
@@ -108,11 +109,33 @@ impl Accounts for DynamoStore {
         for pk in partitions {
             for id in self.index_ids(schema::GSI_OWNER, "gsi1pk", &pk).await? {
                 let id = ConversationId::parse(&id).map_err(|e| StoreError::internal("stored conversation id", e))?;
+                ids_seen.push(id.clone());
                 match self.delete_conversation(user, &id).await {
                     Ok(_) => erased.conversations += 1,
                     Err(StoreError::NotFound) => {}
                     Err(e) => return Err(e),
                 }
+            }
+        }
+        // `athena-migrate`'s claims of these ids (each only if it is this user's).
+        for id in &ids_seen {
+            let deleted = self
+                .client
+                .delete_item()
+                .table_name(&self.tables.events)
+                .key(schema::PK, s(schema::claim_pk(id.as_str())))
+                .key(schema::SK, s("-"))
+                .condition_expression("#owner = :owner")
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_values(":owner", s(owner))
+                .send()
+                .await;
+            match deleted {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(classify("DeleteItem claim", e)),
             }
         }
         let conversations_table = self.tables.conversations.clone();

@@ -133,6 +133,32 @@ impl Conversations for DynamoStore {
         Ok(())
     }
 
+    /// One conditional `PutItem` on the events table (`CLAIM#<id>`): put if absent or already
+    /// the owner's; another owner's claim fails the condition.
+    #[tracing::instrument(name = "dynamo.claim_conversation_id", skip_all, fields(conversation = %id))]
+    async fn claim_conversation_id(&self, owner: &UserId, id: &ConversationId) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.events)
+            .item(schema::PK, s(schema::claim_pk(id.as_str())))
+            .item(schema::SK, s("-"))
+            .item("owner", s(owner.as_str()))
+            .condition_expression("attribute_not_exists(#pk) OR #owner = :owner")
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Err(
+                StoreError::Conflict(format!("conversation id {id} belongs to another user")),
+            ),
+            Err(e) => Err(classify("PutItem conversation id claim", e)),
+        }
+    }
+
     #[tracing::instrument(name = "dynamo.get_conversation", skip_all, fields(conversation = %id))]
     async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
         self.get_meta(owner, id).await?.into_domain()

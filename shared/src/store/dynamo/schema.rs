@@ -28,7 +28,9 @@
 //! `sk = <ulid>`; counters (rate limits) at `pk = CTR#<key>#<window start>`, `sk = -`; token
 //! budgets at `pk = BUD#<user>#D#<yyyy-mm-dd>` / `BUD#<user>#M#<yyyy-mm>`, `sk = -`; stream slots
 //! at `pk = SLOT#<user>`, `sk = <n>`; audit entries at `pk = AUDIT#<user>`, `sk = <ulid>`; all
-//! expire through the TTL attribute `expiresAt`.
+//! expire through the TTL attribute `expiresAt`. Conversation id claims of `athena-migrate` at
+//! `pk = CLAIM#<conversation id>`, `sk = -` (`owner`; no TTL); records of counters imported from
+//! history at `pk = STATIMP#<key>`, `sk = -` (expiring with their last day's counters).
 
 use crate::domain::Shelf;
 
@@ -232,6 +234,13 @@ pub fn project_pk(owner: &str, project: &str, shelf: Shelf) -> String {
     format!("USER#{owner}#PROJ#{project}{}", shelf.key_suffix())
 }
 
+/// Partition key of a conversation id's claim (events table, no TTL; sort key `-`, attribute
+/// `owner`): `athena-migrate` claims each original id for one owner
+/// (`Conversations::claim_conversation_id`).
+pub fn claim_pk(conversation_id: &str) -> String {
+    format!("CLAIM#{conversation_id}")
+}
+
 /// Counter partition key (events table, expires by TTL): a key and its window.
 pub fn counter_pk(key: &str, window_start: i64) -> String {
     format!("CTR#{key}#{window_start}")
@@ -298,6 +307,12 @@ pub fn audit_pk(user: &str) -> String {
 /// Analytics counters partition key (events table): one partition per day, `sk = <solution>#<model>`.
 pub fn stats_pk(day: &str) -> String {
     format!("STAT#{day}")
+}
+
+/// Partition key of the record of counters imported under `key` (`Stats::import_stats`; events
+/// table, sort key `-`, expiring with the counters of its last day).
+pub fn stats_import_pk(key: &str) -> String {
+    format!("STATIMP#{key}")
 }
 
 /// The `userKey` of an analytics event of the (hashed) user `user_hash`.

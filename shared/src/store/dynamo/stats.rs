@@ -3,13 +3,13 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
 use super::schema;
-use super::{classify, n, s, sdk_key, DynamoStore, Item};
+use super::{classify, n, put_if_absent, s, sdk_key, update_item, DynamoStore, Item};
 use crate::domain::{StatsDelta, StatsRow};
 use crate::error::StoreError;
-use crate::store::{rules, Stats};
+use crate::store::{rules, Stats, StatsUpdate};
 
 #[async_trait]
 impl Stats for DynamoStore {
@@ -27,6 +27,39 @@ impl Stats for DynamoStore {
             .await
             .map_err(|e| classify("UpdateItem stats", e))?;
         Ok(())
+    }
+
+    /// One consistent `GetItem` of the key's record.
+    #[tracing::instrument(name = "dynamo.stats_imported", skip_all)]
+    async fn stats_imported(&self, key: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.events)
+            .set_key(Some(Self::stats_import_key(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem stats import", e))?;
+        Ok(out.item.is_some())
+    }
+
+    /// One `TransactWriteItems`: the key's record put if absent, and an `UpdateItem ... ADD` per
+    /// row (as `add_stats`); the record's condition failing cancels the whole.
+    #[tracing::instrument(name = "dynamo.import_stats", skip_all, fields(rows = rows.len()))]
+    async fn import_stats(&self, key: &str, rows: &[StatsUpdate]) -> Result<bool, StoreError> {
+        rules::check_imported_rows(rows)?;
+        let expires = rows.iter().map(|r| rules::stats_expiry(&r.day)).max().unwrap_or(0);
+        let mut record = Self::stats_import_key(key);
+        record.insert(schema::TTL_ATTRIBUTE.to_owned(), n(expires));
+        let mut items = vec![put_if_absent(&self.tables.events, record)];
+        for row in rows {
+            items.push(stats_update(&self.tables.events, row)?);
+        }
+        match self.transact(items).await? {
+            Ok(()) => Ok(true),
+            Err(_) => Ok(false),
+        }
     }
 
     #[tracing::instrument(name = "dynamo.stats_between", skip_all, fields(from = %from, to = %to))]
@@ -55,6 +88,26 @@ impl Stats for DynamoStore {
             rows.extend(page?);
         }
         Ok(rows)
+    }
+}
+
+/// A transaction's update adding `row` to its counters item (as `add_stats`).
+pub(super) fn stats_update(table: &str, row: &StatsUpdate) -> Result<TransactWriteItem, StoreError> {
+    let (key, expression, names, values) = stats_expression(&row.day, &row.solution, &row.model, &row.delta);
+    let update = Update::builder()
+        .table_name(table)
+        .set_key(Some(key))
+        .update_expression(expression)
+        .set_expression_attribute_names(Some(names))
+        .set_expression_attribute_values(Some(values))
+        .build();
+    update_item(update)
+}
+
+impl DynamoStore {
+    /// The record of an import's key.
+    fn stats_import_key(key: &str) -> Item {
+        sdk_key(schema::stats_import_pk(key), "-".to_owned())
     }
 }
 

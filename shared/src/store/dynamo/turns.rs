@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 
 use super::items::{conversation_item, message_items, replace_items, Marker, Replace};
 use super::schema;
-use super::stats::stats_expression;
+use super::stats::stats_update;
 use super::{classify, n, owner_condition, s, sdk_key, update_item, DynamoStore};
 use crate::domain::{ConversationId, Message, UserId};
 use crate::error::StoreError;
@@ -240,16 +240,7 @@ impl Turns for DynamoStore {
             parts.push((Part::Slot, TransactWriteItem::builder().delete(delete).build()));
         }
         if let Some(stats) = &finish.stats {
-            let (key, expression, names, values) =
-                stats_expression(&stats.day, &stats.solution, &stats.model, &stats.delta);
-            let update = Update::builder()
-                .table_name(&self.tables.events)
-                .set_key(Some(key))
-                .update_expression(expression)
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values(Some(values))
-                .build();
-            parts.push((Part::Stats, update_item(update)?));
+            parts.push((Part::Stats, stats_update(&self.tables.events, stats)?));
             for item in super::accounting::usage_items(&self.tables.events, owner.as_str(), stats)? {
                 parts.push((Part::Usage, item));
             }

@@ -10,7 +10,8 @@ use crate::store::{schema, Accounts, Erased};
 
 /// The tables keyed by owner that go as a whole (the conversations' own rows go with
 /// `conversations::delete_in`).
-const OWNER_TABLES: [&str; 11] = [
+const OWNER_TABLES: [&str; 12] = [
+    "id_claims",
     "usage",
     "plan_overrides",
     "projects",

@@ -36,6 +36,33 @@ impl Conversations for EmbeddedStore {
         self.create_conversation(conversation, messages).await
     }
 
+    #[tracing::instrument(name = "embedded.claim_conversation_id", skip_all, fields(conversation = %id))]
+    async fn claim_conversation_id(&self, owner: &UserId, id: &ConversationId) -> Result<(), StoreError> {
+        let (owner, id) = (owner.to_string(), id.to_string());
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql_err("begin"))?;
+            tx.execute(
+                "INSERT OR IGNORE INTO id_claims (id, owner) VALUES (?1, ?2)",
+                rusqlite::params![id, owner],
+            )
+            .map_err(sql_err("claim id"))?;
+            let holder: String = tx
+                .query_row("SELECT owner FROM id_claims WHERE id = ?1", [&id], |row| row.get(0))
+                .map_err(sql_err("read claim"))?;
+            tx.commit().map_err(sql_err("commit"))?;
+            if holder == owner {
+                Ok(())
+            } else {
+                Err(StoreError::Conflict(format!(
+                    "conversation id {id} belongs to another user"
+                )))
+            }
+        })
+        .await
+    }
+
     #[tracing::instrument(name = "embedded.get_conversation", skip_all, fields(conversation = %id))]
     async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
         let (owner, id) = (owner.to_string(), id.to_string());

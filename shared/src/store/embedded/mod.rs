@@ -98,6 +98,15 @@ CREATE TABLE IF NOT EXISTS stats (
     body     TEXT NOT NULL,
     PRIMARY KEY (day, solution, model)
 ) WITHOUT ROWID;
+-- Conversation ids claimed by `athena-migrate` across every owner (Conversations::claim_conversation_id).
+CREATE TABLE IF NOT EXISTS id_claims (
+    id    TEXT PRIMARY KEY,
+    owner TEXT NOT NULL
+);
+-- Counters imported from history (Stats::import_stats): each key adds its rows once.
+CREATE TABLE IF NOT EXISTS stats_imports (
+    key TEXT PRIMARY KEY
+);
 CREATE TABLE IF NOT EXISTS counters (
     key        TEXT PRIMARY KEY,
     count      INTEGER NOT NULL,

@@ -6,7 +6,8 @@ use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use super::{sql_err, EmbeddedStore};
 use crate::domain::{StatsDelta, StatsRow};
 use crate::error::StoreError;
-use crate::store::Stats;
+use crate::store::rules::check_imported_rows;
+use crate::store::{Stats, StatsUpdate};
 
 pub(super) fn stats_in(
     tx: &rusqlite::Transaction<'_>,
@@ -49,6 +50,41 @@ impl Stats for EmbeddedStore {
                 .map_err(sql_err("begin"))?;
             stats_in(&tx, &day, &solution, &model, &delta)?;
             tx.commit().map_err(sql_err("commit"))
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "embedded.stats_imported", skip_all)]
+    async fn stats_imported(&self, key: &str) -> Result<bool, StoreError> {
+        let key = key.to_owned();
+        self.with(move |conn| {
+            conn.query_row("SELECT 1 FROM stats_imports WHERE key = ?1", [&key], |_| Ok(()))
+                .optional()
+                .map(|found| found.is_some())
+                .map_err(sql_err("reading a stats import"))
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "embedded.import_stats", skip_all, fields(rows = rows.len()))]
+    async fn import_stats(&self, key: &str, rows: &[StatsUpdate]) -> Result<bool, StoreError> {
+        check_imported_rows(rows)?;
+        let (key, rows) = (key.to_owned(), rows.to_vec());
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql_err("begin"))?;
+            let added = tx
+                .execute("INSERT OR IGNORE INTO stats_imports (key) VALUES (?1)", [&key])
+                .map_err(sql_err("recording a stats import"))?;
+            if added == 0 {
+                return Ok(false);
+            }
+            for row in &rows {
+                stats_in(&tx, &row.day, &row.solution, &row.model, &row.delta)?;
+            }
+            tx.commit().map_err(sql_err("commit"))?;
+            Ok(true)
         })
         .await
     }
