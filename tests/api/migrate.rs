@@ -584,6 +584,14 @@ async fn an_id_another_user_holds_is_refused_not_merged(store: Arc<dyn Store>) {
             .to_string(),
     );
     run(&store, &from, ALICE, false).await.expect("alice's");
+    // The dry run reports what the run then does: every conversation refused.
+    let dry = run(&store, &from, BOB, true).await.expect("bob's dry run ends");
+    assert_eq!(counts(&dry)[0], (4, 0, 0, 4), "{}", dry.render());
+    assert!(
+        dry.refusals.iter().all(|r| r.code == "OTHER_OWNER"),
+        "{:?}",
+        dry.refusals
+    );
     let bobs = run(&store, &from, BOB, false).await.expect("bob's run ends");
     assert_eq!(
         counts(&bobs),

@@ -321,6 +321,10 @@ impl Conversations for Faults {
         self.inner.claim_conversation_id(owner, id).await
     }
 
+    async fn conversation_id_claimant(&self, id: &ConversationId) -> Result<Option<UserId>, StoreError> {
+        self.inner.conversation_id_claimant(id).await
+    }
+
     async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
         self.inner.get_conversation(owner, id).await
     }

@@ -454,6 +454,21 @@ async fn write(
         error,
     };
     if options.dry_run {
+        // The real run's refusal of another owner's id, read without claiming it.
+        match store.conversation_id_claimant(&conversation.id).await {
+            Ok(Some(holder)) if holder != conversation.owner => {
+                report.refuse(
+                    conversation.id.as_str(),
+                    "OTHER_OWNER",
+                    "another user already holds a conversation of this id (migrated under another --owner); not merged"
+                        .to_owned(),
+                    count,
+                );
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e) => return Err(failed(e)),
+        }
         return match store.get_conversation(&conversation.owner, &conversation.id).await {
             Ok(_) => {
                 report.conversations.skipped += 1;

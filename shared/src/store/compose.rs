@@ -168,6 +168,10 @@ impl Conversations for StoreParts {
         self.conversations.claim_conversation_id(owner, id).await
     }
 
+    async fn conversation_id_claimant(&self, id: &ConversationId) -> Result<Option<UserId>, StoreError> {
+        self.conversations.conversation_id_claimant(id).await
+    }
+
     async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
         self.conversations.get_conversation(owner, id).await
     }

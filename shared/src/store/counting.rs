@@ -73,6 +73,11 @@ impl Conversations for CountingStore {
         self.inner.claim_conversation_id(owner, id).await
     }
 
+    async fn conversation_id_claimant(&self, id: &ConversationId) -> Result<Option<UserId>, StoreError> {
+        self.record("conversation_id_claimant");
+        self.inner.conversation_id_claimant(id).await
+    }
+
     async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
         self.record("get_conversation");
         self.inner.get_conversation(owner, id).await

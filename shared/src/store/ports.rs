@@ -471,6 +471,10 @@ pub trait Conversations: Send + Sync {
     /// its own (the id and the owner), not the conversation.
     async fn claim_conversation_id(&self, owner: &UserId, id: &ConversationId) -> Result<(), StoreError>;
 
+    /// Who holds the claim of conversation id `id`, if anyone (read only: `athena-migrate
+    /// --dry-run` reports another owner's id as refused without claiming it).
+    async fn conversation_id_claimant(&self, id: &ConversationId) -> Result<Option<UserId>, StoreError>;
+
     /// One conversation, without its messages.
     async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError>;
 

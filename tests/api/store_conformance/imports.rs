@@ -223,6 +223,17 @@ async fn a_conversation_id_is_claimed_by_one_owner_across_all_owners(h: &dyn Har
         .await
         .expect_err("bob holds it");
     assert!(matches!(refused, StoreError::Conflict(_)), "{refused:?}");
+    // Who holds an id, read without claiming it (the dry run's check).
+    assert_eq!(
+        store.conversation_id_claimant(&id).await.expect("read"),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        store.conversation_id_claimant(&other).await.expect("read"),
+        Some(bob.clone())
+    );
+    let free = ConversationId::parse(&unique("clx0free")).expect("id");
+    assert_eq!(store.conversation_id_claimant(&free).await.expect("read"), None);
 }
 
 /// `Stats::import_stats` (athena-migrate's counters rebuilt from history): the rows of a key are

@@ -159,6 +159,28 @@ impl Conversations for DynamoStore {
         }
     }
 
+    /// One `GetItem` of `CLAIM#<id>` (consistent).
+    #[tracing::instrument(name = "dynamo.conversation_id_claimant", skip_all, fields(conversation = %id))]
+    async fn conversation_id_claimant(&self, id: &ConversationId) -> Result<Option<UserId>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.events)
+            .key(schema::PK, s(schema::claim_pk(id.as_str())))
+            .key(schema::SK, s("-"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem conversation id claim", e))?;
+        match out.item.as_ref().and_then(|item| item.get("owner")) {
+            None => Ok(None),
+            Some(aws_sdk_dynamodb::types::AttributeValue::S(owner)) => UserId::parse(owner)
+                .map(Some)
+                .map_err(|e| StoreError::internal("stored claim owner", e)),
+            Some(_) => Err(StoreError::internal("stored claim owner", "not a string")),
+        }
+    }
+
     #[tracing::instrument(name = "dynamo.get_conversation", skip_all, fields(conversation = %id))]
     async fn get_conversation(&self, owner: &UserId, id: &ConversationId) -> Result<Conversation, StoreError> {
         self.get_meta(owner, id).await?.into_domain()

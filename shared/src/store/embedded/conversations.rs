@@ -1,7 +1,7 @@
 //! Conversations in SQLite: create, read, list, update, delete (messages go by cascade).
 
 use async_trait::async_trait;
-use rusqlite::{params, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::rows::{
     any_conversation, insert_conversation, messages_of, owned_conversation, row_to_conversation, tags_json,
@@ -34,6 +34,21 @@ impl Conversations for EmbeddedStore {
     async fn import_conversation(&self, conversation: &Conversation, messages: &[Message]) -> Result<(), StoreError> {
         // One transaction, however many messages.
         self.create_conversation(conversation, messages).await
+    }
+
+    #[tracing::instrument(name = "embedded.conversation_id_claimant", skip_all, fields(conversation = %id))]
+    async fn conversation_id_claimant(&self, id: &ConversationId) -> Result<Option<UserId>, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn| {
+            let holder: Option<String> = conn
+                .query_row("SELECT owner FROM id_claims WHERE id = ?1", [&id], |row| row.get(0))
+                .optional()
+                .map_err(sql_err("read claim"))?;
+            holder
+                .map(|h| UserId::parse(&h).map_err(|e| StoreError::internal("stored claim owner", e)))
+                .transpose()
+        })
+        .await
     }
 
     #[tracing::instrument(name = "embedded.claim_conversation_id", skip_all, fields(conversation = %id))]
