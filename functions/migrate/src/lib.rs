@@ -440,6 +440,16 @@ pub async fn migrate_all(
     Ok(report)
 }
 
+/// Counts a conversation whose id another owner holds as refused (`OTHER_OWNER`).
+fn refuse_other_owner(report: &mut Report, conversation: &Conversation, count: u64) {
+    report.refuse(
+        conversation.id.as_str(),
+        "OTHER_OWNER",
+        "another user already holds a conversation of this id (migrated under another --owner); not merged".to_owned(),
+        count,
+    );
+}
+
 /// Writes one conversation (claim, then the all-or-nothing import), counting what happened.
 async fn write(
     store: &dyn Store,
@@ -457,13 +467,7 @@ async fn write(
         // The real run's refusal of another owner's id, read without claiming it.
         match store.conversation_id_claimant(&conversation.id).await {
             Ok(Some(holder)) if holder != conversation.owner => {
-                report.refuse(
-                    conversation.id.as_str(),
-                    "OTHER_OWNER",
-                    "another user already holds a conversation of this id (migrated under another --owner); not merged"
-                        .to_owned(),
-                    count,
-                );
+                refuse_other_owner(report, conversation, count);
                 return Ok(());
             }
             Ok(_) => {}
@@ -486,13 +490,7 @@ async fn write(
     match store.claim_conversation_id(&conversation.owner, &conversation.id).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
-            report.refuse(
-                conversation.id.as_str(),
-                "OTHER_OWNER",
-                "another user already holds a conversation of this id (migrated under another --owner); not merged"
-                    .to_owned(),
-                count,
-            );
+            refuse_other_owner(report, conversation, count);
             return Ok(());
         }
         Err(e) => return Err(failed(e)),
