@@ -18,6 +18,7 @@ pub mod import;
 pub mod input;
 pub mod messages;
 pub mod organize;
+pub mod policy;
 pub mod projects;
 pub mod prompts;
 pub mod routes;
@@ -333,7 +334,7 @@ async fn route(
     let matched = routes::find(scope, &req.path).ok_or_else(|| ApiError::NotFound("no such route".to_owned()))?;
     *label = matched.route.pattern;
     if req.method == Method::OPTIONS {
-        if let Some(id) = matched.id {
+        for id in [matched.id, matched.sub].into_iter().flatten() {
             // A malformed id is a 400 for the preflight too, as for every other method.
             input::conversation_id(Some(id))?;
         }

@@ -116,7 +116,8 @@ pub enum Op {
 /// A path pattern with its methods and function.
 #[derive(Clone, Copy, Debug)]
 pub struct Route {
-    /// Path pattern; `{id}` matches one segment.
+    /// Path pattern; a `{name}` segment matches one non-empty segment (at most two per pattern: the
+    /// first is [`Matched::id`], the second [`Matched::sub`]).
     pub pattern: &'static str,
     /// The Lambda function (binary and template resource stem) serving it.
     pub function: &'static str,
@@ -439,13 +440,16 @@ pub enum Scope {
     Function(&'static str),
 }
 
-/// A matched route and its `{id}` parameter.
+/// A matched route and its path parameters.
 #[derive(Clone, Copy, Debug)]
 pub struct Matched<'a> {
     /// The route.
     pub route: &'static Route,
-    /// The `{id}` segment, raw.
+    /// The first parameter segment (`{id}`), raw.
     pub id: Option<&'a str>,
+    /// The second parameter segment (`{messageId}` in
+    /// `/api/conversations/{id}/messages/{messageId}/...`), raw.
+    pub sub: Option<&'a str>,
 }
 
 /// Strips an API Gateway stage prefix (`/prod/api/...`) if one is left in the path.
@@ -475,18 +479,24 @@ pub fn find(scope: Scope, path: &str) -> Option<Matched<'_>> {
             if pattern.len() != segments.len() {
                 return None;
             }
-            let mut id = None;
+            let mut params = [None, None];
+            let mut n = 0;
             for (p, s) in pattern.iter().zip(&segments) {
-                if *p == "{id}" {
-                    if s.is_empty() {
+                if p.starts_with('{') {
+                    if s.is_empty() || n == params.len() {
                         return None;
                     }
-                    id = Some(*s);
+                    params[n] = Some(*s);
+                    n += 1;
                 } else if p != s {
                     return None;
                 }
             }
-            Some(Matched { route, id })
+            Some(Matched {
+                route,
+                id: params[0],
+                sub: params[1],
+            })
         })
 }
 
@@ -503,5 +513,18 @@ mod tests {
         assert!(find(Scope::All, "/api/conversations//messages").is_none());
         assert!(find(Scope::All, "/api/other").is_none());
         assert!(find(Scope::Function("messages"), "/api/conversations").is_none());
+    }
+
+    #[test]
+    fn every_pattern_has_at_most_two_parameters_and_they_are_well_formed() {
+        for route in ROUTES {
+            let params: Vec<&str> = route.pattern.split('/').filter(|s| s.starts_with('{')).collect();
+            assert!(params.len() <= 2, "{}", route.pattern);
+            assert!(
+                params.iter().all(|p| p.ends_with('}') && p.len() > 2),
+                "{}",
+                route.pattern
+            );
+        }
     }
 }
