@@ -80,6 +80,10 @@ pub mod action {
     pub const PLAN_SET: &str = "plan.set";
     /// An admin removed a user's plan override.
     pub const PLAN_CLEAR: &str = "plan.clear";
+    /// A conversation shared with a user or address, or their role changed (resource: the conversation).
+    pub const CONVERSATION_SHARE: &str = "conversation.share";
+    /// A share revoked (resource: the conversation).
+    pub const CONVERSATION_UNSHARE: &str = "conversation.unshare";
 }
 
 /// Builds an entry stamped now, kept `retention_days`.

@@ -25,6 +25,7 @@ use shared::store::{
 /// probe takes is released again.
 async fn slot_free(store: &dyn Store, owner: &UserId, conversation: &ConversationId) -> bool {
     let start = TurnStart {
+        payer: owner.clone(),
         owner: owner.clone(),
         conversation_id: conversation.clone(),
         write: TurnWrite::Check,
@@ -82,6 +83,7 @@ async fn admitted(store: &dyn Store, ids: &IdGenerator, c: &Conversation, stream
     let turn_id = ids.next_ulid();
     let begun = store
         .begin_turn(&TurnStart {
+            payer: c.owner.clone(),
             owner: c.owner.clone(),
             conversation_id: c.id.clone(),
             write: TurnWrite::Check,
@@ -116,6 +118,7 @@ async fn a_second_finish_of_the_same_turn_changes_nothing(store: Arc<dyn Store>)
         shared::domain::now(),
     );
     let finish = TurnFinish {
+        payer: owner.clone(),
         owner: owner.clone(),
         conversation_id: c.id.clone(),
         turn_id,

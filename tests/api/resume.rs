@@ -42,6 +42,7 @@ async fn begun(store: &dyn Store, c: &Conversation, started: shared::domain::Tim
     let (turn_id, reply_id) = (ids.next_ulid(), ids.message_id());
     store
         .begin_turn(&TurnStart {
+            payer: c.owner.clone(),
             owner: c.owner.clone(),
             conversation_id: c.id.clone(),
             write: TurnWrite::Check,
@@ -175,6 +176,7 @@ async fn the_final_checkpoint_is_written_with_the_finish_and_deleted_with_the_co
         .await
         .expect("checkpoint");
     let finish = TurnFinish {
+        payer: owner.clone(),
         owner: owner.clone(),
         conversation_id: c.id.clone(),
         turn_id: turn.clone(),

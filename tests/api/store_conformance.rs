@@ -930,6 +930,7 @@ fn limits(rpm: u64, day: u64, month: u64, streams: u32) -> TurnLimits {
 
 fn turn(ids: &IdGenerator, c: &Conversation, write: TurnWrite, limits: TurnLimits) -> TurnStart {
     TurnStart {
+        payer: c.owner.clone(),
         owner: c.owner.clone(),
         conversation_id: c.id.clone(),
         write,
@@ -959,6 +960,7 @@ fn charge(c: &Conversation, lease: Option<StreamLease>, tokens: u64) -> TurnFini
 
 fn settle(c: &Conversation, lease: Option<StreamLease>, settlement: Settlement) -> TurnFinish {
     TurnFinish {
+        payer: c.owner.clone(),
         owner: c.owner.clone(),
         conversation_id: c.id.clone(),
         turn_id: ulid::Ulid::new().to_string(),
@@ -1416,6 +1418,7 @@ async fn begin_turn_writes_what_it_admits_and_nothing_when_refused(h: &dyn Harne
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
     // Someone else's conversation is not found, and nothing is written.
     let foreign = TurnStart {
+        payer: mallory.clone(),
         owner: mallory.clone(),
         ..turn(
             &ids,

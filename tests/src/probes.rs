@@ -12,6 +12,7 @@ use shared::store::{Store, TurnLimits, TurnStart, TurnWrite};
 /// still follows).
 pub async fn under_day_budget(store: &dyn Store, owner: &UserId, conversation: &ConversationId, budget: u64) -> bool {
     let start = TurnStart {
+        payer: owner.clone(),
         owner: owner.clone(),
         conversation_id: conversation.clone(),
         write: TurnWrite::Check,

@@ -46,7 +46,9 @@ pub async fn erase(state: &Arc<AppState>, caller: &Caller, req: &ApiRequest) -> 
         .into());
     }
     let files = crate::files::delete_all_objects(state, &caller.user).await?;
-    let erased = state.store.erase_user(&caller.user, state.now()).await?;
+    let mut erased = state.store.erase_user(&caller.user, state.now()).await?;
+    // What others shared with them (what they shared went with their conversations).
+    erased.items += state.store.erase_grants(&caller.grantees()).await?;
     let audit_id = erasure_id(&caller.user)?;
     let entry = crate::audit::entry_at(
         &state.ids,

@@ -73,7 +73,16 @@ pub async fn post(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::to_owned);
-    let turn = chat::start(state, &caller.user, &caller.plan, solution, request, &req.request_id).await?;
+    let turn = chat::start(
+        state,
+        &caller.user,
+        (&caller.grantees(), super::policy::may_chat),
+        &caller.plan,
+        solution,
+        request,
+        &req.request_id,
+    )
+    .await?;
     Ok(streamed(turn, protocol))
 }
 

@@ -161,6 +161,7 @@ impl From<crate::chat::ChatError> for ApiError {
             ChatError::NoSuchRoute => ApiError::NotFound("no such route".to_owned()),
             ChatError::ConversationNotFound => ApiError::NotFound("conversation not found".to_owned()),
             ChatError::TurnInProgress => ApiError::TurnInProgress,
+            ChatError::ReadOnly => ApiError::Forbidden(ChatError::ReadOnly.to_string()),
             ChatError::NoProvider => ApiError::Internal(Some("no model provider configured".into())),
             ChatError::Store(s) => s.into(),
             ChatError::File(f) => f.into(),

@@ -57,6 +57,7 @@ struct CreateBody {
 pub async fn create(
     state: &AppState,
     caller: &Caller,
+    author: Option<&crate::domain::UserId>,
     id: ConversationId,
     req: &ApiRequest,
 ) -> Result<Response<Body>, ApiError> {
@@ -75,6 +76,7 @@ pub async fn create(
         .map_err(|_| ValidationError::field("clientId", "must be 1 to 64 characters of letters, digits, '_' or '-'"))?;
     let mut message = Message::text(state.ids.message_id(), id.clone(), body.role, body.content, state.now());
     message.client_id = client_id.clone();
+    message.author = author.cloned();
     match state
         .store
         .append_message(&caller.user, &message, &Touch::default())

@@ -23,6 +23,7 @@ pub mod projects;
 pub mod prompts;
 pub mod routes;
 pub mod search;
+pub mod sharing;
 pub mod usage;
 pub mod views;
 
@@ -113,6 +114,20 @@ pub struct Caller {
     pub plan_claims: Vec<String>,
     /// Their plan: the default until [`usage::plan_of`] resolved it (every routed request).
     pub plan: std::sync::Arc<crate::config::plans::Plan>,
+    /// Their e-mail address, lower-cased, when the token carries one marked verified
+    /// (`email_verified` true): conversations shared with that address are theirs to open.
+    pub email: Option<String>,
+}
+
+impl Caller {
+    /// Who the caller is to a grant: their user id, and their verified address if any.
+    pub fn grantees(&self) -> Vec<crate::store::Grantee> {
+        let mut out = vec![crate::store::Grantee::User(self.user.clone())];
+        if let Some(email) = &self.email {
+            out.push(crate::store::Grantee::Email(email.clone()));
+        }
+        out
+    }
 }
 
 /// Resolves the caller from the request according to the auth mode. In the bearer-token modes a
@@ -135,6 +150,7 @@ pub async fn authenticate(config: &Config, req: &ApiRequest) -> Result<Caller, A
                 admin: true,
                 plan_claims: Vec::new(),
                 plan: config.plans.default_plan().clone(),
+                email: None,
             })
         }
         AuthMode::ApiGateway => req
@@ -162,6 +178,7 @@ pub async fn authenticate(config: &Config, req: &ApiRequest) -> Result<Caller, A
         admin,
         plan_claims,
         plan: config.plans.default_plan().clone(),
+        email: verified_email(&claims),
     })
 }
 
@@ -208,6 +225,23 @@ fn carries_credentials(config: &Config, req: &ApiRequest) -> bool {
 }
 
 /// `cognito:groups` or `groups` containing `admin` (a list, or API Gateway's stringified list).
+/// The token's `email`, lower-cased and trimmed, only when `email_verified` is true (a boolean,
+/// or API Gateway's `"true"`): an unverified address could be anyone's.
+fn verified_email(claims: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    let verified = match claims.get("email_verified") {
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    };
+    if !verified {
+        return None;
+    }
+    claims
+        .get("email")
+        .and_then(|v| v.as_str())
+        .and_then(crate::store::sharing::normalize_email)
+}
+
 fn is_admin_claim(claims: &serde_json::Map<String, serde_json::Value>) -> bool {
     ["cognito:groups", "groups"]
         .iter()
@@ -445,6 +479,8 @@ fn audit_action(op: Op) -> Option<&'static str> {
         Op::EmptyTrash => Some(action::TRASH_EMPTY),
         Op::Import => Some(action::CONVERSATIONS_IMPORT),
         Op::ExportAll => Some(action::CONVERSATIONS_EXPORT),
+        Op::ShareConversation => Some(action::CONVERSATION_SHARE),
+        Op::Unshare => Some(action::CONVERSATION_UNSHARE),
         _ => None,
     }
 }
@@ -503,10 +539,6 @@ async fn dispatch(
         Op::CreateConversation => {
             idempotency::once(state, caller, req, conversations::create(state, caller, req)).await
         }
-        Op::GetConversation => conversations::get(state, caller, input::conversation_id(id)?).await,
-        Op::ExportConversation => conversations::export(state, caller, input::conversation_id(id)?, req).await,
-        Op::UpdateConversation => conversations::update(state, caller, input::conversation_id(id)?, req).await,
-        Op::DeleteConversation => conversations::delete(state, caller, input::conversation_id(id)?, req).await,
         Op::ListFolders => organize::list_folders(state, caller).await,
         Op::CreateFolder => idempotency::once(state, caller, req, organize::create_folder(state, caller, req)).await,
         Op::GetFolder => organize::get_folder(state, caller, id).await,
@@ -526,7 +558,6 @@ async fn dispatch(
         Op::GetFile => files::get(state, caller, id, req).await,
         Op::DeleteFile => files::delete(state, caller, id).await,
         Op::CompleteFile => files::complete(state, caller, id, req).await,
-        Op::SetActiveBranch => conversations::set_active_branch(state, caller, input::conversation_id(id)?, req).await,
         Op::ListProjects => projects::list(state, caller).await,
         Op::CreateProject => idempotency::once(state, caller, req, projects::create(state, caller, req)).await,
         Op::GetProject => projects::get(state, caller, id).await,
@@ -538,22 +569,22 @@ async fn dispatch(
         Op::UpdatePrompt => prompts::update(state, caller, id, req).await,
         Op::DeletePrompt => prompts::delete(state, caller, id).await,
         Op::StartFromPrompt => idempotency::once(state, caller, req, prompts::start(state, caller, id, req)).await,
-        Op::ListMessages => messages::list(state.store.as_ref(), caller, input::conversation_id(id)?, req).await,
-        Op::CreateMessage => {
-            let work = messages::create(state, caller, input::conversation_id(id)?, req);
-            idempotency::once(state, caller, req, work).await
-        }
-        Op::ClearMessages => {
-            // The messages go, and with them the files they attached.
-            let id = input::conversation_id(id)?;
-            let response = messages::clear(state.store.as_ref(), caller, id.clone()).await?;
-            crate::files::delete_for_conversation(state, &caller.user, Some(&id)).await;
-            Ok(response)
-        }
+        Op::GetConversation
+        | Op::ExportConversation
+        | Op::UpdateConversation
+        | Op::DeleteConversation
+        | Op::SetActiveBranch
+        | Op::ListMessages
+        | Op::CreateMessage
+        | Op::ClearMessages
+        | Op::ResumeChat(_)
+        | Op::StopChat(_)
+        | Op::ListShares
+        | Op::ShareConversation
+        | Op::Unshare => policy::on_conversation(state, caller, req, op, input::conversation_id(id)?).await,
+        Op::SharedWithMe => sharing::shared_with_me(state, caller, req).await,
         Op::ChatInfo(solution) => chat::info(state, caller, solution),
         Op::Chat(solution) => chat::post(state, caller, solution, req).await,
-        Op::ResumeChat(solution) => chat::resume(state, caller, solution, input::conversation_id(id)?, req).await,
-        Op::StopChat(solution) => chat::stop(state, caller, solution, input::conversation_id(id)?).await,
         Op::AnalyticsSummary => analytics::summary(state, caller, req).await,
         Op::ListAudit => audit::list(state.store.as_ref(), caller, req).await,
         Op::Usage => usage::get(state, caller).await,

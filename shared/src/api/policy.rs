@@ -9,10 +9,17 @@
 //! for a conversation that does not exist. A role that knows the conversation exists but lacks
 //! the right (a viewer writing, a collaborator deleting) gets `403 FORBIDDEN`.
 
-use crate::domain::UserId;
+use std::sync::Arc;
+
+use http::{Response, StatusCode};
+
+use crate::domain::ConversationId;
+use crate::state::AppState;
+use crate::store::GrantRole;
 
 use super::error::ApiError;
 use super::routes::Op;
+use super::{ApiRequest, Body, Caller};
 
 /// A caller's role on the resource a request names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,7 +79,12 @@ pub fn rule(op: Op) -> Rule {
         // Watching a running turn's stream is reading it.
         Op::GetConversation | Op::ListMessages | Op::ExportConversation | Op::ResumeChat(_) => Rule::Conversation(Read),
         Op::StopChat(_) | Op::SetActiveBranch | Op::CreateMessage => Rule::Conversation(Chat),
-        Op::UpdateConversation | Op::DeleteConversation | Op::ClearMessages => Rule::Conversation(Manage),
+        Op::UpdateConversation
+        | Op::DeleteConversation
+        | Op::ClearMessages
+        | Op::ListShares
+        | Op::ShareConversation
+        | Op::Unshare => Rule::Conversation(Manage),
         // A chat turn names its conversation in the body (new or existing): `chat::post`
         // resolves the role itself, with the same `allows(op, role)`.
         Op::Chat(_) => Rule::Conversation(Chat),
@@ -110,6 +122,7 @@ pub fn rule(op: Op) -> Rule {
         | Op::CompleteFile
         | Op::ChatInfo(_)
         | Op::ListAudit
+        | Op::SharedWithMe
         | Op::Usage => Rule::Signed,
     }
 }
@@ -131,15 +144,6 @@ pub fn allows(op: Op, role: Role) -> bool {
     }
 }
 
-/// A caller's access to one conversation, once decided.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Access {
-    /// The conversation's owner: the store is read and written under their key.
-    pub owner: UserId,
-    /// The caller's role on it.
-    pub role: Role,
-}
-
 /// The refusal for a role that may not do `op`: a `404` for no role (the conversation's
 /// existence is not revealed), a `403` for a role that knows it exists.
 pub fn refusal(op: Op, role: Role) -> ApiError {
@@ -157,6 +161,58 @@ pub fn refusal(op: Op, role: Role) -> ApiError {
     }
 }
 
+impl Role {
+    /// The role a grant gives.
+    pub fn of_grant(role: GrantRole) -> Self {
+        match role {
+            GrantRole::Viewer => Role::Viewer,
+            GrantRole::Collaborator => Role::Collaborator,
+        }
+    }
+}
+
+/// Runs a conversation-scoped route ([`Rule::Conversation`]) for `caller`.
+///
+/// First as the caller's own conversation: an owner's request costs nothing more. When that
+/// finds nothing (a `404`, or a resume's `204`), the caller's grant on the conversation is looked
+/// up (one key lookup): none, and the first answer stands (nothing about anyone else's
+/// conversation is revealed); a role [`allows`] refuses is a `403` ([`refusal`]); a role it
+/// allows runs the route again on the owner's conversation, as the caller.
+pub async fn on_conversation(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    req: &ApiRequest,
+    op: Op,
+    id: ConversationId,
+) -> Result<Response<Body>, ApiError> {
+    let first = super::sharing::run(state, caller, &caller.user, req, op, id.clone()).await;
+    let nothing = match &first {
+        Err(ApiError::NotFound(_)) => true,
+        Ok(r) => matches!(op, Op::ResumeChat(_)) && r.status() == StatusCode::NO_CONTENT,
+        Err(_) => false,
+    };
+    if !nothing {
+        return first;
+    }
+    let Some(grant) = state.store.grant_for(&caller.grantees(), &id).await? else {
+        return first;
+    };
+    if grant.owner == caller.user {
+        return first;
+    }
+    let role = Role::of_grant(grant.role);
+    if !allows(op, role) {
+        return Err(refusal(op, role));
+    }
+    super::sharing::run(state, caller, &grant.owner, req, op, id).await
+}
+
+/// Whether a grant's role may chat in the conversation (what `chat::start` asks when the
+/// caller is not the conversation's owner): [`allows`] for a chat turn.
+pub fn may_chat(role: GrantRole) -> bool {
+    allows(Op::Chat(None), Role::of_grant(role))
+}
+
 fn doing(op: Op) -> &'static str {
     match rule(op) {
         Rule::Conversation(Need::Chat) => "chat in it",
@@ -170,49 +226,120 @@ mod tests {
     use super::*;
     use crate::api::routes::ROUTES;
 
-    /// Every route × every role, against the sharing model of `docs/security.md`.
+    /// Who may call each route, as `docs/security.md` ("Sharing") tells it: `O` the owner
+    /// (or, for routes on the caller's own data, any signed-in caller), `C` a collaborator, `V`
+    /// a viewer, `L` an anonymous holder of a share link, `*` anyone. Admin rights are checked
+    /// on top of `O` for the admin routes.
+    const TABLE: &[(&str, &str, &str)] = &[
+        ("GET", "/api/conversations", "O"),
+        ("POST", "/api/conversations", "O"),
+        ("GET", "/api/conversations/{id}", "OCV"),
+        ("PATCH", "/api/conversations/{id}", "O"),
+        ("DELETE", "/api/conversations/{id}", "O"),
+        ("GET", "/api/folders", "O"),
+        ("POST", "/api/folders", "O"),
+        ("GET", "/api/folders/{id}", "O"),
+        ("PATCH", "/api/folders/{id}", "O"),
+        ("DELETE", "/api/folders/{id}", "O"),
+        ("DELETE", "/api/account", "O"),
+        ("GET", "/api/tags", "O"),
+        ("GET", "/api/trash", "O"),
+        ("DELETE", "/api/trash", "O"),
+        ("DELETE", "/api/trash/{id}", "O"),
+        ("POST", "/api/trash/{id}/restore", "O"),
+        ("GET", "/api/search", "O"),
+        ("GET", "/api/projects", "O"),
+        ("POST", "/api/projects", "O"),
+        ("GET", "/api/projects/{id}", "O"),
+        ("PATCH", "/api/projects/{id}", "O"),
+        ("DELETE", "/api/projects/{id}", "O"),
+        ("GET", "/api/files", "O"),
+        ("POST", "/api/files", "O"),
+        ("GET", "/api/files/{id}", "O"),
+        ("DELETE", "/api/files/{id}", "O"),
+        ("POST", "/api/files/{id}/complete", "O"),
+        ("GET", "/api/prompts", "O"),
+        ("POST", "/api/prompts", "O"),
+        ("GET", "/api/prompts/{id}", "O"),
+        ("PATCH", "/api/prompts/{id}", "O"),
+        ("DELETE", "/api/prompts/{id}", "O"),
+        ("POST", "/api/prompts/{id}/conversations", "O"),
+        ("PUT", "/api/conversations/{id}/active-branch", "OC"),
+        ("GET", "/api/conversations/{id}/shares", "O"),
+        ("PUT", "/api/conversations/{id}/shares", "O"),
+        ("DELETE", "/api/conversations/{id}/shares", "O"),
+        ("GET", "/api/shared", "O"),
+        ("GET", "/api/conversations/{id}/export", "OCV"),
+        ("GET", "/api/export", "O"),
+        ("POST", "/api/import", "O"),
+        ("GET", "/api/conversations/{id}/messages", "OCV"),
+        ("POST", "/api/conversations/{id}/messages", "OC"),
+        ("DELETE", "/api/conversations/{id}/messages", "O"),
+        ("GET", "/api/chat", "O"),
+        ("POST", "/api/chat", "OC"),
+        ("GET", "/api/chat/{solution}", "O"),
+        ("POST", "/api/chat/{solution}", "OC"),
+        ("GET", "/api/chat/{id}/stream", "OCV"),
+        ("POST", "/api/chat/{id}/stop", "OC"),
+        ("GET", "/api/chat/{solution}/{id}/stream", "OCV"),
+        ("POST", "/api/chat/{solution}/{id}/stop", "OC"),
+        ("GET", "/api/analytics/summary", "O"),
+        ("GET", "/api/audit", "O"),
+        ("GET", "/dashboard", "*"),
+        ("GET", "/api/usage", "O"),
+        ("GET", "/api/admin/users/{id}/plan", "O"),
+        ("PUT", "/api/admin/users/{id}/plan", "O"),
+        ("DELETE", "/api/admin/users/{id}/plan", "O"),
+        ("GET", "/api/health", "*"),
+    ];
+
+    /// A route's pattern with the solution chats folded into one row.
+    fn row_pattern(pattern: &str) -> String {
+        let solutions = crate::domain::Solution::ALL.map(|s| format!("/api/chat/{}", s.as_str()));
+        for s in &solutions {
+            if let Some(rest) = pattern.strip_prefix(s.as_str()) {
+                return format!("/api/chat/{{solution}}{rest}");
+            }
+        }
+        pattern.to_owned()
+    }
+
+    /// Every route × every role, against [`TABLE`].
     #[test]
-    fn every_route_and_role_is_decided_as_the_sharing_model_says() {
+    fn every_route_and_role_is_decided_as_the_table_says() {
+        let mut seen = std::collections::HashSet::new();
         for route in ROUTES {
             for (method, op) in route.ops {
-                let rule = rule(*op);
+                let pattern = row_pattern(route.pattern);
+                let Some((_, _, who)) = TABLE.iter().find(|(m, p, _)| m == method && *p == pattern) else {
+                    panic!("{method} {pattern} has no row in the table");
+                };
+                seen.insert((*method, pattern.clone()));
                 for role in Role::ALL {
-                    let expected = match (rule, role) {
-                        (Rule::Public, _) => true,
-                        (Rule::Link, r) => r == Role::Link,
-                        (Rule::Signed | Rule::Admin, r) => r == Role::Owner,
-                        (Rule::Conversation(need), r) => match r {
-                            Role::Owner => true,
-                            Role::Collaborator => need != Need::Manage,
-                            Role::Viewer => matches!(need, Need::Read | Need::Mark),
-                            Role::Link | Role::None => false,
-                        },
+                    let letter = match role {
+                        Role::Owner => 'O',
+                        Role::Collaborator => 'C',
+                        Role::Viewer => 'V',
+                        Role::Link => 'L',
+                        Role::None => '-',
                     };
-                    assert_eq!(
-                        allows(*op, role),
-                        expected,
-                        "{method} {} as {role:?} ({rule:?})",
-                        route.pattern
-                    );
-                }
-                // Writes are never a viewer's; reads never need more than `Read`.
-                if *method == "GET" {
-                    assert!(
-                        !matches!(rule, Rule::Conversation(Need::Manage)),
-                        "{method} {}",
-                        route.pattern
-                    );
-                }
-                if *method != "GET" && matches!(rule, Rule::Conversation(_)) {
-                    assert_eq!(
-                        allows(*op, Role::Viewer),
-                        rule == Rule::Conversation(Need::Mark),
-                        "{method} {}",
-                        route.pattern
-                    );
+                    let expected = *who == "*" || who.contains(letter);
+                    assert_eq!(allows(*op, role), expected, "{method} {pattern} as {role:?}");
                 }
             }
         }
+        for (method, pattern, _) in TABLE {
+            assert!(
+                seen.contains(&(*method, (*pattern).to_owned())),
+                "{method} {pattern} is in the table but not a route"
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_collaborator_among_the_grantees_may_chat() {
+        assert!(may_chat(GrantRole::Collaborator));
+        assert!(!may_chat(GrantRole::Viewer));
     }
 
     #[test]

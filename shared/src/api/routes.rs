@@ -111,6 +111,15 @@ pub enum Op {
     SetUserPlan,
     /// `DELETE /api/admin/users/{id}/plan` (admins): remove it.
     ClearUserPlan,
+    /// `GET /api/conversations/{id}/shares` (the owner): who it is shared with.
+    ListShares,
+    /// `PUT /api/conversations/{id}/shares` (the owner): share it with a user or address, or
+    /// change their role.
+    ShareConversation,
+    /// `DELETE /api/conversations/{id}/shares?userId|email` (the owner): revoke a share.
+    Unshare,
+    /// `GET /api/shared`: the conversations shared with the caller.
+    SharedWithMe,
 }
 
 /// A path pattern with its methods and function.
@@ -247,6 +256,20 @@ pub const ROUTES: &[Route] = &[
         pattern: "/api/conversations/{id}/active-branch",
         function: "conversations",
         ops: &[("PUT", Op::SetActiveBranch)],
+    },
+    Route {
+        pattern: "/api/conversations/{id}/shares",
+        function: "conversations",
+        ops: &[
+            ("GET", Op::ListShares),
+            ("PUT", Op::ShareConversation),
+            ("DELETE", Op::Unshare),
+        ],
+    },
+    Route {
+        pattern: "/api/shared",
+        function: "conversations",
+        ops: &[("GET", Op::SharedWithMe)],
     },
     Route {
         pattern: "/api/conversations/{id}/export",

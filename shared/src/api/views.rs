@@ -138,6 +138,9 @@ pub struct MessageView<'a> {
     finish_reason: Option<FinishReason>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    /// The collaborator who wrote it (absent on the owner's messages and on replies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    author_id: Option<&'a str>,
     /// `"streaming"` on a reply still being written (not stored yet); absent on stored messages.
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<&'static str>,
@@ -167,6 +170,7 @@ impl<'a> From<&'a Message> for MessageView<'a> {
             latency_ms: m.latency_ms,
             finish_reason: m.finish_reason,
             error: m.error.as_deref(),
+            author_id: m.author.as_ref().map(|a| a.as_str()),
             status: None,
         }
     }

@@ -14,6 +14,9 @@ pub enum ChatError {
     /// The conversation does not exist or is not the caller's.
     #[error("conversation not found")]
     ConversationNotFound,
+    /// The conversation is shared with the caller to read only (a viewer).
+    #[error("this conversation is shared with you to read; only its owner and collaborators can chat in it")]
+    ReadOnly,
     /// The same message is still being answered (a retried submit while its turn streams).
     #[error("this message is still being answered")]
     TurnInProgress,

@@ -39,6 +39,7 @@ const ACTIVITY_TIMEOUT: Duration = Duration::from_millis(1500);
 pub(super) struct SlotGuard {
     state: Arc<AppState>,
     owner: UserId,
+    payer: UserId,
     conversation_id: ConversationId,
     turn_id: String,
     lease: Option<StreamLease>,
@@ -55,7 +56,8 @@ impl SlotGuard {
     pub(super) fn new(turn: &Turn) -> Self {
         Self {
             state: Arc::clone(&turn.state),
-            owner: turn.user.clone(),
+            owner: turn.owner.clone(),
+            payer: turn.user.clone(),
             conversation_id: turn.plan.conversation.id.clone(),
             turn_id: turn.turn_id.clone(),
             lease: turn.lease.clone(),
@@ -89,7 +91,12 @@ impl Drop for SlotGuard {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (state, owner, started) = (Arc::clone(&self.state), self.owner.clone(), self.started);
+        let (state, owner, payer, started) = (
+            Arc::clone(&self.state),
+            self.owner.clone(),
+            self.payer.clone(),
+            self.started,
+        );
         let (conversation_id, turn_id) = (self.conversation_id.clone(), self.turn_id.clone());
         let settlement = Settlement {
             reserved,
@@ -104,6 +111,7 @@ impl Drop for SlotGuard {
         runtime.spawn(async move {
             // The same turn id as the finishing write: if that applied, this changes nothing.
             let release = TurnFinish {
+                payer,
                 owner,
                 conversation_id,
                 turn_id,
@@ -194,7 +202,8 @@ impl Turn {
         };
         let (checkpoint, final_batch) = self.final_checkpoint(tail, &last).await;
         let finishing = TurnFinish {
-            owner: self.user.clone(),
+            payer: self.user.clone(),
+            owner: self.owner.clone(),
             conversation_id: self.plan.conversation.id.clone(),
             turn_id: self.turn_id.clone(),
             reply,
@@ -296,7 +305,7 @@ impl Turn {
 
     fn checkpoint_at(&self, seq: u32, events: String, last: bool) -> crate::store::Checkpoint {
         crate::store::Checkpoint {
-            owner: self.user.clone(),
+            owner: self.owner.clone(),
             conversation_id: self.plan.conversation.id.clone(),
             turn_id: self.turn_id.clone(),
             seq,

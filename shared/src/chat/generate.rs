@@ -25,7 +25,12 @@ const CHANNEL_EVENTS: usize = 32;
 pub(super) struct Turn {
     pub(super) state: Arc<AppState>,
     pub(super) model_port: Arc<dyn ChatModel>,
+    /// The caller: who the turn is charged to and recorded as (analytics, audit, their files
+    /// and tools).
     pub(super) user: UserId,
+    /// The conversation's owner (the caller, or whoever shared it with them as a collaborator):
+    /// the conversation's key in the store (admission, checkpoints, the reply).
+    pub(super) owner: UserId,
     pub(super) plan: TurnPlan,
     pub(super) system: String,
     pub(super) context: Vec<ModelMessage>,
@@ -184,7 +189,7 @@ impl Turn {
         let recorder = super::checkpoint::Recorder::spawn(
             Arc::clone(&self.state),
             super::checkpoint::TurnKey {
-                owner: self.user.clone(),
+                owner: self.owner.clone(),
                 conversation_id: self.plan.conversation.id.clone(),
                 turn_id: self.turn_id.clone(),
             },

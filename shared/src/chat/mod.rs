@@ -83,6 +83,7 @@ pub fn serves(state: &AppState, solution: Option<Solution>) -> Result<(), ChatEr
 pub async fn start(
     state: &Arc<AppState>,
     user: &UserId,
+    (grantees, may_chat): (&[crate::store::Grantee], fn(crate::store::GrantRole) -> bool),
     entitlement: &Arc<Plan>,
     solution: Option<Solution>,
     request: ChatRequest,
@@ -98,7 +99,8 @@ pub async fn start(
     let dollars = entitlement.nano_usd_per_month > 0;
     // Side by side with the conversation's Query (no extra round trip): the budgets' levels for
     // the soft limit (when a budget is on) and the deployment's spend (when capped).
-    let (existing, levels, capped) = tokio::join!(
+    // And the caller's grant on the conversation, in case it is someone else's shared with them.
+    let (existing, levels, capped, grant) = tokio::join!(
         load(state, user, &request),
         async {
             if token_budgets || dollars {
@@ -108,8 +110,22 @@ pub async fn start(
             }
         },
         budget::check_spend_cap(state),
+        state.store.grant_for(grantees, &request.conversation_id),
     );
-    let existing = existing?;
+    let (owner, existing) = match existing? {
+        Some(found) => (user.clone(), Some(found)),
+        None => match grant? {
+            None => (user.clone(), None),
+            // Decided by the caller's policy (`api::policy`: a viewer may not chat).
+            Some(grant) if !may_chat(grant.role) => return Err(ChatError::ReadOnly),
+            // A collaborator's turn: the owner's conversation (one more read), charged to the caller.
+            Some(grant) => match load(state, &grant.owner, &request).await? {
+                Some(found) => (grant.owner, Some(found)),
+                None => return Err(ChatError::ConversationNotFound),
+            },
+        },
+    };
+    let owner = &owner;
     budget::check_request(
         entitlement,
         &mut request,
@@ -117,11 +133,11 @@ pub async fn start(
         &state.config.catalog,
     )?;
     attach_files(state, user, &mut request).await?;
-    let instructions = project_instructions(state, user, existing.as_ref().map(|(c, _)| c)).await?;
-    let ended_turn = resume::ended_without_reply(state, user, existing.as_ref(), &request).await;
+    let instructions = project_instructions(state, owner, existing.as_ref().map(|(c, _)| c)).await?;
+    let ended_turn = resume::ended_without_reply(state, owner, existing.as_ref(), &request).await;
     let caller_token = request.caller_token.clone();
     let planned = plan_turn(PlanInput {
-        owner: user,
+        owner,
         solution,
         request,
         existing,
@@ -132,7 +148,13 @@ pub async fn start(
         ended_turn,
     })?;
     let plan = match planned {
-        Planned::Run(plan) => plan,
+        Planned::Run(mut plan) => {
+            if owner != user {
+                // A collaborator's message is attributed to them.
+                plan.write.set_author(user);
+            }
+            plan
+        }
         Planned::Replay { conversation, reply } => {
             // Nothing is generated or stored, but the request still counts against the limit.
             crate::ratelimit::count(state.store.as_ref(), user, state.now(), entitlement.requests_per_minute).await?;
@@ -201,7 +223,7 @@ pub async fn start(
         .map_or_else(|| state.ids.message_id(), |reply| reply.id.clone());
     let lease = admit(
         state,
-        user,
+        (owner, user),
         entitlement,
         &plan,
         &turn_id,
@@ -224,6 +246,7 @@ pub async fn start(
         state: Arc::clone(state),
         model_port,
         user: user.clone(),
+        owner: owner.clone(),
         context,
         system,
         tools,
@@ -354,7 +377,7 @@ async fn load(
 #[tracing::instrument(name = "chat.admit", skip_all, fields(conversation = %plan.conversation.id))]
 async fn admit(
     state: &AppState,
-    user: &UserId,
+    (owner, user): (&UserId, &UserId),
     entitlement: &Plan,
     plan: &TurnPlan,
     turn_id: &str,
@@ -363,7 +386,8 @@ async fn admit(
 ) -> Result<Option<crate::store::StreamLease>, ChatError> {
     let config = &state.config;
     let start = TurnStart {
-        owner: user.clone(),
+        payer: user.clone(),
+        owner: owner.clone(),
         conversation_id: plan.conversation.id.clone(),
         write: plan.write.clone(),
         limits: TurnLimits {

@@ -227,6 +227,7 @@ pub async fn in_progress(
     reply.finish_reason = Some(FinishReason::Error);
     reply.error = Some(INTERRUPTED.to_owned());
     let repair = TurnFinish {
+        payer: user.clone(),
         owner: user.clone(),
         conversation_id: conversation.id.clone(),
         turn_id: live.turn_id.clone(),

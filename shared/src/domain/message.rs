@@ -4,7 +4,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClientMessageId, ConversationId, FileId, MessageId, Timestamp};
+use super::{ClientMessageId, ConversationId, FileId, MessageId, Timestamp, UserId};
 use crate::error::ValidationError;
 
 /// Who wrote a message.
@@ -230,6 +230,9 @@ pub struct Message {
     pub finish_reason: Option<FinishReason>,
     /// The error code when the reply failed part-way.
     pub error: Option<String>,
+    /// Who wrote it, when not the conversation's owner: a collaborator the conversation is
+    /// shared with (their user messages; `None` for the owner's and for replies).
+    pub author: Option<UserId>,
     /// When it was stored.
     pub created_at: Timestamp,
 }
@@ -250,6 +253,7 @@ impl Message {
             latency_ms: None,
             finish_reason: None,
             error: None,
+            author: None,
             created_at: at,
         }
     }

@@ -160,6 +160,7 @@ pub(super) fn prepare(item: Value, ctx: &Context<'_>) -> Result<Prepared, ItemEr
             latency_ms: m.latency_ms,
             finish_reason: m.finish_reason,
             error: m.error,
+            author: None,
             created_at: m.created_at,
         });
     }

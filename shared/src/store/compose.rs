@@ -56,6 +56,8 @@ pub struct StoreParts {
     pub idempotency: Arc<dyn Idempotency>,
     /// The full-text index.
     pub search: Arc<dyn super::ports::Search>,
+    /// Named-user sharing.
+    pub sharing: Arc<dyn super::ports::Sharing>,
 }
 
 impl std::fmt::Debug for StoreParts {
@@ -83,7 +85,8 @@ impl StoreParts {
             stats: store.clone(),
             counters: store.clone(),
             idempotency: store.clone(),
-            search: store,
+            search: store.clone(),
+            sharing: store,
         }
     }
 
@@ -568,5 +571,41 @@ impl super::ports::Search for StoreParts {
         query: &super::ports::IndexQuery,
     ) -> Result<Vec<super::ports::IndexHit>, StoreError> {
         self.search.search_index(owner, query).await
+    }
+}
+
+#[async_trait]
+impl super::ports::Sharing for StoreParts {
+    async fn put_grant(&self, grant: &super::ports::Grant, max: usize) -> Result<(), StoreError> {
+        self.sharing.put_grant(grant, max).await
+    }
+
+    async fn delete_grant(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        grantee: &super::ports::Grantee,
+    ) -> Result<(), StoreError> {
+        self.sharing.delete_grant(owner, id, grantee).await
+    }
+
+    async fn grants_of(&self, owner: &UserId, id: &ConversationId) -> Result<Vec<super::ports::Grant>, StoreError> {
+        self.sharing.grants_of(owner, id).await
+    }
+
+    async fn grant_for(
+        &self,
+        grantees: &[super::ports::Grantee],
+        id: &ConversationId,
+    ) -> Result<Option<super::ports::Grant>, StoreError> {
+        self.sharing.grant_for(grantees, id).await
+    }
+
+    async fn shared_with(&self, grantees: &[super::ports::Grantee]) -> Result<Vec<super::ports::Grant>, StoreError> {
+        self.sharing.shared_with(grantees).await
+    }
+
+    async fn erase_grants(&self, grantees: &[super::ports::Grantee]) -> Result<u64, StoreError> {
+        self.sharing.erase_grants(grantees).await
     }
 }

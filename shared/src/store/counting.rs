@@ -538,3 +538,45 @@ impl crate::store::Search for CountingStore {
         self.inner.search_index(owner, query).await
     }
 }
+
+#[async_trait]
+impl crate::store::Sharing for CountingStore {
+    async fn put_grant(&self, grant: &crate::store::Grant, max: usize) -> Result<(), StoreError> {
+        self.record("put_grant");
+        self.inner.put_grant(grant, max).await
+    }
+
+    async fn delete_grant(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        grantee: &crate::store::Grantee,
+    ) -> Result<(), StoreError> {
+        self.record("delete_grant");
+        self.inner.delete_grant(owner, id, grantee).await
+    }
+
+    async fn grants_of(&self, owner: &UserId, id: &ConversationId) -> Result<Vec<crate::store::Grant>, StoreError> {
+        self.record("grants_of");
+        self.inner.grants_of(owner, id).await
+    }
+
+    async fn grant_for(
+        &self,
+        grantees: &[crate::store::Grantee],
+        id: &ConversationId,
+    ) -> Result<Option<crate::store::Grant>, StoreError> {
+        self.record("grant_for");
+        self.inner.grant_for(grantees, id).await
+    }
+
+    async fn shared_with(&self, grantees: &[crate::store::Grantee]) -> Result<Vec<crate::store::Grant>, StoreError> {
+        self.record("shared_with");
+        self.inner.shared_with(grantees).await
+    }
+
+    async fn erase_grants(&self, grantees: &[crate::store::Grantee]) -> Result<u64, StoreError> {
+        self.record("erase_grants");
+        self.inner.erase_grants(grantees).await
+    }
+}

@@ -33,6 +33,7 @@ mod open;
 pub mod organizing;
 pub mod ports;
 pub mod rules;
+pub mod sharing;
 
 pub use dynamo::schema;
 
@@ -51,11 +52,12 @@ pub use rules::{
     CHECKPOINT_TTL_SECS, DEFAULT_PAGE, MAX_CHECKPOINT_BYTES, MAX_CONTENT_BYTES, MAX_PAGE, MAX_PARTS_BYTES,
     RECEIPT_TTL_SECS, STREAM_RETRY_AFTER,
 };
+pub use sharing::{Grant, GrantRole, Grantee, Sharing, MAX_GRANTS_PER_CONVERSATION};
 
 /// The capability traits, to call store methods on any store: `use shared::store::prelude::*;`.
 pub mod prelude {
     pub use super::ports::{
         Accounting, Accounts, Activity, Conversations, Counters, Files, Housekeeping, Idempotency, Messages, Organizer,
-        Projects, Prompts, Search, Stats, Store, Streams, Turns,
+        Projects, Prompts, Search, Sharing, Stats, Store, Streams, Turns,
     };
 }

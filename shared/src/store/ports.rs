@@ -19,6 +19,7 @@ pub use super::cursor::Page;
 pub use super::organizing::{
     Accounts, Erased, FolderDeleted, Housekeeping, IndexHit, IndexQuery, Organizer, Search, TagCount,
 };
+pub use super::sharing::{Grant, GrantRole, Grantee, Sharing};
 
 /// Parameters of the per-owner conversation listing.
 #[derive(Clone, Debug, Default)]
@@ -152,11 +153,28 @@ pub enum TurnWrite {
     },
 }
 
+impl TurnWrite {
+    /// Marks the user messages this write stores as written by `author` (a collaborator).
+    pub fn set_author(&mut self, author: &UserId) {
+        let messages: Vec<&mut Message> = match self {
+            TurnWrite::Create { messages, .. } => messages.iter_mut().collect(),
+            TurnWrite::Append { message, .. } | TurnWrite::Edit { message, .. } => vec![message],
+            _ => Vec::new(),
+        };
+        for m in messages.into_iter().filter(|m| m.role == crate::domain::Role::User) {
+            m.author = Some(author.clone());
+        }
+    }
+}
+
 /// A chat turn to admit: [`Turns::begin_turn`].
 #[derive(Clone, Debug)]
 pub struct TurnStart {
-    /// The caller.
+    /// The conversation's owner (whose key the conversation is stored under).
     pub owner: UserId,
+    /// Who the turn is charged to: the caller (the owner, or a collaborator the conversation is
+    /// shared with). Their rate limit, budgets and stream slots admit it.
+    pub payer: UserId,
     /// The conversation.
     pub conversation_id: ConversationId,
     /// What to write.
@@ -216,8 +234,11 @@ pub struct StatsUpdate {
 /// The end of a chat turn: [`Turns::finish_turn`].
 #[derive(Clone, Debug)]
 pub struct TurnFinish {
-    /// The caller.
+    /// The conversation's owner.
     pub owner: UserId,
+    /// Who the turn is charged to ([`TurnStart::payer`]): budgets settled, slot released and
+    /// usage rows added under them.
+    pub payer: UserId,
     /// The conversation (where the turn's receipt is kept).
     pub conversation_id: ConversationId,
     /// The turn ([`TurnStart::turn_id`]): the finish is written at most once per turn id, so a
@@ -721,6 +742,7 @@ pub trait Store:
     + Counters
     + Idempotency
     + Search
+    + Sharing
     + 'static
 {
 }
@@ -742,6 +764,7 @@ impl<
             + Counters
             + Idempotency
             + Search
+            + Sharing
             + 'static,
     > Store for T
 {

@@ -263,6 +263,7 @@ pub(super) async fn a_continue_that_does_not_match_is_refused_and_writes_nothing
     assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
     // Someone else's: the conversation is not theirs.
     let foreign = TurnStart {
+        payer: mallory.clone(),
         owner: mallory.clone(),
         ..turn(&ids, &c, continue_write(&admitted, &["a1"]), one.clone())
     };

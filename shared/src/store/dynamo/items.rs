@@ -241,6 +241,9 @@ pub(super) struct MessageItem {
     pub(super) finish_reason: Option<FinishReason>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) error: Option<String>,
+    /// A collaborator's user id on the messages they wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) author: Option<String>,
     pub(super) created_at: String,
     /// The ids of the approvals the message waits for, as a JSON array ([`awaiting_key`]);
     /// absent when it waits for none. Bookkeeping: the condition of a continuing write.
@@ -353,6 +356,7 @@ fn head_item(pk: &str, message: &Message, pieces: &[&str], writer: Option<&str>)
         latency_ms: message.latency_ms,
         finish_reason: message.finish_reason,
         error: message.error.clone(),
+        author: message.author.as_ref().map(ToString::to_string),
         created_at: ts::format(&message.created_at),
         awaiting: awaiting_key(&message.awaited_approvals())?,
         writer: writer.map(str::to_owned),
@@ -542,6 +546,11 @@ fn head_into_domain(head: MessageItem) -> Result<Message, StoreError> {
         latency_ms: head.latency_ms,
         finish_reason: head.finish_reason,
         error: head.error,
+        author: head
+            .author
+            .map(|a| UserId::parse(&a))
+            .transpose()
+            .map_err(|e| StoreError::internal("stored author", e))?,
         created_at: rules::parse_ts(&head.created_at)?,
     })
 }

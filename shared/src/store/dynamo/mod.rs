@@ -27,6 +27,7 @@ mod projects;
 mod prompts;
 pub mod schema;
 mod search;
+mod sharing;
 mod stats;
 mod streams;
 mod turns;

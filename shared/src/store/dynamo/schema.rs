@@ -467,3 +467,18 @@ pub fn events_table() -> TableDef {
 pub fn all_tables() -> Vec<TableDef> {
     vec![conversations_table(), events_table()]
 }
+
+/// Sort-key prefix of a conversation's grants (in the conversation's own partition, so deleting
+/// the conversation's partition deletes them; sorts before [`LIVE`], outside the turn's Query).
+pub const GRANT_PREFIX: &str = "GRANT#";
+
+/// Sort key of a conversation's grant to `grantee_key` (`u:<user>` or `e:<address>`).
+pub fn grant_sk(grantee_key: &str) -> String {
+    format!("{GRANT_PREFIX}{grantee_key}")
+}
+
+/// Partition key of what is shared with a grantee (conversations table; `sk` = the conversation
+/// id): the policy's one lookup for a caller who is not the owner, and "shared with me".
+pub fn shared_pk(grantee_key: &str) -> String {
+    format!("SHARED#{grantee_key}")
+}

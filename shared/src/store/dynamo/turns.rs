@@ -16,6 +16,7 @@ impl Turns for DynamoStore {
     #[tracing::instrument(name = "dynamo.begin_turn", skip_all, fields(conversation = %start.conversation_id, turn = %start.turn_id))]
     async fn begin_turn(&self, start: &TurnStart) -> Result<TurnBegun, StoreError> {
         let owner = &start.owner;
+        let payer = &start.payer;
         let limits = &start.limits;
         let now = start.now.timestamp();
         let rate = rules::rate_window(start.now);
@@ -31,7 +32,7 @@ impl Turns for DynamoStore {
                     Update::builder()
                         .table_name(&self.tables.events)
                         .set_key(Some(sdk_key(
-                            schema::counter_pk(&schema::rate_key(owner.as_str()), rate.start),
+                            schema::counter_pk(&schema::rate_key(payer.as_str()), rate.start),
                             "-".to_owned(),
                         )))
                         .update_expression("ADD #count :one SET #ttl = if_not_exists(#ttl, :expires)")
@@ -45,7 +46,7 @@ impl Turns for DynamoStore {
                 )?,
             ));
         }
-        let (day_pk, month_pk) = schema::budget_pks(owner.as_str(), &start.now);
+        let (day_pk, month_pk) = schema::budget_pks(payer.as_str(), &start.now);
         let (day_expires, month_expires) = rules::budget_expiries(start.now);
         if limits.tokens_per_day > 0 || limits.tokens_per_month > 0 {
             for (pk, budget, expires, part) in [
@@ -73,7 +74,7 @@ impl Turns for DynamoStore {
             fixed.push((
                 Part::Dollars,
                 self.budget_add(
-                    schema::budget_usd_pk(owner.as_str(), &start.now),
+                    schema::budget_usd_pk(payer.as_str(), &start.now),
                     start.reservation_nano_usd,
                     month_expires,
                     Some(headroom),
@@ -94,7 +95,7 @@ impl Turns for DynamoStore {
             if let Some(lease) = &lease {
                 let put = Put::builder()
                     .table_name(&self.tables.events)
-                    .item(schema::PK, s(schema::slot_pk(owner.as_str())))
+                    .item(schema::PK, s(schema::slot_pk(payer.as_str())))
                     .item(schema::SK, s(lease.slot.to_string()))
                     .item("turnId", s(lease.turn_id.clone()))
                     .item(schema::TTL_ATTRIBUTE, n(lease.expires_at))
@@ -182,6 +183,7 @@ impl Turns for DynamoStore {
     #[tracing::instrument(name = "dynamo.finish_turn", skip_all, fields(conversation = %finish.conversation_id, turn = %finish.turn_id, reply = finish.reply.is_some(), reserved = finish.settlement.reserved, actual = finish.settlement.actual, lease = finish.lease.is_some()))]
     async fn finish_turn(&self, finish: &TurnFinish) -> Result<(), StoreError> {
         let owner = &finish.owner;
+        let payer = &finish.payer;
         // The receipt first: put if absent, so a finish that applied before changes nothing.
         let receipt = Put::builder()
             .table_name(&self.tables.conversations)
@@ -215,7 +217,7 @@ impl Turns for DynamoStore {
         }
         let delta = finish.settlement.delta();
         if delta != 0 {
-            let (day_pk, month_pk) = schema::budget_pks(owner.as_str(), &finish.started);
+            let (day_pk, month_pk) = schema::budget_pks(payer.as_str(), &finish.started);
             let (day_expires, month_expires) = rules::budget_expiries(finish.started);
             for (pk, expires) in [(day_pk, day_expires), (month_pk, month_expires)] {
                 // `ADD` takes a negative number: a reservation settled down gives tokens back.
@@ -225,13 +227,13 @@ impl Turns for DynamoStore {
         let delta_usd = finish.settlement.delta_nano_usd();
         if delta_usd != 0 {
             let (_, month_expires) = rules::budget_expiries(finish.started);
-            let pk = schema::budget_usd_pk(owner.as_str(), &finish.started);
+            let pk = schema::budget_usd_pk(payer.as_str(), &finish.started);
             parts.push((Part::Charge, self.budget_add_item(pk, delta_usd, month_expires, None)?));
         }
         if let Some(lease) = &finish.lease {
             let delete = aws_sdk_dynamodb::types::Delete::builder()
                 .table_name(&self.tables.events)
-                .set_key(Some(sdk_key(schema::slot_pk(owner.as_str()), lease.slot.to_string())))
+                .set_key(Some(sdk_key(schema::slot_pk(payer.as_str()), lease.slot.to_string())))
                 .condition_expression("#turn = :turn")
                 .expression_attribute_names("#turn", "turnId")
                 .expression_attribute_values(":turn", s(lease.turn_id.clone()))
@@ -241,7 +243,7 @@ impl Turns for DynamoStore {
         }
         if let Some(stats) = &finish.stats {
             parts.push((Part::Stats, stats_update(&self.tables.events, stats)?));
-            for item in super::accounting::usage_items(&self.tables.events, owner.as_str(), stats)? {
+            for item in super::accounting::usage_items(&self.tables.events, payer.as_str(), stats)? {
                 parts.push((Part::Usage, item));
             }
         }

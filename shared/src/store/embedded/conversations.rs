@@ -326,6 +326,11 @@ pub(super) fn delete_in(tx: &rusqlite::Transaction<'_>, owner: &str, id: &str) -
         .map_err(sql_err("deleting messages"))?;
     super::streams::delete_all(tx, owner, id)?;
     tx.execute(
+        "DELETE FROM grants WHERE owner = ?1 AND conversation_id = ?2",
+        params![owner, id],
+    )
+    .map_err(sql_err("deleting a conversation's grants"))?;
+    tx.execute(
         "DELETE FROM conversations WHERE owner = ?1 AND id = ?2",
         params![owner, id],
     )

@@ -23,6 +23,7 @@ mod projects;
 mod prompts;
 mod rows;
 mod search;
+mod sharing;
 mod stats;
 mod streams;
 mod turns;
@@ -81,6 +82,7 @@ CREATE TABLE IF NOT EXISTS messages (
     created_at      TEXT NOT NULL,
     parent_id       TEXT,
     writer          TEXT,
+    author          TEXT,
     PRIMARY KEY (owner, conversation_id, id),
     FOREIGN KEY (owner, conversation_id) REFERENCES conversations (owner, id) ON DELETE CASCADE
 ) WITHOUT ROWID;
@@ -204,6 +206,16 @@ CREATE TABLE IF NOT EXISTS prompts (
     body  TEXT NOT NULL,
     PRIMARY KEY (owner, id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS grants (
+    owner           TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    grantee         TEXT NOT NULL,
+    role            TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL,
+    PRIMARY KEY (owner, conversation_id, grantee),
+    UNIQUE (grantee, conversation_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     owner       TEXT NOT NULL,
     key         TEXT NOT NULL,
@@ -239,6 +251,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if !has_column("messages", "writer")? {
         conn.execute_batch("ALTER TABLE messages ADD COLUMN writer TEXT")
             .map_err(sql_err("adding messages.writer"))?;
+    }
+    if !has_column("messages", "author")? {
+        conn.execute_batch("ALTER TABLE messages ADD COLUMN author TEXT")
+            .map_err(sql_err("adding messages.author"))?;
     }
     if !has_column("conversations", "active_leaf")? {
         conn.execute_batch("ALTER TABLE conversations ADD COLUMN active_leaf TEXT")

@@ -82,7 +82,7 @@ pub(super) fn row_to_conversation(
 }
 
 pub(super) const MESSAGE_COLUMNS: &str =
-    "id, conversation_id, client_id, role, content, parts, model, usage, latency_ms, finish_reason, error, created_at, parent_id";
+    "id, conversation_id, client_id, role, content, parts, model, usage, latency_ms, finish_reason, error, created_at, parent_id, author";
 
 pub(super) fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Message, StoreError>> {
     let id: String = row.get(0)?;
@@ -98,6 +98,7 @@ pub(super) fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result
     let error: Option<String> = row.get(10)?;
     let created: String = row.get(11)?;
     let parent: Option<String> = row.get(12)?;
+    let author: Option<String> = row.get(13)?;
     let build = || -> Result<Message, StoreError> {
         let bad = |what: &'static str| move |e: serde_json::Error| StoreError::internal(what, e);
         Ok(Message {
@@ -131,6 +132,10 @@ pub(super) fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result
                 .transpose()
                 .map_err(bad("stored finish reason"))?,
             error,
+            author: author
+                .map(|a| UserId::parse(&a))
+                .transpose()
+                .map_err(|e| StoreError::internal("stored author", e))?,
             created_at: rules::parse_ts(&created)?,
         })
     };
@@ -169,7 +174,7 @@ pub(super) fn replace_message(
     let changed = tx
         .execute(
             "UPDATE messages SET client_id = ?4, role = ?5, content = ?6, parts = ?7, model = ?8, usage = ?9, \
-             latency_ms = ?10, finish_reason = ?11, error = ?12, created_at = ?13, parent_id = ?14, writer = ?15 \
+             latency_ms = ?10, finish_reason = ?11, error = ?12, created_at = ?13, parent_id = ?14, writer = ?15, author = ?16 \
              WHERE owner = ?1 AND conversation_id = ?2 AND id = ?3",
             params![
                 owner,
@@ -187,6 +192,7 @@ pub(super) fn replace_message(
                 ts::format(&m.created_at),
                 m.parent_id.as_ref().map(MessageId::as_str),
                 writer,
+                m.author.as_ref().map(UserId::as_str),
             ],
         )
         .map_err(sql_err("replacing a message"))?;
@@ -206,7 +212,7 @@ pub(super) fn message_with_writer(
                 "SELECT {MESSAGE_COLUMNS}, writer FROM messages WHERE owner = ?1 AND conversation_id = ?2 AND id = ?3"
             ),
             params![owner, id, message],
-            |r| Ok((row_to_message(r)?, r.get::<_, Option<String>>(13)?)),
+            |r| Ok((row_to_message(r)?, r.get::<_, Option<String>>(14)?)),
         )
         .optional()
         .map_err(sql_err("reading a message"))?;
@@ -219,7 +225,7 @@ pub(super) fn insert_message(tx: &rusqlite::Transaction<'_>, owner: &str, m: &Me
     let (parts, usage, finish) = serialized(m)?;
     let result = tx.execute(
         &format!(
-            "INSERT INTO messages (owner, {MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            "INSERT INTO messages (owner, {MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
         ),
         params![
             owner,
@@ -236,6 +242,7 @@ pub(super) fn insert_message(tx: &rusqlite::Transaction<'_>, owner: &str, m: &Me
             m.error,
             ts::format(&m.created_at),
             m.parent_id.as_ref().map(MessageId::as_str),
+            m.author.as_ref().map(UserId::as_str),
         ],
     );
     match result {

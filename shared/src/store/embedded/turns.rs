@@ -25,6 +25,7 @@ impl Turns for EmbeddedStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql_err("begin"))?;
             let owner = start.owner.as_str();
+            let payer = start.payer.as_str();
             let id = start.conversation_id.as_str();
             let limits = &start.limits;
             let now = start.now.timestamp();
@@ -47,7 +48,7 @@ impl Turns for EmbeddedStore {
                     owned_conversation(&tx, owner, id)?;
                 }
             }
-            let rate_key = schema::counter_pk(&schema::rate_key(owner), rate.start);
+            let rate_key = schema::counter_pk(&schema::rate_key(payer), rate.start);
             if limits.requests_per_minute > 0 {
                 let count: i64 = tx
                     .query_row("SELECT count FROM counters WHERE key = ?1", params![rate_key], |r| {
@@ -62,7 +63,7 @@ impl Turns for EmbeddedStore {
                     });
                 }
             }
-            let (day_key, month_key) = schema::budget_pks(owner, &start.now);
+            let (day_key, month_key) = schema::budget_pks(payer, &start.now);
             for (key, budget, day) in [
                 (&day_key, limits.tokens_per_day, true),
                 (&month_key, limits.tokens_per_month, false),
@@ -82,7 +83,7 @@ impl Turns for EmbeddedStore {
                     return Err(rules::over_budget(&start, day));
                 }
             }
-            let usd_key = schema::budget_usd_pk(owner, &start.now);
+            let usd_key = schema::budget_usd_pk(payer, &start.now);
             if limits.nano_usd_per_month > 0 {
                 let spent: i64 = tx
                     .query_row("SELECT tokens FROM budgets WHERE key = ?1", params![usd_key], |r| {
@@ -104,7 +105,7 @@ impl Turns for EmbeddedStore {
                         .prepare_cached("SELECT slot FROM stream_slots WHERE owner = ?1 AND expires_at >= ?2")
                         .map_err(sql_err("reading stream slots"))?;
                     let rows = stmt
-                        .query_map(params![owner, now], |r| r.get::<_, i64>(0))
+                        .query_map(params![payer, now], |r| r.get::<_, i64>(0))
                         .map_err(sql_err("reading stream slots"))?;
                     for row in rows {
                         held.insert(row.map_err(sql_err("reading stream slots"))?);
@@ -120,7 +121,7 @@ impl Turns for EmbeddedStore {
                 tx.execute(
                     "INSERT INTO stream_slots (owner, slot, turn, expires_at) VALUES (?1, ?2, ?3, ?4) \
                      ON CONFLICT (owner, slot) DO UPDATE SET turn = excluded.turn, expires_at = excluded.expires_at",
-                    params![owner, slot, lease.turn_id, lease.expires_at],
+                    params![payer, slot, lease.turn_id, lease.expires_at],
                 )
                 .map_err(sql_err("taking a stream slot"))?;
                 Some(lease)
@@ -189,6 +190,7 @@ impl Turns for EmbeddedStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql_err("begin"))?;
             let owner = finish.owner.as_str();
+            let payer = finish.payer.as_str();
             // The receipt first: a turn finished before (an earlier attempt applied) writes nothing.
             let expires = finish.started.timestamp().saturating_add(rules::RECEIPT_TTL_SECS);
             let written = tx
@@ -229,7 +231,7 @@ impl Turns for EmbeddedStore {
             }
             let delta = finish.settlement.delta();
             if delta != 0 {
-                let (day_key, month_key) = schema::budget_pks(owner, &finish.started);
+                let (day_key, month_key) = schema::budget_pks(payer, &finish.started);
                 let (day_expires, month_expires) = rules::budget_expiries(finish.started);
                 add_tokens(&tx, &day_key, delta, day_expires)?;
                 add_tokens(&tx, &month_key, delta, month_expires)?;
@@ -239,7 +241,7 @@ impl Turns for EmbeddedStore {
                 let (_, month_expires) = rules::budget_expiries(finish.started);
                 add_tokens(
                     &tx,
-                    &schema::budget_usd_pk(owner, &finish.started),
+                    &schema::budget_usd_pk(payer, &finish.started),
                     delta_usd,
                     month_expires,
                 )?;
@@ -247,7 +249,7 @@ impl Turns for EmbeddedStore {
             if let Some(lease) = &finish.lease {
                 tx.execute(
                     "DELETE FROM stream_slots WHERE owner = ?1 AND slot = ?2 AND turn = ?3",
-                    params![owner, lease.slot, lease.turn_id],
+                    params![payer, lease.slot, lease.turn_id],
                 )
                 .map_err(sql_err("releasing a stream slot"))?;
             }
@@ -255,7 +257,7 @@ impl Turns for EmbeddedStore {
                 if let Err(e) = stats_in(&tx, &stats.day, &stats.solution, &stats.model, &stats.delta) {
                     tracing::warn!(error = %e, "the turn's analytics counters failed; writing without them");
                 }
-                super::accounting::add_usage(&tx, owner, stats)?;
+                super::accounting::add_usage(&tx, payer, stats)?;
             }
             tx.commit().map_err(sql_err("commit"))
         })
