@@ -32,5 +32,6 @@ mod projects;
 mod prompts;
 mod resume;
 mod search;
+mod sharing;
 mod store_conformance;
 mod template;

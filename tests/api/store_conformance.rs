@@ -10,6 +10,7 @@ mod organize;
 mod projects;
 mod prompts;
 mod search;
+mod sharing;
 
 use std::sync::Arc;
 

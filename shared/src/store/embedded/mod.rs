@@ -448,7 +448,8 @@ impl EmbeddedStore {
         self.with(move |conn| {
             conn.query_row(
                 "SELECT (SELECT COUNT(*) FROM conversations WHERE owner = ?1 AND id = ?2) \
-                 + (SELECT COUNT(*) FROM messages WHERE owner = ?1 AND conversation_id = ?2)",
+                 + (SELECT COUNT(*) FROM messages WHERE owner = ?1 AND conversation_id = ?2) \
+                 + (SELECT COUNT(*) FROM grants WHERE owner = ?1 AND conversation_id = ?2)",
                 params![owner, id],
                 |r| r.get::<_, i64>(0),
             )
