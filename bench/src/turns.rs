@@ -70,8 +70,9 @@ struct Turn {
 }
 
 /// Reads a turn makes in parallel with the history's (the budget levels for the soft limit, the
-/// month's spend under a spend cap): a store call each, but no round trip of their own.
-const PARALLEL: [&str; 2] = ["budget_levels", "month_spend"];
+/// month's spend under a spend cap, the caller's grant on the conversation in case it is shared
+/// with them): a store call each, but no round trip of their own.
+const PARALLEL: [&str; 3] = ["budget_levels", "month_spend", "grant_for"];
 
 /// The sequential store round trips among `calls` (the parallel reads left out).
 fn round_trips(calls: &[&'static str]) -> usize {

@@ -129,11 +129,14 @@ where
     let bob_object = leave_traces(&app, &bob, BOB, &dir).await;
     // Events and counters are written in the background: wait until nothing more arrives.
     let hash = shared::analytics::user_hash(&UserId::parse(ALICE).expect("id"));
+    // (Unchanged over three checks in a row: one quiet interval on a loaded machine is not enough.)
     let mut seen = raw().await.len();
-    for _ in 0..50 {
+    let mut quiet = 0;
+    for _ in 0..60 {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         let now = raw().await.len();
-        if now == seen {
+        quiet = if now == seen { quiet + 1 } else { 0 };
+        if quiet == 3 {
             break;
         }
         seen = now;

@@ -429,14 +429,20 @@ async fn a_chat_turn_makes_two_store_calls_before_the_first_byte_and_four_in_all
             piece.expect("chunk");
         }
         let mut all = counting.take();
-        // The budget levels (the soft limit: the default plan has budgets) are read in parallel
-        // with the conversation, in either order: still one round trip.
+        // The budget levels (the soft limit: the default plan has budgets) and the caller's grant
+        // (in case the conversation is someone else's shared with them) are read in parallel with
+        // the conversation, in any order: still one round trip.
         let mut before = before;
-        before[..2].sort();
-        all[..2].sort();
+        before[..3].sort();
+        all[..3].sort();
         assert_eq!(
             before,
-            ["budget_levels", "get_conversation_with_messages", "begin_turn"],
+            [
+                "budget_levels",
+                "get_conversation_with_messages",
+                "grant_for",
+                "begin_turn"
+            ],
             "{case}: before the first byte"
         );
         assert_eq!(
@@ -444,6 +450,7 @@ async fn a_chat_turn_makes_two_store_calls_before_the_first_byte_and_four_in_all
             [
                 "budget_levels",
                 "get_conversation_with_messages",
+                "grant_for",
                 "begin_turn",
                 "finish_turn",
                 "record_activity"
@@ -488,10 +495,15 @@ async fn a_chat_turn_makes_two_store_calls_before_the_first_byte_and_four_in_all
     let mut body = res.bytes_stream();
     body.next().await.expect("a first byte").expect("chunk");
     let mut before = counting.snapshot();
-    before[..2].sort();
+    before[..3].sort();
     assert_eq!(
         before,
-        ["budget_levels", "get_conversation_with_messages", "begin_turn"],
+        [
+            "budget_levels",
+            "get_conversation_with_messages",
+            "grant_for",
+            "begin_turn"
+        ],
         "after a turn without a reply: before the first byte (the levels read beside the conversation)"
     );
     while let Some(piece) = body.next().await {
@@ -581,14 +593,20 @@ async fn a_chat_turn_makes_two_dynamodb_requests_before_the_first_byte_and_four_
             piece.expect("chunk");
         }
         let mut all = take();
-        // The budget levels are read beside the conversation's Query (either may go first).
+        // The budget levels and the caller's grant (two BatchGetItems) are read beside the
+        // conversation's Query (in any order).
         let mut before = before;
-        before[..2].sort();
-        all[..2].sort();
-        assert_eq!(before, ["BatchGetItem", "Query", "TransactWriteItems"], "{case}");
+        before[..3].sort();
+        all[..3].sort();
+        assert_eq!(
+            before,
+            ["BatchGetItem", "BatchGetItem", "Query", "TransactWriteItems"],
+            "{case}"
+        );
         assert_eq!(
             all,
             [
+                "BatchGetItem",
                 "BatchGetItem",
                 "Query",
                 "TransactWriteItems",
