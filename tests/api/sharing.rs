@@ -363,6 +363,39 @@ async fn the_owner_manages_shares_and_every_bad_request_is_a_clear_error(store: 
     assert_eq!((unshare_none.status, unshare_none.code()), (400, "VALIDATION"));
 }
 
+async fn a_grantee_removes_what_was_shared_with_them_and_the_owner_keeps_it(store: Arc<dyn Store>) {
+    let app = app(store).await;
+    let (alice, bob) = (token(&unique("alice")), unique("bob"));
+    let bob_token = token(&bob);
+    let id = conversation_with_a_turn(&app, &alice).await;
+    share(&app, &alice, &id, json!({"userId": bob, "role": "viewer"})).await;
+    // The owner has nothing to leave; a stranger neither.
+    let own = with_bearer(&app, &alice, "DELETE", &format!("/api/shared/{id}"), None).await;
+    assert_eq!((own.status, own.code()), (404, "NOT_FOUND"));
+    let stranger = with_bearer(
+        &app,
+        &token(&unique("carol")),
+        "DELETE",
+        &format!("/api/shared/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!((stranger.status, stranger.code()), (404, "NOT_FOUND"));
+    let left = with_bearer(&app, &bob_token, "DELETE", &format!("/api/shared/{id}"), None).await;
+    assert_eq!(left.status, 204, "{}", left.text);
+    assert_eq!(
+        with_bearer(&app, &bob_token, "GET", "/api/shared", None).await.json,
+        json!([])
+    );
+    let path = format!("/api/conversations/{id}");
+    assert_eq!(with_bearer(&app, &bob_token, "GET", &path, None).await.status, 404);
+    let hers = with_bearer(&app, &alice, "GET", &path, None).await;
+    assert_eq!(hers.status, 200);
+    assert_eq!(hers.json["messages"].as_array().map(Vec::len), Some(2));
+    let shares = with_bearer(&app, &alice, "GET", &format!("{path}/shares"), None).await;
+    assert_eq!(shares.json, json!([]));
+}
+
 async fn the_trash_and_an_erasure_take_shares_with_them(store: Arc<dyn Store>) {
     let app = app(store).await;
     let (alice, bob) = (token(&unique("alice")), unique("bob"));
@@ -403,4 +436,5 @@ athena_tests::on_both_stores!([
     a_share_by_address_reaches_whoever_signs_in_with_it_verified,
     the_owner_manages_shares_and_every_bad_request_is_a_clear_error,
     the_trash_and_an_erasure_take_shares_with_them,
+    a_grantee_removes_what_was_shared_with_them_and_the_owner_keeps_it,
 ]);

@@ -480,7 +480,7 @@ fn audit_action(op: Op) -> Option<&'static str> {
         Op::Import => Some(action::CONVERSATIONS_IMPORT),
         Op::ExportAll => Some(action::CONVERSATIONS_EXPORT),
         Op::ShareConversation => Some(action::CONVERSATION_SHARE),
-        Op::Unshare => Some(action::CONVERSATION_UNSHARE),
+        Op::Unshare | Op::LeaveShared => Some(action::CONVERSATION_UNSHARE),
         _ => None,
     }
 }
@@ -581,7 +581,8 @@ async fn dispatch(
         | Op::StopChat(_)
         | Op::ListShares
         | Op::ShareConversation
-        | Op::Unshare => policy::on_conversation(state, caller, req, op, input::conversation_id(id)?).await,
+        | Op::Unshare
+        | Op::LeaveShared => policy::on_conversation(state, caller, req, op, input::conversation_id(id)?).await,
         Op::SharedWithMe => sharing::shared_with_me(state, caller, req).await,
         Op::ChatInfo(solution) => chat::info(state, caller, solution),
         Op::Chat(solution) => chat::post(state, caller, solution, req).await,

@@ -76,6 +76,9 @@ pub fn rule(op: Op) -> Rule {
     match op {
         Op::Health | Op::Dashboard => Rule::Public,
         Op::AnalyticsSummary | Op::GetUserPlan | Op::SetUserPlan | Op::ClearUserPlan => Rule::Admin,
+        // Leaving a conversation shared with one is the grantee's own business (the owner has
+        // nothing to leave: `sharing::leave` answers 404 for them).
+        Op::LeaveShared => Rule::Conversation(Read),
         // Watching a running turn's stream is reading it.
         Op::GetConversation | Op::ListMessages | Op::ExportConversation | Op::ResumeChat(_) => Rule::Conversation(Read),
         Op::StopChat(_) | Op::SetActiveBranch | Op::CreateMessage => Rule::Conversation(Chat),
@@ -269,6 +272,7 @@ mod tests {
         ("PUT", "/api/conversations/{id}/shares", "O"),
         ("DELETE", "/api/conversations/{id}/shares", "O"),
         ("GET", "/api/shared", "O"),
+        ("DELETE", "/api/shared/{id}", "OCV"),
         ("GET", "/api/conversations/{id}/export", "OCV"),
         ("GET", "/api/export", "O"),
         ("POST", "/api/import", "O"),

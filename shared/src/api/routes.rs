@@ -120,6 +120,8 @@ pub enum Op {
     Unshare,
     /// `GET /api/shared`: the conversations shared with the caller.
     SharedWithMe,
+    /// `DELETE /api/shared/{id}`: a grantee removes a conversation shared with them.
+    LeaveShared,
 }
 
 /// A path pattern with its methods and function.
@@ -270,6 +272,11 @@ pub const ROUTES: &[Route] = &[
         pattern: "/api/shared",
         function: "conversations",
         ops: &[("GET", Op::SharedWithMe)],
+    },
+    Route {
+        pattern: "/api/shared/{id}",
+        function: "conversations",
+        ops: &[("DELETE", Op::LeaveShared)],
     },
     Route {
         pattern: "/api/conversations/{id}/export",

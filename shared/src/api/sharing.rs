@@ -65,6 +65,7 @@ pub(super) async fn run(
         Op::ListShares => list(state, owner, id).await,
         Op::ShareConversation => put(state, caller, owner, id, req).await,
         Op::Unshare => delete(state, owner, id, req).await,
+        Op::LeaveShared => leave(state, caller, owner, id).await,
         _ => Err(ApiError::NotFound("no such route".to_owned())),
     }
 }
@@ -190,6 +191,34 @@ async fn delete(
             "the conversation is not shared with this user or address".to_owned(),
         )),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// `DELETE /api/shared/{id}` (a grantee): removes a conversation shared with the caller from
+/// what is shared with them (every grant of theirs on it: by user id and by address). `204`;
+/// `404` for the owner (nothing is shared with them) and for anyone without a grant.
+async fn leave(
+    state: &AppState,
+    caller: &Caller,
+    owner: &UserId,
+    id: ConversationId,
+) -> Result<Response<Body>, ApiError> {
+    let not_shared = || ApiError::NotFound("conversation not found".to_owned());
+    if owner == &caller.user {
+        return Err(not_shared());
+    }
+    let mut left = false;
+    for grantee in caller.grantees() {
+        match state.store.delete_grant(owner, &id, &grantee).await {
+            Ok(()) => left = true,
+            Err(StoreError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if left {
+        Ok(no_content())
+    } else {
+        Err(not_shared())
     }
 }
 

@@ -27,7 +27,10 @@ async fn a_grant_is_found_by_its_grantee_only_and_listed_both_ways(h: &dyn Harne
         .put_grant(&grant(&c, to_bob.clone(), GrantRole::Viewer, 10), 50)
         .await
         .expect("share");
-    let found = store.grant_for(&[to_bob.clone()], &c.id).await.expect("lookup");
+    let found = store
+        .grant_for(std::slice::from_ref(&to_bob), &c.id)
+        .await
+        .expect("lookup");
     assert_eq!(
         found.as_ref().map(|g| (&g.owner, g.role)),
         Some((&alice, GrantRole::Viewer))
@@ -52,7 +55,10 @@ async fn a_grant_is_found_by_its_grantee_only_and_listed_both_ways(h: &dyn Harne
         (GrantRole::Collaborator, at(10), at(20))
     );
     assert!(store.grants_of(&bob, &c.id).await.expect("not his").is_empty());
-    let mine = store.shared_with(&[to_bob.clone()]).await.expect("shared with bob");
+    let mine = store
+        .shared_with(std::slice::from_ref(&to_bob))
+        .await
+        .expect("shared with bob");
     assert_eq!(mine.iter().map(|g| &g.conversation_id).collect::<Vec<_>>(), vec![&c.id]);
     // An address grant too, found for a caller who has both keys (the stronger role wins).
     let email = Grantee::Email(format!("{}@example.com", unique("carol")));
@@ -67,8 +73,18 @@ async fn a_grant_is_found_by_its_grantee_only_and_listed_both_ways(h: &dyn Harne
     assert_eq!(both.map(|g| g.role), Some(GrantRole::Viewer));
     // Revoked at once; a second revoke finds nothing.
     store.delete_grant(&alice, &c.id, &to_bob).await.expect("revoke");
-    assert_eq!(store.grant_for(&[to_bob.clone()], &c.id).await.expect("lookup"), None);
-    assert!(store.shared_with(&[to_bob.clone()]).await.expect("list").is_empty());
+    assert_eq!(
+        store
+            .grant_for(std::slice::from_ref(&to_bob), &c.id)
+            .await
+            .expect("lookup"),
+        None
+    );
+    assert!(store
+        .shared_with(std::slice::from_ref(&to_bob))
+        .await
+        .expect("list")
+        .is_empty());
     assert!(matches!(
         store.delete_grant(&alice, &c.id, &to_bob).await,
         Err(StoreError::NotFound)
@@ -174,16 +190,26 @@ async fn grants_go_with_their_conversation_and_with_the_grantees_erasure(h: &dyn
         .await
         .expect("delete for good");
     assert_eq!(
-        store.grant_for(&[to_bob.clone()], &gone.id).await.expect("lookup"),
+        store
+            .grant_for(std::slice::from_ref(&to_bob), &gone.id)
+            .await
+            .expect("lookup"),
         None
     );
-    let left = store.shared_with(&[to_bob.clone()]).await.expect("list");
+    let left = store.shared_with(std::slice::from_ref(&to_bob)).await.expect("list");
     assert_eq!(
         left.iter().map(|g| &g.conversation_id).collect::<Vec<_>>(),
         vec![&kept.id]
     );
-    assert_eq!(store.erase_grants(&[to_bob.clone()]).await.expect("erase"), 1);
-    assert!(store.shared_with(&[to_bob.clone()]).await.expect("list").is_empty());
+    assert_eq!(
+        store.erase_grants(std::slice::from_ref(&to_bob)).await.expect("erase"),
+        1
+    );
+    assert!(store
+        .shared_with(std::slice::from_ref(&to_bob))
+        .await
+        .expect("list")
+        .is_empty());
     assert!(store
         .grants_of(&alice, &kept.id)
         .await
