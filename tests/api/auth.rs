@@ -48,6 +48,9 @@ async fn two_users_cannot_touch_each_others_conversations_on_any_route() {
     assert_eq!(added.status, 201);
     let conversation = format!("/api/conversations/{id}");
     let messages = format!("{conversation}/messages");
+    let shares = format!("{conversation}/shares");
+    let unshare = format!("{shares}?userId=bob-0002");
+    let leave = format!("/api/shared/{id}");
     let attacks: Vec<(&str, &str, Option<Value>)> = vec![
         ("GET", &conversation, None),
         ("PATCH", &conversation, Some(json!({"title": "pwned"}))),
@@ -55,6 +58,15 @@ async fn two_users_cannot_touch_each_others_conversations_on_any_route() {
         ("GET", &messages, None),
         ("POST", &messages, Some(json!({"role": "user", "content": "injected"}))),
         ("DELETE", &messages, None),
+        // Sharing someone else's conversation with oneself, reading or revoking its shares.
+        ("GET", &shares, None),
+        (
+            "PUT",
+            &shares,
+            Some(json!({"userId": "carol-0003", "role": "collaborator"})),
+        ),
+        ("DELETE", &unshare, None),
+        ("DELETE", &leave, None),
     ];
     for (method, path, body) in attacks {
         let r = with_bearer(&app, &bob, method, path, body.clone()).await;
@@ -65,6 +77,20 @@ async fn two_users_cannot_touch_each_others_conversations_on_any_route() {
         assert_eq!(m.status, r.status);
         assert_eq!(m.json["error"]["message"], r.json["error"]["message"]);
     }
+    // Granting himself her conversation: refused as sharing with oneself, exactly as for a
+    // conversation that does not exist, and nothing is granted.
+    let me = json!({"userId": "bob-0002", "role": "collaborator"});
+    let r = with_bearer(&app, &bob, "PUT", &shares, Some(me.clone())).await;
+    let m = with_bearer(
+        &app,
+        &bob,
+        "PUT",
+        &shares.replace(&id, "01JDNOSUCHCONVERSATION0000"),
+        Some(me),
+    )
+    .await;
+    assert_eq!((r.status, &r.text[..40]), (m.status, &m.text[..40]), "{}", r.text);
+    assert_eq!(with_bearer(&app, &bob, "GET", &conversation, None).await.status, 404);
     let regenerate = with_bearer(
         &app,
         &bob,

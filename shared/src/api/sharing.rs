@@ -153,7 +153,9 @@ async fn put(
         Grantee::Email(e) => caller.email.as_deref() == Some(e.as_str()),
     };
     if own {
-        return Err(ValidationError::field("userId", "a conversation cannot be shared with its owner").into());
+        // (The caller is the owner here, or the first, as-owner attempt of someone who is not:
+        // either way the request names the caller.)
+        return Err(ValidationError::field("userId", "you cannot share a conversation with yourself").into());
     }
     let now = state.now();
     let grant = Grant {
