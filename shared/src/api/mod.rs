@@ -11,6 +11,7 @@ pub mod conversations;
 pub mod error;
 pub mod export;
 pub mod export_all;
+pub mod feedback;
 pub mod files;
 pub mod health;
 pub mod idempotency;
@@ -380,7 +381,7 @@ async fn route(
     rate_limit(state, &caller).await?;
     let id = matched.id;
     let audited = audit_action(op);
-    let result = dispatch(state, &caller, req, op, id).await;
+    let result = dispatch(state, &caller, req, op, id, matched.sub).await;
     if let Some(action) = audited {
         let status = match &result {
             Ok(_) => "ok",
@@ -497,6 +498,7 @@ async fn dispatch(
     req: &ApiRequest,
     op: Op,
     id: Option<&str>,
+    sub: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
     match op {
         Op::ListConversations => conversations::list(state, caller, req).await,
@@ -560,6 +562,24 @@ async fn dispatch(
         Op::GetUserPlan => usage::get_user_plan(state, caller, id).await,
         Op::SetUserPlan => usage::set_user_plan(state, caller, id, req).await,
         Op::ClearUserPlan => usage::clear_user_plan(state, caller, id).await,
+        // The caller's own marks; the conversation's owner is the caller until sharing resolves it.
+        Op::PutReaction => {
+            let (id, message) = (input::conversation_id(id)?, input::message_id(sub)?);
+            feedback::put_reaction(state, caller, &caller.user, id, message, req).await
+        }
+        Op::DeleteReaction => {
+            let (id, message) = (input::conversation_id(id)?, input::message_id(sub)?);
+            feedback::delete_reaction(state, caller, &caller.user, id, message).await
+        }
+        Op::PutBookmark => {
+            let (id, message) = (input::conversation_id(id)?, input::message_id(sub)?);
+            feedback::put_bookmark(state, caller, &caller.user, id, message, req).await
+        }
+        Op::DeleteBookmark => {
+            let (id, message) = (input::conversation_id(id)?, input::message_id(sub)?);
+            feedback::delete_bookmark(state, caller, &caller.user, id, message).await
+        }
+        Op::ListBookmarks => feedback::list_bookmarks(state, caller, req).await,
         Op::Dashboard | Op::Health => unreachable_route(),
     }
 }

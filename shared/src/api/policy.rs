@@ -73,6 +73,8 @@ pub fn rule(op: Op) -> Rule {
         Op::GetConversation | Op::ListMessages | Op::ExportConversation | Op::ResumeChat(_) => Rule::Conversation(Read),
         Op::StopChat(_) | Op::SetActiveBranch | Op::CreateMessage => Rule::Conversation(Chat),
         Op::UpdateConversation | Op::DeleteConversation | Op::ClearMessages => Rule::Conversation(Manage),
+        // A reaction or a bookmark is the caller's own mark on a conversation they can read.
+        Op::PutReaction | Op::DeleteReaction | Op::PutBookmark | Op::DeleteBookmark => Rule::Conversation(Mark),
         // A chat turn names its conversation in the body (new or existing): `chat::post`
         // resolves the role itself, with the same `allows(op, role)`.
         Op::Chat(_) => Rule::Conversation(Chat),
@@ -110,6 +112,7 @@ pub fn rule(op: Op) -> Rule {
         | Op::CompleteFile
         | Op::ChatInfo(_)
         | Op::ListAudit
+        | Op::ListBookmarks
         | Op::Usage => Rule::Signed,
     }
 }
