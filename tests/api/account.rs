@@ -55,16 +55,10 @@ async fn leave_traces(app: &TestApp, token: &str, user: &str, files: &std::path:
     let chats = call("GET", "/api/conversations?solutionType=maintenance".to_owned(), None).await;
     let chat_id = chats.json[0]["id"].as_str().expect("chat id").to_owned();
     let messages = call("GET", format!("/api/conversations/{chat_id}/messages"), None).await;
-    let of_role = |role: &str| {
-        messages
-            .json
-            .as_array()
-            .and_then(|all| all.iter().find(|m| m["role"] == role))
-            .and_then(|m| m["id"].as_str())
-            .expect("message")
-            .to_owned()
-    };
-    let (question, reply) = (of_role("user"), of_role("assistant"));
+    let (question, reply) = (
+        athena_tests::id_of_role(&messages.json, "user"),
+        athena_tests::id_of_role(&messages.json, "assistant"),
+    );
     call(
         "PUT",
         format!("/api/conversations/{chat_id}/messages/{reply}/reaction"),

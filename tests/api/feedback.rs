@@ -43,16 +43,11 @@ async fn chatted(app: &TestApp, who: &str, text: &str) -> (String, String, Strin
     let listed = as_user(app, who, "GET", "/api/conversations", None).await;
     let id = listed.json[0]["id"].as_str().expect("id").to_owned();
     let messages = as_user(app, who, "GET", &format!("/api/conversations/{id}/messages"), None).await;
-    let of_role = |role: &str| {
-        messages
-            .json
-            .as_array()
-            .and_then(|all| all.iter().find(|m| m["role"] == role))
-            .and_then(|m| m["id"].as_str())
-            .expect("message")
-            .to_owned()
-    };
-    (id, of_role("user"), of_role("assistant"))
+    (
+        id,
+        athena_tests::id_of_role(&messages.json, "user"),
+        athena_tests::id_of_role(&messages.json, "assistant"),
+    )
 }
 
 fn reaction_path(id: &str, message: &str) -> String {
