@@ -157,6 +157,7 @@ pub fn turn_stats(turn: &TurnRecord) -> crate::store::StatsUpdate {
         latency: one_hot(turn.latency_ms),
         ttft: turn.ttft_ms.map(one_hot).unwrap_or_default(),
         users: BTreeSet::from([user_hash(&turn.user)]),
+        ..StatsDelta::default()
     };
     crate::store::StatsUpdate {
         day: turn.at.format("%Y-%m-%d").to_string(),
@@ -336,6 +337,37 @@ pub struct Figures {
     pub latency_ms: Percentiles,
     /// Time-to-first-token percentiles (ms).
     pub time_to_first_token_ms: Percentiles,
+    /// Thumbs-up reactions standing (given minus withdrawn).
+    pub thumbs_up: u64,
+    /// Thumbs-down reactions standing.
+    pub thumbs_down: u64,
+    /// `thumbs_down / (thumbs_up + thumbs_down)`; `None` without any reaction.
+    pub thumbs_down_rate: Option<f64>,
+}
+
+/// Standing thumbs of a counter total: a net count below zero (a reaction given before the range
+/// and withdrawn in it) counts as none.
+fn thumbs(d: &StatsDelta) -> (u64, u64, Option<f64>) {
+    let up = u64::try_from(d.thumbs_up).unwrap_or(0);
+    let down = u64::try_from(d.thumbs_down).unwrap_or(0);
+    let rate = (up + down > 0).then(|| down as f64 / (up + down) as f64);
+    (up, down, rate)
+}
+
+/// Reactions to one model's replies in one solution (the dashboard's feedback table).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedbackFigures {
+    /// Solution bucket (`general` or a solution).
+    pub solution: String,
+    /// Model id.
+    pub model: String,
+    /// Thumbs up standing.
+    pub thumbs_up: u64,
+    /// Thumbs down standing.
+    pub thumbs_down: u64,
+    /// `thumbs_down / (thumbs_up + thumbs_down)`; `None` without any reaction.
+    pub thumbs_down_rate: Option<f64>,
 }
 
 /// p50/p95/p99.
@@ -375,6 +407,9 @@ impl From<&StatsDelta> for Figures {
                 .then(|| (d.cost_nano_usd / d.conversations + 500) / 1000),
             latency_ms: pct(&d.latency),
             time_to_first_token_ms: pct(&d.ttft),
+            thumbs_up: thumbs(d).0,
+            thumbs_down: thumbs(d).1,
+            thumbs_down_rate: thumbs(d).2,
         }
     }
 }
@@ -397,6 +432,9 @@ pub struct Summary {
     pub daily: Vec<Named>,
     /// By solution and day (for charts of usage over time).
     pub daily_by_solution: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Reactions by solution and model (pairs with at least one reaction standing), highest
+    /// thumbs-down rate first.
+    pub feedback: Vec<FeedbackFigures>,
 }
 
 /// Figures with their group's name.
@@ -416,8 +454,15 @@ pub fn summarize(from: &str, to: &str, rows: &[StatsRow]) -> Summary {
     let mut by_model: BTreeMap<String, StatsDelta> = BTreeMap::new();
     let mut daily: BTreeMap<String, StatsDelta> = BTreeMap::new();
     let mut daily_by_solution: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut by_pair: BTreeMap<(String, String), StatsDelta> = BTreeMap::new();
     for row in rows {
         totals.merge(&row.stats);
+        if row.stats.thumbs_up != 0 || row.stats.thumbs_down != 0 {
+            by_pair
+                .entry((row.solution.clone(), row.model.clone()))
+                .or_default()
+                .merge(&row.stats);
+        }
         by_solution.entry(row.solution.clone()).or_default().merge(&row.stats);
         by_model.entry(row.model.clone()).or_default().merge(&row.stats);
         daily.entry(row.day.clone()).or_default().merge(&row.stats);
@@ -447,7 +492,63 @@ pub fn summarize(from: &str, to: &str, rows: &[StatsRow]) -> Summary {
         by_model: named(by_model),
         daily: named(daily),
         daily_by_solution,
+        feedback: feedback_of(by_pair),
     }
+}
+
+fn feedback_of(by_pair: BTreeMap<(String, String), StatsDelta>) -> Vec<FeedbackFigures> {
+    let mut feedback: Vec<FeedbackFigures> = by_pair
+        .into_iter()
+        .filter_map(|((solution, model), d)| {
+            let (thumbs_up, thumbs_down, thumbs_down_rate) = thumbs(&d);
+            thumbs_down_rate.map(|_| FeedbackFigures {
+                solution,
+                model,
+                thumbs_up,
+                thumbs_down,
+                thumbs_down_rate,
+            })
+        })
+        .collect();
+    feedback.sort_by(|a, b| {
+        b.thumbs_down_rate
+            .partial_cmp(&a.thumbs_down_rate)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then_with(|| (&a.solution, &a.model).cmp(&(&b.solution, &b.model)))
+    });
+    feedback
+}
+
+/// The counters one reaction change adds: `previous` withdrawn, `now` given (either may be
+/// absent), on the row of `day` × the message's solution × model. `None` when nothing changes.
+pub fn reaction_stats(
+    day: &str,
+    solution: &str,
+    model: &str,
+    previous: Option<crate::store::Thumb>,
+    now: Option<crate::store::Thumb>,
+) -> Option<crate::store::StatsUpdate> {
+    use crate::store::Thumb;
+    if previous == now {
+        return None;
+    }
+    let mut delta = StatsDelta::default();
+    let mut count = |thumb: Thumb, by: i64| match thumb {
+        Thumb::Up => delta.thumbs_up += by,
+        Thumb::Down => delta.thumbs_down += by,
+    };
+    if let Some(p) = previous {
+        count(p, -1);
+    }
+    if let Some(n) = now {
+        count(n, 1);
+    }
+    Some(crate::store::StatsUpdate {
+        day: day.to_owned(),
+        solution: solution.to_owned(),
+        model: model.to_owned(),
+        delta,
+    })
 }
 
 #[cfg(test)]

@@ -401,11 +401,14 @@ pub enum StartError {
 pub const SAMPLE_USER: &str = "user-alice-0001";
 /// The conversation the sample events target (`events/README.md`).
 pub const SAMPLE_CONVERSATION: &str = "01JDCONV0000000000000000AA";
-/// Its one message, which `events/conversations-active-branch.json` names.
+/// Its first message (the user's), which `events/conversations-active-branch.json` and
+/// `events/messages-bookmark-put.json` name.
 pub const SAMPLE_MESSAGE: &str = "01JDMSG0000000000000000AA1";
+/// The assistant's reply to it, which `events/messages-reaction-put.json` reacts to.
+pub const SAMPLE_REPLY: &str = "01JDMSG0000000000000000AA2";
 
 /// Stores the sample events' conversation ([`SAMPLE_CONVERSATION`], owned by [`SAMPLE_USER`],
-/// with the user message [`SAMPLE_MESSAGE`]) unless it is already there; returns whether it
+/// with the user message [`SAMPLE_MESSAGE`] and the reply [`SAMPLE_REPLY`]) unless it is already there; returns whether it
 /// stored it. `athena-local --seed-sample-events` runs it on the store the environment names.
 pub async fn seed_sample_events(
     store: &dyn crate::store::prelude::Conversations,
@@ -417,9 +420,10 @@ pub async fn seed_sample_events(
         UserId::parse(SAMPLE_USER),
         ConversationId::parse(SAMPLE_CONVERSATION),
         MessageId::parse(SAMPLE_MESSAGE),
+        MessageId::parse(SAMPLE_REPLY),
     );
-    let (owner, id, message_id) = match ids {
-        (Ok(owner), Ok(id), Ok(message_id)) => (owner, id, message_id),
+    let (owner, id, message_id, reply_id) = match ids {
+        (Ok(owner), Ok(id), Ok(message_id), Ok(reply_id)) => (owner, id, message_id, reply_id),
         _ => return Err(StoreError::internal("the sample ids", "not valid ids")),
     };
     match store.get_conversation(&owner, &id).await {
@@ -436,7 +440,16 @@ pub async fn seed_sample_events(
         now,
     );
     let message = Message::text(message_id, conversation.id.clone(), Role::User, "MTBF?".to_owned(), now);
-    store.create_conversation(&conversation, &[message]).await?;
+    let mut reply = Message::text(
+        reply_id,
+        conversation.id.clone(),
+        Role::Assistant,
+        "Press line 2 ran 412 hours between failures last quarter.".to_owned(),
+        now,
+    );
+    reply.parent_id = Some(message.id.clone());
+    reply.model = Some(conversation.model.clone());
+    store.create_conversation(&conversation, &[message, reply]).await?;
     Ok(true)
 }
 

@@ -1,5 +1,5 @@
-//! "Delete my account data" (issue 18), on both stores: a user who chatted, organised, uploaded,
-//! and was audited erases everything; afterwards the raw tables (every SQLite table read around
+//! "Delete my account data" (issue 18), on both stores: a user who chatted, reacted to a reply,
+//! bookmarked a message, organised, uploaded, and was audited erases everything; afterwards the raw tables (every SQLite table read around
 //! the store; every DynamoDB item of both tables, scanned) hold nothing that names the user or
 //! their analytics hash, their file objects are gone, another user's data is untouched, and the
 //! erasure itself is audited under a pseudonymous id.
@@ -51,6 +51,26 @@ async fn leave_traces(app: &TestApp, token: &str, user: &str, files: &std::path:
     )
     .await;
     assert!(chat.text.contains("text-delta"), "{}", chat.text);
+    // A reaction to the reply and a bookmark of the question (the user's own marks).
+    let chats = call("GET", "/api/conversations?solutionType=maintenance".to_owned(), None).await;
+    let chat_id = chats.json[0]["id"].as_str().expect("chat id").to_owned();
+    let messages = call("GET", format!("/api/conversations/{chat_id}/messages"), None).await;
+    let (question, reply) = (
+        athena_tests::id_of_role(&messages.json, "user"),
+        athena_tests::id_of_role(&messages.json, "assistant"),
+    );
+    call(
+        "PUT",
+        format!("/api/conversations/{chat_id}/messages/{reply}/reaction"),
+        Some(json!({"value": "down", "comment": "the alarm code is wrong"})),
+    )
+    .await;
+    call(
+        "PUT",
+        format!("/api/conversations/{chat_id}/messages/{question}/bookmark"),
+        Some(json!({"note": "ask maintenance"})),
+    )
+    .await;
     let folder = call("POST", "/api/folders".to_owned(), Some(json!({"name": "Plant A"}))).await;
     let c = call(
         "POST",
@@ -154,6 +174,14 @@ where
         before.iter().any(|row| row.contains(&hash)),
         "alice's analytics are stored"
     );
+    for (table, key) in [("reactions:", "REACT#"), ("bookmarks:", "MARK#")] {
+        assert!(
+            before
+                .iter()
+                .any(|row| row.contains(ALICE) && (row.starts_with(table) || row.contains(key))),
+            "alice's {table} are stored"
+        );
+    }
     // No confirmation: nothing happens.
     let refused = with_bearer(&app, &alice, "DELETE", "/api/account", None).await;
     assert_eq!(

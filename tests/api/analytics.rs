@@ -394,6 +394,23 @@ async fn the_usage_page_shows_what_get_api_usage_returns_in_a_real_browser() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_renders_the_workloads_figures_in_a_real_browser() {
     let (app, expected) = run_workload(Arc::new(embedded_store())).await;
+    // Reactions to some replies: the feedback table shows the summary's thumbs-down rates.
+    for (id, value) in [
+        ("wl-maintenance-0", "down"),
+        ("wl-maintenance-1", "up"),
+        ("wl-support-0", "down"),
+        ("wl-support-1", "up"),
+        ("wl-support-2", "up"),
+    ] {
+        for m in app.stored(id).await.iter().filter(|m| m.role == Role::Assistant) {
+            let path = format!("/api/conversations/{id}/messages/{}/reaction", m.id);
+            let r = app.call("PUT", &path, Some(json!({"value": value}))).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+    }
+    let summary = app.call("GET", "/api/analytics/summary", None).await;
+    let feedback = summary.json["feedback"].as_array().cloned().unwrap_or_default();
+    assert!(feedback.len() >= 2, "{}", summary.text);
     let requests: u64 = expected.values().map(|e| e.requests).sum();
     let conversations: u64 = expected.values().map(|e| e.conversations).sum();
     let cost_nano: u64 = expected.values().map(|e| e.cost_nano).sum();
@@ -419,6 +436,19 @@ async fn the_dashboard_renders_the_workloads_figures_in_a_real_browser() {
         value("total-error-rate"),
         format!("{:.1}%", errors as f64 / requests as f64 * 100.0)
     );
+    // One feedback row per solution and model with reactions, as the summary has it.
+    assert_eq!(dom.matches("data-feedback=").count(), feedback.len());
+    for f in &feedback {
+        let key = format!(
+            "{}/{}",
+            f["solution"].as_str().unwrap_or_default(),
+            f["model"].as_str().unwrap_or_default()
+        );
+        let rate = f["thumbsDownRate"].as_f64().expect("rate");
+        assert_eq!(value(&format!("feedback-up-{key}")), f["thumbsUp"].to_string());
+        assert_eq!(value(&format!("feedback-down-{key}")), f["thumbsDown"].to_string());
+        assert_eq!(value(&format!("feedback-rate-{key}")), format!("{:.1}%", rate * 100.0));
+    }
     // One table row per solution, and the charts were drawn.
     assert_eq!(dom.matches("data-solution=").count(), 7);
     assert!(dom.matches("<polyline").count() >= 7, "one usage line per solution");

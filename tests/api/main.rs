@@ -18,6 +18,7 @@ mod events;
 mod export;
 mod export_all;
 mod faults;
+mod feedback;
 mod files;
 mod gateway;
 mod http_api;

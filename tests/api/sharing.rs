@@ -429,6 +429,72 @@ async fn the_trash_and_an_erasure_take_shares_with_them(store: Arc<dyn Store>) {
     assert_eq!(with_bearer(&app, &alice, "GET", &path, None).await.status, 200);
 }
 
+async fn a_viewer_marks_a_shared_conversation_for_themselves_and_loses_the_marks_with_access(store: Arc<dyn Store>) {
+    let app = app(Arc::clone(&store)).await;
+    let (alice_id, bob) = (unique("alice"), unique("bob"));
+    let (alice, bob_token) = (token(&alice_id), token(&bob));
+    let id = conversation_with_a_turn(&app, &alice).await;
+    share(&app, &alice, &id, json!({"userId": bob, "role": "viewer"})).await;
+    let path = format!("/api/conversations/{id}");
+    let reply = with_bearer(&app, &alice, "GET", &path, None).await.json["messages"][1]["id"]
+        .as_str()
+        .expect("reply id")
+        .to_owned();
+    let marks = format!("{path}/messages/{reply}");
+    let reacted = with_bearer(
+        &app,
+        &bob_token,
+        "PUT",
+        &format!("{marks}/reaction"),
+        Some(json!({"value": "down", "comment": "too vague"})),
+    )
+    .await;
+    assert_eq!(reacted.status, 200, "{}", reacted.text);
+    let marked = with_bearer(
+        &app,
+        &bob_token,
+        "PUT",
+        &format!("{marks}/bookmark"),
+        Some(json!({"note": "ask again"})),
+    )
+    .await;
+    assert_eq!(marked.status, 200, "{}", marked.text);
+    // His reaction shows to him, not to Alice (hers is her own: none).
+    let his = with_bearer(&app, &bob_token, "GET", &path, None).await;
+    assert_eq!(his.json["messages"][1]["reaction"]["value"], "down", "{}", his.text);
+    let hers = with_bearer(&app, &alice, "GET", &path, None).await;
+    assert_eq!(hers.json["messages"][1]["reaction"], Value::Null, "{}", hers.text);
+    let listed = with_bearer(&app, &bob_token, "GET", "/api/bookmarks", None).await;
+    assert_eq!(listed.json.as_array().map(Vec::len), Some(1), "{}", listed.text);
+    // Revoked: his bookmark no longer lists (no excerpt of her conversation reaches him).
+    let revoked = with_bearer(&app, &alice, "DELETE", &format!("{path}/shares?userId={bob}"), None).await;
+    assert_eq!(revoked.status, 204);
+    let listed = with_bearer(&app, &bob_token, "GET", "/api/bookmarks", None).await;
+    assert_eq!(listed.json, json!([]), "{}", listed.text);
+    let refused = with_bearer(
+        &app,
+        &bob_token,
+        "PUT",
+        &format!("{marks}/reaction"),
+        Some(json!({"value": "up"})),
+    )
+    .await;
+    assert_eq!((refused.status, refused.code()), (404, "NOT_FOUND"));
+    // Shared again, then he erases his account: his reaction in her conversation goes too.
+    share(&app, &alice, &id, json!({"userId": bob, "role": "viewer"})).await;
+    let erased = with_bearer(&app, &bob_token, "DELETE", "/api/account?confirm=true", None).await;
+    assert_eq!(erased.status, 200, "{}", erased.text);
+    let left = store
+        .reactions(
+            &shared::domain::UserId::parse(&alice_id).expect("alice"),
+            &shared::domain::ConversationId::parse(&id).expect("id"),
+            &shared::domain::UserId::parse(&bob).expect("bob"),
+        )
+        .await
+        .expect("reactions");
+    assert!(left.is_empty(), "{left:?}");
+}
+
 athena_tests::on_both_stores!([
     a_viewer_reads_and_every_write_is_refused_with_403,
     a_collaborator_chats_in_the_owners_conversation_and_pays_for_it,
@@ -437,4 +503,5 @@ athena_tests::on_both_stores!([
     the_owner_manages_shares_and_every_bad_request_is_a_clear_error,
     the_trash_and_an_erasure_take_shares_with_them,
     a_grantee_removes_what_was_shared_with_them_and_the_owner_keeps_it,
+    a_viewer_marks_a_shared_conversation_for_themselves_and_loses_the_marks_with_access,
 ]);

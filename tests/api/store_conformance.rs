@@ -4,6 +4,7 @@
 
 mod accounting;
 mod continued;
+mod feedback;
 mod files;
 mod imports;
 mod organize;

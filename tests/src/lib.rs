@@ -316,3 +316,13 @@ impl TestApp {
         reply
     }
 }
+
+/// The id of the first message with `role` in a JSON list of messages (a messages listing).
+pub fn id_of_role(messages: &serde_json::Value, role: &str) -> String {
+    messages
+        .as_array()
+        .and_then(|all| all.iter().find(|m| m["role"] == role))
+        .and_then(|m| m["id"].as_str())
+        .expect("a message with that role")
+        .to_owned()
+}

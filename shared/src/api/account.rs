@@ -46,9 +46,23 @@ pub async fn erase(state: &Arc<AppState>, caller: &Caller, req: &ApiRequest) -> 
         .into());
     }
     let files = crate::files::delete_all_objects(state, &caller.user).await?;
+    // Their reactions in conversations others shared with them live in those owners' data: found
+    // through their grants, before the grants go.
+    let grantees = caller.grantees();
+    let mut reactions = 0u64;
+    for grant in state.store.shared_with(&grantees).await? {
+        let (owner, id) = (&grant.owner, &grant.conversation_id);
+        for r in state.store.reactions(owner, id, &caller.user).await? {
+            state
+                .store
+                .delete_reaction(owner, id, &r.message_id, &caller.user)
+                .await?;
+            reactions += 1;
+        }
+    }
     let mut erased = state.store.erase_user(&caller.user, state.now()).await?;
     // What others shared with them (what they shared went with their conversations).
-    erased.items += state.store.erase_grants(&caller.grantees()).await?;
+    erased.items += reactions + state.store.erase_grants(&grantees).await?;
     let audit_id = erasure_id(&caller.user)?;
     let entry = crate::audit::entry_at(
         &state.ids,

@@ -162,10 +162,22 @@ fn collect<T>(problems: &mut Vec<FieldError>, result: Result<T, ValidationError>
 /// `GET /api/conversations/{id}`: the conversation with every message, oldest first.
 /// A reply still streaming is shown at the end of the active branch with `status: "streaming"`
 /// (from its turn's checkpoints); the reply of a turn that died is stored from them first.
-pub async fn get(state: &AppState, caller: &Caller, id: ConversationId) -> Result<Response<Body>, ApiError> {
-    let (mut conversation, mut messages) = state.store.get_conversation_with_messages(&caller.user, &id).await?;
+/// `caller` is the conversation's owner (whose key it is read under), `reader` who asked (the
+/// owner, or a grantee): only the reader's own reactions are shown.
+pub async fn get(
+    state: &AppState,
+    caller: &Caller,
+    reader: &crate::domain::UserId,
+    id: ConversationId,
+) -> Result<Response<Body>, ApiError> {
+    // The reader's reactions: one Query beside the conversation's, merged in memory.
+    let ((mut conversation, mut messages), reactions) = tokio::try_join!(
+        state.store.get_conversation_with_messages(&caller.user, &id),
+        state.store.reactions(&caller.user, &id, reader)
+    )?;
     let streaming = crate::chat::in_progress(state, &caller.user, &mut conversation, &mut messages).await;
     let mut view = ConversationWithMessages::new(&conversation, &messages);
+    view.show_reactions(&reactions);
     if let Some((reply, _)) = &streaming {
         view.push_streaming(reply);
     }

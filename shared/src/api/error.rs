@@ -106,6 +106,9 @@ pub enum ApiError {
     /// A bug or misconfiguration.
     #[error("internal error")]
     Internal(#[source] Option<crate::error::BoxError>),
+    /// A reaction to a message that is not an assistant reply (code `NOT_AN_ASSISTANT_MESSAGE`, 400).
+    #[error("{0}")]
+    NotReactable(String),
     /// An attached file's problem (its code and status from [`ApiError::file_code`]).
     #[error("{0}")]
     File(crate::files::FileError),
@@ -219,6 +222,7 @@ impl ApiError {
             ApiError::Provider(_) => "PROVIDER",
             ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL",
+            ApiError::NotReactable(_) => "NOT_AN_ASSISTANT_MESSAGE",
             ApiError::File(e) => Self::file_code(e).0,
         }
     }
@@ -241,7 +245,7 @@ impl ApiError {
             ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Validation(_) => StatusCode::BAD_REQUEST,
+            ApiError::Validation(_) | ApiError::NotReactable(_) => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) | ApiError::TurnInProgress | ApiError::IdempotencyKeyInProgress => {
                 StatusCode::CONFLICT

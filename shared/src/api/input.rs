@@ -17,6 +17,15 @@ pub fn conversation_id(raw: Option<&str>) -> Result<ConversationId, ApiError> {
     ConversationId::parse(&decoded).map_err(ApiError::from)
 }
 
+/// Parses a message id path segment (`{messageId}`).
+pub fn message_id(raw: Option<&str>) -> Result<crate::domain::MessageId, ApiError> {
+    let decoded = percent_decode(raw.unwrap_or_default());
+    crate::domain::MessageId::parse(&decoded).map_err(|_| {
+        crate::error::ValidationError::field("messageId", "must be 1 to 64 characters of letters, digits, '_' or '-'")
+            .into()
+    })
+}
+
 fn percent_decode(raw: &str) -> String {
     if !raw.contains('%') {
         return raw.to_owned();

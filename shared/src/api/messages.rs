@@ -8,14 +8,15 @@ use super::views::{active_branch, Cleared, MessageView};
 use super::{input, json, with_cursor, ApiRequest, AppState, Body, Caller};
 use crate::domain::{ClientMessageId, ConversationId, Message, Role};
 use crate::error::ValidationError;
-use crate::store::{cursor, Appended, Conversations, Messages, Page, Touch};
+use crate::store::{cursor, Appended, Messages, Page, Touch};
 
 /// `GET /api/conversations/{id}/messages?limit&cursor`: the active branch, oldest first (each
 /// message with its parent and versions); all of it without `limit`. One read of the
 /// conversation; the cursor holds the last id returned (ids grow along a branch).
 pub async fn list(
-    store: &dyn Conversations,
+    store: &dyn crate::store::Store,
     caller: &Caller,
+    reader: &crate::domain::UserId,
     id: ConversationId,
     req: &ApiRequest,
 ) -> Result<Response<Body>, ApiError> {
@@ -23,8 +24,15 @@ pub async fn list(
     let cursor = input::cursor(req)?;
     let scope = cursor::messages_scope(caller.user.as_str(), id.as_str());
     let after = cursor::message_position(&scope, cursor.as_deref())?;
-    let (conversation, all) = store.get_conversation_with_messages(&caller.user, &id).await?;
-    let rest: Vec<MessageView<'_>> = active_branch(&conversation, &all)
+    // The reader's own reactions (the owner's or a grantee's; `caller` is the conversation's
+    // owner): one Query beside the conversation's, merged in memory.
+    let ((conversation, all), reactions) = tokio::try_join!(
+        store.get_conversation_with_messages(&caller.user, &id),
+        store.reactions(&caller.user, &id, reader)
+    )?;
+    let mut branch = active_branch(&conversation, &all);
+    super::views::show_reactions(&mut branch, &reactions);
+    let rest: Vec<MessageView<'_>> = branch
         .into_iter()
         .filter(|m| after.as_deref().is_none_or(|a| m.id() > a))
         .collect();

@@ -11,6 +11,7 @@ pub mod conversations;
 pub mod error;
 pub mod export;
 pub mod export_all;
+pub mod feedback;
 pub mod files;
 pub mod health;
 pub mod idempotency;
@@ -414,7 +415,7 @@ async fn route(
     rate_limit(state, &caller).await?;
     let id = matched.id;
     let audited = audit_action(op);
-    let result = dispatch(state, &caller, req, op, id).await;
+    let result = dispatch(state, &caller, req, op, id, matched.sub).await;
     if let Some(action) = audited {
         let status = match &result {
             Ok(_) => "ok",
@@ -533,6 +534,7 @@ async fn dispatch(
     req: &ApiRequest,
     op: Op,
     id: Option<&str>,
+    sub: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
     match op {
         Op::ListConversations => conversations::list(state, caller, req).await,
@@ -582,7 +584,13 @@ async fn dispatch(
         | Op::ListShares
         | Op::ShareConversation
         | Op::Unshare
-        | Op::LeaveShared => policy::on_conversation(state, caller, req, op, input::conversation_id(id)?).await,
+        | Op::LeaveShared
+        | Op::PutReaction
+        | Op::DeleteReaction
+        | Op::PutBookmark
+        | Op::DeleteBookmark => {
+            policy::on_conversation(state, caller, req, (op, input::conversation_id(id)?, sub)).await
+        }
         Op::SharedWithMe => sharing::shared_with_me(state, caller, req).await,
         Op::ChatInfo(solution) => chat::info(state, caller, solution),
         Op::Chat(solution) => chat::post(state, caller, solution, req).await,
@@ -592,6 +600,7 @@ async fn dispatch(
         Op::GetUserPlan => usage::get_user_plan(state, caller, id).await,
         Op::SetUserPlan => usage::set_user_plan(state, caller, id, req).await,
         Op::ClearUserPlan => usage::clear_user_plan(state, caller, id).await,
+        Op::ListBookmarks => feedback::list_bookmarks(state, caller, req).await,
         Op::Dashboard | Op::Health => unreachable_route(),
     }
 }

@@ -88,6 +88,8 @@ pub fn rule(op: Op) -> Rule {
         | Op::ListShares
         | Op::ShareConversation
         | Op::Unshare => Rule::Conversation(Manage),
+        // A reaction or a bookmark is the caller's own mark on a conversation they can read.
+        Op::PutReaction | Op::DeleteReaction | Op::PutBookmark | Op::DeleteBookmark => Rule::Conversation(Mark),
         // A chat turn names its conversation in the body (new or existing): `chat::post`
         // resolves the role itself, with the same `allows(op, role)`.
         Op::Chat(_) => Rule::Conversation(Chat),
@@ -126,6 +128,7 @@ pub fn rule(op: Op) -> Rule {
         | Op::ChatInfo(_)
         | Op::ListAudit
         | Op::SharedWithMe
+        | Op::ListBookmarks
         | Op::Usage => Rule::Signed,
     }
 }
@@ -185,10 +188,9 @@ pub async fn on_conversation(
     state: &Arc<AppState>,
     caller: &Caller,
     req: &ApiRequest,
-    op: Op,
-    id: ConversationId,
+    (op, id, sub): (Op, ConversationId, Option<&str>),
 ) -> Result<Response<Body>, ApiError> {
-    let first = super::sharing::run(state, caller, &caller.user, req, op, id.clone()).await;
+    let first = super::sharing::run(state, caller, &caller.user, req, (op, id.clone(), sub)).await;
     let nothing = match &first {
         Err(ApiError::NotFound(_)) => true,
         Ok(r) => matches!(op, Op::ResumeChat(_)) && r.status() == StatusCode::NO_CONTENT,
@@ -207,7 +209,7 @@ pub async fn on_conversation(
     if !allows(op, role) {
         return Err(refusal(op, role));
     }
-    super::sharing::run(state, caller, &grant.owner, req, op, id).await
+    super::sharing::run(state, caller, &grant.owner, req, (op, id, sub)).await
 }
 
 /// Whether a grant's role may chat in the conversation (what `chat::start` asks when the
@@ -273,6 +275,11 @@ mod tests {
         ("DELETE", "/api/conversations/{id}/shares", "O"),
         ("GET", "/api/shared", "O"),
         ("DELETE", "/api/shared/{id}", "OCV"),
+        ("PUT", "/api/conversations/{id}/messages/{messageId}/reaction", "OCV"),
+        ("DELETE", "/api/conversations/{id}/messages/{messageId}/reaction", "OCV"),
+        ("PUT", "/api/conversations/{id}/messages/{messageId}/bookmark", "OCV"),
+        ("DELETE", "/api/conversations/{id}/messages/{messageId}/bookmark", "OCV"),
+        ("GET", "/api/bookmarks", "O"),
         ("GET", "/api/conversations/{id}/export", "OCV"),
         ("GET", "/api/export", "O"),
         ("POST", "/api/import", "O"),

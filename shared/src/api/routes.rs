@@ -122,6 +122,16 @@ pub enum Op {
     SharedWithMe,
     /// `DELETE /api/shared/{id}`: a grantee removes a conversation shared with them.
     LeaveShared,
+    /// `PUT /api/conversations/{id}/messages/{messageId}/reaction`: the caller's thumbs up/down.
+    PutReaction,
+    /// `DELETE /api/conversations/{id}/messages/{messageId}/reaction`
+    DeleteReaction,
+    /// `PUT /api/conversations/{id}/messages/{messageId}/bookmark`: bookmark a message (note).
+    PutBookmark,
+    /// `DELETE /api/conversations/{id}/messages/{messageId}/bookmark`
+    DeleteBookmark,
+    /// `GET /api/bookmarks?limit&cursor`: the caller's bookmarks, newest first.
+    ListBookmarks,
 }
 
 /// A path pattern with its methods and function.
@@ -301,6 +311,21 @@ pub const ROUTES: &[Route] = &[
             ("POST", Op::CreateMessage),
             ("DELETE", Op::ClearMessages),
         ],
+    },
+    Route {
+        pattern: "/api/conversations/{id}/messages/{messageId}/reaction",
+        function: "messages",
+        ops: &[("PUT", Op::PutReaction), ("DELETE", Op::DeleteReaction)],
+    },
+    Route {
+        pattern: "/api/conversations/{id}/messages/{messageId}/bookmark",
+        function: "messages",
+        ops: &[("PUT", Op::PutBookmark), ("DELETE", Op::DeleteBookmark)],
+    },
+    Route {
+        pattern: "/api/bookmarks",
+        function: "messages",
+        ops: &[("GET", Op::ListBookmarks)],
     },
     Route {
         pattern: "/api/chat",

@@ -18,7 +18,8 @@ use super::error::ApiError;
 use super::routes::Op;
 use super::views::ConversationView;
 use super::{
-    chat, conversations, idempotency, input, json, messages, no_content, with_cursor, ApiRequest, Body, Caller,
+    chat, conversations, feedback, idempotency, input, json, messages, no_content, with_cursor, ApiRequest, Body,
+    Caller,
 };
 
 /// How many conversations shared with the caller are read at once for one page of `GET /api/shared`.
@@ -35,8 +36,7 @@ pub(super) async fn run(
     caller: &Caller,
     owner: &UserId,
     req: &ApiRequest,
-    op: Op,
-    id: ConversationId,
+    (op, id, sub): (Op, ConversationId, Option<&str>),
 ) -> Result<Response<Body>, ApiError> {
     let on_owner = Caller {
         user: owner.clone(),
@@ -44,12 +44,12 @@ pub(super) async fn run(
     };
     let author = (owner != &caller.user).then_some(&caller.user);
     match op {
-        Op::GetConversation => conversations::get(state, &on_owner, id).await,
+        Op::GetConversation => conversations::get(state, &on_owner, &caller.user, id).await,
         Op::ExportConversation => conversations::export(state, &on_owner, id, req).await,
         Op::UpdateConversation => conversations::update(state, &on_owner, id, req).await,
         Op::DeleteConversation => conversations::delete(state, &on_owner, id, req).await,
         Op::SetActiveBranch => conversations::set_active_branch(state, &on_owner, id, req).await,
-        Op::ListMessages => messages::list(state.store.as_ref(), &on_owner, id, req).await,
+        Op::ListMessages => messages::list(state.store.as_ref(), &on_owner, &caller.user, id, req).await,
         Op::CreateMessage => {
             let work = messages::create(state, &on_owner, author, id, req);
             idempotency::once(state, caller, req, work).await
@@ -66,6 +66,10 @@ pub(super) async fn run(
         Op::ShareConversation => put(state, caller, owner, id, req).await,
         Op::Unshare => delete(state, owner, id, req).await,
         Op::LeaveShared => leave(state, caller, owner, id).await,
+        Op::PutReaction => feedback::put_reaction(state, caller, owner, id, input::message_id(sub)?, req).await,
+        Op::DeleteReaction => feedback::delete_reaction(state, caller, owner, id, input::message_id(sub)?).await,
+        Op::PutBookmark => feedback::put_bookmark(state, caller, owner, id, input::message_id(sub)?, req).await,
+        Op::DeleteBookmark => feedback::delete_bookmark(state, caller, owner, id, input::message_id(sub)?).await,
         _ => Err(ApiError::NotFound("no such route".to_owned())),
     }
 }

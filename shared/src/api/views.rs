@@ -78,6 +78,11 @@ impl<'a> ConversationWithMessages<'a> {
         }
     }
 
+    /// Shows the caller's reactions on its assistant messages ([`show_reactions`]).
+    pub fn show_reactions(&mut self, reactions: &'a [crate::store::Reaction]) {
+        show_reactions(&mut self.messages, reactions);
+    }
+
     /// Adds the reply its newest turn is still streaming, when the active branch ends with the
     /// message it answers (another branch may be shown meanwhile).
     pub fn push_streaming(&mut self, reply: &'a Message) {
@@ -144,12 +149,45 @@ pub struct MessageView<'a> {
     /// `"streaming"` on a reply still being written (not stored yet); absent on stored messages.
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<&'static str>,
+    /// On assistant messages of a listing or a conversation read: the caller's own reaction
+    /// (`null` when they gave none); absent elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reaction: Option<Option<ReactionView<'a>>>,
+}
+
+/// A reaction as a message shows it: the caller's own.
+#[derive(Serialize)]
+pub struct ReactionView<'a> {
+    value: crate::store::Thumb,
+    comment: Option<&'a str>,
+}
+
+impl<'a> From<&'a crate::store::Reaction> for ReactionView<'a> {
+    fn from(r: &'a crate::store::Reaction) -> Self {
+        Self {
+            value: r.value,
+            comment: r.comment.as_deref(),
+        }
+    }
 }
 
 impl MessageView<'_> {
     /// The message's id.
     pub fn id(&self) -> &str {
         self.id
+    }
+}
+
+/// Shows on each assistant message of `views` the caller's reaction among `reactions` (the
+/// caller's reactions in the conversation, read in one Query), `null` when none.
+pub fn show_reactions<'a>(views: &mut [MessageView<'a>], reactions: &'a [crate::store::Reaction]) {
+    let by_message: std::collections::HashMap<&str, &'a crate::store::Reaction> =
+        reactions.iter().map(|r| (r.message_id.as_str(), r)).collect();
+    for view in views
+        .iter_mut()
+        .filter(|v| v.role == Role::Assistant && v.status.is_none())
+    {
+        view.reaction = Some(by_message.get(view.id).map(|r| ReactionView::from(*r)));
     }
 }
 
@@ -172,6 +210,7 @@ impl<'a> From<&'a Message> for MessageView<'a> {
             error: m.error.as_deref(),
             author_id: m.author.as_ref().map(|a| a.as_str()),
             status: None,
+            reaction: None,
         }
     }
 }

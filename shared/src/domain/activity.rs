@@ -63,6 +63,13 @@ pub struct StatsDelta {
     pub ttft: Vec<u64>,
     /// Hashed users active.
     pub users: BTreeSet<String>,
+    /// Thumbs-up reactions given (net: a reaction changed or removed later subtracts, on the
+    /// day of the change, from the row of the message's solution and model).
+    #[serde(default)]
+    pub thumbs_up: i64,
+    /// Thumbs-down reactions given (net, as `thumbs_up`).
+    #[serde(default)]
+    pub thumbs_down: i64,
 }
 
 impl StatsDelta {
@@ -80,6 +87,8 @@ impl StatsDelta {
         merge_hist(&mut self.latency, &other.latency);
         merge_hist(&mut self.ttft, &other.ttft);
         self.users.extend(other.users.iter().cloned());
+        self.thumbs_up += other.thumbs_up;
+        self.thumbs_down += other.thumbs_down;
     }
 }
 

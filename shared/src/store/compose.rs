@@ -58,6 +58,8 @@ pub struct StoreParts {
     pub search: Arc<dyn super::ports::Search>,
     /// Named-user sharing.
     pub sharing: Arc<dyn super::ports::Sharing>,
+    /// Reactions and bookmarks.
+    pub feedback: Arc<dyn super::ports::Feedback>,
 }
 
 impl std::fmt::Debug for StoreParts {
@@ -86,7 +88,8 @@ impl StoreParts {
             counters: store.clone(),
             idempotency: store.clone(),
             search: store.clone(),
-            sharing: store,
+            sharing: store.clone(),
+            feedback: store,
         }
     }
 
@@ -111,6 +114,12 @@ impl StoreParts {
     /// Replaces the full-text search capability.
     pub fn with_search(mut self, part: Arc<dyn super::ports::Search>) -> Self {
         self.search = part;
+        self
+    }
+
+    /// Replaces the reactions-and-bookmarks capability.
+    pub fn with_feedback(mut self, part: Arc<dyn super::ports::Feedback>) -> Self {
+        self.feedback = part;
         self
     }
 
@@ -607,5 +616,65 @@ impl super::ports::Sharing for StoreParts {
 
     async fn erase_grants(&self, grantees: &[super::ports::Grantee]) -> Result<u64, StoreError> {
         self.sharing.erase_grants(grantees).await
+    }
+}
+
+#[async_trait]
+impl super::ports::Feedback for StoreParts {
+    async fn put_reaction(
+        &self,
+        owner: &UserId,
+        reaction: &super::ports::Reaction,
+    ) -> Result<Option<super::ports::Reaction>, StoreError> {
+        self.feedback.put_reaction(owner, reaction).await
+    }
+
+    async fn delete_reaction(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        message: &MessageId,
+        user: &UserId,
+    ) -> Result<Option<super::ports::Reaction>, StoreError> {
+        self.feedback.delete_reaction(owner, id, message, user).await
+    }
+
+    async fn reactions(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        user: &UserId,
+    ) -> Result<Vec<super::ports::Reaction>, StoreError> {
+        self.feedback.reactions(owner, id, user).await
+    }
+
+    async fn put_bookmark(&self, bookmark: &super::ports::Bookmark) -> Result<super::ports::Bookmark, StoreError> {
+        self.feedback.put_bookmark(bookmark).await
+    }
+
+    async fn delete_bookmark(
+        &self,
+        user: &UserId,
+        owner: &UserId,
+        id: &ConversationId,
+        message: &MessageId,
+    ) -> Result<bool, StoreError> {
+        self.feedback.delete_bookmark(user, owner, id, message).await
+    }
+
+    async fn list_bookmarks(
+        &self,
+        user: &UserId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<super::ports::Bookmark>, StoreError> {
+        self.feedback.list_bookmarks(user, after, limit).await
+    }
+
+    async fn conversation_titles(
+        &self,
+        keys: &[(UserId, ConversationId)],
+    ) -> Result<std::collections::HashMap<(UserId, ConversationId), String>, StoreError> {
+        self.feedback.conversation_titles(keys).await
     }
 }

@@ -580,3 +580,70 @@ impl crate::store::Sharing for CountingStore {
         self.inner.erase_grants(grantees).await
     }
 }
+
+#[async_trait]
+impl crate::store::ports::Feedback for CountingStore {
+    async fn put_reaction(
+        &self,
+        owner: &UserId,
+        reaction: &crate::store::Reaction,
+    ) -> Result<Option<crate::store::Reaction>, StoreError> {
+        self.record("put_reaction");
+        self.inner.put_reaction(owner, reaction).await
+    }
+
+    async fn delete_reaction(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        message: &MessageId,
+        user: &UserId,
+    ) -> Result<Option<crate::store::Reaction>, StoreError> {
+        self.record("delete_reaction");
+        self.inner.delete_reaction(owner, id, message, user).await
+    }
+
+    async fn reactions(
+        &self,
+        owner: &UserId,
+        id: &ConversationId,
+        user: &UserId,
+    ) -> Result<Vec<crate::store::Reaction>, StoreError> {
+        self.record("reactions");
+        self.inner.reactions(owner, id, user).await
+    }
+
+    async fn put_bookmark(&self, bookmark: &crate::store::Bookmark) -> Result<crate::store::Bookmark, StoreError> {
+        self.record("put_bookmark");
+        self.inner.put_bookmark(bookmark).await
+    }
+
+    async fn delete_bookmark(
+        &self,
+        user: &UserId,
+        owner: &UserId,
+        id: &ConversationId,
+        message: &MessageId,
+    ) -> Result<bool, StoreError> {
+        self.record("delete_bookmark");
+        self.inner.delete_bookmark(user, owner, id, message).await
+    }
+
+    async fn list_bookmarks(
+        &self,
+        user: &UserId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::store::Bookmark>, StoreError> {
+        self.record("list_bookmarks");
+        self.inner.list_bookmarks(user, after, limit).await
+    }
+
+    async fn conversation_titles(
+        &self,
+        keys: &[(UserId, ConversationId)],
+    ) -> Result<std::collections::HashMap<(UserId, ConversationId), String>, StoreError> {
+        self.record("conversation_titles");
+        self.inner.conversation_titles(keys).await
+    }
+}

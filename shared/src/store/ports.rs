@@ -16,6 +16,7 @@ use crate::error::StoreError;
 
 pub use super::accounting::{Accounting, BudgetLevels, PlanOverride, Settlement, TurnLimits, UsageRow};
 pub use super::cursor::Page;
+pub use super::feedback::{Bookmark, Feedback, Reaction, Thumb};
 pub use super::organizing::{
     Accounts, Erased, FolderDeleted, Housekeeping, IndexHit, IndexQuery, Organizer, Search, TagCount,
 };
@@ -743,6 +744,7 @@ pub trait Store:
     + Idempotency
     + Search
     + Sharing
+    + Feedback
     + 'static
 {
 }
@@ -765,6 +767,7 @@ impl<
             + Idempotency
             + Search
             + Sharing
+            + Feedback
             + 'static,
     > Store for T
 {

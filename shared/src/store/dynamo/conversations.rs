@@ -411,6 +411,7 @@ impl Conversations for DynamoStore {
         let meta: ConversationItem = from_item(marked.attributes.unwrap_or_default())?;
         self.delete_memberships(&meta).await?;
         self.delete_conversation_grants(owner, id).await?;
+        self.delete_own_bookmarks(owner, id).await?;
         let messages = self.delete_partition_items(owner, id).await?;
         // 3. The conversation itself, last.
         self.client

@@ -18,6 +18,7 @@ mod activity;
 mod conversations;
 mod counters;
 mod docs;
+mod feedback;
 mod files;
 mod idempotency;
 mod items;

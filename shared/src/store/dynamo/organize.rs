@@ -103,6 +103,54 @@ impl Expr {
 
 impl DynamoStore {
     /// Every item a Query returns, page after page (`query` builds the request of each page).
+    /// The conversations' own items of `keys` (read consistently, in batches of 100, unprocessed
+    /// keys retried with backoff); missing ones are left out. `what` names the caller in errors.
+    pub(super) async fn conversation_metas(
+        &self,
+        keys: Vec<Item>,
+        what: &str,
+    ) -> Result<Vec<ConversationItem>, StoreError> {
+        let mut metas = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(100) {
+            let mut keys: Vec<Item> = chunk.to_vec();
+            let mut attempt = 0;
+            while !keys.is_empty() {
+                attempt += 1;
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut keys)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError::internal("building a batch read", e))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.tables.conversations, request)
+                    .send()
+                    .await
+                    .map_err(|e| classify("BatchGetItem conversations", e))?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.tables.conversations))
+                    .unwrap_or_default()
+                {
+                    metas.push(from_item::<ConversationItem>(item)?);
+                }
+                keys = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.tables.conversations))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    if attempt >= 8 {
+                        return Err(StoreError::Unavailable(format!("{what}: keys left unprocessed").into()));
+                    }
+                    super::backoff(attempt).await;
+                }
+            }
+        }
+        Ok(metas)
+    }
+
     pub(super) async fn all_pages(
         &self,
         what: &str,
@@ -359,44 +407,8 @@ impl DynamoStore {
                 _ => None,
             })
             .collect();
-        let mut metas = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(100) {
-            let mut keys: Vec<Item> = chunk.iter().map(|id| conversation_key(owner.as_str(), id)).collect();
-            let mut attempt = 0;
-            while !keys.is_empty() {
-                attempt += 1;
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut keys)))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| StoreError::internal("building a batch read", e))?;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.tables.conversations, request)
-                    .send()
-                    .await
-                    .map_err(|e| classify("BatchGetItem conversations", e))?;
-                for item in out
-                    .responses
-                    .and_then(|mut r| r.remove(&self.tables.conversations))
-                    .unwrap_or_default()
-                {
-                    metas.push(from_item::<ConversationItem>(item)?);
-                }
-                keys = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.tables.conversations))
-                    .map(|k| k.keys)
-                    .unwrap_or_default();
-                if !keys.is_empty() {
-                    if attempt >= 8 {
-                        return Err(StoreError::Unavailable("tag listing: keys left unprocessed".into()));
-                    }
-                    super::backoff(attempt).await;
-                }
-            }
-        }
+        let keys: Vec<Item> = ids.iter().map(|id| conversation_key(owner.as_str(), id)).collect();
+        let metas = self.conversation_metas(keys, "tag listing").await?;
         let bucket = query.solution.map(SolutionFilter::bucket);
         let mut rows: Vec<(i64, ConversationItem)> = metas
             .into_iter()

@@ -12,6 +12,9 @@
 //! | content chunk | `CONV#<owner>#<id>` | `MSG#<ulid>#C<nnnn>` | |
 //! | client id marker | `CONV#<owner>#<id>` | `CID#<client id>` | |
 //! | turn receipt | `CONV#<owner>#<id>` | `TURN#<turn id>` | `expiresAt` (TTL) |
+//! | reaction | `CONV#<owner>#<id>` | `REACT#<reacting user>#<message id>` | `conversationId`, `messageId`, `user`, `value`, `comment?`, `solution`, `model`, `createdAt`, `updatedAt` |
+//! | bookmark | `MARK#<bookmarker>` | `T#<bookmark ulid>` | `id`, `user`, `owner`, `conversationId`, `messageId`, `note?`, `title`, `excerpt`, `createdAt` |
+//! | bookmark marker (one per message) | `MARK#<bookmarker>` | `K#<owner>#<conversation id>#<message id>` | `bookmarkId` |
 //! | live-turn marker (the newest turn) | `CONV#<owner>#<id>` | `LIVE` | `ownerId`, `turnId`, `replyId`, `parentId`, `startedAt`, `deadline`, `stop?`, `expiresAt` (TTL) |
 //! | turn checkpoint | `CONV#<owner>#<id>` | `STREAM#<turn id>#<nnnnnn>` | `ownerId`, `events`, `last`, `at`, `expiresAt` (TTL) |
 //! | project | `PROJ#<owner>` | `<project id>` | `id`, `owner`, `name`, `description`, `instructions`, `defaultModel?`, `defaultSolution?`, `createdAt`, `updatedAt` |
@@ -106,6 +109,43 @@ pub fn checkpoint_sk(turn_id: &str, seq: u32) -> String {
 /// Sort key of a finished turn's receipt (conversations table, under the conversation's `pk`).
 pub fn receipt_sk(turn_id: &str) -> String {
     format!("TURN#{turn_id}")
+}
+
+/// Sort key of `user`'s reaction to `message` (conversations table, under the conversation's
+/// `pk`: it goes with the conversation and with its cleared messages). Sorts after every message
+/// and before checkpoints, outside the `LIVE`..`MSG$` range a conversation read Queries.
+pub fn reaction_sk(user: &str, message: &str) -> String {
+    format!("{}{message}", reaction_prefix(user))
+}
+
+/// Sort-key prefix of `user`'s reactions in one conversation (`user` holds no `#`).
+pub fn reaction_prefix(user: &str) -> String {
+    format!("REACT#{user}#")
+}
+
+/// Partition key of a user's bookmarks (conversations table): `T#<ulid>` items (the list, newest
+/// first when read backwards) and `K#<owner>#<conversation>#<message>` markers (one per message).
+pub fn bookmarks_pk(user: &str) -> String {
+    format!("MARK#{user}")
+}
+
+/// Sort-key prefix of the bookmark items of a [`bookmarks_pk`] partition.
+pub const BOOKMARK_PREFIX: &str = "T#";
+
+/// Sort key of a bookmark item.
+pub fn bookmark_sk(id: &str) -> String {
+    format!("{BOOKMARK_PREFIX}{id}")
+}
+
+/// Sort-key prefix of the markers of the bookmarks on one conversation (`owner` and the
+/// conversation id hold no `#`).
+pub fn bookmark_marker_prefix(owner: &str, conversation: &str) -> String {
+    format!("K#{owner}#{conversation}#")
+}
+
+/// Sort key of the marker of the bookmark on one message.
+pub fn bookmark_marker_sk(owner: &str, conversation: &str, message: &str) -> String {
+    format!("{}{message}", bookmark_marker_prefix(owner, conversation))
 }
 
 /// Partition key of a user's idempotency records (conversations table; `sk` = the client's key).

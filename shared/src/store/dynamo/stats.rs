@@ -121,6 +121,10 @@ fn stats_row(item: &Item) -> StatsRow {
         Some(AttributeValue::N(v)) => v.parse::<u64>().unwrap_or(0),
         _ => 0,
     };
+    let signed = |k: &str| match item.get(k) {
+        Some(AttributeValue::N(v)) => v.parse::<i64>().unwrap_or(0),
+        _ => 0,
+    };
     let hist = |prefix: &str| -> Vec<u64> {
         let values: Vec<u64> = (0..=crate::domain::BUCKETS_MS.len())
             .map(|i| num(&format!("{prefix}{i}")))
@@ -151,6 +155,8 @@ fn stats_row(item: &Item) -> StatsRow {
                 Some(AttributeValue::Ss(set)) => set.iter().cloned().collect(),
                 _ => Default::default(),
             },
+            thumbs_up: signed("thumbsUp"),
+            thumbs_down: signed("thumbsDown"),
         },
     }
 }
@@ -189,6 +195,15 @@ pub(super) fn stats_expression(
         }
         adds.push(format!("#{name} :{name}"));
         names.insert(format!("#{name}"), name.clone());
+        values.insert(format!(":{name}"), n(value));
+    }
+    // Signed counters (reactions changed or removed subtract).
+    for (name, value) in [("thumbsUp", delta.thumbs_up), ("thumbsDown", delta.thumbs_down)] {
+        if value == 0 {
+            continue;
+        }
+        adds.push(format!("#{name} :{name}"));
+        names.insert(format!("#{name}"), name.to_owned());
         values.insert(format!(":{name}"), n(value));
     }
     if !delta.users.is_empty() {

@@ -55,6 +55,8 @@ impl Accounts for EmbeddedStore {
                     .execute(&format!("DELETE FROM {table} WHERE owner = ?1"), params![owner])
                     .map_err(sql_err("erasing a user's rows"))? as u64;
             }
+            // Reactions the user made in anyone's conversation, and their bookmarks.
+            erased.items += super::feedback::erase(&tx, &owner)?;
             // Keys that start with the user's id: rate counters and token budgets.
             for (table, prefix) in [
                 ("counters", schema::counter_prefix(&schema::rate_key(&owner))),

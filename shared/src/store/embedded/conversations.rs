@@ -325,6 +325,7 @@ pub(super) fn delete_in(tx: &rusqlite::Transaction<'_>, owner: &str, id: &str) -
         )
         .map_err(sql_err("deleting messages"))?;
     super::streams::delete_all(tx, owner, id)?;
+    super::feedback::delete_for_conversation(tx, owner, id)?;
     tx.execute(
         "DELETE FROM grants WHERE owner = ?1 AND conversation_id = ?2",
         params![owner, id],

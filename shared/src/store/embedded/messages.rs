@@ -178,6 +178,7 @@ impl Messages for EmbeddedStore {
                     params![owner, id],
                 )
                 .map_err(sql_err("clearing messages"))?;
+            super::feedback::clear_reactions(&tx, &owner, &id)?;
             tx.execute(
                 "UPDATE conversations SET last_message = NULL, active_leaf = NULL, message_count = message_count - ?1 \
                  WHERE owner = ?2 AND id = ?3",

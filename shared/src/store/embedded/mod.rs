@@ -15,6 +15,7 @@ mod activity;
 mod conversations;
 mod counters;
 mod docs;
+mod feedback;
 mod files;
 mod folders;
 mod idempotency;
@@ -216,6 +217,28 @@ CREATE TABLE IF NOT EXISTS grants (
     PRIMARY KEY (owner, conversation_id, grantee),
     UNIQUE (grantee, conversation_id)
 ) WITHOUT ROWID;
+-- Reactions (store::feedback): one per conversation owner, conversation, reacting user and message.
+CREATE TABLE IF NOT EXISTS reactions (
+    owner           TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    user_id         TEXT NOT NULL,
+    message_id      TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    PRIMARY KEY (owner, conversation_id, user_id, message_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS reactions_by_user ON reactions (user_id);
+-- Bookmarks (store::feedback): `owner` is the bookmarker, `conv_owner` the conversation's owner.
+CREATE TABLE IF NOT EXISTS bookmarks (
+    owner           TEXT NOT NULL,
+    id              TEXT NOT NULL,
+    conv_owner      TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    message_id      TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    PRIMARY KEY (owner, id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS bookmarks_by_message ON bookmarks (owner, conv_owner, conversation_id, message_id);
+CREATE INDEX IF NOT EXISTS bookmarks_by_conversation ON bookmarks (conv_owner, conversation_id);
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     owner       TEXT NOT NULL,
     key         TEXT NOT NULL,
