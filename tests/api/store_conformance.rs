@@ -6,6 +6,7 @@ mod accounting;
 mod continued;
 mod files;
 mod imports;
+mod links;
 mod organize;
 mod projects;
 mod prompts;

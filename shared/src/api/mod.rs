@@ -16,6 +16,7 @@ pub mod health;
 pub mod idempotency;
 pub mod import;
 pub mod input;
+pub mod links;
 pub mod messages;
 pub mod organize;
 pub mod policy;
@@ -357,6 +358,10 @@ async fn route(
         // No caller and no user data: the version and whether the store answers.
         return health::check(state).await;
     }
+    if op == Op::ReadShare {
+        // Anyone holding the link's token: no caller (`policy::Rule::Link`).
+        return links::read(state, matched.id).await;
+    }
     let limit = body_limit(&state.config, &req.path);
     if req.body.len() > limit {
         return Err(ApiError::PayloadTooLarge(format!(
@@ -380,7 +385,9 @@ async fn route(
     rate_limit(state, &caller).await?;
     let id = matched.id;
     let audited = audit_action(op);
-    let result = dispatch(state, &caller, req, op, id).await;
+    let result = dispatch(state, &caller, req, op, id, matched.sub).await;
+    // A share token is a secret: the audit names the conversation it made instead.
+    let id = if op == Op::ContinueShare { None } else { id };
     if let Some(action) = audited {
         let status = match &result {
             Ok(_) => "ok",
@@ -445,6 +452,10 @@ fn audit_action(op: Op) -> Option<&'static str> {
         Op::EmptyTrash => Some(action::TRASH_EMPTY),
         Op::Import => Some(action::CONVERSATIONS_IMPORT),
         Op::ExportAll => Some(action::CONVERSATIONS_EXPORT),
+        Op::CreateLink => Some(action::LINK_CREATE),
+        Op::UpdateLink => Some(action::LINK_UPDATE),
+        Op::DeleteLink => Some(action::LINK_DELETE),
+        Op::ContinueShare => Some(action::SHARE_CONTINUE),
         _ => None,
     }
 }
@@ -497,6 +508,7 @@ async fn dispatch(
     req: &ApiRequest,
     op: Op,
     id: Option<&str>,
+    sub: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
     match op {
         Op::ListConversations => conversations::list(state, caller, req).await,
@@ -560,7 +572,16 @@ async fn dispatch(
         Op::GetUserPlan => usage::get_user_plan(state, caller, id).await,
         Op::SetUserPlan => usage::set_user_plan(state, caller, id, req).await,
         Op::ClearUserPlan => usage::clear_user_plan(state, caller, id).await,
-        Op::Dashboard | Op::Health => unreachable_route(),
+        // The conversation's owner is the caller until the sharing resolver routes them.
+        Op::ListLinks => links::list(state, caller, &caller.user, input::conversation_id(id)?).await,
+        Op::CreateLink => {
+            let work = links::create(state, caller, &caller.user, input::conversation_id(id)?, req);
+            idempotency::once(state, caller, req, work).await
+        }
+        Op::UpdateLink => links::update(state, caller, &caller.user, input::conversation_id(id)?, sub, req).await,
+        Op::DeleteLink => links::delete(state, caller, &caller.user, input::conversation_id(id)?, sub).await,
+        Op::ContinueShare => idempotency::once(state, caller, req, links::continue_in_own(state, caller, id)).await,
+        Op::Dashboard | Op::Health | Op::ReadShare => unreachable_route(),
     }
 }
 

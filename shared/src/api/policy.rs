@@ -73,6 +73,12 @@ pub fn rule(op: Op) -> Rule {
         Op::GetConversation | Op::ListMessages | Op::ExportConversation | Op::ResumeChat(_) => Rule::Conversation(Read),
         Op::StopChat(_) | Op::SetActiveBranch | Op::CreateMessage => Rule::Conversation(Chat),
         Op::UpdateConversation | Op::DeleteConversation | Op::ClearMessages => Rule::Conversation(Manage),
+        // Share links: who sees the conversation is the owner's decision (listing them too: their
+        // view counts and expiries are the owner's business).
+        Op::ListLinks | Op::CreateLink | Op::UpdateLink | Op::DeleteLink => Rule::Conversation(Manage),
+        Op::ReadShare => Rule::Link,
+        // The copy is the caller's own new conversation; the handler opens the link first.
+        Op::ContinueShare => Rule::Signed,
         // A chat turn names its conversation in the body (new or existing): `chat::post`
         // resolves the role itself, with the same `allows(op, role)`.
         Op::Chat(_) => Rule::Conversation(Chat),
@@ -195,8 +201,9 @@ mod tests {
                         route.pattern
                     );
                 }
-                // Writes are never a viewer's; reads never need more than `Read`.
-                if *method == "GET" {
+                // Writes are never a viewer's; reads never need more than `Read` (but the list
+                // of a conversation's share links, the owner's alone).
+                if *method == "GET" && *op != Op::ListLinks {
                     assert!(
                         !matches!(rule, Rule::Conversation(Need::Manage)),
                         "{method} {}",

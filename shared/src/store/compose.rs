@@ -56,6 +56,8 @@ pub struct StoreParts {
     pub idempotency: Arc<dyn Idempotency>,
     /// The full-text index.
     pub search: Arc<dyn super::ports::Search>,
+    /// Share links.
+    pub links: Arc<dyn super::links::Links>,
 }
 
 impl std::fmt::Debug for StoreParts {
@@ -83,7 +85,8 @@ impl StoreParts {
             stats: store.clone(),
             counters: store.clone(),
             idempotency: store.clone(),
-            search: store,
+            search: store.clone(),
+            links: store,
         }
     }
 
@@ -108,6 +111,12 @@ impl StoreParts {
     /// Replaces the full-text search capability.
     pub fn with_search(mut self, part: Arc<dyn super::ports::Search>) -> Self {
         self.search = part;
+        self
+    }
+
+    /// Replaces the share-links capability.
+    pub fn with_links(mut self, part: Arc<dyn super::links::Links>) -> Self {
+        self.links = part;
         self
     }
 
@@ -568,5 +577,63 @@ impl super::ports::Search for StoreParts {
         query: &super::ports::IndexQuery,
     ) -> Result<Vec<super::ports::IndexHit>, StoreError> {
         self.search.search_index(owner, query).await
+    }
+}
+
+#[async_trait]
+impl crate::store::links::Links for StoreParts {
+    async fn create_link(
+        &self,
+        link: &crate::domain::ShareLink,
+        snapshot: &str,
+        max: usize,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.links.create_link(link, snapshot, max, now).await
+    }
+
+    async fn list_links(
+        &self,
+        owner: &UserId,
+        conversation: &ConversationId,
+    ) -> Result<Vec<crate::domain::ShareLink>, StoreError> {
+        self.links.list_links(owner, conversation).await
+    }
+
+    async fn update_link(
+        &self,
+        owner: &UserId,
+        conversation: &ConversationId,
+        id: &crate::domain::LinkId,
+        update: &crate::store::links::LinkUpdate,
+        now: Timestamp,
+    ) -> Result<crate::domain::ShareLink, StoreError> {
+        self.links.update_link(owner, conversation, id, update, now).await
+    }
+
+    async fn delete_link(
+        &self,
+        owner: &UserId,
+        conversation: &ConversationId,
+        id: &crate::domain::LinkId,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.links.delete_link(owner, conversation, id, now).await
+    }
+
+    async fn delete_conversation_links(
+        &self,
+        owner: &UserId,
+        conversation: &ConversationId,
+    ) -> Result<u64, StoreError> {
+        self.links.delete_conversation_links(owner, conversation).await
+    }
+
+    async fn read_link(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<crate::store::links::SharedSnapshot, StoreError> {
+        self.links.read_link(token_hash, now).await
     }
 }

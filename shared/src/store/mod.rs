@@ -29,6 +29,7 @@ pub mod cursor;
 pub mod dynamo;
 #[cfg(feature = "embedded")]
 pub mod embedded;
+pub mod links;
 mod open;
 pub mod organizing;
 pub mod ports;
@@ -41,10 +42,10 @@ pub use open::{from_env, open, open_dynamo, probe, Probe, PROBE_ID};
 pub use ports::{
     Accounting, Accounts, ActiveLeaf, Activity, Appended, BudgetLevels, Checkpoint, CheckpointAck, ConversationPatch,
     Conversations, Counters, Erased, FileCondition, Files, FolderDeleted, HeldKey, Housekeeping, Idempotency, IndexHit,
-    IndexQuery, ListConversations, ListMessages, Messages, Organizer, Page, PlanOverride, ProjectConversations,
-    ProjectPatch, Projects, PromptPatch, Prompts, Reservation, SavedResponse, Search, Settlement, Stats, StatsUpdate,
-    Store, StoredKey, StreamLease, Streams, TagCount, Touch, TurnBegun, TurnFinish, TurnLimits, TurnStart, TurnWrite,
-    Turns, UsageRow,
+    IndexQuery, LinkUpdate, Links, ListConversations, ListMessages, Messages, Organizer, Page, PlanOverride,
+    ProjectConversations, ProjectPatch, Projects, PromptPatch, Prompts, Reservation, SavedResponse, Search, Settlement,
+    SharedSnapshot, Stats, StatsUpdate, Store, StoredKey, StreamLease, Streams, TagCount, Touch, TurnBegun, TurnFinish,
+    TurnLimits, TurnStart, TurnWrite, Turns, UsageRow,
 };
 pub use rules::{
     check_message_size, days_between, listing_rank, page_size, pin_base, retry_after, scaled_time, window_ends,
@@ -55,7 +56,7 @@ pub use rules::{
 /// The capability traits, to call store methods on any store: `use shared::store::prelude::*;`.
 pub mod prelude {
     pub use super::ports::{
-        Accounting, Accounts, Activity, Conversations, Counters, Files, Housekeeping, Idempotency, Messages, Organizer,
-        Projects, Prompts, Search, Stats, Store, Streams, Turns,
+        Accounting, Accounts, Activity, Conversations, Counters, Files, Housekeeping, Idempotency, Links, Messages,
+        Organizer, Projects, Prompts, Search, Stats, Store, Streams, Turns,
     };
 }

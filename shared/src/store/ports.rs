@@ -16,6 +16,7 @@ use crate::error::StoreError;
 
 pub use super::accounting::{Accounting, BudgetLevels, PlanOverride, Settlement, TurnLimits, UsageRow};
 pub use super::cursor::Page;
+pub use super::links::{LinkUpdate, Links, SharedSnapshot};
 pub use super::organizing::{
     Accounts, Erased, FolderDeleted, Housekeeping, IndexHit, IndexQuery, Organizer, Search, TagCount,
 };
@@ -721,6 +722,7 @@ pub trait Store:
     + Counters
     + Idempotency
     + Search
+    + Links
     + 'static
 {
 }
@@ -742,6 +744,7 @@ impl<
             + Counters
             + Idempotency
             + Search
+            + Links
             + 'static,
     > Store for T
 {

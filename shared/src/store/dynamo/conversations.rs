@@ -410,6 +410,7 @@ impl Conversations for DynamoStore {
         // 2. Remove its tag memberships and every other item of the partition.
         let meta: ConversationItem = from_item(marked.attributes.unwrap_or_default())?;
         self.delete_memberships(&meta).await?;
+        self.drop_links(owner, Some(id)).await?;
         let messages = self.delete_partition_items(owner, id).await?;
         // 3. The conversation itself, last.
         self.client

@@ -21,6 +21,7 @@ mod docs;
 mod files;
 mod idempotency;
 mod items;
+mod links;
 mod messages;
 mod organize;
 mod projects;
