@@ -453,9 +453,7 @@ impl Links for DynamoStore {
         let mut new_version = None;
         if let Some((snapshot, at, count)) = &update.snapshot {
             let version = self::new_version(now);
-            let (chunks, first) = self
-                .put_pieces(item.token_hash(), &version, snapshot)
-                .await?;
+            let (chunks, first) = self.put_pieces(item.token_hash(), &version, snapshot).await?;
             set.extend([
                 "snapshotAt = :at",
                 "messageCount = :count",
