@@ -93,9 +93,9 @@ struct CreateBody {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct PatchBody {
-    /// Take a new snapshot (later messages and the branch now shown appear).
-    #[serde(default)]
-    refresh: Option<bool>,
+    /// Take a new snapshot (later messages and the branch now shown appear); `null` is refused.
+    #[serde(default, deserialize_with = "super::projects::nullable")]
+    refresh: Option<Option<bool>>,
     /// Days from now until it expires; `null`: never; absent: unchanged.
     #[serde(default, deserialize_with = "super::projects::nullable")]
     expires_in_days: Option<Option<serde_json::Value>>,
@@ -106,15 +106,18 @@ fn expiry(raw: Option<&serde_json::Value>, now: Timestamp) -> Result<Option<Time
     let Some(raw) = raw.filter(|v| !v.is_null()) else {
         return Ok(None);
     };
-    let days = raw
-        .as_i64()
-        .filter(|d| (1..=MAX_EXPIRY_DAYS).contains(d))
-        .ok_or_else(|| {
-            ValidationError::field(
-                "expiresInDays",
-                format!("must be a whole number of days from 1 to {MAX_EXPIRY_DAYS}, or null (never expires)"),
-            )
-        })?;
+    // JSON Schema's integers include `7.0`.
+    let whole = raw.as_i64().or_else(|| {
+        raw.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() <= 1e9)
+            .map(|f| f as i64)
+    });
+    let days = whole.filter(|d| (1..=MAX_EXPIRY_DAYS).contains(d)).ok_or_else(|| {
+        ValidationError::field(
+            "expiresInDays",
+            format!("must be a whole number of days from 1 to {MAX_EXPIRY_DAYS}, or null (never expires)"),
+        )
+    })?;
     Ok(Some(now + chrono::Duration::days(days)))
 }
 
@@ -250,20 +253,30 @@ pub async fn update(
     let link = link_id(link)?;
     let body: PatchBody = input::json_body(req, false)?;
     let now = state.now();
+    let refresh = match body.refresh {
+        Some(None) => return Err(ValidationError::field("refresh", "must be true or false").into()),
+        Some(Some(r)) => Some(r),
+        None => None,
+    };
+    if refresh.is_none() && body.expires_in_days.is_none() {
+        return Err(ValidationError::body("nothing to update: send \"refresh\": true, expiresInDays, or both").into());
+    }
     let mut update = LinkUpdate::default();
     if let Some(days) = &body.expires_in_days {
         update.expires_at = Some(expiry(days.as_ref(), now)?);
     }
-    if body.refresh == Some(true) {
+    if refresh == Some(true) {
         let snapshot = snapshot(state, owner, &id, now).await?;
         update.snapshot = Some((encode(&snapshot)?, now, snapshot.messages.len() as u64));
     }
     if update == LinkUpdate::default() {
-        return Err(ValidationError::field(
-            "refresh",
-            "nothing to update: send \"refresh\": true, expiresInDays, or both",
-        )
-        .into());
+        // `{"refresh": false}`: nothing changes; the link as it is.
+        let links = state.store.list_links(owner, &id).await?;
+        let found = links
+            .iter()
+            .find(|l| l.id == link)
+            .ok_or_else(|| ApiError::NotFound("share link not found".to_owned()))?;
+        return json(StatusCode::OK, &LinkView::of(found, now));
     }
     let stored = state
         .store
