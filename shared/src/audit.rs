@@ -16,6 +16,14 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// Audit action names.
 pub mod action {
+    /// `POST /api/conversations/{id}/links`
+    pub const LINK_CREATE: &str = "link.create";
+    /// `PATCH /api/conversations/{id}/links/{linkId}`
+    pub const LINK_UPDATE: &str = "link.update";
+    /// `DELETE /api/conversations/{id}/links/{linkId}`
+    pub const LINK_DELETE: &str = "link.delete";
+    /// `POST /api/share/{token}/continue` (the resource is the new conversation, never the token)
+    pub const SHARE_CONTINUE: &str = "share.continue";
     /// `POST /api/conversations`
     pub const CONVERSATION_CREATE: &str = "conversation.create";
     /// `PATCH /api/conversations/{id}`

@@ -1,5 +1,5 @@
 //! "Delete my account data" (issue 18), on both stores: a user who chatted, reacted to a reply,
-//! bookmarked a message, organised, uploaded, and was audited erases everything; afterwards the raw tables (every SQLite table read around
+//! bookmarked a message, organised, uploaded, shared a link and was audited erases everything; afterwards the raw tables (every SQLite table read around
 //! the store; every DynamoDB item of both tables, scanned) hold nothing that names the user or
 //! their analytics hash, their file objects are gone, another user's data is untouched, and the
 //! erasure itself is audited under a pseudonymous id.
@@ -79,6 +79,9 @@ async fn leave_traces(app: &TestApp, token: &str, user: &str, files: &std::path:
     )
     .await;
     let id = c.json["id"].as_str().expect("id").to_owned();
+    // A share link to it (its lookup item is keyed by the token's hash, not by the user).
+    let link = call("POST", format!("/api/conversations/{id}/links"), Some(json!({}))).await;
+    assert!(link.json["token"].is_string());
     call(
         "PATCH",
         format!("/api/conversations/{id}"),
@@ -182,6 +185,12 @@ where
             "alice's {table} are stored"
         );
     }
+    assert!(
+        before
+            .iter()
+            .any(|row| (row.contains("SHARE#") || row.starts_with("share_links:")) && row.contains(ALICE)),
+        "alice's share link is stored"
+    );
     // No confirmation: nothing happens.
     let refused = with_bearer(&app, &alice, "DELETE", "/api/account", None).await;
     assert_eq!(

@@ -24,6 +24,7 @@ mod gateway;
 mod http_api;
 mod import;
 mod limits;
+mod links;
 mod mcp;
 mod metrics;
 mod migrate;

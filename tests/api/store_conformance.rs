@@ -7,6 +7,7 @@ mod continued;
 mod feedback;
 mod files;
 mod imports;
+mod links;
 mod organize;
 mod projects;
 mod prompts;

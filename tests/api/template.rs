@@ -396,7 +396,16 @@ fn every_route_is_on_one_origin_and_no_function_is_open_to_anonymous_invocation(
             "{method} {path}: on {api_name}"
         );
         let open = props["Auth"]["Authorizer"].as_str() == Some("NONE");
-        let may_be_open = method == "OPTIONS" || path == "/api/health" || path == "/dashboard";
+        // Open: preflights, and what the policy lets anyone do (the health check, the
+        // dashboard's page, a share link read with its token).
+        let rule = shared::api::routes::find(shared::api::routes::Scope::All, &path)
+            .and_then(|m| m.route.ops.iter().find(|(m, _)| *m == method).map(|(_, op)| *op))
+            .map(shared::api::policy::rule);
+        let may_be_open = method == "OPTIONS"
+            || matches!(
+                rule,
+                Some(shared::api::policy::Rule::Public | shared::api::policy::Rule::Link)
+            );
         assert!(!open || may_be_open, "{method} {path} skips the authorizer");
         if binary == "chat" {
             assert_eq!(

@@ -293,10 +293,15 @@ pub async fn update(
         )
         .into());
     }
-    let updated = state
+    let mut updated = state
         .store
         .update_conversation(&caller.user, &id, &patch, state.now())
         .await?;
+    if patch.is_shared == Some(false) {
+        // Unsharing revokes every share link of it.
+        state.store.delete_conversation_links(&caller.user, &id).await?;
+        updated.shared_until = None;
+    }
     if patch.model.is_some() {
         record(
             state,
@@ -362,6 +367,8 @@ pub async fn delete(
         super::organize::delete_forever(state, caller, &id, false).await?;
     } else {
         state.store.trash_conversation(&caller.user, &id, state.now()).await?;
+        // Its share links are revoked (a restore does not bring them back).
+        state.store.delete_conversation_links(&caller.user, &id).await?;
     }
     json(StatusCode::OK, &Success { success: true })
 }

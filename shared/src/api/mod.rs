@@ -17,6 +17,7 @@ pub mod health;
 pub mod idempotency;
 pub mod import;
 pub mod input;
+pub mod links;
 pub mod messages;
 pub mod organize;
 pub mod policy;
@@ -392,6 +393,10 @@ async fn route(
         // No caller and no user data: the version and whether the store answers.
         return health::check(state).await;
     }
+    if op == Op::ReadShare {
+        // Anyone holding the link's token: no caller (`policy::Rule::Link`).
+        return links::read(state, matched.id).await;
+    }
     let limit = body_limit(&state.config, &req.path);
     if req.body.len() > limit {
         return Err(ApiError::PayloadTooLarge(format!(
@@ -416,6 +421,8 @@ async fn route(
     let id = matched.id;
     let audited = audit_action(op);
     let result = dispatch(state, &caller, req, op, id, matched.sub).await;
+    // A share token is a secret: the audit names the conversation it made instead.
+    let id = if op == Op::ContinueShare { None } else { id };
     if let Some(action) = audited {
         let status = match &result {
             Ok(_) => "ok",
@@ -482,6 +489,10 @@ fn audit_action(op: Op) -> Option<&'static str> {
         Op::ExportAll => Some(action::CONVERSATIONS_EXPORT),
         Op::ShareConversation => Some(action::CONVERSATION_SHARE),
         Op::Unshare | Op::LeaveShared => Some(action::CONVERSATION_UNSHARE),
+        Op::CreateLink => Some(action::LINK_CREATE),
+        Op::UpdateLink => Some(action::LINK_UPDATE),
+        Op::DeleteLink => Some(action::LINK_DELETE),
+        Op::ContinueShare => Some(action::SHARE_CONTINUE),
         _ => None,
     }
 }
@@ -588,9 +599,11 @@ async fn dispatch(
         | Op::PutReaction
         | Op::DeleteReaction
         | Op::PutBookmark
-        | Op::DeleteBookmark => {
-            policy::on_conversation(state, caller, req, (op, input::conversation_id(id)?, sub)).await
-        }
+        | Op::DeleteBookmark
+        | Op::ListLinks
+        | Op::CreateLink
+        | Op::UpdateLink
+        | Op::DeleteLink => policy::on_conversation(state, caller, req, (op, input::conversation_id(id)?, sub)).await,
         Op::SharedWithMe => sharing::shared_with_me(state, caller, req).await,
         Op::ChatInfo(solution) => chat::info(state, caller, solution),
         Op::Chat(solution) => chat::post(state, caller, solution, req).await,
@@ -601,7 +614,8 @@ async fn dispatch(
         Op::SetUserPlan => usage::set_user_plan(state, caller, id, req).await,
         Op::ClearUserPlan => usage::clear_user_plan(state, caller, id).await,
         Op::ListBookmarks => feedback::list_bookmarks(state, caller, req).await,
-        Op::Dashboard | Op::Health => unreachable_route(),
+        Op::ContinueShare => idempotency::once(state, caller, req, links::continue_in_own(state, caller, id)).await,
+        Op::Dashboard | Op::Health | Op::ReadShare => unreachable_route(),
     }
 }
 

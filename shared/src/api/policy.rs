@@ -90,6 +90,12 @@ pub fn rule(op: Op) -> Rule {
         | Op::Unshare => Rule::Conversation(Manage),
         // A reaction or a bookmark is the caller's own mark on a conversation they can read.
         Op::PutReaction | Op::DeleteReaction | Op::PutBookmark | Op::DeleteBookmark => Rule::Conversation(Mark),
+        // Share links: who sees the conversation is the owner's decision (listing them too: their
+        // view counts and expiries are the owner's business).
+        Op::ListLinks | Op::CreateLink | Op::UpdateLink | Op::DeleteLink => Rule::Conversation(Manage),
+        Op::ReadShare => Rule::Link,
+        // The copy is the caller's own new conversation; the handler opens the link first.
+        Op::ContinueShare => Rule::Signed,
         // A chat turn names its conversation in the body (new or existing): `chat::post`
         // resolves the role itself, with the same `allows(op, role)`.
         Op::Chat(_) => Rule::Conversation(Chat),
@@ -280,6 +286,12 @@ mod tests {
         ("PUT", "/api/conversations/{id}/messages/{messageId}/bookmark", "OCV"),
         ("DELETE", "/api/conversations/{id}/messages/{messageId}/bookmark", "OCV"),
         ("GET", "/api/bookmarks", "O"),
+        ("GET", "/api/conversations/{id}/links", "O"),
+        ("POST", "/api/conversations/{id}/links", "O"),
+        ("PATCH", "/api/conversations/{id}/links/{linkId}", "O"),
+        ("DELETE", "/api/conversations/{id}/links/{linkId}", "O"),
+        ("GET", "/api/share/{token}", "L"),
+        ("POST", "/api/share/{token}/continue", "O"),
         ("GET", "/api/conversations/{id}/export", "OCV"),
         ("GET", "/api/export", "O"),
         ("POST", "/api/import", "O"),

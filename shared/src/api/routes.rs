@@ -132,6 +132,18 @@ pub enum Op {
     DeleteBookmark,
     /// `GET /api/bookmarks?limit&cursor`: the caller's bookmarks, newest first.
     ListBookmarks,
+    /// `GET /api/conversations/{id}/links`: the conversation's share links (its owner).
+    ListLinks,
+    /// `POST /api/conversations/{id}/links`: a share link to a snapshot of it (its owner).
+    CreateLink,
+    /// `PATCH /api/conversations/{id}/links/{linkId}`: refresh a link's snapshot or change its expiry.
+    UpdateLink,
+    /// `DELETE /api/conversations/{id}/links/{linkId}`: revoke a link.
+    DeleteLink,
+    /// `GET /api/share/{token}`: a share link's snapshot, without authentication.
+    ReadShare,
+    /// `POST /api/share/{token}/continue`: a share link's snapshot copied into the caller's account.
+    ContinueShare,
 }
 
 /// A path pattern with its methods and function.
@@ -483,6 +495,26 @@ pub const ROUTES: &[Route] = &[
         pattern: "/api/health",
         function: "conversations",
         ops: &[("GET", Op::Health)],
+    },
+    Route {
+        pattern: "/api/conversations/{id}/links",
+        function: "conversations",
+        ops: &[("GET", Op::ListLinks), ("POST", Op::CreateLink)],
+    },
+    Route {
+        pattern: "/api/conversations/{id}/links/{linkId}",
+        function: "conversations",
+        ops: &[("PATCH", Op::UpdateLink), ("DELETE", Op::DeleteLink)],
+    },
+    Route {
+        pattern: "/api/share/{token}",
+        function: "conversations",
+        ops: &[("GET", Op::ReadShare)],
+    },
+    Route {
+        pattern: "/api/share/{token}/continue",
+        function: "conversations",
+        ops: &[("POST", Op::ContinueShare)],
     },
 ];
 

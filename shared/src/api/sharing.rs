@@ -18,8 +18,8 @@ use super::error::ApiError;
 use super::routes::Op;
 use super::views::ConversationView;
 use super::{
-    chat, conversations, feedback, idempotency, input, json, messages, no_content, with_cursor, ApiRequest, Body,
-    Caller,
+    chat, conversations, feedback, idempotency, input, json, links, messages, no_content, with_cursor, ApiRequest,
+    Body, Caller,
 };
 
 /// How many conversations shared with the caller are read at once for one page of `GET /api/shared`.
@@ -69,6 +69,10 @@ pub(super) async fn run(
         Op::PutReaction => feedback::put_reaction(state, caller, owner, id, input::message_id(sub)?, req).await,
         Op::DeleteReaction => feedback::delete_reaction(state, caller, owner, id, input::message_id(sub)?).await,
         Op::PutBookmark => feedback::put_bookmark(state, caller, owner, id, input::message_id(sub)?, req).await,
+        Op::ListLinks => links::list(state, caller, owner, id).await,
+        Op::CreateLink => idempotency::once(state, caller, req, links::create(state, caller, owner, id, req)).await,
+        Op::UpdateLink => links::update(state, caller, owner, id, sub, req).await,
+        Op::DeleteLink => links::delete(state, caller, owner, id, sub).await,
         Op::DeleteBookmark => feedback::delete_bookmark(state, caller, owner, id, input::message_id(sub)?).await,
         _ => Err(ApiError::NotFound("no such route".to_owned())),
     }

@@ -42,7 +42,8 @@ impl<'a> From<&'a Conversation> for ConversationView<'a> {
             id: c.id.as_str(),
             title: &c.title,
             is_pinned: c.is_pinned,
-            is_shared: c.is_shared,
+            // A live link's expiry passes without a write: decided at read time.
+            is_shared: c.shared_at(crate::domain::now()),
             model: &c.model,
             solution_type: c.solution_type,
             created_at: c.created_at,

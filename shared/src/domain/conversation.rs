@@ -211,6 +211,10 @@ pub struct Conversation {
     pub trashed_at: Option<Timestamp>,
     /// Where it was imported from (`POST /api/import`); `None` for a conversation made here.
     pub imported_from: Option<ImportSource>,
+    /// Until when a share link of it answers (the latest expiry of its live links; the far
+    /// future for a link that never expires; `None`: no live link): `isShared` is computed from
+    /// it at read time ([`Conversation::shared_at`]).
+    pub shared_until: Option<Timestamp>,
 }
 
 /// The export an imported conversation came from (`importedFrom` in JSON).
@@ -223,6 +227,8 @@ pub enum ImportSource {
     Chatgpt,
     /// Claude's `conversations.json`.
     Claude,
+    /// A share link's snapshot, continued by its reader (`POST /api/share/{token}/continue`).
+    Share,
 }
 
 impl ImportSource {
@@ -232,18 +238,30 @@ impl ImportSource {
             ImportSource::Athena => "athena",
             ImportSource::Chatgpt => "chatgpt",
             ImportSource::Claude => "claude",
+            ImportSource::Share => "share",
         }
     }
 
     /// Parses a wire name (`None` for anything else).
     pub fn from_name(raw: &str) -> Option<Self> {
-        [ImportSource::Athena, ImportSource::Chatgpt, ImportSource::Claude]
-            .into_iter()
-            .find(|s| s.as_str() == raw)
+        [
+            ImportSource::Athena,
+            ImportSource::Chatgpt,
+            ImportSource::Claude,
+            ImportSource::Share,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
     }
 }
 
 impl Conversation {
+    /// Whether it is shared at `now`: the seed's flag (set by `PATCH isShared`), or a live share
+    /// link.
+    pub fn shared_at(&self, now: Timestamp) -> bool {
+        self.is_shared || self.shared_until.is_some_and(|t| t > now)
+    }
+
     /// A new, empty conversation created `at` (unpinned, unshared, no preview, no messages).
     pub fn new(
         id: ConversationId,
@@ -273,6 +291,7 @@ impl Conversation {
             archived_at: None,
             trashed_at: None,
             imported_from: None,
+            shared_until: None,
         }
     }
 

@@ -103,6 +103,12 @@ id_type!(
     ClientMessageId,
     "clientMessageId"
 );
+id_type!(
+    /// A share link's id: a ULID made by the server (not its token: the id names the link to its
+    /// owner; the token opens it).
+    LinkId,
+    "linkId"
+);
 
 impl MessageId {
     /// The parent a message names when it starts the conversation explicitly (a new version of

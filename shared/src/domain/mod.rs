@@ -9,6 +9,7 @@ mod conversation;
 pub mod file;
 mod folder;
 mod ids;
+pub mod link;
 mod live;
 mod message;
 mod project;
@@ -27,8 +28,10 @@ pub use folder::{
     MAX_TAG_LEN, TRASH_DAYS,
 };
 pub use ids::{
-    ClientMessageId, ConversationId, FileId, FolderId, IdGenerator, MessageId, ProjectId, PromptId, UserId, MAX_ID_LEN,
+    ClientMessageId, ConversationId, FileId, FolderId, IdGenerator, LinkId, MessageId, ProjectId, PromptId, UserId,
+    MAX_ID_LEN,
 };
+pub use link::{ShareLink, SharedMessage, Snapshot};
 pub use live::LiveTurn;
 pub use message::{Approval, FinishReason, Message, MessagePart, Role, Usage};
 pub use project::{

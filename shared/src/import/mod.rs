@@ -44,6 +44,7 @@ impl Source {
         match raw {
             None | Some("auto") => Ok(Source::Auto),
             Some(name) => ImportSource::from_name(name)
+                .filter(|s| *s != ImportSource::Share)
                 .map(Source::Only)
                 .ok_or_else(|| ValidationError::field("source", "must be auto, athena, chatgpt or claude")),
         }
@@ -119,6 +120,8 @@ pub fn prepare(source: Source, item: serde_json::Value, ctx: &Context<'_>) -> Re
         ImportSource::Athena => athena::prepare(item, ctx),
         ImportSource::Chatgpt => chatgpt::prepare(item, ctx),
         ImportSource::Claude => claude::prepare(item, ctx),
+        // Not a file format (`Source::parse` refuses it): a share link's copy is made apart.
+        ImportSource::Share => Err(ItemError::invalid("not an export format", None)),
     }
 }
 

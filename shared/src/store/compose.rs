@@ -60,6 +60,8 @@ pub struct StoreParts {
     pub sharing: Arc<dyn super::ports::Sharing>,
     /// Reactions and bookmarks.
     pub feedback: Arc<dyn super::ports::Feedback>,
+    /// Share links.
+    pub links: Arc<dyn super::links::Links>,
 }
 
 impl std::fmt::Debug for StoreParts {
@@ -89,7 +91,8 @@ impl StoreParts {
             idempotency: store.clone(),
             search: store.clone(),
             sharing: store.clone(),
-            feedback: store,
+            feedback: store.clone(),
+            links: store,
         }
     }
 
@@ -120,6 +123,12 @@ impl StoreParts {
     /// Replaces the reactions-and-bookmarks capability.
     pub fn with_feedback(mut self, part: Arc<dyn super::ports::Feedback>) -> Self {
         self.feedback = part;
+        self
+    }
+
+    /// Replaces the share-links capability.
+    pub fn with_links(mut self, part: Arc<dyn super::links::Links>) -> Self {
+        self.links = part;
         self
     }
 
@@ -676,5 +685,63 @@ impl super::ports::Feedback for StoreParts {
         keys: &[(UserId, ConversationId)],
     ) -> Result<std::collections::HashMap<(UserId, ConversationId), String>, StoreError> {
         self.feedback.conversation_titles(keys).await
+    }
+}
+
+#[async_trait]
+impl crate::store::links::Links for StoreParts {
+    async fn create_link(
+        &self,
+        link: &crate::domain::ShareLink,
+        snapshot: &str,
+        max: usize,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.links.create_link(link, snapshot, max, now).await
+    }
+
+    async fn list_links(
+        &self,
+        owner: &UserId,
+        conversation: &ConversationId,
+    ) -> Result<Vec<crate::domain::ShareLink>, StoreError> {
+        self.links.list_links(owner, conversation).await
+    }
+
+    async fn update_link(
+        &self,
+        owner: &UserId,
+        conversation: &ConversationId,
+        id: &crate::domain::LinkId,
+        update: &crate::store::links::LinkUpdate,
+        now: Timestamp,
+    ) -> Result<crate::domain::ShareLink, StoreError> {
+        self.links.update_link(owner, conversation, id, update, now).await
+    }
+
+    async fn delete_link(
+        &self,
+        owner: &UserId,
+        conversation: &ConversationId,
+        id: &crate::domain::LinkId,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.links.delete_link(owner, conversation, id, now).await
+    }
+
+    async fn delete_conversation_links(
+        &self,
+        owner: &UserId,
+        conversation: &ConversationId,
+    ) -> Result<u64, StoreError> {
+        self.links.delete_conversation_links(owner, conversation).await
+    }
+
+    async fn read_link(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<crate::store::links::SharedSnapshot, StoreError> {
+        self.links.read_link(token_hash, now).await
     }
 }

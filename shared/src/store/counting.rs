@@ -647,3 +647,67 @@ impl crate::store::ports::Feedback for CountingStore {
         self.inner.conversation_titles(keys).await
     }
 }
+
+#[async_trait]
+impl crate::store::links::Links for CountingStore {
+    async fn create_link(
+        &self,
+        link: &crate::domain::ShareLink,
+        snapshot: &str,
+        max: usize,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.record("create_link");
+        self.inner.create_link(link, snapshot, max, now).await
+    }
+
+    async fn list_links(
+        &self,
+        owner: &UserId,
+        conversation: &ConversationId,
+    ) -> Result<Vec<crate::domain::ShareLink>, StoreError> {
+        self.record("list_links");
+        self.inner.list_links(owner, conversation).await
+    }
+
+    async fn update_link(
+        &self,
+        owner: &UserId,
+        conversation: &ConversationId,
+        id: &crate::domain::LinkId,
+        update: &crate::store::links::LinkUpdate,
+        now: Timestamp,
+    ) -> Result<crate::domain::ShareLink, StoreError> {
+        self.record("update_link");
+        self.inner.update_link(owner, conversation, id, update, now).await
+    }
+
+    async fn delete_link(
+        &self,
+        owner: &UserId,
+        conversation: &ConversationId,
+        id: &crate::domain::LinkId,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.record("delete_link");
+        self.inner.delete_link(owner, conversation, id, now).await
+    }
+
+    async fn delete_conversation_links(
+        &self,
+        owner: &UserId,
+        conversation: &ConversationId,
+    ) -> Result<u64, StoreError> {
+        self.record("delete_conversation_links");
+        self.inner.delete_conversation_links(owner, conversation).await
+    }
+
+    async fn read_link(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<crate::store::links::SharedSnapshot, StoreError> {
+        self.record("read_link");
+        self.inner.read_link(token_hash, now).await
+    }
+}

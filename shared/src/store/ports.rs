@@ -17,6 +17,7 @@ use crate::error::StoreError;
 pub use super::accounting::{Accounting, BudgetLevels, PlanOverride, Settlement, TurnLimits, UsageRow};
 pub use super::cursor::Page;
 pub use super::feedback::{Bookmark, Feedback, Reaction, Thumb};
+pub use super::links::{LinkUpdate, Links, SharedSnapshot};
 pub use super::organizing::{
     Accounts, Erased, FolderDeleted, Housekeeping, IndexHit, IndexQuery, Organizer, Search, TagCount,
 };
@@ -745,6 +746,7 @@ pub trait Store:
     + Search
     + Sharing
     + Feedback
+    + Links
     + 'static
 {
 }
@@ -768,6 +770,7 @@ impl<
             + Search
             + Sharing
             + Feedback
+            + Links
             + 'static,
     > Store for T
 {

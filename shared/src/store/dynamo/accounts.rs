@@ -138,6 +138,8 @@ impl Accounts for DynamoStore {
                 Err(e) => return Err(classify("DeleteItem claim", e)),
             }
         }
+        // Share links left by a conversation whose delete was interrupted (with their lookup items).
+        erased.items += self.drop_links(user, None).await?;
         let conversations_table = self.tables.conversations.clone();
         let events_table = self.tables.events.clone();
         for (table, pk) in [

@@ -412,6 +412,7 @@ impl Conversations for DynamoStore {
         self.delete_memberships(&meta).await?;
         self.delete_conversation_grants(owner, id).await?;
         self.delete_own_bookmarks(owner, id).await?;
+        self.drop_links(owner, Some(id)).await?;
         let messages = self.delete_partition_items(owner, id).await?;
         // 3. The conversation itself, last.
         self.client

@@ -88,6 +88,9 @@ pub(super) struct ConversationItem {
     /// meanwhile, like one being deleted): `Conversations::import_conversation`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) importing: Option<bool>,
+    /// Until when a share link answers ([`Conversation::shared_until`]), written by the links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) shared_until: Option<String>,
 }
 
 /// The index keys of a conversation on its shelf (`None`: not in that sparse index).
@@ -163,6 +166,7 @@ impl ConversationItem {
             rev: 0,
             imported_from: c.imported_from,
             importing: None,
+            shared_until: c.shared_until.as_ref().map(ts::format),
         }
     }
 
@@ -209,6 +213,7 @@ impl ConversationItem {
             archived_at: self.archived_at.as_deref().map(rules::parse_ts).transpose()?,
             trashed_at: self.trashed_at.as_deref().map(rules::parse_ts).transpose()?,
             imported_from: self.imported_from,
+            shared_until: self.shared_until.as_deref().map(rules::parse_ts).transpose()?,
         })
     }
 }

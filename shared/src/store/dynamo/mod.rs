@@ -22,6 +22,7 @@ mod feedback;
 mod files;
 mod idempotency;
 mod items;
+mod links;
 mod messages;
 mod organize;
 mod projects;

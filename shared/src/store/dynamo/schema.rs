@@ -23,6 +23,9 @@
 //! | idempotency record | `IDEM#<owner>` | `<Idempotency-Key>` | `fingerprint`, `state`, `token?`, `status?`, `body?`, `location?`, `expiresAt` (TTL) |
 //! | search posting of a message | `SRCH#<owner>#<term>` | `M#<message id>#<conversation id>` | `tf`, `len`, `role`, `at` |
 //! | search posting of a title | `SRCH#<owner>#<term>` | `T#<conversation id>` | `tf`, `len` |
+//! | share link (the lookup item) | `SHARE#<sha-256 of the token>` | `LINK` | `linkId`, `ownerId`, `conversationId`, `createdAt`, `updatedAt`, `linkExpiresAt?`, `views`, `snapshotAt`, `messageCount`, `version`, `chunks`, `snapshot` (the snapshot's first piece) |
+//! | share link snapshot piece | `SHARE#<sha-256 of the token>` | `C#<version>#<nnnn>` | `data` (pieces 1.. of a snapshot over [`SHARE_CHUNK_BYTES`], 100 KB) |
+//! | share link of an owner | `LINKS#<owner>` | `<conversation id>#<link id>` | `tokenHash` |
 //!
 //! Search postings are written only by the stream consumer (`shared::reactions`, the `streams`
 //! function), from the table's stream (`NEW_AND_OLD_IMAGES`): never in a request's write.
@@ -521,4 +524,41 @@ pub fn grant_sk(grantee_key: &str) -> String {
 /// id): the policy's one lookup for a caller who is not the owner, and "shared with me".
 pub fn shared_pk(grantee_key: &str) -> String {
     format!("SHARED#{grantee_key}")
+}
+
+/// Partition key of a share link's lookup item and snapshot pieces: the SHA-256 (hex) of its
+/// token, so reading a link is one GetItem and the table holds no live token.
+pub fn share_pk(token_hash: &str) -> String {
+    format!("SHARE#{token_hash}")
+}
+
+/// Sort key of a share link's lookup item.
+pub const SHARE_LINK_SK: &str = "LINK";
+
+/// Bytes of a link's snapshot per item (its lookup item holds the first piece): a quarter of
+/// DynamoDB's 400 KB item limit, so the lookup item's other attributes and a refresh's
+/// UpdateItem stay well within it (moto, the tests' DynamoDB, sizes non-ASCII text above its
+/// UTF-8 length).
+pub const SHARE_CHUNK_BYTES: usize = 100 * 1024;
+
+/// Sort-key prefix of the pieces of one version of a link's snapshot.
+pub fn share_chunk_prefix(version: &str) -> String {
+    format!("C#{version}#")
+}
+
+/// Sort key of the `n`th (1-based) further piece of a link's snapshot.
+pub fn share_chunk_sk(version: &str, n: usize) -> String {
+    format!("C#{version}#{n:04}")
+}
+
+/// Partition key of a user's share links (conversations table; `sk` =
+/// [`share_link_sk`]): listing a conversation's links is one Query on the prefix
+/// `<conversation id>#`.
+pub fn links_pk(owner: &str) -> String {
+    format!("LINKS#{owner}")
+}
+
+/// Sort key of a link among its owner's ([`links_pk`]).
+pub fn share_link_sk(conversation: &str, link: &str) -> String {
+    format!("{conversation}#{link}")
 }

@@ -19,6 +19,7 @@ mod feedback;
 mod files;
 mod folders;
 mod idempotency;
+mod links;
 mod messages;
 mod projects;
 mod prompts;
@@ -63,6 +64,7 @@ CREATE TABLE IF NOT EXISTS conversations (
     archived_at   TEXT,
     trashed_at    TEXT,
     imported_from TEXT,
+    shared_until  TEXT,
     PRIMARY KEY (owner, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations (owner, rank DESC, id DESC);
@@ -87,6 +89,19 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (owner, conversation_id, id),
     FOREIGN KEY (owner, conversation_id) REFERENCES conversations (owner, id) ON DELETE CASCADE
 ) WITHOUT ROWID;
+-- Share links (store::links): keyed by the SHA-256 of the token; the link as JSON, its views
+-- counted apart, its snapshot as JSON. Deleted with their conversation.
+CREATE TABLE IF NOT EXISTS share_links (
+    token_hash      TEXT PRIMARY KEY,
+    owner           TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    id              TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    views           INTEGER NOT NULL DEFAULT 0,
+    snapshot        TEXT NOT NULL,
+    FOREIGN KEY (owner, conversation_id) REFERENCES conversations (owner, id) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS share_links_by_conversation ON share_links (owner, conversation_id, id);
 CREATE TABLE IF NOT EXISTS events (
     id         TEXT PRIMARY KEY,
     day        TEXT NOT NULL,
@@ -297,6 +312,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         conn.execute_batch("ALTER TABLE conversations ADD COLUMN imported_from TEXT")
             .map_err(sql_err("adding conversations.imported_from"))?;
     }
+    if !has_column("conversations", "shared_until")? {
+        conn.execute_batch("ALTER TABLE conversations ADD COLUMN shared_until TEXT")
+            .map_err(sql_err("adding conversations.shared_until"))?;
+    }
     if !has_column("messages", "owner")? {
         key_by_owner(conn)?;
     }
@@ -369,7 +388,7 @@ fn key_by_owner(conn: &mut Connection) -> Result<(), StoreError> {
 /// Every column of the `conversations` table.
 const CONVERSATION_TABLE_COLUMNS: &str = "id, owner, title, is_pinned, is_shared, model, solution_type, bucket, \
      created_at, updated_at, last_message, message_count, rank, active_leaf, project_id, folder_id, tags, archived_at, \
-     trashed_at, imported_from";
+     trashed_at, imported_from, shared_until";
 /// Every column of the `messages` table but the owner (the rebuild takes it from the conversation).
 const MESSAGE_TABLE_COLUMNS: &str = "conversation_id, id, client_id, role, content, parts, model, usage, latency_ms, \
      finish_reason, error, created_at, parent_id, writer";

@@ -11,7 +11,7 @@ use crate::error::StoreError;
 use crate::store::{check_message_size, rules};
 
 pub(super) const CONVERSATION_COLUMNS: &str =
-    "id, owner, title, is_pinned, is_shared, model, solution_type, created_at, updated_at, last_message, message_count, rank, active_leaf, project_id, folder_id, tags, archived_at, trashed_at, imported_from";
+    "id, owner, title, is_pinned, is_shared, model, solution_type, created_at, updated_at, last_message, message_count, rank, active_leaf, project_id, folder_id, tags, archived_at, trashed_at, imported_from, shared_until";
 
 pub(super) fn row_to_conversation(
     row: &rusqlite::Row<'_>,
@@ -35,6 +35,7 @@ pub(super) fn row_to_conversation(
     let archived: Option<String> = row.get(16)?;
     let trashed: Option<String> = row.get(17)?;
     let imported: Option<String> = row.get(18)?;
+    let shared_until: Option<String> = row.get(19)?;
     let build = || -> Result<Conversation, StoreError> {
         Ok(Conversation {
             id: ConversationId::parse(&id).map_err(|e| StoreError::internal("stored id", e))?,
@@ -76,6 +77,7 @@ pub(super) fn row_to_conversation(
                         .ok_or_else(|| StoreError::internal("stored import source", format!("unknown source {s}")))
                 })
                 .transpose()?,
+            shared_until: shared_until.as_deref().map(rules::parse_ts).transpose()?,
         })
     };
     Ok((build(), rank))
@@ -345,7 +347,7 @@ pub(super) fn insert_conversation(
 ) -> Result<(), StoreError> {
     let stored = rules::as_created(c, messages);
     let result = tx.execute(
-        &format!("INSERT INTO conversations ({CONVERSATION_COLUMNS}, bucket) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"),
+        &format!("INSERT INTO conversations ({CONVERSATION_COLUMNS}, bucket) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"),
         params![
             stored.id.as_str(),
             stored.owner.as_str(),
@@ -366,6 +368,7 @@ pub(super) fn insert_conversation(
             stored.archived_at.as_ref().map(ts::format),
             stored.trashed_at.as_ref().map(ts::format),
             stored.imported_from.map(ImportSource::as_str),
+            stored.shared_until.as_ref().map(ts::format),
             SolutionFilter::of(stored.solution_type).bucket(),
         ],
     );

@@ -1,0 +1,601 @@
+//! Share links on DynamoDB, in the conversations table (keys: [`schema::share_pk`],
+//! [`schema::links_pk`]):
+//!
+//! - the lookup item `SHARE#<token hash>` / `LINK` holds the link, its view count and the first
+//!   piece of its snapshot: reading a link is one GetItem (plus one Query when the snapshot is
+//!   over [`schema::SHARE_CHUNK_BYTES`], 100 KB: its further pieces, `C#<version>#<n>`, in the same
+//!   partition), one GetItem of the conversation (gone or in the trash: not found) and one
+//!   UpdateItem `ADD views :one`;
+//! - the owner's item `LINKS#<owner>` / `<conversation id>#<link id>` names the lookup item:
+//!   listing a conversation's links is one Query and one BatchGetItem.
+//!
+//! A refresh writes the new snapshot's pieces under a new version first, then points the lookup
+//! item at them, then deletes the old pieces: a reader never mixes two versions.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
+use serde::{Deserialize, Serialize};
+
+use super::items::split_content;
+use super::{classify, from_item, n, s, schema, sdk_key, to_item, DynamoStore, Item};
+use crate::domain::link::shared_until;
+use crate::domain::{ts, ConversationId, LinkId, ShareLink, Timestamp, UserId};
+use crate::error::StoreError;
+use crate::store::links::{too_many_links, updated, LinkUpdate, Links, SharedSnapshot};
+use crate::store::rules;
+
+/// The lookup item.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LinkItem {
+    pk: String,
+    sk: String,
+    link_id: String,
+    owner_id: String,
+    conversation_id: String,
+    created_at: String,
+    updated_at: String,
+    /// Not the table's TTL attribute (`expiresAt`): an expired link stays listed for its owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    link_expires_at: Option<String>,
+    #[serde(default)]
+    views: u64,
+    snapshot_at: String,
+    message_count: u64,
+    version: String,
+    /// Pieces of the snapshot, this item's included.
+    chunks: usize,
+    #[serde(default)]
+    snapshot: String,
+}
+
+impl LinkItem {
+    fn of(link: &ShareLink, version: &str, chunks: usize, first: &str) -> Self {
+        Self {
+            pk: schema::share_pk(&link.token_hash),
+            sk: schema::SHARE_LINK_SK.to_owned(),
+            link_id: link.id.to_string(),
+            owner_id: link.owner.to_string(),
+            conversation_id: link.conversation_id.to_string(),
+            created_at: ts::format(&link.created_at),
+            updated_at: ts::format(&link.updated_at),
+            link_expires_at: link.expires_at.as_ref().map(ts::format),
+            views: link.views,
+            snapshot_at: ts::format(&link.snapshot_at),
+            message_count: link.message_count,
+            version: version.to_owned(),
+            chunks,
+            snapshot: first.to_owned(),
+        }
+    }
+
+    fn token_hash(&self) -> &str {
+        self.pk.strip_prefix("SHARE#").unwrap_or_default()
+    }
+
+    fn to_link(&self) -> Result<ShareLink, StoreError> {
+        let bad = |e| StoreError::internal("stored share link", e);
+        Ok(ShareLink {
+            id: LinkId::parse(&self.link_id).map_err(bad)?,
+            owner: UserId::parse(&self.owner_id).map_err(bad)?,
+            conversation_id: ConversationId::parse(&self.conversation_id).map_err(bad)?,
+            token_hash: self.token_hash().to_owned(),
+            created_at: rules::parse_ts(&self.created_at)?,
+            updated_at: rules::parse_ts(&self.updated_at)?,
+            expires_at: self.link_expires_at.as_deref().map(rules::parse_ts).transpose()?,
+            views: self.views,
+            snapshot_at: rules::parse_ts(&self.snapshot_at)?,
+            message_count: self.message_count,
+        })
+    }
+}
+
+/// The owner's item naming a lookup item.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OwnerLinkItem {
+    pk: String,
+    sk: String,
+    token_hash: String,
+}
+
+/// A snapshot version: the time it was written, in milliseconds, and a random suffix.
+fn new_version(now: Timestamp) -> String {
+    format!("{:013}{:04x}", now.timestamp_millis().max(0), rand::random::<u16>())
+}
+
+impl DynamoStore {
+    /// The owner's link items of a conversation (`None`: every conversation).
+    async fn owner_link_items(
+        &self,
+        owner: &UserId,
+        conversation: Option<&ConversationId>,
+    ) -> Result<Vec<OwnerLinkItem>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.tables.conversations)
+                .consistent_read(true)
+                .expression_attribute_names("#pk", schema::PK)
+                .expression_attribute_values(":pk", s(schema::links_pk(owner.as_str())))
+                .set_exclusive_start_key(start.take());
+            q = match conversation {
+                Some(c) => q
+                    .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                    .expression_attribute_names("#sk", schema::SK)
+                    .expression_attribute_values(":prefix", s(format!("{c}#"))),
+                None => q.key_condition_expression("#pk = :pk"),
+            };
+            let out = q.send().await.map_err(|e| classify("Query share links", e))?;
+            for item in out.items.unwrap_or_default() {
+                items.push(from_item(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        Ok(items)
+    }
+
+    /// The lookup items of `hashes` (without their snapshot), in no particular order.
+    async fn link_items(&self, hashes: &[String]) -> Result<Vec<LinkItem>, StoreError> {
+        let mut out = Vec::new();
+        for batch in hashes.chunks(100) {
+            let mut keys: Vec<Item> = batch
+                .iter()
+                .map(|h| sdk_key(schema::share_pk(h), schema::SHARE_LINK_SK.to_owned()))
+                .collect();
+            let mut attempt = 0;
+            while !keys.is_empty() {
+                attempt += 1;
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut keys)))
+                    .consistent_read(true)
+                    .projection_expression(
+                        "#pk, #sk, linkId, ownerId, conversationId, createdAt, updatedAt, linkExpiresAt, #views, snapshotAt, messageCount, #version, #chunks",
+                    )
+                    .expression_attribute_names("#pk", schema::PK)
+                    .expression_attribute_names("#sk", schema::SK)
+                    .expression_attribute_names("#views", "views")
+                    .expression_attribute_names("#version", "version")
+                    .expression_attribute_names("#chunks", "chunks")
+                    .build()
+                    .map_err(|e| StoreError::internal("BatchGetItem share links", e))?;
+                let got = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.tables.conversations, request)
+                    .send()
+                    .await
+                    .map_err(|e| classify("BatchGetItem share links", e))?;
+                for item in got
+                    .responses
+                    .and_then(|mut r| r.remove(&self.tables.conversations))
+                    .unwrap_or_default()
+                {
+                    out.push(from_item(item)?);
+                }
+                keys = got
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.tables.conversations))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+                if !keys.is_empty() && attempt >= 8 {
+                    return Err(StoreError::Unavailable(
+                        "share links still unprocessed after 8 attempts".into(),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One lookup item, read consistently (the snapshot's first piece included).
+    async fn link_item(&self, token_hash: &str) -> Result<LinkItem, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.conversations)
+            .key(schema::PK, s(schema::share_pk(token_hash)))
+            .key(schema::SK, s(schema::SHARE_LINK_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem share link", e))?;
+        from_item(out.item.ok_or(StoreError::NotFound)?)
+    }
+
+    /// The owner's link `id` of `conversation`: its lookup item.
+    async fn owned_link(
+        &self,
+        owner: &UserId,
+        conversation: &ConversationId,
+        id: &LinkId,
+    ) -> Result<LinkItem, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.conversations)
+            .key(schema::PK, s(schema::links_pk(owner.as_str())))
+            .key(schema::SK, s(schema::share_link_sk(conversation.as_str(), id.as_str())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem share link of an owner", e))?;
+        let pointer: OwnerLinkItem = from_item(out.item.ok_or(StoreError::NotFound)?)?;
+        let item = self.link_item(&pointer.token_hash).await?;
+        if item.owner_id != owner.as_str() || item.conversation_id != conversation.as_str() {
+            return Err(StoreError::NotFound);
+        }
+        Ok(item)
+    }
+
+    /// Writes a snapshot's further pieces (its first goes in the lookup item). Returns the
+    /// number of pieces and the first.
+    async fn put_pieces<'a>(
+        &self,
+        token_hash: &str,
+        version: &str,
+        snapshot: &'a str,
+    ) -> Result<(usize, &'a str), StoreError> {
+        let pieces = split_content(snapshot, schema::SHARE_CHUNK_BYTES);
+        let mut requests = Vec::new();
+        for (i, piece) in pieces.iter().enumerate().skip(1) {
+            let item = HashMap::from([
+                (schema::PK.to_owned(), s(schema::share_pk(token_hash))),
+                (schema::SK.to_owned(), s(schema::share_chunk_sk(version, i))),
+                ("data".to_owned(), s(*piece)),
+            ]);
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| StoreError::internal("PutRequest share link piece", e))?;
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        for batch in requests.chunks(25) {
+            let mut batch = batch.to_vec();
+            let table = self.tables.conversations.clone();
+            self.batch_write(&table, &mut batch).await?;
+        }
+        Ok((pieces.len(), pieces.first().copied().unwrap_or_default()))
+    }
+
+    /// The keys of a snapshot version's further pieces.
+    fn piece_keys(token_hash: &str, version: &str, chunks: usize) -> Vec<Item> {
+        (1..chunks)
+            .map(|i| sdk_key(schema::share_pk(token_hash), schema::share_chunk_sk(version, i)))
+            .collect()
+    }
+
+    /// Deletes a link's lookup item, pieces and owner's item.
+    async fn drop_link(&self, owner: &UserId, item: &LinkItem) -> Result<(), StoreError> {
+        let mut keys = Self::piece_keys(item.token_hash(), &item.version, item.chunks);
+        keys.push(sdk_key(item.pk.clone(), item.sk.clone()));
+        keys.push(sdk_key(
+            schema::links_pk(owner.as_str()),
+            schema::share_link_sk(&item.conversation_id, &item.link_id),
+        ));
+        self.batch_delete(keys).await
+    }
+
+    /// Deletes every link of a conversation (`None`: of every conversation of `owner`). How many.
+    pub(super) async fn drop_links(
+        &self,
+        owner: &UserId,
+        conversation: Option<&ConversationId>,
+    ) -> Result<u64, StoreError> {
+        let pointers = self.owner_link_items(owner, conversation).await?;
+        let hashes: Vec<String> = pointers.iter().map(|p| p.token_hash.clone()).collect();
+        let items = self.link_items(&hashes).await?;
+        let mut count = 0;
+        for item in items.iter().filter(|i| i.owner_id == owner.as_str()) {
+            self.drop_link(owner, item).await?;
+            count += 1;
+        }
+        // Owner's items whose lookup item is already gone (an interrupted delete).
+        let found: std::collections::HashSet<&str> = items.iter().map(LinkItem::token_hash).collect();
+        let orphans: Vec<Item> = pointers
+            .iter()
+            .filter(|p| !found.contains(p.token_hash.as_str()))
+            .map(|p| sdk_key(p.pk.clone(), p.sk.clone()))
+            .collect();
+        self.batch_delete(orphans).await?;
+        Ok(count)
+    }
+
+    /// Writes the conversation's `sharedUntil` from `links` (a conversation gone meanwhile is
+    /// left alone).
+    async fn mark_shared(
+        &self,
+        owner: &UserId,
+        conversation: &ConversationId,
+        links: &[ShareLink],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let until = shared_until(links, now);
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.tables.conversations)
+            .key(
+                schema::PK,
+                s(schema::conversation_pk(owner.as_str(), conversation.as_str())),
+            )
+            .key(schema::SK, s(schema::META))
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_names("#until", "sharedUntil");
+        update = match until {
+            Some(t) => update
+                .update_expression("SET #until = :until")
+                .expression_attribute_values(":until", s(ts::format(&t))),
+            None => update.update_expression("REMOVE #until"),
+        };
+        match update.send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
+            Err(e) => Err(classify("UpdateItem sharedUntil", e)),
+        }
+    }
+
+    async fn links_of(&self, owner: &UserId, conversation: &ConversationId) -> Result<Vec<ShareLink>, StoreError> {
+        let pointers = self.owner_link_items(owner, Some(conversation)).await?;
+        let hashes: Vec<String> = pointers.into_iter().map(|p| p.token_hash).collect();
+        let mut links = Vec::new();
+        for item in self.link_items(&hashes).await? {
+            if item.owner_id == owner.as_str() && item.conversation_id == conversation.as_str() {
+                links.push(item.to_link()?);
+            }
+        }
+        links.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(links)
+    }
+}
+
+#[async_trait]
+impl Links for DynamoStore {
+    /// A GetItem of the conversation, the links' Query and BatchGetItem (the cap), the pieces
+    /// (a snapshot over 100 KB), one PutItem each for the lookup and the owner's item, and the
+    /// conversation's `sharedUntil`. Two concurrent creates at the cap may both pass the count.
+    #[tracing::instrument(name = "dynamo.create_link", skip_all, fields(link = %link.id))]
+    async fn create_link(
+        &self,
+        link: &ShareLink,
+        snapshot: &str,
+        max: usize,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.get_meta(&link.owner, &link.conversation_id).await?;
+        let mut links = self.links_of(&link.owner, &link.conversation_id).await?;
+        if links.iter().filter(|l| l.live(now)).count() >= max {
+            return Err(too_many_links(max));
+        }
+        let version = new_version(now);
+        let (chunks, first) = self.put_pieces(&link.token_hash, &version, snapshot).await?;
+        let item = to_item(&LinkItem::of(link, &version, chunks, first))?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.conversations)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", schema::PK)
+            .send()
+            .await;
+        match result {
+            Ok(_) => {}
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                return Err(StoreError::Conflict("this share link already exists".to_owned()));
+            }
+            Err(e) => return Err(classify("PutItem share link", e)),
+        }
+        let pointer = OwnerLinkItem {
+            pk: schema::links_pk(link.owner.as_str()),
+            sk: schema::share_link_sk(link.conversation_id.as_str(), link.id.as_str()),
+            token_hash: link.token_hash.clone(),
+        };
+        self.client
+            .put_item()
+            .table_name(&self.tables.conversations)
+            .set_item(Some(to_item(&pointer)?))
+            .send()
+            .await
+            .map_err(|e| classify("PutItem share link of an owner", e))?;
+        links.push(link.clone());
+        self.mark_shared(&link.owner, &link.conversation_id, &links, now).await
+    }
+
+    #[tracing::instrument(name = "dynamo.list_links", skip_all)]
+    async fn list_links(&self, owner: &UserId, conversation: &ConversationId) -> Result<Vec<ShareLink>, StoreError> {
+        self.links_of(owner, conversation).await
+    }
+
+    #[tracing::instrument(name = "dynamo.update_link", skip_all, fields(link = %id))]
+    async fn update_link(
+        &self,
+        owner: &UserId,
+        conversation: &ConversationId,
+        id: &LinkId,
+        update: &LinkUpdate,
+        now: Timestamp,
+    ) -> Result<ShareLink, StoreError> {
+        self.get_meta(owner, conversation).await?;
+        let item = self.owned_link(owner, conversation, id).await?;
+        let next = updated(&item.to_link()?, update, now);
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.tables.conversations)
+            .key(schema::PK, s(item.pk.clone()))
+            .key(schema::SK, s(item.sk.clone()))
+            .condition_expression("attribute_exists(#pk) AND ownerId = :owner AND #version = :seen")
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":owner", s(owner.as_str()))
+            .expression_attribute_values(":seen", s(item.version.clone()))
+            .expression_attribute_values(":updated", s(ts::format(&now)));
+        let mut set = vec!["updatedAt = :updated"];
+        let mut remove = Vec::new();
+        match next.expires_at {
+            Some(t) => {
+                set.push("linkExpiresAt = :expires");
+                request = request.expression_attribute_values(":expires", s(ts::format(&t)));
+            }
+            None => remove.push("linkExpiresAt"),
+        }
+        let mut new_version = None;
+        if let Some((snapshot, at, count)) = &update.snapshot {
+            let version = self::new_version(now);
+            let (chunks, first) = self.put_pieces(item.token_hash(), &version, snapshot).await?;
+            set.extend([
+                "snapshotAt = :at",
+                "messageCount = :count",
+                "#version = :version",
+                "#chunks = :chunks",
+                "#snapshot = :snapshot",
+            ]);
+            request = request
+                .expression_attribute_names("#chunks", "chunks")
+                .expression_attribute_names("#snapshot", "snapshot")
+                .expression_attribute_values(":at", s(ts::format(at)))
+                .expression_attribute_values(":count", n(count))
+                .expression_attribute_values(":version", s(version.clone()))
+                .expression_attribute_values(":chunks", n(chunks))
+                .expression_attribute_values(":snapshot", s(first));
+            new_version = Some((version, chunks));
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        let result = request
+            .update_expression(expression)
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        let stored: LinkItem = match result {
+            Ok(out) => from_item(out.attributes.unwrap_or_default())?,
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                if let Some((version, chunks)) = &new_version {
+                    self.batch_delete(Self::piece_keys(item.token_hash(), version, *chunks))
+                        .await?;
+                }
+                return Err(StoreError::Conflict("the link changed meanwhile; try again".to_owned()));
+            }
+            Err(e) => return Err(classify("UpdateItem share link", e)),
+        };
+        if new_version.is_some() {
+            self.batch_delete(Self::piece_keys(item.token_hash(), &item.version, item.chunks))
+                .await?;
+        }
+        let links = self.links_of(owner, conversation).await?;
+        self.mark_shared(owner, conversation, &links, now).await?;
+        stored.to_link()
+    }
+
+    #[tracing::instrument(name = "dynamo.delete_link", skip_all, fields(link = %id))]
+    async fn delete_link(
+        &self,
+        owner: &UserId,
+        conversation: &ConversationId,
+        id: &LinkId,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let item = self.owned_link(owner, conversation, id).await?;
+        self.drop_link(owner, &item).await?;
+        let links = self.links_of(owner, conversation).await?;
+        self.mark_shared(owner, conversation, &links, now).await
+    }
+
+    #[tracing::instrument(name = "dynamo.delete_conversation_links", skip_all)]
+    async fn delete_conversation_links(
+        &self,
+        owner: &UserId,
+        conversation: &ConversationId,
+    ) -> Result<u64, StoreError> {
+        let count = self.drop_links(owner, Some(conversation)).await?;
+        self.mark_shared(owner, conversation, &[], crate::domain::now()).await?;
+        Ok(count)
+    }
+
+    /// One GetItem (a wrong, revoked or expired token ends here), one Query for the pieces of a
+    /// snapshot over 100 KB, one GetItem of the conversation, one UpdateItem `ADD views`.
+    #[tracing::instrument(name = "dynamo.read_link", skip_all)]
+    async fn read_link(&self, token_hash: &str, now: Timestamp) -> Result<SharedSnapshot, StoreError> {
+        let item = self.link_item(token_hash).await?;
+        let mut link = item.to_link()?;
+        if !link.live(now) {
+            return Err(StoreError::NotFound);
+        }
+        let mut snapshot = item.snapshot.clone();
+        if item.chunks > 1 {
+            let mut start: Option<Item> = None;
+            let mut pieces = 1;
+            loop {
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.tables.conversations)
+                    .consistent_read(true)
+                    .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                    .expression_attribute_names("#pk", schema::PK)
+                    .expression_attribute_names("#sk", schema::SK)
+                    .expression_attribute_values(":pk", s(schema::share_pk(token_hash)))
+                    .expression_attribute_values(":prefix", s(schema::share_chunk_prefix(&item.version)))
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(|e| classify("Query share link pieces", e))?;
+                for piece in out.items.unwrap_or_default() {
+                    if let Some(AttributeValue::S(data)) = piece.get("data") {
+                        snapshot.push_str(data);
+                        pieces += 1;
+                    }
+                }
+                match out.last_evaluated_key {
+                    Some(key) if !key.is_empty() => start = Some(key),
+                    _ => break,
+                }
+            }
+            if pieces != item.chunks {
+                // Refreshed meanwhile (this version's pieces are going): the reader retries.
+                return Err(StoreError::Unavailable("the share link is being refreshed".into()));
+            }
+        }
+        // The conversation: gone, being deleted or in the trash, the link does not answer.
+        self.get_meta(&link.owner, &link.conversation_id).await?;
+        let counted = self
+            .client
+            .update_item()
+            .table_name(&self.tables.conversations)
+            .key(schema::PK, s(item.pk.clone()))
+            .key(schema::SK, s(item.sk.clone()))
+            .update_expression("ADD #views :one")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_names("#views", "views")
+            .expression_attribute_values(":one", n(1))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match counted {
+            Ok(out) => {
+                if let Some(AttributeValue::N(v)) = out.attributes.as_ref().and_then(|a| a.get("views")) {
+                    link.views = v.parse().unwrap_or(link.views + 1);
+                }
+            }
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                return Err(StoreError::NotFound);
+            }
+            Err(e) => return Err(classify("UpdateItem share link views", e)),
+        }
+        Ok(SharedSnapshot { link, snapshot })
+    }
+}
