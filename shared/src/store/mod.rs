@@ -12,6 +12,9 @@
 //! - [`compose`]: a store assembled from one capability each ([`StoreParts`]), so a wrapper
 //!   (fault injection, a test double) replaces one capability, not every method.
 //! - [`counting`]: a wrapper that records every call (round-trip counts in tests and benchmarks).
+//! - `methods`: every port method listed once (`for_each_port!`); [`compose`] and [`counting`]
+//!   generate their pass-through impls from it, so a new port method is written in its port, in
+//!   this list and in the two adapters.
 //! - [`dynamo::DynamoStore`]: DynamoDB, the production store (tables keyed by conversation).
 //! - [`embedded::EmbeddedStore`]: SQLite in a file, the default when no table is configured
 //!   (feature `embedded`).
@@ -31,6 +34,7 @@ pub mod dynamo;
 pub mod embedded;
 pub mod feedback;
 pub mod links;
+mod methods;
 mod open;
 pub mod organizing;
 pub mod ports;

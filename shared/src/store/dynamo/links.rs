@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use serde::{Deserialize, Serialize};
 
 use super::items::split_content;
@@ -114,87 +114,48 @@ impl DynamoStore {
         owner: &UserId,
         conversation: Option<&ConversationId>,
     ) -> Result<Vec<OwnerLinkItem>, StoreError> {
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let mut q = self
-                .client
-                .query()
-                .table_name(&self.tables.conversations)
-                .consistent_read(true)
-                .expression_attribute_names("#pk", schema::PK)
-                .expression_attribute_values(":pk", s(schema::links_pk(owner.as_str())))
-                .set_exclusive_start_key(start.take());
-            q = match conversation {
-                Some(c) => q
-                    .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-                    .expression_attribute_names("#sk", schema::SK)
-                    .expression_attribute_values(":prefix", s(format!("{c}#"))),
-                None => q.key_condition_expression("#pk = :pk"),
-            };
-            let out = q.send().await.map_err(|e| classify("Query share links", e))?;
-            for item in out.items.unwrap_or_default() {
-                items.push(from_item(item)?);
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
-            }
-        }
-        Ok(items)
+        let items = self
+            .all_pages("Query share links", || {
+                let q = self
+                    .client
+                    .query()
+                    .table_name(&self.tables.conversations)
+                    .consistent_read(true)
+                    .expression_attribute_names("#pk", schema::PK)
+                    .expression_attribute_values(":pk", s(schema::links_pk(owner.as_str())));
+                match conversation {
+                    Some(c) => q
+                        .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                        .expression_attribute_names("#sk", schema::SK)
+                        .expression_attribute_values(":prefix", s(format!("{c}#"))),
+                    None => q.key_condition_expression("#pk = :pk"),
+                }
+            })
+            .await?;
+        items.into_iter().map(from_item).collect()
     }
 
     /// The lookup items of `hashes` (without their snapshot), in no particular order.
     async fn link_items(&self, hashes: &[String]) -> Result<Vec<LinkItem>, StoreError> {
-        let mut out = Vec::new();
-        for batch in hashes.chunks(100) {
-            let mut keys: Vec<Item> = batch
-                .iter()
-                .map(|h| sdk_key(schema::share_pk(h), schema::SHARE_LINK_SK.to_owned()))
-                .collect();
-            let mut attempt = 0;
-            while !keys.is_empty() {
-                attempt += 1;
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut keys)))
-                    .consistent_read(true)
-                    .projection_expression(
-                        "#pk, #sk, linkId, ownerId, conversationId, createdAt, updatedAt, linkExpiresAt, #views, snapshotAt, messageCount, #version, #chunks",
-                    )
-                    .expression_attribute_names("#pk", schema::PK)
-                    .expression_attribute_names("#sk", schema::SK)
-                    .expression_attribute_names("#views", "views")
-                    .expression_attribute_names("#version", "version")
-                    .expression_attribute_names("#chunks", "chunks")
-                    .build()
-                    .map_err(|e| StoreError::internal("BatchGetItem share links", e))?;
-                let got = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.tables.conversations, request)
-                    .send()
-                    .await
-                    .map_err(|e| classify("BatchGetItem share links", e))?;
-                for item in got
-                    .responses
-                    .and_then(|mut r| r.remove(&self.tables.conversations))
-                    .unwrap_or_default()
-                {
-                    out.push(from_item(item)?);
-                }
-                keys = got
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.tables.conversations))
-                    .map(|k| k.keys)
-                    .unwrap_or_default();
-                if !keys.is_empty() && attempt >= 8 {
-                    return Err(StoreError::Unavailable(
-                        "share links still unprocessed after 8 attempts".into(),
-                    ));
-                }
-            }
-        }
-        Ok(out)
+        let keys = hashes
+            .iter()
+            .map(|h| sdk_key(schema::share_pk(h), schema::SHARE_LINK_SK.to_owned()))
+            .collect();
+        self.batch_get("BatchGetItem share links", keys, |k| {
+            k.consistent_read(true)
+                .projection_expression(
+                    "#pk, #sk, linkId, ownerId, conversationId, createdAt, updatedAt, linkExpiresAt, #views, snapshotAt, messageCount, #version, #chunks",
+                )
+                .expression_attribute_names("#pk", schema::PK)
+                .expression_attribute_names("#sk", schema::SK)
+                .expression_attribute_names("#views", "views")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_names("#chunks", "chunks")
+        })
+        .await?
+        .into_iter()
+        .map(from_item)
+        .collect()
     }
 
     /// One lookup item, read consistently (the snapshot's first piece included).

@@ -41,9 +41,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::types::builders::KeysAndAttributesBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType as DdbKeyType,
-    Projection, ProjectionType, Put, ScalarAttributeType, TransactWriteItem, Update, WriteRequest,
+    KeysAndAttributes, Projection, ProjectionType, Put, ScalarAttributeType, TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
@@ -173,6 +175,24 @@ impl DynamoStore {
         Ok(meta)
     }
 
+    /// Every item a Query returns, page after page (`query` builds the request of each page).
+    async fn all_pages(&self, what: &str, query: impl Fn() -> QueryFluentBuilder) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = query()
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify(what, e))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
+    }
+
     /// Every item of a conversation's partition whose sort key starts with `prefix`, in order.
     async fn query_partition(
         &self,
@@ -181,17 +201,14 @@ impl DynamoStore {
         prefix: Option<&str>,
         keys_only: bool,
     ) -> Result<Vec<Item>, StoreError> {
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
+        self.all_pages("Query conversation", || {
             let mut q = self
                 .client
                 .query()
                 .table_name(&self.tables.conversations)
                 .consistent_read(true)
                 .expression_attribute_names("#pk", schema::PK)
-                .expression_attribute_values(":pk", s(schema::conversation_pk(owner.as_str(), id.as_str())))
-                .set_exclusive_start_key(start.take());
+                .expression_attribute_values(":pk", s(schema::conversation_pk(owner.as_str(), id.as_str())));
             q = match prefix {
                 Some(p) => q
                     .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
@@ -204,14 +221,9 @@ impl DynamoStore {
                     .projection_expression("#pk, #sk")
                     .expression_attribute_names("#sk", schema::SK);
             }
-            let out = q.send().await.map_err(|e| classify("Query conversation", e))?;
-            items.extend(out.items.unwrap_or_default());
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
-            }
-        }
-        Ok(items)
+            q
+        })
+        .await
     }
 
     /// Every item of a conversation's partition with a sort key in `from..=to`, in order.
@@ -222,11 +234,8 @@ impl DynamoStore {
         from: &str,
         to: &str,
     ) -> Result<Vec<Item>, StoreError> {
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
+        self.all_pages("Query conversation", || {
+            self.client
                 .query()
                 .table_name(&self.tables.conversations)
                 .consistent_read(true)
@@ -236,17 +245,53 @@ impl DynamoStore {
                 .expression_attribute_values(":pk", s(schema::conversation_pk(owner.as_str(), id.as_str())))
                 .expression_attribute_values(":from", s(from))
                 .expression_attribute_values(":to", s(to))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| classify("Query conversation", e))?;
-            items.extend(out.items.unwrap_or_default());
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
+        })
+        .await
+    }
+
+    /// The items of `keys` in the conversations table, in no particular order; a key with no
+    /// item is left out. One `BatchGetItem` per 100 keys; keys that come back unprocessed
+    /// (throttling) are asked again with backoff, up to [`BATCH_ATTEMPTS`] times, then
+    /// `Unavailable`. `shape` sets what every request reads (consistency, projection, names);
+    /// `what` names the read in errors.
+    async fn batch_get(
+        &self,
+        what: &str,
+        keys: Vec<Item>,
+        shape: impl Fn(KeysAndAttributesBuilder) -> KeysAndAttributesBuilder,
+    ) -> Result<Vec<Item>, StoreError> {
+        let table = &self.tables.conversations;
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(100) {
+            let mut keys: Vec<Item> = chunk.to_vec();
+            let mut attempt = 0;
+            while !keys.is_empty() {
+                attempt += 1;
+                let request = shape(KeysAndAttributes::builder().set_keys(Some(std::mem::take(&mut keys))))
+                    .build()
+                    .map_err(|e| StoreError::internal(what, e))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(table, request)
+                    .send()
+                    .await
+                    .map_err(|e| classify(what, e))?;
+                found.extend(out.responses.and_then(|mut r| r.remove(table)).unwrap_or_default());
+                keys = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    if attempt >= BATCH_ATTEMPTS {
+                        return Err(StoreError::Unavailable(format!("{what}: keys left unprocessed").into()));
+                    }
+                    backoff(attempt).await;
+                }
             }
         }
-        Ok(items)
+        Ok(found)
     }
 
     /// Deletes items of the conversations table by key in batches of 25, retrying unprocessed

@@ -14,8 +14,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
 use super::items::{ConversationItem, IndexKeys};
@@ -102,7 +101,6 @@ impl Expr {
 }
 
 impl DynamoStore {
-    /// Every item a Query returns, page after page (`query` builds the request of each page).
     /// The conversations' own items of `keys` (read consistently, in batches of 100, unprocessed
     /// keys retried with backoff); missing ones are left out. `what` names the caller in errors.
     pub(super) async fn conversation_metas(
@@ -110,66 +108,11 @@ impl DynamoStore {
         keys: Vec<Item>,
         what: &str,
     ) -> Result<Vec<ConversationItem>, StoreError> {
-        let mut metas = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(100) {
-            let mut keys: Vec<Item> = chunk.to_vec();
-            let mut attempt = 0;
-            while !keys.is_empty() {
-                attempt += 1;
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut keys)))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| StoreError::internal("building a batch read", e))?;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.tables.conversations, request)
-                    .send()
-                    .await
-                    .map_err(|e| classify("BatchGetItem conversations", e))?;
-                for item in out
-                    .responses
-                    .and_then(|mut r| r.remove(&self.tables.conversations))
-                    .unwrap_or_default()
-                {
-                    metas.push(from_item::<ConversationItem>(item)?);
-                }
-                keys = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.tables.conversations))
-                    .map(|k| k.keys)
-                    .unwrap_or_default();
-                if !keys.is_empty() {
-                    if attempt >= 8 {
-                        return Err(StoreError::Unavailable(format!("{what}: keys left unprocessed").into()));
-                    }
-                    super::backoff(attempt).await;
-                }
-            }
-        }
-        Ok(metas)
-    }
-
-    pub(super) async fn all_pages(
-        &self,
-        what: &str,
-        query: impl Fn() -> QueryFluentBuilder,
-    ) -> Result<Vec<Item>, StoreError> {
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = query()
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| classify(what, e))?;
-            items.extend(out.items.unwrap_or_default());
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(items),
-            }
-        }
+        self.batch_get(what, keys, |k| k.consistent_read(true))
+            .await?
+            .into_iter()
+            .map(from_item::<ConversationItem>)
+            .collect()
     }
 
     /// Reads the conversation, lets `change` make the new version from the current one, and writes

@@ -14,12 +14,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use serde::{Deserialize, Serialize};
 
 use super::docs::PartitionRead;
 use super::items::{ConversationItem, MessageItem};
-use super::{classify, from_item, s, schema, to_item, DynamoStore, Item};
+use super::{from_item, s, schema, to_item, DynamoStore, Item};
 use crate::domain::text::{index_terms, indexed_part};
 use crate::domain::{ConversationId, MessageId, Role, UserId, DEFAULT_TITLE};
 use crate::error::StoreError;
@@ -227,42 +227,16 @@ impl DynamoStore {
                     )
                 })
                 .collect();
-            let mut request = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(wanted))
-                    .projection_expression("id, content")
-                    .build()
-                    .map_err(|e| StoreError::internal("building a batch get", e))?,
-            );
-            let mut attempt = 0;
-            while let Some(keys) = request.take() {
-                attempt += 1;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.tables.conversations, keys)
-                    .send()
-                    .await
-                    .map_err(|e| classify("BatchGetItem messages", e))?;
-                let items = out.responses.and_then(|mut r| r.remove(&self.tables.conversations));
-                for item in items.unwrap_or_default() {
-                    if let (Some(AttributeValue::S(id)), Some(AttributeValue::S(content))) =
-                        (item.get("id"), item.get("content"))
-                    {
-                        texts.insert(id.clone(), indexed_part(content).to_owned());
-                    }
-                }
-                request = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.tables.conversations))
-                    .filter(|k| !k.keys.is_empty());
-                if request.is_some() {
-                    if attempt >= super::BATCH_ATTEMPTS {
-                        return Err(StoreError::Unavailable(
-                            "messages still unprocessed by BatchGetItem".into(),
-                        ));
-                    }
-                    super::backoff(attempt).await;
+            let items = self
+                .batch_get("BatchGetItem messages", wanted, |k| {
+                    k.projection_expression("id, content")
+                })
+                .await?;
+            for item in items {
+                if let (Some(AttributeValue::S(id)), Some(AttributeValue::S(content))) =
+                    (item.get("id"), item.get("content"))
+                {
+                    texts.insert(id.clone(), indexed_part(content).to_owned());
                 }
             }
         }

@@ -4,13 +4,11 @@
 //! id: the policy's `GetItem` and "shared with me"). The grantee's item is put only if absent or
 //! the same owner's, so one grantee never has two owners' conversations under one id.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem};
 
 use super::schema;
-use super::{classify, owner_condition, s, sdk_key, DynamoStore, Item};
+use super::{owner_condition, s, sdk_key, DynamoStore, Item};
 use crate::domain::{ts, ConversationId, UserId};
 use crate::error::StoreError;
 use crate::store::sharing::{Grant, GrantRole, Grantee, Sharing};
@@ -59,38 +57,15 @@ impl DynamoStore {
         if grantees.is_empty() {
             return Ok(Vec::new());
         }
-        let mut keys = KeysAndAttributes::builder().consistent_read(true);
-        for g in grantees {
-            keys = keys.keys(sdk_key(schema::shared_pk(&g.key()), id.as_str().to_owned()));
-        }
-        let keys = keys
-            .build()
-            .map_err(|e| StoreError::internal("building a grant lookup", e))?;
-        let mut request = HashMap::from([(self.tables.conversations.clone(), keys)]);
-        let mut found = Vec::new();
-        for attempt in 0..5 {
-            let out = self
-                .client
-                .batch_get_item()
-                .set_request_items(Some(request))
-                .send()
-                .await
-                .map_err(|e| classify("BatchGetItem grants", e))?;
-            for item in out.responses.unwrap_or_default().into_values().flatten() {
-                found.push(from_shared(&item)?);
-            }
-            match out.unprocessed_keys {
-                Some(rest) if !rest.is_empty() => {
-                    request = rest;
-                    super::backoff(attempt).await;
-                }
-                _ => return Ok(found),
-            }
-        }
-        Err(StoreError::internal(
-            "reading grants",
-            "keys kept coming back unprocessed",
-        ))
+        let keys = grantees
+            .iter()
+            .map(|g| sdk_key(schema::shared_pk(&g.key()), id.as_str().to_owned()))
+            .collect();
+        self.batch_get("BatchGetItem grants", keys, |k| k.consistent_read(true))
+            .await?
+            .iter()
+            .map(from_shared)
+            .collect()
     }
 
     fn grant_delete_items(&self, grant: &Grant) -> Result<[TransactWriteItem; 2], StoreError> {
