@@ -83,6 +83,7 @@ pub async fn search(store: &dyn Store, owner: &UserId, request: &SearchRequest) 
         let want = limit - hits.len() + 1;
         let query = IndexQuery {
             terms: request.terms.clone(),
+            solution: request.solution,
             offset,
             limit: want,
         };

@@ -238,6 +238,7 @@ async fn the_sample_stream_event_indexes_its_message_and_title() {
     let search = |q: &str| {
         let query = IndexQuery {
             terms: shared::domain::text::query_terms(q).expect("query"),
+            solution: None,
             offset: 0,
             limit: 10,
         };

@@ -224,6 +224,58 @@ async fn hits_of_deleted_or_cleared_conversations_vanish(s: SearchApp) {
     assert!(hits(&s.search(ALICE, "q=kept").await).is_empty());
 }
 
+/// The solution filter applies in the index, before the page is cut: a maintenance conversation
+/// ranked below 30 general ones (older, and its word in a longer message) fills a page of two
+/// with the archived one, and no empty pages with cursors come first.
+async fn a_filtered_search_finds_hits_deep_in_the_ranking(s: SearchApp) {
+    for (id, archived) in [("m-old", false), ("m-archived", true)] {
+        s.conversation(ALICE, id, "Line 4", json!({"solutionType": "maintenance"}))
+            .await;
+        s.message(
+            ALICE,
+            id,
+            "user",
+            "the gearbox on line four hums at low speed and the oil looks darker than last week",
+        )
+        .await;
+        if archived {
+            let r = s
+                .call(
+                    ALICE,
+                    "PATCH",
+                    &format!("/api/conversations/{id}"),
+                    Some(json!({"isArchived": true})),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+    }
+    for i in 0..30 {
+        let id = format!("g-{i:02}");
+        s.conversation(ALICE, &id, "General", json!({})).await;
+        s.message(ALICE, &id, "user", "gearbox noise").await;
+    }
+    s.ix.settle().await;
+    let all = s.search(ALICE, "q=gearbox&limit=20").await;
+    assert_eq!(hits(&all).len(), 20);
+    assert!(hits(&all)
+        .iter()
+        .all(|h| h["conversationId"].as_str().is_some_and(|id| id.starts_with("g-"))));
+    let r = s.search(ALICE, "q=gearbox&solutionType=maintenance&limit=2").await;
+    let mut ids: Vec<&str> = hits(&r)
+        .iter()
+        .map(|h| h["conversationId"].as_str().expect("id"))
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["m-archived", "m-old"], "{}", r.text);
+    assert!(r.header("x-next-cursor").is_none());
+    let general = s.search(ALICE, "q=gearbox&solutionType=general&limit=20").await;
+    assert_eq!(hits(&general).len(), 20);
+    assert!(general.header("x-next-cursor").is_some());
+    let r = s.search(BOB, "q=gearbox&solutionType=maintenance").await;
+    assert!(hits(&r).is_empty());
+}
+
 async fn bad_queries_are_refused(s: SearchApp) {
     let long = "a".repeat(201);
     let word = "w".repeat(65);
@@ -254,6 +306,7 @@ on_both_stores!(
         search_finds_ranks_snippets_and_pages,
         another_users_content_is_never_found,
         hits_of_deleted_or_cleared_conversations_vanish,
+        a_filtered_search_finds_hits_deep_in_the_ranking,
         bad_queries_are_refused,
     ]
 );

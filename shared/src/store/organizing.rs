@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use crate::domain::{ConversationId, Folder, FolderId, MessageId, Role, Timestamp, UserId};
+use crate::domain::{ConversationId, Folder, FolderId, MessageId, Role, SolutionFilter, Timestamp, UserId};
 use crate::error::StoreError;
 
 /// What erasing a user's data removed.
@@ -86,10 +86,13 @@ pub trait Organizer: Send + Sync {
 }
 
 /// A search of the owner's index: [`Search::search_index`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IndexQuery {
     /// The query's distinct words ([`crate::domain::text::query_terms`]): a hit holds every one.
     pub terms: Vec<String>,
+    /// Only hits in conversations of this solution (or of the general chat): filtered in the
+    /// store, before `offset` and `limit`, so a page of a filtered search is as full as any.
+    pub solution: Option<SolutionFilter>,
     /// How many hits of the ranking to skip.
     pub offset: usize,
     /// How many hits to return at most.

@@ -17,6 +17,7 @@ async fn hits(store: &dyn Store, owner: &UserId, q: &str) -> Vec<IndexHit> {
             owner,
             &IndexQuery {
                 terms: terms(q),
+                solution: None,
                 offset: 0,
                 limit: 1000,
             },
@@ -89,6 +90,7 @@ async fn a_word_of_one_message_among_hundreds_is_found(ix: Indexed) {
             &alice,
             &IndexQuery {
                 terms: terms("common"),
+                solution: None,
                 offset: 290,
                 limit: 20,
             },

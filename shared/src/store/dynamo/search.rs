@@ -11,7 +11,7 @@
 //! documents (title first, BM25, newest) and reads the page's messages' text with one
 //! `BatchGetItem`. Never a Scan.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
@@ -21,7 +21,7 @@ use super::docs::PartitionRead;
 use super::items::{ConversationItem, MessageItem};
 use super::{from_item, s, schema, to_item, DynamoStore, Item};
 use crate::domain::text::{index_terms, indexed_part};
-use crate::domain::{ConversationId, MessageId, Role, UserId, DEFAULT_TITLE};
+use crate::domain::{ConversationId, MessageId, Role, Shelf, SolutionFilter, UserId, DEFAULT_TITLE};
 use crate::error::StoreError;
 use crate::store::{rules, IndexHit, IndexQuery, Search};
 
@@ -209,6 +209,47 @@ impl DynamoStore {
         Ok(out)
     }
 
+    /// The ids of the owner's conversations of `solution` that a search may show (the active and
+    /// archived shelves: one keys-and-id `Query` of the solution index each, in parallel);
+    /// `None` without a filter. Read in parallel with the postings, so a filtered search takes no
+    /// extra round trip and its pages are as full as any.
+    async fn solution_conversations(
+        &self,
+        owner: &UserId,
+        solution: Option<SolutionFilter>,
+    ) -> Result<Option<HashSet<String>>, StoreError> {
+        let Some(solution) = solution else { return Ok(None) };
+        let shelf = |shelf: Shelf| {
+            self.all_pages("Query conversations of a solution", move || {
+                self.client
+                    .query()
+                    .table_name(&self.tables.conversations)
+                    .index_name(schema::GSI_OWNER_SOLUTION)
+                    .key_condition_expression("gsi2pk = :pk")
+                    .expression_attribute_values(
+                        ":pk",
+                        s(schema::owner_solution_shelf_pk(
+                            owner.as_str(),
+                            solution.bucket(),
+                            shelf,
+                        )),
+                    )
+                    .projection_expression("id")
+            })
+        };
+        let (active, archived) = futures::future::try_join(shelf(Shelf::Active), shelf(Shelf::Archived)).await?;
+        Ok(Some(
+            active
+                .into_iter()
+                .chain(archived)
+                .filter_map(|mut item| match item.remove("id") {
+                    Some(AttributeValue::S(id)) => Some(id),
+                    _ => None,
+                })
+                .collect(),
+        ))
+    }
+
     /// The indexed text of the owner's messages `(conversation, message)`, by message id (one
     /// `BatchGetItem` per 100, retried for unprocessed keys); a message gone since is absent.
     async fn message_texts(
@@ -312,8 +353,15 @@ impl Search for DynamoStore {
         if query.terms.is_empty() || query.limit == 0 {
             return Ok(Vec::new());
         }
-        let lists = futures::future::try_join_all(query.terms.iter().map(|t| self.postings(owner, t))).await?;
-        let page: Vec<Ranked> = rank(lists).into_iter().skip(query.offset).take(query.limit).collect();
+        let postings = futures::future::try_join_all(query.terms.iter().map(|t| self.postings(owner, t)));
+        let (lists, only) =
+            futures::future::try_join(postings, self.solution_conversations(owner, query.solution)).await?;
+        let page: Vec<Ranked> = rank(lists)
+            .into_iter()
+            .filter(|r| only.as_ref().is_none_or(|ids| ids.contains(split_sk(&r.sk).1)))
+            .skip(query.offset)
+            .take(query.limit)
+            .collect();
         let mut hits = Vec::with_capacity(page.len());
         for r in &page {
             let (message, conversation) = split_sk(&r.sk);

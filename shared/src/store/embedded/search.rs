@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection};
 
 use super::{sql_err, EmbeddedStore};
-use crate::domain::{text::INDEXED_CHARS, ConversationId, MessageId, Role, UserId, DEFAULT_TITLE};
+use crate::domain::{text::INDEXED_CHARS, ConversationId, MessageId, Role, SolutionFilter, UserId, DEFAULT_TITLE};
 use crate::error::StoreError;
 use crate::store::{rules, IndexHit, IndexQuery, Search};
 
@@ -148,6 +148,7 @@ impl Search for EmbeddedStore {
         }
         let expression = match_expression(&query.terms);
         let (owner, limit, offset) = (owner.to_string(), query.limit as i64, query.offset as i64);
+        let bucket = query.solution.map(SolutionFilter::bucket);
         let rows = self
             .with(move |conn| {
                 let mut stmt = conn
@@ -155,13 +156,15 @@ impl Search for EmbeddedStore {
                         "SELECT d.conversation_id, d.message_id, d.role, d.created_at, d.body \
                          FROM search_fts JOIN search_docs d ON d.id = search_fts.rowid \
                          WHERE search_fts MATCH ?1 AND d.owner = ?2 \
+                         AND (?5 IS NULL OR EXISTS (SELECT 1 FROM conversations c \
+                         WHERE c.owner = d.owner AND c.id = d.conversation_id AND c.bucket = ?5)) \
                          ORDER BY d.message_id = '' DESC, bm25(search_fts) ASC, d.created_at DESC, \
                          d.message_id DESC, d.conversation_id DESC \
                          LIMIT ?3 OFFSET ?4",
                     )
                     .map_err(sql_err("searching"))?;
                 let rows = stmt
-                    .query_map(params![expression, owner, limit, offset], |r| {
+                    .query_map(params![expression, owner, limit, offset, bucket], |r| {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                     })
                     .map_err(sql_err("searching"))?;
