@@ -214,6 +214,69 @@ async fn the_link_cap_counts_live_links_only(h: &dyn Harness) {
     assert_eq!(stored.shared_until, Some(now + Duration::days(3)));
 }
 
+/// Creates racing at the cap: exactly the cap's worth succeed, the others are 409, and after
+/// concurrent revocations racing with creates, `sharedUntil` follows the links that are left.
+async fn concurrent_link_changes_keep_the_cap_and_shared_until(h: &dyn Harness) {
+    let store = h.store();
+    let ids = IdGenerator::new();
+    let alice = user(&unique("alice"));
+    let c = created(h, &ids, &alice).await;
+    let now = shared::domain::now();
+    let links: Vec<ShareLink> = (0..8)
+        .map(|i| {
+            link(
+                &ids,
+                &c,
+                &unique(&format!("race{i}")),
+                now,
+                Some(now + Duration::days(i + 1)),
+            )
+        })
+        .collect();
+    let results = futures::future::join_all(links.iter().map(|l| store.create_link(l, "{}", 3, now))).await;
+    let created: Vec<&ShareLink> = links
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(l, _)| l)
+        .collect();
+    for r in &results {
+        assert!(matches!(r, Ok(()) | Err(StoreError::Conflict(_))), "{r:?}");
+    }
+    assert_eq!(created.len(), 3, "{results:?}");
+    let listed = store.list_links(&alice, &c.id).await.expect("list");
+    assert_eq!(listed.len(), 3);
+    let latest = created.iter().filter_map(|l| l.expires_at).max();
+    let stored = store.get_conversation(&alice, &c.id).await.expect("get");
+    assert_eq!(stored.shared_until, latest);
+    // Revoke every link while two more are created (one fits after the first revocation).
+    let extra: Vec<ShareLink> = (0..2)
+        .map(|i| {
+            link(
+                &ids,
+                &c,
+                &unique(&format!("late{i}")),
+                now,
+                Some(now + Duration::days(20 + i)),
+            )
+        })
+        .collect();
+    let revoke = futures::future::join_all(created.iter().map(|l| store.delete_link(&alice, &c.id, &l.id, now)));
+    let add = futures::future::join_all(extra.iter().map(|l| store.create_link(l, "{}", 3, now)));
+    let (revoked, added) = futures::future::join(revoke, add).await;
+    assert!(revoked.iter().all(Result::is_ok), "{revoked:?}");
+    let left = store.list_links(&alice, &c.id).await.expect("list");
+    let kept: Vec<&ShareLink> = extra
+        .iter()
+        .zip(&added)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(l, _)| l)
+        .collect();
+    assert_eq!(left.len(), kept.len());
+    let stored = store.get_conversation(&alice, &c.id).await.expect("get");
+    assert_eq!(stored.shared_until, kept.iter().filter_map(|l| l.expires_at).max());
+}
+
 athena_tests::on_both_stores!(
     |store| &Arc::new(store),
     [
@@ -221,5 +284,6 @@ athena_tests::on_both_stores!(
         a_snapshot_larger_than_an_item_round_trips_and_is_replaced_whole,
         links_go_with_their_conversation_and_the_trash_silences_them,
         the_link_cap_counts_live_links_only,
+        concurrent_link_changes_keep_the_cap_and_shared_until,
     ]
 );

@@ -91,6 +91,10 @@ pub(super) struct ConversationItem {
     /// Until when a share link answers ([`Conversation::shared_until`]), written by the links.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) shared_until: Option<String>,
+    /// Bumped by every change of the conversation's share links, with `sharedUntil`: the
+    /// optimistic condition of the next one (`dynamo/links.rs`, `commit_links`).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub(super) links_rev: u64,
 }
 
 /// The index keys of a conversation on its shelf (`None`: not in that sparse index).
@@ -167,6 +171,7 @@ impl ConversationItem {
             imported_from: c.imported_from,
             importing: None,
             shared_until: c.shared_until.as_ref().map(ts::format),
+            links_rev: 0,
         }
     }
 
@@ -273,6 +278,10 @@ pub(super) fn awaiting_key<S: AsRef<str>>(ids: &[S]) -> Result<Option<String>, S
 }
 
 fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
     *n == 0
 }
 

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, PutRequest, TransactWriteItem, Update, WriteRequest};
 use serde::{Deserialize, Serialize};
 
 use super::items::split_content;
@@ -271,39 +271,88 @@ impl DynamoStore {
         Ok(count)
     }
 
-    /// Writes the conversation's `sharedUntil` from `links` (a conversation gone meanwhile is
-    /// left alone).
-    async fn mark_shared(
+    /// Writes the conversation's `sharedUntil` from its links as they are now, and with
+    /// `create`, adds that link (its lookup item and the owner's item) in the same transaction,
+    /// refused with 409 when the conversation already has `max` live links. Every change of a
+    /// conversation's links ends here, and each is conditioned on the conversation's `linksRev`
+    /// being the one read with the links (and bumps it): a change that raced with another reads
+    /// again and retries, so two creates at the cap cannot both pass and `sharedUntil` is
+    /// always computed from the links after the last change. A conversation gone meanwhile is
+    /// left alone (a create then answers 404).
+    async fn commit_links(
         &self,
         owner: &UserId,
         conversation: &ConversationId,
-        links: &[ShareLink],
         now: Timestamp,
+        create: Option<(&ShareLink, &Item, usize)>,
     ) -> Result<(), StoreError> {
-        let until = shared_until(links, now);
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.tables.conversations)
-            .key(
-                schema::PK,
-                s(schema::conversation_pk(owner.as_str(), conversation.as_str())),
-            )
-            .key(schema::SK, s(schema::META))
-            .condition_expression("attribute_exists(#pk)")
-            .expression_attribute_names("#pk", schema::PK)
-            .expression_attribute_names("#until", "sharedUntil");
-        update = match until {
-            Some(t) => update
-                .update_expression("SET #until = :until")
-                .expression_attribute_values(":until", s(ts::format(&t))),
-            None => update.update_expression("REMOVE #until"),
-        };
-        match update.send().await {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
-            Err(e) => Err(classify("UpdateItem sharedUntil", e)),
+        let table = &self.tables.conversations;
+        for attempt in 1..=super::CONFLICT_ATTEMPTS {
+            let meta = match self.read_meta(owner, conversation).await {
+                Ok(meta) => meta,
+                Err(StoreError::NotFound) if create.is_none() => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            if create.is_some() && meta.trashed_at.is_some() {
+                return Err(StoreError::NotFound);
+            }
+            let mut links = self.links_of(owner, conversation).await?;
+            let mut items = Vec::with_capacity(3);
+            if let Some((link, lookup, max)) = create {
+                if links.iter().filter(|l| l.live(now)).count() >= max {
+                    return Err(too_many_links(max));
+                }
+                let pointer = OwnerLinkItem {
+                    pk: schema::links_pk(link.owner.as_str()),
+                    sk: schema::share_link_sk(link.conversation_id.as_str(), link.id.as_str()),
+                    token_hash: link.token_hash.clone(),
+                };
+                items.push(super::put_if_absent(table, lookup.clone()));
+                let pointer = Put::builder()
+                    .table_name(table)
+                    .set_item(Some(to_item(&pointer)?))
+                    .build()
+                    .map_err(|e| StoreError::internal("building a share link's owner item", e))?;
+                items.push(TransactWriteItem::builder().put(pointer).build());
+                links.push(link.clone());
+            }
+            let rev = meta.links_rev;
+            let mut update = Update::builder()
+                .table_name(table)
+                .key(schema::PK, s(meta.pk.clone()))
+                .key(schema::SK, s(schema::META))
+                .expression_attribute_names("#pk", schema::PK)
+                .expression_attribute_names("#rev", "linksRev")
+                .expression_attribute_names("#until", "sharedUntil")
+                .expression_attribute_values(":next", n(rev + 1));
+            update = if rev == 0 {
+                update.condition_expression("attribute_exists(#pk) AND attribute_not_exists(#rev)")
+            } else {
+                update
+                    .condition_expression("attribute_exists(#pk) AND #rev = :seen")
+                    .expression_attribute_values(":seen", n(rev))
+            };
+            update = match shared_until(&links, now) {
+                Some(t) => update
+                    .update_expression("SET #until = :until, #rev = :next")
+                    .expression_attribute_values(":until", s(ts::format(&t))),
+                None => update.update_expression("SET #rev = :next REMOVE #until"),
+            };
+            items.push(super::update_item(update.build())?);
+            let codes = match self.transact(items).await? {
+                Ok(()) => return Ok(()),
+                Err(codes) => codes,
+            };
+            let failed = |i: usize| codes.get(i).and_then(Option::as_deref) == Some("ConditionalCheckFailed");
+            if create.is_some() && failed(0) {
+                return Err(StoreError::Conflict("this share link already exists".to_owned()));
+            }
+            // The conversation's links changed since they were read (or it is gone): read again.
+            super::backoff(attempt).await;
         }
+        Err(StoreError::Unavailable(
+            "the conversation's share links kept changing concurrently".into(),
+        ))
     }
 
     async fn links_of(&self, owner: &UserId, conversation: &ConversationId) -> Result<Vec<ShareLink>, StoreError> {
@@ -323,8 +372,9 @@ impl DynamoStore {
 #[async_trait]
 impl Links for DynamoStore {
     /// A GetItem of the conversation, the links' Query and BatchGetItem (the cap), the pieces
-    /// (a snapshot over 100 KB), one PutItem each for the lookup and the owner's item, and the
-    /// conversation's `sharedUntil`. Two concurrent creates at the cap may both pass the count.
+    /// (a snapshot over 100 KB), then one transaction: the lookup, the owner's item and the
+    /// conversation's `sharedUntil`, conditioned on no other link change since the count (so two
+    /// concurrent creates at the cap cannot both pass).
     #[tracing::instrument(name = "dynamo.create_link", skip_all, fields(link = %link.id))]
     async fn create_link(
         &self,
@@ -334,43 +384,18 @@ impl Links for DynamoStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         self.get_meta(&link.owner, &link.conversation_id).await?;
-        let mut links = self.links_of(&link.owner, &link.conversation_id).await?;
-        if links.iter().filter(|l| l.live(now)).count() >= max {
-            return Err(too_many_links(max));
-        }
         let version = new_version(now);
         let (chunks, first) = self.put_pieces(&link.token_hash, &version, snapshot).await?;
         let item = to_item(&LinkItem::of(link, &version, chunks, first))?;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.tables.conversations)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", schema::PK)
-            .send()
+        let committed = self
+            .commit_links(&link.owner, &link.conversation_id, now, Some((link, &item, max)))
             .await;
-        match result {
-            Ok(_) => {}
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                return Err(StoreError::Conflict("this share link already exists".to_owned()));
-            }
-            Err(e) => return Err(classify("PutItem share link", e)),
+        if committed.is_err() {
+            // The snapshot's pieces were written for this link only.
+            self.batch_delete(Self::piece_keys(&link.token_hash, &version, chunks))
+                .await?;
         }
-        let pointer = OwnerLinkItem {
-            pk: schema::links_pk(link.owner.as_str()),
-            sk: schema::share_link_sk(link.conversation_id.as_str(), link.id.as_str()),
-            token_hash: link.token_hash.clone(),
-        };
-        self.client
-            .put_item()
-            .table_name(&self.tables.conversations)
-            .set_item(Some(to_item(&pointer)?))
-            .send()
-            .await
-            .map_err(|e| classify("PutItem share link of an owner", e))?;
-        links.push(link.clone());
-        self.mark_shared(&link.owner, &link.conversation_id, &links, now).await
+        committed
     }
 
     #[tracing::instrument(name = "dynamo.list_links", skip_all)]
@@ -456,8 +481,7 @@ impl Links for DynamoStore {
             self.batch_delete(Self::piece_keys(item.token_hash(), &item.version, item.chunks))
                 .await?;
         }
-        let links = self.links_of(owner, conversation).await?;
-        self.mark_shared(owner, conversation, &links, now).await?;
+        self.commit_links(owner, conversation, now, None).await?;
         stored.to_link()
     }
 
@@ -471,8 +495,7 @@ impl Links for DynamoStore {
     ) -> Result<(), StoreError> {
         let item = self.owned_link(owner, conversation, id).await?;
         self.drop_link(owner, &item).await?;
-        let links = self.links_of(owner, conversation).await?;
-        self.mark_shared(owner, conversation, &links, now).await
+        self.commit_links(owner, conversation, now, None).await
     }
 
     #[tracing::instrument(name = "dynamo.delete_conversation_links", skip_all)]
@@ -482,7 +505,8 @@ impl Links for DynamoStore {
         conversation: &ConversationId,
     ) -> Result<u64, StoreError> {
         let count = self.drop_links(owner, Some(conversation)).await?;
-        self.mark_shared(owner, conversation, &[], crate::domain::now()).await?;
+        self.commit_links(owner, conversation, crate::domain::now(), None)
+            .await?;
         Ok(count)
     }
 
