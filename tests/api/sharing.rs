@@ -103,12 +103,17 @@ async fn a_viewer_reads_and_every_write_is_refused_with_403(store: Arc<dyn Store
         (shared.json["userId"].as_str(), shared.json["role"].as_str()),
         (Some(bob.as_str()), Some("viewer"))
     );
-    // Bob reads it as Alice does.
+    // Bob reads it as Alice does (without what her replies cost: see
+    // `a_grantee_sees_the_content_not_the_owners_filing_or_costs`).
     let path = format!("/api/conversations/{id}");
     let hers = with_bearer(&app, &alice, "GET", &path, None).await;
     let his = with_bearer(&app, &bob_token, "GET", &path, None).await;
     assert_eq!(his.status, 200, "{}", his.text);
-    assert_eq!(his.json["messages"], hers.json["messages"]);
+    let mut without_usage = hers.json["messages"].clone();
+    for m in without_usage.as_array_mut().expect("messages") {
+        m.as_object_mut().expect("a message").remove("usage");
+    }
+    assert_eq!(his.json["messages"], without_usage);
     let listed = with_bearer(&app, &bob_token, "GET", &format!("{path}/messages"), None).await;
     assert_eq!(listed.status, 200, "{}", listed.text);
     assert_eq!(listed.json.as_array().map(Vec::len), Some(2));
@@ -495,6 +500,97 @@ async fn a_viewer_marks_a_shared_conversation_for_themselves_and_loses_the_marks
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// A grantee sees the conversation's content, not how its owner files it (pin, folder, tags,
+/// archive) nor what its replies cost: in the conversation, its messages, `/api/shared` and an
+/// export. The owner still sees all of it.
+async fn a_grantee_sees_the_content_not_the_owners_filing_or_costs(store: Arc<dyn Store>) {
+    let app = app(store).await;
+    let (alice, bob) = (token(&unique("alice")), unique("bob"));
+    let bob_token = token(&bob);
+    let id = conversation_with_a_turn(&app, &alice).await;
+    let folder = with_bearer(&app, &alice, "POST", "/api/folders", Some(json!({"name": "Job hunt"}))).await;
+    assert_eq!(folder.status, 201, "{}", folder.text);
+    let folder_id = folder.json["id"].clone();
+    let filed = with_bearer(
+        &app,
+        &alice,
+        "PATCH",
+        &format!("/api/conversations/{id}"),
+        Some(json!({"isPinned": true, "folderId": folder_id, "tags": ["private"], "isArchived": true})),
+    )
+    .await;
+    assert_eq!(filed.status, 200, "{}", filed.text);
+    let shared = share(&app, &alice, &id, json!({"userId": bob, "role": "viewer"})).await;
+    assert_eq!(shared.status, 200, "{}", shared.text);
+
+    let hers = with_bearer(&app, &alice, "GET", &format!("/api/conversations/{id}"), None).await;
+    assert_eq!(
+        (
+            &hers.json["isPinned"],
+            &hers.json["folderId"],
+            &hers.json["tags"],
+            &hers.json["isArchived"]
+        ),
+        (&json!(true), &folder_id, &json!(["private"]), &json!(true))
+    );
+    assert!(hers.json["messages"][1]["usage"].is_object(), "{}", hers.text);
+
+    let his = with_bearer(&app, &bob_token, "GET", &format!("/api/conversations/{id}"), None).await;
+    assert_eq!(his.status, 200, "{}", his.text);
+    assert_eq!(
+        (
+            &his.json["isPinned"],
+            &his.json["folderId"],
+            &his.json["tags"],
+            &his.json["isArchived"]
+        ),
+        (&json!(false), &Value::Null, &json!([]), &json!(false)),
+        "{}",
+        his.text
+    );
+    assert_eq!(his.json["messages"][1]["content"], hers.json["messages"][1]["content"]);
+    assert_eq!(his.json["messages"][1].get("usage"), None, "{}", his.text);
+    let listed = with_bearer(
+        &app,
+        &bob_token,
+        "GET",
+        &format!("/api/conversations/{id}/messages"),
+        None,
+    )
+    .await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert_eq!(listed.json[1].get("usage"), None, "{}", listed.text);
+    let mine = with_bearer(&app, &bob_token, "GET", "/api/shared", None).await;
+    assert_eq!(mine.json[0]["conversation"]["tags"], json!([]), "{}", mine.text);
+    assert_eq!(mine.json[0]["conversation"]["folderId"], Value::Null);
+    let export = with_bearer(
+        &app,
+        &bob_token,
+        "GET",
+        &format!("/api/conversations/{id}/export"),
+        None,
+    )
+    .await;
+    assert_eq!(export.status, 200, "{}", export.text);
+    assert!(!export.text.contains("private"), "{}", export.text);
+    assert_eq!(export.json["conversation"]["isPinned"], json!(false));
+    assert!(
+        export.json["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .all(|m| m["usage"].is_null()),
+        "{}",
+        export.text
+    );
+    let own_export = with_bearer(&app, &alice, "GET", &format!("/api/conversations/{id}/export"), None).await;
+    assert!(
+        own_export.json["messages"][1]["usage"].is_object(),
+        "{}",
+        own_export.text
+    );
+}
+
 athena_tests::on_both_stores!([
     a_viewer_reads_and_every_write_is_refused_with_403,
     a_collaborator_chats_in_the_owners_conversation_and_pays_for_it,
@@ -504,4 +600,5 @@ athena_tests::on_both_stores!([
     the_trash_and_an_erasure_take_shares_with_them,
     a_grantee_removes_what_was_shared_with_them_and_the_owner_keeps_it,
     a_viewer_marks_a_shared_conversation_for_themselves_and_loses_the_marks_with_access,
+    a_grantee_sees_the_content_not_the_owners_filing_or_costs,
 ]);

@@ -163,7 +163,8 @@ fn collect<T>(problems: &mut Vec<FieldError>, result: Result<T, ValidationError>
 /// A reply still streaming is shown at the end of the active branch with `status: "streaming"`
 /// (from its turn's checkpoints); the reply of a turn that died is stored from them first.
 /// `caller` is the conversation's owner (whose key it is read under), `reader` who asked (the
-/// owner, or a grantee): only the reader's own reactions are shown.
+/// owner, or a grantee): only the reader's own reactions are shown, and a grantee gets the
+/// grantee's view (`ConversationWithMessages::for_grantee`).
 pub async fn get(
     state: &AppState,
     caller: &Caller,
@@ -181,6 +182,9 @@ pub async fn get(
     if let Some((reply, _)) = &streaming {
         view.push_streaming(reply);
     }
+    if reader != &caller.user {
+        view = view.for_grantee();
+    }
     json(StatusCode::OK, &view)
 }
 
@@ -188,10 +192,12 @@ pub async fn get(
 /// (`Content-Disposition: attachment`). JSON (the default) is Athena's versioned document with
 /// every message of every branch (`docs/export.md`); Markdown is the active branch, readable.
 /// The reply of a turn that died is stored first, as `GET` does; a reply still streaming is not
-/// exported (it is not stored yet). A read: not audited, like `GET`.
+/// exported (it is not stored yet). A read: not audited, like `GET`. A `grantee`'s export
+/// leaves out what the grantee's view leaves out (`views::redact_for_grantee`).
 pub async fn export(
     state: &AppState,
     caller: &Caller,
+    grantee: bool,
     id: ConversationId,
     req: &ApiRequest,
 ) -> Result<Response<Body>, ApiError> {
@@ -199,6 +205,9 @@ pub async fn export(
     let (mut conversation, mut messages) = state.store.get_conversation_with_messages(&caller.user, &id).await?;
     // Stores an interrupted turn's reply; a reply still streaming is left out.
     let _ = crate::chat::in_progress(state, &caller.user, &mut conversation, &mut messages).await;
+    if grantee {
+        super::views::redact_for_grantee(&mut conversation, &mut messages);
+    }
     let mut response = match format {
         super::export::Format::Json => json(
             StatusCode::OK,
@@ -327,6 +336,7 @@ struct ActiveBranchBody {
 pub async fn set_active_branch(
     state: &AppState,
     caller: &Caller,
+    grantee: bool,
     id: ConversationId,
     req: &ApiRequest,
 ) -> Result<Response<Body>, ApiError> {
@@ -351,7 +361,8 @@ pub async fn set_active_branch(
         .store
         .update_conversation(&caller.user, &id, &patch, state.now())
         .await?;
-    json(StatusCode::OK, &ConversationWithMessages::new(&updated, &all))
+    let view = ConversationWithMessages::new(&updated, &all);
+    json(StatusCode::OK, &if grantee { view.for_grantee() } else { view })
 }
 
 /// `DELETE /api/conversations/{id}`: moves the conversation to the trash (restorable for 30

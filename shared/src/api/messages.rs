@@ -32,9 +32,11 @@ pub async fn list(
     )?;
     let mut branch = active_branch(&conversation, &all);
     super::views::show_reactions(&mut branch, &reactions);
+    let grantee = reader != &caller.user;
     let rest: Vec<MessageView<'_>> = branch
         .into_iter()
         .filter(|m| after.as_deref().is_none_or(|a| m.id() > a))
+        .map(|m| if grantee { m.for_grantee() } else { m })
         .collect();
     let page = match limit {
         None => Page {

@@ -42,13 +42,14 @@ pub(super) async fn run(
         user: owner.clone(),
         ..caller.clone()
     };
-    let author = (owner != &caller.user).then_some(&caller.user);
+    let grantee = owner != &caller.user;
+    let author = grantee.then_some(&caller.user);
     match op {
         Op::GetConversation => conversations::get(state, &on_owner, &caller.user, id).await,
-        Op::ExportConversation => conversations::export(state, &on_owner, id, req).await,
+        Op::ExportConversation => conversations::export(state, &on_owner, grantee, id, req).await,
         Op::UpdateConversation => conversations::update(state, &on_owner, id, req).await,
         Op::DeleteConversation => conversations::delete(state, &on_owner, id, req).await,
-        Op::SetActiveBranch => conversations::set_active_branch(state, &on_owner, id, req).await,
+        Op::SetActiveBranch => conversations::set_active_branch(state, &on_owner, grantee, id, req).await,
         Op::ListMessages => messages::list(state.store.as_ref(), &on_owner, &caller.user, id, req).await,
         Op::CreateMessage => {
             let work = messages::create(state, &on_owner, author, id, req);
@@ -307,7 +308,7 @@ pub(super) async fn shared_with_me(
             role: g.role,
             shared_by: g.owner.as_str(),
             shared_at: g.created_at,
-            conversation: ConversationView::from(c),
+            conversation: ConversationView::from(c).for_grantee(),
         })
         .collect();
     Ok(with_cursor(json(StatusCode::OK, &views)?, next))

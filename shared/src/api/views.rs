@@ -61,6 +61,36 @@ impl<'a> From<&'a Conversation> for ConversationView<'a> {
     }
 }
 
+impl ConversationView<'_> {
+    /// The view a grantee (viewer or collaborator) gets: the owner's own organising is left out
+    /// (pin, project, folder, tags, archive, import origin read as for a conversation that has
+    /// none), so sharing a conversation shares its content, not how its owner files it.
+    pub fn for_grantee(mut self) -> Self {
+        self.is_pinned = false;
+        self.project_id = None;
+        self.folder_id = None;
+        self.tags = &[];
+        self.is_archived = false;
+        self.imported_from = None;
+        self
+    }
+}
+
+/// What a grantee's export holds: the conversation without its owner's organising and the
+/// messages without their usage, as [`ConversationView::for_grantee`] and
+/// [`ConversationWithMessages::for_grantee`] show them.
+pub fn redact_for_grantee(conversation: &mut Conversation, messages: &mut [Message]) {
+    conversation.is_pinned = false;
+    conversation.project_id = None;
+    conversation.folder_id = None;
+    conversation.tags.clear();
+    conversation.archived_at = None;
+    conversation.imported_from = None;
+    for m in messages {
+        m.usage = None;
+    }
+}
+
 /// A conversation with its messages (`GET /api/conversations/{id}`).
 #[derive(Serialize)]
 pub struct ConversationWithMessages<'a> {
@@ -77,6 +107,16 @@ impl<'a> ConversationWithMessages<'a> {
             conversation: c.into(),
             messages: active_branch(c, all),
         }
+    }
+
+    /// The view a grantee gets: [`ConversationView::for_grantee`], and no message shows its
+    /// usage (the tokens and cost the owner, or another collaborator, paid for).
+    pub fn for_grantee(mut self) -> Self {
+        self.conversation = self.conversation.for_grantee();
+        for m in &mut self.messages {
+            m.usage = None;
+        }
+        self
     }
 
     /// Shows the caller's reactions on its assistant messages ([`show_reactions`]).
@@ -176,6 +216,12 @@ impl MessageView<'_> {
     /// The message's id.
     pub fn id(&self) -> &str {
         self.id
+    }
+
+    /// The view a grantee gets: without the usage (the tokens and cost someone else paid for).
+    pub fn for_grantee(mut self) -> Self {
+        self.usage = None;
+        self
     }
 }
 
