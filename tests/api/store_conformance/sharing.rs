@@ -218,6 +218,29 @@ async fn grants_go_with_their_conversation_and_with_the_grantees_erasure(h: &dyn
     assert_eq!(h.raw_count(&kept).await, 1, "only the conversation's own item is left");
 }
 
+/// Shares racing at the cap: exactly the cap's worth are stored, the others are 409; the same
+/// grantee shared twice at once is one grant.
+async fn shares_racing_at_the_limit_cannot_pass_it_together(h: &dyn Harness) {
+    let store = h.store();
+    let ids = IdGenerator::new();
+    let alice = user(&unique("alice"));
+    let c = created(h, &ids, &alice).await;
+    let grants: Vec<Grant> = (0..8)
+        .map(|i| grant(&c, Grantee::User(user(&unique(&format!("g{i}")))), GrantRole::Viewer, i))
+        .collect();
+    let results = futures::future::join_all(grants.iter().map(|g| store.put_grant(g, 3))).await;
+    for r in &results {
+        assert!(matches!(r, Ok(()) | Err(StoreError::Conflict(_))), "{r:?}");
+    }
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3, "{results:?}");
+    assert_eq!(store.grants_of(&alice, &c.id).await.expect("grants").len(), 3);
+    let d = created(h, &ids, &alice).await;
+    let twice = grant(&d, Grantee::User(user(&unique("twice"))), GrantRole::Collaborator, 1);
+    let (a, b) = futures::future::join(store.put_grant(&twice, 3), store.put_grant(&twice, 3)).await;
+    assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+    assert_eq!(store.grants_of(&alice, &d.id).await.expect("grants").len(), 1);
+}
+
 athena_tests::on_both_stores!(
     |store| &Arc::new(store),
     [
@@ -225,5 +248,6 @@ athena_tests::on_both_stores!(
         only_the_owner_of_a_live_conversation_can_grant_within_the_limit,
         one_grantee_never_holds_two_owners_conversations_under_one_id,
         grants_go_with_their_conversation_and_with_the_grantees_erasure,
+        shares_racing_at_the_limit_cannot_pass_it_together,
     ]
 );

@@ -95,6 +95,10 @@ pub(super) struct ConversationItem {
     /// optimistic condition of the next one (`dynamo/links.rs`, `commit_links`).
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub(super) links_rev: u64,
+    /// Bumped by every share with a user or address: the optimistic condition of the next one
+    /// (`dynamo/sharing.rs`, `put_grant`), so concurrent shares cannot pass the cap together.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub(super) grants_rev: u64,
 }
 
 /// The index keys of a conversation on its shelf (`None`: not in that sparse index).
@@ -172,6 +176,7 @@ impl ConversationItem {
             importing: None,
             shared_until: c.shared_until.as_ref().map(ts::format),
             links_rev: 0,
+            grants_rev: 0,
         }
     }
 

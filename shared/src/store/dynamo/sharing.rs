@@ -5,7 +5,7 @@
 //! the same owner's, so one grantee never has two owners' conversations under one id.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 
 use super::schema;
 use super::{owner_condition, s, sdk_key, DynamoStore, Item};
@@ -68,6 +68,68 @@ impl DynamoStore {
             .collect()
     }
 
+    /// The transaction of a share: the conversation's `grantsRev` bumped if it is still `rev`
+    /// (and the conversation still the owner's, live), the grant in its partition, and the
+    /// grantee's item if absent or already this owner's. `before`: the grant it replaces.
+    fn grant_put_items(
+        &self,
+        grant: &Grant,
+        before: Option<&Grant>,
+        rev: u64,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let created_at = ts::format(&before.map_or(grant.created_at, |g| g.created_at));
+        let updated_at = ts::format(&grant.updated_at);
+        let key = grant.grantee.key();
+        let table = &self.tables.conversations;
+        let conversation_pk = schema::conversation_pk(grant.owner.as_str(), grant.conversation_id.as_str());
+        let mut bump = Update::builder()
+            .table_name(table)
+            .set_key(Some(sdk_key(conversation_pk.clone(), schema::META.to_owned())))
+            .update_expression("SET #rev = :next")
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_names("#rev", "grantsRev")
+            .expression_attribute_values(":owner", s(grant.owner.as_str()))
+            .expression_attribute_values(":next", super::n(rev + 1));
+        bump = if rev == 0 {
+            bump.condition_expression(format!("{} AND attribute_not_exists(#rev)", owner_condition()))
+        } else {
+            bump.condition_expression(format!("{} AND #rev = :seen", owner_condition()))
+                .expression_attribute_values(":seen", super::n(rev))
+        };
+        let bump = bump
+            .build()
+            .map_err(|e| StoreError::internal("building a share's revision", e))?;
+        let forward = Put::builder()
+            .table_name(table)
+            .item(schema::PK, s(conversation_pk))
+            .item(schema::SK, s(schema::grant_sk(&key)))
+            .item("ownerId", s(grant.owner.as_str()))
+            .item("grantee", s(key.clone()))
+            .item("role", s(grant.role.as_str()))
+            .item("createdAt", s(created_at.clone()))
+            .item("updatedAt", s(updated_at.clone()))
+            .build()
+            .map_err(|e| StoreError::internal("building a grant put", e))?;
+        let reverse = Put::builder()
+            .table_name(table)
+            .item(schema::PK, s(schema::shared_pk(&key)))
+            .item(schema::SK, s(grant.conversation_id.as_str()))
+            .item("ownerId", s(grant.owner.as_str()))
+            .item("role", s(grant.role.as_str()))
+            .item("createdAt", s(created_at))
+            .item("updatedAt", s(updated_at))
+            .condition_expression("attribute_not_exists(#pk) OR ownerId = :owner")
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_values(":owner", s(grant.owner.as_str()))
+            .build()
+            .map_err(|e| StoreError::internal("building a grant put", e))?;
+        Ok(vec![
+            TransactWriteItem::builder().update(bump).build(),
+            TransactWriteItem::builder().put(forward).build(),
+            TransactWriteItem::builder().put(reverse).build(),
+        ])
+    }
+
     fn grant_delete_items(&self, grant: &Grant) -> Result<[TransactWriteItem; 2], StoreError> {
         let table = &self.tables.conversations;
         let key = grant.grantee.key();
@@ -122,75 +184,45 @@ impl DynamoStore {
 impl Sharing for DynamoStore {
     #[tracing::instrument(name = "dynamo.put_grant", skip_all, fields(conversation = %grant.conversation_id))]
     async fn put_grant(&self, grant: &Grant, max: usize) -> Result<(), StoreError> {
-        let existing = self.grants_of(&grant.owner, &grant.conversation_id).await?;
-        let before = existing.iter().find(|g| g.grantee == grant.grantee);
-        if before.is_none() && existing.len() >= max {
-            return Err(StoreError::Conflict(format!(
-                "a conversation can be shared with at most {max} users or addresses"
-            )));
-        }
-        let created_at = ts::format(&before.map_or(grant.created_at, |g| g.created_at));
-        let updated_at = ts::format(&grant.updated_at);
-        let key = grant.grantee.key();
-        let table = &self.tables.conversations;
-        let conversation_pk = schema::conversation_pk(grant.owner.as_str(), grant.conversation_id.as_str());
-        let check = ConditionCheck::builder()
-            .table_name(table)
-            .set_key(Some(sdk_key(conversation_pk.clone(), schema::META.to_owned())))
-            .condition_expression(owner_condition())
-            .expression_attribute_names("#pk", schema::PK)
-            .expression_attribute_values(":owner", s(grant.owner.as_str()))
-            .build()
-            .map_err(|e| StoreError::internal("building a condition check", e))?;
-        let forward = Put::builder()
-            .table_name(table)
-            .item(schema::PK, s(conversation_pk))
-            .item(schema::SK, s(schema::grant_sk(&key)))
-            .item("ownerId", s(grant.owner.as_str()))
-            .item("grantee", s(key.clone()))
-            .item("role", s(grant.role.as_str()))
-            .item("createdAt", s(created_at.clone()))
-            .item("updatedAt", s(updated_at.clone()))
-            .build()
-            .map_err(|e| StoreError::internal("building a grant put", e))?;
-        let reverse = Put::builder()
-            .table_name(table)
-            .item(schema::PK, s(schema::shared_pk(&key)))
-            .item(schema::SK, s(grant.conversation_id.as_str()))
-            .item("ownerId", s(grant.owner.as_str()))
-            .item("role", s(grant.role.as_str()))
-            .item("createdAt", s(created_at))
-            .item("updatedAt", s(updated_at))
-            .condition_expression("attribute_not_exists(#pk) OR ownerId = :owner")
-            .expression_attribute_names("#pk", schema::PK)
-            .expression_attribute_values(":owner", s(grant.owner.as_str()))
-            .build()
-            .map_err(|e| StoreError::internal("building a grant put", e))?;
-        let items = vec![
-            TransactWriteItem::builder().condition_check(check).build(),
-            TransactWriteItem::builder().put(forward).build(),
-            TransactWriteItem::builder().put(reverse).build(),
-        ];
-        match self.transact(items).await? {
-            Ok(()) => Ok(()),
-            Err(codes) => {
-                let failed = |i: usize| codes.get(i).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed");
-                if failed(0) {
-                    Err(StoreError::NotFound)
-                } else if failed(2) {
-                    Err(StoreError::Conflict(
-                        "another conversation with this id is already shared with this user; \
-                         share a copy of the conversation instead"
-                            .to_owned(),
-                    ))
-                } else {
-                    Err(StoreError::internal(
-                        "sharing a conversation",
-                        "the transaction was cancelled",
-                    ))
-                }
+        for attempt in 1..=super::CONFLICT_ATTEMPTS {
+            // The grants and the conversation's `grantsRev`, read together: the transaction
+            // below bumps the revision on condition that it is still the one read, so two
+            // shares racing at the cap cannot both pass the count.
+            let (meta, existing) = tokio::try_join!(
+                self.get_meta(&grant.owner, &grant.conversation_id),
+                self.grants_of(&grant.owner, &grant.conversation_id)
+            )?;
+            let before = existing.iter().find(|g| g.grantee == grant.grantee);
+            if before.is_none() && existing.len() >= max {
+                return Err(StoreError::Conflict(format!(
+                    "a conversation can be shared with at most {max} users or addresses"
+                )));
             }
+            let items = self.grant_put_items(grant, before, meta.grants_rev)?;
+            let codes = match self.transact(items).await? {
+                Ok(()) => return Ok(()),
+                Err(codes) => codes,
+            };
+            let failed = |i: usize| codes.get(i).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed");
+            if failed(2) {
+                return Err(StoreError::Conflict(
+                    "another conversation with this id is already shared with this user; \
+                     share a copy of the conversation instead"
+                        .to_owned(),
+                ));
+            }
+            if !failed(0) {
+                return Err(StoreError::internal(
+                    "sharing a conversation",
+                    "the transaction was cancelled",
+                ));
+            }
+            // The conversation changed since it was read (another share, or it is gone): again.
+            super::backoff(attempt).await;
         }
+        Err(StoreError::Unavailable(
+            "the conversation's shares kept changing concurrently".into(),
+        ))
     }
 
     #[tracing::instrument(name = "dynamo.delete_grant", skip_all, fields(conversation = %id))]
