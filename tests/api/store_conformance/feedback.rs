@@ -94,6 +94,14 @@ async fn a_reaction_is_one_per_user_and_message_and_replaced_in_place(h: &dyn Ha
         .expect("put");
     store.delete_conversation(&alice, &c.id).await.expect("delete");
     assert_eq!(h.raw_count(&c).await, 0, "nothing of the conversation is left");
+    // A reaction arriving after the delete (it read the conversation before) is refused and
+    // leaves nothing behind.
+    let late = store
+        .put_reaction(&alice, &reaction(&c, &a2, &alice, Thumb::Down, at(60)))
+        .await
+        .expect_err("the conversation is gone");
+    assert!(matches!(late, StoreError::NotFound), "{late:?}");
+    assert_eq!(h.raw_count(&c).await, 0, "no orphaned reaction");
 }
 
 async fn bookmarks_are_unique_per_message_listed_newest_first_and_go_with_their_conversation(h: &dyn Harness) {

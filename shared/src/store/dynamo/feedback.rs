@@ -83,7 +83,8 @@ impl DynamoStore {
 #[async_trait]
 impl Feedback for DynamoStore {
     /// One `UpdateItem` setting every attribute (`createdAt` only if absent), returning the old
-    /// item.
+    /// item, then a consistent `GetItem` of the conversation: gone or being deleted, the
+    /// reaction is deleted again and the answer is `NotFound`.
     #[tracing::instrument(name = "dynamo.put_reaction", skip_all)]
     async fn put_reaction(&self, owner: &UserId, reaction: &Reaction) -> Result<Option<Reaction>, StoreError> {
         let item = to_item(reaction)?;
@@ -120,6 +121,21 @@ impl Feedback for DynamoStore {
             .send()
             .await
             .map_err(|e| classify("UpdateItem reaction", e))?;
+        // A delete of the conversation marks it first, then deletes its partition: a reaction
+        // written after that sweep finds the mark here (read consistently after the write) and
+        // takes itself back, so no reaction outlives its conversation.
+        match self.read_meta(owner, &reaction.conversation_id).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound) => {
+                self.batch_delete(vec![sdk_key(
+                    schema::conversation_pk(owner.as_str(), reaction.conversation_id.as_str()),
+                    schema::reaction_sk(reaction.user.as_str(), reaction.message_id.as_str()),
+                )])
+                .await?;
+                return Err(StoreError::NotFound);
+            }
+            Err(e) => return Err(e),
+        }
         out.attributes.filter(|a| !a.is_empty()).map(from_item).transpose()
     }
 

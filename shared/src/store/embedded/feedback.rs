@@ -85,6 +85,17 @@ impl Feedback for EmbeddedStore {
                 reaction.user.as_str(),
                 reaction.message_id.as_str(),
             );
+            // The conversation must be there (on any shelf), as on DynamoDB.
+            let exists: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM conversations WHERE owner = ?1 AND id = ?2)",
+                    params![owner, id],
+                    |r| r.get(0),
+                )
+                .map_err(sql_err("reading a conversation"))?;
+            if !exists {
+                return Err(StoreError::NotFound);
+            }
             let previous = reaction_in(&tx, &owner, id, user, message)?;
             let mut stored = reaction.clone();
             if let Some(p) = &previous {
