@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
+use super::rows::conversation_exists;
 use super::{sql_err, EmbeddedStore};
 use crate::domain::{ConversationId, MessageId, UserId};
 use crate::error::StoreError;
@@ -86,14 +87,7 @@ impl Feedback for EmbeddedStore {
                 reaction.message_id.as_str(),
             );
             // The conversation must be there (on any shelf), as on DynamoDB.
-            let exists: bool = tx
-                .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM conversations WHERE owner = ?1 AND id = ?2)",
-                    params![owner, id],
-                    |r| r.get(0),
-                )
-                .map_err(sql_err("reading a conversation"))?;
-            if !exists {
+            if !conversation_exists(&tx, &owner, id)? {
                 return Err(StoreError::NotFound);
             }
             let previous = reaction_in(&tx, &owner, id, user, message)?;

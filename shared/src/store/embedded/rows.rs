@@ -278,6 +278,16 @@ pub(super) fn any_conversation(conn: &Connection, owner: &str, id: &str) -> Resu
     .map_or(Err(StoreError::NotFound), |(c, _)| c)
 }
 
+/// Whether `owner` has a conversation `id`, on any shelf.
+pub(super) fn conversation_exists(conn: &Connection, owner: &str, id: &str) -> Result<bool, StoreError> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM conversations WHERE owner = ?1 AND id = ?2)",
+        params![owner, id],
+        |r| r.get(0),
+    )
+    .map_err(sql_err("reading a conversation"))
+}
+
 /// `owner`'s conversation `id`, unless it is in the trash.
 pub(super) fn owned_conversation(conn: &Connection, owner: &str, id: &str) -> Result<Conversation, StoreError> {
     let row = conn

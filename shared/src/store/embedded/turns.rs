@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::messages::{append_in, insert_and_touch, touch_in};
-use super::rows::{insert_conversation, message_with_writer, owned_conversation, replace_message};
+use super::rows::{conversation_exists, insert_conversation, message_with_writer, owned_conversation, replace_message};
 use super::stats::stats_in;
 use super::{sql_err, EmbeddedStore};
 use crate::domain::{Message, UserId};
@@ -33,13 +33,7 @@ impl Turns for EmbeddedStore {
             // The conversation first (as DynamoDB reports it first).
             match &start.write {
                 TurnWrite::Create { .. } => {
-                    let exists: bool = tx
-                        .query_row(
-                            "SELECT EXISTS (SELECT 1 FROM conversations WHERE owner = ?1 AND id = ?2)",
-                            params![owner, id],
-                            |r| r.get(0),
-                        )
-                        .map_err(sql_err("reading a conversation"))?;
+                    let exists = conversation_exists(&tx, owner, id)?;
                     if exists {
                         return Err(StoreError::Conflict(format!("conversation {id} already exists")));
                     }
