@@ -113,6 +113,10 @@ pub fn rule(op: Op) -> Rule {
         | Op::RestoreConversation
         | Op::DeleteForever
         | Op::Import
+        | Op::ListImports
+        | Op::CreateImport
+        | Op::GetImport
+        | Op::DeleteImport
         | Op::ExportAll
         | Op::Search
         | Op::ListProjects

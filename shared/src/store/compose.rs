@@ -62,6 +62,8 @@ pub struct StoreParts {
     pub feedback: Arc<dyn super::ports::Feedback>,
     /// Share links.
     pub links: Arc<dyn super::links::Links>,
+    /// Import jobs.
+    pub import_jobs: Arc<dyn super::import_jobs::ImportJobs>,
 }
 
 impl std::fmt::Debug for StoreParts {
@@ -92,7 +94,8 @@ impl StoreParts {
             search: store.clone(),
             sharing: store.clone(),
             feedback: store.clone(),
-            links: store,
+            links: store.clone(),
+            import_jobs: store,
         }
     }
 
@@ -129,6 +132,12 @@ impl StoreParts {
     /// Replaces the share-links capability.
     pub fn with_links(mut self, part: Arc<dyn super::links::Links>) -> Self {
         self.links = part;
+        self
+    }
+
+    /// Replaces the import-jobs capability.
+    pub fn with_import_jobs(mut self, part: Arc<dyn super::import_jobs::ImportJobs>) -> Self {
+        self.import_jobs = part;
         self
     }
 
@@ -743,5 +752,45 @@ impl crate::store::links::Links for StoreParts {
         now: Timestamp,
     ) -> Result<crate::store::links::SharedSnapshot, StoreError> {
         self.links.read_link(token_hash, now).await
+    }
+}
+
+#[async_trait]
+impl crate::store::import_jobs::ImportJobs for StoreParts {
+    async fn put_import_job(&self, job: &crate::domain::ImportJob) -> Result<(), StoreError> {
+        self.import_jobs.put_import_job(job).await
+    }
+
+    async fn get_import_job(
+        &self,
+        owner: &UserId,
+        id: &crate::domain::ImportJobId,
+    ) -> Result<crate::domain::ImportJob, StoreError> {
+        self.import_jobs.get_import_job(owner, id).await
+    }
+
+    async fn find_import_job(
+        &self,
+        owner_prefix: &str,
+        id: &crate::domain::ImportJobId,
+    ) -> Result<crate::domain::ImportJob, StoreError> {
+        self.import_jobs.find_import_job(owner_prefix, id).await
+    }
+
+    async fn update_import_job(&self, job: &crate::domain::ImportJob, read_at: Timestamp) -> Result<(), StoreError> {
+        self.import_jobs.update_import_job(job, read_at).await
+    }
+
+    async fn list_import_jobs(
+        &self,
+        owner: &UserId,
+        before: Option<&crate::domain::ImportJobId>,
+        limit: usize,
+    ) -> Result<Vec<crate::domain::ImportJob>, StoreError> {
+        self.import_jobs.list_import_jobs(owner, before, limit).await
+    }
+
+    async fn delete_import_job(&self, owner: &UserId, id: &crate::domain::ImportJobId) -> Result<(), StoreError> {
+        self.import_jobs.delete_import_job(owner, id).await
     }
 }

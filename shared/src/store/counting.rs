@@ -711,3 +711,49 @@ impl crate::store::links::Links for CountingStore {
         self.inner.read_link(token_hash, now).await
     }
 }
+
+#[async_trait]
+impl crate::store::import_jobs::ImportJobs for CountingStore {
+    async fn put_import_job(&self, job: &crate::domain::ImportJob) -> Result<(), StoreError> {
+        self.record("put_import_job");
+        self.inner.put_import_job(job).await
+    }
+
+    async fn get_import_job(
+        &self,
+        owner: &UserId,
+        id: &crate::domain::ImportJobId,
+    ) -> Result<crate::domain::ImportJob, StoreError> {
+        self.record("get_import_job");
+        self.inner.get_import_job(owner, id).await
+    }
+
+    async fn find_import_job(
+        &self,
+        owner_prefix: &str,
+        id: &crate::domain::ImportJobId,
+    ) -> Result<crate::domain::ImportJob, StoreError> {
+        self.record("find_import_job");
+        self.inner.find_import_job(owner_prefix, id).await
+    }
+
+    async fn update_import_job(&self, job: &crate::domain::ImportJob, read_at: Timestamp) -> Result<(), StoreError> {
+        self.record("update_import_job");
+        self.inner.update_import_job(job, read_at).await
+    }
+
+    async fn list_import_jobs(
+        &self,
+        owner: &UserId,
+        before: Option<&crate::domain::ImportJobId>,
+        limit: usize,
+    ) -> Result<Vec<crate::domain::ImportJob>, StoreError> {
+        self.record("list_import_jobs");
+        self.inner.list_import_jobs(owner, before, limit).await
+    }
+
+    async fn delete_import_job(&self, owner: &UserId, id: &crate::domain::ImportJobId) -> Result<(), StoreError> {
+        self.record("delete_import_job");
+        self.inner.delete_import_job(owner, id).await
+    }
+}
