@@ -69,66 +69,56 @@ pub async fn run_housekeeping() -> Result<(), lambda_http::Error> {
     .await
 }
 
-/// An S3 event notification (the fields the worker reads).
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct S3Event {
-    /// The records.
-    #[serde(rename = "Records", default)]
-    pub records: Vec<S3Record>,
-}
-
-/// One record of an [`S3Event`].
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct S3Record {
-    /// `ObjectCreated:Post`, `ObjectCreated:Put`, ...
-    #[serde(rename = "eventName", default)]
-    pub event_name: String,
-    /// The bucket and the object.
-    #[serde(default)]
-    pub s3: S3Entity,
-}
-
-/// The bucket and object of an [`S3Record`].
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct S3Entity {
-    /// The object.
-    #[serde(default)]
-    pub object: S3Object,
-}
-
-/// The object of an [`S3Record`].
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct S3Object {
-    /// Its key, URL-encoded as S3 sends it (`+` for a space).
-    #[serde(default)]
-    pub key: String,
-}
-
 /// The import jobs' worker (the conversations binary with `ATHENA_IMPORT_WORKER=true`, the
-/// template's `ImportWorkerFunction`): invoked asynchronously by the files bucket's
-/// `ObjectCreated` notifications on `imports/`. A failure (the store or the bucket unreachable)
-/// fails the invocation, which Lambda retries; the job resumes (idempotent).
+/// template's `ImportWorkerFunction`): invoked asynchronously for each object created under
+/// `imports/` in the files bucket (an EventBridge "Object Created" event; a bucket notification's
+/// `Records` are read too). A failure (the store or the bucket unreachable) fails the invocation,
+/// which Lambda retries; the job resumes (the import is idempotent).
 pub async fn run_import_worker(state: Arc<AppState>) -> Result<(), lambda_http::Error> {
     use lambda_http::lambda_runtime::{self, LambdaEvent};
-    lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<S3Event>| {
-        let state = Arc::clone(&state);
-        async move { import_uploads(&state, &event.payload).await }
-    }))
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<serde_json::Value>| {
+            let state = Arc::clone(&state);
+            async move { import_uploads(&state, &event.payload).await }
+        },
+    ))
     .await
 }
 
-/// Hands every `ObjectCreated` record of `event` to the import worker (tests feed
-/// `events/imports-object-created.json` through this). Answers what became of each key.
-pub async fn import_uploads(state: &AppState, event: &S3Event) -> Result<serde_json::Value, lambda_http::Error> {
-    let mut outcomes = Vec::new();
-    for record in &event.records {
-        if !record.event_name.starts_with("ObjectCreated") {
-            continue;
-        }
-        let key: String = form_urlencoded::parse(format!("k={}", record.s3.object.key).as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
+/// The keys of the objects an S3 event says were created: an EventBridge "Object Created"
+/// event's `detail.object.key`, or each `ObjectCreated:*` record's `s3.object.key` of a bucket
+/// notification (URL-encoded there, `+` for a space).
+pub fn created_keys(event: &serde_json::Value) -> Vec<String> {
+    if event["detail-type"].as_str() == Some("Object Created") {
+        return event["detail"]["object"]["key"]
+            .as_str()
+            .map(|k| vec![k.to_owned()])
             .unwrap_or_default();
+    }
+    event["Records"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r["eventName"].as_str().is_some_and(|n| n.starts_with("ObjectCreated")))
+        .filter_map(|r| r["s3"]["object"]["key"].as_str())
+        .map(|raw| {
+            form_urlencoded::parse(format!("k={raw}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Hands every created object of `event` to the import worker (tests feed
+/// `events/imports-object-created.json` through this). Answers what became of each key.
+pub async fn import_uploads(
+    state: &AppState,
+    event: &serde_json::Value,
+) -> Result<serde_json::Value, lambda_http::Error> {
+    let mut outcomes = Vec::new();
+    for key in created_keys(event) {
         let outcome = crate::import::jobs::object_created(state, &key).await?;
         outcomes.push(serde_json::json!({"key": key, "outcome": format!("{outcome:?}")}));
     }

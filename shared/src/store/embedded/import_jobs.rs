@@ -3,7 +3,7 @@
 //! job by its id (index `import_jobs_by_id`) and the owner prefix of its upload's key.
 
 use async_trait::async_trait;
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, TransactionBehavior};
 
 use super::docs::Docs;
 use super::{sql_err, EmbeddedStore};
@@ -19,21 +19,8 @@ impl ImportJobs for EmbeddedStore {
     #[tracing::instrument(name = "embedded.put_import_job", skip_all, fields(job = %job.id))]
     async fn put_import_job(&self, job: &ImportJob) -> Result<(), StoreError> {
         let job = job.clone();
-        self.with(move |conn| {
-            let taken: Option<i64> = conn
-                .query_row(
-                    "SELECT 1 FROM import_jobs WHERE id = ?1",
-                    params![job.id.as_str()],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(sql_err("reading an import job"))?;
-            if taken.is_some() {
-                return Err(StoreError::Conflict(format!("import job {} already exists", job.id)));
-            }
-            DOCS.insert(conn, job.owner.as_str(), job.id.as_str(), &job)
-        })
-        .await
+        self.with(move |conn| DOCS.insert(conn, job.owner.as_str(), job.id.as_str(), &job))
+            .await
     }
 
     #[tracing::instrument(name = "embedded.get_import_job", skip_all, fields(job = %id))]
@@ -46,16 +33,21 @@ impl ImportJobs for EmbeddedStore {
     async fn find_import_job(&self, prefix: &str, id: &ImportJobId) -> Result<ImportJob, StoreError> {
         let (prefix, id) = (prefix.to_owned(), id.to_string());
         self.with(move |conn| {
-            let owner: Option<String> = conn
-                .query_row("SELECT owner FROM import_jobs WHERE id = ?1", params![id], |r| r.get(0))
-                .optional()
+            let mut stmt = conn
+                .prepare_cached("SELECT owner FROM import_jobs WHERE id = ?1")
                 .map_err(sql_err("reading an import job"))?;
-            let owner = owner.ok_or(StoreError::NotFound)?;
-            let job: ImportJob = DOCS.get(conn, &owner, &id)?;
-            if owner_prefix(&job.owner) != prefix {
-                return Err(StoreError::NotFound);
+            let owners = stmt
+                .query_map(params![id], |r| r.get::<_, String>(0))
+                .map_err(sql_err("reading an import job"))?
+                .collect::<Result<Vec<String>, _>>()
+                .map_err(sql_err("reading an import job"))?;
+            for owner in owners {
+                let job: ImportJob = DOCS.get(conn, &owner, &id)?;
+                if owner_prefix(&job.owner) == prefix {
+                    return Ok(job);
+                }
             }
-            Ok(job)
+            Err(StoreError::NotFound)
         })
         .await
     }
