@@ -159,6 +159,29 @@ pub async fn delete(state: &AppState, owner: &UserId, id: &ImportJobId) -> Resul
     Ok(())
 }
 
+/// Deletes the uploads of every import job of `owner` (erasing their account; the jobs go with
+/// the rest of their data). How many jobs.
+pub async fn delete_all_objects(state: &AppState, owner: &UserId) -> Result<usize, ImportJobError> {
+    let Some(blobs) = state.blobs.as_deref() else {
+        return Ok(0);
+    };
+    let mut count = 0;
+    let mut before: Option<ImportJobId> = None;
+    loop {
+        let jobs = state
+            .store
+            .list_import_jobs(owner, before.as_ref(), crate::store::MAX_PAGE as usize)
+            .await?;
+        let Some(last) = jobs.last() else {
+            return Ok(count);
+        };
+        before = Some(last.id.clone());
+        let keys: Vec<String> = jobs.iter().map(ImportJob::upload_key).collect();
+        blobs.delete(&keys).await?;
+        count += jobs.len();
+    }
+}
+
 /// What the worker did with one notice of an uploaded object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
