@@ -286,3 +286,25 @@ pub fn from_event(event: lambda_http::Request) -> ApiRequest {
         any_content_type: false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::created_keys;
+
+    #[test]
+    fn the_created_keys_of_an_eventbridge_event_and_of_a_bucket_notification() {
+        let bridge = serde_json::json!({"detail-type": "Object Created", "source": "aws.s3",
+            "detail": {"bucket": {"name": "b"}, "object": {"key": "imports/abc/01J"}}});
+        assert_eq!(created_keys(&bridge), ["imports/abc/01J"]);
+        let other =
+            serde_json::json!({"detail-type": "Object Deleted", "detail": {"object": {"key": "imports/abc/01J"}}});
+        assert!(created_keys(&other).is_empty());
+        // A bucket notification's keys are URL-encoded; only ObjectCreated records count.
+        let notification = serde_json::json!({"Records": [
+            {"eventName": "ObjectCreated:Post", "s3": {"object": {"key": "imports/abc/a+b%2Bc"}}},
+            {"eventName": "ObjectRemoved:Delete", "s3": {"object": {"key": "imports/abc/gone"}}},
+        ]});
+        assert_eq!(created_keys(&notification), ["imports/abc/a b+c"]);
+        assert!(created_keys(&serde_json::json!({})).is_empty());
+    }
+}

@@ -333,7 +333,8 @@ async fn finish_failed(
 }
 
 /// Stores the ended job, then deletes its object (a failure to delete is logged: the bucket's
-/// lifecycle rule on `imports/` removes it within a day).
+/// lifecycle rule on `imports/` removes it within a day). A job changed meanwhile (another run
+/// claimed it, or its owner deleted it) keeps the other's outcome, and the object stays for it.
 async fn finish(state: &AppState, blobs: &dyn Blobs, mut job: ImportJob) -> Result<(), ImportJobError> {
     let read_at = job.updated_at;
     job.updated_at = now_ms(state).max(read_at + chrono::Duration::milliseconds(1));
@@ -341,6 +342,7 @@ async fn finish(state: &AppState, blobs: &dyn Blobs, mut job: ImportJob) -> Resu
         Ok(()) => {}
         Err(StoreError::Conflict(_) | StoreError::NotFound) => {
             tracing::info!(job = %job.id, "an import job changed meanwhile: its outcome is the other run's");
+            return Ok(());
         }
         Err(e) => return Err(e.into()),
     }
