@@ -160,3 +160,38 @@ pub async fn from_config(config: &FilesConfig) -> Result<Option<Arc<dyn Blobs>>,
         FileStorage::Directory(_) => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(parts: &[&'static str]) -> Chunks {
+        let parts: Vec<Result<Bytes, BlobError>> = parts.iter().map(|p| Ok(Bytes::from_static(p.as_bytes()))).collect();
+        Box::pin(futures::stream::iter(parts))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_blocking_reader_reads_chunk_by_chunk_up_to_its_limit() {
+        let handle = tokio::runtime::Handle::current();
+        let items = tokio::task::spawn_blocking(move || {
+            let reader = BlockingReader::new(chunks(&["[{\"a\":", "1},", "", "{\"b\":2}]"]), handle, 100);
+            serde_json::from_reader::<_, serde_json::Value>(reader).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            items.map(|v| v.as_array().map(Vec::len)),
+            Ok(Some(2)),
+            "JSON split across chunks"
+        );
+        let handle = tokio::runtime::Handle::current();
+        let over = tokio::task::spawn_blocking(move || {
+            let mut reader = BlockingReader::new(chunks(&["0123456789", "0123456789"]), handle, 15);
+            let mut all = Vec::new();
+            std::io::Read::read_to_end(&mut reader, &mut all)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(over.is_err(), "more than the limit is refused");
+    }
+}
