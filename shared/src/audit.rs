@@ -34,6 +34,8 @@ pub mod action {
     pub const CONVERSATION_BRANCH: &str = "conversation.branch";
     /// `POST /api/import` (conversations from an export file; the report lists each one)
     pub const CONVERSATIONS_IMPORT: &str = "conversations.import";
+    /// `DELETE /api/imports/{id}` (an import job and its uploaded file)
+    pub const IMPORT_DELETE: &str = "import.delete";
     /// `GET /api/export` (every conversation, as a download; `ok` when the download starts)
     pub const CONVERSATIONS_EXPORT: &str = "conversations.export";
     /// `POST /api/projects`

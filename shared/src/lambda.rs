@@ -29,6 +29,9 @@ pub async fn run(function: &'static str) -> Result<(), lambda_http::Error> {
             .await
             .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?,
     );
+    if state.config.runtime.import_worker {
+        return run_import_worker(state).await;
+    }
     lambda_http::run_concurrent(service_fn(move |event: lambda_http::Request| {
         let state = Arc::clone(&state);
         async move { Ok::<_, Infallible>(respond(&state, function, event).await) }
@@ -64,6 +67,62 @@ pub async fn run_housekeeping() -> Result<(), lambda_http::Error> {
         },
     ))
     .await
+}
+
+/// The import jobs' worker (the conversations binary with `ATHENA_IMPORT_WORKER=true`, the
+/// template's `ImportWorkerFunction`): invoked asynchronously for each object created under
+/// `imports/` in the files bucket (an EventBridge "Object Created" event; a bucket notification's
+/// `Records` are read too). A failure (the store or the bucket unreachable) fails the invocation,
+/// which Lambda retries; the job resumes (the import is idempotent).
+pub async fn run_import_worker(state: Arc<AppState>) -> Result<(), lambda_http::Error> {
+    use lambda_http::lambda_runtime::{self, LambdaEvent};
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<serde_json::Value>| {
+            let state = Arc::clone(&state);
+            async move { import_uploads(&state, &event.payload).await }
+        },
+    ))
+    .await
+}
+
+/// The keys of the objects an S3 event says were created: an EventBridge "Object Created"
+/// event's `detail.object.key`, or each `ObjectCreated:*` record's `s3.object.key` of a bucket
+/// notification (URL-encoded there, `+` for a space).
+pub fn created_keys(event: &serde_json::Value) -> Vec<String> {
+    if event["detail-type"].as_str() == Some("Object Created") {
+        return event["detail"]["object"]["key"]
+            .as_str()
+            .map(|k| vec![k.to_owned()])
+            .unwrap_or_default();
+    }
+    event["Records"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r["eventName"].as_str().is_some_and(|n| n.starts_with("ObjectCreated")))
+        .filter_map(|r| r["s3"]["object"]["key"].as_str())
+        .map(|raw| {
+            form_urlencoded::parse(format!("k={raw}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Hands every created object of `event` to the import worker (tests feed
+/// `events/imports-object-created.json` through this). Answers what became of each key.
+pub async fn import_uploads(
+    state: &AppState,
+    event: &serde_json::Value,
+) -> Result<serde_json::Value, lambda_http::Error> {
+    let mut outcomes = Vec::new();
+    for key in created_keys(event) {
+        let outcome = crate::import::jobs::object_created(state, &key).await?;
+        outcomes.push(serde_json::json!({"key": key, "outcome": format!("{outcome:?}")}));
+    }
+    Ok(serde_json::json!({"objects": outcomes}))
 }
 
 /// The chat and export functions: the same handler, run with Lambda response streaming so each
@@ -225,5 +284,27 @@ pub fn from_event(event: lambda_http::Request) -> ApiRequest {
         request_id,
         claims,
         any_content_type: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::created_keys;
+
+    #[test]
+    fn the_created_keys_of_an_eventbridge_event_and_of_a_bucket_notification() {
+        let bridge = serde_json::json!({"detail-type": "Object Created", "source": "aws.s3",
+            "detail": {"bucket": {"name": "b"}, "object": {"key": "imports/abc/01J"}}});
+        assert_eq!(created_keys(&bridge), ["imports/abc/01J"]);
+        let other =
+            serde_json::json!({"detail-type": "Object Deleted", "detail": {"object": {"key": "imports/abc/01J"}}});
+        assert!(created_keys(&other).is_empty());
+        // A bucket notification's keys are URL-encoded; only ObjectCreated records count.
+        let notification = serde_json::json!({"Records": [
+            {"eventName": "ObjectCreated:Post", "s3": {"object": {"key": "imports/abc/a+b%2Bc"}}},
+            {"eventName": "ObjectRemoved:Delete", "s3": {"object": {"key": "imports/abc/gone"}}},
+        ]});
+        assert_eq!(created_keys(&notification), ["imports/abc/a b+c"]);
+        assert!(created_keys(&serde_json::json!({})).is_empty());
     }
 }

@@ -304,8 +304,10 @@ async fn local_files(
             .insert("access-control-allow-headers", HeaderValue::from_static("*"));
         r
     } else if path == UPLOAD_PATH && parts.method == http::Method::POST {
-        // The largest accepted file and its form fields.
-        let limit = usize::try_from(crate::domain::file::MAX_DOCUMENT_BYTES).unwrap_or(usize::MAX) + 64 * 1024;
+        // The largest accepted file (an attachment, or an export file of an import job) and its
+        // form fields.
+        let largest = crate::domain::file::MAX_DOCUMENT_BYTES.max(state.config.files.max_import_upload_bytes);
+        let limit = usize::try_from(largest).unwrap_or(usize::MAX).saturating_add(64 * 1024);
         let content_type = parts
             .headers
             .get(header::CONTENT_TYPE)
@@ -319,7 +321,17 @@ async fn local_files(
                 message: e.public_message(),
             }),
             Ok(bytes) => match disk.accept_upload(&content_type, bytes, now).await {
-                Ok(()) => {
+                Ok(key) => {
+                    if key.starts_with(crate::domain::import_job::UPLOAD_PREFIX) {
+                        // The directory store's analog of the bucket's ObjectCreated
+                        // notification: the same worker, in-process, after the answer.
+                        let state = Arc::clone(state);
+                        tokio::spawn(async move {
+                            if let Err(e) = crate::import::jobs::object_created(&state, &key).await {
+                                tracing::error!(error = %e, "an import job failed to run; delete it and upload again");
+                            }
+                        });
+                    }
                     let mut r = http::Response::new(api::full(Bytes::new()));
                     *r.status_mut() = http::StatusCode::NO_CONTENT;
                     r

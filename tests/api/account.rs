@@ -33,7 +33,7 @@ async fn app(store: Arc<dyn Store>, files: &std::path::Path) -> TestApp {
 /// with tags, one in the trash), a project, a prompt, a pending upload with its object, an
 /// idempotency record, audit entries, analytics events and counters, budgets, rate counters.
 /// Returns the object's path.
-async fn leave_traces(app: &TestApp, token: &str, user: &str, files: &std::path::Path) -> std::path::PathBuf {
+async fn leave_traces(app: &TestApp, token: &str, user: &str, files: &std::path::Path) -> Vec<std::path::PathBuf> {
     let call = |method: &'static str, path: String, body: Option<Value>| async move {
         let r = with_bearer(app, token, method, &path, body).await;
         assert!(
@@ -130,7 +130,13 @@ async fn leave_traces(app: &TestApp, token: &str, user: &str, files: &std::path:
     let object = files.join(stored.upload_key());
     std::fs::create_dir_all(object.parent().expect("parent")).expect("dir");
     std::fs::write(&object, b"hello").expect("object");
-    object
+    // An import job whose export file was uploaded (and not imported yet).
+    let job = call("POST", "/api/imports".to_owned(), Some(json!({"bytes": 5}))).await;
+    assert_eq!(job.status, 201, "{}", job.text);
+    let import = files.join(job.json["upload"]["fields"]["key"].as_str().expect("key"));
+    std::fs::create_dir_all(import.parent().expect("parent")).expect("dir");
+    std::fs::write(&import, b"[   ]").expect("object");
+    vec![object, import]
 }
 
 const ALICE: &str = "erasure-alice-0001";
@@ -223,7 +229,10 @@ where
         .filter(|row| row.contains(ALICE) || row.contains(&hash))
         .collect();
     assert!(left.is_empty(), "items of alice left: {left:#?}");
-    assert!(!alice_object.exists(), "alice's uploaded object is gone");
+    assert!(
+        alice_object.iter().all(|o| !o.exists()),
+        "alice's uploaded objects are gone"
+    );
     // The erasure is audited, under an id that is not hers.
     assert!(audit_id.starts_with("erased-") && !audit_id.contains(ALICE));
     assert!(after
@@ -231,7 +240,7 @@ where
         .any(|row| row.contains(&audit_id) && row.contains("account.erase")));
     // Bob is untouched: his items, his object, his conversations through the API.
     assert!(after.iter().any(|row| row.contains(BOB)));
-    assert!(bob_object.exists());
+    assert!(bob_object.iter().all(|o| o.exists()));
     let his = with_bearer(&app, &bob, "GET", "/api/conversations?archived=true", None).await;
     assert_eq!(his.json.as_array().map(Vec::len), Some(1));
     let trash = with_bearer(&app, &bob, "GET", "/api/trash", None).await;

@@ -96,13 +96,14 @@ async fn every_sample_event_is_answered_as_documented() {
     let openapi = OpenApi::shared();
     for path in files {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-        if name.starts_with("streams-") {
-            // DynamoDB stream events, not HTTP: the_sample_stream_event_indexes_its_message_and_title.
+        if name.starts_with("streams-") || name.starts_with("worker-") {
+            // DynamoDB stream and S3 events, not HTTP: the_sample_stream_event_indexes_its_message_and_title,
+            // the_sample_upload_event_runs_its_import_job.
             continue;
         }
         let function: &'static str = if name.starts_with("messages-") {
             "messages"
-        } else if name.starts_with("conversations-") || name.starts_with("files-") {
+        } else if name.starts_with("conversations-") || name.starts_with("files-") || name.starts_with("imports-") {
             "conversations"
         } else if name.starts_with("chat-") {
             "chat"
@@ -120,8 +121,8 @@ async fn every_sample_event_is_answered_as_documented() {
         let uri_path = shared::api::routes::normalize(event.uri().path()).to_owned();
         let state = if function == "chat" {
             seeded_chat_state().await
-        } else if name.starts_with("files-") {
-            // Without a bucket (a function outside the template) attachments are off: 501.
+        } else if name.starts_with("files-") || name.starts_with("imports-") {
+            // Without a bucket (a function outside the template) attachments and import jobs are off: 501.
             let off = lambda_http::request::from_str(&text).expect("event");
             let response = shared::lambda::respond(&seeded_state().await, function, off).await;
             let status = response.status().as_u16();
@@ -130,7 +131,12 @@ async fn every_sample_event_is_answered_as_documented() {
                 other => String::from_utf8(other.collect().await.expect("body").to_bytes().to_vec()).expect("utf8"),
             };
             assert_eq!(status, 501, "{name} without file storage: {body}");
-            assert!(body.contains("ATTACHMENTS_DISABLED"), "{name}: {body}");
+            let code = if name.starts_with("imports-") {
+                "IMPORTS_DISABLED"
+            } else {
+                "ATTACHMENTS_DISABLED"
+            };
+            assert!(body.contains(code), "{name}: {body}");
             seeded_files_state().await
         } else {
             seeded_state().await
@@ -268,5 +274,69 @@ async fn the_sample_stream_event_indexes_its_message_and_title() {
     assert_eq!(
         json,
         serde_json::json!({"batchItemFailures": [{"itemIdentifier": "111000000000000000000001"}]})
+    );
+}
+
+/// `events/worker-imports-object-created.json` (the EventBridge event of an export file uploaded
+/// to `imports/`) through the worker's handler: the job it names is imported and `done`, the
+/// object deleted; delivered again, nothing changes; on another user's job the key is ignored.
+#[tokio::test]
+async fn the_sample_upload_event_runs_its_import_job() {
+    use shared::domain::import_job::{ImportJob, ImportJobStatus, Totals};
+    use shared::store::ImportJobs;
+    let text =
+        std::fs::read_to_string(workspace_root().join("events/worker-imports-object-created.json")).expect("read");
+    let event: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let keys = shared::lambda::created_keys(&event);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let key = &keys[0];
+    let dir = std::env::temp_dir().join(format!("athena-events-imports-{}", ulid::Ulid::new()));
+    let blobs = shared::blobs::disk::DiskBlobs::open(dir.to_str().expect("utf-8")).expect("files dir");
+    let store = Arc::new(embedded_store());
+    let state = AppState::new(Config::local(), store.clone() as Arc<dyn Store>).with_blobs(Arc::new(blobs));
+    let path = dir.join(key);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    let file = std::fs::read(workspace_root().join("tests/fixtures/chatgpt-conversations.json")).expect("fixture");
+    std::fs::write(&path, &file).expect("upload");
+    let now = shared::domain::now();
+    let job = |owner: &str| ImportJob {
+        id: shared::domain::ImportJobId::parse("01JDIMPJ0000000000000000AA").expect("id"),
+        owner: UserId::parse(owner).expect("user"),
+        source: "chatgpt".to_owned(),
+        bytes: file.len() as u64,
+        filename: None,
+        status: ImportJobStatus::AwaitingUpload,
+        created_at: now,
+        updated_at: now,
+        upload_expires_at: now,
+        attempts: 0,
+        totals: Totals::default(),
+        failures: Vec::new(),
+        failures_omitted: 0,
+        error: None,
+    };
+    // Another user's job of that id: the key names alice's prefix, so it is not theirs.
+    store.put_import_job(&job("user-bob-0002")).await.expect("bob's job");
+    let answer = shared::lambda::import_uploads(&state, &event).await.expect("handled");
+    assert!(answer.to_string().contains("no such job"), "{answer}");
+    assert!(path.exists(), "an object naming no job of its owner is left alone");
+    store
+        .delete_import_job(&UserId::parse("user-bob-0002").expect("user"), &job("x").id)
+        .await
+        .expect("delete");
+    store.put_import_job(&job(USER)).await.expect("alice's job");
+    let answer = shared::lambda::import_uploads(&state, &event).await.expect("handled");
+    assert!(answer.to_string().contains("Finished(Done)"), "{answer}");
+    let owner = UserId::parse(USER).expect("user");
+    let done = store.get_import_job(&owner, &job(USER).id).await.expect("job");
+    assert_eq!(done.status, ImportJobStatus::Done);
+    assert!(done.totals.imported >= 1, "{:?}", done.totals);
+    assert!(!path.exists(), "the upload is deleted once imported");
+    let again = shared::lambda::import_uploads(&state, &event).await.expect("handled");
+    assert!(again.to_string().contains("finished"), "{again}");
+    assert_eq!(
+        store.get_import_job(&owner, &done.id).await.expect("job"),
+        done,
+        "a second delivery changes nothing"
     );
 }

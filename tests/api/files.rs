@@ -31,7 +31,7 @@ const PNG: &[u8] = &[
 ];
 
 /// Where a store's files live in these tests.
-trait Backend: Store + Sized {
+pub(crate) trait Backend: Store + Sized {
     async fn blobs(&self) -> Arc<dyn Blobs>;
 }
 
@@ -44,16 +44,7 @@ impl Backend for EmbeddedStore {
 
 impl Backend for DynamoStore {
     async fn blobs(&self) -> Arc<dyn Blobs> {
-        use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-        let credentials = Credentials::new("test", "test", None, None, "athena-tests");
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(credentials.clone())
-            .endpoint_url(moto_endpoint())
-            .force_path_style(true)
-            .build();
-        let client = aws_sdk_s3::Client::from_conf(config);
+        let (client, credentials) = athena_tests::moto_s3_client();
         let bucket = unique("files");
         client
             .create_bucket()
@@ -118,7 +109,7 @@ fn reply_frames(text: &str) -> MockReply {
 }
 
 /// Posts an upload form the way a browser does: `multipart/form-data`, the fields, then `file`.
-async fn post_form(app: &TestApp, upload: &Value, media_type: &str, bytes: &[u8]) -> reqwest::Response {
+pub(crate) async fn post_form(app: &TestApp, upload: &Value, media_type: &str, bytes: &[u8]) -> reqwest::Response {
     let boundary = format!("----athena{}", ulid::Ulid::new());
     let mut body = Vec::new();
     for (name, value) in upload["fields"].as_object().expect("fields") {

@@ -469,13 +469,15 @@ async fn a_chat_turn_makes_two_store_calls_before_the_first_byte_and_four_in_all
         5,
         "both turns stored both sides; the regenerate added a version of the last reply"
     );
-    // A turn stopped before any output stores no reply; the next turn still makes two store
-    // calls before its first byte (a missing reply is looked into only when the same message is
+    // A turn stopped before any output stores no reply (its first delta is 5 s away: the stop,
+    // seen at the turn's next checkpoint poll within a second, ends it first even on a loaded
+    // machine; the next turn's reply waits as long, the two user messages being one to the
+    // scripted model); the next turn still makes two store calls before its first byte (a missing reply is looked into only when the same message is
     // sent again).
     let res = app
         .client
         .post(format!("{}/api/chat", app.base))
-        .json(&user_message(&id, "#first-delay:1500 #deltas:3 slow"))
+        .json(&user_message(&id, "#first-delay:5000 #deltas:3 slow"))
         .send()
         .await
         .expect("send");

@@ -23,6 +23,7 @@ mod files;
 mod gateway;
 mod http_api;
 mod import;
+mod imports;
 mod limits;
 mod links;
 mod mcp;

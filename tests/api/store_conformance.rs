@@ -6,6 +6,7 @@ mod accounting;
 mod continued;
 mod feedback;
 mod files;
+mod import_jobs;
 mod imports;
 mod links;
 mod organize;

@@ -812,15 +812,24 @@ fn statements(function: &Value) -> Vec<(String, Vec<String>, Vec<String>, Value)
     out
 }
 
+/// What a function does: its binary's name, or `import-worker` for the conversations binary in its
+/// worker mode (`ATHENA_IMPORT_WORKER`, on the bucket's events rather than API routes).
+fn role_of(function: &Value) -> &str {
+    if function["Properties"]["Environment"]["Variables"]["ATHENA_IMPORT_WORKER"].as_str() == Some("true") {
+        return "import-worker";
+    }
+    function["Metadata"]["BuildProperties"]["Binary"]
+        .as_str()
+        .unwrap_or_default()
+}
+
 #[test]
 fn every_function_has_least_privilege() {
     let template = expanded();
     let tables: BTreeSet<String> = all_tables().iter().map(|t| t.logical_id.to_owned()).collect();
     let probe_partition = conversation_pk(shared::store::PROBE_ID, shared::store::PROBE_ID);
     for (name, function) in resources_of_type(&template, "AWS::Serverless::Function") {
-        let binary = function["Metadata"]["BuildProperties"]["Binary"]
-            .as_str()
-            .unwrap_or_default();
+        let binary = role_of(function);
         let statements = statements(function);
         assert!(!statements.is_empty(), "{name}: inline policies only");
         let mut probes = false;
@@ -829,7 +838,7 @@ fn every_function_has_least_privilege() {
                 assert!(!action.contains('*'), "{name}.{sid}: wildcard action {action}");
                 // The files bucket and its key: conversations and chat only (checked in detail by
                 // only_the_conversations_and_chat_functions_touch_the_files_bucket).
-                let files = matches!(binary, "conversations" | "chat" | "housekeeping")
+                let files = matches!(binary, "conversations" | "chat" | "housekeeping" | "import-worker")
                     && (action.starts_with("s3:") || action.starts_with("kms:"));
                 // The stream consumer's dead-letter queue (checked in detail by
                 // the_stream_consumer_writes_postings_only_and_reads_the_filtered_stream).
@@ -879,6 +888,21 @@ fn every_function_has_least_privilege() {
                 // Exactly the secrets the McpSecretArns parameter names, and only when it is set.
                 assert_eq!(sid, "McpServerSecrets");
                 assert_eq!(resources, &["McpSecretArns".to_owned()], "{name}.{sid}");
+            }
+            if binary == "import-worker" && actions.iter().any(|a| a.starts_with("dynamodb:")) {
+                // The worker writes import jobs and conversations only, never deletes, never
+                // touches another partition (analytics, counters, search postings, links).
+                assert!(
+                    !actions.iter().any(|a| a.contains("Delete")),
+                    "{name}.{sid}: {actions:?}"
+                );
+                let mut keys = Vec::new();
+                strings(&condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"], &mut keys);
+                assert_eq!(keys, ["CONV#*", "IMPJ#*"], "{name}.{sid}: its partitions only");
+                assert!(
+                    resources.iter().all(|r| r.contains("ConversationsTable")),
+                    "{name}.{sid}: {resources:?}"
+                );
             }
             if binary == "analytics" && resources.iter().any(|r| r.contains("ConversationsTable")) {
                 // Analytics reads no conversation: only the cold-start probe's partition.
@@ -1032,14 +1056,23 @@ fn abandoned_uploads_expire_within_a_day_and_files_are_kept() {
         .find_map(|r| r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"].as_u64())
         .unwrap_or_else(|| panic!("{name}: incomplete multipart uploads are never aborted"));
     assert!(multipart <= 1, "incomplete multipart uploads kept {multipart} days");
+    // An export file the import worker did not delete (it kept failing) goes within a day too.
+    let imports = enabled
+        .iter()
+        .find(|r| r["Prefix"].as_str() == Some("imports/"))
+        .unwrap_or_else(|| panic!("{name}: no rule for imports/"));
+    assert_eq!(
+        imports["ExpirationInDays"].as_u64(),
+        Some(1),
+        "imports/ expire after a day"
+    );
     // Nothing expires files/ (the app deletes them) or the whole bucket.
     for rule in &enabled {
         if rule["ExpirationInDays"].is_null() && rule["ExpirationDate"].is_null() {
             continue;
         }
-        assert_eq!(
-            rule["Prefix"].as_str(),
-            Some("uploads/"),
+        assert!(
+            matches!(rule["Prefix"].as_str(), Some("uploads/" | "imports/")),
             "{name}: {rule:?} expires more than uploads"
         );
     }
@@ -1073,10 +1106,9 @@ fn only_the_conversations_and_chat_functions_touch_the_files_bucket() {
     let mut chats = 0;
     let mut conversations = 0;
     let mut housekeepers = 0;
+    let mut workers = 0;
     for (name, function) in resources_of_type(&template, "AWS::Serverless::Function") {
-        let binary = function["Metadata"]["BuildProperties"]["Binary"]
-            .as_str()
-            .unwrap_or_default();
+        let binary = role_of(function);
         // action -> the resources it is granted on
         let mut granted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (sid, actions, resources, _) in statements(function) {
@@ -1099,12 +1131,26 @@ fn only_the_conversations_and_chat_functions_touch_the_files_bucket() {
             }
             // Signs the presigned POST (PutObject on uploads/), verifies, copies to files/,
             // presigns downloads and deletes: no ListBucket, nothing outside the two prefixes.
+            // Import jobs: signs the export file's POST to imports/ and deletes it with its job;
+            // never reads it (the worker does).
             "conversations" => {
                 conversations += 1;
                 let both = BTreeSet::from([objects("uploads"), objects("files")]);
-                ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"]
+                let mut all = both.clone();
+                all.insert(objects("imports"));
+                BTreeMap::from([
+                    ("s3:PutObject".to_owned(), all.clone()),
+                    ("s3:GetObject".to_owned(), both),
+                    ("s3:DeleteObject".to_owned(), all),
+                ])
+            }
+            // Reads the uploaded export file and deletes it: imports/ only.
+            "import-worker" => {
+                workers += 1;
+                let imports = BTreeSet::from([objects("imports")]);
+                ["s3:GetObject", "s3:DeleteObject"]
                     .into_iter()
-                    .map(|a| (a.to_owned(), both.clone()))
+                    .map(|a| (a.to_owned(), imports.clone()))
                     .collect()
             }
             // Deletes a purged conversation's objects: nothing else.
@@ -1126,7 +1172,7 @@ fn only_the_conversations_and_chat_functions_touch_the_files_bucket() {
             })
             .collect();
         let expected_kms: &[&str] = match binary {
-            "chat" => &["kms:Decrypt"],
+            "chat" | "import-worker" => &["kms:Decrypt"],
             "conversations" => &["kms:Decrypt", "kms:GenerateDataKey"],
             _ => &[],
         };
@@ -1145,7 +1191,7 @@ fn only_the_conversations_and_chat_functions_touch_the_files_bucket() {
         strings(&statement["Condition"]["StringEquals"]["kms:ViaService"], &mut via);
         assert_eq!(via, ["s3.${AWS::Region}.amazonaws.com"], "{name}: through S3 only");
     }
-    assert_eq!((chats, conversations, housekeepers), (7, 1, 1));
+    assert_eq!((chats, conversations, housekeepers, workers), (7, 1, 1, 1));
     // No unconditional KMS grant anywhere (a conditional one is checked above).
     for (name, function) in resources_of_type(&template, "AWS::Serverless::Function") {
         for (sid, actions, _, _) in statements(function) {
@@ -1171,11 +1217,9 @@ fn the_files_bucket_is_named_to_exactly_the_functions_that_use_it() {
     let template = expanded();
     let (bucket, _) = files_bucket(&template);
     for (name, function) in resources_of_type(&template, "AWS::Serverless::Function") {
-        let binary = function["Metadata"]["BuildProperties"]["Binary"]
-            .as_str()
-            .unwrap_or_default();
+        let binary = role_of(function);
         let value = &function["Properties"]["Environment"]["Variables"]["ATHENA_FILES_BUCKET"];
-        if matches!(binary, "conversations" | "chat" | "housekeeping") {
+        if matches!(binary, "conversations" | "chat" | "housekeeping" | "import-worker") {
             assert!(is_ref(value, &bucket), "{name}: ATHENA_FILES_BUCKET is {value:?}");
         } else {
             assert!(value.is_null(), "{name} ({binary}) does not use the files bucket");
@@ -1294,5 +1338,67 @@ fn the_stream_consumer_writes_postings_only_and_reads_the_filtered_stream() {
     assert_eq!(
         template["Resources"]["ConversationsTable"]["Properties"]["StreamSpecification"]["StreamViewType"].as_str(),
         Some(shared::store::schema::STREAM_VIEW)
+    );
+}
+
+/// The import jobs' worker: the conversations binary in its worker mode (no binary of its own),
+/// up to 15 minutes, invoked by an EventBridge rule on the files bucket's "Object Created" events
+/// under `imports/` (the bucket sends its events to EventBridge), with a permission for that rule
+/// only; no API route.
+#[test]
+fn uploads_of_export_files_invoke_the_import_worker() {
+    let template = expanded();
+    let (bucket_name, bucket) = files_bucket(&template);
+    assert_eq!(
+        bucket["Properties"]["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"].as_bool(),
+        Some(true),
+        "{bucket_name} sends its events to EventBridge"
+    );
+    let workers: Vec<(String, &Value)> = resources_of_type(&template, "AWS::Serverless::Function")
+        .into_iter()
+        .filter(|(_, f)| role_of(f) == "import-worker")
+        .collect();
+    assert_eq!(workers.len(), 1, "one import worker");
+    let (worker, function) = &workers[0];
+    assert_eq!(
+        function["Metadata"]["BuildProperties"]["Binary"].as_str(),
+        Some("conversations"),
+        "no binary of its own"
+    );
+    let timeout = function["Properties"]["Timeout"].as_u64().expect("a Timeout");
+    assert!((60..=900).contains(&timeout), "{worker}: Timeout {timeout}");
+    assert!(function["Properties"]["Events"].is_null(), "{worker}: no API route");
+    let rules: Vec<(String, &Value)> = resources_of_type(&template, "AWS::Events::Rule")
+        .into_iter()
+        .filter(|(_, r)| {
+            r["Properties"]["Targets"]
+                .as_sequence()
+                .is_some_and(|t| t.iter().any(|t| matches!(intrinsic(&t["Arn"]), Some((tag, a)) if tag == "GetAtt" && a.as_str() == Some(&format!("{worker}.Arn")))))
+        })
+        .collect();
+    assert_eq!(rules.len(), 1, "one rule invokes {worker}");
+    let (rule, resource) = &rules[0];
+    let pattern = &resource["Properties"]["EventPattern"];
+    assert_eq!(pattern["source"][0].as_str(), Some("aws.s3"), "{rule}");
+    assert_eq!(pattern["detail-type"][0].as_str(), Some("Object Created"), "{rule}");
+    assert!(
+        is_ref(&pattern["detail"]["bucket"]["name"][0], &bucket_name),
+        "{rule}: {pattern:?}"
+    );
+    assert_eq!(
+        pattern["detail"]["object"]["key"][0]["prefix"].as_str(),
+        Some(shared::domain::import_job::UPLOAD_PREFIX),
+        "{rule}: the uploads of export files only"
+    );
+    let permissions: Vec<(String, &Value)> = resources_of_type(&template, "AWS::Lambda::Permission")
+        .into_iter()
+        .filter(|(_, p)| is_ref(&p["Properties"]["FunctionName"], worker))
+        .collect();
+    assert_eq!(permissions.len(), 1, "{worker}: one invoke permission");
+    let props = &permissions[0].1["Properties"];
+    assert_eq!(props["Principal"].as_str(), Some("events.amazonaws.com"));
+    assert!(
+        matches!(intrinsic(&props["SourceArn"]), Some((tag, a)) if tag == "GetAtt" && a.as_str() == Some(&format!("{rule}.Arn"))),
+        "{worker}: invoked by {rule} only: {props:?}"
     );
 }

@@ -44,6 +44,21 @@ fn moto_python() -> PathBuf {
     PathBuf::from("python3")
 }
 
+/// An S3 client of this test process's moto server (path-style, test credentials), and its
+/// credentials.
+pub fn moto_s3_client() -> (aws_sdk_s3::Client, aws_sdk_s3::config::Credentials) {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let credentials = Credentials::new("test", "test", None, None, "athena-tests");
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(credentials.clone())
+        .endpoint_url(moto_endpoint())
+        .force_path_style(true)
+        .build();
+    (aws_sdk_s3::Client::from_conf(config), credentials)
+}
+
 /// The endpoint of this test process's moto server, started on first use. The server is moto's own
 /// application run by `tests/moto_serial.py`, which applies requests one at a time (moto's
 /// backends are not thread-safe; DynamoDB's per-item writes are atomic, and the concurrency tests

@@ -46,6 +46,7 @@ pub async fn erase(state: &Arc<AppState>, caller: &Caller, req: &ApiRequest) -> 
         .into());
     }
     let files = crate::files::delete_all_objects(state, &caller.user).await?;
+    crate::import::jobs::delete_all_objects(state, &caller.user).await?;
     // Their reactions in conversations others shared with them live in those owners' data: found
     // through their grants, before the grants go.
     let grantees = caller.grantees();

@@ -109,6 +109,9 @@ pub enum ApiError {
     /// A reaction to a message that is not an assistant reply (code `NOT_AN_ASSISTANT_MESSAGE`, 400).
     #[error("{0}")]
     NotReactable(String),
+    /// Import jobs are off: no files bucket (code `IMPORTS_DISABLED`, 501, as attachments).
+    #[error("{0}")]
+    ImportsDisabled(String),
     /// An attached file's problem (its code and status from [`ApiError::file_code`]).
     #[error("{0}")]
     File(crate::files::FileError),
@@ -124,6 +127,21 @@ impl From<crate::files::FileError> for ApiError {
             FileError::Blob(crate::blobs::BlobError::Unavailable(m)) => ApiError::Unavailable(Some(m.into())),
             FileError::Blob(crate::blobs::BlobError::Internal(m)) => ApiError::Internal(Some(m.into())),
             other => ApiError::File(other),
+        }
+    }
+}
+
+impl From<crate::import::jobs::ImportJobError> for ApiError {
+    fn from(e: crate::import::jobs::ImportJobError) -> Self {
+        use crate::import::jobs::ImportJobError;
+        match e {
+            ImportJobError::Disabled => ApiError::ImportsDisabled(e.to_string()),
+            ImportJobError::NotFound => ApiError::NotFound(e.to_string()),
+            ImportJobError::State(m) => ApiError::Conflict(m),
+            ImportJobError::Invalid(v) => ApiError::Validation(v),
+            ImportJobError::Store(s) => s.into(),
+            ImportJobError::Blob(crate::blobs::BlobError::Unavailable(m)) => ApiError::Unavailable(Some(m.into())),
+            ImportJobError::Blob(crate::blobs::BlobError::Internal(m)) => ApiError::Internal(Some(m.into())),
         }
     }
 }
@@ -223,6 +241,7 @@ impl ApiError {
             ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL",
             ApiError::NotReactable(_) => "NOT_AN_ASSISTANT_MESSAGE",
+            ApiError::ImportsDisabled(_) => "IMPORTS_DISABLED",
             ApiError::File(e) => Self::file_code(e).0,
         }
     }
@@ -265,6 +284,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::ImportsDisabled(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::File(e) => Self::file_code(e).1,
         }
     }

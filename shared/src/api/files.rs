@@ -71,7 +71,7 @@ struct CreateBody {
 
 /// A whole number as JSON Schema's `integer` (what the contract says) has it: `1000` and
 /// `1000.0` alike; fractions, negatives and other types are refused.
-fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+pub(super) fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     let n = serde_json::Number::deserialize(d)?;
     if let Some(u) = n.as_u64() {
         return Ok(u);
@@ -96,7 +96,7 @@ fn file_id(raw: Option<&str>) -> Result<FileId, ApiError> {
 
 /// The scheme and host the caller reached Athena at (a directory store's forms and downloads
 /// point back at Athena).
-fn origin(req: &ApiRequest) -> String {
+pub(super) fn origin(req: &ApiRequest) -> String {
     let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let host = header(header::HOST.as_str()).unwrap_or_else(|| "127.0.0.1:3000".to_owned());
     let scheme = header("x-forwarded-proto").unwrap_or_else(|| "http".to_owned());

@@ -16,6 +16,7 @@ pub mod files;
 pub mod health;
 pub mod idempotency;
 pub mod import;
+pub mod imports;
 pub mod input;
 pub mod links;
 pub mod messages;
@@ -485,7 +486,8 @@ fn audit_action(op: Op) -> Option<&'static str> {
         Op::RestoreConversation => Some(action::CONVERSATION_RESTORE),
         Op::DeleteForever => Some(action::CONVERSATION_PURGE),
         Op::EmptyTrash => Some(action::TRASH_EMPTY),
-        Op::Import => Some(action::CONVERSATIONS_IMPORT),
+        Op::Import | Op::CreateImport => Some(action::CONVERSATIONS_IMPORT),
+        Op::DeleteImport => Some(action::IMPORT_DELETE),
         Op::ExportAll => Some(action::CONVERSATIONS_EXPORT),
         Op::ShareConversation => Some(action::CONVERSATION_SHARE),
         Op::Unshare | Op::LeaveShared => Some(action::CONVERSATION_UNSHARE),
@@ -564,6 +566,10 @@ async fn dispatch(
         Op::RestoreConversation => organize::restore(state, caller, input::conversation_id(id)?).await,
         Op::DeleteForever => organize::delete(state, caller, input::conversation_id(id)?).await,
         Op::Import => import::post(state, caller, req).await,
+        Op::ListImports => imports::list(state, caller, req).await,
+        Op::CreateImport => idempotency::once(state, caller, req, imports::create(state, caller, req)).await,
+        Op::GetImport => imports::get(state, caller, id).await,
+        Op::DeleteImport => imports::delete(state, caller, id).await,
         Op::ExportAll => export_all::get(state, caller, req).await,
         Op::Search => search::search(state, caller, req).await,
         Op::ListFiles => files::list(state, caller, req).await,

@@ -113,6 +113,10 @@ pub fn rule(op: Op) -> Rule {
         | Op::RestoreConversation
         | Op::DeleteForever
         | Op::Import
+        | Op::ListImports
+        | Op::CreateImport
+        | Op::GetImport
+        | Op::DeleteImport
         | Op::ExportAll
         | Op::Search
         | Op::ListProjects
@@ -295,6 +299,10 @@ mod tests {
         ("GET", "/api/conversations/{id}/export", "OCV"),
         ("GET", "/api/export", "O"),
         ("POST", "/api/import", "O"),
+        ("GET", "/api/imports", "O"),
+        ("POST", "/api/imports", "O"),
+        ("GET", "/api/imports/{id}", "O"),
+        ("DELETE", "/api/imports/{id}", "O"),
         ("GET", "/api/conversations/{id}/messages", "OCV"),
         ("POST", "/api/conversations/{id}/messages", "OC"),
         ("DELETE", "/api/conversations/{id}/messages", "O"),

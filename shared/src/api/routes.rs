@@ -43,6 +43,14 @@ pub enum Op {
     DeleteForever,
     /// `POST /api/import?source=auto|athena|chatgpt|claude`: conversations from an export file.
     Import,
+    /// `GET /api/imports`: the caller's import jobs, newest first.
+    ListImports,
+    /// `POST /api/imports`: an import job for a large export file, and its upload form.
+    CreateImport,
+    /// `GET /api/imports/{id}`: an import job (status, counts, failed items).
+    GetImport,
+    /// `DELETE /api/imports/{id}`: an import job that is not running, with its upload.
+    DeleteImport,
     /// `GET /api/export?format=json|markdown`: every conversation of the caller, streamed.
     ExportAll,
     /// `GET /api/search?q&limit&cursor&solutionType`: full-text search over the caller's conversations.
@@ -314,6 +322,16 @@ pub const ROUTES: &[Route] = &[
         pattern: IMPORT_PATH,
         function: "conversations",
         ops: &[("POST", Op::Import)],
+    },
+    Route {
+        pattern: "/api/imports",
+        function: "conversations",
+        ops: &[("GET", Op::ListImports), ("POST", Op::CreateImport)],
+    },
+    Route {
+        pattern: "/api/imports/{id}",
+        function: "conversations",
+        ops: &[("GET", Op::GetImport), ("DELETE", Op::DeleteImport)],
     },
     Route {
         pattern: "/api/conversations/{id}/messages",

@@ -49,9 +49,10 @@ fn io(context: &str, e: std::io::Error) -> BlobError {
     BlobError::Internal(format!("{context}: {e}"))
 }
 
-/// Whether a key is one Athena makes (`uploads/` or `files/`, then hex and ULID segments).
+/// Whether a key is one Athena makes (`uploads/`, `files/` or `imports/`, then hex and ULID
+/// segments).
 fn valid_key(key: &str) -> bool {
-    (key.starts_with("uploads/") || key.starts_with("files/"))
+    (key.starts_with("uploads/") || key.starts_with("files/") || key.starts_with("imports/"))
         && key
             .split('/')
             .all(|seg| !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
@@ -94,7 +95,8 @@ impl DiskBlobs {
     /// Takes a posted upload form (`multipart/form-data`): checks the signature, the expiry, the
     /// content type and the size range the form pins, and that the form was not used before;
     /// then stores the file.
-    pub async fn accept_upload(&self, content_type: &str, body: Bytes, now: Timestamp) -> Result<(), Refusal> {
+    /// Answers the stored object's key.
+    pub async fn accept_upload(&self, content_type: &str, body: Bytes, now: Timestamp) -> Result<String, Refusal> {
         let boundary = multer::parse_boundary(content_type)
             .map_err(|_| refuse(400, "VALIDATION", "the upload must be multipart/form-data"))?;
         let mut form = multer::Multipart::new(
@@ -164,14 +166,17 @@ impl DiskBlobs {
                 "this upload form was already used; ask for a new one",
             ));
         }
-        write_new(&path, &file).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => refuse(
-                409,
-                "UPLOAD_USED",
-                "this upload form was already used; ask for a new one",
-            ),
-            _ => refuse(500, "INTERNAL", "the file could not be stored"),
-        })
+        write_new(&path, &file)
+            .await
+            .map(|()| key.to_owned())
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => refuse(
+                    409,
+                    "UPLOAD_USED",
+                    "this upload form was already used; ask for a new one",
+                ),
+                _ => refuse(500, "INTERNAL", "the file could not be stored"),
+            })
     }
 
     /// Serves a download URL: the bytes of `key` when `expires` and `signature` match.
@@ -276,6 +281,25 @@ impl Blobs for DiskBlobs {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io("reading a file", e)),
         }
+    }
+
+    async fn stream(&self, key: &str) -> Result<Option<super::Chunks>, BlobError> {
+        use tokio::io::AsyncReadExt;
+        let file = match tokio::fs::File::open(self.path(key)?).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("reading a file", e)),
+        };
+        let chunks = futures::stream::unfold(Some(file), |file| async move {
+            let mut file = file?;
+            let mut chunk = bytes::BytesMut::with_capacity(64 * 1024);
+            match file.read_buf(&mut chunk).await {
+                Ok(0) => None,
+                Ok(_) => Some((Ok(chunk.freeze()), Some(file))),
+                Err(e) => Some((Err(io("reading a file", e)), None)),
+            }
+        });
+        Ok(Some(Box::pin(chunks)))
     }
 
     async fn promote(&self, from: &str, to: &str) -> Result<(), BlobError> {

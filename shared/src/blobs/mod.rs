@@ -46,6 +46,57 @@ pub enum BlobError {
     Internal(String),
 }
 
+/// An object's bytes, chunk by chunk.
+pub type Chunks = futures::stream::BoxStream<'static, Result<Bytes, BlobError>>;
+
+/// A blocking [`std::io::Read`] over [`Chunks`], for a reader on a blocking thread (the import's
+/// JSON reader): each chunk is awaited on the runtime's handle when the previous one is used up,
+/// so one chunk is held at a time. Reading more than `max` bytes fails (an object replaced by a
+/// larger one after it was measured).
+pub struct BlockingReader {
+    chunks: Chunks,
+    current: Bytes,
+    handle: tokio::runtime::Handle,
+    read: u64,
+    max: u64,
+}
+
+impl BlockingReader {
+    /// Reads `chunks` with `handle` (the runtime the stream belongs to), at most `max` bytes.
+    pub fn new(chunks: Chunks, handle: tokio::runtime::Handle, max: u64) -> Self {
+        Self {
+            chunks,
+            current: Bytes::new(),
+            handle,
+            read: 0,
+            max,
+        }
+    }
+}
+
+impl std::io::Read for BlockingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use futures::StreamExt;
+        while self.current.is_empty() {
+            match self.handle.block_on(self.chunks.next()) {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        self.read += n as u64;
+        if self.read > self.max {
+            return Err(std::io::Error::other(format!(
+                "the object is larger than {} bytes",
+                self.max
+            )));
+        }
+        Ok(n)
+    }
+}
+
 /// The bytes of attached files.
 #[async_trait]
 pub trait Blobs: Send + Sync {
@@ -76,6 +127,10 @@ pub trait Blobs: Send + Sync {
     /// The bytes at `key` (`None`: no object), refusing more than `max_bytes`.
     async fn read(&self, key: &str, max_bytes: u64) -> Result<Option<Bytes>, BlobError>;
 
+    /// The bytes at `key` as a stream of chunks (`None`: no object): an import job reads a
+    /// large file through it with flat memory.
+    async fn stream(&self, key: &str) -> Result<Option<Chunks>, BlobError>;
+
     /// Moves the object at `from` to `to` (where uploads cannot write).
     async fn promote(&self, from: &str, to: &str) -> Result<(), BlobError>;
 
@@ -103,5 +158,40 @@ pub async fn from_config(config: &FilesConfig) -> Result<Option<Arc<dyn Blobs>>,
         FileStorage::Directory(dir) => Ok(Some(Arc::new(disk::DiskBlobs::open(dir)?))),
         #[cfg(not(feature = "embedded"))]
         FileStorage::Directory(_) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(parts: &[&'static str]) -> Chunks {
+        let parts: Vec<Result<Bytes, BlobError>> = parts.iter().map(|p| Ok(Bytes::from_static(p.as_bytes()))).collect();
+        Box::pin(futures::stream::iter(parts))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_blocking_reader_reads_chunk_by_chunk_up_to_its_limit() {
+        let handle = tokio::runtime::Handle::current();
+        let items = tokio::task::spawn_blocking(move || {
+            let reader = BlockingReader::new(chunks(&["[{\"a\":", "1},", "", "{\"b\":2}]"]), handle, 100);
+            serde_json::from_reader::<_, serde_json::Value>(reader).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            items.map(|v| v.as_array().map(Vec::len)),
+            Ok(Some(2)),
+            "JSON split across chunks"
+        );
+        let handle = tokio::runtime::Handle::current();
+        let over = tokio::task::spawn_blocking(move || {
+            let mut reader = BlockingReader::new(chunks(&["0123456789", "0123456789"]), handle, 15);
+            let mut all = Vec::new();
+            std::io::Read::read_to_end(&mut reader, &mut all)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(over.is_err(), "more than the limit is refused");
     }
 }

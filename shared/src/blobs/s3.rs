@@ -206,6 +206,27 @@ impl Blobs for S3Blobs {
         Ok(Some(body.into_bytes()))
     }
 
+    async fn stream(&self, key: &str) -> Result<Option<super::Chunks>, BlobError> {
+        let out = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => out,
+            Err(e) if missing(&e) => return Ok(None),
+            Err(e) => return Err(unavailable("GetObject", e)),
+        };
+        let key = key.to_owned();
+        let chunks = futures::stream::unfold(Some(out.body), move |body| {
+            let key = key.clone();
+            async move {
+                let mut body = body?;
+                match body.next().await {
+                    Some(Ok(chunk)) => Some((Ok(chunk), Some(body))),
+                    Some(Err(e)) => Some((Err(BlobError::Unavailable(format!("reading {key}: {e}"))), None)),
+                    None => None,
+                }
+            }
+        });
+        Ok(Some(Box::pin(chunks)))
+    }
+
     async fn promote(&self, from: &str, to: &str) -> Result<(), BlobError> {
         self.client
             .copy_object()

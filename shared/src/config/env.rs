@@ -77,6 +77,8 @@ variables! {
     "ATHENA_FILE_QUOTA_BYTES", "1073741824", "bytes of attached files a user may keep (pending uploads count at their declared size)";
     "ATHENA_MAX_FILES_PER_MESSAGE", "5", "most files attached to one message (at most 100)";
     "ATHENA_UPLOAD_TTL_SECS", "300", "how long an upload form (`POST /api/files`) is valid, seconds (at most 3600)";
+    "ATHENA_MAX_IMPORT_UPLOAD_BYTES", "268435456", "largest export file an import job takes (`POST /api/imports`: uploaded to the files bucket, imported by a worker), bytes";
+    "ATHENA_IMPORT_WORKER", "`false`", "`true`: the conversations binary runs as the import jobs' worker (the bucket's S3 `ObjectCreated` events on `imports/`) instead of serving HTTP (the template's `ImportWorkerFunction`)";
     "ATHENA_TABLE", "unset (embedded store)", "the DynamoDB conversations table; setting it selects DynamoDB";
     "ATHENA_EVENTS_TABLE", "`<ATHENA_TABLE>-events`", "the DynamoDB analytics events table";
     "ATHENA_CREATE_TABLES", "`false`", "`true` creates missing DynamoDB tables at start (local DynamoDB-API servers only)";

@@ -7,6 +7,8 @@ use super::ConfigError;
 pub const DEFAULT_FILE_QUOTA_BYTES: u64 = 1 << 30;
 /// Default most files on one message.
 pub const DEFAULT_MAX_FILES_PER_MESSAGE: u64 = 5;
+/// Default largest export file `POST /api/imports` takes, bytes (256 MiB).
+pub const DEFAULT_MAX_IMPORT_UPLOAD_BYTES: u64 = 256 << 20;
 /// Default lifetime of an upload form, seconds.
 pub const DEFAULT_UPLOAD_TTL_SECS: u64 = 300;
 
@@ -40,6 +42,8 @@ pub struct FilesConfig {
     pub max_per_message: usize,
     /// How long an upload form is valid.
     pub upload_ttl: std::time::Duration,
+    /// Largest export file an import job takes (`POST /api/imports`), bytes.
+    pub max_import_upload_bytes: u64,
 }
 
 impl Default for FilesConfig {
@@ -49,6 +53,7 @@ impl Default for FilesConfig {
             quota_bytes: DEFAULT_FILE_QUOTA_BYTES,
             max_per_message: DEFAULT_MAX_FILES_PER_MESSAGE as usize,
             upload_ttl: std::time::Duration::from_secs(DEFAULT_UPLOAD_TTL_SECS),
+            max_import_upload_bytes: DEFAULT_MAX_IMPORT_UPLOAD_BYTES,
         }
     }
 }
@@ -83,6 +88,7 @@ impl FilesConfig {
                 env.positive("ATHENA_UPLOAD_TTL_SECS", DEFAULT_UPLOAD_TTL_SECS)?
                     .min(3_600),
             ),
+            max_import_upload_bytes: env.positive("ATHENA_MAX_IMPORT_UPLOAD_BYTES", DEFAULT_MAX_IMPORT_UPLOAD_BYTES)?,
         })
     }
 }

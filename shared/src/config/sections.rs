@@ -286,6 +286,9 @@ pub struct RuntimeConfig {
     pub addr: String,
     /// Most connections `athena-local` serves at once (`ATHENA_MAX_CONNECTIONS`).
     pub max_connections: u64,
+    /// The conversations binary runs as the import jobs' worker, on the bucket's S3 events
+    /// (`ATHENA_IMPORT_WORKER`), instead of serving HTTP.
+    pub import_worker: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -296,6 +299,7 @@ impl Default for RuntimeConfig {
             emf: false,
             addr: "127.0.0.1:3000".to_owned(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            import_worker: false,
         }
     }
 }
@@ -310,6 +314,7 @@ impl RuntimeConfig {
             emf: env.flag("ATHENA_EMF", in_lambda)?,
             addr: env.text("ATHENA_ADDR").unwrap_or_else(|| "127.0.0.1:3000".to_owned()),
             max_connections: env.positive("ATHENA_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)?,
+            import_worker: env.flag("ATHENA_IMPORT_WORKER", false)?,
         })
     }
 

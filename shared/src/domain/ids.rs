@@ -99,6 +99,11 @@ id_type!(
     "fileId"
 );
 id_type!(
+    /// An import job's id: a ULID made by the server.
+    ImportJobId,
+    "importId"
+);
+id_type!(
     /// An id chosen by the client for a message (the AI SDK's UIMessage id); makes submits idempotent.
     ClientMessageId,
     "clientMessageId"
@@ -178,6 +183,11 @@ impl IdGenerator {
     /// A new file id.
     pub fn file_id(&self) -> FileId {
         FileId::parse(&self.next_ulid()).unwrap_or_else(|_| unreachable_id())
+    }
+
+    /// A new import job id.
+    pub fn import_job_id(&self) -> ImportJobId {
+        ImportJobId::parse(&self.next_ulid()).unwrap_or_else(|_| unreachable_id())
     }
 }
 

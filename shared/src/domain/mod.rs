@@ -9,6 +9,7 @@ mod conversation;
 pub mod file;
 mod folder;
 mod ids;
+pub mod import_job;
 pub mod link;
 mod live;
 mod message;
@@ -28,9 +29,10 @@ pub use folder::{
     MAX_TAG_LEN, TRASH_DAYS,
 };
 pub use ids::{
-    ClientMessageId, ConversationId, FileId, FolderId, IdGenerator, LinkId, MessageId, ProjectId, PromptId, UserId,
-    MAX_ID_LEN,
+    ClientMessageId, ConversationId, FileId, FolderId, IdGenerator, ImportJobId, LinkId, MessageId, ProjectId,
+    PromptId, UserId, MAX_ID_LEN,
 };
+pub use import_job::{ImportJob, ImportJobStatus};
 pub use link::{ShareLink, SharedMessage, Snapshot};
 pub use live::LiveTurn;
 pub use message::{Approval, FinishReason, Message, MessagePart, Role, Usage};

@@ -16,6 +16,8 @@
 pub mod athena;
 pub mod chatgpt;
 pub mod claude;
+pub mod jobs;
+pub mod run;
 
 use std::fmt;
 
@@ -235,50 +237,7 @@ fn new_conversation(
     Ok(c)
 }
 
-/// Per-item outcome in the import report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Stored.
-    Imported,
-    /// Already there (a re-import): nothing written.
-    Skipped,
-    /// Not imported: see its code and message.
-    Failed,
-}
-
-/// One item's result.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ItemResult {
-    /// Position in the file's array, from 0.
-    pub index: usize,
-    /// The conversation's title, when the item could be read.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    /// What happened.
-    pub status: Status,
-    /// The conversation's id (imported or already there).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub conversation_id: Option<String>,
-    /// Why it failed or was skipped.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-    /// For people.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
-
-/// How many items ended each way.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Totals {
-    /// Stored.
-    pub imported: usize,
-    /// Already there.
-    pub skipped: usize,
-    /// Not imported.
-    pub failed: usize,
-}
+pub use crate::domain::import_job::{ItemResult, Status, Totals};
 
 /// The answer of `POST /api/import`.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -292,11 +251,7 @@ pub struct Report {
 impl Report {
     /// Adds one item's result.
     pub fn push(&mut self, result: ItemResult) {
-        match result.status {
-            Status::Imported => self.totals.imported += 1,
-            Status::Skipped => self.totals.skipped += 1,
-            Status::Failed => self.totals.failed += 1,
-        }
+        self.totals.count(result.status);
         self.results.push(result);
     }
 }
@@ -316,8 +271,26 @@ pub fn read_items(
     body: &[u8],
     sink: &mut dyn FnMut(usize, serde_json::Value) -> bool,
 ) -> Result<usize, (usize, FileError)> {
+    read_with(serde_json::Deserializer::from_slice(body), sink)
+}
+
+/// As [`read_items`], from a byte stream (an uploaded object read on a blocking thread): only
+/// the reader's buffer and one item are held at a time, whatever the file's size.
+pub fn read_items_from<R: std::io::Read>(
+    reader: R,
+    sink: &mut dyn FnMut(usize, serde_json::Value) -> bool,
+) -> Result<usize, (usize, FileError)> {
+    read_with(
+        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(64 * 1024, reader)),
+        sink,
+    )
+}
+
+fn read_with<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+    sink: &mut dyn FnMut(usize, serde_json::Value) -> bool,
+) -> Result<usize, (usize, FileError)> {
     let mut count = 0usize;
-    let mut de = serde_json::Deserializer::from_slice(body);
     let outcome = TopLevel {
         sink,
         count: &mut count,

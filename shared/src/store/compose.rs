@@ -51,6 +51,8 @@ pub struct StoreParts {
     pub feedback: Arc<dyn super::ports::Feedback>,
     /// Share links.
     pub links: Arc<dyn super::links::Links>,
+    /// Import jobs.
+    pub import_jobs: Arc<dyn super::import_jobs::ImportJobs>,
 }
 
 impl std::fmt::Debug for StoreParts {
@@ -81,7 +83,8 @@ impl StoreParts {
             search: store.clone(),
             sharing: store.clone(),
             feedback: store.clone(),
-            links: store,
+            links: store.clone(),
+            import_jobs: store,
         }
     }
 
@@ -118,6 +121,12 @@ impl StoreParts {
     /// Replaces the share-links capability.
     pub fn with_links(mut self, part: Arc<dyn super::links::Links>) -> Self {
         self.links = part;
+        self
+    }
+
+    /// Replaces the import-jobs capability.
+    pub fn with_import_jobs(mut self, part: Arc<dyn super::import_jobs::ImportJobs>) -> Self {
+        self.import_jobs = part;
         self
     }
 

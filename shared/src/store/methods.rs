@@ -22,7 +22,11 @@ macro_rules! for_each_port {
                 StatsRow, StoredFile, Timestamp, UserId,
             };
             #[allow(unused_imports)]
+            use $crate::domain::{ImportJob, ImportJobId};
+            #[allow(unused_imports)]
             use $crate::error::StoreError;
+            #[allow(unused_imports)]
+            use $crate::store::import_jobs::ImportJobs;
             #[allow(unused_imports)]
             use $crate::store::ports::{
                 Accounting, Accounts, Activity, Appended, Bookmark, BudgetLevels, Checkpoint, CheckpointAck,
@@ -184,6 +188,14 @@ macro_rules! for_each_port {
                     delete_link(owner: &UserId, conversation: &ConversationId, id: &LinkId, now: Timestamp) -> ();
                     delete_conversation_links(owner: &UserId, conversation: &ConversationId) -> u64;
                     read_link(token_hash: &str, now: Timestamp) -> SharedSnapshot;
+                }
+                [import_jobs] ImportJobs {
+                    put_import_job(job: &ImportJob) -> ();
+                    get_import_job(owner: &UserId, id: &ImportJobId) -> ImportJob;
+                    find_import_job(owner_prefix: &str, id: &ImportJobId) -> ImportJob;
+                    update_import_job(job: &ImportJob, read_at: Timestamp) -> ();
+                    list_import_jobs(owner: &UserId, before: Option<&ImportJobId>, limit: usize) -> Vec<ImportJob>;
+                    delete_import_job(owner: &UserId, id: &ImportJobId) -> ();
                 }
             }
         };

@@ -33,6 +33,7 @@ pub mod dynamo;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod feedback;
+pub mod import_jobs;
 pub mod links;
 mod methods;
 mod open;
@@ -48,10 +49,11 @@ pub use open::{from_env, open, open_dynamo, probe, Probe, PROBE_ID};
 pub use ports::{
     Accounting, Accounts, ActiveLeaf, Activity, Appended, Bookmark, BudgetLevels, Checkpoint, CheckpointAck,
     ConversationPatch, Conversations, Counters, Erased, Feedback, FileCondition, Files, FolderDeleted, HeldKey,
-    Housekeeping, Idempotency, IndexHit, IndexQuery, LinkUpdate, Links, ListConversations, ListMessages, Messages,
-    Organizer, Page, PlanOverride, ProjectConversations, ProjectPatch, Projects, PromptPatch, Prompts, Reaction,
-    Reservation, SavedResponse, Search, Settlement, SharedSnapshot, Stats, StatsUpdate, Store, StoredKey, StreamLease,
-    Streams, TagCount, Thumb, Touch, TurnBegun, TurnFinish, TurnLimits, TurnStart, TurnWrite, Turns, UsageRow,
+    Housekeeping, Idempotency, ImportJobs, IndexHit, IndexQuery, LinkUpdate, Links, ListConversations, ListMessages,
+    Messages, Organizer, Page, PlanOverride, ProjectConversations, ProjectPatch, Projects, PromptPatch, Prompts,
+    Reaction, Reservation, SavedResponse, Search, Settlement, SharedSnapshot, Stats, StatsUpdate, Store, StoredKey,
+    StreamLease, Streams, TagCount, Thumb, Touch, TurnBegun, TurnFinish, TurnLimits, TurnStart, TurnWrite, Turns,
+    UsageRow,
 };
 pub use rules::{
     check_message_size, days_between, listing_rank, page_size, pin_base, retry_after, scaled_time, window_ends,
@@ -63,7 +65,7 @@ pub use sharing::{Grant, GrantRole, Grantee, Sharing, MAX_GRANTS_PER_CONVERSATIO
 /// The capability traits, to call store methods on any store: `use shared::store::prelude::*;`.
 pub mod prelude {
     pub use super::ports::{
-        Accounting, Accounts, Activity, Conversations, Counters, Feedback, Files, Housekeeping, Idempotency, Links,
-        Messages, Organizer, Projects, Prompts, Search, Sharing, Stats, Store, Streams, Turns,
+        Accounting, Accounts, Activity, Conversations, Counters, Feedback, Files, Housekeeping, Idempotency,
+        ImportJobs, Links, Messages, Organizer, Projects, Prompts, Search, Sharing, Stats, Store, Streams, Turns,
     };
 }

@@ -17,6 +17,7 @@ use crate::error::StoreError;
 pub use super::accounting::{Accounting, BudgetLevels, PlanOverride, Settlement, TurnLimits, UsageRow};
 pub use super::cursor::Page;
 pub use super::feedback::{Bookmark, Feedback, Reaction, Thumb};
+pub use super::import_jobs::ImportJobs;
 pub use super::links::{LinkUpdate, Links, SharedSnapshot};
 pub use super::organizing::{
     Accounts, Erased, FolderDeleted, Housekeeping, IndexHit, IndexQuery, Organizer, Search, TagCount,
@@ -747,6 +748,7 @@ pub trait Store:
     + Sharing
     + Feedback
     + Links
+    + ImportJobs
     + 'static
 {
 }
@@ -771,6 +773,7 @@ impl<
             + Sharing
             + Feedback
             + Links
+            + ImportJobs
             + 'static,
     > Store for T
 {

@@ -157,6 +157,18 @@ impl Accounts for DynamoStore {
             let keys = self.partition_keys(table, &pk).await?;
             erased.items += self.delete_keys(table, keys).await?;
         }
+        // Import jobs (IMPJ#<owner prefix>): the user's, page by page (a partition keyed by a hash
+        // of the owner could hold another owner's on a collision: never deleted here).
+        loop {
+            let jobs = crate::store::ImportJobs::list_import_jobs(self, user, None, 100).await?;
+            if jobs.is_empty() {
+                break;
+            }
+            for job in &jobs {
+                crate::store::ImportJobs::delete_import_job(self, user, &job.id).await?;
+                erased.items += 1;
+            }
+        }
         // Counters and budgets: one item per period; delete the periods that can still exist.
         let key =
             |pk: String| -> Item { HashMap::from([(schema::PK.to_owned(), s(pk)), (schema::SK.to_owned(), s("-"))]) };

@@ -21,6 +21,7 @@ mod docs;
 mod feedback;
 mod files;
 mod idempotency;
+mod import_jobs;
 mod items;
 mod links;
 mod messages;

@@ -19,6 +19,7 @@
 //! | turn checkpoint | `CONV#<owner>#<id>` | `STREAM#<turn id>#<nnnnnn>` | `ownerId`, `events`, `last`, `at`, `expiresAt` (TTL) |
 //! | project | `PROJ#<owner>` | `<project id>` | `id`, `owner`, `name`, `description`, `instructions`, `defaultModel?`, `defaultSolution?`, `createdAt`, `updatedAt` |
 //! | attached file | `FILE#<owner>` | `<file id>` | `id`, `owner`, `filename`, `format`, `size`, `status`, `conversationId?`, `tokens`, `createdAt`, `uploadExpiresAt`, `expiresAt?` (TTL, pending files) |
+//! | import job | `IMPJ#<owner prefix: a hash of the owner>` | `<job id>` | `id`, `owner`, `source`, `bytes`, `filename?`, `status`, `createdAt`, `updatedAt`, `uploadExpiresAt`, `attempts`, `totals`, `failures`, `failuresOmitted`, `error?` |
 //! | saved prompt | `PRMT#<owner>` | `<prompt id>` | `id`, `owner`, `title`, `text`, `tags`, `createdAt`, `updatedAt` |
 //! | idempotency record | `IDEM#<owner>` | `<Idempotency-Key>` | `fingerprint`, `state`, `token?`, `status?`, `body?`, `location?`, `expiresAt` (TTL) |
 //! | search posting of a message | `SRCH#<owner>#<term>` | `M#<message id>#<conversation id>` | `tf`, `len`, `role`, `at` |
@@ -159,6 +160,13 @@ pub fn idempotency_pk(owner: &str) -> String {
 /// Partition key of a user's attached files (conversations table; `sk` = the file id).
 pub fn files_pk(owner: &str) -> String {
     format!("FILE#{owner}")
+}
+
+/// Partition key of the import jobs of the owners whose object-key prefix is `owner_prefix`
+/// ([`crate::domain::file::owner_prefix`]: the worker knows a job by its upload's key, which
+/// names the owner by that hash; conversations table, `sk` = the job id).
+pub fn import_jobs_pk(owner_prefix: &str) -> String {
+    format!("IMPJ#{owner_prefix}")
 }
 
 /// Partition key of a user's projects (conversations table; `sk` = the project id).

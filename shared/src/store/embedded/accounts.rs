@@ -10,13 +10,14 @@ use crate::store::{schema, Accounts, Erased};
 
 /// The tables keyed by owner that go as a whole (the conversations' own rows go with
 /// `conversations::delete_in`).
-const OWNER_TABLES: [&str; 12] = [
+const OWNER_TABLES: [&str; 13] = [
     "id_claims",
     "usage",
     "plan_overrides",
     "projects",
     "prompts",
     "files",
+    "import_jobs",
     "folders",
     "idempotency_keys",
     "stream_slots",

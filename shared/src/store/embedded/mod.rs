@@ -19,6 +19,7 @@ mod feedback;
 mod files;
 mod folders;
 mod idempotency;
+mod import_jobs;
 mod links;
 mod messages;
 mod projects;
@@ -216,6 +217,14 @@ CREATE TABLE IF NOT EXISTS files (
     body  TEXT NOT NULL,
     PRIMARY KEY (owner, id)
 ) WITHOUT ROWID;
+-- Import jobs (store::import_jobs): the job as JSON; the worker finds one by its id.
+CREATE TABLE IF NOT EXISTS import_jobs (
+    owner TEXT NOT NULL,
+    id    TEXT NOT NULL,
+    body  TEXT NOT NULL,
+    PRIMARY KEY (owner, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS import_jobs_by_id ON import_jobs (id);
 CREATE TABLE IF NOT EXISTS prompts (
     owner TEXT NOT NULL,
     id    TEXT NOT NULL,
