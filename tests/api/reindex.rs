@@ -5,7 +5,7 @@
 //! checkpoint resumes a stopped run; conversations in the trash stay hidden and deleted ones are
 //! not resurrected; another user's words are indexed under their owner only. Postings written
 //! after their message or conversation was deleted (the backfill's race) are dropped by the
-//! search's visibility checks. An embedded file's index is rebuilt from its tables.
+//! search's visibility checks (the conversation, the message, and its words). An embedded file's index is rebuilt from its tables.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -269,8 +269,20 @@ async fn postings_written_after_a_delete_are_dropped_by_the_search() {
         .await;
     s.call(ALICE, "DELETE", "/api/conversations/deleted", None).await;
     s.call(ALICE, "DELETE", "/api/trash/deleted", None).await;
+    // And an image of the kept message from before an in-place replacement of its text.
+    let mut edited = s
+        .images(ALICE, "kept")
+        .await
+        .into_iter()
+        .find(|item| matches!(item.get("sk"), Some(AttributeValue::S(sk)) if sk.starts_with("MSG#")))
+        .expect("the kept message");
+    edited.insert(
+        "content".to_owned(),
+        AttributeValue::S("tungsten kept molybdenum".to_owned()),
+    );
+    stale.push(edited);
     let written = s.store.backfill_items(stale).await.expect("backfill");
-    assert_eq!(written.documents, 6, "three titles, three messages");
+    assert_eq!(written.documents, 7, "three titles, three messages, one older version");
     let tungsten = raw_postings(&s.store)
         .await
         .into_iter()
@@ -290,6 +302,10 @@ async fn postings_written_after_a_delete_are_dropped_by_the_search() {
         ]
     );
     assert!(s.search(ALICE, "bars").await.is_empty());
+    assert!(
+        s.search(ALICE, "molybdenum").await.is_empty(),
+        "a word the message no longer holds"
+    );
     assert!(s.search(ALICE, "stock").await.is_empty());
 }
 
