@@ -33,6 +33,7 @@ mod organize;
 mod plans;
 mod projects;
 mod prompts;
+mod reindex;
 mod resume;
 mod search;
 mod sharing;

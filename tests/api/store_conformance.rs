@@ -3,6 +3,7 @@
 //! relies on is pinned here, so the two stores cannot drift apart.
 
 mod accounting;
+mod backfill;
 mod continued;
 mod feedback;
 mod files;

@@ -69,3 +69,35 @@ impl IntoIndexed for DynamoStore {
         }
     }
 }
+
+/// Every search posting of a DynamoDB store's table, each as its attributes (sorted, values in
+/// their debug form so two tables' postings compare), sorted by key: read with a Scan (a test's
+/// raw view, not something the application does).
+pub async fn raw_postings(store: &DynamoStore) -> Vec<std::collections::BTreeMap<String, String>> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let page = store
+            .client()
+            .scan()
+            .table_name(&store.tables().conversations)
+            .filter_expression("begins_with(pk, :srch)")
+            .expression_attribute_values(":srch", AttributeValue::S("SRCH#".to_owned()))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scanning the postings");
+        for item in page.items.unwrap_or_default() {
+            out.push(item.into_iter().map(|(k, v)| (k, format!("{v:?}"))).collect());
+        }
+        start = page.last_evaluated_key.filter(|k| !k.is_empty());
+        if start.is_none() {
+            break;
+        }
+    }
+    out.sort_by(|a: &std::collections::BTreeMap<String, String>, b| {
+        (a.get("pk"), a.get("sk")).cmp(&(b.get("pk"), b.get("sk")))
+    });
+    out
+}

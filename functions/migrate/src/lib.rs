@@ -20,6 +20,7 @@
 
 pub mod events;
 pub mod postgres;
+pub mod reindex;
 pub mod source;
 pub mod sqlite;
 
@@ -30,6 +31,42 @@ use shared::error::StoreError;
 use shared::store::Store;
 
 use source::{Item, Received, SourceConversation, SourceError};
+
+/// Command-line arguments read one by one: `--name value` or `--name=value`.
+pub struct ArgReader<I> {
+    it: I,
+    inline: Option<String>,
+}
+
+impl<I: Iterator<Item = String>> ArgReader<I> {
+    /// Reads `it`.
+    pub fn new(it: I) -> Self {
+        Self { it, inline: None }
+    }
+
+    /// The next argument's name (`--name` of `--name=value`).
+    pub fn next_name(&mut self) -> Option<String> {
+        let arg = self.it.next()?;
+        match arg.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => {
+                self.inline = Some(value.to_owned());
+                Some(name.to_owned())
+            }
+            _ => {
+                self.inline = None;
+                Some(arg)
+            }
+        }
+    }
+
+    /// The value of the argument just named (`what` names it in the error).
+    pub fn value(&mut self, what: &str) -> Result<String, String> {
+        self.inline
+            .take()
+            .or_else(|| self.it.next())
+            .ok_or(format!("{what} needs a value"))
+    }
+}
 
 /// Where to read from (`--from`).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,11 +2,14 @@
 //! original Athena's Prisma database into the store `athena-local` would open (`ATHENA_DB` for
 //! the embedded store; `ATHENA_TABLE` / `ATHENA_EVENTS_TABLE` and the `AWS_*` variables for
 //! DynamoDB). See `docs/migrate.md`.
+//!
+//! `athena-migrate reindex ...`: the search index's backfill ([`athena_migrate::reindex`],
+//! `docs/search.md`).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use athena_migrate::{migrate_all, From, Options, Report, Source};
+use athena_migrate::{migrate_all, ArgReader, From, Options, Report, Source};
 use shared::config::{AuthMode, Config};
 use shared::domain::UserId;
 
@@ -19,7 +22,10 @@ const USAGE: &str =
   --dry-run  read and validate everything, write nothing, print the report
   --json     print the report as JSON on stdout
 
-The target is the store athena-local opens: ATHENA_DB (embedded) or ATHENA_TABLE/ATHENA_EVENTS_TABLE (DynamoDB).";
+The target is the store athena-local opens: ATHENA_DB (embedded) or ATHENA_TABLE/ATHENA_EVENTS_TABLE (DynamoDB).
+
+       athena-migrate reindex [--table NAME | --db PATH] [--segments N] [--user USER] [--checkpoint FILE] [--json]
+  rebuilds the search index from the stored conversations and messages (athena-migrate reindex --help).";
 
 struct Args {
     from: From,
@@ -32,21 +38,11 @@ fn args() -> Result<Args, String> {
     let mut from = None;
     let mut owner = None;
     let (mut dry_run, mut json) = (false, false);
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |what: &str| {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or(format!("{what} needs a value"))
-        };
+    let mut it = ArgReader::new(std::env::args().skip(1));
+    while let Some(name) = it.next_name() {
         match name.as_str() {
-            "--from" => from = Some(value("--from")?),
-            "--owner" => owner = Some(value("--owner")?),
+            "--from" => from = Some(it.value("--from")?),
+            "--owner" => owner = Some(it.value("--owner")?),
             "--dry-run" => dry_run = true,
             "--json" => json = true,
             "-h" | "--help" => return Err(String::new()),
@@ -64,6 +60,10 @@ fn args() -> Result<Args, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     shared::telemetry::init();
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    if all.first().map(String::as_str) == Some("reindex") {
+        return ExitCode::from(athena_migrate::reindex::command(&all[1..], None).await);
+    }
     let args = match args() {
         Ok(a) => a,
         Err(e) if e.is_empty() => {

@@ -11,7 +11,7 @@ fn terms(q: &str) -> Vec<String> {
     shared::domain::text::query_terms(q).expect("a valid query")
 }
 
-async fn hits(store: &dyn Store, owner: &UserId, q: &str) -> Vec<IndexHit> {
+pub(super) async fn hits(store: &dyn Store, owner: &UserId, q: &str) -> Vec<IndexHit> {
     store
         .search_index(
             owner,
@@ -26,7 +26,7 @@ async fn hits(store: &dyn Store, owner: &UserId, q: &str) -> Vec<IndexHit> {
         .expect("search")
 }
 
-fn message_ids(hits: &[IndexHit]) -> Vec<String> {
+pub(super) fn message_ids(hits: &[IndexHit]) -> Vec<String> {
     hits.iter()
         .map(|h| {
             h.message_id

@@ -194,7 +194,7 @@ impl Conversations for DynamoStore {
     ) -> Result<(Conversation, Vec<Message>), StoreError> {
         // From `LIVE` to the last message: the live-turn marker, the conversation and its
         // messages (client-id markers, receipts and checkpoints sort outside the range).
-        let items = self.query_range(owner, id, schema::LIVE, "MSG$").await?;
+        let items = self.query_range(owner, id, schema::LIVE, schema::MESSAGES_END).await?;
         let mut meta: Option<ConversationItem> = None;
         let mut live = None;
         let mut messages = Vec::with_capacity(items.len());

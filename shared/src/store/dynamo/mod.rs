@@ -1,5 +1,6 @@
 //! The DynamoDB adapter. Items are (de)serialized with `serde_dynamo`; keys come from
-//! [`schema`]. No Scan anywhere: every read is a GetItem or a Query on a key condition.
+//! [`schema`]. No Scan on any request's path: every read is a GetItem or a Query on a key
+//! condition (the one Scan is the search index's backfill, an operator's command: `backfill`).
 //!
 //! Invariants are enforced by conditional writes: a conversation is created only if absent; every
 //! write to a conversation's items checks the owner and that no delete is under way; an append
@@ -15,6 +16,7 @@
 mod accounting;
 mod accounts;
 mod activity;
+mod backfill;
 mod conversations;
 mod counters;
 mod docs;
@@ -35,6 +37,7 @@ mod stats;
 mod streams;
 mod turns;
 
+pub use backfill::{BackfillPage, Backfilled, ScanPosition};
 pub use items::CHUNK_BYTES;
 pub use search::{is_indexed, IndexChange, IndexWrites, ItemImage, MAX_POSTINGS_PER_TERM};
 

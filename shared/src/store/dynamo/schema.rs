@@ -72,6 +72,13 @@ pub const TTL_ATTRIBUTE: &str = "expiresAt";
 pub const META: &str = "META";
 /// Prefix of message items' sort keys.
 pub const MSG_PREFIX: &str = "MSG#";
+/// Prefix of conversation partitions' keys (`CONV#<owner>#<id>`).
+pub const CONVERSATION_PREFIX: &str = "CONV#";
+/// What a content chunk's sort key holds after its message's (`MSG#<ulid>#C<nnnn>`).
+pub const CHUNK_MARK: &str = "#C";
+/// Just past the last message sort key of a partition (`$` follows `#`): `META`..`MSG$` is a
+/// conversation's item and its messages (with their chunks).
+pub const MESSAGES_END: &str = "MSG$";
 /// Prefix of client-id marker items' sort keys.
 pub const CID_PREFIX: &str = "CID#";
 /// Number of partitions each day's events are spread over.
@@ -83,7 +90,7 @@ pub const EVENT_SHARDS: u32 = 4;
 /// no conflict (nothing tells a caller that someone else's id exists). Neither part can contain
 /// `#` (both are `[A-Za-z0-9_-]`), so the key is unambiguous.
 pub fn conversation_pk(owner: &str, id: &str) -> String {
-    format!("CONV#{owner}#{id}")
+    format!("{CONVERSATION_PREFIX}{owner}#{id}")
 }
 
 /// Sort key of a message.
@@ -93,7 +100,7 @@ pub fn message_sk(message_id: &str) -> String {
 
 /// Sort key of the `n`th (1-based) continuation chunk of a message's content.
 pub fn chunk_sk(message_id: &str, n: usize) -> String {
-    format!("{MSG_PREFIX}{message_id}#C{n:04}")
+    format!("{MSG_PREFIX}{message_id}{CHUNK_MARK}{n:04}")
 }
 
 /// Sort key of a client-id marker.
@@ -203,7 +210,7 @@ pub fn day_key(kind: &str, day: &str, shard: u32) -> String {
 
 /// The owner and conversation id of a conversation partition key (`CONV#<owner>#<id>`).
 pub fn parse_conversation_pk(pk: &str) -> Option<(&str, &str)> {
-    pk.strip_prefix("CONV#")?.split_once('#')
+    pk.strip_prefix(CONVERSATION_PREFIX)?.split_once('#')
 }
 
 /// Partition key of a user's folders (conversations table; `sk` = the folder id).

@@ -18,7 +18,6 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRe
 use serde::{Deserialize, Serialize};
 
 use super::docs::PartitionRead;
-use super::items::{ConversationItem, MessageItem};
 use super::{from_item, s, schema, to_item, DynamoStore, Item};
 use crate::domain::text::{index_terms, indexed_part};
 use crate::domain::{ConversationId, MessageId, Role, Shelf, SolutionFilter, UserId, DEFAULT_TITLE};
@@ -84,8 +83,44 @@ struct Doc {
 /// Whether the index follows the item `pk`/`sk`: a conversation's `META` (its title) or a message
 /// (not its content chunks: the indexed part of a message always fits its first item).
 pub fn is_indexed(pk: &str, sk: &str) -> bool {
-    pk.starts_with("CONV#") && (sk == schema::META || (sk.starts_with(schema::MSG_PREFIX) && !sk.contains("#C")))
+    pk.starts_with(schema::CONVERSATION_PREFIX)
+        && (sk == schema::META || (sk.starts_with(schema::MSG_PREFIX) && !sk.contains(schema::CHUNK_MARK)))
 }
+
+/// The fields of a conversation's `META` image the index reads (its title). Lean on purpose: the
+/// backfill reads only these attributes ([`INDEXED_ATTRIBUTES`]).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TitleImage {
+    id: String,
+    owner_id: String,
+    title: String,
+}
+
+/// The fields of a message's image the index reads.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageImage {
+    id: String,
+    conversation_id: String,
+    role: Role,
+    content: String,
+    created_at: String,
+}
+
+/// Every attribute [`doc_of`] reads, for a projection (the backfill's Scan and Queries): the keys,
+/// [`TitleImage`]'s and [`MessageImage`]'s fields.
+pub(super) const INDEXED_ATTRIBUTES: [&str; 9] = [
+    "pk",
+    "sk",
+    "id",
+    "ownerId",
+    "title",
+    "conversationId",
+    "role",
+    "content",
+    "createdAt",
+];
 
 /// The document of an image, `None` when the item is not indexed or cannot be read (logged: a
 /// record that can never be read must not block the stream).
@@ -95,7 +130,7 @@ fn doc_of(pk: &str, sk: &str, image: Option<&ItemImage>) -> Option<Doc> {
         return None;
     }
     let parsed = if sk == schema::META {
-        from_item::<ConversationItem>(image.clone()).map(|c| {
+        from_item::<TitleImage>(image.clone()).map(|c| {
             let title = if c.title == DEFAULT_TITLE { "" } else { c.title.as_str() };
             let (terms, len) = index_terms(title);
             Doc {
@@ -108,15 +143,12 @@ fn doc_of(pk: &str, sk: &str, image: Option<&ItemImage>) -> Option<Doc> {
             }
         })
     } else {
-        from_item::<MessageItem>(image.clone()).and_then(|m| {
-            let owner = pk
-                .strip_prefix("CONV#")
-                .and_then(|rest| rest.rsplit_once('#'))
-                .map(|(owner, _)| owner.to_owned())
+        from_item::<MessageImage>(image.clone()).and_then(|m| {
+            let (owner, _) = schema::parse_conversation_pk(pk)
                 .ok_or_else(|| StoreError::internal("a message's partition key", pk.to_owned()))?;
             let (terms, len) = index_terms(&m.content);
             Ok(Doc {
-                owner,
+                owner: owner.to_owned(),
                 sk: schema::message_posting_sk(&m.id, &m.conversation_id),
                 terms,
                 len,
@@ -130,64 +162,78 @@ fn doc_of(pk: &str, sk: &str, image: Option<&ItemImage>) -> Option<Doc> {
         .ok()
 }
 
+/// The write requests that bring the index in line with one change (see the module), and their
+/// count: the posting logic the stream consumer and the backfill share.
+pub(super) fn index_requests(change: &IndexChange) -> Result<(Vec<WriteRequest>, IndexWrites), StoreError> {
+    let old = doc_of(&change.pk, &change.sk, change.old.as_ref());
+    let new = doc_of(&change.pk, &change.sk, change.new.as_ref());
+    let mut requests = Vec::new();
+    let mut writes = IndexWrites::default();
+    if let Some(new) = &new {
+        for (term, &tf) in &new.terms {
+            let unchanged = old
+                .as_ref()
+                .filter(|o| o.owner == new.owner && o.len == new.len && o.role == new.role)
+                .and_then(|o| o.terms.get(term))
+                .is_some_and(|&was| was == tf);
+            if unchanged {
+                continue;
+            }
+            let posting = PostingItem {
+                pk: schema::search_pk(&new.owner, term),
+                sk: new.sk.clone(),
+                tf,
+                len: new.len,
+                role: new.role,
+                at: new.at.clone(),
+            };
+            let put = PutRequest::builder()
+                .set_item(Some(to_item(&posting)?))
+                .build()
+                .map_err(|e| StoreError::internal("building a posting", e))?;
+            requests.push(WriteRequest::builder().put_request(put).build());
+            writes.puts += 1;
+        }
+    }
+    if let Some(old) = &old {
+        for term in old.terms.keys() {
+            let kept = new
+                .as_ref()
+                .is_some_and(|n| n.owner == old.owner && n.sk == old.sk && n.terms.contains_key(term));
+            if kept {
+                continue;
+            }
+            let del = DeleteRequest::builder()
+                .key(schema::PK, s(schema::search_pk(&old.owner, term)))
+                .key(schema::SK, s(old.sk.clone()))
+                .build()
+                .map_err(|e| StoreError::internal("building a posting delete", e))?;
+            requests.push(WriteRequest::builder().delete_request(del).build());
+            writes.deletes += 1;
+        }
+    }
+    Ok((requests, writes))
+}
+
 impl DynamoStore {
     /// Brings the owner's index in line with one changed item (see the module). Idempotent: a
     /// retried change writes the same postings again.
     #[tracing::instrument(name = "dynamo.apply_index_change", skip_all, fields(sk = %change.sk))]
     pub async fn apply_index_change(&self, change: &IndexChange) -> Result<IndexWrites, StoreError> {
-        let old = doc_of(&change.pk, &change.sk, change.old.as_ref());
-        let new = doc_of(&change.pk, &change.sk, change.new.as_ref());
-        let mut requests = Vec::new();
-        let mut writes = IndexWrites::default();
-        if let Some(new) = &new {
-            for (term, &tf) in &new.terms {
-                let unchanged = old
-                    .as_ref()
-                    .filter(|o| o.owner == new.owner && o.len == new.len && o.role == new.role)
-                    .and_then(|o| o.terms.get(term))
-                    .is_some_and(|&was| was == tf);
-                if unchanged {
-                    continue;
-                }
-                let posting = PostingItem {
-                    pk: schema::search_pk(&new.owner, term),
-                    sk: new.sk.clone(),
-                    tf,
-                    len: new.len,
-                    role: new.role,
-                    at: new.at.clone(),
-                };
-                let put = PutRequest::builder()
-                    .set_item(Some(to_item(&posting)?))
-                    .build()
-                    .map_err(|e| StoreError::internal("building a posting", e))?;
-                requests.push(WriteRequest::builder().put_request(put).build());
-                writes.puts += 1;
-            }
-        }
-        if let Some(old) = &old {
-            for term in old.terms.keys() {
-                let kept = new
-                    .as_ref()
-                    .is_some_and(|n| n.owner == old.owner && n.sk == old.sk && n.terms.contains_key(term));
-                if kept {
-                    continue;
-                }
-                let del = DeleteRequest::builder()
-                    .key(schema::PK, s(schema::search_pk(&old.owner, term)))
-                    .key(schema::SK, s(old.sk.clone()))
-                    .build()
-                    .map_err(|e| StoreError::internal("building a posting delete", e))?;
-                requests.push(WriteRequest::builder().delete_request(del).build());
-                writes.deletes += 1;
-            }
-        }
+        let (mut requests, writes) = index_requests(change)?;
+        self.write_in_batches(&mut requests).await?;
+        Ok(writes)
+    }
+
+    /// Writes `requests` to the conversations table in `BatchWriteItem`s of 25 (unprocessed items
+    /// retried with backoff); `requests` is empty afterwards.
+    pub(super) async fn write_in_batches(&self, requests: &mut Vec<WriteRequest>) -> Result<(), StoreError> {
         while !requests.is_empty() {
             let rest = requests.split_off(requests.len().min(25));
-            let mut batch = std::mem::replace(&mut requests, rest);
+            let mut batch = std::mem::replace(requests, rest);
             self.batch_write(&self.tables.conversations, &mut batch).await?;
         }
-        Ok(writes)
+        Ok(())
     }
 
     /// The owner's postings of `term`, newest message first (titles first of all), at most

@@ -88,22 +88,60 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     tx.execute_batch(&schema())
         .map_err(sql_err("creating the search index"))?;
     if !existed {
-        tx.execute(
-            &format!(
-                "INSERT INTO search_docs (owner, conversation_id, message_id, body) \
-                 SELECT owner, id, '', CASE WHEN title = ?1 THEN '' ELSE substr(title, 1, {INDEXED_CHARS}) END \
-                 FROM conversations"
-            ),
-            params![DEFAULT_TITLE],
-        )
-        .map_err(sql_err("indexing titles"))?;
-        tx.execute_batch(&format!(
-            "INSERT INTO search_docs (owner, conversation_id, message_id, role, created_at, body) \
-             SELECT owner, conversation_id, id, role, created_at, substr(content, 1, {INDEXED_CHARS}) FROM messages"
-        ))
-        .map_err(sql_err("indexing messages"))?;
+        fill(&tx)?;
     }
     tx.commit().map_err(sql_err("commit"))
+}
+
+/// Fills `search_docs` (and, through its triggers, `search_fts`) from the stored conversations
+/// and messages: what the triggers would have written for each.
+fn fill(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute(
+        &format!(
+            "INSERT INTO search_docs (owner, conversation_id, message_id, body) \
+             SELECT owner, id, '', CASE WHEN title = ?1 THEN '' ELSE substr(title, 1, {INDEXED_CHARS}) END \
+             FROM conversations"
+        ),
+        params![DEFAULT_TITLE],
+    )
+    .map_err(sql_err("indexing titles"))?;
+    tx.execute_batch(&format!(
+        "INSERT INTO search_docs (owner, conversation_id, message_id, role, created_at, body) \
+         SELECT owner, conversation_id, id, role, created_at, substr(content, 1, {INDEXED_CHARS}) FROM messages"
+    ))
+    .map_err(sql_err("indexing messages"))
+}
+
+impl EmbeddedStore {
+    /// Rebuilds the search index from the stored conversations and messages, in one transaction
+    /// (`athena-migrate reindex` on a database file): `search_docs` emptied and derived again
+    /// from the tables, then FTS5's `rebuild` (the full-text index made again from
+    /// `search_docs`, whatever state it was in). Returns the documents indexed. The triggers
+    /// keep the index in sync on every write, so this repairs only a damaged or hand-edited
+    /// file; it is idempotent.
+    pub async fn rebuild_search_index(&self) -> Result<u64, StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction().map_err(sql_err("begin"))?;
+            // Without `search_docs`' own triggers: FTS5's 'delete' of rows it may not hold (the
+            // index being repaired) is undefined; 'rebuild' then makes `search_fts` whole.
+            tx.execute_batch(
+                "DROP TRIGGER IF EXISTS search_docs_ai; DROP TRIGGER IF EXISTS search_docs_ad; \
+                 DELETE FROM search_docs;",
+            )
+            .map_err(sql_err("emptying the search index"))?;
+            fill(&tx)?;
+            tx.execute("INSERT INTO search_fts (search_fts) VALUES ('rebuild')", [])
+                .map_err(sql_err("rebuilding the full-text index"))?;
+            tx.execute_batch(&schema())
+                .map_err(sql_err("restoring the search index's triggers"))?;
+            let docs: i64 = tx
+                .query_row("SELECT COUNT(*) FROM search_docs", [], |r| r.get(0))
+                .map_err(sql_err("counting the search index"))?;
+            tx.commit().map_err(sql_err("commit"))?;
+            Ok(u64::try_from(docs).unwrap_or(0))
+        })
+        .await
+    }
 }
 
 /// The FTS5 query of `terms`: each term a quoted string, all of them required.
