@@ -65,6 +65,38 @@ impl Moto {
     }
 }
 
+/// dynalite (a DynamoDB-API server in Node.js on LevelDB, installed by `bench/dynalite.sh`) on
+/// a free port, its LevelDB in `dir`, killed on drop.
+pub struct Dynalite {
+    _child: Child,
+    addr: SocketAddr,
+}
+
+impl Dynalite {
+    /// Starts `node BIN --port P --path DIR`.
+    pub async fn start(bin: &Path, dir: &Path) -> Result<Self, String> {
+        let port = free_port()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut child = Command::new("node")
+            .arg(bin)
+            .args(["--port", &port.to_string(), "--path"])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("starting dynalite (node {}): {e}", bin.display()))?;
+        wait_for(addr, &mut child, "dynalite").await?;
+        Ok(Self { _child: child, addr })
+    }
+
+    /// Its endpoint URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
 /// `athena-local` (release) on a free port, killed on drop.
 pub struct Gateway {
     child: Child,

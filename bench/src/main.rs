@@ -30,6 +30,9 @@ pub struct Options {
     pub load_secs: u64,
     /// Skip the DynamoDB (moto) figures.
     pub no_moto: bool,
+    /// `search`: dynalite's script (`bench/dynalite.sh` installs it): the moto table is copied
+    /// into it and searched again.
+    pub dynalite: Option<PathBuf>,
     /// Where the host binaries are (`target/release`, or `target/<profile>` to compare profiles).
     pub bin_dir: PathBuf,
 }
@@ -50,6 +53,7 @@ fn main() -> std::process::ExitCode {
         turns: flag("--turns").and_then(|v| v.parse().ok()).unwrap_or(2000),
         load_secs: flag("--load-secs").and_then(|v| v.parse().ok()).unwrap_or(10),
         no_moto: args.iter().any(|a| a == "--no-moto"),
+        dynalite: flag("--dynalite").map(PathBuf::from),
         bin_dir: flag("--bin-dir")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target/release")),

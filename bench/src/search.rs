@@ -5,7 +5,9 @@
 //! one search page (the service: index, conversation checks, message texts, snippets), the
 //! index's extra write units per stored message (DynamoDB: one posting put per distinct word,
 //! each under 1 KB) and the read units of one search (estimated from the sizes of the items it
-//! reads, as DynamoDB bills them).
+//! reads, as DynamoDB bills them). With `--dynalite BIN` (`bench/dynalite.sh`), the moto table is
+//! copied into dynalite (a DynamoDB-API server in Node.js on LevelDB) and searched there too: a
+//! second engine's latencies, an emulator's, not DynamoDB's.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -365,6 +367,10 @@ pub async fn search_bench(options: &Options) -> Result<Vec<Row>, String> {
     let started = Instant::now();
     let applied = poller.drain(&store).await.map_err(|e| e.to_string())?;
     let indexing = started.elapsed().as_secs_f64();
+    // dynalite first: moto's own searches take minutes.
+    if let Some(bin) = &options.dynalite {
+        rows.extend(on_dynalite(bin, &store, &owner).await?);
+    }
     let store = Arc::new(store);
     let dyn_store: Arc<dyn Store> = store.clone();
     rows.extend(rows_of(
@@ -414,5 +420,142 @@ pub async fn search_bench(options: &Options) -> Result<Vec<Row>, String> {
             value: units,
         });
     }
+    Ok(rows)
+}
+
+/// Copies the moto table (every item: conversations, messages, postings; `Scan` pages, then
+/// `BatchWriteItem`s of 25, 8 at a time, unprocessed items retried) into a table of the same
+/// definition on dynalite, and measures the same searches there through the same `DynamoStore`.
+async fn on_dynalite(bin: &std::path::Path, source: &DynamoStore, owner: &UserId) -> Result<Vec<Row>, String> {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    use futures::StreamExt;
+    let dir = std::env::temp_dir().join(format!("athena-bench-dynalite-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let server = crate::load::Dynalite::start(bin, &dir).await?;
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "bench",
+            "bench",
+            None,
+            None,
+            "athena-bench",
+        ))
+        .endpoint_url(server.url())
+        .build();
+    let target = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), source.tables().clone());
+    // dynalite has no UpdateTimeToLive (the TTL is irrelevant to a search): the table is
+    // created, then its TTL fails; only the conversations table is used.
+    if let Err(e) = target.create_tables().await {
+        eprintln!("search: dynalite: {e} (no TTL on dynalite; the table itself is created)");
+    }
+    let mut active = false;
+    for _ in 0..100 {
+        let described = target
+            .client()
+            .describe_table()
+            .table_name(&source.tables().conversations)
+            .send()
+            .await;
+        if described
+            .is_ok_and(|d| d.table.and_then(|t| t.table_status) == Some(aws_sdk_dynamodb::types::TableStatus::Active))
+        {
+            active = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    if !active {
+        return Err("dynalite: the conversations table did not become active".to_owned());
+    }
+    eprintln!("search: copying the moto table into dynalite");
+    let table = source.tables().conversations.clone();
+    let started = Instant::now();
+    let mut copied = 0usize;
+    let mut start = None;
+    loop {
+        let page = source
+            .client()
+            .scan()
+            .table_name(&table)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| format!("scanning moto: {e}"))?;
+        let items = page.items.unwrap_or_default();
+        copied += items.len();
+        let batches = items
+            .chunks(25)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .map(|item| {
+                        PutRequest::builder()
+                            .set_item(Some(item.clone()))
+                            .build()
+                            .map(|put| WriteRequest::builder().put_request(put).build())
+                            .map_err(|e| e.to_string())
+                    })
+                    .collect::<Result<Vec<_>, String>>()
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let writes = futures::stream::iter(batches.into_iter().map(|mut batch| {
+            let (client, table) = (target.client().clone(), table.clone());
+            async move {
+                for _ in 0..8 {
+                    let out = client
+                        .batch_write_item()
+                        .request_items(&table, batch)
+                        .send()
+                        .await
+                        .map_err(|e| format!("writing to dynalite: {e}"))?;
+                    batch = out
+                        .unprocessed_items
+                        .and_then(|mut u| u.remove(&table))
+                        .unwrap_or_default();
+                    if batch.is_empty() {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err("dynalite left items unprocessed".to_owned())
+            }
+        }))
+        .buffer_unordered(8)
+        .collect::<Vec<Result<(), String>>>()
+        .await;
+        writes.into_iter().collect::<Result<Vec<()>, String>>()?;
+        start = page.last_evaluated_key.filter(|k| !k.is_empty());
+        if start.is_none() {
+            break;
+        }
+    }
+    let copy_secs = started.elapsed().as_secs_f64();
+    eprintln!("search: {copied} items copied in {copy_secs:.0} s; searching on dynalite");
+    let target: Arc<dyn Store> = Arc::new(target);
+    let measured = measure(target.as_ref(), owner, "DynamoDB API (dynalite, Node.js/LevelDB)", 30).await?;
+    for m in &measured {
+        eprintln!(
+            "search: dynalite `{}`: p50 {:.1} ms, p95 {:.1} ms, {} hits",
+            m.query, m.p50, m.p95, m.hits
+        );
+    }
+    let mut rows = rows_of(&measured);
+    rows.push(Row {
+        area: "9 search",
+        metric: format!(
+            "copying the moto table ({copied} items) into dynalite (Scan pages, BatchWriteItem of 25, 8 at a time)"
+        ),
+        measured: format!("{copy_secs:.0} s"),
+        target: "none".to_owned(),
+        ratio: String::new(),
+        met: None,
+        command: format!("{COMMAND} --dynalite <dir>/node_modules/dynalite/cli.js"),
+        key: None,
+        value: copy_secs,
+    });
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(rows)
 }
