@@ -502,10 +502,27 @@ async fn listings_combine_filters_keep_their_order_and_refuse_foreign_cursors(h:
     );
 }
 
+/// Eight folder creates racing at a cap of three: exactly three pass, the others are refused.
+async fn racing_creates_cannot_pass_the_folder_cap_together(h: &dyn Harness) {
+    let store = h.store();
+    let ids = IdGenerator::new();
+    let alice = user(&unique("alice"));
+    let folders: Vec<Folder> = (0..8)
+        .map(|i| folder(&ids, &alice, &format!("r{i}"), None, at(i)))
+        .collect();
+    let results = futures::future::join_all(folders.iter().map(|f| store.create_folder(f, 3))).await;
+    for r in &results {
+        assert!(matches!(r, Ok(()) | Err(StoreError::Conflict(_))), "{r:?}");
+    }
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3, "{results:?}");
+    assert_eq!(store.list_folders(&alice).await.expect("list").len(), 3);
+}
+
 athena_tests::on_both_stores!(
     |store| &Arc::new(store),
     [
         folders_are_their_owners_and_nest_and_delete_with_their_subfolders,
+        racing_creates_cannot_pass_the_folder_cap_together,
         tags_are_set_listed_counted_and_filtered,
         the_archive_and_the_trash_are_shelves_apart,
         listings_combine_filters_keep_their_order_and_refuse_foreign_cursors,

@@ -299,11 +299,28 @@ async fn deleting_a_project_detaches_or_deletes_its_conversations(h: &dyn Harnes
     assert!(matches!(err, StoreError::NotFound), "{err:?}");
 }
 
+/// Eight creates racing at a cap of three: exactly three pass, the others are refused, and the
+/// owner holds three projects (on DynamoDB the cap revision makes the count and the put one).
+async fn racing_creates_cannot_pass_the_project_cap_together(h: &dyn Harness) {
+    let store = h.store();
+    let ids = IdGenerator::new();
+    let alice = user(&unique("alice"));
+    let projects: Vec<Project> = (0..8).map(|i| project(&ids, &alice, &format!("r{i}"), at(i))).collect();
+    let results = futures::future::join_all(projects.iter().map(|p| store.create_project(p, 3))).await;
+    let passed = results.iter().filter(|r| r.is_ok()).count();
+    for r in &results {
+        assert!(matches!(r, Ok(()) | Err(StoreError::Conflict(_))), "{r:?}");
+    }
+    assert_eq!(passed, 3, "{results:?}");
+    assert_eq!(store.list_projects(&alice).await.expect("list").len(), 3);
+}
+
 athena_tests::on_both_stores!(
     |store| &Arc::new(store),
     [
         a_project_round_trips_and_is_its_owners_alone,
         the_project_cap_refuses_one_more_and_writes_nothing,
+        racing_creates_cannot_pass_the_project_cap_together,
         a_project_patch_changes_only_what_it_names,
         conversations_are_listed_by_project_and_moved_in_and_out,
         deleting_a_project_detaches_or_deletes_its_conversations,

@@ -84,10 +84,25 @@ async fn the_prompt_cap_refuses_one_more_and_writes_nothing(h: &dyn Harness) {
     assert_eq!(store.list_prompts(&alice).await.expect("list").len(), 2);
 }
 
+/// Eight creates racing at a cap of three: exactly three pass, the others are refused.
+async fn racing_creates_cannot_pass_the_prompt_cap_together(h: &dyn Harness) {
+    let store = h.store();
+    let ids = IdGenerator::new();
+    let alice = user(&unique("alice"));
+    let prompts: Vec<SavedPrompt> = (0..8).map(|i| prompt(&ids, &alice, &format!("r{i}"), at(i))).collect();
+    let results = futures::future::join_all(prompts.iter().map(|p| store.create_prompt(p, 3))).await;
+    for r in &results {
+        assert!(matches!(r, Ok(()) | Err(StoreError::Conflict(_))), "{r:?}");
+    }
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3, "{results:?}");
+    assert_eq!(store.list_prompts(&alice).await.expect("list").len(), 3);
+}
+
 athena_tests::on_both_stores!(
     |store| &Arc::new(store),
     [
         a_prompt_round_trips_is_patched_and_deleted_by_its_owner_alone,
         the_prompt_cap_refuses_one_more_and_writes_nothing,
+        racing_creates_cannot_pass_the_prompt_cap_together,
     ]
 );

@@ -147,6 +147,7 @@ impl Accounts for DynamoStore {
             (&conversations_table, schema::tags_pk(owner)),
             (&conversations_table, schema::projects_pk(owner)),
             (&conversations_table, schema::prompts_pk(owner)),
+            (&conversations_table, schema::caps_pk(owner)),
             (&conversations_table, schema::files_pk(owner)),
             (&conversations_table, schema::idempotency_pk(owner)),
             (&conversations_table, schema::bookmarks_pk(owner)),

@@ -2,9 +2,11 @@
 //! (`PROJ#<owner>`, `PRMT#<owner>`, `FILE#<owner>`), `sk` = the document's id, the document's
 //! attributes beside the keys. The reads every kind shares.
 
+use std::collections::HashMap;
+
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::query::QueryOutput;
-use aws_sdk_dynamodb::types::Select;
+use aws_sdk_dynamodb::types::{Select, Update};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -47,6 +49,68 @@ impl DynamoStore {
         }
     }
 
+    /// Creates the document `item` (absent; `noun` and `id` name it in a conflict) in `owner`'s
+    /// partition `pk` unless that already holds `max` documents (then `too_many(max)`). Safe
+    /// against concurrent creates: the owner's revision item of `kind` (`CAPS#<owner>`, `sk =
+    /// kind`) is read before the count, and the put and the revision's bump are one transaction
+    /// conditioned on the revision being the one read, so of creates racing at the cap only
+    /// enough to reach it pass; the others read again and are refused. A delete needs no bump
+    /// (a create racing it at worst sees one document more).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn create_capped_doc<T: Serialize>(
+        &self,
+        noun: &str,
+        id: &str,
+        owner: &str,
+        kind: &str,
+        pk: String,
+        item: &T,
+        max: usize,
+        too_many: fn(usize) -> StoreError,
+    ) -> Result<(), StoreError> {
+        let table = &self.tables.conversations;
+        let put = super::put_if_absent(table, to_item(item)?);
+        for attempt in 1..=super::CONFLICT_ATTEMPTS {
+            let rev: Option<CapRevision> = match self.get_doc(noun, schema::caps_pk(owner), kind).await {
+                Ok(rev) => Some(rev),
+                Err(StoreError::NotFound) => None,
+                Err(e) => return Err(e),
+            };
+            if self.count_docs(noun, pk.clone()).await? >= max {
+                return Err(too_many(max));
+            }
+            let seen = rev.map_or(0, |r| r.rev);
+            let mut bump = Update::builder()
+                .table_name(table)
+                .key(schema::PK, s(schema::caps_pk(owner)))
+                .key(schema::SK, s(kind))
+                .update_expression("SET #rev = :next")
+                .expression_attribute_names("#rev", "rev")
+                .expression_attribute_values(":next", super::n(seen + 1));
+            bump = if seen == 0 {
+                bump.condition_expression("attribute_not_exists(#rev)")
+            } else {
+                bump.condition_expression("#rev = :seen")
+                    .expression_attribute_values(":seen", super::n(seen))
+            };
+            let codes = match self
+                .transact(vec![put.clone(), super::update_item(bump.build())?])
+                .await?
+            {
+                Ok(()) => return Ok(()),
+                Err(codes) => codes,
+            };
+            if codes.first().and_then(Option::as_deref) == Some("ConditionalCheckFailed") {
+                return Err(StoreError::Conflict(format!("{noun} {id} already exists")));
+            }
+            // Another create (or the first one's revision) came between the count and the write.
+            super::backoff(attempt).await;
+        }
+        Err(StoreError::Unavailable(
+            format!("{noun}s kept being created concurrently; retry").into(),
+        ))
+    }
+
     /// The item at (`pk`, `sk`), read consistently ([`StoreError::NotFound`] when there is none);
     /// `what` names it in errors.
     pub(super) async fn get_doc<T: DeserializeOwned>(&self, what: &str, pk: String, sk: &str) -> Result<T, StoreError> {
@@ -86,7 +150,7 @@ impl DynamoStore {
         let read = PartitionRead {
             select: Some(Select::Count),
             consistent: true,
-            backwards: false,
+            ..PartitionRead::default()
         };
         self.each_page(what, pk, read, |page| {
             count = count.saturating_add(usize::try_from(page.count).unwrap_or(usize::MAX));
@@ -106,14 +170,24 @@ impl DynamoStore {
         mut on_page: impl FnMut(QueryOutput) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
         let mut start: Option<Item> = None;
+        // `#pk` and `#a0`, `#a1`… for the projected attributes (any may be a reserved word).
+        let mut names = HashMap::from([("#pk".to_owned(), schema::PK.to_owned())]);
+        let mut placeholders = Vec::with_capacity(read.projection.len());
+        for (i, attribute) in read.projection.iter().enumerate() {
+            let placeholder = format!("#a{i}");
+            names.insert(placeholder.clone(), (*attribute).to_owned());
+            placeholders.push(placeholder);
+        }
+        let projection = (!placeholders.is_empty()).then(|| placeholders.join(", "));
         loop {
             let page = self
                 .client
                 .query()
                 .table_name(&self.tables.conversations)
                 .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", schema::PK)
+                .set_expression_attribute_names(Some(names.clone()))
                 .expression_attribute_values(":pk", s(pk.clone()))
+                .set_projection_expression(projection.clone())
                 .set_select(read.select.clone())
                 .consistent_read(read.consistent)
                 .scan_index_forward(!read.backwards)
@@ -131,6 +205,12 @@ impl DynamoStore {
     }
 }
 
+/// An owner's revision of one kind of capped document ([`DynamoStore::create_capped_doc`]).
+#[derive(serde::Deserialize)]
+struct CapRevision {
+    rev: u64,
+}
+
 /// How [`DynamoStore::each_page`] reads a partition.
 #[derive(Clone, Debug, Default)]
 pub(super) struct PartitionRead {
@@ -140,4 +220,6 @@ pub(super) struct PartitionRead {
     pub(super) consistent: bool,
     /// Highest sort key first.
     pub(super) backwards: bool,
+    /// The attributes to read (`ProjectionExpression`); empty: the whole items.
+    pub(super) projection: &'static [&'static str],
 }

@@ -511,19 +511,22 @@ pub(super) fn patched(c: &Conversation, patch: &ConversationPatch, now: Timestam
 
 #[async_trait]
 impl Organizer for DynamoStore {
-    /// One Query (`Select: COUNT`) for the cap, one conditional PutItem (the cap is a bound on
-    /// ordinary use: two creates racing at it may both pass).
+    /// A read of the cap revision, a Query (`Select: COUNT`), one transaction (the folder and
+    /// the revision): racing creates cannot pass the cap together.
     #[tracing::instrument(name = "dynamo.create_folder", skip_all, fields(folder = %folder.id))]
     async fn create_folder(&self, folder: &Folder, max: usize) -> Result<(), StoreError> {
-        if self
-            .count_docs("folders", schema::folders_pk(folder.owner.as_str()))
-            .await?
-            >= max
-        {
-            return Err(rules::too_many_folders(max));
-        }
-        self.put_doc("folder", folder.id.as_str(), &FolderItem::of(folder), None)
-            .await
+        let owner = folder.owner.as_str();
+        self.create_capped_doc(
+            "folder",
+            folder.id.as_str(),
+            owner,
+            "folders",
+            schema::folders_pk(owner),
+            &FolderItem::of(folder),
+            max,
+            rules::too_many_folders,
+        )
+        .await
     }
 
     #[tracing::instrument(name = "dynamo.get_folder", skip_all, fields(folder = %id))]

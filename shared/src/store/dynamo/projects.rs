@@ -50,17 +50,22 @@ impl DynamoStore {
 
 #[async_trait]
 impl Projects for DynamoStore {
-    /// One Query (`Select: COUNT`) for the cap, one conditional PutItem. Two concurrent creates
-    /// at the cap may both pass the count: the cap is a bound on ordinary use, not a guarantee.
+    /// A read of the cap revision, a Query (`Select: COUNT`), one transaction (the project and
+    /// the revision): racing creates cannot pass the cap together.
     #[tracing::instrument(name = "dynamo.create_project", skip_all, fields(project = %project.id))]
     async fn create_project(&self, project: &Project, max: usize) -> Result<(), StoreError> {
-        let count = self
-            .count_docs("projects", schema::projects_pk(project.owner.as_str()))
-            .await?;
-        if count >= max {
-            return Err(rules::too_many_projects(max));
-        }
-        self.put_project(project, None).await
+        let owner = project.owner.as_str();
+        self.create_capped_doc(
+            "project",
+            project.id.as_str(),
+            owner,
+            "projects",
+            schema::projects_pk(owner),
+            &ProjectItem::of(project),
+            max,
+            rules::too_many_projects,
+        )
+        .await
     }
 
     #[tracing::instrument(name = "dynamo.get_project", skip_all, fields(project = %id))]

@@ -40,17 +40,22 @@ impl DynamoStore {
 
 #[async_trait]
 impl Prompts for DynamoStore {
-    /// One Query (`Select: COUNT`) for the cap, one conditional PutItem. Two concurrent creates
-    /// at the cap may both pass the count: the cap is a bound on ordinary use, not a guarantee.
+    /// A read of the cap revision, a Query (`Select: COUNT`), one transaction (the prompt and
+    /// the revision): racing creates cannot pass the cap together.
     #[tracing::instrument(name = "dynamo.create_prompt", skip_all, fields(prompt = %prompt.id))]
     async fn create_prompt(&self, prompt: &SavedPrompt, max: usize) -> Result<(), StoreError> {
-        let count = self
-            .count_docs("prompts", schema::prompts_pk(prompt.owner.as_str()))
-            .await?;
-        if count >= max {
-            return Err(rules::too_many_prompts(max));
-        }
-        self.put_prompt(prompt, None).await
+        let owner = prompt.owner.as_str();
+        self.create_capped_doc(
+            "prompt",
+            prompt.id.as_str(),
+            owner,
+            "prompts",
+            schema::prompts_pk(owner),
+            &PromptItem::of(prompt),
+            max,
+            rules::too_many_prompts,
+        )
+        .await
     }
 
     #[tracing::instrument(name = "dynamo.get_prompt", skip_all, fields(prompt = %id))]

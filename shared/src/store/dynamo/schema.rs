@@ -20,6 +20,7 @@
 //! | project | `PROJ#<owner>` | `<project id>` | `id`, `owner`, `name`, `description`, `instructions`, `defaultModel?`, `defaultSolution?`, `createdAt`, `updatedAt` |
 //! | attached file | `FILE#<owner>` | `<file id>` | `id`, `owner`, `filename`, `format`, `size`, `status`, `conversationId?`, `tokens`, `createdAt`, `uploadExpiresAt`, `expiresAt?` (TTL, pending files) |
 //! | import job | `IMPJ#<owner prefix: a hash of the owner>` | `<job id>` | `id`, `owner`, `source`, `bytes`, `filename?`, `status`, `createdAt`, `updatedAt`, `uploadExpiresAt`, `attempts`, `totals`, `failures`, `failuresOmitted`, `error?` |
+//! | cap revision | `CAPS#<owner>` | `projects`, `prompts` or `folders` | `rev` (bumped with each create of that kind: the per-user caps hold under concurrent creates) |
 //! | saved prompt | `PRMT#<owner>` | `<prompt id>` | `id`, `owner`, `title`, `text`, `tags`, `createdAt`, `updatedAt` |
 //! | idempotency record | `IDEM#<owner>` | `<Idempotency-Key>` | `fingerprint`, `state`, `token?`, `status?`, `body?`, `location?`, `expiresAt` (TTL) |
 //! | search posting of a message | `SRCH#<owner>#<term>` | `M#<message id>#<conversation id>` | `tf`, `len`, `role`, `at` |
@@ -179,6 +180,12 @@ pub fn import_jobs_pk(owner_prefix: &str) -> String {
 /// Partition key of a user's projects (conversations table; `sk` = the project id).
 pub fn projects_pk(owner: &str) -> String {
     format!("PROJ#{owner}")
+}
+
+/// Partition key of a user's cap revisions (conversations table; `sk` = the capped kind:
+/// `projects`, `prompts`, `folders`; attribute `rev`), bumped by every create of that kind.
+pub fn caps_pk(owner: &str) -> String {
+    format!("CAPS#{owner}")
 }
 
 /// Partition key of a user's saved prompts (conversations table; `sk` = the prompt id).
