@@ -201,6 +201,10 @@ async fn a_chatgpt_export_uploaded_through_the_form_is_imported_by_the_worker(i:
     let alice = UserId::parse(ALICE).expect("user");
     assert_eq!(key, format!("imports/{}/{}", owner_prefix(&alice), id_of(&job)));
     assert_eq!(job["upload"]["fields"]["Content-Type"], "application/json");
+    assert_eq!(
+        job["upload"]["maxBytes"], job["bytes"],
+        "the form accepts the declared size"
+    );
 
     i.upload(&job, &file).await;
     let done = i.settled(ALICE, id_of(&job)).await;

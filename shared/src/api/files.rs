@@ -48,15 +48,27 @@ impl<'a> FileView<'a> {
     }
 }
 
-/// The upload form in a `POST /api/files` answer.
+/// The upload form in a `POST /api/files` or `POST /api/imports` answer: where to post, the
+/// form's fields, until when, and the most bytes it accepts.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct UploadView<'a> {
+pub(super) struct UploadView<'a> {
     url: &'a str,
     fields: &'a std::collections::BTreeMap<String, String>,
     #[serde(with = "ts")]
     expires_at: Timestamp,
     max_bytes: u64,
+}
+
+impl<'a> UploadView<'a> {
+    pub(super) fn of(form: &'a UploadForm, expires_at: Timestamp, max_bytes: u64) -> Self {
+        Self {
+            url: &form.url,
+            fields: &form.fields,
+            expires_at,
+            max_bytes,
+        }
+    }
 }
 
 /// Body of `POST /api/files`.
@@ -119,12 +131,7 @@ pub async fn create(state: &AppState, caller: &Caller, req: &ApiRequest) -> Resu
         StatusCode::CREATED,
         &serde_json::json!({
             "file": FileView::of(&file, None),
-            "upload": UploadView {
-                url: &form.url,
-                fields: &form.fields,
-                expires_at: file.upload_expires_at,
-                max_bytes: file.size,
-            },
+            "upload": UploadView::of(&form, file.upload_expires_at, file.size),
         }),
     )?;
     if let Ok(v) = http::HeaderValue::from_str(&file.url()) {

@@ -8,7 +8,7 @@ use http::{header, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::files::{origin, whole_number};
+use super::files::{origin, whole_number, UploadView};
 use super::{input, json, with_cursor, ApiRequest, AppState, Body, Caller};
 use crate::blobs::UploadForm;
 use crate::domain::import_job::{ItemResult, JobError, Totals, MAX_STORED_RESULTS};
@@ -42,16 +42,6 @@ struct JobView<'a> {
     upload: Option<UploadView<'a>>,
 }
 
-/// The upload form in a `POST /api/imports` answer.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct UploadView<'a> {
-    url: &'a str,
-    fields: &'a std::collections::BTreeMap<String, String>,
-    #[serde(with = "ts")]
-    expires_at: Timestamp,
-}
-
 impl<'a> JobView<'a> {
     fn of(job: &'a ImportJob, form: Option<&'a UploadForm>) -> Self {
         debug_assert!(job.failures.len() <= MAX_STORED_RESULTS);
@@ -67,11 +57,7 @@ impl<'a> JobView<'a> {
             failures: &job.failures,
             failures_omitted: job.failures_omitted,
             error: job.error.as_ref(),
-            upload: form.map(|f| UploadView {
-                url: &f.url,
-                fields: &f.fields,
-                expires_at: job.upload_expires_at,
-            }),
+            upload: form.map(|f| UploadView::of(f, job.upload_expires_at, job.bytes)),
         }
     }
 }
