@@ -33,6 +33,10 @@ pub struct Options {
     /// `search`: dynalite's script (`bench/dynalite.sh` installs it): the moto table is copied
     /// into it and searched again.
     pub dynalite: Option<PathBuf>,
+    /// `search --dynalite`: keep dynalite's table in this directory; when it already holds one
+    /// (built by an earlier run), moto is not started and only the embedded store and dynalite
+    /// are measured (for iterating on the read path).
+    pub dynalite_data: Option<PathBuf>,
     /// Where the host binaries are (`target/release`, or `target/<profile>` to compare profiles).
     pub bin_dir: PathBuf,
 }
@@ -54,6 +58,7 @@ fn main() -> std::process::ExitCode {
         load_secs: flag("--load-secs").and_then(|v| v.parse().ok()).unwrap_or(10),
         no_moto: args.iter().any(|a| a == "--no-moto"),
         dynalite: flag("--dynalite").map(PathBuf::from),
+        dynalite_data: flag("--dynalite-data").map(PathBuf::from),
         bin_dir: flag("--bin-dir")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target/release")),
@@ -78,7 +83,7 @@ fn main() -> std::process::ExitCode {
             eprintln!(
                 "usage: athena-bench <coldstart|roundtrips|relay|load|footprint|mcp|search|suite> [--root DIR] \
                  [--cold-runs N] [--turns N] [--load-secs S] [--no-moto] [--bin-dir target/release] \
-                 [--doc docs/performance.md]"
+                 [--dynalite CLI.JS [--dynalite-data DIR]] [--doc docs/performance.md]"
             );
             return std::process::ExitCode::from(2);
         }

@@ -333,6 +333,20 @@ pub async fn search_bench(options: &Options) -> Result<Vec<Row>, String> {
     if options.no_moto {
         return Ok(rows);
     }
+    if let (Some(bin), Some(data)) = (&options.dynalite, &options.dynalite_data) {
+        if data.join(READY).exists() {
+            eprintln!(
+                "search: dynalite's table in {} is reused; moto is not started",
+                data.display()
+            );
+            let server = crate::load::Dynalite::start(bin, data).await?;
+            let store = dynalite_store(&server, &tables());
+            rows.extend(rows_of(&measure_on_dynalite(&store, &owner).await?));
+            rows.extend(projection_rows(&store, &owner, "dynalite").await?);
+            rows.extend(read_unit_rows(&store, &owner, "dynalite").await?);
+            return Ok(rows);
+        }
+    }
     let moto = crate::load::Moto::start(&options.root).await?;
     let credentials = aws_sdk_dynamodb::config::Credentials::new("bench", "bench", None, None, "athena-bench");
     let config = aws_sdk_dynamodb::Config::builder()
@@ -341,13 +355,7 @@ pub async fn search_bench(options: &Options) -> Result<Vec<Row>, String> {
         .credentials_provider(credentials.clone())
         .endpoint_url(moto.url())
         .build();
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::from_conf(config),
-        Tables {
-            conversations: "bench-search".to_owned(),
-            events: "bench-search-events".to_owned(),
-        },
-    );
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), tables());
     store.create_tables().await.map_err(|e| e.to_string())?;
     let streams = aws_sdk_dynamodbstreams::Config::builder()
         .behavior_version(aws_sdk_dynamodbstreams::config::BehaviorVersion::latest())
@@ -369,13 +377,13 @@ pub async fn search_bench(options: &Options) -> Result<Vec<Row>, String> {
     let indexing = started.elapsed().as_secs_f64();
     // dynalite first: moto's own searches take minutes.
     if let Some(bin) = &options.dynalite {
-        rows.extend(on_dynalite(bin, &store, &owner).await?);
+        rows.extend(on_dynalite(bin, options.dynalite_data.as_deref(), &store, &owner).await?);
     }
-    let store = Arc::new(store);
-    let dyn_store: Arc<dyn Store> = store.clone();
-    rows.extend(rows_of(
-        &measure(dyn_store.as_ref(), &owner, "DynamoDB (moto)", 30).await?,
-    ));
+    // With `--dynalite-data` (iterating on the read path) moto's own searches, which take
+    // minutes, are left out.
+    if options.dynalite_data.is_none() {
+        rows.extend(rows_of(&measure(&store, &owner, "DynamoDB (moto)", 30).await?));
+    }
     let per_message = applied.index.puts as f64 / MESSAGES as f64;
     rows.push(Row {
         area: "9 search",
@@ -406,11 +414,138 @@ pub async fn search_bench(options: &Options) -> Result<Vec<Row>, String> {
         key: None,
         value: indexing,
     });
+    rows.extend(read_unit_rows(&store, &owner, "moto").await?);
+    Ok(rows)
+}
+
+/// The search tables of the benchmark.
+fn tables() -> Tables {
+    Tables {
+        conversations: "bench-search".to_owned(),
+        events: "bench-search-events".to_owned(),
+    }
+}
+
+/// The marker of a dynalite directory holding the benchmark's whole table (`--dynalite-data`).
+const READY: &str = "athena-bench-search.ready";
+
+/// A store on `server`.
+fn dynalite_store(server: &crate::load::Dynalite, tables: &Tables) -> DynamoStore {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "bench",
+            "bench",
+            None,
+            None,
+            "athena-bench",
+        ))
+        .endpoint_url(server.url())
+        .build();
+    DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), tables.clone())
+}
+
+/// Reading every posting of `the` (10,000, about 1.5 MB) with the items whole and with the
+/// projection a search uses (no partition key: `sk, tf, len, role, at`), alternating, in one
+/// run: what leaving the key out of the read saves.
+async fn projection_rows(store: &DynamoStore, owner: &UserId, engine: &str) -> Result<Vec<Row>, String> {
+    const RUNS: usize = 30;
+    let pk = schema::search_pk(owner.as_str(), "the");
+    let read_all = |projected: bool| {
+        let pk = pk.clone();
+        async move {
+            let started = Instant::now();
+            let mut start = None;
+            let mut read = 0usize;
+            loop {
+                let mut query = store
+                    .client()
+                    .query()
+                    .table_name(&store.tables().conversations)
+                    .key_condition_expression("#pk = :pk")
+                    .expression_attribute_names("#pk", "pk")
+                    .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+                    .scan_index_forward(false)
+                    .set_exclusive_start_key(start.take());
+                if projected {
+                    query = query
+                        .projection_expression("#a0, #a1, #a2, #a3, #a4")
+                        .expression_attribute_names("#a0", "sk")
+                        .expression_attribute_names("#a1", "tf")
+                        .expression_attribute_names("#a2", "len")
+                        .expression_attribute_names("#a3", "role")
+                        .expression_attribute_names("#a4", "at");
+                }
+                let page = query.send().await.map_err(|e| format!("reading postings: {e}"))?;
+                read += page.items.map_or(0, |i| i.len());
+                match page.last_evaluated_key {
+                    Some(k) if !k.is_empty() => start = Some(k),
+                    _ => break,
+                }
+            }
+            Ok::<_, String>((started.elapsed().as_secs_f64() * 1000.0, read))
+        }
+    };
+    let (mut whole, mut projected) = (Vec::with_capacity(RUNS), Vec::with_capacity(RUNS));
+    for _ in 0..RUNS {
+        let (ms, n) = read_all(false).await?;
+        whole.push(ms);
+        let (ms, m) = read_all(true).await?;
+        projected.push(ms);
+        if n != m || n == 0 {
+            return Err(format!("the postings of `the`: {n} whole, {m} projected"));
+        }
+    }
+    let ratio = percentile(&projected, 50.0) / percentile(&whole, 50.0);
+    eprintln!(
+        "search: {engine}: postings of `the`, whole {:.1} / {:.1} ms, projected {:.1} / {:.1} ms",
+        percentile(&whole, 50.0),
+        percentile(&whole, 95.0),
+        percentile(&projected, 50.0),
+        percentile(&projected, 95.0)
+    );
+    Ok(vec![Row {
+        area: "9 search",
+        metric: format!(
+            "reading the 10,000 postings of `the` ({engine}), whole items vs without the partition key (the search's projection), alternating, {RUNS} each: p50 / p95"
+        ),
+        measured: format!(
+            "{:.1} / {:.1} ms vs {:.1} / {:.1} ms",
+            percentile(&whole, 50.0),
+            percentile(&whole, 95.0),
+            percentile(&projected, 50.0),
+            percentile(&projected, 95.0)
+        ),
+        target: "none (lower is better)".to_owned(),
+        ratio: format!("{ratio:.2}"),
+        met: None,
+        command: COMMAND.to_owned(),
+        key: None,
+        value: ratio,
+    }])
+}
+
+/// The searches on dynalite, printed as they are measured.
+async fn measure_on_dynalite(store: &DynamoStore, owner: &UserId) -> Result<Vec<Measured>, String> {
+    let measured = measure(store, owner, "DynamoDB API (dynalite, Node.js/LevelDB)", 30).await?;
+    for m in &measured {
+        eprintln!(
+            "search: dynalite `{}`: p50 {:.1} ms, p95 {:.1} ms, {} hits",
+            m.query, m.p50, m.p95, m.hits
+        );
+    }
+    Ok(measured)
+}
+
+/// The read units of one search page of each query, computed from the items `store` holds.
+async fn read_unit_rows(store: &DynamoStore, owner: &UserId, engine: &str) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
     for (q, what) in QUERIES {
-        let units = read_units(&store, &owner, q).await?;
+        let units = read_units(store, owner, q).await?;
         rows.push(Row {
             area: "9 search",
-            metric: format!("read units of one search page, {what} (`{q}`), DynamoDB (postings Query + BatchGetItem + GetItem per conversation)"),
+            metric: format!("read units of one search page, {what} (`{q}`), DynamoDB (postings Query + BatchGetItem + GetItem per conversation; item sizes read on {engine})"),
             measured: format!("{units:.1} RCU"),
             target: "none".to_owned(),
             ratio: String::new(),
@@ -426,25 +561,21 @@ pub async fn search_bench(options: &Options) -> Result<Vec<Row>, String> {
 /// Copies the moto table (every item: conversations, messages, postings; `Scan` pages, then
 /// `BatchWriteItem`s of 25, 8 at a time, unprocessed items retried) into a table of the same
 /// definition on dynalite, and measures the same searches there through the same `DynamoStore`.
-async fn on_dynalite(bin: &std::path::Path, source: &DynamoStore, owner: &UserId) -> Result<Vec<Row>, String> {
+async fn on_dynalite(
+    bin: &std::path::Path,
+    data: Option<&std::path::Path>,
+    source: &DynamoStore,
+    owner: &UserId,
+) -> Result<Vec<Row>, String> {
     use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
     use futures::StreamExt;
-    let dir = std::env::temp_dir().join(format!("athena-bench-dynalite-{}", std::process::id()));
+    let dir = match data {
+        Some(dir) => dir.to_path_buf(),
+        None => std::env::temp_dir().join(format!("athena-bench-dynalite-{}", std::process::id())),
+    };
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let server = crate::load::Dynalite::start(bin, &dir).await?;
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "bench",
-            "bench",
-            None,
-            None,
-            "athena-bench",
-        ))
-        .endpoint_url(server.url())
-        .build();
-    let target = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), source.tables().clone());
+    let target = dynalite_store(&server, source.tables());
     // dynalite has no UpdateTimeToLive (the TTL is irrelevant to a search): the table is
     // created, then its TTL fails; only the conversations table is used.
     if let Err(e) = target.create_tables().await {
@@ -533,14 +664,11 @@ async fn on_dynalite(bin: &std::path::Path, source: &DynamoStore, owner: &UserId
     }
     let copy_secs = started.elapsed().as_secs_f64();
     eprintln!("search: {copied} items copied in {copy_secs:.0} s; searching on dynalite");
-    let target: Arc<dyn Store> = Arc::new(target);
-    let measured = measure(target.as_ref(), owner, "DynamoDB API (dynalite, Node.js/LevelDB)", 30).await?;
-    for m in &measured {
-        eprintln!(
-            "search: dynalite `{}`: p50 {:.1} ms, p95 {:.1} ms, {} hits",
-            m.query, m.p50, m.p95, m.hits
-        );
+    if data.is_some() {
+        std::fs::write(dir.join(READY), format!("{copied} items\n")).map_err(|e| e.to_string())?;
     }
+    let measured = measure_on_dynalite(&target, owner).await?;
+    let projection = projection_rows(&target, owner, "dynalite").await?;
     let mut rows = rows_of(&measured);
     rows.push(Row {
         area: "9 search",
@@ -555,7 +683,10 @@ async fn on_dynalite(bin: &std::path::Path, source: &DynamoStore, owner: &UserId
         key: None,
         value: copy_secs,
     });
+    rows.extend(projection);
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
+    if data.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(rows)
 }
