@@ -47,6 +47,7 @@ async fn a_word_of_one_message_among_hundreds_is_found(ix: Indexed) {
     let ids = IdGenerator::new();
     let alice = user(&unique("alice"));
     let mut needle = None;
+    let mut old_one = None;
     for k in 0..3 {
         let c = conversation(&ids, &alice, at(k));
         store.create_conversation(&c, &[]).await.expect("create");
@@ -54,12 +55,18 @@ async fn a_word_of_one_message_among_hundreds_is_found(ix: Indexed) {
             let n = k * 100 + i + 1;
             let body = if n == 270 {
                 format!("message {n}: the Zephyrine valve leaks again, common issue")
+            } else if n == 30 {
+                // As long as the others (equal relevance), with a rare word of its own.
+                format!("message {n}: quillwort reading nominal, common issue")
             } else {
                 format!("message {n}: pressure reading nominal, common issue")
             };
             let m = text(&ids, &c, Role::User, &body, at(1000 + n));
             if n == 270 {
                 needle = Some(m.id.clone());
+            }
+            if n == 30 {
+                old_one = Some(m.id.to_string());
             }
             append(store, &alice, &m).await;
         }
@@ -75,6 +82,25 @@ async fn a_word_of_one_message_among_hundreds_is_found(ix: Indexed) {
         "every word must match"
     );
     assert_eq!(hits(store, &alice, "VALVE zephyrine").await.len(), 1);
+    // A rare word with words of every message (on DynamoDB more than a first round's 200
+    // postings: the common words are looked up for the rare word's documents only) and with a
+    // word of every other message (absent from the rare word's).
+    for q in ["common zephyrine", "issue zephyrine common", "zephyrine message"] {
+        let found = hits(store, &alice, q).await;
+        assert_eq!(
+            message_ids(&found),
+            vec![needle.as_ref().expect("needle").to_string()],
+            "{q}"
+        );
+    }
+    assert!(hits(store, &alice, "nominal zephyrine").await.is_empty());
+    // The same for a rare word of an old message (on DynamoDB beyond the common words' first
+    // round: their postings of it are read by key).
+    for q in ["quillwort common", "nominal reading quillwort"] {
+        let found = hits(store, &alice, q).await;
+        assert_eq!(message_ids(&found), vec![old_one.clone().expect("old")], "{q}");
+    }
+    assert!(hits(store, &alice, "quillwort pressure").await.is_empty());
     // A word of every message: pages of the same ranking, newest first (equal relevance).
     let common = hits(store, &alice, "common").await;
     assert_eq!(common.len(), 300);

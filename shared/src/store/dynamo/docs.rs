@@ -2,8 +2,6 @@
 //! (`PROJ#<owner>`, `PRMT#<owner>`, `FILE#<owner>`), `sk` = the document's id, the document's
 //! attributes beside the keys. The reads every kind shares.
 
-use std::collections::HashMap;
-
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_sdk_dynamodb::types::{Select, Update};
@@ -150,7 +148,6 @@ impl DynamoStore {
         let read = PartitionRead {
             select: Some(Select::Count),
             consistent: true,
-            ..PartitionRead::default()
         };
         self.each_page(what, pk, read, |page| {
             count = count.saturating_add(usize::try_from(page.count).unwrap_or(usize::MAX));
@@ -170,27 +167,16 @@ impl DynamoStore {
         mut on_page: impl FnMut(QueryOutput) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
         let mut start: Option<Item> = None;
-        // `#pk` and `#a0`, `#a1`… for the projected attributes (any may be a reserved word).
-        let mut names = HashMap::from([("#pk".to_owned(), schema::PK.to_owned())]);
-        let mut placeholders = Vec::with_capacity(read.projection.len());
-        for (i, attribute) in read.projection.iter().enumerate() {
-            let placeholder = format!("#a{i}");
-            names.insert(placeholder.clone(), (*attribute).to_owned());
-            placeholders.push(placeholder);
-        }
-        let projection = (!placeholders.is_empty()).then(|| placeholders.join(", "));
         loop {
             let page = self
                 .client
                 .query()
                 .table_name(&self.tables.conversations)
                 .key_condition_expression("#pk = :pk")
-                .set_expression_attribute_names(Some(names.clone()))
+                .expression_attribute_names("#pk", schema::PK)
                 .expression_attribute_values(":pk", s(pk.clone()))
-                .set_projection_expression(projection.clone())
                 .set_select(read.select.clone())
                 .consistent_read(read.consistent)
-                .scan_index_forward(!read.backwards)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
@@ -218,8 +204,4 @@ pub(super) struct PartitionRead {
     pub(super) select: Option<Select>,
     /// Strongly consistent reads.
     pub(super) consistent: bool,
-    /// Highest sort key first.
-    pub(super) backwards: bool,
-    /// The attributes to read (`ProjectionExpression`); empty: the whole items.
-    pub(super) projection: &'static [&'static str],
 }

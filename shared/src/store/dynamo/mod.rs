@@ -39,7 +39,10 @@ mod turns;
 
 pub use backfill::{BackfillPage, Backfilled, ScanPosition};
 pub use items::CHUNK_BYTES;
-pub use search::{is_indexed, IndexChange, IndexWrites, ItemImage, MAX_POSTINGS_PER_TERM};
+pub use search::{
+    is_indexed, IndexChange, IndexWrites, ItemImage, FIRST_PAGE as SEARCH_FIRST_PAGE,
+    MAX_CANDIDATES as SEARCH_MAX_CANDIDATES, MAX_POSTINGS_PER_TERM,
+};
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -8,9 +8,11 @@
 //! length changed are written, so touching a conversation's `META` without changing its title
 //! writes nothing), a removed one's are deleted. Reading: [`Search::search_index`] Queries one
 //! partition per query word (eventually consistent, in parallel, the postings without their
-//! partition key: [`POSTING_READ`]), intersects them, ranks the
-//! documents (title first, BM25, newest) and reads the page's messages' text with one
-//! `BatchGetItem`. Never a Scan.
+//! partition key: [`POSTING_READ`]): a first page of [`FIRST_PAGE`] postings each, then either
+//! the common words' postings of the rare words' documents only (`BatchGetItem`, when those are
+//! at most [`MAX_CANDIDATES`]) or the rest of every word; intersects them, ranks the documents
+//! (title first, BM25, newest) and reads the page's messages' text with one `BatchGetItem`.
+//! Never a Scan.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -18,7 +20,6 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use serde::{Deserialize, Serialize};
 
-use super::docs::PartitionRead;
 use super::{from_item, s, schema, to_item, DynamoStore, Item};
 use crate::domain::text::{index_terms, indexed_part};
 use crate::domain::{ConversationId, MessageId, Role, Shelf, SolutionFilter, UserId, DEFAULT_TITLE};
@@ -31,6 +32,14 @@ pub type ItemImage = Item;
 /// Most postings read per query word: a word in more of the owner's messages than this is
 /// matched in its newest this many (and every title).
 pub const MAX_POSTINGS_PER_TERM: usize = 20_000;
+/// Postings of each query word read in a search's first round (one small `Query` page per word,
+/// in parallel): a word with fewer is read whole by it.
+pub const FIRST_PAGE: usize = 200;
+/// Most documents a search checks word by word: when some words of a query were read whole in
+/// the first round and the documents holding all of them are at most this many, the other
+/// (common) words are looked up for those documents only (`BatchGetItem` of their postings)
+/// instead of being read whole.
+pub const MAX_CANDIDATES: usize = 500;
 /// The attributes of a posting a search reads: all but the partition key, which the query names
 /// (a fifth of a posting's bytes on the wire).
 const POSTING_READ: &[&str] = &["sk", "tf", "len", "role", "at"];
@@ -242,24 +251,120 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// The owner's postings of `term`, newest message first (titles first of all), at most
-    /// [`MAX_POSTINGS_PER_TERM`].
-    async fn postings(&self, owner: &UserId, term: &str) -> Result<Vec<PostingItem>, StoreError> {
-        let mut out = Vec::new();
-        let read = PartitionRead {
-            backwards: true,
-            projection: POSTING_READ,
-            ..PartitionRead::default()
-        };
-        self.each_page("postings", schema::search_pk(owner.as_str(), term), read, |page| {
-            for item in page.items.unwrap_or_default() {
-                out.push(from_item::<PostingItem>(item)?);
-            }
-            Ok(out.len() < MAX_POSTINGS_PER_TERM)
+    /// One page of the owner's postings of `term`, newest message first (titles first of all),
+    /// from `start`, of at most `limit` postings (else 1 MB), without their partition key
+    /// ([`POSTING_READ`]); and where the next page starts, if there is one.
+    async fn postings_page(
+        &self,
+        owner: &UserId,
+        term: &str,
+        start: Option<Item>,
+        limit: Option<usize>,
+    ) -> Result<(Vec<PostingItem>, Option<Item>), StoreError> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.tables.conversations)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", schema::PK)
+            .expression_attribute_values(":pk", s(schema::search_pk(owner.as_str(), term)))
+            .scan_index_forward(false)
+            .set_limit(limit.map(|l| i32::try_from(l).unwrap_or(i32::MAX)))
+            .set_exclusive_start_key(start);
+        let mut projection = Vec::with_capacity(POSTING_READ.len());
+        for (i, attribute) in POSTING_READ.iter().enumerate() {
+            let placeholder = format!("#a{i}");
+            query = query.expression_attribute_names(&placeholder, *attribute);
+            projection.push(placeholder);
+        }
+        let page = query
+            .projection_expression(projection.join(", "))
+            .send()
+            .await
+            .map_err(|e| super::classify("Query postings", e))?;
+        let next = page.last_evaluated_key.filter(|k| !k.is_empty());
+        let postings = page
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(from_item::<PostingItem>)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((postings, next))
+    }
+
+    /// The first round of a search for one word: its first [`FIRST_PAGE`] postings.
+    async fn first_postings(&self, owner: &UserId, term: &str) -> Result<TermRead, StoreError> {
+        let (postings, next) = self.postings_page(owner, term, None, Some(FIRST_PAGE)).await?;
+        Ok(TermRead {
+            term: term.to_owned(),
+            postings,
+            next,
         })
-        .await?;
-        out.truncate(MAX_POSTINGS_PER_TERM);
-        Ok(out)
+    }
+
+    /// The rest of a word's postings after its first round, page by page (1 MB each), at most
+    /// [`MAX_POSTINGS_PER_TERM`] in all.
+    async fn whole_list(&self, owner: &UserId, mut read: TermRead) -> Result<TermList, StoreError> {
+        while let Some(start) = read.next.take() {
+            if read.postings.len() >= MAX_POSTINGS_PER_TERM {
+                break;
+            }
+            let (more, next) = self.postings_page(owner, &read.term, Some(start), None).await?;
+            read.postings.extend(more);
+            read.next = next;
+        }
+        read.postings.truncate(MAX_POSTINGS_PER_TERM);
+        Ok(TermList::whole(read.postings))
+    }
+
+    /// The postings of a word read only in part (`read`), for the documents `candidates`: those
+    /// of its first round, and the others by key (`BatchGetItem`s of 100, in parallel). Its
+    /// document frequency is known to be over its first round's count, which stands for it.
+    async fn members(
+        &self,
+        owner: &UserId,
+        read: TermRead,
+        candidates: &HashSet<String>,
+    ) -> Result<TermList, StoreError> {
+        let df = read.postings.len() + 1;
+        let mut found: Vec<PostingItem> = read
+            .postings
+            .into_iter()
+            .filter(|p| candidates.contains(&p.sk))
+            .collect();
+        let seen: HashSet<String> = found.iter().map(|p| p.sk.clone()).collect();
+        let pk = schema::search_pk(owner.as_str(), &read.term);
+        let keys: Vec<Item> = candidates
+            .iter()
+            .filter(|sk| !seen.contains(*sk))
+            .map(|sk| super::sdk_key(pk.clone(), sk.clone()))
+            .collect();
+        let batches = keys
+            .chunks(100)
+            .map(|chunk| self.batch_get("BatchGetItem postings", chunk.to_vec(), |k| k));
+        for item in futures::future::try_join_all(batches).await?.into_iter().flatten() {
+            found.push(from_item::<PostingItem>(item)?);
+        }
+        Ok(TermList { postings: found, df })
+    }
+
+    /// Every query word's postings that the ranking needs: one first round (a page of
+    /// [`FIRST_PAGE`] per word, in parallel); then, when it read some words whole and the
+    /// documents holding them all are few ([`MAX_CANDIDATES`]), the other words' postings of
+    /// those documents only; else the rest of every word, in parallel.
+    async fn term_lists(&self, owner: &UserId, terms: &[String]) -> Result<Vec<TermList>, StoreError> {
+        let reads = futures::future::try_join_all(terms.iter().map(|t| self.first_postings(owner, t))).await?;
+        if let Some(candidates) = candidates(&reads) {
+            return futures::future::try_join_all(reads.into_iter().map(|read| async {
+                if read.next.is_none() {
+                    Ok(TermList::whole(read.postings))
+                } else {
+                    self.members(owner, read, &candidates).await
+                }
+            }))
+            .await;
+        }
+        futures::future::try_join_all(reads.into_iter().map(|read| self.whole_list(owner, read))).await
     }
 
     /// The ids of the owner's conversations of `solution` that a search may show (the active and
@@ -338,6 +443,46 @@ impl DynamoStore {
     }
 }
 
+/// A word's postings read so far, and where the rest starts (`None`: read whole).
+struct TermRead {
+    term: String,
+    postings: Vec<PostingItem>,
+    next: Option<Item>,
+}
+
+/// A word's postings as the ranking sees them: all of them, or only those of the candidate
+/// documents; and its document frequency (exact, or the lower bound the first round showed).
+struct TermList {
+    postings: Vec<PostingItem>,
+    df: usize,
+}
+
+impl TermList {
+    fn whole(postings: Vec<PostingItem>) -> Self {
+        Self {
+            df: postings.len(),
+            postings,
+        }
+    }
+}
+
+/// The documents holding every word the first round read whole, when those are some but not
+/// all of the words and the documents are at most [`MAX_CANDIDATES`]; else `None` (every word
+/// is then read whole).
+fn candidates(reads: &[TermRead]) -> Option<HashSet<String>> {
+    let mut whole = reads.iter().filter(|r| r.next.is_none());
+    let first = whole.next()?;
+    if reads.iter().all(|r| r.next.is_none()) {
+        return None;
+    }
+    let mut docs: HashSet<String> = first.postings.iter().map(|p| p.sk.clone()).collect();
+    for read in whole {
+        let theirs: HashSet<&str> = read.postings.iter().map(|p| p.sk.as_str()).collect();
+        docs.retain(|sk| theirs.contains(sk.as_str()));
+    }
+    (docs.len() <= MAX_CANDIDATES).then_some(docs)
+}
+
 /// A ranked document: its posting's sort key, whether it is a title, its score, its time.
 struct Ranked {
     sk: String,
@@ -347,19 +492,20 @@ struct Ranked {
     at: Option<String>,
 }
 
-/// Ranks the documents holding every term: `lists` holds each term's postings.
-fn rank(lists: Vec<Vec<PostingItem>>) -> Vec<Ranked> {
+/// Ranks the documents holding every term: `lists` holds each term's postings (all of them, or
+/// those of the candidate documents) and its document frequency.
+fn rank(lists: Vec<TermList>) -> Vec<Ranked> {
     let mut lens: HashMap<&str, u32> = HashMap::new();
-    for p in lists.iter().flatten() {
+    for p in lists.iter().flat_map(|l| &l.postings) {
         lens.insert(p.sk.as_str(), p.len);
     }
-    let docs = lens.len().max(1) as f64;
-    let avg = (lens.values().map(|&l| f64::from(l)).sum::<f64>() / docs).max(1.0);
+    let avg = (lens.values().map(|&l| f64::from(l)).sum::<f64>() / lens.len().max(1) as f64).max(1.0);
+    let docs = lens.len().max(lists.iter().map(|l| l.df).max().unwrap_or(0)).max(1) as f64;
     let mut scored: HashMap<&str, (usize, f64, &PostingItem)> = HashMap::new();
     for list in &lists {
-        let df = list.len() as f64;
+        let df = list.df as f64;
         let idf = (1.0 + (docs - df + 0.5) / (df + 0.5)).ln();
-        for p in list {
+        for p in &list.postings {
             let tf = f64::from(p.tf);
             let weight = idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * f64::from(p.len) / avg));
             let entry = scored.entry(p.sk.as_str()).or_insert((0, 0.0, p));
@@ -406,9 +552,11 @@ impl Search for DynamoStore {
         if query.terms.is_empty() || query.limit == 0 {
             return Ok(Vec::new());
         }
-        let postings = futures::future::try_join_all(query.terms.iter().map(|t| self.postings(owner, t)));
-        let (lists, only) =
-            futures::future::try_join(postings, self.solution_conversations(owner, query.solution)).await?;
+        let (lists, only) = futures::future::try_join(
+            self.term_lists(owner, &query.terms),
+            self.solution_conversations(owner, query.solution),
+        )
+        .await?;
         let page: Vec<Ranked> = rank(lists)
             .into_iter()
             .filter(|r| only.as_ref().is_none_or(|ids| ids.contains(split_sk(&r.sk).1)))
@@ -443,5 +591,67 @@ impl Search for DynamoStore {
             }
         }
         Ok(hits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn posting(sk: &str, tf: u32, len: u32) -> PostingItem {
+        PostingItem {
+            pk: String::new(),
+            sk: sk.to_owned(),
+            tf,
+            len,
+            role: Some(Role::User),
+            at: Some(format!("2026-01-01T00:00:{:02}Z", sk.len() % 60)),
+        }
+    }
+
+    fn read(term: &str, sks: &[&str], whole: bool) -> TermRead {
+        TermRead {
+            term: term.to_owned(),
+            postings: sks.iter().map(|sk| posting(sk, 1, 10)).collect(),
+            next: (!whole).then(|| super::super::sdk_key("pk".to_owned(), "sk".to_owned())),
+        }
+    }
+
+    #[test]
+    fn candidates_are_the_whole_words_documents_only_when_some_words_are_partial() {
+        let rare = read("rare", &["M#a#c", "M#b#c"], true);
+        let other = read("other", &["M#b#c", "M#d#c"], true);
+        let common = read("common", &["M#x#c"], false);
+        assert!(candidates(&[read("a", &["M#a#c"], true), read("b", &["M#a#c"], true)]).is_none());
+        assert!(candidates(&[read("a", &["M#a#c"], false), read("b", &["M#a#c"], false)]).is_none());
+        let found = candidates(&[rare, other, common]).expect("some words partial");
+        assert_eq!(found, HashSet::from(["M#b#c".to_owned()]));
+        let many: Vec<String> = (0..=MAX_CANDIDATES).map(|i| format!("M#{i}#c")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(candidates(&[read("wide", &many, true), read("common", &["M#x#c"], false)]).is_none());
+        assert!(candidates(&[read("wide", &many[1..], true), read("common", &["M#x#c"], false)]).is_some());
+    }
+
+    #[test]
+    fn a_partial_words_lower_bound_keeps_its_weight_below_the_rare_words() {
+        // "rare" in two documents; "common" known only for them, with a frequency over 200.
+        let rare = TermList::whole(vec![posting("M#a#c", 1, 10), posting("M#b#c", 3, 10)]);
+        let common = TermList {
+            postings: vec![posting("M#a#c", 2, 10), posting("M#b#c", 1, 10)],
+            df: FIRST_PAGE + 1,
+        };
+        let ranked = rank(vec![rare, common]);
+        let order: Vec<&str> = ranked.iter().map(|r| r.sk.as_str()).collect();
+        // The rare word's three occurrences outweigh the common word's two.
+        assert_eq!(order, vec!["M#b#c", "M#a#c"]);
+        // Every word must match: a document missing from one list is not ranked.
+        let only_one = rank(vec![
+            TermList::whole(vec![posting("M#a#c", 1, 10)]),
+            TermList {
+                postings: vec![],
+                df: FIRST_PAGE + 1,
+            },
+        ]);
+        assert!(only_one.is_empty());
     }
 }
