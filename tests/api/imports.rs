@@ -261,9 +261,10 @@ async fn the_same_upload_delivered_twice_or_rerun_imports_once(i: Imports) {
     assert_eq!(i.get(ALICE, id_of(&job)).await.json, done);
     assert_eq!(i.conversation_ids(ALICE).await.len(), 2);
 
-    // A run cut off after one conversation (a Lambda timeout), found `running` by the retry:
-    // it resumes, skipping what is stored. (Carol: her first conversation stored as the cut-off
-    // run would have.)
+    // A run cut off after one conversation (a Lambda timeout) and its progress write, found
+    // `running` by the retry: it resumes, skipping what is stored, and keeps the counts it
+    // wrote (the first conversation is not counted again as skipped). (Carol: her first
+    // conversation stored as the cut-off run would have.)
     let mut one: Value = serde_json::from_slice(&file).expect("json");
     one.as_array_mut().expect("array").truncate(1);
     let first = as_user(&i.app, CAROL, "POST", "/api/import?source=chatgpt", Some(one)).await;
@@ -276,6 +277,7 @@ async fn the_same_upload_delivered_twice_or_rerun_imports_once(i: Imports) {
     let read_at = stored.updated_at;
     stored.status = ImportJobStatus::Running;
     stored.attempts = 1;
+    stored.totals.imported = 1;
     stored.updated_at = read_at + chrono::Duration::milliseconds(1);
     store.update_import_job(&stored, read_at).await.expect("running");
     i.put_object(key_of(&second), &file).await;
@@ -284,8 +286,8 @@ async fn the_same_upload_delivered_twice_or_rerun_imports_once(i: Imports) {
     let resumed = i.settled(CAROL, id_of(&second)).await;
     assert_eq!(
         resumed["totals"],
-        json!({"imported": 1, "skipped": 1, "failed": 0}),
-        "nothing written twice: {resumed}"
+        json!({"imported": 2, "skipped": 0, "failed": 0}),
+        "nothing written twice, nothing counted twice: {resumed}"
     );
     assert_eq!(i.conversation_ids(CAROL).await.len(), 2);
     assert_eq!(i.conversation_ids(ALICE).await.len(), 2);

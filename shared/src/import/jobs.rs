@@ -239,12 +239,19 @@ pub async fn object_created(state: &AppState, key: &str) -> Result<Outcome, Impo
     }
     let read_at = job.updated_at;
     let mut job = job;
+    // A run that stopped (found `running`) is resumed: its counts as of its last progress write
+    // stand, and the items they counted are not counted again (they come out `skipped`).
+    let counted = if job.status == ImportJobStatus::Running {
+        job.totals.imported + job.totals.skipped + job.totals.failed
+    } else {
+        job.totals = Totals::default();
+        job.failures.clear();
+        job.failures_omitted = 0;
+        0
+    };
     job.status = ImportJobStatus::Running;
     job.attempts += 1;
     job.updated_at = now_ms(state);
-    job.totals = Totals::default();
-    job.failures.clear();
-    job.failures_omitted = 0;
     match state.store.update_import_job(&job, read_at).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_) | StoreError::NotFound) => {
@@ -253,17 +260,19 @@ pub async fn object_created(state: &AppState, key: &str) -> Result<Outcome, Impo
         }
         Err(e) => return Err(e.into()),
     }
-    tracing::info!(job = %job.id, bytes = info.size, attempt = job.attempts, "import job started");
-    run_job(state, blobs, job, key, info.size).await
+    tracing::info!(job = %job.id, bytes = info.size, attempt = job.attempts, counted, "import job started");
+    run_job(state, blobs, job, key, info.size, counted).await
 }
 
-/// Streams the object through the import and stores the outcome.
+/// Streams the object through the import and stores the outcome; the first `counted` items'
+/// results are in the job's counts already (a resumed run).
 async fn run_job(
     state: &AppState,
     blobs: &dyn Blobs,
     mut job: ImportJob,
     key: &str,
     size: u64,
+    counted: usize,
 ) -> Result<Outcome, ImportJobError> {
     let Some(chunks) = blobs.stream(key).await? else {
         let message = "the uploaded file is gone; upload it again with a new job".to_owned();
@@ -281,7 +290,12 @@ async fn run_job(
         run::import_items(state, &ctx, source, Box::new(move |sink| read_items_from(reader, sink)));
     let mut results = std::pin::pin!(results);
     let mut since_progress = 0usize;
+    let mut seen = 0usize;
     while let Some(result) = results.next().await {
+        seen += 1;
+        if seen <= counted {
+            continue;
+        }
         job.record(result);
         since_progress += 1;
         if since_progress >= PROGRESS_EVERY {
