@@ -25,7 +25,7 @@ pub use lambda_http::Error;
 pub async fn run(function: &'static str) -> Result<(), lambda_http::Error> {
     telemetry::init();
     let state = Arc::new(
-        init_state(function == "chat")
+        init_base()
             .await
             .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?,
     );
@@ -49,7 +49,7 @@ pub async fn run_housekeeping() -> Result<(), lambda_http::Error> {
     use lambda_http::lambda_runtime::{self, LambdaEvent};
     telemetry::init();
     let state = Arc::new(
-        init_state(false)
+        init_base()
             .await
             .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?,
     );
@@ -131,11 +131,24 @@ pub async fn import_uploads(
 /// Lambda Managed Instances, as [`run`].
 pub async fn run_streaming(function: &'static str) -> Result<(), lambda_http::Error> {
     telemetry::init();
-    let state = Arc::new(
-        init_state(function == "chat")
-            .await
-            .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?,
-    );
+    let state = init_base()
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?;
+    serve_streaming(function, Arc::new(state)).await
+}
+
+/// The chat function: [`run_streaming`] with the model provider and the MCP tool servers. Only
+/// this entry point builds them ([`init_state`]), so the other functions' binaries link no
+/// model client (the Bedrock SDK) and no MCP client: smaller bootstraps.
+pub async fn run_chat() -> Result<(), lambda_http::Error> {
+    telemetry::init();
+    let state = init_state(true)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?;
+    serve_streaming("chat", Arc::new(state)).await
+}
+
+async fn serve_streaming(function: &'static str, state: Arc<AppState>) -> Result<(), lambda_http::Error> {
     lambda_http::run_with_streaming_response_concurrent(service_fn(move |event: lambda_http::Request| {
         let state = Arc::clone(&state);
         async move {
@@ -183,19 +196,23 @@ pub async fn consume(
 
 /// Configuration (read once), store and (for chat) the model provider.
 pub async fn init_state(with_chat: bool) -> Result<AppState, crate::config::ConfigError> {
+    let mut state = init_base().await?;
+    if with_chat {
+        state.model = Some(crate::llm::from_config(&state.config.provider).await);
+        state.mcp = Arc::new(crate::mcp::McpTools::new(&state.config.chat.mcp));
+    }
+    Ok(state)
+}
+
+/// Configuration, store and files, without a model provider: every function but chat.
+async fn init_base() -> Result<AppState, crate::config::ConfigError> {
     let config = Config::from_env()?;
     let store = store::open(&config.store).await?;
     if config.runtime.in_lambda && config.runtime.warm_connections {
         warm_store(store.as_ref()).await;
     }
-    let model = if with_chat {
-        Some(crate::llm::from_config(&config.provider).await)
-    } else {
-        None
-    };
     let blobs = crate::blobs::from_config(&config.files).await?;
     let mut state = AppState::new(config, store);
-    state.model = model;
     state.blobs = blobs;
     Ok(state)
 }

@@ -107,6 +107,71 @@ impl std::fmt::Debug for McpTools {
     }
 }
 
+/// The deployment's tool servers as a chat turn uses them: [`McpTools`] in the chat function
+/// (and athena-local, and tests), [`NoToolServers`] in the state every other function builds, so
+/// that their binaries link no MCP client (`crate::lambda::run_chat`).
+#[async_trait::async_trait]
+pub trait ToolServers: Send + Sync {
+    /// Whether no server is configured.
+    fn is_empty(&self) -> bool;
+    /// The tools offered in `solution`'s chat ([`McpTools::offered`]).
+    async fn offered(&self, solution: Option<Solution>, caller: Caller<'_>) -> Vec<RemoteTool>;
+    /// Calls `tool` ([`McpTools::call`]).
+    async fn call(
+        &self,
+        tool: &RemoteTool,
+        input: &Value,
+        caller: Caller<'_>,
+        deadline: tokio::time::Instant,
+    ) -> Called;
+}
+
+#[async_trait::async_trait]
+impl ToolServers for McpTools {
+    fn is_empty(&self) -> bool {
+        McpTools::is_empty(self)
+    }
+
+    async fn offered(&self, solution: Option<Solution>, caller: Caller<'_>) -> Vec<RemoteTool> {
+        McpTools::offered(self, solution, caller).await
+    }
+
+    async fn call(
+        &self,
+        tool: &RemoteTool,
+        input: &Value,
+        caller: Caller<'_>,
+        deadline: tokio::time::Instant,
+    ) -> Called {
+        McpTools::call(self, tool, input, caller, deadline).await
+    }
+}
+
+/// No tool server: the state of a function that runs no chat turn.
+#[derive(Debug, Default)]
+pub struct NoToolServers;
+
+#[async_trait::async_trait]
+impl ToolServers for NoToolServers {
+    fn is_empty(&self) -> bool {
+        true
+    }
+
+    async fn offered(&self, _solution: Option<Solution>, _caller: Caller<'_>) -> Vec<RemoteTool> {
+        Vec::new()
+    }
+
+    async fn call(
+        &self,
+        tool: &RemoteTool,
+        _input: &Value,
+        _caller: Caller<'_>,
+        _deadline: tokio::time::Instant,
+    ) -> Called {
+        Called::error(format!("the tool server {} is not configured", tool.server))
+    }
+}
+
 impl McpTools {
     /// The servers of a configuration.
     pub fn new(configs: &[McpServerConfig]) -> Self {

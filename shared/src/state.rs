@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::config::{ChatConfig, Config};
 use crate::domain::{Clock, IdGenerator, SystemClock, Timestamp};
 use crate::llm::ChatModel;
-use crate::mcp::McpTools;
+use crate::mcp::{McpTools, NoToolServers, ToolServers};
 use crate::store::Store;
 
 /// Everything a handler needs.
@@ -24,8 +24,9 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// The last health check's store answer, reused for a few seconds (`api::health`).
     pub health: HealthMemo,
-    /// The deployment's MCP tool servers (`config.chat.mcp`), with their cached tool lists.
-    pub mcp: Arc<McpTools>,
+    /// The deployment's MCP tool servers (`config.chat.mcp`), with their cached tool lists:
+    /// none until [`AppState::with_chat`] (or the chat function's init) sets them.
+    pub mcp: Arc<dyn ToolServers>,
     /// Where attached files' bytes live (`None`: attachments are off).
     pub blobs: Option<Arc<dyn crate::blobs::Blobs>>,
     /// Where CloudWatch EMF lines go (stdout when `config.runtime.emf`; tests capture them).
@@ -60,7 +61,7 @@ impl AppState {
             model: None,
             clock: Arc::new(SystemClock),
             health: HealthMemo::default(),
-            mcp: Arc::new(McpTools::new(&config.chat.mcp)),
+            mcp: Arc::new(NoToolServers),
             blobs: None,
             metrics: crate::metrics::Emitter::from_flag(config.runtime.emf),
             config,

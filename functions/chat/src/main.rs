@@ -3,5 +3,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::run_streaming("chat").await
+    shared::lambda::run_chat().await
 }
