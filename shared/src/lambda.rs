@@ -34,7 +34,7 @@ pub async fn run(function: &'static str) -> Result<(), lambda_http::Error> {
     }
     lambda_http::run_concurrent(service_fn(move |event: lambda_http::Request| {
         let state = Arc::clone(&state);
-        async move { Ok::<_, Infallible>(respond(&state, function, event).await) }
+        async move { Ok::<_, Infallible>(respond_with(&state, function, event, None).await) }
     }))
     .await
 }
@@ -134,26 +134,31 @@ pub async fn run_streaming(function: &'static str) -> Result<(), lambda_http::Er
     let state = init_base()
         .await
         .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?;
-    serve_streaming(function, Arc::new(state)).await
+    serve_streaming(function, Arc::new(state), None).await
 }
 
-/// The chat function: [`run_streaming`] with the model provider and the MCP tool servers. Only
-/// this entry point builds them ([`init_state`]), so the other functions' binaries link no
-/// model client (the Bedrock SDK) and no MCP client: smaller bootstraps.
+/// The chat function: [`run_streaming`] with the model provider, the MCP tool servers
+/// ([`init_state`]) and the chat turn's handler ([`api::handle_with`]). Only this entry point
+/// builds them, so the other functions' binaries link no model client (the Bedrock SDK), no MCP
+/// client and no chat turn's code: smaller bootstraps.
 pub async fn run_chat() -> Result<(), lambda_http::Error> {
     telemetry::init();
     let state = init_state(true)
         .await
         .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?;
-    serve_streaming("chat", Arc::new(state)).await
+    serve_streaming("chat", Arc::new(state), Some(api::chat::post_boxed)).await
 }
 
-async fn serve_streaming(function: &'static str, state: Arc<AppState>) -> Result<(), lambda_http::Error> {
+async fn serve_streaming(
+    function: &'static str,
+    state: Arc<AppState>,
+    chat_turn: Option<api::ChatTurn>,
+) -> Result<(), lambda_http::Error> {
     lambda_http::run_with_streaming_response_concurrent(service_fn(move |event: lambda_http::Request| {
         let state = Arc::clone(&state);
         async move {
             let request = from_event(event);
-            Ok::<_, Infallible>(api::handle(&state, Scope::Function(function), request).await)
+            Ok::<_, Infallible>(api::handle_with(&state, Scope::Function(function), request, chat_turn).await)
         }
     }))
     .await
@@ -233,14 +238,26 @@ async fn warm_store(store: &dyn store::Store) {
     );
 }
 
-/// Handles one event for `function` (tests feed `events/*.json` through this).
+/// Handles one event for `function` (tests feed `events/*.json` through this), chat turns
+/// included.
 pub async fn respond(
     state: &Arc<AppState>,
     function: &'static str,
     event: lambda_http::Request,
 ) -> lambda_http::Response<lambda_http::Body> {
+    respond_with(state, function, event, Some(api::chat::post_boxed)).await
+}
+
+/// [`respond`] with `chat_turn` as the chat turn's handler ([`api::handle_with`]; the buffered
+/// functions serve no chat route and link none).
+async fn respond_with(
+    state: &Arc<AppState>,
+    function: &'static str,
+    event: lambda_http::Request,
+    chat_turn: Option<api::ChatTurn>,
+) -> lambda_http::Response<lambda_http::Body> {
     let request = from_event(event);
-    let response = api::handle(state, Scope::Function(function), request).await;
+    let response = api::handle_with(state, Scope::Function(function), request, chat_turn).await;
     let (parts, body) = response.into_parts();
     let bytes = match body.collect().await {
         Ok(collected) => collected.to_bytes(),

@@ -52,6 +52,16 @@ pub fn info(state: &AppState, caller: &Caller, solution: Option<Solution>) -> Re
     )
 }
 
+/// [`post`] as a [`crate::state::ChatTurn`] (the pointer the chat function's state holds).
+pub fn post_boxed<'a>(
+    state: &'a Arc<AppState>,
+    caller: &'a Caller,
+    solution: Option<Solution>,
+    req: &'a ApiRequest,
+) -> futures::future::BoxFuture<'a, Result<Response<Body>, ApiError>> {
+    Box::pin(post(state, caller, solution, req))
+}
+
 /// `POST /api/chat[/solution]`.
 pub async fn post(
     state: &Arc<AppState>,

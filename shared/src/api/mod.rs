@@ -322,8 +322,30 @@ fn error_response(state: &AppState, error: ApiError, request_id: &str, plan: Opt
     error.into_response(request_id)
 }
 
-/// Handles one request: routing, CORS, the handler, error mapping, common headers and one log line.
-pub async fn handle(state: &Arc<AppState>, scope: Scope, mut req: ApiRequest) -> Response<Body> {
+/// A chat turn's handler (`POST /api/chat[/{solution}]`: [`chat::post_boxed`]): a function
+/// pointer given to [`handle_with`], so that a binary that serves no chat route (every Lambda
+/// function but chat) does not link the turn's code.
+pub type ChatTurn = for<'a> fn(
+    &'a Arc<AppState>,
+    &'a Caller,
+    Option<crate::domain::Solution>,
+    &'a ApiRequest,
+) -> futures::future::BoxFuture<'a, Result<Response<Body>, ApiError>>;
+
+/// Handles one request: routing, CORS, the handler, error mapping, common headers and one log
+/// line; chat turns included ([`handle_with`] the chat handler).
+pub async fn handle(state: &Arc<AppState>, scope: Scope, req: ApiRequest) -> Response<Body> {
+    handle_with(state, scope, req, Some(chat::post_boxed)).await
+}
+
+/// [`handle`] with `chat_turn` as the chat turn's handler (`None`: a chat turn answers as one
+/// without a model provider does; the functions that serve no chat route pass it).
+pub async fn handle_with(
+    state: &Arc<AppState>,
+    scope: Scope,
+    mut req: ApiRequest,
+    chat_turn: Option<ChatTurn>,
+) -> Response<Body> {
     let span = tracing::info_span!("request", request_id = %req.request_id);
     req.any_content_type = carries_credentials(&state.config, &req);
     async move {
@@ -337,7 +359,7 @@ pub async fn handle(state: &Arc<AppState>, scope: Scope, mut req: ApiRequest) ->
         let mut route_label = "unmatched";
         let mut user = None;
         let mut plan = None;
-        let result = route(state, scope, &req, &mut route_label, &mut user, &mut plan).await;
+        let result = route(state, scope, &req, chat_turn, &mut route_label, &mut user, &mut plan).await;
         let mut response = match result {
             Ok(r) => {
                 crate::metrics::request(&state.metrics, state.now(), crate::metrics::Outcome::default());
@@ -364,6 +386,7 @@ async fn route(
     state: &Arc<AppState>,
     scope: Scope,
     req: &ApiRequest,
+    chat_turn: Option<ChatTurn>,
     label: &mut &'static str,
     user: &mut Option<String>,
     plan: &mut Option<String>,
@@ -412,7 +435,7 @@ async fn route(
     if let Op::Chat(solution) = op {
         // A chat turn is counted by the store in the write that admits it (one round trip for the
         // rate limit, budgets, stream cap and the user's message): see `chat::post`.
-        let result = chat::post(state, &caller, solution, req).await;
+        let result = turn(chat_turn, state, &caller, solution, req).await;
         if let Err(e) = &result {
             audit_chat_refusal(state, &caller, req, e).await;
         }
@@ -421,7 +444,7 @@ async fn route(
     rate_limit(state, &caller).await?;
     let id = matched.id;
     let audited = audit_action(op);
-    let result = dispatch(state, &caller, req, op, id, matched.sub).await;
+    let result = dispatch(state, &caller, req, op, id, matched.sub, chat_turn).await;
     // A share token is a secret: the audit names the conversation it made instead.
     let id = if op == Op::ContinueShare { None } else { id };
     if let Some(action) = audited {
@@ -548,6 +571,7 @@ async fn dispatch(
     op: Op,
     id: Option<&str>,
     sub: Option<&str>,
+    chat_turn: Option<ChatTurn>,
 ) -> Result<Response<Body>, ApiError> {
     match op {
         Op::ListConversations => conversations::list(state, caller, req).await,
@@ -612,7 +636,7 @@ async fn dispatch(
         | Op::DeleteLink => policy::on_conversation(state, caller, req, (op, input::conversation_id(id)?, sub)).await,
         Op::SharedWithMe => sharing::shared_with_me(state, caller, req).await,
         Op::ChatInfo(solution) => chat::info(state, caller, solution),
-        Op::Chat(solution) => chat::post(state, caller, solution, req).await,
+        Op::Chat(solution) => turn(chat_turn, state, caller, solution, req).await,
         Op::AnalyticsSummary => analytics::summary(state, caller, req).await,
         Op::ListAudit => audit::list(state.store.as_ref(), caller, req).await,
         Op::Usage => usage::get(state, caller).await,
@@ -622,6 +646,21 @@ async fn dispatch(
         Op::ListBookmarks => feedback::list_bookmarks(state, caller, req).await,
         Op::ContinueShare => idempotency::once(state, caller, req, links::continue_in_own(state, caller, id)).await,
         Op::Dashboard | Op::Health | Op::ReadShare => unreachable_route(),
+    }
+}
+
+/// A chat turn through `chat_turn` ([`handle_with`]); without one, the answer of a turn without
+/// a model provider.
+async fn turn(
+    chat_turn: Option<ChatTurn>,
+    state: &Arc<AppState>,
+    caller: &Caller,
+    solution: Option<crate::domain::Solution>,
+    req: &ApiRequest,
+) -> Result<Response<Body>, ApiError> {
+    match chat_turn {
+        Some(turn) => turn(state, caller, solution, req).await,
+        None => Err(crate::chat::ChatError::NoProvider.into()),
     }
 }
 
